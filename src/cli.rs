@@ -1,0 +1,156 @@
+//! Command line: parses arguments, runs a command, turns its outcome into an exit code and one
+//! clear line per problem on stderr.
+//!
+//! Owns: the commands of the contract and their flags. Must never: hold logic that tests cannot
+//! reach (every command calls into the library), panic, or print a secret.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::demo::{self, DemoOptions};
+use crate::telemetry::{self, LogFormat};
+
+/// passerelle: the secure gateway of a sectoral data hub.
+///
+/// Authenticates researchers and administrations with OpenID Connect, applies the hub's
+/// policies, and serves pseudonymised SQL and per-record lookups over HTTPS.
+#[derive(Debug, Parser)]
+#[command(name = "passerelle", version, about, long_about = None)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "human",
+        env = "PASSERELLE_LOG_FORMAT",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a demo hub (synthetic data, policies, keys, certificate) and serve it with a
+    /// local development issuer; prints ready-to-paste curl commands.
+    Demo {
+        /// Hub folder, created if missing and reused otherwise.
+        #[arg(long, default_value = "./demo-hub")]
+        dir: PathBuf,
+        /// Number of hospital stays to generate (the other datasets scale with it).
+        #[arg(long, default_value_t = demo::DEFAULT_ROWS, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        rows: u64,
+        /// Seed of the synthetic data generator (same rows and seed: same files).
+        #[arg(long, default_value_t = demo::DEFAULT_SEED)]
+        seed: u64,
+        /// Address to serve HTTPS on.
+        #[arg(long, default_value = "127.0.0.1:8443")]
+        listen: SocketAddr,
+        /// Write the hub folder, then exit without serving.
+        #[arg(long)]
+        generate_only: bool,
+    },
+    /// Serve a hub in production: trusts only the issuers in its configuration.
+    Serve {
+        /// The hub's configuration file.
+        #[arg(long, env = "PASSERELLE_CONFIG")]
+        config: PathBuf,
+        /// Address to listen on (overrides `server.listen`).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate configuration, keys, certificates, dataset catalog and data files; print every
+    /// problem with its file (and line where it has one); exit 0 only when all is valid.
+    Check {
+        /// The hub's configuration file.
+        #[arg(long, env = "PASSERELLE_CONFIG")]
+        config: PathBuf,
+    },
+}
+
+/// Entry point of the binary.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init_logging(cli.log_format);
+    crate::install_crypto_provider();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Demo {
+            dir,
+            rows,
+            seed,
+            listen,
+            generate_only,
+        } => {
+            let options = DemoOptions {
+                dir,
+                rows,
+                seed,
+                listen: Some(listen),
+                generate_only,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            if generate_only {
+                return report(demo::prepare(&options).map(|_| ()));
+            }
+            runtime()
+                .and_then(|rt| rt.block_on(demo::run(options)).map_err(|e| e.to_string()))
+                .map_or_else(fail, |()| ExitCode::SUCCESS)
+        }
+        Command::Serve { config, listen } => runtime()
+            .and_then(|rt| rt.block_on(serve(config, listen)))
+            .map_or_else(fail, |()| ExitCode::SUCCESS),
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("passerelle")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+async fn serve(config: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> {
+    let mut config = Config::load(&config).map_err(|e| e.to_string())?;
+    if let Some(listen) = listen {
+        config.server.listen = listen;
+    }
+    let running = crate::hub::start(config).await.map_err(|e| e.to_string())?;
+    running.run_until_signal().await.map_err(|e| e.to_string())
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => return fail(e.to_string()),
+    };
+    let problems = crate::hub::check(&config);
+    if problems.is_empty() {
+        println!("{}: valid", path.display());
+        ExitCode::SUCCESS
+    } else {
+        for problem in &problems {
+            eprintln!("{problem}");
+        }
+        eprintln!("{} problem(s) found", problems.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {
+    result.map_or_else(|e| fail(e.to_string()), |()| ExitCode::SUCCESS)
+}
+
+fn fail(message: String) -> ExitCode {
+    for line in message.lines() {
+        eprintln!("passerelle: {line}");
+    }
+    ExitCode::FAILURE
+}

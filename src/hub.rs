@@ -1,0 +1,76 @@
+//! Hub: assembles a configured hub from its validated configuration and starts serving it.
+//!
+//! Owns: the order of start-up (master key, dataset catalog and files, identity, server) and
+//! the checks `passerelle check` shares with start-up, so both refuse the same things.
+//!
+//! Must never: start the demo's development issuer (it trusts only configured issuers), or
+//! keep serving a hub whose keys or catalog did not load.
+
+use std::sync::Arc;
+
+use crate::config::{Config, ConfigError};
+use crate::identity::{IdentityError, OidcAuthenticator};
+use crate::policy::Catalog;
+use crate::pseudonym::{MasterKey, MasterKeyError};
+use crate::server::{App, AppState, HubSummary, RunningServer, ServerError};
+
+/// Why a hub could not start, or what `check` found.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
+    #[error("{}", .0.join("\n"))]
+    Policy(Vec<String>),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(transparent)]
+    Tls(#[from] crate::server::tls::TlsError),
+}
+
+/// Every problem of a hub, without starting it: for `passerelle check`.
+pub fn check(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Err(e) = MasterKey::load(&config.pseudonymisation) {
+        problems.push(e.to_string());
+    }
+    let s = &config.server;
+    if let Err(e) =
+        crate::server::tls::server_config(&s.tls_cert, &s.tls_key, s.client_ca.as_deref())
+    {
+        problems.push(e.to_string());
+    }
+    match Catalog::load(&config.policy.dir) {
+        Err(e) => problems.push(e.to_string()),
+        Ok(catalog) => problems.extend(
+            catalog
+                .check_files(&config.data.dir)
+                .iter()
+                .map(ToString::to_string),
+        ),
+    }
+    problems
+}
+
+/// Loads everything and starts the HTTPS server in the background.
+pub async fn start(config: Config) -> Result<RunningServer, HubError> {
+    // SECURITY: fail closed at start: no key, no catalog, no valid data, no server.
+    let _master_key = MasterKey::load(&config.pseudonymisation)?;
+    let catalog =
+        Catalog::load(&config.policy.dir).map_err(|e| HubError::Policy(vec![e.to_string()]))?;
+    let problems = catalog.check_files(&config.data.dir);
+    if !problems.is_empty() {
+        return Err(HubError::Policy(
+            problems.iter().map(ToString::to_string).collect(),
+        ));
+    }
+    let identity = OidcAuthenticator::start(&config.identity)?;
+    let summary = HubSummary {
+        datasets: catalog.names(),
+    };
+    let state = AppState(Arc::new(App::new(config, identity, summary)));
+    Ok(crate::server::start(state).await?)
+}

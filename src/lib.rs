@@ -1,0 +1,27 @@
+//! passerelle: the secure gateway of a sectoral data hub.
+//!
+//! The library is the product; `main.rs` only parses the command line and calls [`cli::run`].
+//! The path of one request is `server` → `identity` → `policy` → `engine`/`lookup` → encoder,
+//! with `audit` recording every decision before the answer leaves. See `docs/architecture.md`.
+
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod engine;
+pub mod hub;
+pub mod identity;
+pub mod lookup;
+pub mod policy;
+pub mod pseudonym;
+pub mod server;
+pub mod telemetry;
+
+/// Installs the process-wide rustls crypto provider (aws-lc-rs).
+///
+/// rustls refuses to guess when more than one provider is compiled in, so every entry point
+/// (the binary, the integration tests) calls this once before any TLS object is built.
+pub fn install_crypto_provider() {
+    // An `Err` only means a provider is already installed, which is what we want.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+}

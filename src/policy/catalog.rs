@@ -1,0 +1,404 @@
+//! The dataset catalog (`datasets.toml`): where each dataset's Parquet lives and what each
+//! column is, as a frictionless Table Schema plus a sensitivity class per column.
+//!
+//! Rules may target a class (`tax_secret`) instead of a column, so a new tax column is covered
+//! without a new rule; a column without a class is refused by validation.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::source::{PolicyFiles, Problem, line_of};
+
+/// Sensitivity class of a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ColumnClass {
+    DirectIdentifier,
+    QuasiIdentifier,
+    MedicalSecret,
+    TaxSecret,
+    BusinessSecret,
+    Public,
+}
+
+/// Table Schema field types used by the catalog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    String,
+    Integer,
+    Number,
+    Date,
+    Boolean,
+}
+
+/// Table Schema `constraints` of a field.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constraints {
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub unique: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    #[serde(default, rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub enumeration: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<toml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<toml::Value>,
+}
+
+/// One column of a dataset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Field {
+    pub name: Spanned<String>,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(rename = "type")]
+    pub field_type: FieldType,
+    #[serde(default)]
+    pub format: Option<String>,
+    #[serde(default)]
+    pub example: Option<String>,
+    pub class: ColumnClass,
+    #[serde(default)]
+    pub constraints: Constraints,
+}
+
+/// One dataset of the hub.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dataset {
+    pub name: Spanned<String>,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    /// Parquet file, relative to the hub's data folder.
+    pub path: PathBuf,
+    /// The legal secret covering the dataset (medical, tax, social, business, statistical).
+    pub secret: String,
+    #[serde(default)]
+    pub legal_basis: Option<String>,
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    pub fields: Vec<Field>,
+}
+
+impl Dataset {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+
+    pub fn field(&self, name: &str) -> Option<&Field> {
+        self.fields.iter().find(|f| f.name.get_ref() == name)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    datasets: Vec<Dataset>,
+}
+
+/// All datasets of the hub.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    pub file: PathBuf,
+    pub datasets: Vec<Dataset>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<Problem>),
+}
+
+impl Catalog {
+    /// Reads and validates `datasets.toml` in the policy folder.
+    pub fn load(policy_dir: &Path) -> Result<Catalog, CatalogError> {
+        let file = policy_dir.join(PolicyFiles::DATASETS);
+        let text = std::fs::read_to_string(&file).map_err(|e| {
+            CatalogError::Invalid(vec![Problem::new(
+                &file,
+                None,
+                format!("cannot read: {}", e.kind()),
+            )])
+        })?;
+        let parsed: CatalogFile = toml::from_str(&text).map_err(|e| {
+            let line = e.span().map(|s| line_of(&text, s.start));
+            CatalogError::Invalid(vec![Problem::new(&file, line, e.message().to_string())])
+        })?;
+        let catalog = Catalog {
+            file: file.clone(),
+            datasets: parsed.datasets,
+        };
+        let problems = catalog.problems(&text);
+        if problems.is_empty() {
+            Ok(catalog)
+        } else {
+            Err(CatalogError::Invalid(problems))
+        }
+    }
+
+    pub fn dataset(&self, name: &str) -> Option<&Dataset> {
+        self.datasets.iter().find(|d| d.name() == name)
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.datasets.iter().map(|d| d.name().to_string()).collect()
+    }
+
+    fn problems(&self, text: &str) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        let mut names = HashSet::new();
+        for dataset in &self.datasets {
+            let line = Some(line_of(text, dataset.name.span().start));
+            let name = dataset.name();
+            if !is_dataset_name(name) {
+                problems.push(Problem::new(
+                    &self.file,
+                    line,
+                    format!(
+                        "dataset `{name}`: names are `schema.table` in lower case (a-z, 0-9, _)"
+                    ),
+                ));
+            }
+            if !names.insert(name) {
+                problems.push(Problem::new(
+                    &self.file,
+                    line,
+                    format!("dataset `{name}` is declared twice"),
+                ));
+            }
+            if dataset.path.is_absolute()
+                || dataset
+                    .path
+                    .components()
+                    .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                problems.push(Problem::new(
+                    &self.file,
+                    line,
+                    format!("dataset `{name}`: `path` must stay inside the data folder"),
+                ));
+            }
+            if dataset.fields.is_empty() {
+                problems.push(Problem::new(
+                    &self.file,
+                    line,
+                    format!("dataset `{name}` has no fields"),
+                ));
+            }
+            let mut columns = HashSet::new();
+            for field in &dataset.fields {
+                let fline = Some(line_of(text, field.name.span().start));
+                let column = field.name.get_ref();
+                if !columns.insert(column.as_str()) {
+                    problems.push(Problem::new(
+                        &self.file,
+                        fline,
+                        format!("dataset `{name}`: column `{column}` is declared twice"),
+                    ));
+                }
+                if let Some(pattern) = &field.constraints.pattern
+                    && regex_lite_is_plausible(pattern).is_err()
+                {
+                    {
+                        problems.push(Problem::new(
+                            &self.file,
+                            fline,
+                            format!("dataset `{name}`: column `{column}`: `pattern` is not a valid expression"),
+                        ));
+                    }
+                }
+            }
+            for key in &dataset.primary_key {
+                if dataset.field(key).is_none() {
+                    problems.push(Problem::new(
+                        &self.file,
+                        line,
+                        format!("dataset `{name}`: primary key `{key}` is not a column"),
+                    ));
+                }
+            }
+        }
+        problems
+    }
+
+    /// Checks that each dataset's Parquet file exists under `data_dir` and that its columns and
+    /// types match the catalog. For `passerelle check` and start-up.
+    pub fn check_files(&self, data_dir: &Path) -> Vec<Problem> {
+        let mut problems = Vec::new();
+        for dataset in &self.datasets {
+            let path = data_dir.join(&dataset.path);
+            let name = dataset.name();
+            let schema = match parquet_schema(&path) {
+                Ok(schema) => schema,
+                Err(reason) => {
+                    problems.push(Problem::new(
+                        &path,
+                        None,
+                        format!("dataset `{name}`: {reason}"),
+                    ));
+                    continue;
+                }
+            };
+            for field in &dataset.fields {
+                let column = field.name.get_ref();
+                match schema.field_with_name(column) {
+                    Err(_) => problems.push(Problem::new(
+                        &path,
+                        None,
+                        format!("dataset `{name}`: column `{column}` is in the catalog but not in the file"),
+                    )),
+                    Ok(f) if !type_fits(field.field_type, f.data_type()) => problems.push(Problem::new(
+                        &path,
+                        None,
+                        format!(
+                            "dataset `{name}`: column `{column}` is {} in the file but `{:?}` in the catalog",
+                            f.data_type(),
+                            field.field_type
+                        ),
+                    )),
+                    Ok(_) => {}
+                }
+            }
+            for f in schema.fields() {
+                if dataset.field(f.name()).is_none() {
+                    problems.push(Problem::new(
+                        &path,
+                        None,
+                        format!(
+                            "dataset `{name}`: column `{}` is in the file but not in the catalog (it would have no class)",
+                            f.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}
+
+fn is_dataset_name(name: &str) -> bool {
+    let mut parts = name.split('.');
+    let ok = |p: Option<&str>| {
+        p.is_some_and(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && p.as_bytes()[0].is_ascii_lowercase()
+        })
+    };
+    ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
+}
+
+/// A light sanity check of a Table Schema pattern (balanced brackets and parentheses). The
+/// lookup issue validates keys against patterns with a real regex engine.
+fn regex_lite_is_plausible(pattern: &str) -> Result<(), ()> {
+    let mut depth_paren = 0i32;
+    let mut in_class = false;
+    let mut escaped = false;
+    for c in pattern.chars() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            '[' if !in_class => in_class = true,
+            ']' if in_class => in_class = false,
+            '(' if !in_class => depth_paren += 1,
+            ')' if !in_class => depth_paren -= 1,
+            _ => {}
+        }
+        if depth_paren < 0 {
+            return Err(());
+        }
+    }
+    if depth_paren == 0 && !in_class && !escaped {
+        Ok(())
+    } else {
+        Err(())
+    }
+}
+
+fn parquet_schema(path: &Path) -> Result<arrow::datatypes::SchemaRef, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
+    let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|_| "not a readable Parquet file".to_string())?;
+    Ok(builder.schema().clone())
+}
+
+fn type_fits(field_type: FieldType, data_type: &arrow::datatypes::DataType) -> bool {
+    use arrow::datatypes::DataType as D;
+    match field_type {
+        FieldType::String => matches!(data_type, D::Utf8 | D::LargeUtf8 | D::Utf8View),
+        FieldType::Integer => data_type.is_integer(),
+        FieldType::Number => {
+            data_type.is_floating()
+                || data_type.is_integer()
+                || matches!(data_type, D::Decimal128(..) | D::Decimal256(..))
+        }
+        FieldType::Date => matches!(data_type, D::Date32 | D::Date64),
+        FieldType::Boolean => matches!(data_type, D::Boolean),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataset_names_are_schema_dot_table() {
+        assert!(is_dataset_name("sante.sejours"));
+        assert!(!is_dataset_name("sejours"));
+        assert!(!is_dataset_name("a.b.c"));
+        assert!(!is_dataset_name("Sante.sejours"));
+        assert!(!is_dataset_name("sante.se-jours"));
+    }
+
+    #[test]
+    fn problems_name_file_and_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("datasets.toml"),
+            "[[datasets]]\nname = \"a.b\"\ntitle = \"t\"\npath = \"../x.parquet\"\nsecret = \"tax\"\n\
+             [[datasets.fields]]\nname = \"c\"\ntitle = \"c\"\ntype = \"string\"\nclass = \"public\"\n\
+             [[datasets.fields]]\nname = \"c\"\ntitle = \"c\"\ntype = \"string\"\nclass = \"public\"\n",
+        )
+        .unwrap();
+        let CatalogError::Invalid(problems) = Catalog::load(dir.path()).unwrap_err();
+        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|p| p.contains("datasets.toml:2") && p.contains("inside the data folder")),
+            "{text:?}"
+        );
+        assert!(
+            text.iter()
+                .any(|p| p.contains("datasets.toml:12") && p.contains("declared twice")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_class_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("datasets.toml"),
+            "[[datasets]]\nname = \"a.b\"\ntitle = \"t\"\npath = \"x.parquet\"\nsecret = \"tax\"\n\
+             [[datasets.fields]]\nname = \"c\"\ntitle = \"c\"\ntype = \"string\"\nclass = \"secretish\"\n",
+        )
+        .unwrap();
+        let err = Catalog::load(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("datasets.toml:10"), "{err}");
+    }
+}

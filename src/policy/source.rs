@@ -1,0 +1,49 @@
+//! The policy set as files, and problems reported against them as `file:line`.
+
+use std::path::{Path, PathBuf};
+
+/// File names inside the policy folder.
+pub struct PolicyFiles;
+
+impl PolicyFiles {
+    pub const MODEL: &'static str = "model.conf";
+    pub const RULES: &'static str = "policy.csv";
+    pub const HABILITATIONS: &'static str = "habilitations.toml";
+    pub const DATASETS: &'static str = "datasets.toml";
+}
+
+/// One problem in a policy file, for `passerelle check` and readiness details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(file: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
+        Self {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+/// 1-based line of a byte offset in `text`.
+pub fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}

@@ -1,0 +1,223 @@
+//! Server: the HTTPS listener, the router, middleware, handlers, and the one mapping from
+//! errors to HTTP answers (`error`).
+//!
+//! Owns: TLS (rustls, HTTP/2 and HTTP/1.1, optional mutual TLS), request ids, body and time
+//! limits, metrics and health endpoints, graceful shutdown.
+//!
+//! Must never: build SQL, read tokens outside the `auth` extractor, evaluate policy, or listen
+//! in plain HTTP. It holds `Arc<dyn Authenticator>` and friends, never concrete backends, and
+//! it cannot start the demo's development issuer (that lives in `demo`, which `serve` never
+//! calls).
+
+mod auth;
+pub mod error;
+mod health;
+mod me;
+pub mod middleware;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::http::{StatusCode, header};
+use axum::routing::get;
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::timeout::TimeoutLayer;
+
+pub use auth::Authenticated;
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::identity::Authenticator;
+
+/// What the hub has loaded, for readiness and `/v1/me`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HubSummary {
+    pub datasets: Vec<String>,
+}
+
+/// Everything a handler may use; one documented field per dependency.
+pub struct App {
+    /// The validated configuration.
+    pub config: Config,
+    /// Token validation (the only reader of bearer tokens).
+    pub identity: Arc<dyn Authenticator>,
+    /// What was loaded at start.
+    pub hub: HubSummary,
+    /// Prometheus exposition, if the recorder could be installed.
+    pub metrics: Option<PrometheusHandle>,
+    /// Set when a graceful shutdown starts: readiness drops so load balancers stop sending.
+    shutting_down: AtomicBool,
+}
+
+/// Shared state of the router.
+#[derive(Clone)]
+pub struct AppState(pub Arc<App>);
+
+impl std::ops::Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}
+
+impl App {
+    pub fn new(config: Config, identity: Arc<dyn Authenticator>, hub: HubSummary) -> Self {
+        Self {
+            config,
+            identity,
+            hub,
+            metrics: crate::telemetry::metrics_handle(),
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    pub fn shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// The router with every route and middleware, without a socket (tests can `oneshot` it).
+pub fn app(state: AppState) -> Router {
+    let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
+    let max_body = state.config.server.max_body_bytes;
+    Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .route("/v1/me", get(me::me))
+        .fallback(middleware::fallback)
+        .with_state(state)
+        // Layers run bottom-up on the request: the last added is the outermost.
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            timeout,
+        ))
+        .layer(CatchPanicLayer::custom(middleware::panic_to_problem))
+        .layer(axum::middleware::from_fn(middleware::record_metrics))
+        .layer(axum::middleware::from_fn(
+            middleware::request_id_and_problems,
+        ))
+        // SECURITY: marks `Authorization` sensitive for every layer that might print headers.
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            header::AUTHORIZATION,
+        ]))
+}
+
+/// A server started in the background; stop it with [`RunningServer::shutdown`].
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    state: AppState,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningServer {
+    /// Graceful shutdown: stop accepting, let in-flight requests finish within `grace`.
+    pub async fn shutdown(self, grace: Duration) -> std::io::Result<()> {
+        self.state.shutting_down.store(true, Ordering::Release);
+        self.handle.graceful_shutdown(Some(grace));
+        match self.task.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(e.to_string())),
+        }
+    }
+
+    /// Stops at once, dropping connections (tests' `Drop`; use `shutdown` to be graceful).
+    pub fn stop_now(&self) {
+        self.state.shutting_down.store(true, Ordering::Release);
+        self.handle.shutdown();
+    }
+
+    /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) -> std::io::Result<()> {
+        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        shutdown_signal().await;
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down: finishing requests in flight"
+        );
+        self.shutdown(grace).await
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Bind { addr: SocketAddr, reason: String },
+}
+
+/// Binds the HTTPS listener and serves in the background.
+pub async fn start(state: AppState) -> Result<RunningServer, ServerError> {
+    let server = &state.config.server;
+    let tls = tls::server_config(
+        &server.tls_cert,
+        &server.tls_key,
+        server.client_ca.as_deref(),
+    )?;
+    let addr = server.listen;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| ServerError::Bind {
+        addr,
+        reason: e.kind().to_string(),
+    })?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| ServerError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?;
+    let local = listener.local_addr().map_err(|e| ServerError::Bind {
+        addr,
+        reason: e.to_string(),
+    })?;
+    let handle = Handle::new();
+    let router = app(state.clone());
+    let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(Arc::new(tls)))
+        .map_err(|e| ServerError::Bind {
+            addr,
+            reason: e.to_string(),
+        })?
+        .handle(handle.clone());
+    let task = tokio::spawn(async move { server.serve(router.into_make_service()).await });
+    tracing::info!(address = %local, "listening (HTTPS: HTTP/2 and HTTP/1.1)");
+    Ok(RunningServer {
+        addr: local,
+        state,
+        handle,
+        task,
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
