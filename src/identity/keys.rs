@@ -1,0 +1,363 @@
+//! One trusted issuer's signing keys: discovery (openidconnect), then a JWKS cache refreshed in
+//! the background, refreshed at once when an unknown `kid` arrives (single flight, rate
+//! limited), keys that left the JWKS kept for a grace period.
+//!
+//! INVARIANT: readers never block on the network: they read an `ArcSwap` snapshot. Only the
+//! refresh path (background task, or one caller that met an unknown `kid`) talks to the issuer.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use serde::Serialize;
+use tokio::sync::Mutex;
+
+use super::IdentityError;
+use super::http::{self, FetchError};
+use crate::config::IdentityConfig;
+
+/// A verification key and the algorithms it may verify.
+#[derive(Clone)]
+pub struct VerificationKey {
+    pub key: DecodingKey,
+    /// Algorithms this key may be used with: its JWK `alg` if published, else its family's.
+    pub algorithms: Vec<Algorithm>,
+    /// When the key left the issuer's JWKS (it is then accepted only for the grace period).
+    pub retired_at: Option<Instant>,
+}
+
+#[derive(Clone, Default)]
+struct KeySet {
+    keys: HashMap<String, VerificationKey>,
+    loaded: bool,
+}
+
+/// What readiness and `/health/ready` show of an issuer.
+#[derive(Debug, Clone, Serialize)]
+pub struct IssuerStatus {
+    pub issuer: String,
+    pub ready: bool,
+    pub keys: usize,
+    /// Seconds since the last successful JWKS fetch, if any.
+    pub last_refresh_secs: Option<u64>,
+}
+
+struct RefreshState {
+    jwks_uri: Option<String>,
+    last_attempt: Option<Instant>,
+    last_success: Option<Instant>,
+}
+
+/// The key cache of one issuer.
+pub struct JwksKeyStore {
+    issuer: String,
+    client: reqwest::Client,
+    keys: ArcSwap<KeySet>,
+    refresh: Mutex<RefreshState>,
+    /// Incremented by every successful refresh, so a waiting caller knows one happened.
+    generation: AtomicU64,
+    refresh_every: Duration,
+    min_refresh_gap: Duration,
+    grace: Duration,
+}
+
+impl JwksKeyStore {
+    pub fn new(
+        issuer: String,
+        client: reqwest::Client,
+        config: &IdentityConfig,
+    ) -> Result<Arc<Self>, IdentityError> {
+        crate::config::check_issuer_url(&issuer)
+            .map_err(|message| IdentityError::Issuer(issuer.clone(), message))?;
+        Ok(Arc::new(Self {
+            issuer,
+            client,
+            keys: ArcSwap::from_pointee(KeySet::default()),
+            refresh: Mutex::new(RefreshState {
+                jwks_uri: None,
+                last_attempt: None,
+                last_success: None,
+            }),
+            generation: AtomicU64::new(0),
+            refresh_every: Duration::from_secs(config.jwks_refresh_secs.max(1)),
+            min_refresh_gap: Duration::from_secs(config.jwks_min_refresh_secs),
+            grace: Duration::from_secs(config.retired_key_grace_secs),
+        }))
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn has_keys(&self) -> bool {
+        let set = self.keys.load();
+        set.loaded && set.keys.values().any(|k| k.retired_at.is_none())
+    }
+
+    pub fn status(&self) -> IssuerStatus {
+        let set = self.keys.load();
+        let last = self.refresh.try_lock().ok().and_then(|s| s.last_success);
+        IssuerStatus {
+            issuer: self.issuer.clone(),
+            ready: self.has_keys(),
+            keys: set.keys.len(),
+            last_refresh_secs: last.map(|t| t.elapsed().as_secs()),
+        }
+    }
+
+    /// The key for `kid`, if known and not past its grace period.
+    pub fn key(&self, kid: &str) -> Option<VerificationKey> {
+        let set = self.keys.load();
+        let key = set.keys.get(kid)?;
+        match key.retired_at {
+            Some(at) if at.elapsed() > self.grace => None,
+            _ => Some(key.clone()),
+        }
+    }
+
+    /// Called when a token names a `kid` we do not have: refresh now, unless a refresh
+    /// happened very recently (rate limit) or another caller is already refreshing (single
+    /// flight: we wait for its result instead of calling the issuer again).
+    pub async fn refresh_for_unknown_kid(&self) {
+        let seen = self.generation.load(Ordering::Acquire);
+        let mut state = self.refresh.lock().await;
+        if self.generation.load(Ordering::Acquire) != seen {
+            return; // someone refreshed while we waited
+        }
+        if state
+            .last_attempt
+            .is_some_and(|t| t.elapsed() < self.min_refresh_gap)
+        {
+            return; // SECURITY: unknown kids cannot make us hammer the issuer
+        }
+        if let Err(e) = self.refresh_locked(&mut state).await {
+            tracing::warn!(issuer = %self.issuer, error = %e, "jwks refresh for unknown kid failed");
+        }
+    }
+
+    /// Starts the background task: discovery and first keys with backoff, then periodic
+    /// refresh. Failures keep the cached keys.
+    pub fn spawn_refresh(self: &Arc<Self>) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut backoff = Duration::from_millis(250);
+            loop {
+                let Some(store) = weak.upgrade() else { return };
+                let result = {
+                    let mut state = store.refresh.lock().await;
+                    store.refresh_locked(&mut state).await
+                };
+                let wait = match result {
+                    Ok(()) => {
+                        backoff = Duration::from_millis(250);
+                        store.refresh_every
+                    }
+                    Err(e) => {
+                        tracing::warn!(issuer = %store.issuer, error = %e, retry_in_ms = backoff.as_millis() as u64, "issuer keys could not be loaded");
+                        let wait = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(60));
+                        if store.has_keys() {
+                            store.refresh_every.min(wait.max(Duration::from_secs(5)))
+                        } else {
+                            wait
+                        }
+                    }
+                };
+                drop(store);
+                tokio::time::sleep(wait).await;
+            }
+        });
+    }
+
+    async fn refresh_locked(&self, state: &mut RefreshState) -> Result<(), KeyStoreError> {
+        state.last_attempt = Some(Instant::now());
+        let jwks_uri = match &state.jwks_uri {
+            Some(uri) => uri.clone(),
+            None => {
+                let uri = self.discover().await?;
+                state.jwks_uri = Some(uri.clone());
+                uri
+            }
+        };
+        let body = http::get_bounded(&self.client, &jwks_uri).await?;
+        let fresh = parse_jwks(&body)?;
+        if fresh.is_empty() {
+            return Err(KeyStoreError::NoUsableKey);
+        }
+        let old = self.keys.load();
+        let mut keys = fresh;
+        // Keys that left the JWKS stay for the grace period (tokens signed just before a
+        // rotation remain valid until then).
+        let now = Instant::now();
+        for (kid, key) in &old.keys {
+            if !keys.contains_key(kid) {
+                let retired_at = key.retired_at.unwrap_or(now);
+                if retired_at.elapsed() <= self.grace {
+                    let mut key = key.clone();
+                    key.retired_at = Some(retired_at);
+                    keys.insert(kid.clone(), key);
+                }
+            }
+        }
+        self.keys.store(Arc::new(KeySet { keys, loaded: true }));
+        state.last_success = Some(now);
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        tracing::debug!(issuer = %self.issuer, "issuer keys refreshed");
+        Ok(())
+    }
+
+    /// OIDC discovery with openidconnect: checks that the document names this very issuer and
+    /// returns its `jwks_uri`.
+    async fn discover(&self) -> Result<String, KeyStoreError> {
+        let issuer_url = openidconnect::IssuerUrl::new(self.issuer.clone())
+            .map_err(|_| KeyStoreError::Discovery("issuer is not a URL".into()))?;
+        let client = self.client.clone();
+        let call = move |request: openidconnect::HttpRequest| {
+            let client = client.clone();
+            async move { http::openidconnect_call(&client, request).await }
+        };
+        let metadata = openidconnect::core::CoreProviderMetadata::discover_async(issuer_url, &call)
+            .await
+            .map_err(|e| KeyStoreError::Discovery(discovery_reason(&e)))?;
+        let jwks_uri = metadata.jwks_uri().url().clone();
+        // SECURITY: the JWKS must be served by the same scheme rules as the issuer itself.
+        crate::config::check_issuer_url(jwks_uri.as_str())
+            .or_else(|_| {
+                let mut base = jwks_uri.clone();
+                base.set_query(None);
+                crate::config::check_issuer_url(base.as_str())
+            })
+            .map_err(|m| KeyStoreError::Discovery(format!("jwks_uri refused: {m}")))?;
+        Ok(jwks_uri.to_string())
+    }
+}
+
+fn discovery_reason<E: std::error::Error>(e: &openidconnect::DiscoveryError<E>) -> String {
+    match e {
+        openidconnect::DiscoveryError::Request(inner) => format!("request failed: {inner}"),
+        openidconnect::DiscoveryError::Response(status, _, _) => {
+            format!("unexpected answer (status {status})")
+        }
+        openidconnect::DiscoveryError::Parse(_) => "document does not parse".into(),
+        openidconnect::DiscoveryError::Validation(m) => format!("document refused: {m}"),
+        other => format!("discovery failed: {other}"),
+    }
+}
+
+/// Parses a JWKS, keeping every usable signing key and skipping the rest (one odd key, e.g.
+/// an encryption key, must not make the whole set unusable).
+pub fn parse_jwks(body: &[u8]) -> Result<HashMap<String, VerificationKey>, KeyStoreError> {
+    #[derive(serde::Deserialize)]
+    struct RawSet {
+        keys: Vec<serde_json::Value>,
+    }
+    let raw: RawSet = serde_json::from_slice(body).map_err(|_| KeyStoreError::BadJwks)?;
+    let mut keys = HashMap::new();
+    for value in raw.keys {
+        if value
+            .get("use")
+            .and_then(|u| u.as_str())
+            .is_some_and(|u| u != "sig")
+        {
+            continue;
+        }
+        let Ok(jwk) = serde_json::from_value::<Jwk>(value) else {
+            continue;
+        };
+        let Some(kid) = jwk.common.key_id.clone() else {
+            continue; // SECURITY: keys are selected by kid only
+        };
+        let Some(algorithms) = key_algorithms(&jwk) else {
+            continue;
+        };
+        let Ok(key) = DecodingKey::from_jwk(&jwk) else {
+            continue;
+        };
+        keys.insert(
+            kid,
+            VerificationKey {
+                key,
+                algorithms,
+                retired_at: None,
+            },
+        );
+    }
+    Ok(keys)
+}
+
+/// The algorithms a JWK may verify: its own `alg` when published (and asymmetric), otherwise
+/// the asymmetric algorithms of its family. Symmetric (`oct`) keys are never usable.
+fn key_algorithms(jwk: &Jwk) -> Option<Vec<Algorithm>> {
+    use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, KeyAlgorithm};
+    let family: Vec<Algorithm> = match &jwk.algorithm {
+        AlgorithmParameters::RSA(_) => vec![Algorithm::RS256, Algorithm::PS256],
+        AlgorithmParameters::EllipticCurve(p) if p.curve == EllipticCurve::P256 => {
+            vec![Algorithm::ES256]
+        }
+        AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+            vec![Algorithm::EdDSA]
+        }
+        _ => return None,
+    };
+    match jwk.common.key_algorithm {
+        None => Some(family),
+        Some(alg) => {
+            let alg = match alg {
+                KeyAlgorithm::RS256 => Algorithm::RS256,
+                KeyAlgorithm::PS256 => Algorithm::PS256,
+                KeyAlgorithm::ES256 => Algorithm::ES256,
+                KeyAlgorithm::EdDSA => Algorithm::EdDSA,
+                _ => return None,
+            };
+            family.contains(&alg).then(|| vec![alg])
+        }
+    }
+}
+
+/// Why keys could not be loaded (logged, never shown to clients).
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStoreError {
+    #[error("discovery: {0}")]
+    Discovery(String),
+    #[error("jwks: {0}")]
+    Fetch(#[from] FetchError),
+    #[error("jwks does not parse")]
+    BadJwks,
+    #[error("jwks has no usable signing key")]
+    NoUsableKey,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jwks_skips_symmetric_keyless_and_encryption_keys() {
+        let body = serde_json::json!({"keys": [
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+            {"kty": "EC", "crv": "P-256", "use": "enc", "kid": "enc",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "EC", "crv": "P-256", "kid": "ec1",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "EC", "crv": "P-256",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"},
+            {"kty": "weird", "kid": "w"}
+        ]});
+        let keys = parse_jwks(body.to_string().as_bytes()).unwrap();
+        assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["ec1"]);
+        assert_eq!(keys["ec1"].algorithms, vec![Algorithm::ES256]);
+    }
+
+    #[test]
+    fn jwk_alg_must_fit_its_family() {
+        let body = serde_json::json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "kid": "ec-claims-rs", "alg": "RS256",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+        ]});
+        assert!(parse_jwks(body.to_string().as_bytes()).unwrap().is_empty());
+    }
+}
