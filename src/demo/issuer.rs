@@ -1,0 +1,202 @@
+//! The demo's local development issuer: OpenID discovery and a JWKS on loopback, and signed
+//! access tokens for every demo persona.
+//!
+//! It exists only under `passerelle demo`: its key is generated in memory at each start and
+//! never written to disk, it binds 127.0.0.1 only, and nothing in `config` can name it, so
+//! `passerelle serve` has no way to start or trust it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use serde_json::{Value, json};
+
+use super::DemoError;
+use super::personas::{PERSONAS, Persona, persona};
+use crate::config::IssuerConfig;
+
+/// Audience of the tokens the development issuer signs.
+pub const DEMO_AUDIENCE: &str = "passerelle";
+
+/// How long a demo token is valid.
+pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+struct Signer {
+    issuer: String,
+    kid: String,
+    key: EncodingKey,
+    jwks: Value,
+}
+
+/// A running development issuer.
+pub struct DevIssuer {
+    signer: std::sync::Arc<Signer>,
+    pub addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for DevIssuer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl DevIssuer {
+    /// Generates an ES256 key in memory and serves discovery + JWKS on 127.0.0.1.
+    pub async fn start() -> Result<Self, DemoError> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .map_err(|e| DemoError::Issuer(format!("cannot bind loopback: {e}")))?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| DemoError::Issuer(e.to_string()))?;
+        let issuer = format!("http://{addr}");
+        let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .map_err(|e| DemoError::Issuer(format!("key generation failed: {e}")))?;
+        let key = EncodingKey::from_ec_pem(key_pair.serialize_pem().as_bytes())
+            .map_err(|e| DemoError::Issuer(format!("signing key refused: {e}")))?;
+        let point = key_pair.public_key_raw();
+        // Uncompressed SEC1 point: 0x04 || x (32 bytes) || y (32 bytes).
+        if point.len() != 65 || point[0] != 4 {
+            return Err(DemoError::Issuer("unexpected public key encoding".into()));
+        }
+        let kid = {
+            use sha2::Digest;
+            URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(point)[..12])
+        };
+        let jwks = json!({"keys": [{
+            "kty": "EC", "crv": "P-256", "use": "sig", "alg": "ES256", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+            "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+        }]});
+        let signer = std::sync::Arc::new(Signer {
+            issuer,
+            kid,
+            key,
+            jwks,
+        });
+        let router = Router::new()
+            .route("/.well-known/openid-configuration", get(discovery))
+            .route("/jwks.json", get(jwks_handler))
+            .route("/token/{persona}", get(token_handler))
+            .with_state(signer.clone());
+        let task = tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "development issuer stopped");
+            }
+        });
+        Ok(Self { signer, addr, task })
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.signer.issuer
+    }
+
+    /// The `[[identity.issuers]]` entry that trusts this issuer (in memory only).
+    pub fn issuer_config(&self) -> IssuerConfig {
+        let mut config = IssuerConfig::new(self.signer.issuer.clone(), DEMO_AUDIENCE);
+        config.algorithms = vec!["ES256".into()];
+        config
+    }
+
+    /// A signed access token for `persona`.
+    pub fn token_for(&self, persona: &Persona) -> Result<String, DemoError> {
+        self.signer.sign(persona)
+    }
+
+    /// Tokens for every persona, in tour order.
+    pub fn all_tokens(&self) -> Result<Vec<(&'static Persona, String)>, DemoError> {
+        PERSONAS
+            .iter()
+            .map(|p| Ok((p, self.token_for(p)?)))
+            .collect()
+    }
+}
+
+impl Signer {
+    fn sign(&self, persona: &Persona) -> Result<String, DemoError> {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::Map::new();
+        claims.insert("iss".into(), json!(self.issuer));
+        claims.insert("aud".into(), json!(DEMO_AUDIENCE));
+        claims.insert("sub".into(), json!(persona.subject));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("nbf".into(), json!(now));
+        claims.insert("exp".into(), json!(now + TOKEN_LIFETIME.as_secs() as i64));
+        claims.insert("jti".into(), json!(uuid::Uuid::new_v4().to_string()));
+        if let Some(idp) = persona.idp_id {
+            claims.insert("idp_id".into(), json!(idp));
+        }
+        if let Some(siret) = persona.siret {
+            claims.insert("siret".into(), json!(siret));
+        }
+        if !persona.groups.is_empty() {
+            claims.insert("groups".into(), json!(persona.groups));
+        }
+        if !persona.roles.is_empty() {
+            claims.insert("roles".into(), json!(persona.roles));
+        }
+        for (name, value) in [
+            ("email", persona.email),
+            ("given_name", persona.given_name),
+            ("usual_name", persona.usual_name),
+            ("client_id", persona.client_id),
+        ] {
+            if let Some(value) = value {
+                claims.insert(name.into(), json!(value));
+            }
+        }
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("at+jwt".into());
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|e| DemoError::Issuer(format!("signing failed: {e}")))
+    }
+}
+
+type SignerState = State<std::sync::Arc<Signer>>;
+
+async fn discovery(State(signer): SignerState) -> Json<Value> {
+    let issuer = &signer.issuer;
+    Json(json!({
+        "issuer": issuer,
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "jwks_uri": format!("{issuer}/jwks.json"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "grant_types_supported": ["client_credentials"],
+    }))
+}
+
+async fn jwks_handler(State(signer): SignerState) -> Json<Value> {
+    Json(signer.jwks.clone())
+}
+
+/// `GET /token/{persona}`: a fresh token, for scripts whose printed token expired.
+async fn token_handler(State(signer): SignerState, Path(id): Path<String>) -> Response {
+    match persona(&id).map(|p| signer.sign(p)) {
+        Some(Ok(token)) => Json(json!({
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": TOKEN_LIFETIME.as_secs(),
+        }))
+        .into_response(),
+        Some(Err(_)) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({
+                "error": "unknown persona",
+                "personas": PERSONAS.iter().map(|p| p.id).collect::<Vec<_>>(),
+            })),
+        )
+            .into_response(),
+    }
+}

@@ -1,0 +1,152 @@
+//! Demo: the newcomer's first command. Creates a hub folder with synthetic data, the demo
+//! policies, keys and certificates, then serves it with a local development issuer and prints
+//! ready-to-paste `curl` commands for every persona.
+//!
+//! Owns: synthetic datasets (`data`), demo personas, the development issuer, hub folder
+//! creation.
+//!
+//! Must never: be reachable from `serve` (nothing outside this module can build a
+//! `DevIssuer`, and no configuration key can name one), write the issuer's key to disk, or
+//! generate anything but synthetic data.
+
+pub mod data;
+pub mod hub;
+pub mod issuer;
+pub mod personas;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+
+pub use hub::{HubLayout, HubReport};
+pub use issuer::DevIssuer;
+
+/// Default number of hospital stays.
+pub const DEFAULT_ROWS: u64 = 100_000;
+/// Default seed of the generator.
+pub const DEFAULT_SEED: u64 = 20_240_101;
+
+/// What `passerelle demo` was asked to do.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub dir: PathBuf,
+    pub rows: u64,
+    pub seed: u64,
+    pub listen: Option<SocketAddr>,
+    pub generate_only: bool,
+    pub progress: bool,
+}
+
+/// Why the demo could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("{file}: {reason}")]
+    Io { file: String, reason: String },
+    #[error("data generation failed: {0}")]
+    Generate(#[from] data::GenerateError),
+    #[error(transparent)]
+    MasterKey(#[from] crate::pseudonym::MasterKeyError),
+    #[error("certificate generation failed: {0}")]
+    Tls(String),
+    #[error("development issuer: {0}")]
+    Issuer(String),
+    #[error(transparent)]
+    Hub(#[from] crate::hub::HubError),
+}
+
+impl DemoError {
+    pub fn io(path: &Path, e: &std::io::Error) -> Self {
+        DemoError::Io {
+            file: path.display().to_string(),
+            reason: e.kind().to_string(),
+        }
+    }
+}
+
+/// Generates (or reuses) the hub folder and reports what it did on stderr.
+pub fn prepare(options: &DemoOptions) -> Result<HubReport, DemoError> {
+    let report = hub::ensure(&options.dir, options.rows, options.seed, options.progress)?;
+    let layout = HubLayout::new(&options.dir);
+    if report.created {
+        eprintln!("created demo hub in {}", options.dir.display());
+    } else {
+        eprintln!("reusing demo hub in {}", options.dir.display());
+    }
+    if report.regenerated_data {
+        for (name, rows) in &report.datasets {
+            eprintln!("  {name:<28} {rows:>10} rows");
+        }
+        eprintln!("  generated in {:.1} s", report.seconds);
+    }
+    eprintln!("  configuration: {}", layout.config().display());
+    Ok(report)
+}
+
+/// `passerelle demo`: prepare the hub, then serve it with the development issuer until
+/// Ctrl-C/SIGTERM.
+pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
+    prepare(&options)?;
+    let layout = HubLayout::new(&options.dir);
+    let mut config = Config::load(&layout.config()).map_err(crate::hub::HubError::from)?;
+    if let Some(listen) = options.listen {
+        config.server.listen = listen;
+    }
+    let issuer = DevIssuer::start().await?;
+    // The development issuer is trusted in memory only, for this process.
+    config.identity.issuers.push(issuer.issuer_config());
+    let running = crate::hub::start(config).await?;
+    print_tour(&options.dir, running.addr, &issuer)?;
+    running
+        .run_until_signal()
+        .await
+        .map_err(|e| DemoError::Io {
+            file: "server".into(),
+            reason: e.to_string(),
+        })?;
+    drop(issuer);
+    Ok(())
+}
+
+/// Prints ready-to-paste `curl` commands (stdout, so they can be piped or copied).
+fn print_tour(dir: &Path, addr: SocketAddr, issuer: &DevIssuer) -> Result<(), DemoError> {
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let base = format!("https://{host}");
+    let ca = HubLayout::new(dir).ca_cert();
+    let ca = shell_quote(&ca.display().to_string());
+    println!();
+    println!("passerelle demo hub: {base}");
+    println!(
+        "development issuer (demo only, loopback): {}",
+        issuer.issuer()
+    );
+    println!();
+    println!("  curl --cacert {ca} {base}/health/ready");
+    for (persona, token) in issuer.all_tokens()? {
+        println!();
+        println!("# {}", persona.title);
+        println!("curl --cacert {ca} {base}/v1/me -H 'Authorization: Bearer {token}'");
+    }
+    println!();
+    println!(
+        "Tokens last {} hours; a fresh one: curl {}/token/<persona>",
+        issuer::TOKEN_LIFETIME.as_secs() / 3600,
+        issuer.issuer()
+    );
+    println!("Stop with Ctrl-C.");
+    Ok(())
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/._-+".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}

@@ -1,0 +1,127 @@
+//! The demo hub's personas (contract: "Habilitations and personas"). Fictitious people and
+//! real public bodies' SIRETs as the contract fixes them.
+
+/// One demo persona and the claims its token carries.
+#[derive(Debug, Clone)]
+pub struct Persona {
+    /// Short id, used in `GET /token/{id}` on the development issuer.
+    pub id: &'static str,
+    /// Who this is, for the printed tour.
+    pub title: &'static str,
+    pub subject: &'static str,
+    pub idp_id: Option<&'static str>,
+    pub groups: &'static [&'static str],
+    pub roles: &'static [&'static str],
+    pub siret: Option<&'static str>,
+    pub email: Option<&'static str>,
+    pub given_name: Option<&'static str>,
+    pub usual_name: Option<&'static str>,
+    /// OAuth2 client id, for machine-to-machine personas (client credentials).
+    pub client_id: Option<&'static str>,
+}
+
+/// Every demo persona, in the order the tour presents them.
+pub const PERSONAS: &[Persona] = &[
+    Persona {
+        id: "chercheuse-diabete",
+        title: "Researcher of projet-diabete (research, CSP L1461-1)",
+        subject: "c7f3a1d2-diabete-0001",
+        idp_id: Some("federation-recherche"),
+        groups: &["projet-diabete"],
+        roles: &[],
+        siret: Some("18003502400017"),
+        email: Some("claire.martin@recherche.example.fr"),
+        given_name: Some("Claire"),
+        usual_name: Some("Martin"),
+        client_id: None,
+    },
+    Persona {
+        id: "chercheur-emploi",
+        title: "Researcher of projet-emploi (research)",
+        subject: "b2e4c6a8-emploi-0002",
+        idp_id: Some("federation-recherche"),
+        groups: &["projet-emploi"],
+        roles: &[],
+        siret: Some("18003502400017"),
+        email: Some("karim.benali@recherche.example.fr"),
+        given_name: Some("Karim"),
+        usual_name: Some("Benali"),
+        client_id: None,
+    },
+    Persona {
+        id: "caf",
+        title: "CAF information system, habilitation caf-quotient-familial (CRPA L114-8)",
+        subject: "caf-si-prestations",
+        idp_id: None,
+        groups: &[],
+        roles: &[],
+        siret: Some("13000170500016"),
+        email: None,
+        given_name: None,
+        usual_name: None,
+        client_id: Some("caf-si-prestations"),
+    },
+    Persona {
+        id: "chercheur-expire",
+        title: "Researcher of projet-expire (habilitation ended 2025-01-01)",
+        subject: "d9a0b1c2-expire-0003",
+        idp_id: Some("federation-recherche"),
+        groups: &["projet-expire"],
+        roles: &[],
+        siret: Some("18003502400017"),
+        email: Some("paul.durand@recherche.example.fr"),
+        given_name: Some("Paul"),
+        usual_name: Some("Durand"),
+        client_id: None,
+    },
+    Persona {
+        id: "operateur",
+        title: "Hub operator (roles: operateur)",
+        subject: "e5f6a7b8-operateur-0004",
+        idp_id: Some("proconnect-agents"),
+        groups: &[],
+        roles: &["operateur"],
+        siret: Some("11000400700016"),
+        email: Some("sophie.leroy@hub.example.gouv.fr"),
+        given_name: Some("Sophie"),
+        usual_name: Some("Leroy"),
+        client_id: None,
+    },
+];
+
+pub fn persona(id: &str) -> Option<&'static Persona> {
+    PERSONAS.iter().find(|p| p.id == id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn luhn(digits: &str) -> bool {
+        let sum: u32 = digits
+            .bytes()
+            .rev()
+            .enumerate()
+            .map(|(i, b)| {
+                let d = u32::from(b - b'0');
+                if i % 2 == 1 {
+                    let d2 = d * 2;
+                    if d2 > 9 { d2 - 9 } else { d2 }
+                } else {
+                    d
+                }
+            })
+            .sum();
+        sum.is_multiple_of(10)
+    }
+
+    #[test]
+    fn persona_sirets_are_valid() {
+        for p in PERSONAS {
+            if let Some(siret) = p.siret {
+                assert_eq!(siret.len(), 14, "{}", p.id);
+                assert!(luhn(siret), "{} has an invalid SIRET {siret}", p.id);
+            }
+        }
+    }
+}
