@@ -1,0 +1,242 @@
+//! The command line as a newcomer uses it: `demo --generate-only`, `check`, `demo` printing
+//! curl lines that work as printed, SIGTERM ending it cleanly.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::copy_dir;
+
+fn passerelle() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_passerelle"));
+    command
+        .env("RUST_LOG", "warn")
+        .env_remove("PASSERELLE_LOG_FORMAT");
+    command
+}
+
+#[test]
+fn every_command_has_help() {
+    for args in [
+        vec!["--help"],
+        vec!["demo", "--help"],
+        vec!["serve", "--help"],
+        vec!["check", "--help"],
+    ] {
+        let out = passerelle().args(&args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        assert!(!out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn generated_hub_is_valid_movable_and_a_broken_one_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = passerelle()
+        .current_dir(dir.path())
+        .args(["demo", "--generate-only", "--dir", "hub", "--rows", "500"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for file in [
+        "hub/passerelle.toml",
+        "hub/policies/datasets.toml",
+        "hub/data/sante/sejours.parquet",
+        "hub/data/fiscal/revenus.parquet",
+        "hub/data/social/allocataires.parquet",
+        "hub/data/entreprises/etablissements.parquet",
+        "hub/keys/master.key",
+        "hub/tls/ca.pem",
+        "hub/tls/cert.pem",
+        "hub/tls/key.pem",
+    ] {
+        assert!(dir.path().join(file).exists(), "{file} missing");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for secret in ["hub/keys/master.key", "hub/tls/key.pem"] {
+            let mode = std::fs::metadata(dir.path().join(secret))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "{secret} must be private");
+        }
+    }
+
+    let check = |config: &str| {
+        passerelle()
+            .current_dir(dir.path())
+            .args(["check", "--config", config])
+            .output()
+            .unwrap()
+    };
+    let ok = check("hub/passerelle.toml");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+
+    // Movable: the same hub under another name is valid as is.
+    copy_dir(&dir.path().join("hub"), &dir.path().join("moved"));
+    let moved = check("moved/passerelle.toml");
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+
+    // Broken: a wrong key type and an unknown key are named with file and line.
+    let config = dir.path().join("moved/passerelle.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace(
+            "listen = \"127.0.0.1:8443\"",
+            "listen = \"nowhere\"\nlisen = 1",
+        ),
+    )
+    .unwrap();
+    let broken = check("moved/passerelle.toml");
+    assert!(!broken.status.success());
+    let stderr = String::from_utf8_lossy(&broken.stderr);
+    assert!(stderr.contains("moved/passerelle.toml:"), "{stderr}");
+    assert!(
+        stderr.contains("`server.listen`") || stderr.contains("`server.lisen`"),
+        "{stderr}"
+    );
+
+    // A second run reuses the folder without regenerating.
+    let again = passerelle()
+        .current_dir(dir.path())
+        .args(["demo", "--generate-only", "--dir", "hub", "--rows", "500"])
+        .output()
+        .unwrap();
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("reusing"));
+}
+
+#[test]
+fn check_refuses_a_master_key_readable_by_others() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(&crate::support::hub().root, &dir.path().join("hub"));
+        let key = dir.path().join("hub/keys/master.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let out = passerelle()
+            .args(["check", "--config"])
+            .arg(dir.path().join("hub/passerelle.toml"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("master.key") && stderr.contains("chmod 600"),
+            "{stderr}"
+        );
+    }
+}
+
+#[test]
+fn demo_prints_curl_lines_that_work_as_printed_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = passerelle()
+        .current_dir(dir.path())
+        .args([
+            "demo",
+            "--dir",
+            "demo-hub",
+            "--rows",
+            "400",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut lines = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while Instant::now() < deadline {
+        match rx.recv_timeout(Duration::from_secs(1)) {
+            Ok(line) => {
+                let done = line.starts_with("Stop with Ctrl-C");
+                lines.push(line);
+                if done {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(_) => break,
+        }
+    }
+    let curls: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.trim_start().starts_with("curl --cacert"))
+        .collect();
+    assert!(curls.len() >= 6, "printed: {lines:#?}");
+
+    // Readiness comes within seconds (the development issuer's keys load at once).
+    let ready_line = curls[0].trim().to_string();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{ready_line} -s -o /dev/null -w '%{{http_code}}'"))
+            .current_dir(dir.path())
+            .output()
+            .expect("curl is needed by this test (.ci/run installs it)");
+        if String::from_utf8_lossy(&out.stdout) == "200" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for line in &curls[1..] {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{} -s -w '\\n%{{http_code}}'", line.trim()))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.ends_with("\n200"), "`{line}` gave {text}");
+        assert!(text.contains("\"principal\""), "{text}");
+    }
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "demo exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

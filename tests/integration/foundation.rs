@@ -1,0 +1,205 @@
+//! The skeleton: HTTPS only, HTTP/1.1 and HTTP/2, request ids, problem answers, health,
+//! metrics, graceful shutdown, and `serve` never trusting the demo's development issuer.
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use crate::support::issuer::TestIssuer;
+use crate::support::{TestServer, hub, trust};
+
+#[tokio::test]
+async fn health_answers_over_tls_with_http2_and_http1() {
+    let server = TestServer::start(vec![]).await;
+    let live = server.get("/health/live", None).await;
+    assert_eq!(live.status(), 200);
+    assert_eq!(
+        live.version(),
+        reqwest::Version::HTTP_2,
+        "ALPN should pick h2"
+    );
+
+    let http1 = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&hub().ca_pem()).unwrap())
+        .http1_only()
+        .build()
+        .unwrap();
+    let live = http1.get(server.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    assert_eq!(live.version(), reqwest::Version::HTTP_11);
+}
+
+#[tokio::test]
+async fn plain_http_gets_no_http_answer() {
+    let server = TestServer::start(vec![]).await;
+    let addr = server.base.trim_start_matches("https://").to_string();
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream
+            .write_all(b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = stream.read_to_end(&mut buf);
+        buf
+    })
+    .await
+    .unwrap();
+    assert!(
+        !answer.starts_with(b"HTTP/"),
+        "a plain HTTP request must not get an HTTP answer"
+    );
+}
+
+#[tokio::test]
+async fn ready_is_true_with_no_issuer_and_lists_datasets() {
+    let server = TestServer::start(vec![]).await;
+    let ready = server.get("/health/ready", None).await;
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    let datasets = body["checks"]["data"]["datasets"].as_array().unwrap();
+    assert_eq!(datasets.len(), 4, "{body}");
+}
+
+#[tokio::test]
+async fn request_id_is_echoed_when_sane_and_replaced_otherwise() {
+    let server = TestServer::start(vec![]).await;
+    let echoed = server
+        .client
+        .get(server.url("/health/live"))
+        .header("X-Request-ID", "client-abc-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(echoed.headers()["x-request-id"], "client-abc-123");
+
+    let replaced = server
+        .client
+        .get(server.url("/health/live"))
+        .header("X-Request-ID", "<script>alert(1)</script>")
+        .send()
+        .await
+        .unwrap();
+    let id = replaced.headers()["x-request-id"].to_str().unwrap();
+    assert!(!id.contains('<'));
+    assert_eq!(id.len(), 36, "a generated UUID: {id}");
+
+    let generated = server.get("/health/live", None).await;
+    assert!(generated.headers().contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn errors_are_problem_json_with_code_and_request_id() {
+    let server = TestServer::start(vec![]).await;
+    let response = server
+        .client
+        .get(server.url("/no/such/route"))
+        .header("X-Request-ID", "probe-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], 404);
+    assert_eq!(body["code"], "not_found");
+    assert_eq!(body["request_id"], "probe-1");
+    assert!(body["type"].as_str().unwrap().ends_with("/not_found"));
+
+    let wrong_method = server
+        .client
+        .post(server.url("/health/live"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong_method.status(), 405);
+    let body: serde_json::Value = wrong_method.json().await.unwrap();
+    assert_eq!(body["code"], "method_not_allowed");
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_with_route_templates() {
+    let server = TestServer::start(vec![]).await;
+    server.get("/health/live", None).await;
+    let metrics = server.get("/metrics", None).await;
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    assert!(text.contains("passerelle_http_requests_total"), "{text}");
+    assert!(text.contains("route=\"/health/live\""), "{text}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_requests_in_flight() {
+    // A request held in flight by a slow JWKS refresh (the token names a new key id).
+    let issuer = TestIssuer::start().await;
+    let server = TestServer::start(vec![trust(&issuer.issuer())]).await;
+    server.wait_ready(Duration::from_secs(10)).await;
+    issuer.add_key(crate::support::issuer::TestKey::generate(
+        crate::support::issuer::KeyKind::Ec,
+        "ec-late",
+    ));
+    issuer.set_jwks_delay(Duration::from_millis(1500));
+    let token = issuer.sign("ec-late", &issuer.claims("slow-caller"));
+    let request = server
+        .client
+        .get(server.url("/v1/me"))
+        .bearer_auth(token)
+        .send();
+    let in_flight = tokio::spawn(request);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = server.client.clone();
+    let url = server.url("/health/live");
+    server.shutdown(Duration::from_secs(10)).await;
+    let answer = in_flight.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 200, "the in-flight request completed");
+    assert!(
+        client.get(url).send().await.is_err(),
+        "no new connection after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn serve_never_trusts_the_demo_development_issuer() {
+    // `serve` trusts only configured issuers: a token minted by a running development issuer
+    // is refused by a hub whose configuration does not list it.
+    let dev = passerelle::demo::DevIssuer::start().await.unwrap();
+    let persona = passerelle::demo::personas::persona("chercheuse-diabete").unwrap();
+    let token = dev.token_for(persona).unwrap();
+    let server = TestServer::start(vec![]).await;
+    let me = server.get("/v1/me", Some(&token)).await;
+    assert_eq!(me.status(), 401);
+
+    // ...and no configuration key can ask for it.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passerelle.toml");
+    std::fs::write(
+        &path,
+        "[server]\ntls_cert = \"c\"\ntls_key = \"k\"\n[identity]\ndevelopment_issuer = true\n",
+    )
+    .unwrap();
+    let err = passerelle::config::Config::load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("development_issuer"), "{err}");
+}
+
+#[tokio::test]
+async fn demo_issuer_tokens_work_when_trusted_like_demo_does() {
+    let dev = passerelle::demo::DevIssuer::start().await.unwrap();
+    let server = TestServer::start(vec![dev.issuer_config()]).await;
+    server.wait_ready(Duration::from_secs(10)).await;
+    for (persona, token) in dev.all_tokens().unwrap() {
+        let me = server.get("/v1/me", Some(&token)).await;
+        assert_eq!(me.status(), 200, "{}", persona.id);
+        let body: serde_json::Value = me.json().await.unwrap();
+        assert_eq!(body["principal"]["subject"], persona.subject);
+        assert_eq!(
+            body["principal"]["organisation_siret"].as_str(),
+            persona.siret
+        );
+    }
+}

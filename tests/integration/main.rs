@@ -1,0 +1,16 @@
+//! passerelle's one integration-test binary: the real server over HTTPS on loopback, a real
+//! in-test OIDC issuer, the real command-line binary. Security tests name their attack.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support code: a failure is a test failure"
+)]
+
+mod support;
+
+mod cli;
+mod foundation;
+mod identity;
+mod interop;

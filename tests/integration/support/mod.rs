@@ -1,0 +1,151 @@
+//! Shared test support: one demo hub generated once per test run, a `TestServer` that runs the
+//! real gateway over HTTPS on a free loopback port (stopped on drop), and HTTPS clients that
+//! trust the hub's demo CA.
+
+pub mod issuer;
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use passerelle::config::{Config, IssuerConfig};
+use passerelle::demo::HubLayout;
+use passerelle::server::RunningServer;
+
+/// Rows of the shared test hub (small: tests check behaviour, benchmarks check speed).
+pub const TEST_ROWS: u64 = 2_000;
+pub const TEST_SEED: u64 = 7;
+
+pub struct SharedHub {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+static HUB: OnceLock<SharedHub> = OnceLock::new();
+
+/// The demo hub shared by every test (generated on first use).
+pub fn hub() -> &'static SharedHub {
+    HUB.get_or_init(|| {
+        passerelle::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("hub");
+        passerelle::demo::hub::ensure(&root, TEST_ROWS, TEST_SEED, false).unwrap();
+        SharedHub { _dir: dir, root }
+    })
+}
+
+impl SharedHub {
+    pub fn layout(&self) -> HubLayout {
+        HubLayout::new(&self.root)
+    }
+
+    /// The hub's configuration, listening on a free loopback port, with fast key refresh.
+    pub fn config(&self) -> Config {
+        let mut config = Config::load(&self.layout().config()).unwrap();
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        config.identity.jwks_min_refresh_secs = 0;
+        config.identity.http_timeout_secs = 2;
+        config
+    }
+
+    pub fn ca_pem(&self) -> Vec<u8> {
+        std::fs::read(self.layout().ca_cert()).unwrap()
+    }
+}
+
+/// The real gateway, serving HTTPS on 127.0.0.1 with a free port.
+pub struct TestServer {
+    running: Option<RunningServer>,
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl TestServer {
+    /// Serves the shared hub, trusting `issuers`.
+    pub async fn start(issuers: Vec<IssuerConfig>) -> TestServer {
+        let mut config = hub().config();
+        config.identity.issuers = issuers;
+        Self::start_with(config).await
+    }
+
+    pub async fn start_with(config: Config) -> TestServer {
+        let running = passerelle::hub::start(config).await.unwrap();
+        let base = format!("https://{}", running.addr);
+        TestServer {
+            running: Some(running),
+            base,
+            client: client(&hub().ca_pem()),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Waits until `/health/ready` answers 200 (panics after `timeout`).
+    pub async fn wait_ready(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = self.get("/health/ready", None).await.status();
+            if status == 200 {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "not ready after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Graceful shutdown with `grace` for requests in flight.
+    pub async fn shutdown(mut self, grace: Duration) {
+        if let Some(running) = self.running.take() {
+            running.shutdown(grace).await.unwrap();
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop_now();
+        }
+    }
+}
+
+/// An HTTPS client that trusts the hub's demo CA.
+pub fn client(ca_pem: &[u8]) -> reqwest::Client {
+    passerelle::install_crypto_provider();
+    reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// An issuer entry trusting `issuer` with the contract's defaults and audience `passerelle`.
+pub fn trust(issuer: &str) -> IssuerConfig {
+    IssuerConfig::new(issuer, "passerelle")
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
