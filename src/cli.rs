@@ -44,7 +44,7 @@ pub enum Command {
         #[arg(long, default_value = "./demo-hub")]
         dir: PathBuf,
         /// Number of hospital stays to generate (the other datasets scale with it).
-        #[arg(long, default_value_t = demo::DEFAULT_ROWS, value_parser = clap::value_parser!(u64).range(1..=1_000_000_000))]
+        #[arg(long, default_value_t = demo::DEFAULT_ROWS, value_parser = clap::value_parser!(u64).range(1..=demo::MAX_ROWS))]
         rows: u64,
         /// Seed of the synthetic data generator (same rows and seed: same files).
         #[arg(long, default_value_t = demo::DEFAULT_SEED)]
@@ -65,6 +65,22 @@ pub enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Print what a principal with these claims can see, column by column, and the policy lines
+    /// that decided it.
+    Explain {
+        /// The hub's configuration file.
+        #[arg(long, env = "PASSERELLE_CONFIG")]
+        config: PathBuf,
+        /// The principal's claims as JSON, e.g. '{"sub":"x","groups":["projet-diabete"]}'.
+        #[arg(long)]
+        subject_claims: String,
+        /// Only this habilitation.
+        #[arg(long)]
+        habilitation: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: ExplainFormat,
+    },
     /// Validate configuration, keys, certificates, dataset catalog and data files; print every
     /// problem with its file (and line where it has one); exit 0 only when all is valid.
     Check {
@@ -81,6 +97,12 @@ pub fn run() -> ExitCode {
     crate::install_crypto_provider();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Explain {
+            config,
+            subject_claims,
+            habilitation,
+            format,
+        } => explain(&config, &subject_claims, habilitation.as_deref(), format),
         Command::Demo {
             dir,
             rows,
@@ -142,6 +164,71 @@ fn check(path: &std::path::Path) -> ExitCode {
         eprintln!("{} problem(s) found", problems.len());
         ExitCode::FAILURE
     }
+}
+
+/// Output of `explain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExplainFormat {
+    Text,
+    Json,
+}
+
+fn explain(
+    path: &std::path::Path,
+    claims: &str,
+    habilitation: Option<&str>,
+    format: ExplainFormat,
+) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => return fail(e.to_string()),
+    };
+    let set = match crate::policy::PolicySet::load(&config.policy.dir) {
+        Ok(set) => set,
+        Err(problems) => {
+            return fail(
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            );
+        }
+    };
+    let claims: serde_json::Value = match serde_json::from_str(claims) {
+        Ok(v) => v,
+        Err(e) => return fail(format!("--subject-claims is not JSON: {e}")),
+    };
+    let principal = match crate::identity::Principal::for_explain(&claims) {
+        Ok(p) => p,
+        Err(e) => return fail(format!("--subject-claims: {e}")),
+    };
+    if let Some(id) = habilitation
+        && set.habilitations.get(id).is_none()
+    {
+        return fail(format!("unknown habilitation `{id}`"));
+    }
+    let today = chrono::Utc::now().date_naive();
+    match format {
+        ExplainFormat::Text => print!(
+            "{}",
+            crate::policy::explain::render_text(&set, &principal, habilitation, today)
+        ),
+        ExplainFormat::Json => {
+            let views = crate::policy::explain::views(&set, &principal, habilitation, today);
+            let value = serde_json::json!({
+                "policy_version": set.version,
+                "principal": principal,
+                "operator": set.is_operator(&principal),
+                "habilitations": views,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+    }
+    ExitCode::SUCCESS
 }
 
 fn report<E: std::fmt::Display>(result: Result<(), E>) -> ExitCode {

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
 use crate::identity::{IdentityError, OidcAuthenticator};
-use crate::policy::Catalog;
+use crate::policy::history::PolicyHistory;
+use crate::policy::{PolicySet, PolicyStore};
 use crate::pseudonym::{MasterKey, MasterKeyError};
 use crate::server::{App, AppState, HubSummary, RunningServer, ServerError};
 
@@ -43,10 +44,10 @@ pub fn check(config: &Config) -> Vec<String> {
     {
         problems.push(e.to_string());
     }
-    match Catalog::load(&config.policy.dir) {
-        Err(e) => problems.push(e.to_string()),
-        Ok(catalog) => problems.extend(
-            catalog
+    match PolicySet::load(&config.policy.dir) {
+        Err(p) => problems.extend(p.iter().map(ToString::to_string)),
+        Ok(set) => problems.extend(
+            set.catalog
                 .check_files(&config.data.dir)
                 .iter()
                 .map(ToString::to_string),
@@ -57,20 +58,33 @@ pub fn check(config: &Config) -> Vec<String> {
 
 /// Loads everything and starts the HTTPS server in the background.
 pub async fn start(config: Config) -> Result<RunningServer, HubError> {
-    // SECURITY: fail closed at start: no key, no catalog, no valid data, no server.
+    // SECURITY: fail closed at start: no key, no valid policy set, no valid data, no server.
     let _master_key = MasterKey::load(&config.pseudonymisation)?;
-    let catalog =
-        Catalog::load(&config.policy.dir).map_err(|e| HubError::Policy(vec![e.to_string()]))?;
-    let problems = catalog.check_files(&config.data.dir);
+    let policy = PolicyStore::load(&config.policy.dir)
+        .map_err(|p| HubError::Policy(p.iter().map(ToString::to_string).collect()))?;
+    let set = policy.current();
+    let problems = set.catalog.check_files(&config.data.dir);
     if !problems.is_empty() {
         return Err(HubError::Policy(
             problems.iter().map(ToString::to_string).collect(),
         ));
     }
+    let history = PolicyHistory::new(&config.policy.history_dir);
+    history
+        .ensure_recorded(&set.texts)
+        .map_err(|e| HubError::Policy(vec![format!("policy history: {}", e.kind())]))?;
+    if config.policy.watch_interval_secs > 0 {
+        policy.spawn_watch(std::time::Duration::from_secs(
+            config.policy.watch_interval_secs,
+        ));
+    }
+    policy.spawn_sighup();
     let identity = OidcAuthenticator::start(&config.identity)?;
     let summary = HubSummary {
-        datasets: catalog.names(),
+        datasets: set.catalog.names(),
     };
-    let state = AppState(Arc::new(App::new(config, identity, summary)));
+    let state = AppState(Arc::new(App::new(
+        config, identity, policy, history, summary,
+    )));
     Ok(crate::server::start(state).await?)
 }

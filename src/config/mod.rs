@@ -142,7 +142,15 @@ pub struct DataConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
+    /// The policy set in force.
     pub dir: PathBuf,
+    /// Where submitted policy versions are kept (history, rollback).
+    #[serde(default = "default_history_dir")]
+    pub history_dir: PathBuf,
+    /// How often the policy folder is checked for changes, in seconds (0: never; SIGHUP
+    /// still reloads).
+    #[serde(default = "default_watch")]
+    pub watch_interval_secs: u64,
 }
 
 /// `[pseudonymisation]`: where the master secret comes from (never the secret itself).
@@ -244,8 +252,17 @@ impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
             dir: "policies".into(),
+            history_dir: default_history_dir(),
+            watch_interval_secs: default_watch(),
         }
     }
+}
+
+fn default_history_dir() -> PathBuf {
+    "policy-history".into()
+}
+fn default_watch() -> u64 {
+    2
 }
 
 impl Default for PseudonymisationConfig {
@@ -381,6 +398,7 @@ impl Config {
         }
         resolve(&mut self.data.dir);
         resolve(&mut self.policy.dir);
+        resolve(&mut self.policy.history_dir);
         if let Some(key) = self.pseudonymisation.master_key_file.as_mut() {
             resolve(key);
         }

@@ -11,10 +11,18 @@ use super::data::{GenerateOptions, generate_datasets};
 use crate::pseudonym::MasterKey;
 
 /// The policy set shipped with passerelle and copied into every demo hub.
-pub const POLICY_FILES: &[(&str, &str)] = &[(
-    "datasets.toml",
-    include_str!("../../policies/datasets.toml"),
-)];
+pub const POLICY_FILES: &[(&str, &str)] = &[
+    ("model.conf", include_str!("../../policies/model.conf")),
+    ("policy.csv", include_str!("../../policies/policy.csv")),
+    (
+        "habilitations.toml",
+        include_str!("../../policies/habilitations.toml"),
+    ),
+    (
+        "datasets.toml",
+        include_str!("../../policies/datasets.toml"),
+    ),
+];
 
 /// Where things live inside a hub folder.
 #[derive(Debug, Clone)]
@@ -241,6 +249,8 @@ dir = "data"
 
 [policy]
 dir = "policies"
+history_dir = "policy-history"
+watch_interval_secs = 2
 
 [pseudonymisation]
 master_key_file = "keys/master.key"

@@ -22,10 +22,7 @@ use crate::config::Config;
 pub use hub::{HubLayout, HubReport};
 pub use issuer::DevIssuer;
 
-/// Default number of hospital stays.
-pub const DEFAULT_ROWS: u64 = 100_000;
-/// Default seed of the generator.
-pub const DEFAULT_SEED: u64 = 20_240_101;
+pub use data::{DEFAULT_ROWS, DEFAULT_SEED, MAX_ROWS};
 
 /// What `passerelle demo` was asked to do.
 #[derive(Debug, Clone)]

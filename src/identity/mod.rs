@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::config::IdentityConfig;
 pub use keys::{IssuerStatus, JwksKeyStore};
@@ -252,6 +253,51 @@ pub enum IdentityError {
     CaFile(String),
     #[error("identity: issuer `{0}`: {1}")]
     Issuer(String, String),
+}
+
+impl Principal {
+    /// A principal built from a claims object with the contract's default claim names, for
+    /// `explain` only: nothing is verified, so it must never authorise a request.
+    pub fn for_explain(claims: &Value) -> Result<Principal, String> {
+        let object = claims.as_object().ok_or("claims must be a JSON object")?;
+        let string = |name: &str| -> Result<Option<String>, String> {
+            match object.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(Value::String(s)) => Ok(Some(s.clone())),
+                Some(_) => Err(format!("claim `{name}` must be a string")),
+            }
+        };
+        let list = |name: &str| -> Result<Vec<String>, String> {
+            match object.get(name) {
+                None | Some(Value::Null) => Ok(Vec::new()),
+                Some(Value::String(s)) => Ok(vec![s.clone()]),
+                Some(Value::Array(items)) => items
+                    .iter()
+                    .map(|v| {
+                        v.as_str()
+                            .map(str::to_owned)
+                            .ok_or(format!("claim `{name}` must hold strings"))
+                    })
+                    .collect(),
+                Some(_) => Err(format!(
+                    "claim `{name}` must be a string or an array of strings"
+                )),
+            }
+        };
+        Ok(Principal {
+            issuer: string("iss")?.unwrap_or_else(|| "(explain)".into()),
+            idp_id: string("idp_id")?,
+            subject: string("sub")?.unwrap_or_else(|| "(explain)".into()),
+            organisation_siret: string("siret")?,
+            groups: list("groups")?,
+            roles: list("roles")?,
+            email: string("email")?,
+            client_id: None,
+            client_certificate: None,
+            certificate_bound: false,
+            expires_at: 0,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -131,19 +131,24 @@ impl Catalog {
                 format!("cannot read: {}", e.kind()),
             )])
         })?;
-        let parsed: CatalogFile = toml::from_str(&text).map_err(|e| {
-            let line = e.span().map(|s| line_of(&text, s.start));
-            CatalogError::Invalid(vec![Problem::new(&file, line, e.message().to_string())])
+        Self::parse(&file, &text).map_err(CatalogError::Invalid)
+    }
+
+    /// Parses and validates a catalog text (`file` names it in problems).
+    pub fn parse(file: &Path, text: &str) -> Result<Catalog, Vec<Problem>> {
+        let parsed: CatalogFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            vec![Problem::new(file, line, e.message().to_string())]
         })?;
         let catalog = Catalog {
-            file: file.clone(),
+            file: file.to_path_buf(),
             datasets: parsed.datasets,
         };
-        let problems = catalog.problems(&text);
+        let problems = catalog.problems(text);
         if problems.is_empty() {
             Ok(catalog)
         } else {
-            Err(CatalogError::Invalid(problems))
+            Err(problems)
         }
     }
 

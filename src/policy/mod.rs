@@ -1,14 +1,51 @@
 //! Policy: the law of the hub made executable.
 //!
 //! Owns: the policy set on disk (Casbin `model.conf` and `policy.csv`, `habilitations.toml`,
-//! `datasets.toml`), the dataset catalog (Table Schema + sensitivity class per column), and —
-//! as the policies issue lands — `AccessPlan`s, explain, hot reload and the operator API.
+//! `datasets.toml`), its validation with `file:line` problems, habilitations and their
+//! validity, `AccessPlan`s (with the lines that decided each item), explain, dry-run diffs,
+//! hot reload and version history.
 //!
-//! Must never: touch DataFusion or HTTP, or let anything else read Casbin. Any doubt (a file
-//! that does not parse, an unknown column, a missing claim) means deny.
+//! Must never: touch DataFusion or HTTP, or let anything else read the rules. Any doubt (a file
+//! that does not parse, an unknown column, a missing claim, an expired habilitation) means deny.
 
 pub mod catalog;
+pub mod diff;
+pub mod explain;
+pub mod filter;
+pub mod habilitation;
+pub mod history;
+pub mod plan;
+pub mod rules;
+mod set;
 mod source;
+pub mod store;
+pub mod treatment;
 
 pub use catalog::{Catalog, CatalogError, ColumnClass, Dataset, Field, FieldType};
+pub use habilitation::{Habilitation, Habilitations, Validity};
+pub use plan::{AccessPlan, ColumnPlan, DatasetPlan, Reason, RowFilter};
+pub use set::{PolicySet, PolicyTexts, Refusal};
 pub use source::{PolicyFiles, Problem};
+pub use store::{PolicyStore, ReloadOutcome};
+pub use treatment::ColumnTreatment;
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use crate::identity::Principal;
+
+    pub fn principal(groups: &[&str], siret: Option<&str>) -> Principal {
+        Principal {
+            issuer: "https://idp.test".into(),
+            idp_id: None,
+            subject: "someone".into(),
+            organisation_siret: siret.map(str::to_string),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            roles: Vec::new(),
+            email: None,
+            client_id: None,
+            client_certificate: None,
+            certificate_bound: false,
+            expires_at: 0,
+        }
+    }
+}

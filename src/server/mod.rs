@@ -9,6 +9,7 @@
 //! it cannot start the demo's development issuer (that lives in `demo`, which `serve` never
 //! calls).
 
+mod admin;
 mod auth;
 pub mod error;
 mod health;
@@ -37,6 +38,8 @@ pub use error::ApiError;
 
 use crate::config::Config;
 use crate::identity::Authenticator;
+use crate::policy::PolicyStore;
+use crate::policy::history::PolicyHistory;
 
 /// What the hub has loaded, for readiness and `/v1/me`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -50,6 +53,10 @@ pub struct App {
     pub config: Config,
     /// Token validation (the only reader of bearer tokens).
     pub identity: Arc<dyn Authenticator>,
+    /// The policy set in force (swapped atomically on reload).
+    pub policy: Arc<PolicyStore>,
+    /// Submitted policy versions.
+    pub history: PolicyHistory,
     /// What was loaded at start.
     pub hub: HubSummary,
     /// Prometheus exposition, if the recorder could be installed.
@@ -70,10 +77,18 @@ impl std::ops::Deref for AppState {
 }
 
 impl App {
-    pub fn new(config: Config, identity: Arc<dyn Authenticator>, hub: HubSummary) -> Self {
+    pub fn new(
+        config: Config,
+        identity: Arc<dyn Authenticator>,
+        policy: Arc<PolicyStore>,
+        history: PolicyHistory,
+        hub: HubSummary,
+    ) -> Self {
         Self {
             config,
             identity,
+            policy,
+            history,
             hub,
             metrics: crate::telemetry::metrics_handle(),
             shutting_down: AtomicBool::new(false),
@@ -94,6 +109,20 @@ pub fn app(state: AppState) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/v1/me", get(me::me))
+        .route("/v1/admin/policy", get(admin::policy))
+        .route(
+            "/v1/admin/policy/versions",
+            get(admin::versions).post(admin::submit),
+        )
+        .route(
+            "/v1/admin/policy/versions/{number}/apply",
+            axum::routing::post(admin::apply),
+        )
+        .route(
+            "/v1/admin/policy/rollback",
+            axum::routing::post(admin::rollback),
+        )
+        .route("/v1/admin/explain", axum::routing::post(admin::explain))
         .fallback(middleware::fallback)
         .with_state(state)
         // Layers run bottom-up on the request: the last added is the outermost.

@@ -1,0 +1,308 @@
+//! `AccessPlan`: for one principal under one habilitation, every dataset it may touch, each
+//! column's treatment, the row filters and the allowed actions — with the policy lines that
+//! decided each item. The engine and lookups apply it; they never decide anything themselves.
+//!
+//! Semantics (exactly Casbin's effect in `model.conf`): a decision is allowed when some
+//! matching rule allows and none denies; no matching rule means deny. Among the allowing
+//! `read` rules of a column, the most specific target wins (column over class over `*`, then
+//! a named habilitation and dataset over `*`), then the most protective treatment.
+
+use serde::Serialize;
+
+use super::catalog::{ColumnClass, Dataset};
+use super::filter::FilterExpr;
+use super::habilitation::{Habilitation, HabilitationKind, LegalBasis};
+use super::rules::{Act, Effect, Param, Rule};
+use super::treatment::{ColumnTreatment, TreatmentSpec};
+use crate::identity::Principal;
+
+/// Why a decision was made: the policy line, or the default.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reason {
+    /// `policy.csv`, `habilitations.toml` or `default`.
+    pub source: &'static str,
+    pub line: Option<usize>,
+    pub text: String,
+}
+
+impl Reason {
+    fn rule(rule: &Rule) -> Reason {
+        Reason {
+            source: "policy.csv",
+            line: Some(rule.line),
+            text: rule.text.clone(),
+        }
+    }
+    fn default_deny(what: &str) -> Reason {
+        Reason {
+            source: "default",
+            line: None,
+            text: format!("no rule allows {what}: denied by default"),
+        }
+    }
+}
+
+impl std::fmt::Display for Reason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.source, line, self.text),
+            None => write!(f, "{}", self.text),
+        }
+    }
+}
+
+/// One column of a dataset in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct ColumnPlan {
+    pub name: String,
+    pub class: ColumnClass,
+    pub treatment: ColumnTreatment,
+    pub reasons: Vec<Reason>,
+}
+
+/// A row filter, bound to the principal's attributes.
+#[derive(Debug, Clone, Serialize)]
+pub struct RowFilter {
+    /// The predicate as written in policy.csv.
+    pub source: String,
+    pub expr: FilterExpr,
+    pub reason: Reason,
+}
+
+/// One dataset in a plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetPlan {
+    pub name: String,
+    pub title: String,
+    pub query: bool,
+    pub aggregate: bool,
+    /// Key column of per-record lookups, when lookups are allowed.
+    pub lookup_key: Option<String>,
+    /// Row filters, all applied (AND).
+    pub row_filters: Vec<RowFilter>,
+    /// Every column of the catalog, in order; hidden ones say so (the engine drops them).
+    pub columns: Vec<ColumnPlan>,
+    /// Reasons of the dataset-level decisions (query, lookup, aggregate).
+    pub reasons: Vec<Reason>,
+    /// Set when the dataset is refused for this principal although rules allow it (e.g. a
+    /// filter needs a claim the token lacks).
+    pub refused: Option<String>,
+}
+
+impl DatasetPlan {
+    /// True when the principal may do anything with this dataset.
+    pub fn accessible(&self) -> bool {
+        self.refused.is_none() && (self.query || self.aggregate || self.lookup_key.is_some())
+    }
+
+    pub fn visible_columns(&self) -> impl Iterator<Item = &ColumnPlan> {
+        self.columns.iter().filter(|c| !c.treatment.is_hidden())
+    }
+}
+
+/// The habilitation a plan was built under (what audit and `/v1/me` show).
+#[derive(Debug, Clone, Serialize)]
+pub struct HabilitationSummary {
+    pub id: String,
+    pub title: String,
+    pub kind: HabilitationKind,
+    pub legal_basis: LegalBasis,
+    pub purpose: String,
+    pub end: chrono::NaiveDate,
+    pub pseudonymisation_domain: String,
+}
+
+/// What one principal may do under one habilitation.
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessPlan {
+    pub habilitation: HabilitationSummary,
+    pub policy_version: String,
+    /// Accessible datasets only.
+    pub datasets: Vec<DatasetPlan>,
+}
+
+impl AccessPlan {
+    pub fn dataset(&self, name: &str) -> Option<&DatasetPlan> {
+        self.datasets.iter().find(|d| d.name == name)
+    }
+}
+
+/// Decides one dataset-level act from its matching rules.
+fn decide_act<'r>(rules: &[&'r Rule], act: Act) -> (bool, Vec<&'r Rule>) {
+    let matching: Vec<&Rule> = rules.iter().copied().filter(|r| r.act == act).collect();
+    let allowed = matching.iter().any(|r| r.effect == Effect::Allow)
+        && !matching.iter().any(|r| r.effect == Effect::Deny);
+    (allowed, matching)
+}
+
+fn rank(rule: &Rule) -> (u8, u8, u8, u8) {
+    let protection = match &rule.param {
+        Param::Treatment(t) => t.protection(),
+        _ => 0,
+    };
+    (
+        rule.target.specificity(),
+        u8::from(rule.habilitation.is_some()),
+        u8::from(rule.dataset.is_some()),
+        protection,
+    )
+}
+
+/// Evaluates every dataset of the catalog for `habilitation`. `rules` are the rules that
+/// can apply to it (its own and `*` ones). `principal` binds filters; `None` keeps them
+/// unbound (explain without a caller).
+pub fn evaluate(
+    habilitation: &Habilitation,
+    rules: &[&Rule],
+    datasets: &[Dataset],
+    principal: Option<&Principal>,
+) -> Vec<DatasetPlan> {
+    datasets
+        .iter()
+        .map(|dataset| evaluate_dataset(habilitation, rules, dataset, principal))
+        .collect()
+}
+
+fn evaluate_dataset(
+    habilitation: &Habilitation,
+    rules: &[&Rule],
+    dataset: &Dataset,
+    principal: Option<&Principal>,
+) -> DatasetPlan {
+    let name = dataset.name();
+    let here: Vec<&Rule> = rules
+        .iter()
+        .copied()
+        .filter(|r| r.applies_to(&habilitation.id, name))
+        .collect();
+    let mut reasons = Vec::new();
+    let (query, query_rules) = decide_act(&here, Act::Query);
+    let (aggregate, aggregate_rules) = decide_act(&here, Act::Aggregate);
+    let (lookup, lookup_rules) = decide_act(&here, Act::Lookup);
+    for matched in [&query_rules, &aggregate_rules, &lookup_rules] {
+        reasons.extend(matched.iter().map(|r| Reason::rule(r)));
+    }
+    if reasons.is_empty() {
+        reasons.push(Reason::default_deny(&format!("any use of {name}")));
+    }
+    let lookup_key = if lookup {
+        lookup_rules
+            .iter()
+            .filter(|r| r.effect == Effect::Allow)
+            .find_map(|r| match &r.param {
+                Param::KeyColumn(k) => Some(k.clone()),
+                _ => None,
+            })
+    } else {
+        None
+    };
+
+    let mut refused = None;
+    let mut row_filters = Vec::new();
+    for rule in here
+        .iter()
+        .filter(|r| r.act == Act::Filter && r.effect == Effect::Allow)
+    {
+        let Param::Filter(expr) = &rule.param else {
+            continue;
+        };
+        let bound = match principal {
+            Some(p) => match expr.bind(p) {
+                Ok(bound) => bound,
+                Err(missing) => {
+                    // SECURITY: a filter that needs a claim the caller lacks refuses the dataset.
+                    refused = Some(format!(
+                        "the row filter at policy.csv:{} needs the caller's {}, which the token does not carry",
+                        rule.line,
+                        missing.claim()
+                    ));
+                    expr.clone()
+                }
+            },
+            None => expr.clone(),
+        };
+        row_filters.push(RowFilter {
+            source: rule.param_text.clone(),
+            expr: bound,
+            reason: Reason::rule(rule),
+        });
+    }
+
+    let columns = dataset
+        .fields
+        .iter()
+        .map(|field| {
+            let column = field.name.get_ref();
+            let matching: Vec<&Rule> = here
+                .iter()
+                .copied()
+                .filter(|r| r.act == Act::Read && r.target.matches(column, field.class))
+                .collect();
+            let denies: Vec<&Rule> = matching
+                .iter()
+                .copied()
+                .filter(|r| r.effect == Effect::Deny)
+                .collect();
+            let (treatment, reasons) = if !denies.is_empty() {
+                // SECURITY: deny overrides any allow.
+                (
+                    ColumnTreatment::Hidden,
+                    denies.iter().map(|r| Reason::rule(r)).collect(),
+                )
+            } else {
+                match matching.iter().copied().max_by_key(|r| rank(r)) {
+                    Some(best) => {
+                        let spec = match &best.param {
+                            Param::Treatment(t) => t.clone(),
+                            _ => TreatmentSpec::Hide,
+                        };
+                        (
+                            ColumnTreatment::from_spec(
+                                &spec,
+                                &habilitation.pseudonymisation_domain,
+                            ),
+                            vec![Reason::rule(best)],
+                        )
+                    }
+                    // SECURITY: default deny: a column no rule grants does not exist.
+                    None => (
+                        ColumnTreatment::Hidden,
+                        vec![Reason::default_deny(&format!("reading {name}.{column}"))],
+                    ),
+                }
+            };
+            ColumnPlan {
+                name: column.clone(),
+                class: field.class,
+                treatment,
+                reasons,
+            }
+        })
+        .collect();
+
+    DatasetPlan {
+        name: name.to_string(),
+        title: dataset.title.clone(),
+        query,
+        aggregate,
+        lookup_key,
+        row_filters,
+        columns,
+        reasons,
+        refused,
+    }
+}
+
+impl HabilitationSummary {
+    pub fn of(h: &Habilitation) -> Self {
+        Self {
+            id: h.id.clone(),
+            title: h.title.clone(),
+            kind: h.kind,
+            legal_basis: h.legal_basis.clone(),
+            purpose: h.purpose.clone(),
+            end: h.end,
+            pseudonymisation_domain: h.pseudonymisation_domain.clone(),
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! `PolicyStore`: the policy set in force, swapped atomically on reload.
+//!
+//! A reload parses and validates the whole new set first; only a valid set replaces the
+//! current one (`ArcSwap`), so requests in flight finish under the set they started with and
+//! nobody ever sees a half-applied policy. A set that fails validation is refused: the error
+//! is logged, counted, and shown in readiness detail; the old set keeps serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use super::set::{PolicySet, PolicyTexts};
+use super::source::Problem;
+
+/// Metric names of the policy store.
+pub mod names {
+    pub const RELOADS: &str = "passerelle_policy_reloads_total";
+    pub const VERSION: &str = "passerelle_policy_info";
+}
+
+/// The policy set in force and how to replace it.
+pub struct PolicyStore {
+    dir: PathBuf,
+    current: ArcSwap<PolicySet>,
+    last_error: Mutex<Option<String>>,
+    /// Serialises reloads and applies (file watcher, SIGHUP, operator API).
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for PolicyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyStore")
+            .field("dir", &self.dir)
+            .finish()
+    }
+}
+
+/// Outcome of a reload, for logs, metrics and audit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Unchanged(String),
+    Applied { from: String, to: String },
+}
+
+impl PolicyStore {
+    /// Loads the policy folder; fails (with every problem) if it is not valid.
+    pub fn load(dir: &Path) -> Result<Arc<PolicyStore>, Vec<Problem>> {
+        let set = PolicySet::load(dir)?;
+        metrics::gauge!(names::VERSION, "version" => set.version.clone()).set(1.0);
+        Ok(Arc::new(PolicyStore {
+            dir: dir.to_path_buf(),
+            current: ArcSwap::from_pointee(set),
+            last_error: Mutex::new(None),
+            reload_lock: tokio::sync::Mutex::new(()),
+        }))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The set in force. Hold the `Arc` for the whole request.
+    pub fn current(&self) -> Arc<PolicySet> {
+        self.current.load_full()
+    }
+
+    /// The last refused reload, if the set in force is older than the files.
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Re-reads the folder; swaps only if the whole new set is valid.
+    pub async fn reload(&self) -> Result<ReloadOutcome, Vec<Problem>> {
+        let _guard = self.reload_lock.lock().await;
+        let texts = match PolicyTexts::read(&self.dir) {
+            Ok(t) => t,
+            Err(p) => return Err(self.refused(p)),
+        };
+        self.swap_locked(texts)
+    }
+
+    /// Validates `texts`, writes them to the policy folder and swaps (operator API).
+    pub async fn apply(&self, texts: PolicyTexts) -> Result<ReloadOutcome, Vec<Problem>> {
+        let _guard = self.reload_lock.lock().await;
+        // Validate before touching the files: an invalid set never reaches the folder.
+        PolicySet::from_texts(&self.dir, texts.clone())?;
+        texts.write(&self.dir).map_err(|e| {
+            vec![Problem::new(
+                &self.dir,
+                None,
+                format!("cannot write the policy files: {}", e.kind()),
+            )]
+        })?;
+        self.swap_locked(texts)
+    }
+
+    fn swap_locked(&self, texts: PolicyTexts) -> Result<ReloadOutcome, Vec<Problem>> {
+        let from = self.current.load().version.clone();
+        if texts.version() == from {
+            if let Ok(mut e) = self.last_error.lock() {
+                *e = None;
+            }
+            return Ok(ReloadOutcome::Unchanged(from));
+        }
+        match PolicySet::from_texts(&self.dir, texts) {
+            Ok(set) => {
+                let to = set.version.clone();
+                metrics::gauge!(names::VERSION, "version" => from.clone()).set(0.0);
+                metrics::gauge!(names::VERSION, "version" => to.clone()).set(1.0);
+                self.current.store(Arc::new(set));
+                if let Ok(mut e) = self.last_error.lock() {
+                    *e = None;
+                }
+                metrics::counter!(names::RELOADS, "outcome" => "applied").increment(1);
+                tracing::info!(from = %from, to = %to, "policy set applied");
+                Ok(ReloadOutcome::Applied { from, to })
+            }
+            Err(problems) => Err(self.refused(problems)),
+        }
+    }
+
+    fn refused(&self, problems: Vec<Problem>) -> Vec<Problem> {
+        let text = problems
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ");
+        // SECURITY: an invalid policy never replaces a good one; the old set keeps serving.
+        tracing::error!(problems = %text, "policy reload refused; the previous policy set stays in force");
+        metrics::counter!(names::RELOADS, "outcome" => "refused").increment(1);
+        if let Ok(mut e) = self.last_error.lock() {
+            *e = Some(text);
+        }
+        problems
+    }
+
+    /// Polls the folder every `interval` and reloads when a file changes.
+    pub fn spawn_watch(self: &Arc<Self>, interval: Duration) {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                tokio::time::sleep(interval).await;
+                let Some(store) = weak.upgrade() else { return };
+                let stamp = fingerprint(&store.dir);
+                if last.is_some() && stamp != last {
+                    let _ = store.reload().await;
+                }
+                last = stamp;
+            }
+        });
+    }
+
+    /// Reloads on SIGHUP (Unix).
+    pub fn spawn_sighup(self: &Arc<Self>) {
+        #[cfg(unix)]
+        {
+            let weak = Arc::downgrade(self);
+            tokio::spawn(async move {
+                let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    let Some(store) = weak.upgrade() else { return };
+                    tracing::info!("SIGHUP: reloading the policy set");
+                    let _ = store.reload().await;
+                }
+            });
+        }
+    }
+}
+
+/// Size and modification time of the policy files: cheap change detection.
+fn fingerprint(dir: &Path) -> Option<Vec<(u64, std::time::SystemTime)>> {
+    use super::source::PolicyFiles;
+    [
+        PolicyFiles::MODEL,
+        PolicyFiles::RULES,
+        PolicyFiles::HABILITATIONS,
+        PolicyFiles::DATASETS,
+    ]
+    .iter()
+    .map(|name| {
+        let m = std::fs::metadata(dir.join(name)).ok()?;
+        Some((m.len(), m.modified().ok()?))
+    })
+    .collect()
+}
