@@ -398,14 +398,15 @@ fn type_name(t: FieldType) -> &'static str {
     }
 }
 
+/// (habilitation, dataset, target, act): rules with the same scope.
+type ScopeKey<'a> = (&'a Option<String>, &'a Option<String>, &'a Target, Act);
+
 /// Two `allow` rules with the same habilitation, dataset and target but different treatments
 /// (or lookup keys) contradict each other: the operator must say which one holds.
 fn contradictions(file: &Path, rules: &[Rule]) -> Vec<Problem> {
     let mut problems = Vec::new();
-    let mut first: std::collections::HashMap<
-        (&Option<String>, &Option<String>, &Target, Act),
-        &Rule,
-    > = std::collections::HashMap::new();
+    let mut first: std::collections::HashMap<ScopeKey<'_>, &Rule> =
+        std::collections::HashMap::new();
     for rule in rules.iter().filter(|r| r.effect == Effect::Allow) {
         let key = (&rule.habilitation, &rule.dataset, &rule.target, rule.act);
         match first.get(&key) {

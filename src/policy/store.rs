@@ -139,13 +139,14 @@ impl PolicyStore {
     /// Polls the folder every `interval` and reloads when a file changes.
     pub fn spawn_watch(self: &Arc<Self>, interval: Duration) {
         let weak = Arc::downgrade(self);
+        // The baseline is taken now, so a change made right after start is seen.
+        let mut last = fingerprint(&self.dir);
         tokio::spawn(async move {
-            let mut last = None;
             loop {
                 tokio::time::sleep(interval).await;
                 let Some(store) = weak.upgrade() else { return };
                 let stamp = fingerprint(&store.dir);
-                if last.is_some() && stamp != last {
+                if stamp != last {
                     let _ = store.reload().await;
                 }
                 last = stamp;

@@ -26,6 +26,12 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         "checks": {
             "identity": { "ready": identity_ready, "issuers": issuers },
             "data": { "ready": true, "datasets": state.hub.datasets },
+            // A refused reload keeps the previous set serving: ready, but operators must look.
+            "policy": {
+                "ready": true,
+                "version": state.policy.current().version,
+                "last_reload_refused": state.policy.last_error().is_some(),
+            },
             "shutting_down": state.shutting_down(),
         }
     });

@@ -14,3 +14,4 @@ mod cli;
 mod foundation;
 mod identity;
 mod interop;
+mod policy;

@@ -1,0 +1,901 @@
+//! Policies: truth tables for every demo persona × dataset × column, deny over allow, class
+//! rules, expiry, revocation, missing claims, `check` problems with file:line, agreement with
+//! Casbin's own enforcer, hot reload and the operator API.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use passerelle::identity::Principal;
+use passerelle::policy::treatment::DateGranularity;
+use passerelle::policy::{ColumnTreatment, PolicySet, PolicyTexts, Refusal};
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, copy_dir, hub};
+
+fn shipped() -> PolicyTexts {
+    PolicyTexts {
+        model: include_str!("../../policies/model.conf").into(),
+        rules: include_str!("../../policies/policy.csv").into(),
+        habilitations: include_str!("../../policies/habilitations.toml").into(),
+        datasets: include_str!("../../policies/datasets.toml").into(),
+    }
+}
+
+fn set_with(texts: PolicyTexts) -> PolicySet {
+    PolicySet::from_texts(Path::new("policies"), texts).unwrap()
+}
+
+fn problems_of(texts: PolicyTexts) -> Vec<String> {
+    PolicySet::from_texts(Path::new("policies"), texts)
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+fn today() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 11, 29).unwrap()
+}
+
+/// A demo persona's principal, with the claims its token carries.
+fn persona(id: &str) -> Principal {
+    let p = passerelle::demo::personas::persona(id).unwrap();
+    Principal::for_explain(&json!({
+        "sub": p.subject, "idp_id": p.idp_id, "siret": p.siret,
+        "groups": p.groups, "roles": p.roles,
+    }))
+    .unwrap()
+}
+
+fn treatment(set: &PolicySet, who: &str, dataset: &str, column: &str) -> Option<ColumnTreatment> {
+    let principal = persona(who);
+    let habilitation = set.resolve(&principal, None, today()).ok()?;
+    let plan = set.plan(&principal, habilitation);
+    let d = plan.dataset(dataset)?;
+    Some(
+        d.columns
+            .iter()
+            .find(|c| c.name == column)?
+            .treatment
+            .clone(),
+    )
+}
+
+fn pseudo(domain: &str) -> Option<ColumnTreatment> {
+    Some(ColumnTreatment::Pseudonymised {
+        domain: domain.into(),
+    })
+}
+
+const CLEAR: Option<ColumnTreatment> = Some(ColumnTreatment::Clear);
+const HIDDEN: Option<ColumnTreatment> = Some(ColumnTreatment::Hidden);
+
+#[test]
+fn truth_table_of_the_demo_hub() {
+    let set = set_with(shipped());
+    let year = Some(ColumnTreatment::DateGeneralised {
+        granularity: DateGranularity::Year,
+    });
+    let departement = Some(ColumnTreatment::PostcodeDepartement);
+    // (persona, dataset, column, expected treatment; None = dataset not accessible)
+    let table: Vec<(&str, &str, &str, Option<ColumnTreatment>)> = vec![
+        ("chercheuse-diabete", "sante.sejours", "id_sejour", CLEAR),
+        (
+            "chercheuse-diabete",
+            "sante.sejours",
+            "nir",
+            pseudo("projet-diabete"),
+        ),
+        ("chercheuse-diabete", "sante.sejours", "nom", HIDDEN),
+        (
+            "chercheuse-diabete",
+            "sante.sejours",
+            "date_naissance",
+            year.clone(),
+        ),
+        ("chercheuse-diabete", "sante.sejours", "sexe", CLEAR),
+        (
+            "chercheuse-diabete",
+            "sante.sejours",
+            "code_postal",
+            departement,
+        ),
+        ("chercheuse-diabete", "sante.sejours", "region", CLEAR),
+        ("chercheuse-diabete", "sante.sejours", "date_entree", CLEAR),
+        ("chercheuse-diabete", "sante.sejours", "date_sortie", CLEAR),
+        ("chercheuse-diabete", "sante.sejours", "diagnostic", CLEAR),
+        ("chercheuse-diabete", "sante.sejours", "cout", CLEAR),
+        (
+            "chercheuse-diabete",
+            "fiscal.revenus",
+            "nir",
+            pseudo("projet-diabete"),
+        ),
+        ("chercheuse-diabete", "fiscal.revenus", "annee", CLEAR),
+        (
+            "chercheuse-diabete",
+            "fiscal.revenus",
+            "revenu_fiscal_reference",
+            CLEAR,
+        ),
+        (
+            "chercheuse-diabete",
+            "fiscal.revenus",
+            "nombre_parts",
+            CLEAR,
+        ),
+        (
+            "chercheuse-diabete",
+            "fiscal.revenus",
+            "montant_impot",
+            HIDDEN,
+        ),
+        (
+            "chercheuse-diabete",
+            "fiscal.revenus",
+            "situation_familiale",
+            HIDDEN,
+        ),
+        ("chercheuse-diabete", "social.allocataires", "nir", None),
+        (
+            "chercheuse-diabete",
+            "entreprises.etablissements",
+            "siret",
+            None,
+        ),
+        (
+            "chercheur-emploi",
+            "sante.sejours",
+            "nir",
+            pseudo("projet-emploi"),
+        ),
+        ("chercheur-emploi", "sante.sejours", "nom", HIDDEN),
+        ("chercheur-emploi", "sante.sejours", "date_naissance", CLEAR),
+        ("chercheur-emploi", "sante.sejours", "diagnostic", CLEAR),
+        ("chercheur-emploi", "fiscal.revenus", "nir", None),
+        ("chercheur-emploi", "social.allocataires", "nir", None),
+        ("caf", "social.allocataires", "quotient_familial", CLEAR),
+        ("caf", "social.allocataires", "nombre_enfants", CLEAR),
+        ("caf", "social.allocataires", "nir", HIDDEN),
+        ("caf", "social.allocataires", "numero_allocataire", HIDDEN),
+        ("caf", "social.allocataires", "commune", HIDDEN),
+        ("caf", "social.allocataires", "montant_prestations", HIDDEN),
+        ("caf", "fiscal.revenus", "revenu_fiscal_reference", CLEAR),
+        ("caf", "fiscal.revenus", "nombre_parts", CLEAR),
+        ("caf", "fiscal.revenus", "montant_impot", HIDDEN),
+        ("caf", "fiscal.revenus", "situation_familiale", HIDDEN),
+        ("caf", "sante.sejours", "nir", None),
+        ("caf", "entreprises.etablissements", "siret", None),
+        ("chercheur-expire", "sante.sejours", "nir", None),
+        ("operateur", "sante.sejours", "nir", None),
+        ("operateur", "fiscal.revenus", "nir", None),
+    ];
+    for (who, dataset, column, expected) in table {
+        assert_eq!(
+            treatment(&set, who, dataset, column),
+            expected,
+            "{who} / {dataset}.{column}"
+        );
+    }
+}
+
+#[test]
+fn actions_row_filters_and_lookup_keys_of_the_demo_hub() {
+    let set = set_with(shipped());
+    let diabete = persona("chercheuse-diabete");
+    let h = set.resolve(&diabete, None, today()).unwrap();
+    let plan = set.plan(&diabete, h);
+    let sejours = plan.dataset("sante.sejours").unwrap();
+    assert!(sejours.query && sejours.lookup_key.is_none());
+    assert_eq!(sejours.row_filters.len(), 1);
+    assert_eq!(sejours.row_filters[0].source, "region = '84'");
+    assert_eq!(plan.datasets.len(), 2);
+
+    let emploi = persona("chercheur-emploi");
+    let plan = set.plan(&emploi, set.resolve(&emploi, None, today()).unwrap());
+    assert!(
+        plan.dataset("sante.sejours")
+            .unwrap()
+            .row_filters
+            .is_empty()
+    );
+
+    let caf = persona("caf");
+    let plan = set.plan(&caf, set.resolve(&caf, None, today()).unwrap());
+    for dataset in ["social.allocataires", "fiscal.revenus"] {
+        let d = plan.dataset(dataset).unwrap();
+        assert!(!d.query, "the CAF runs no SQL on {dataset}");
+        assert_eq!(d.lookup_key.as_deref(), Some("nir"));
+    }
+}
+
+#[test]
+fn every_decision_names_the_line_that_made_it() {
+    let set = set_with(shipped());
+    let p = persona("chercheuse-diabete");
+    let plan = set.plan(&p, set.resolve(&p, None, today()).unwrap());
+    let sejours = plan.dataset("sante.sejours").unwrap();
+    let nom = sejours.columns.iter().find(|c| c.name == "nom").unwrap();
+    assert_eq!(
+        nom.reasons[0].text,
+        "p, *, sante.sejours, nom, read, deny, -"
+    );
+    let line = nom.reasons[0].line.unwrap();
+    let csv: Vec<&str> = include_str!("../../policies/policy.csv").lines().collect();
+    assert_eq!(csv[line - 1], nom.reasons[0].text);
+    let montant = plan
+        .dataset("fiscal.revenus")
+        .unwrap()
+        .columns
+        .iter()
+        .find(|c| c.name == "montant_impot")
+        .unwrap()
+        .reasons[0]
+        .clone();
+    assert!(
+        montant.text.contains("montant_impot, read, deny"),
+        "deny overrides the @tax_secret allow: {montant:?}"
+    );
+}
+
+#[test]
+fn expired_not_started_revoked_and_obsolete_habilitations_give_nothing() {
+    let set = set_with(shipped());
+    let expired = set.resolve(&persona("chercheur-expire"), None, today());
+    assert!(matches!(expired, Err(Refusal::Expired { ref id, .. }) if id == "projet-expire"));
+    assert_eq!(expired.unwrap_err().code(), "habilitation_expired");
+    // The day of the end date is still valid; the next day is not.
+    let emploi = persona("chercheur-emploi");
+    let end = NaiveDate::from_ymd_opt(2027, 6, 30).unwrap();
+    assert!(set.resolve(&emploi, None, end).is_ok());
+    assert!(set.resolve(&emploi, None, end.succ_opt().unwrap()).is_err());
+    let before = NaiveDate::from_ymd_opt(2024, 6, 30).unwrap();
+    assert_eq!(
+        set.resolve(&emploi, None, before).unwrap_err().code(),
+        "habilitation_not_started"
+    );
+    for (state, code) in [
+        ("revoked", "habilitation_revoked"),
+        ("obsolete", "habilitation_obsolete"),
+    ] {
+        let mut texts = shipped();
+        texts.habilitations = texts.habilitations.replacen(
+            "end = 2027-06-30\nstate = \"active\"",
+            &format!("end = 2027-06-30\nstate = \"{state}\""),
+            1,
+        );
+        let set = set_with(texts);
+        assert_eq!(
+            set.resolve(&emploi, None, today()).unwrap_err().code(),
+            code
+        );
+    }
+}
+
+#[test]
+fn missing_claims_deny_and_never_default() {
+    let set = set_with(shipped());
+    // The CAF's server without its SIRET claim holds nothing.
+    let mut caf = persona("caf");
+    caf.organisation_siret = None;
+    assert_eq!(
+        set.resolve(&caf, None, today()).unwrap_err(),
+        Refusal::NoHabilitation
+    );
+    // A group alone does not make an operator, nor a role without the organisation.
+    let mut operator = persona("operateur");
+    assert!(set.is_operator(&operator));
+    operator.organisation_siret = None;
+    assert!(!set.is_operator(&operator));
+    // A filter using the caller's organisation refuses the dataset when the claim is missing.
+    let mut texts = shipped();
+    texts.rules.push_str("p, projet-emploi, sante.sejours, *, filter, allow, \"code_postal = principal.organisation\"\n");
+    let set = set_with(texts);
+    let mut emploi = persona("chercheur-emploi");
+    emploi.organisation_siret = None;
+    let plan = set.plan(&emploi, set.resolve(&emploi, None, today()).unwrap());
+    assert!(
+        plan.dataset("sante.sejours").is_none(),
+        "dataset must be refused"
+    );
+}
+
+#[test]
+fn habilitation_choice_is_explicit_when_several_are_held() {
+    let set = set_with(shipped());
+    let mut both = persona("chercheuse-diabete");
+    both.groups.push("projet-emploi".into());
+    let err = set.resolve(&both, None, today()).unwrap_err();
+    assert_eq!(err.code(), "habilitation_required");
+    assert_eq!(
+        set.resolve(&both, Some("projet-emploi"), today())
+            .unwrap()
+            .id,
+        "projet-emploi"
+    );
+    // Unknown and not-held habilitations answer the same.
+    let unknown = set
+        .resolve(&both, Some("no-such-thing"), today())
+        .unwrap_err();
+    let not_held = set
+        .resolve(&both, Some("caf-quotient-familial"), today())
+        .unwrap_err();
+    assert_eq!(unknown.code(), not_held.code());
+}
+
+#[test]
+fn class_rules_cover_new_columns_without_new_rules() {
+    let mut texts = shipped();
+    texts.datasets = texts.datasets.replacen(
+        "[[datasets.fields]]\nname = \"montant_impot\"",
+        "[[datasets.fields]]\nname = \"credit_impot\"\ntitle = \"Crédit d'impôt\"\ntype = \"integer\"\nclass = \"tax_secret\"\n\n[[datasets.fields]]\nname = \"montant_impot\"",
+        1,
+    );
+    assert!(
+        texts.datasets.contains("credit_impot"),
+        "fixture edit failed"
+    );
+    let set = set_with(texts);
+    assert_eq!(
+        treatment(&set, "chercheuse-diabete", "fiscal.revenus", "credit_impot"),
+        CLEAR
+    );
+    assert_eq!(
+        treatment(&set, "caf", "fiscal.revenus", "credit_impot"),
+        HIDDEN
+    );
+}
+
+#[test]
+fn check_names_file_and_line_of_every_problem() {
+    type Edit = Box<dyn Fn(&mut PolicyTexts)>;
+    let cases: Vec<(Edit, &str)> = vec![
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, projet-diabete, sante.inconnu, *, query, allow, -\n")
+            }),
+            "unknown dataset `sante.inconnu`",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, projet-diabete, sante.sejours, poids, read, allow, clear\n")
+            }),
+            "unknown column `poids`",
+        ),
+        (
+            Box::new(|t| {
+                t.rules.push_str(
+                    "p, projet-diabete, sante.sejours, @secret_defense, read, allow, clear\n",
+                )
+            }),
+            "unknown class `@secret_defense`",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, projet-diabete, sante.sejours, *, filter, allow, \"region = \"\n")
+            }),
+            "filter does not parse",
+        ),
+        (
+            Box::new(|t| {
+                t.rules.push_str("p, projet-diabete, sante.sejours, *, filter, allow, \"lower(region) = '84'\"\n")
+            }),
+            "a function call is not allowed",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, projet-diabete, sante.sejours, nir, read, allow, clear\n")
+            }),
+            "contradicts line",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, projet-diabete, sante.sejours, diagnostic, read, allow, year\n")
+            }),
+            "does not fit column",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, inconnu, sante.sejours, *, query, allow, -\n")
+            }),
+            "unknown habilitation `inconnu`",
+        ),
+        (
+            Box::new(|t| {
+                t.habilitations = t.habilitations.replacen(
+                    "legal_basis = { nature = \"CSP L1461-1\"",
+                    "legal_basis = { nature = \"\"",
+                    1,
+                )
+            }),
+            "legal basis",
+        ),
+        (
+            Box::new(|t| t.habilitations = t.habilitations.replacen("end = 2027-12-31\n", "", 1)),
+            "end date",
+        ),
+        (
+            Box::new(|t| t.model = t.model.replace("!some(where (p.eft == deny))", "true")),
+            "not passerelle's access model",
+        ),
+    ];
+    for (edit, expected) in cases {
+        let mut texts = shipped();
+        edit(&mut texts);
+        let problems = problems_of(texts);
+        let found = problems.iter().find(|p| p.contains(expected));
+        let found = found.unwrap_or_else(|| panic!("`{expected}` not in {problems:#?}"));
+        if !expected.contains("model") {
+            let has_line = found
+                .split(':')
+                .nth(1)
+                .is_some_and(|l| l.trim().parse::<usize>().is_ok());
+            assert!(has_line, "no line number in `{found}`");
+        }
+    }
+}
+
+/// Casbin's own enforcer, given model.conf and policy.csv, agrees with passerelle on every
+/// (habilitation, dataset, column, act) allow/deny of the demo hub.
+#[tokio::test]
+async fn decisions_agree_with_casbins_own_enforcer() {
+    use casbin::{CoreApi, DefaultModel, Enforcer, StringAdapter};
+    let texts = shipped();
+    let model = DefaultModel::from_str(&texts.model).await.unwrap();
+    let enforcer = Enforcer::new(model, StringAdapter::new(texts.rules.clone()))
+        .await
+        .unwrap();
+    let set = set_with(texts);
+    let mut checked = 0;
+    for h in &set.habilitations.list {
+        for d in set.evaluate(h, None) {
+            let dataset = set.catalog.dataset(&d.name).unwrap();
+            for (act, ours) in [
+                ("query", d.query),
+                ("aggregate", d.aggregate),
+                ("lookup", d.lookup_key.is_some()),
+            ] {
+                let theirs = enforcer
+                    .enforce((h.id.as_str(), d.name.as_str(), "*", "*", act))
+                    .unwrap();
+                assert_eq!(ours, theirs, "{} {} {act}", h.id, d.name);
+                checked += 1;
+            }
+            for c in &d.columns {
+                let class = format!(
+                    "@{}",
+                    serde_json::to_value(c.class).unwrap().as_str().unwrap()
+                );
+                let field = dataset.field(&c.name).unwrap();
+                assert_eq!(field.class, c.class);
+                let theirs = enforcer
+                    .enforce((
+                        h.id.as_str(),
+                        d.name.as_str(),
+                        c.name.as_str(),
+                        class.as_str(),
+                        "read",
+                    ))
+                    .unwrap();
+                let ours = !c.treatment.is_hidden()
+                    || c.reasons
+                        .iter()
+                        .any(|r| r.text.contains("read, allow, hide"));
+                assert_eq!(ours, theirs, "{} {}.{}", h.id, d.name, c.name);
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} decisions compared");
+}
+
+// ---------------------------------------------------------------- over HTTPS
+
+/// A private copy of the shared hub (tests that change policies must not touch the shared one).
+fn private_hub() -> (tempfile::TempDir, passerelle::config::Config) {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&hub().root, &dir.path().join("hub"));
+    let mut config =
+        passerelle::config::Config::load(&dir.path().join("hub/passerelle.toml")).unwrap();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    (dir, config)
+}
+
+struct Hub {
+    _dir: tempfile::TempDir,
+    dev: passerelle::demo::DevIssuer,
+    server: TestServer,
+}
+
+impl Hub {
+    async fn start(watch_secs: u64) -> Hub {
+        let (dir, mut config) = private_hub();
+        let dev = passerelle::demo::DevIssuer::start().await.unwrap();
+        config.identity.issuers = vec![dev.issuer_config()];
+        config.policy.watch_interval_secs = watch_secs;
+        let server = TestServer::start_with(config).await;
+        server.wait_ready(Duration::from_secs(10)).await;
+        Hub {
+            _dir: dir,
+            dev,
+            server,
+        }
+    }
+
+    fn token(&self, who: &str) -> String {
+        self.dev
+            .token_for(passerelle::demo::personas::persona(who).unwrap())
+            .unwrap()
+    }
+
+    async fn me(&self, who: &str) -> Value {
+        let r = self.server.get("/v1/me", Some(&self.token(who))).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.unwrap()
+    }
+
+    fn policy_dir(&self) -> std::path::PathBuf {
+        self._dir.path().join("hub/policies")
+    }
+
+    async fn admin(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        who: &str,
+    ) -> reqwest::Response {
+        let mut request = self
+            .server
+            .client
+            .request(method, self.server.url(path))
+            .bearer_auth(self.token(who));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+}
+
+fn datasets_of(me: &Value, habilitation: &str) -> Vec<String> {
+    me["habilitations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["id"] == habilitation)
+        .map(|h| {
+            h["datasets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn me_shows_each_personas_habilitations_and_warnings() {
+    let hub = Hub::start(0).await;
+    let me = hub.me("chercheuse-diabete").await;
+    assert_eq!(
+        datasets_of(&me, "projet-diabete"),
+        vec!["sante.sejours", "fiscal.revenus"]
+    );
+    assert_eq!(me["habilitations"][0]["end"], "2027-12-31");
+    assert_eq!(me["operator"], false);
+    let expired = hub.me("chercheur-expire").await;
+    assert_eq!(expired["habilitations"][0]["validity"], "expired");
+    assert!(
+        expired["warnings"][0]
+            .as_str()
+            .unwrap()
+            .contains("expired on 2025-01-01")
+    );
+    assert!(datasets_of(&expired, "projet-expire").is_empty());
+    let caf = hub.me("caf").await;
+    assert_eq!(
+        datasets_of(&caf, "caf-quotient-familial"),
+        vec!["fiscal.revenus", "social.allocataires"]
+    );
+    let operator = hub.me("operateur").await;
+    assert_eq!(operator["operator"], true);
+    assert_eq!(operator["habilitations"], json!([]));
+}
+
+#[tokio::test]
+async fn operator_api_is_for_operators_only() {
+    let hub = Hub::start(0).await;
+    for who in ["chercheuse-diabete", "caf", "chercheur-expire"] {
+        let r = hub
+            .admin(reqwest::Method::GET, "/v1/admin/policy", None, who)
+            .await;
+        assert_eq!(r.status(), 403, "{who}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["code"], "not_operator");
+    }
+    let anonymous = hub.server.get("/v1/admin/policy", None).await;
+    assert_eq!(anonymous.status(), 401);
+    let r = hub
+        .admin(reqwest::Method::GET, "/v1/admin/policy", None, "operateur")
+        .await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["files"]["policy.csv"]
+            .as_str()
+            .unwrap()
+            .contains("projet-diabete")
+    );
+}
+
+#[tokio::test]
+async fn submit_diff_apply_history_and_rollback() {
+    let hub = Hub::start(0).await;
+    let current: Value = hub
+        .admin(reqwest::Method::GET, "/v1/admin/policy", None, "operateur")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut files = current["files"].clone();
+    let rules = files["policy.csv"]
+        .as_str()
+        .unwrap()
+        .replace("p, projet-emploi, sante.sejours, *, query, allow, -\n", "");
+    files["policy.csv"] = json!(rules);
+
+    // An invalid set is refused with file:line and nothing is stored.
+    let mut broken = files.clone();
+    broken["policy.csv"] = json!(format!(
+        "{rules}p, projet-emploi, sante.sejours, poids, read, allow, clear\n"
+    ));
+    let r = hub
+        .admin(
+            reqwest::Method::POST,
+            "/v1/admin/policy/versions",
+            Some(json!({"files": broken})),
+            "operateur",
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "policy_invalid");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.starts_with("policy.csv:") && detail.contains("poids"),
+        "{detail}"
+    );
+    assert!(!detail.contains('/'), "no paths in answers: {detail}");
+
+    // A valid one is stored with its dry-run diff, not yet in force.
+    let r = hub
+        .admin(
+            reqwest::Method::POST,
+            "/v1/admin/policy/versions",
+            Some(json!({"files": files, "comment": "fin de l'accès emploi"})),
+            "operateur",
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    let number = body["version"]["number"].as_u64().unwrap();
+    assert!(number >= 2, "the set in force at start is version 1");
+    let diff = body["diff"].as_array().unwrap();
+    assert!(
+        diff.iter().any(|c| c["habilitation"] == "projet-emploi"
+            && c["kind"] == "loses"
+            && c["what"] == "dataset sante.sejours"),
+        "{diff:?}"
+    );
+    assert_eq!(
+        datasets_of(&hub.me("chercheur-emploi").await, "projet-emploi"),
+        vec!["sante.sejours"]
+    );
+
+    // Apply: in force at once, and on disk.
+    let r = hub
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/admin/policy/versions/{number}/apply"),
+            None,
+            "operateur",
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert!(datasets_of(&hub.me("chercheur-emploi").await, "projet-emploi").is_empty());
+    assert_eq!(
+        std::fs::read_to_string(hub.policy_dir().join("policy.csv")).unwrap(),
+        rules
+    );
+
+    // History names the author; rollback to version 1 restores the access.
+    let history: Value = hub
+        .admin(
+            reqwest::Method::GET,
+            "/v1/admin/policy/versions",
+            None,
+            "operateur",
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let versions = history["versions"].as_array().unwrap();
+    assert_eq!(
+        versions.last().unwrap()["author"],
+        "sophie.leroy@hub.example.gouv.fr"
+    );
+    let r = hub
+        .admin(
+            reqwest::Method::POST,
+            "/v1/admin/policy/rollback",
+            Some(json!({"number": 1})),
+            "operateur",
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        datasets_of(&hub.me("chercheur-emploi").await, "projet-emploi"),
+        vec!["sante.sejours"]
+    );
+}
+
+#[tokio::test]
+async fn a_file_change_reloads_and_an_invalid_one_is_refused() {
+    let hub = Hub::start(1).await;
+    let file = hub.policy_dir().join("policy.csv");
+    let original = std::fs::read_to_string(&file).unwrap();
+    let v1 = hub.me("chercheur-emploi").await["policy_version"].clone();
+
+    // Invalid: refused, the old set keeps serving, the error is visible to operators.
+    std::fs::write(
+        &file,
+        format!("{original}p, projet-emploi, nulle.part, *, query, allow, -\n"),
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let policy: Value = hub
+            .admin(reqwest::Method::GET, "/v1/admin/policy", None, "operateur")
+            .await
+            .json()
+            .await
+            .unwrap();
+        if policy["last_reload_error"].is_string() {
+            assert!(
+                policy["last_reload_error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("nulle.part")
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "reload error never reported"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let me = hub.me("chercheur-emploi").await;
+    assert_eq!(me["policy_version"], v1);
+    assert_eq!(datasets_of(&me, "projet-emploi"), vec!["sante.sejours"]);
+
+    // Valid: applied without restart.
+    std::fs::write(
+        &file,
+        original.replace("p, projet-emploi, sante.sejours, *, query, allow, -\n", ""),
+    )
+    .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let me = hub.me("chercheur-emploi").await;
+        if me["policy_version"] != v1 {
+            assert!(datasets_of(&me, "projet-emploi").is_empty());
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "valid change never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test]
+async fn concurrent_requests_during_reloads_never_see_a_half_applied_policy() {
+    let hub = Hub::start(0).await;
+    let current: Value = hub
+        .admin(reqwest::Method::GET, "/v1/admin/policy", None, "operateur")
+        .await
+        .json()
+        .await
+        .unwrap();
+    let with_access = current["version"].as_str().unwrap().to_string();
+    let mut files = current["files"].clone();
+    // Version B changes two files at once: the rule AND the habilitation's title.
+    files["policy.csv"] = json!(
+        files["policy.csv"]
+            .as_str()
+            .unwrap()
+            .replace("p, projet-emploi, sante.sejours, *, query, allow, -\n", "")
+    );
+    files["habilitations.toml"] = json!(files["habilitations.toml"].as_str().unwrap().replace(
+        "Santé et trajectoires d'emploi",
+        "Santé et emploi (suspendu)"
+    ));
+    let r = hub
+        .admin(
+            reqwest::Method::POST,
+            "/v1/admin/policy/versions",
+            Some(json!({"files": files})),
+            "operateur",
+        )
+        .await;
+    let b: Value = r.json().await.unwrap();
+    let number_b = b["version"]["number"].as_u64().unwrap();
+    let without_access = b["version"]["version"].as_str().unwrap().to_string();
+
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let client = hub.server.client.clone();
+            let url = hub.server.url("/v1/me");
+            let token = hub.token("chercheur-emploi");
+            let (a, b) = (with_access.clone(), without_access.clone());
+            tokio::spawn(async move {
+                let mut seen = 0;
+                for _ in 0..40 {
+                    let me: Value = client
+                        .get(&url)
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    let version = me["policy_version"].as_str().unwrap();
+                    let h = &me["habilitations"][0];
+                    let has = !h["datasets"].as_array().unwrap().is_empty();
+                    let title = h["title"].as_str().unwrap();
+                    if version == a {
+                        assert!(
+                            has && title == "Santé et trajectoires d'emploi",
+                            "half-applied A: {me}"
+                        );
+                    } else {
+                        assert_eq!(version, b, "unknown version");
+                        assert!(
+                            !has && title == "Santé et emploi (suspendu)",
+                            "half-applied B: {me}"
+                        );
+                    }
+                    seen += 1;
+                }
+                seen
+            })
+        })
+        .collect();
+    for i in 0..10 {
+        let number = if i % 2 == 0 { number_b } else { 1 };
+        let r = hub
+            .admin(
+                reqwest::Method::POST,
+                &format!("/v1/admin/policy/versions/{number}/apply"),
+                None,
+                "operateur",
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+    }
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), 40);
+    }
+}
