@@ -260,30 +260,12 @@ impl Principal {
     /// `explain` only: nothing is verified, so it must never authorise a request.
     pub fn for_explain(claims: &Value) -> Result<Principal, String> {
         let object = claims.as_object().ok_or("claims must be a JSON object")?;
-        let string = |name: &str| -> Result<Option<String>, String> {
-            match object.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(format!("claim `{name}` must be a string")),
-            }
+        let bad = |e: AuthError| match e {
+            AuthError::BadClaim(name) => format!("claim `{name}` has an unexpected type"),
+            other => other.to_string(),
         };
-        let list = |name: &str| -> Result<Vec<String>, String> {
-            match object.get(name) {
-                None | Some(Value::Null) => Ok(Vec::new()),
-                Some(Value::String(s)) => Ok(vec![s.clone()]),
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_owned)
-                            .ok_or(format!("claim `{name}` must hold strings"))
-                    })
-                    .collect(),
-                Some(_) => Err(format!(
-                    "claim `{name}` must be a string or an array of strings"
-                )),
-            }
-        };
+        let string = |name: &'static str| token::optional_string(object, name, name).map_err(bad);
+        let list = |name: &'static str| token::string_list(object, name, name).map_err(bad);
         Ok(Principal {
             issuer: string("iss")?.unwrap_or_else(|| "(explain)".into()),
             idp_id: string("idp_id")?,

@@ -178,7 +178,7 @@ fn claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     Some(current)
 }
 
-fn optional_string(
+pub(super) fn optional_string(
     claims: &Map<String, Value>,
     name: &str,
     label: &'static str,
@@ -191,7 +191,7 @@ fn optional_string(
     }
 }
 
-fn string_list(
+pub(super) fn string_list(
     claims: &Map<String, Value>,
     name: &str,
     label: &'static str,
