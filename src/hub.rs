@@ -60,19 +60,14 @@ pub fn check(config: &Config) -> Vec<String> {
 pub async fn start(config: Config) -> Result<RunningServer, HubError> {
     // SECURITY: fail closed at start: no key, no valid policy set, no valid data, no server.
     let _master_key = MasterKey::load(&config.pseudonymisation)?;
-    let policy = PolicyStore::load(&config.policy.dir)
-        .map_err(|p| HubError::Policy(p.iter().map(ToString::to_string).collect()))?;
-    let set = policy.current();
-    let problems = set.catalog.check_files(&config.data.dir);
-    if !problems.is_empty() {
-        return Err(HubError::Policy(
-            problems.iter().map(ToString::to_string).collect(),
-        ));
-    }
     let history = PolicyHistory::new(&config.policy.history_dir);
-    history
-        .ensure_recorded(&set.texts)
-        .map_err(|e| HubError::Policy(vec![format!("policy history: {}", e.kind())]))?;
+    let policy = PolicyStore::load_checked(
+        &config.policy.dir,
+        Some(&config.data.dir),
+        Some(history.clone()),
+    )
+    .map_err(|p| HubError::Policy(p.iter().map(ToString::to_string).collect()))?;
+    let set = policy.current();
     if config.policy.watch_interval_secs > 0 {
         policy.spawn_watch(std::time::Duration::from_secs(
             config.policy.watch_interval_secs,

@@ -334,6 +334,15 @@ impl Habilitations {
                 });
             }
         }
+        for siret in &parsed.operators.organisations {
+            if !is_siret(siret) {
+                problems.push(Problem::new(
+                    file,
+                    None,
+                    format!("`[operators]`: `{siret}` is not a valid SIRET (14 digits, Luhn key)"),
+                ));
+            }
+        }
         if parsed.operators.roles.is_empty() {
             problems.push(Problem::new(
                 file,

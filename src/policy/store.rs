@@ -23,6 +23,10 @@ pub mod names {
 /// The policy set in force and how to replace it.
 pub struct PolicyStore {
     dir: PathBuf,
+    /// The data folder: a new catalog must still match the Parquet files.
+    data_dir: Option<PathBuf>,
+    /// Where sets put in force from the folder (file change, SIGHUP) are recorded.
+    history: Option<super::history::PolicyHistory>,
     current: ArcSwap<PolicySet>,
     last_error: Mutex<Option<String>>,
     /// Serialises reloads and applies (file watcher, SIGHUP, operator API).
@@ -47,10 +51,37 @@ pub enum ReloadOutcome {
 impl PolicyStore {
     /// Loads the policy folder; fails (with every problem) if it is not valid.
     pub fn load(dir: &Path) -> Result<Arc<PolicyStore>, Vec<Problem>> {
+        Self::load_checked(dir, None, None)
+    }
+
+    /// Loads the policy folder, checks its catalog against `data_dir` now and at every
+    /// reload, and records sets put in force from the folder in `history`.
+    pub fn load_checked(
+        dir: &Path,
+        data_dir: Option<&Path>,
+        history: Option<super::history::PolicyHistory>,
+    ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
         let set = PolicySet::load(dir)?;
+        if let Some(data) = data_dir {
+            let problems = set.catalog.check_files(data);
+            if !problems.is_empty() {
+                return Err(problems);
+            }
+        }
+        if let Some(history) = &history {
+            history.ensure_recorded(&set.texts).map_err(|e| {
+                vec![Problem::new(
+                    dir,
+                    None,
+                    format!("policy history: {}", e.kind()),
+                )]
+            })?;
+        }
         metrics::gauge!(names::VERSION, "version" => set.version.clone()).set(1.0);
         Ok(Arc::new(PolicyStore {
             dir: dir.to_path_buf(),
+            data_dir: data_dir.map(Path::to_path_buf),
+            history,
             current: ArcSwap::from_pointee(set),
             last_error: Mutex::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
@@ -78,7 +109,13 @@ impl PolicyStore {
             Ok(t) => t,
             Err(p) => return Err(self.refused(p)),
         };
-        self.swap_locked(texts)
+        let outcome = self.swap_locked(texts)?;
+        if let (ReloadOutcome::Applied { .. }, Some(history)) = (&outcome, &self.history)
+            && let Err(e) = history.ensure_recorded(&self.current().texts)
+        {
+            tracing::error!(error = %e.kind(), "cannot record the reloaded policy set in the history");
+        }
+        Ok(outcome)
     }
 
     /// Validates `texts`, writes them to the policy folder and swaps (operator API).
@@ -104,7 +141,22 @@ impl PolicyStore {
             }
             return Ok(ReloadOutcome::Unchanged(from));
         }
-        match PolicySet::from_texts(&self.dir, texts) {
+        let checked = PolicySet::from_texts(&self.dir, texts).and_then(|set| {
+            // SECURITY: a catalog that no longer matches the data files is refused like any
+            // other invalid set.
+            match &self.data_dir {
+                Some(data) => {
+                    let problems = set.catalog.check_files(data);
+                    if problems.is_empty() {
+                        Ok(set)
+                    } else {
+                        Err(problems)
+                    }
+                }
+                None => Ok(set),
+            }
+        });
+        match checked {
             Ok(set) => {
                 let to = set.version.clone();
                 metrics::gauge!(names::VERSION, "version" => from.clone()).set(0.0);

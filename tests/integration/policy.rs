@@ -899,3 +899,47 @@ async fn concurrent_requests_during_reloads_never_see_a_half_applied_policy() {
         assert_eq!(reader.await.unwrap(), 40);
     }
 }
+
+#[tokio::test]
+async fn a_live_catalog_change_that_no_longer_matches_the_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&hub().root, &dir.path().join("hub"));
+    let policies = dir.path().join("hub/policies");
+    let history =
+        passerelle::policy::history::PolicyHistory::new(&dir.path().join("hub/policy-history"));
+    let store = passerelle::policy::PolicyStore::load_checked(
+        &policies,
+        Some(&dir.path().join("hub/data")),
+        Some(history.clone()),
+    )
+    .unwrap();
+    let before = store.current().version.clone();
+    let catalog = std::fs::read_to_string(policies.join("datasets.toml")).unwrap();
+    std::fs::write(
+        policies.join("datasets.toml"),
+        catalog.replacen(
+            "[[datasets.fields]]\nname = \"montant_impot\"",
+            "[[datasets.fields]]\nname = \"credit_impot\"\ntitle = \"Crédit\"\ntype = \"integer\"\nclass = \"tax_secret\"\n\n[[datasets.fields]]\nname = \"montant_impot\"",
+            1,
+        ),
+    )
+    .unwrap();
+    let problems = store.reload().await.unwrap_err();
+    assert!(
+        problems.iter().any(|p| p
+            .to_string()
+            .contains("`credit_impot` is in the catalog but not in the file")),
+        "{problems:?}"
+    );
+    assert_eq!(store.current().version, before);
+    // A valid hand edit is put in force and recorded in the history (so it can be rolled back to).
+    std::fs::write(policies.join("datasets.toml"), &catalog).unwrap();
+    let rules = std::fs::read_to_string(policies.join("policy.csv")).unwrap();
+    std::fs::write(policies.join("policy.csv"), format!("{rules}# hand edit\n")).unwrap();
+    assert!(matches!(
+        store.reload().await.unwrap(),
+        passerelle::policy::ReloadOutcome::Applied { .. }
+    ));
+    let recorded = history.list();
+    assert_eq!(recorded.last().unwrap().version, store.current().version);
+}
