@@ -120,8 +120,12 @@ impl MasterKey {
         result.map_err(err)
     }
 
+    /// A master key from raw bytes (tests, benchmarks, key ceremonies).
+    pub fn from_bytes(bytes: [u8; MASTER_KEY_BYTES]) -> Self {
+        Self(Zeroizing::new(bytes))
+    }
+
     /// The secret bytes, for key derivation inside this module only.
-    #[allow(dead_code, reason = "used by key derivation (pseudonymisation issue)")]
     pub(crate) fn expose(&self) -> &[u8; MASTER_KEY_BYTES] {
         &self.0
     }

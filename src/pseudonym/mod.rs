@@ -1,11 +1,15 @@
 //! Pseudonymisation: keyed, per-domain pseudonyms and masking functions.
 //!
 //! Owns: the hub's master secret (loading, generation, zeroization), per-domain keys derived
-//! from it, and the vectorised pseudonym and mask kernels the engine applies inside its scan.
+//! from it (`domain`), and the vectorised pseudonym and mask kernels the engine applies
+//! inside its scan (`kernels`).
 //!
 //! Must never: register a function callable by name from SQL (a caller who can hash a guess can
 //! re-identify), log or return inputs or keys, put a key in a plan, a policy or an error.
 
+pub mod domain;
+pub mod kernels;
 mod master_key;
 
+pub use domain::{DomainError, PSEUDONYM_LEN, PseudonymDomain};
 pub use master_key::{MasterKey, MasterKeyError};

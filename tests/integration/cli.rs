@@ -240,3 +240,138 @@ fn demo_prints_curl_lines_that_work_as_printed_and_stops_on_sigterm() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `passerelle serve` reloads its policy set on SIGHUP (file polling off), trusting only the
+/// issuers in its configuration.
+#[tokio::test]
+async fn serve_reloads_policies_on_sighup() {
+    use crate::support::issuer::TestIssuer;
+    let issuer = TestIssuer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&crate::support::hub().root, &dir.path().join("hub"));
+    let config = dir.path().join("hub/passerelle.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("watch_interval_secs = 2", "watch_interval_secs = 0");
+    std::fs::write(
+        &config,
+        format!(
+            "{text}\n[[identity.issuers]]\nissuer = \"{}\"\naudience = \"passerelle\"\n",
+            issuer.issuer()
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                && let Some(a) = v["address"].as_str()
+            {
+                return a.to_string();
+            }
+        }
+        panic!("serve exited without listening");
+    })
+    .await
+    .expect("serve did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let client = crate::support::client(&crate::support::hub().ca_pem());
+    let mut claims = issuer.claims("chercheur");
+    claims.insert("groups".into(), serde_json::json!(["projet-emploi"]));
+    let token = issuer.sign("ec-1", &claims);
+    let me = || {
+        let (client, token) = (client.clone(), token.clone());
+        let url = format!("https://{address}/v1/me");
+        async move {
+            let r = client.get(url).bearer_auth(token).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            r.json::<serde_json::Value>().await.unwrap()
+        }
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let before = loop {
+        if let Ok(r) = client
+            .get(format!("https://{address}/health/ready"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            break me().await;
+        }
+        assert!(Instant::now() < deadline, "serve never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        before["habilitations"][0]["datasets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+
+    let rules = dir.path().join("hub/policies/policy.csv");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    std::fs::write(
+        &rules,
+        text.replace("p, projet-emploi, sante.sejours, *, query, allow, -\n", ""),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        me().await["policy_version"],
+        before["policy_version"],
+        "no polling: nothing changes before SIGHUP"
+    );
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let now = me().await;
+        if now["policy_version"] != before["policy_version"] {
+            assert!(
+                now["habilitations"][0]["datasets"]
+                    .as_array()
+                    .unwrap()
+                    .is_empty()
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}

@@ -15,3 +15,4 @@ mod foundation;
 mod identity;
 mod interop;
 mod policy;
+mod pseudonym;
