@@ -12,7 +12,7 @@ use crate::config::{Config, ConfigError};
 use crate::identity::{IdentityError, OidcAuthenticator};
 use crate::policy::history::PolicyHistory;
 use crate::policy::{PolicySet, PolicyStore};
-use crate::pseudonym::{MasterKey, MasterKeyError};
+use crate::pseudonym::{KeyRing, MasterKey, MasterKeyError};
 use crate::server::{App, AppState, HubSummary, RunningServer, ServerError};
 
 /// Why a hub could not start, or what `check` found.
@@ -59,7 +59,10 @@ pub fn check(config: &Config) -> Vec<String> {
 /// Loads everything and starts the HTTPS server in the background.
 pub async fn start(config: Config) -> Result<RunningServer, HubError> {
     // SECURITY: fail closed at start: no key, no valid policy set, no valid data, no server.
-    let _master_key = MasterKey::load(&config.pseudonymisation)?;
+    let pseudonyms = Arc::new(KeyRing::new(
+        MasterKey::load(&config.pseudonymisation)?,
+        config.pseudonymisation.rotations.clone(),
+    ));
     let history = PolicyHistory::new(&config.policy.history_dir);
     let policy = PolicyStore::load_checked(
         &config.policy.dir,
@@ -79,7 +82,7 @@ pub async fn start(config: Config) -> Result<RunningServer, HubError> {
         datasets: set.catalog.names(),
     };
     let state = AppState(Arc::new(App::new(
-        config, identity, policy, history, summary,
+        config, identity, policy, history, pseudonyms, summary,
     )));
     Ok(crate::server::start(state).await?)
 }

@@ -163,6 +163,20 @@ pub struct PseudonymisationConfig {
     /// Name of an environment variable holding the master secret (hex), used instead of a file.
     #[serde(default)]
     pub master_key_env: Option<String>,
+    /// Key rotations: from `from` on, `domain` uses key `version` (new pseudonyms).
+    #[serde(default)]
+    pub rotations: Vec<RotationConfig>,
+}
+
+/// `[[pseudonymisation.rotations]]`: a new key version of a domain from a date on.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotationConfig {
+    pub domain: String,
+    /// 2 or more (version 1 is every domain's first key).
+    pub version: u32,
+    /// First day of the new version, `"YYYY-MM-DD"`.
+    pub from: chrono::NaiveDate,
 }
 
 /// `[audit]`: where the audit trail is written.
@@ -270,6 +284,7 @@ impl Default for PseudonymisationConfig {
         Self {
             master_key_file: Some("keys/master.key".into()),
             master_key_env: None,
+            rotations: Vec::new(),
         }
     }
 }
@@ -469,6 +484,32 @@ impl Config {
             }
         }
         let p = &self.pseudonymisation;
+        let mut seen_versions = std::collections::HashSet::new();
+        for (i, r) in p.rotations.iter().enumerate() {
+            let key = format!("pseudonymisation.rotations[{i}]");
+            if r.version < 2 {
+                problems.push((
+                    format!("{key}.version"),
+                    "rotations start at version 2 (version 1 is the first key)".into(),
+                ));
+            }
+            if !seen_versions.insert((r.domain.clone(), r.version)) {
+                problems.push((
+                    format!("{key}.version"),
+                    format!("version {} of `{}` is listed twice", r.version, r.domain),
+                ));
+            }
+            let later_but_older = p
+                .rotations
+                .iter()
+                .any(|o| o.domain == r.domain && o.version < r.version && o.from >= r.from);
+            if later_but_older {
+                problems.push((
+                    format!("{key}.from"),
+                    "a higher version must start after the lower ones".into(),
+                ));
+            }
+        }
         match (&p.master_key_file, &p.master_key_env) {
             (None, None) => problems.push((
                 "pseudonymisation.master_key_file".into(),
@@ -629,6 +670,22 @@ mod tests {
             .find(|p| p.key == "identity.issuers[1].issuer")
             .unwrap();
         assert_eq!(issuer.line, Some(10));
+    }
+
+    #[test]
+    fn rotations_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "{MINIMAL}[[pseudonymisation.rotations]]\ndomain = \"d\"\nversion = 3\nfrom = \"2026-01-01\"\n\n\
+             [[pseudonymisation.rotations]]\ndomain = \"d\"\nversion = 2\nfrom = \"2026-06-01\"\n\n\
+             [[pseudonymisation.rotations]]\ndomain = \"d\"\nversion = 1\nfrom = \"2025-01-01\"\n"
+        );
+        let err = load(&write(dir.path(), &text)).unwrap_err().to_string();
+        assert!(err.contains("pseudonymisation.rotations[0].from"), "{err}");
+        assert!(
+            err.contains("pseudonymisation.rotations[2].version"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Pseudonymisation: keyed, per-domain pseudonyms and masking functions.
 //!
 //! Owns: the hub's master secret (loading, generation, zeroization), per-domain keys derived
-//! from it (`domain`), and the vectorised pseudonym and mask kernels the engine applies
+//! from it (`domain`), which key version is in force when (`keyring`), and the vectorised pseudonym and mask kernels the engine applies
 //! inside its scan (`kernels`).
 //!
 //! Must never: register a function callable by name from SQL (a caller who can hash a guess can
@@ -9,7 +9,9 @@
 
 pub mod domain;
 pub mod kernels;
+mod keyring;
 mod master_key;
 
 pub use domain::{DomainError, PSEUDONYM_LEN, PseudonymDomain};
+pub use keyring::KeyRing;
 pub use master_key::{MasterKey, MasterKeyError};

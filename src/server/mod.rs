@@ -40,6 +40,7 @@ use crate::config::Config;
 use crate::identity::Authenticator;
 use crate::policy::PolicyStore;
 use crate::policy::history::PolicyHistory;
+use crate::pseudonym::KeyRing;
 
 /// What the hub has loaded, for readiness and `/v1/me`.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -57,6 +58,8 @@ pub struct App {
     pub policy: Arc<PolicyStore>,
     /// Submitted policy versions.
     pub history: PolicyHistory,
+    /// Pseudonymisation keys (the engine applies them; the key never leaves the ring).
+    pub pseudonyms: Arc<KeyRing>,
     /// What was loaded at start.
     pub hub: HubSummary,
     /// Prometheus exposition, if the recorder could be installed.
@@ -82,6 +85,7 @@ impl App {
         identity: Arc<dyn Authenticator>,
         policy: Arc<PolicyStore>,
         history: PolicyHistory,
+        pseudonyms: Arc<KeyRing>,
         hub: HubSummary,
     ) -> Self {
         Self {
@@ -89,6 +93,7 @@ impl App {
             identity,
             policy,
             history,
+            pseudonyms,
             hub,
             metrics: crate::telemetry::metrics_handle(),
             shutting_down: AtomicBool::new(false),
