@@ -244,7 +244,7 @@ impl Catalog {
         for dataset in &self.datasets {
             let path = data_dir.join(&dataset.path);
             let name = dataset.name();
-            let schema = match parquet_schema(&path) {
+            let schema = match parquet_arrow_schema(&path) {
                 Ok(schema) => schema,
                 Err(reason) => {
                     problems.push(Problem::new(
@@ -335,7 +335,8 @@ fn regex_lite_is_plausible(pattern: &str) -> Result<(), ()> {
     }
 }
 
-fn parquet_schema(path: &Path) -> Result<arrow::datatypes::SchemaRef, String> {
+/// The Arrow schema of a Parquet file (the engine's raw schema).
+pub fn parquet_arrow_schema(path: &Path) -> Result<arrow::datatypes::SchemaRef, String> {
     let file = std::fs::File::open(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
     let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|_| "not a readable Parquet file".to_string())?;

@@ -51,6 +51,16 @@ impl PolicyHistory {
         out
     }
 
+    fn highest_number(&self) -> u64 {
+        std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn get(&self, number: u64) -> Option<(VersionMeta, PolicyTexts)> {
         let dir = self.dir.join(number.to_string());
         let meta = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
@@ -66,8 +76,16 @@ impl PolicyHistory {
         comment: &str,
     ) -> std::io::Result<VersionMeta> {
         std::fs::create_dir_all(&self.dir)?;
-        let number = self.list().last().map_or(1, |m| m.number + 1);
-        let dir = self.dir.join(number.to_string());
+        // Claim the next number atomically (two writers never share a version folder).
+        let mut number = self.highest_number() + 1;
+        let dir = loop {
+            let dir = self.dir.join(number.to_string());
+            match std::fs::create_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => number += 1,
+                Err(e) => return Err(e),
+            }
+        };
         texts.write(&dir)?;
         let meta = VersionMeta {
             number,

@@ -15,6 +15,7 @@ pub mod error;
 mod health;
 mod me;
 pub mod middleware;
+mod query;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -114,6 +115,7 @@ pub fn app(state: AppState) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
         .route("/v1/me", get(me::me))
+        .route("/v1/query", axum::routing::post(query::query))
         .route("/v1/admin/policy", get(admin::policy))
         .route(
             "/v1/admin/policy/versions",

@@ -11,6 +11,7 @@
 mod support;
 
 mod cli;
+mod engine;
 mod foundation;
 mod identity;
 mod interop;

@@ -43,6 +43,10 @@ impl SharedHub {
     pub fn config(&self) -> Config {
         let mut config = Config::load(&self.layout().config()).unwrap();
         config.server.listen = "127.0.0.1:0".parse().unwrap();
+        // Each server keeps its own policy history (many servers share this hub in tests).
+        config.policy.history_dir = self
+            .root
+            .join(format!("policy-history-{}", uuid::Uuid::new_v4()));
         config.identity.jwks_min_refresh_secs = 0;
         config.identity.http_timeout_secs = 2;
         config

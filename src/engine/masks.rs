@@ -1,0 +1,120 @@
+//! The mask of one column as a DataFusion scalar function object.
+//!
+//! It is placed in the secure scan's projection as an expression object; it is never
+//! registered in a session, so SQL cannot call it by name, and its key stays inside the
+//! `PseudonymDomain` it holds (never a plan literal).
+
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, exec_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+
+use crate::policy::ColumnTreatment;
+use crate::policy::treatment::DateGranularity;
+use crate::pseudonym::PseudonymDomain;
+use crate::pseudonym::kernels;
+
+/// Applies one column's treatment.
+#[derive(Debug)]
+pub struct MaskUdf {
+    treatment: ColumnTreatment,
+    domain: Option<Arc<PseudonymDomain>>,
+    input_type: DataType,
+    signature: Signature,
+}
+
+impl MaskUdf {
+    pub fn new(
+        treatment: ColumnTreatment,
+        domain: Option<Arc<PseudonymDomain>>,
+        input_type: DataType,
+    ) -> Self {
+        Self {
+            signature: Signature::exact(vec![input_type.clone()], Volatility::Immutable),
+            treatment,
+            domain,
+            input_type,
+        }
+    }
+
+    /// The type a column has once masked (the caller's view).
+    pub fn output_type(treatment: &ColumnTreatment, input: &DataType) -> DataType {
+        match treatment {
+            ColumnTreatment::Pseudonymised { .. }
+            | ColumnTreatment::Redacted
+            | ColumnTreatment::Partial { .. }
+            | ColumnTreatment::PostcodeDepartement => DataType::Utf8,
+            _ => input.clone(),
+        }
+    }
+}
+
+impl PartialEq for MaskUdf {
+    fn eq(&self, other: &Self) -> bool {
+        self.treatment == other.treatment
+            && self.input_type == other.input_type
+            && match (&self.domain, &other.domain) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+impl Eq for MaskUdf {}
+
+impl Hash for MaskUdf {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.treatment.label().hash(state);
+        self.input_type.hash(state);
+    }
+}
+
+impl ScalarUDFImpl for MaskUdf {
+    fn name(&self) -> &str {
+        "masked"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(Self::output_type(&self.treatment, &self.input_type))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [input] = args.args.as_slice() else {
+            return exec_err!("masked takes one argument");
+        };
+        let array = input.to_array(args.number_rows)?;
+        let out = match &self.treatment {
+            ColumnTreatment::Clear => array,
+            ColumnTreatment::Pseudonymised { .. } => match &self.domain {
+                Some(domain) => kernels::pseudonymise(domain, array.as_ref()),
+                // SECURITY: no key, no value (never the raw column).
+                None => return exec_err!("pseudonymisation key unavailable"),
+            }
+            .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?,
+            ColumnTreatment::Redacted => kernels::redact(array.as_ref()),
+            ColumnTreatment::Partial { keep_last } => kernels::partial(array.as_ref(), *keep_last)
+                .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?,
+            ColumnTreatment::DateGeneralised { granularity } => {
+                kernels::generalise_date(array.as_ref(), *granularity == DateGranularity::Month)
+                    .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?
+            }
+            ColumnTreatment::PostcodeDepartement => {
+                kernels::postcode_departement(array.as_ref())
+                    .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?
+            }
+            ColumnTreatment::Rounded { base } => kernels::round_to(array.as_ref(), *base)
+                .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?,
+            ColumnTreatment::Hidden => return exec_err!("hidden columns are never projected"),
+        };
+        Ok(ColumnarValue::Array(out))
+    }
+}

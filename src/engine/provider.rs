@@ -1,0 +1,177 @@
+//! `SecureTableProvider`: one dataset as the caller may see it.
+//!
+//! Its schema is the caller's view: hidden columns do not exist, masked columns have their
+//! masked type. Its scan is raw Parquet scan → row filter → masks → [`BarrierExec`]. User
+//! filters are never accepted for pushdown (`Unsupported`): they run above the barrier.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::Session;
+use datafusion::common::{Column, Result};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::{TableProvider, TableType, provider_as_source};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, ScalarUDF, TableProviderFilterPushDown};
+use datafusion::physical_plan::ExecutionPlan;
+
+use super::barrier::BarrierExec;
+use super::filter::to_expr;
+use super::masks::MaskUdf;
+use crate::policy::{ColumnTreatment, DatasetPlan};
+use crate::pseudonym::PseudonymDomain;
+
+/// One visible column: its raw name and type, and its treatment.
+#[derive(Debug, Clone)]
+struct VisibleColumn {
+    name: String,
+    treatment: ColumnTreatment,
+    raw_field: Field,
+}
+
+/// A dataset as one principal may see it under one habilitation.
+#[derive(Debug)]
+pub struct SecureTableProvider {
+    path: PathBuf,
+    raw_schema: SchemaRef,
+    columns: Vec<VisibleColumn>,
+    schema: SchemaRef,
+    row_filter: Option<Expr>,
+    domain: Option<Arc<PseudonymDomain>>,
+}
+
+impl SecureTableProvider {
+    /// Builds the caller's view of `plan`'s dataset stored at `path` with `raw_schema`.
+    pub fn new(
+        plan: &DatasetPlan,
+        path: PathBuf,
+        raw_schema: SchemaRef,
+        domain: Option<Arc<PseudonymDomain>>,
+    ) -> Result<Self> {
+        // The file's key-value metadata (seed, producer) is not part of the caller's view.
+        let raw_schema = Arc::new(Schema::new(raw_schema.fields().clone()));
+        let mut columns = Vec::new();
+        for c in plan.visible_columns() {
+            let raw_field = raw_schema.field_with_name(&c.name)?.clone();
+            columns.push(VisibleColumn {
+                name: c.name.clone(),
+                treatment: c.treatment.clone(),
+                raw_field,
+            });
+        }
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| {
+                    Field::new(
+                        &c.name,
+                        MaskUdf::output_type(&c.treatment, c.raw_field.data_type()),
+                        true,
+                    )
+                })
+                .collect::<Vec<_>>(),
+        ));
+        // SECURITY: every row filter of the plan applies (AND); they are typed trees, not SQL.
+        let row_filter = plan
+            .row_filters
+            .iter()
+            .map(|f| to_expr(&f.expr))
+            .reduce(Expr::and);
+        Ok(Self {
+            path,
+            raw_schema,
+            columns,
+            schema,
+            row_filter,
+            domain,
+        })
+    }
+
+    fn mask_expr(&self, column: &VisibleColumn) -> Expr {
+        let raw = Expr::Column(Column::from_name(column.name.clone()));
+        let expr = match column.treatment {
+            ColumnTreatment::Clear => raw,
+            _ => {
+                let udf = ScalarUDF::new_from_impl(MaskUdf::new(
+                    column.treatment.clone(),
+                    self.domain.clone(),
+                    column.raw_field.data_type().clone(),
+                ));
+                Expr::ScalarFunction(datafusion::logical_expr::expr::ScalarFunction::new_udf(
+                    Arc::new(udf),
+                    vec![raw],
+                ))
+            }
+        };
+        expr.alias(column.name.clone())
+    }
+}
+
+#[async_trait]
+impl TableProvider for SecureTableProvider {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // SECURITY: user predicates stay above the barrier.
+        Ok(vec![
+            TableProviderFilterPushDown::Unsupported;
+            filters.len()
+        ])
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let url = ListingTableUrl::parse(self.path.to_string_lossy())?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(self.raw_schema.clone());
+        let raw = Arc::new(ListingTable::try_new(config)?);
+        let mut builder = LogicalPlanBuilder::scan("raw", provider_as_source(raw), None)?;
+        if let Some(filter) = &self.row_filter {
+            // INVARIANT: the row filter runs on raw rows, before any mask and below the barrier.
+            builder = builder.filter(filter.clone())?;
+        }
+        let wanted: Vec<&VisibleColumn> = match projection {
+            Some(indices) => indices
+                .iter()
+                .filter_map(|i| self.columns.get(*i))
+                .collect(),
+            None => self.columns.iter().collect(),
+        };
+        if wanted.is_empty() {
+            // `count(*)` asks for no column: keep the filtered rows, then drop every column.
+            let plan = builder
+                .project(vec![datafusion::logical_expr::lit(true).alias("row")])?
+                .build()?;
+            let physical = state.create_physical_plan(&plan).await?;
+            let none: Vec<datafusion::physical_plan::projection::ProjectionExpr> = Vec::new();
+            let empty = datafusion::physical_plan::projection::ProjectionExec::try_new_with_schema_metadata(none, physical, &Schema::empty())?;
+            return Ok(Arc::new(BarrierExec::new(Arc::new(empty))));
+        }
+        let plan = builder
+            .project(wanted.iter().map(|c| self.mask_expr(c)))?
+            .build()?;
+        let physical = state.create_physical_plan(&plan).await?;
+        Ok(Arc::new(BarrierExec::new(physical)))
+    }
+}

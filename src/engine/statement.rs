@@ -1,0 +1,136 @@
+//! The statement gate: exactly one read-only query, checked twice — on the SQL text (one
+//! `SELECT`/`WITH`/`VALUES` statement, no table functions, no recursive CTE) and on the
+//! logical plan (an allow-list of plan nodes, every scan a secure provider). The plan-level
+//! check is the one every future front end (Flight SQL) must go through.
+
+use std::ops::ControlFlow;
+
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::source_as_provider;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::sqlparser::ast::{SetExpr, Statement, TableFactor, Visit, Visitor};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+use super::EngineError;
+use super::provider::SecureTableProvider;
+
+/// Parses `sql` and returns the single read-only query it holds.
+pub fn parse_read_only(sql: &str, allow_recursive: bool) -> Result<DfStatement, EngineError> {
+    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
+        .map_err(|e| EngineError::Invalid(format!("the SQL does not parse: {e}")))?;
+    if statements.len() != 1 {
+        return Err(EngineError::Refused(
+            "send exactly one statement per request".into(),
+        ));
+    }
+    let statement = statements
+        .pop_front()
+        .ok_or_else(|| EngineError::Refused("no statement".into()))?;
+    let DfStatement::Statement(inner) = &statement else {
+        return Err(EngineError::Refused(
+            "only read-only queries (SELECT, WITH, VALUES) are accepted".into(),
+        ));
+    };
+    let Statement::Query(query) = inner.as_ref() else {
+        return Err(EngineError::Refused(
+            "only read-only queries (SELECT, WITH, VALUES) are accepted".into(),
+        ));
+    };
+    if let Some(with) = &query.with
+        && with.recursive
+        && !allow_recursive
+    {
+        return Err(EngineError::Refused(
+            "recursive common table expressions are not allowed".into(),
+        ));
+    }
+    if matches!(
+        query.body.as_ref(),
+        SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_)
+    ) {
+        return Err(EngineError::Refused(
+            "only read-only queries are accepted".into(),
+        ));
+    }
+    // SECURITY: table functions (`range(…)`, file readers) and exotic relations are refused.
+    struct Relations(Option<String>);
+    impl Visitor for Relations {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            let refused = match factor {
+                TableFactor::Table { args: Some(_), .. } => Some("table functions are not allowed"),
+                TableFactor::Table { .. }
+                | TableFactor::Derived { .. }
+                | TableFactor::NestedJoin { .. } => None,
+                _ => Some("this kind of relation is not allowed (tables and subqueries only)"),
+            };
+            match refused {
+                Some(why) => {
+                    self.0 = Some(why.to_string());
+                    ControlFlow::Break(())
+                }
+                None => ControlFlow::Continue(()),
+            }
+        }
+    }
+    let mut relations = Relations(None);
+    let _ = inner.visit(&mut relations);
+    if let Some(why) = relations.0 {
+        return Err(EngineError::Refused(why));
+    }
+    Ok(statement)
+}
+
+/// The plan-level allow-list: read-only relational nodes only, every scan a secure provider.
+pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<(), EngineError> {
+    let mut refusal: Option<String> = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        let why = match node {
+            LogicalPlan::Projection(_)
+            | LogicalPlan::Filter(_)
+            | LogicalPlan::Window(_)
+            | LogicalPlan::Aggregate(_)
+            | LogicalPlan::Sort(_)
+            | LogicalPlan::Join(_)
+            | LogicalPlan::Repartition(_)
+            | LogicalPlan::Union(_)
+            | LogicalPlan::EmptyRelation(_)
+            | LogicalPlan::Subquery(_)
+            | LogicalPlan::SubqueryAlias(_)
+            | LogicalPlan::Limit(_)
+            | LogicalPlan::Values(_)
+            | LogicalPlan::Distinct(_) => None,
+            LogicalPlan::RecursiveQuery(_) if allow_recursive => None,
+            LogicalPlan::TableScan(scan) => {
+                let secure = source_as_provider(&scan.source).ok().is_some_and(|p| {
+                    (p.as_ref() as &dyn std::any::Any)
+                        .downcast_ref::<SecureTableProvider>()
+                        .is_some()
+                });
+                // SECURITY: a scan of anything but a secure provider is refused.
+                (!secure).then(|| format!("table `{}` is not available", scan.table_name))
+            }
+            other => Some(format!(
+                "`{}` is not allowed",
+                other
+                    .display()
+                    .to_string()
+                    .split(':')
+                    .next()
+                    .unwrap_or("this statement")
+            )),
+        };
+        match why {
+            Some(why) => {
+                refusal = Some(why);
+                Ok(TreeNodeRecursion::Stop)
+            }
+            None => Ok(TreeNodeRecursion::Continue),
+        }
+    });
+    match refusal {
+        Some(why) => Err(EngineError::Refused(why)),
+        None => Ok(()),
+    }
+}
