@@ -943,3 +943,48 @@ async fn a_live_catalog_change_that_no_longer_matches_the_data_is_refused() {
     let recorded = history.list();
     assert_eq!(recorded.last().unwrap().version, store.current().version);
 }
+
+#[test]
+fn a_habilitation_can_require_certificate_bound_tokens() {
+    let mut texts = shipped();
+    texts.habilitations = texts.habilitations.replacen(
+        "expected_volume_per_minute = 250\n",
+        "expected_volume_per_minute = 250\nrequire_certificate_bound_token = true\n",
+        1,
+    );
+    let set = set_with(texts);
+    let mut caf = persona("caf");
+    assert_eq!(
+        set.resolve(&caf, None, today()).unwrap_err().code(),
+        "certificate_binding_required"
+    );
+    caf.certificate_bound = true;
+    assert_eq!(
+        set.resolve(&caf, None, today()).unwrap().id,
+        "caf-quotient-familial"
+    );
+}
+
+#[test]
+fn me_warns_thirty_days_before_the_end() {
+    let set = set_with(shipped());
+    let emploi = persona("chercheur-emploi");
+    let end = NaiveDate::from_ymd_opt(2027, 6, 30).unwrap();
+    let warning_on = |day: NaiveDate| {
+        passerelle::policy::explain::views(&set, &emploi, None, day)[0]
+            .warning
+            .clone()
+    };
+    assert_eq!(warning_on(end - chrono::Days::new(31)), None);
+    let soon = warning_on(end - chrono::Days::new(30)).unwrap();
+    assert!(
+        soon.contains("2027-06-30") && soon.contains("30 days left"),
+        "{soon}"
+    );
+    assert!(warning_on(end).unwrap().contains("0 days left"));
+    assert!(
+        warning_on(end + chrono::Days::new(1))
+            .unwrap()
+            .contains("expired")
+    );
+}
