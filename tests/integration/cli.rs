@@ -244,7 +244,7 @@ fn demo_prints_curl_lines_that_work_as_printed_and_stops_on_sigterm() {
 /// `passerelle serve` reloads its policy set on SIGHUP (file polling off), trusting only the
 /// issuers in its configuration.
 #[tokio::test]
-async fn serve_reloads_policies_on_sighup() {
+async fn serve_reloads_policies_on_sighup_and_never_logs_tokens() {
     use crate::support::issuer::TestIssuer;
     let issuer = TestIssuer::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -270,7 +270,7 @@ async fn serve_reloads_policies_on_sighup() {
             "--config",
         ])
         .arg(&config)
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "debug")
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .kill_on_drop(true)
@@ -290,7 +290,15 @@ async fn serve_reloads_policies_on_sighup() {
     })
     .await
     .expect("serve did not start");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let logged = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sink = logged.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
 
     let client = crate::support::client(&crate::support::hub().ca_pem());
     let mut claims = issuer.claims("chercheur");
