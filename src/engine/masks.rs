@@ -92,29 +92,24 @@ impl ScalarUDFImpl for MaskUdf {
             return exec_err!("masked takes one argument");
         };
         let array = input.to_array(args.number_rows)?;
+        let values = array.as_ref();
         let out = match &self.treatment {
-            ColumnTreatment::Clear => array,
+            ColumnTreatment::Clear => Ok(array.clone()),
             ColumnTreatment::Pseudonymised { .. } => match &self.domain {
-                Some(domain) => kernels::pseudonymise(domain, array.as_ref()),
+                Some(domain) => kernels::pseudonymise(domain, values),
                 // SECURITY: no key, no value (never the raw column).
                 None => return exec_err!("pseudonymisation key unavailable"),
-            }
-            .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?,
-            ColumnTreatment::Redacted => kernels::redact(array.as_ref()),
-            ColumnTreatment::Partial { keep_last } => kernels::partial(array.as_ref(), *keep_last)
-                .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?,
+            },
+            ColumnTreatment::Redacted => Ok(kernels::redact(values)),
+            ColumnTreatment::Partial { keep_last } => kernels::partial(values, *keep_last),
             ColumnTreatment::DateGeneralised { granularity } => {
-                kernels::generalise_date(array.as_ref(), *granularity == DateGranularity::Month)
-                    .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?
+                kernels::generalise_date(values, *granularity == DateGranularity::Month)
             }
-            ColumnTreatment::PostcodeDepartement => {
-                kernels::postcode_departement(array.as_ref())
-                    .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?
-            }
-            ColumnTreatment::Rounded { base } => kernels::round_to(array.as_ref(), *base)
-                .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?,
+            ColumnTreatment::PostcodeDepartement => kernels::postcode_departement(values),
+            ColumnTreatment::Rounded { base } => kernels::round_to(values, *base),
             ColumnTreatment::Hidden => return exec_err!("hidden columns are never projected"),
-        };
+        }
+        .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?;
         Ok(ColumnarValue::Array(out))
     }
 }

@@ -2,7 +2,7 @@
 //! organisation for one use, who holds it, and until when.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
@@ -417,9 +417,4 @@ pub(crate) fn luhn(digits: &str) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
-}
-
-/// For `PathBuf` users.
-pub fn default_file(dir: &Path) -> PathBuf {
-    dir.join(super::PolicyFiles::HABILITATIONS)
 }
