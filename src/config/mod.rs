@@ -46,6 +46,8 @@ pub struct Config {
     pub pseudonymisation: PseudonymisationConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The configuration file this was read from (empty when built in code).
     #[serde(skip)]
     pub source: PathBuf,
@@ -184,6 +186,86 @@ pub struct RotationConfig {
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     pub dir: PathBuf,
+}
+
+/// `[limits]`: what one query may cost. The defaults keep a 2-core hub alive: at most
+/// `max_concurrent_queries` × `query_memory_mb` of query memory at once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Longest SQL text accepted, in bytes (413 beyond).
+    #[serde(default = "default_max_sql_bytes")]
+    pub max_sql_bytes: usize,
+    /// Deepest nesting of the SQL text (parentheses, subqueries, expressions).
+    #[serde(default = "default_max_sql_nesting")]
+    pub max_sql_nesting: usize,
+    /// Wall-clock limit of one query, planning and streaming included, in seconds (504).
+    #[serde(default = "default_query_timeout")]
+    pub query_timeout_secs: u64,
+    /// Most rows one answer carries; beyond, the answer says it is truncated.
+    #[serde(default = "default_max_result_rows")]
+    pub max_result_rows: usize,
+    /// Most bytes one answer carries (encoded, before compression); same rule as rows.
+    #[serde(default = "default_max_result_bytes")]
+    pub max_result_bytes: usize,
+    /// Memory one query may hold for sorts, joins and aggregates, in MiB.
+    #[serde(default = "default_query_memory_mb")]
+    pub query_memory_mb: usize,
+    /// Queries running at once; others wait (up to their timeout) for a slot.
+    #[serde(default = "default_max_concurrent_queries")]
+    pub max_concurrent_queries: usize,
+    /// Folder for spill files when a query exceeds its memory; none (the default): no spill,
+    /// the query fails cleanly instead.
+    #[serde(default)]
+    pub spill_dir: Option<PathBuf>,
+    /// Most spill bytes one query may write, in MiB.
+    #[serde(default = "default_max_spill_mb")]
+    pub max_spill_mb: u64,
+    /// Allow `WITH RECURSIVE` (off: a recursive query can be made to run forever).
+    #[serde(default)]
+    pub allow_recursive_queries: bool,
+}
+
+fn default_max_sql_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_sql_nesting() -> usize {
+    40
+}
+fn default_query_timeout() -> u64 {
+    120
+}
+fn default_max_result_rows() -> usize {
+    1_000_000
+}
+fn default_max_result_bytes() -> usize {
+    1024 * 1024 * 1024
+}
+fn default_query_memory_mb() -> usize {
+    1024
+}
+fn default_max_concurrent_queries() -> usize {
+    4
+}
+fn default_max_spill_mb() -> u64 {
+    10 * 1024
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sql_bytes: default_max_sql_bytes(),
+            max_sql_nesting: default_max_sql_nesting(),
+            query_timeout_secs: default_query_timeout(),
+            max_result_rows: default_max_result_rows(),
+            max_result_bytes: default_max_result_bytes(),
+            query_memory_mb: default_query_memory_mb(),
+            max_concurrent_queries: default_max_concurrent_queries(),
+            spill_dir: None,
+            max_spill_mb: default_max_spill_mb(),
+            allow_recursive_queries: false,
+        }
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -418,6 +500,9 @@ impl Config {
             resolve(key);
         }
         resolve(&mut self.audit.dir);
+        if let Some(dir) = self.limits.spill_dir.as_mut() {
+            resolve(dir);
+        }
     }
 
     /// Checks that need nothing but the configuration: `(key, message)` per problem.
@@ -431,6 +516,20 @@ impl Config {
         }
         if self.server.max_body_bytes == 0 {
             problems.push(("server.max_body_bytes".into(), "must be at least 1".into()));
+        }
+        let l = &self.limits;
+        for (key, value) in [
+            ("limits.max_sql_bytes", l.max_sql_bytes),
+            ("limits.max_sql_nesting", l.max_sql_nesting),
+            ("limits.max_result_rows", l.max_result_rows),
+            ("limits.max_result_bytes", l.max_result_bytes),
+            ("limits.query_memory_mb", l.query_memory_mb),
+            ("limits.max_concurrent_queries", l.max_concurrent_queries),
+            ("limits.query_timeout_secs", l.query_timeout_secs as usize),
+        ] {
+            if value == 0 {
+                problems.push((key.into(), "must be at least 1".into()));
+            }
         }
         if self.identity.max_token_bytes < 256 {
             problems.push((

@@ -9,45 +9,35 @@
 //! Must never: decide who may see what (it only applies an `AccessPlan` from `policy`), let a
 //! user expression touch a row the row filter hides, or name a hidden column in an error.
 //!
-//! Not built yet (secure SQL engine issue, in progress): memory pool and spill limits, leak-proof
-//! filter pushdown for Parquet pruning, the NDJSON/CSV/Arrow/Parquet encoders and compression,
-//! client-disconnect cancellation, and the 100-query attack corpus.
+//! Leak-proof user predicates on clear columns (comparisons with literals, `IN` lists,
+//! `IS NULL`) reach the raw Parquet scan for pruning only (`pushdown`); they are evaluated
+//! again above the barrier. Answers stream through the encoders (`encode`, `answer`).
+//!
+//! Not built yet: EXPLAIN (refused: no safe rendering yet).
 
+mod answer;
 mod barrier;
+mod encode;
 mod filter;
+mod limits;
 mod masks;
 mod provider;
+mod pushdown;
 mod session;
 mod statement;
 
-use std::time::Duration;
-
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionContext;
 use futures::StreamExt;
 
+pub use answer::{Answer, AnswerHead, Chunk};
+pub use encode::AnswerInfo;
+pub use encode::{Format, negotiate};
+pub use limits::{EngineRuntime, QueryLimits};
 pub use provider::SecureTableProvider;
-pub use session::secure_session;
-
-/// Per-query limits.
-#[derive(Debug, Clone)]
-pub struct QueryLimits {
-    pub max_sql_bytes: usize,
-    pub max_rows: usize,
-    pub timeout: Duration,
-    pub allow_recursive: bool,
-}
-
-impl Default for QueryLimits {
-    fn default() -> Self {
-        Self {
-            max_sql_bytes: 64 * 1024,
-            max_rows: 100_000,
-            timeout: Duration::from_secs(60),
-            allow_recursive: false,
-        }
-    }
-}
+pub use session::{secure_session, secure_session_in};
 
 /// Why a query gave no answer. Messages name only what the caller can see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,46 +50,76 @@ pub enum EngineError {
     Timeout(u64),
     #[error("the SQL text is longer than {0} bytes")]
     TooLong(usize),
+    /// The query needs more memory (or spill space) than one query may use.
+    #[error(
+        "the query needs more memory than the hub allows one query ({0} MiB); add filters or aggregate more"
+    )]
+    ResourcesExhausted(usize),
     /// Logged with the request id; never shown.
     #[error("internal error")]
     Internal(String),
 }
 
-/// A query's answer, bounded.
+/// A planned, checked query whose batches are ready to be pulled.
+pub struct RunningQuery {
+    pub schema: SchemaRef,
+    pub stream: SendableRecordBatchStream,
+}
+
+/// Parses, gates, plans and starts one read-only query in `ctx` under `limits`. Time limits
+/// are the caller's (`answer` applies them to the whole query, streaming included).
+pub async fn start_query(
+    ctx: &SessionContext,
+    sql: &str,
+    limits: &QueryLimits,
+) -> Result<RunningQuery, EngineError> {
+    if sql.len() > limits.max_sql_bytes {
+        return Err(EngineError::TooLong(limits.max_sql_bytes));
+    }
+    let statement =
+        statement::parse_read_only(sql, limits.max_sql_nesting, limits.allow_recursive)?;
+    let state = ctx.state();
+    let plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(|e| user_error(e, limits))?;
+    // SECURITY: the plan-level allow-list, whatever front end produced the plan.
+    statement::check_plan(&plan, limits.allow_recursive)?;
+    let frame = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|e| user_error(e, limits))?;
+    let schema = frame.schema().inner().clone();
+    let stream = frame
+        .execute_stream()
+        .await
+        .map_err(|e| user_error(e, limits))?;
+    Ok(RunningQuery { schema, stream })
+}
+
+/// A whole answer collected in memory (tests, benchmarks, the CLI): at most `limits.max_rows`
+/// rows, `truncated` when more existed.
 #[derive(Debug)]
 pub struct QueryOutcome {
     pub batches: Vec<RecordBatch>,
-    pub schema: datafusion::arrow::datatypes::SchemaRef,
+    pub schema: SchemaRef,
     pub rows: usize,
-    /// True when more rows existed than `max_rows` (the answer says so; never silently cut).
     pub truncated: bool,
 }
 
-/// Runs one read-only query in `ctx` under `limits`.
+/// Runs one read-only query to completion under `limits` (timeout included).
 pub async fn run_query(
     ctx: &SessionContext,
     sql: &str,
     limits: &QueryLimits,
 ) -> Result<QueryOutcome, EngineError> {
-    if sql.len() > limits.max_sql_bytes {
-        return Err(EngineError::TooLong(limits.max_sql_bytes));
-    }
-    let statement = statement::parse_read_only(sql, limits.allow_recursive)?;
     let work = async {
-        let state = ctx.state();
-        let plan = state
-            .statement_to_plan(statement)
-            .await
-            .map_err(user_error)?;
-        statement::check_plan(&plan, limits.allow_recursive)?;
-        let frame = ctx.execute_logical_plan(plan).await.map_err(user_error)?;
-        let schema = frame.schema().inner().clone();
-        let mut stream = frame.execute_stream().await.map_err(user_error)?;
+        let RunningQuery { schema, mut stream } = start_query(ctx, sql, limits).await?;
         let mut batches = Vec::new();
         let mut rows = 0usize;
         let mut truncated = false;
         while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(user_error)?;
+            let batch = batch.map_err(|e| user_error(e, limits))?;
             let room = limits.max_rows - rows;
             if batch.num_rows() > room {
                 batches.push(batch.slice(0, room));
@@ -126,9 +146,16 @@ pub async fn run_query(
 /// DataFusion errors from the caller's query: planning and execution errors are the caller's
 /// (they can only concern what the caller sees: hidden columns do not exist and user
 /// expressions run above the barrier); everything else is internal.
-fn user_error(e: datafusion::error::DataFusionError) -> EngineError {
+pub(crate) fn user_error(
+    e: datafusion::error::DataFusionError,
+    limits: &QueryLimits,
+) -> EngineError {
     use datafusion::error::DataFusionError as E;
     match e.find_root() {
+        // The consumers' names and sizes stay in the log; the caller learns the limit only.
+        E::ResourcesExhausted(_) => {
+            EngineError::ResourcesExhausted(limits.memory_bytes / (1024 * 1024))
+        }
         E::Plan(m) | E::Execution(m) => EngineError::Invalid(m.clone()),
         E::SQL(inner, _) => EngineError::Invalid(inner.to_string()),
         E::SchemaError(inner, _) => EngineError::Invalid(inner.to_string()),

@@ -2,7 +2,8 @@
 //!
 //! Its schema is the caller's view: hidden columns do not exist, masked columns have their
 //! masked type. Its scan is raw Parquet scan → row filter → masks → [`BarrierExec`]. User
-//! filters are never accepted for pushdown (`Unsupported`): they run above the barrier.
+//! filters run above the barrier; only leak-proof ones on clear columns are also handed to the
+//! raw scan, as `Inexact`, for row-group and page pruning (see `pushdown`).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use super::barrier::BarrierExec;
 use super::filter::to_expr;
 use super::masks::MaskUdf;
+use super::pushdown::{ClearColumns, for_raw_scan, is_leak_proof};
 use crate::policy::{ColumnTreatment, DatasetPlan};
 use crate::pseudonym::PseudonymDomain;
 
@@ -42,6 +44,7 @@ pub struct SecureTableProvider {
     schema: SchemaRef,
     row_filter: Option<Expr>,
     domain: Option<Arc<PseudonymDomain>>,
+    clear: ClearColumns,
 }
 
 impl SecureTableProvider {
@@ -81,6 +84,11 @@ impl SecureTableProvider {
             .iter()
             .map(|f| to_expr(&f.expr))
             .reduce(Expr::and);
+        let clear = columns
+            .iter()
+            .filter(|c| c.treatment == ColumnTreatment::Clear)
+            .map(|c| (c.name.clone(), c.raw_field.data_type().clone()))
+            .collect();
         Ok(Self {
             path,
             raw_schema,
@@ -88,6 +96,7 @@ impl SecureTableProvider {
             schema,
             row_filter,
             domain,
+            clear,
         })
     }
 
@@ -125,18 +134,25 @@ impl TableProvider for SecureTableProvider {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // SECURITY: user predicates stay above the barrier.
-        Ok(vec![
-            TableProviderFilterPushDown::Unsupported;
-            filters.len()
-        ])
+        // SECURITY: user predicates stay above the barrier; a leak-proof one on clear columns
+        // is also lent to the raw scan for pruning (Inexact: evaluated again above).
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if is_leak_proof(f, &self.clear) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
     }
 
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let url = ListingTableUrl::parse(self.path.to_string_lossy())?;
@@ -150,6 +166,16 @@ impl TableProvider for SecureTableProvider {
         if let Some(filter) = &self.row_filter {
             // INVARIANT: the row filter runs on raw rows, before any mask and below the barrier.
             builder = builder.filter(filter.clone())?;
+        }
+        // Pruning only: re-checked so that nothing but a leak-proof predicate ever reaches
+        // raw rows, whatever the optimizer hands us.
+        let pruning = filters
+            .iter()
+            .filter(|f| is_leak_proof(f, &self.clear))
+            .filter_map(for_raw_scan)
+            .reduce(Expr::and);
+        if let Some(pruning) = pruning {
+            builder = builder.filter(pruning)?;
         }
         let wanted: Vec<&VisibleColumn> = match projection {
             Some(indices) => indices

@@ -8,6 +8,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionConfig;
 
 use super::EngineError;
@@ -18,8 +19,30 @@ use crate::pseudonym::KeyRing;
 /// Catalog name of the caller's view.
 pub const CATALOG: &str = "passerelle";
 
-/// Builds the caller's session. `raw_schema` gives each dataset's Parquet schema.
+/// Builds the caller's session with DataFusion's default runtime (tests, benchmarks).
+/// `raw_schema` gives each dataset's Parquet schema.
 pub fn secure_session(
+    plan: &AccessPlan,
+    catalog: &Catalog,
+    data_dir: &Path,
+    keys: &KeyRing,
+    today: chrono::NaiveDate,
+    raw_schema: &dyn Fn(&Path) -> Result<SchemaRef, EngineError>,
+) -> Result<SessionContext, EngineError> {
+    secure_session_in(
+        Arc::new(RuntimeEnv::default()),
+        plan,
+        catalog,
+        data_dir,
+        keys,
+        today,
+        raw_schema,
+    )
+}
+
+/// Builds the caller's session in `runtime` (the query's memory pool and spill policy).
+pub fn secure_session_in(
+    runtime: Arc<RuntimeEnv>,
     plan: &AccessPlan,
     catalog: &Catalog,
     data_dir: &Path,
@@ -33,7 +56,7 @@ pub fn secure_session(
         // SECURITY: no information_schema, no URL tables: the catalog is the plan, nothing else.
         .with_information_schema(false)
         .set_bool("datafusion.sql_parser.enable_ident_normalization", true);
-    let ctx = SessionContext::new_with_config(config);
+    let ctx = SessionContext::new_with_config_rt(config, runtime);
     let domain = keys
         .domain_on(&plan.habilitation.pseudonymisation_domain, today)
         .map_err(|_| EngineError::Internal("pseudonymisation key unavailable".into()))?;

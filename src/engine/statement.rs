@@ -8,17 +8,38 @@ use std::ops::ControlFlow;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::sql::parser::{DFParser, Statement as DfStatement};
+use datafusion::sql::parser::{DFParserBuilder, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::{SetExpr, Statement, TableFactor, Visit, Visitor};
 use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::parser::ParserError;
 
 use super::EngineError;
 use super::provider::SecureTableProvider;
 
-/// Parses `sql` and returns the single read-only query it holds.
-pub fn parse_read_only(sql: &str, allow_recursive: bool) -> Result<DfStatement, EngineError> {
-    let mut statements = DFParser::parse_sql_with_dialect(sql, &GenericDialect {})
-        .map_err(|e| EngineError::Invalid(format!("the SQL does not parse: {e}")))?;
+/// Parses `sql` (nested at most `max_nesting` deep) and returns the single read-only query it
+/// holds.
+pub fn parse_read_only(
+    sql: &str,
+    max_nesting: usize,
+    allow_recursive: bool,
+) -> Result<DfStatement, EngineError> {
+    let dialect = GenericDialect {};
+    let parsed = DFParserBuilder::new(sql)
+        .with_dialect(&dialect)
+        .with_recursion_limit(max_nesting)
+        .build()
+        .and_then(|mut parser| parser.parse_statements());
+    // SECURITY: deep nesting is refused before planning (stack and planner time).
+    let mut statements = parsed.map_err(|e| match e.find_root() {
+        datafusion::error::DataFusionError::SQL(inner, _)
+            if matches!(inner.as_ref(), ParserError::RecursionLimitExceeded) =>
+        {
+            EngineError::Refused(format!(
+                "the SQL is nested more than {max_nesting} levels deep"
+            ))
+        }
+        _ => EngineError::Invalid(format!("the SQL does not parse: {e}")),
+    })?;
     if statements.len() != 1 {
         return Err(EngineError::Refused(
             "send exactly one statement per request".into(),
@@ -100,7 +121,8 @@ pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<(), Engin
             | LogicalPlan::SubqueryAlias(_)
             | LogicalPlan::Limit(_)
             | LogicalPlan::Values(_)
-            | LogicalPlan::Distinct(_) => None,
+            | LogicalPlan::Distinct(_)
+            | LogicalPlan::Unnest(_) => None,
             LogicalPlan::RecursiveQuery(_) if allow_recursive => None,
             LogicalPlan::TableScan(scan) => {
                 let secure = source_as_provider(&scan.source).ok().is_some_and(|p| {

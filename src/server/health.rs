@@ -32,6 +32,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
                 "version": state.policy.current().version,
                 "last_reload_refused": state.policy.last_error().is_some(),
             },
+            "queries": {
+                "running": state.config.limits.max_concurrent_queries
+                    .saturating_sub(state.query_slots.available_permits()),
+                "slots": state.config.limits.max_concurrent_queries,
+            },
             "shutting_down": state.shutting_down(),
         }
     });

@@ -11,6 +11,7 @@
 
 mod admin;
 mod auth;
+mod datasets;
 pub mod error;
 mod health;
 mod me;
@@ -30,6 +31,8 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::compression::CompressionLayer;
+use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -65,6 +68,10 @@ pub struct App {
     pub hub: HubSummary,
     /// Prometheus exposition, if the recorder could be installed.
     pub metrics: Option<PrometheusHandle>,
+    /// DataFusion caches shared by queries (each query has its own memory pool).
+    pub engine: crate::engine::EngineRuntime,
+    /// Query slots (`limits.max_concurrent_queries`); a query holds one until its answer ends.
+    pub query_slots: Arc<tokio::sync::Semaphore>,
     /// Set when a graceful shutdown starts: readiness drops so load balancers stop sending.
     shutting_down: AtomicBool,
 }
@@ -90,6 +97,9 @@ impl App {
         hub: HubSummary,
     ) -> Self {
         Self {
+            query_slots: Arc::new(tokio::sync::Semaphore::new(
+                config.limits.max_concurrent_queries,
+            )),
             config,
             identity,
             policy,
@@ -97,6 +107,7 @@ impl App {
             pseudonyms,
             hub,
             metrics: crate::telemetry::metrics_handle(),
+            engine: crate::engine::EngineRuntime::new(),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -116,6 +127,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/v1/me", get(me::me))
         .route("/v1/query", axum::routing::post(query::query))
+        .route("/v1/datasets", get(datasets::datasets))
         .route("/v1/admin/policy", get(admin::policy))
         .route(
             "/v1/admin/policy/versions",
@@ -133,6 +145,12 @@ pub fn app(state: AppState) -> Router {
         .fallback(middleware::fallback)
         .with_state(state)
         // Layers run bottom-up on the request: the last added is the outermost.
+        // gzip or zstd when the client asks (`Accept-Encoding`); Parquet is compressed already.
+        .layer(CompressionLayer::new().gzip(true).zstd(true).compress_when(
+            DefaultPredicate::new().and(NotForContentType::const_new(
+                "application/vnd.apache.parquet",
+            )),
+        ))
         .layer(RequestBodyLimitLayer::new(max_body))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -1,18 +1,22 @@
-//! `POST /v1/query`: one read-only SQL query under the caller's habilitation, answered as
-//! JSON (`{"columns": [...], "rows": [{...}], "row_count": n, "truncated": bool, …}`).
+//! `POST /v1/query`: one read-only SQL query under the caller's habilitation, answered in the
+//! format `Accept` asks for (JSON by default; NDJSON, CSV, Arrow IPC, Parquet), streamed.
 //!
 //! The handler resolves the habilitation and the `AccessPlan` (policy), builds the secure
 //! session and runs the query (engine); it decides nothing itself.
 
 use axum::Json;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::Response;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use tokio::time::Instant;
 
 use super::error::ApiError;
 use super::{AppState, Authenticated};
-use crate::engine::{EngineError, QueryLimits, run_query, secure_session};
+use crate::engine::{
+    Answer, AnswerInfo, EngineError, QueryLimits, negotiate, secure_session_in, start_query,
+};
 use crate::policy::Refusal;
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +56,12 @@ fn engine_error(e: EngineError) -> ApiError {
             "Query timeout",
             e.to_string(),
         ),
+        EngineError::ResourcesExhausted(_) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "query_too_costly",
+            "Query too costly",
+            e.to_string(),
+        ),
         EngineError::Internal(detail) => {
             tracing::error!(error = %detail, "query failed internally");
             ApiError::internal()
@@ -59,11 +69,18 @@ fn engine_error(e: EngineError) -> ApiError {
     }
 }
 
+/// Encoded answer gathered before the status line: small answers are sent whole (with
+/// `Content-Length`, row count and truncation in headers); larger ones stream.
+const HEAD_BYTES: usize = 256 * 1024;
+
 pub async fn query(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    headers: HeaderMap,
     Json(request): Json<QueryRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
+    let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
+        .ok_or_else(not_acceptable)?;
     let set = state.policy.current();
     let today = chrono::Utc::now().date_naive();
     let habilitation = set
@@ -77,8 +94,21 @@ pub async fn query(
             format!("habilitation `{}` allows no SQL queries", habilitation.id),
         ));
     }
+    let limits = QueryLimits::from(&state.config.limits);
+    let deadline = Instant::now() + limits.timeout;
+    // A slot for the whole query, streaming included; waiting counts against the timeout.
+    let slot = tokio::time::timeout_at(deadline, state.query_slots.clone().acquire_owned())
+        .await
+        .map_err(|_| engine_error(EngineError::Timeout(limits.timeout.as_secs())))?
+        .map_err(|_| ApiError::unavailable("the hub is shutting down"))?;
+    let running_gauge = RunningQueryGauge::start();
+    let runtime = state
+        .engine
+        .for_query(&limits)
+        .map_err(|e| engine_error(EngineError::Internal(e.to_string())))?;
     let data_dir = state.config.data.dir.clone();
-    let ctx = secure_session(
+    let ctx = secure_session_in(
+        runtime,
         &plan,
         &set.catalog,
         &data_dir,
@@ -87,38 +117,90 @@ pub async fn query(
         &|path| crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal),
     )
     .map_err(engine_error)?;
-    let limits = QueryLimits::default();
-    let outcome = run_query(&ctx, &request.sql, &limits)
+    let running = tokio::time::timeout_at(deadline, start_query(&ctx, &request.sql, &limits))
         .await
+        .map_err(|_| engine_error(EngineError::Timeout(limits.timeout.as_secs())))?
         .map_err(engine_error)?;
-    let mut writer = arrow::json::ArrayWriter::new(Vec::new());
-    for batch in &outcome.batches {
-        writer
-            .write(batch)
-            .map_err(|e| engine_error(EngineError::Internal(e.to_string())))?;
-    }
-    writer
-        .finish()
-        .map_err(|e| engine_error(EngineError::Internal(e.to_string())))?;
-    let bytes = writer.into_inner();
-    let rows: Value = if bytes.is_empty() {
-        json!([])
-    } else {
-        serde_json::from_slice(&bytes)
-            .map_err(|e| engine_error(EngineError::Internal(e.to_string())))?
+    let info = AnswerInfo {
+        habilitation: habilitation.id.clone(),
+        policy_version: plan.policy_version.clone(),
     };
-    let columns: Vec<Value> = outcome
-        .schema
-        .fields()
-        .iter()
-        .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
-        .collect();
-    Ok(Json(json!({
-        "habilitation": habilitation.id,
-        "policy_version": plan.policy_version,
-        "columns": columns,
-        "rows": rows,
-        "row_count": outcome.rows,
-        "truncated": outcome.truncated,
-    })))
+    let mut answer =
+        Answer::new(running, format, &info, &limits, deadline).map_err(engine_error)?;
+    let head = answer.fill_head(HEAD_BYTES).await.map_err(engine_error)?;
+    let mut response = Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, format.content_type())
+        .header("passerelle-habilitation", header_value(&info.habilitation))
+        .header(
+            "passerelle-policy-version",
+            header_value(&info.policy_version),
+        )
+        .header(
+            "passerelle-pseudonym-key",
+            header_value(&format!(
+                "{};version={}",
+                plan.habilitation.pseudonymisation_domain,
+                state
+                    .pseudonyms
+                    .version_on(&plan.habilitation.pseudonymisation_domain, today)
+            )),
+        );
+    if head.complete {
+        response = response
+            .header("passerelle-row-count", head.rows)
+            .header("passerelle-truncated", head.truncated.to_string());
+        let body = answer.take_complete().unwrap_or_default();
+        metrics::counter!("passerelle_query_rows_total").increment(head.rows as u64);
+        drop((slot, running_gauge));
+        return response
+            .body(Body::from(body))
+            .map_err(|e| engine_error(EngineError::Internal(e.to_string())));
+    }
+    // Streaming: the slot, the gauge and the DataFusion stream live in the body; a client that
+    // goes away drops the body, which cancels the query.
+    let stream = futures::stream::unfold(
+        (answer, slot, running_gauge),
+        |(mut answer, slot, gauge)| async move {
+            let chunk = answer.next_chunk().await?;
+            let item = chunk.map_err(|e| {
+                tracing::warn!(error = %e, rows = answer.rows(), "query answer aborted while streaming");
+                std::io::Error::other("answer aborted")
+            });
+            Some((item, (answer, slot, gauge)))
+        },
+    );
+    response
+        .body(Body::from_stream(stream))
+        .map_err(|e| engine_error(EngineError::Internal(e.to_string())))
+}
+
+fn header_value(text: &str) -> HeaderValue {
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("-"))
+}
+
+fn not_acceptable() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_ACCEPTABLE,
+        "format_not_acceptable",
+        "Format not acceptable",
+        "answers come as application/json, application/x-ndjson, text/csv, \
+         application/vnd.apache.arrow.stream or application/vnd.apache.parquet",
+    )
+}
+
+/// `passerelle_queries_running`: up while a query holds its slot.
+struct RunningQueryGauge;
+
+impl RunningQueryGauge {
+    fn start() -> Self {
+        metrics::gauge!("passerelle_queries_running").increment(1.0);
+        RunningQueryGauge
+    }
+}
+
+impl Drop for RunningQueryGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("passerelle_queries_running").decrement(1.0);
+    }
 }

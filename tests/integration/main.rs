@@ -10,6 +10,7 @@
 
 mod support;
 
+mod answers;
 mod cli;
 mod engine;
 mod foundation;
