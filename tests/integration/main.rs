@@ -10,6 +10,7 @@
 
 mod support;
 
+mod attacks;
 mod cli;
 mod engine;
 mod foundation;
