@@ -27,6 +27,7 @@ mod session;
 mod statement;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionContext;
@@ -159,8 +160,27 @@ pub(crate) fn user_error(
         E::Plan(m) | E::Execution(m) => EngineError::Invalid(m.clone()),
         E::SQL(inner, _) => EngineError::Invalid(inner.to_string()),
         E::SchemaError(inner, _) => EngineError::Invalid(inner.to_string()),
-        E::ArrowError(inner, _) => EngineError::Invalid(inner.to_string()),
+        // A user's regular expression that does not compile. DataFusion reports it in
+        // several shapes; the answer names no pattern, only the mistake.
+        E::External(inner) if is_regex_error(inner.as_ref()) => bad_regex(),
+        E::Internal(m) if m.contains("Regular expression did not compile") => bad_regex(),
+        E::ArrowError(inner, _) => match inner.as_ref() {
+            ArrowError::ExternalError(e) if is_regex_error(e.as_ref()) => bad_regex(),
+            // I/O and other external errors may carry paths: internal.
+            ArrowError::IoError(..) | ArrowError::ExternalError(_) => {
+                EngineError::Internal(inner.to_string())
+            }
+            _ => EngineError::Invalid(inner.to_string()),
+        },
         E::NotImplemented(m) => EngineError::Invalid(format!("not supported: {m}")),
         other => EngineError::Internal(other.to_string()),
     }
+}
+
+fn is_regex_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
+    e.downcast_ref::<regex::Error>().is_some() || e.downcast_ref::<regex_syntax::Error>().is_some()
+}
+
+fn bad_regex() -> EngineError {
+    EngineError::Invalid("a regular expression in the query does not compile".into())
 }

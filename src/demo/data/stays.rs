@@ -68,7 +68,7 @@ pub(super) fn write_stays(ctx: &Ctx<'_>) -> Result<u64, GenerateError> {
         for k in 0..n as u64 {
             let stay = draw_stay(ctx, &mut rng);
             let p = &stay.patient;
-            id.push((start + k + 1) as i64);
+            id.push(stay_id(ctx.opts.seed, start + k));
             text.clear();
             push_digits(&mut text, p.nir, 13);
             nir.append_value(&text);
@@ -196,4 +196,18 @@ fn draw_stay(ctx: &Ctx<'_>, rng: &mut Rng64) -> Stay {
         diagnosis: d.code,
         cost: round_cents(cost.max(50.0)),
     }
+}
+
+/// The `id_sejour` of the `n`-th stay: unique (a bijection of the 40-bit sequence number) but
+/// not sequential, so that gaps between the ids a row filter lets through do not count the
+/// stays it hides.
+fn stay_id(seed: u64, n: u64) -> i64 {
+    const MASK: u64 = (1 << 40) - 1;
+    // Odd multipliers and xor are bijections modulo 2^40; the seed moves the whole mapping.
+    let mut x = (n ^ seed.wrapping_mul(0x2545_f491)) & MASK;
+    x = x.wrapping_mul(0x9e37_79b9_7f4b) & MASK;
+    x ^= x >> 17;
+    x = x.wrapping_mul(0xd6e8_feb8_6659_fd93 | 1) & MASK;
+    x ^= x >> 19;
+    (x + 1) as i64
 }

@@ -134,7 +134,14 @@ fn datasets_are_consistent() {
 
     // sante.sejours.
     let ids = ints64(&stays, "id_sejour");
-    assert_eq!(ids, (1..=2_000).collect::<Vec<i64>>());
+    let unique: std::collections::HashSet<i64> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), 2_000, "stay ids are unique");
+    assert!(ids.iter().all(|&id| id > 0));
+    let ascending = ids.windows(2).filter(|w| w[1] == w[0] + 1).count();
+    assert!(
+        ascending < 20,
+        "stay ids are not sequential ({ascending} steps of 1)"
+    );
     let nirs = strings(&stays, "nir");
     let sexes = strings(&stays, "sexe");
     let births = dates(&stays, "date_naissance");
