@@ -17,3 +17,4 @@ mod identity;
 mod interop;
 mod policy;
 mod pseudonym;
+mod tpch;
