@@ -7,7 +7,6 @@
 mod data;
 
 use std::path::Path;
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use datafusion::arrow::array::{Array, ArrayRef};
@@ -17,22 +16,10 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use passerelle::engine::{QueryLimits, run_query};
 
-/// Lineitem has about 600 000 rows: the 22 queries run twice in about 7 s in a debug build.
-/// At 0.01 no row qualifies for Q17 (its answer is one NULL); from 0.02 on every query has a
+/// Lineitem has about 600 000 rows: generation and the 22 queries, twice, take about 5 s in a
+/// debug build. At 0.01 no row qualifies for Q17 (its answer is one NULL); from 0.02 on every query has a
 /// real answer; 0.1 gives the multi-row queries (Q2, Q18, Q20, Q21) more rows to compare.
 const SCALE_FACTOR: f64 = 0.1;
-
-static DATA: OnceLock<tempfile::TempDir> = OnceLock::new();
-
-/// The TPC-H tables, generated once per test run.
-fn data_dir() -> &'static Path {
-    DATA.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
-        data::generate(dir.path(), SCALE_FACTOR).unwrap();
-        dir
-    })
-    .path()
-}
 
 /// Nullability is left out on purpose: the secure view declares every column nullable (a
 /// masked value may be NULL), where the generated Parquet files declare none nullable.
@@ -49,8 +36,8 @@ fn column(batches: &[RecordBatch], i: usize) -> ArrayRef {
     concat(&parts).unwrap()
 }
 
-async fn check(n: usize) {
-    let dir = data_dir();
+/// Runs query `n` in both sessions; `Err` says how the secure engine's answer differs.
+async fn compare(dir: &Path, n: usize) -> Result<(), String> {
     let sql = data::QUERIES[n - 1];
 
     let bare = data::bare_session(dir).await.unwrap();
@@ -58,12 +45,12 @@ async fn check(n: usize) {
     let expected_schema = frame.schema().inner().clone();
     let expected = frame.collect().await.unwrap();
     let expected_rows: usize = expected.iter().map(RecordBatch::num_rows).sum();
-    // Every query's validation answer is non-empty, and so is it at this scale factor.
+    // Every query's validation answer is non-empty, and so is it at this scale factor…
     assert!(
         expected_rows > 0,
         "Q{n:02}: bare DataFusion returned no row"
     );
-    // …nor a vacuous one: an aggregate over no row answers one row of NULLs.
+    // …nor vacuous: an aggregate over no row answers one row of NULLs.
     for (i, field) in expected_schema.fields().iter().enumerate() {
         assert!(
             expected
@@ -80,47 +67,54 @@ async fn check(n: usize) {
         timeout: Duration::from_secs(600),
         ..QueryLimits::default()
     };
-    let answer = match run_query(&secure, sql, &limits).await {
-        Ok(answer) => answer,
-        Err(e) => panic!("Q{n:02}: the secure engine gave no answer: {e:?}"),
-    };
-    assert!(!answer.truncated, "Q{n:02}: truncated");
-
-    assert_eq!(
+    let answer = run_query(&secure, sql, &limits)
+        .await
+        .map_err(|e| format!("the secure engine gave no answer: {e:?}"))?;
+    if answer.truncated {
+        return Err("the secure engine's answer was truncated".into());
+    }
+    let (actual_columns, expected_columns) = (
         names_and_types(&answer.schema),
         names_and_types(&expected_schema),
-        "Q{n:02}: column names or types differ"
     );
-    assert_eq!(answer.rows, expected_rows, "Q{n:02}: row counts differ");
+    if actual_columns != expected_columns {
+        return Err(format!(
+            "columns differ:\n  secure: {actual_columns:?}\n  bare:   {expected_columns:?}"
+        ));
+    }
     let actual_text = pretty_format_batches(&answer.batches).unwrap().to_string();
     let expected_text = pretty_format_batches(&expected).unwrap().to_string();
-    assert_eq!(
-        actual_text, expected_text,
-        "Q{n:02}: rows differ (secure engine left, bare DataFusion right)"
-    );
+    if answer.rows != expected_rows || actual_text != expected_text {
+        return Err(format!(
+            "rows differ ({} secure, {expected_rows} bare):\nsecure:\n{actual_text}\nbare:\n{expected_text}",
+            answer.rows
+        ));
+    }
     // Values, not only their text (floating point included: the same engine computes both).
     for (i, field) in expected_schema.fields().iter().enumerate() {
-        assert!(
-            column(&answer.batches, i) == column(&expected, i),
-            "Q{n:02}: column `{}` differs",
-            field.name()
-        );
+        if column(&answer.batches, i) != column(&expected, i) {
+            return Err(format!("column `{}` differs", field.name()));
+        }
     }
+    Ok(())
 }
 
-macro_rules! tpch_queries {
-    ($($name:ident => $n:literal),* $(,)?) => {
-        $(
-            #[tokio::test]
-            async fn $name() {
-                check($n).await;
-            }
-        )*
-    };
+/// All 22 queries in one test, so that the generated data lives exactly as long as the test
+/// (a per-process static would leave it in the temporary folder after every run).
+#[tokio::test]
+async fn secure_engine_answers_the_22_queries_as_bare_datafusion() {
+    let dir = tempfile::tempdir().unwrap();
+    data::generate(dir.path(), SCALE_FACTOR).unwrap();
+    let mut failures = Vec::new();
+    for n in 1..=data::QUERIES.len() {
+        if let Err(why) = compare(dir.path(), n).await {
+            failures.push(format!("Q{n:02}: {why}"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of the 22 TPC-H queries answer differently through the secure engine:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
-
-tpch_queries!(
-    q01 => 1, q02 => 2, q03 => 3, q04 => 4, q05 => 5, q06 => 6, q07 => 7, q08 => 8,
-    q09 => 9, q10 => 10, q11 => 11, q12 => 12, q13 => 13, q14 => 14, q15 => 15, q16 => 16,
-    q17 => 17, q18 => 18, q19 => 19, q20 => 20, q21 => 21, q22 => 22,
-);
