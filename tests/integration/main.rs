@@ -19,3 +19,4 @@ mod identity;
 mod interop;
 mod policy;
 mod pseudonym;
+mod tpch;
