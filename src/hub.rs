@@ -77,12 +77,31 @@ pub async fn start(config: Config) -> Result<RunningServer, HubError> {
         ));
     }
     policy.spawn_sighup();
+    // A lookup never scans: every `unique` column is indexed before the server answers.
+    let (lookups, reports) = crate::lookup::Lookups::build(&set.catalog, &config.data.dir)
+        .map_err(|e| HubError::Policy(vec![format!("lookup index: {e}")]))?;
+    for r in &reports {
+        tracing::info!(
+            dataset = %r.dataset,
+            column = %r.column,
+            rows = r.rows,
+            memory_bytes = r.memory_bytes,
+            build_ms = r.build_ms as u64,
+            "lookup index built"
+        );
+    }
     let identity = OidcAuthenticator::start(&config.identity)?;
     let summary = HubSummary {
         datasets: set.catalog.names(),
     };
     let state = AppState(Arc::new(App::new(
-        config, identity, policy, history, pseudonyms, summary,
+        config,
+        identity,
+        policy,
+        history,
+        pseudonyms,
+        Arc::new(lookups),
+        summary,
     )));
     Ok(crate::server::start(state).await?)
 }

@@ -224,6 +224,26 @@ pub struct LimitsConfig {
     /// Allow `WITH RECURSIVE` (off: a recursive query can be made to run forever).
     #[serde(default)]
     pub allow_recursive_queries: bool,
+    /// Most keys in one batch lookup (`POST /v1/lookup/{dataset}`).
+    #[serde(default = "default_lookup_batch_max")]
+    pub lookup_batch_max: usize,
+    /// Lookups per minute per organisation and habilitation when the habilitation states no
+    /// `expected_volume_per_minute`.
+    #[serde(default = "default_lookup_per_minute")]
+    pub lookup_default_per_minute: u32,
+    /// Multiplies every habilitation's expected volume (headroom over the declared volume).
+    #[serde(default = "default_lookup_rate_factor")]
+    pub lookup_rate_factor: u32,
+}
+
+fn default_lookup_batch_max() -> usize {
+    100
+}
+fn default_lookup_per_minute() -> u32 {
+    600
+}
+fn default_lookup_rate_factor() -> u32 {
+    2
 }
 
 fn default_max_sql_bytes() -> usize {
@@ -264,6 +284,9 @@ impl Default for LimitsConfig {
             spill_dir: None,
             max_spill_mb: default_max_spill_mb(),
             allow_recursive_queries: false,
+            lookup_batch_max: default_lookup_batch_max(),
+            lookup_default_per_minute: default_lookup_per_minute(),
+            lookup_rate_factor: default_lookup_rate_factor(),
         }
     }
 }
@@ -526,6 +549,12 @@ impl Config {
             ("limits.query_memory_mb", l.query_memory_mb),
             ("limits.max_concurrent_queries", l.max_concurrent_queries),
             ("limits.query_timeout_secs", l.query_timeout_secs as usize),
+            ("limits.lookup_batch_max", l.lookup_batch_max),
+            (
+                "limits.lookup_default_per_minute",
+                l.lookup_default_per_minute as usize,
+            ),
+            ("limits.lookup_rate_factor", l.lookup_rate_factor as usize),
         ] {
             if value == 0 {
                 problems.push((key.into(), "must be at least 1".into()));

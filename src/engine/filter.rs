@@ -69,3 +69,27 @@ pub fn to_expr(f: &FilterExpr) -> Expr {
         }
     }
 }
+
+/// True when the one-row `batch` (raw columns) passes every row filter of `plan` (lookups).
+pub fn row_passes_filters(
+    plan: &crate::policy::DatasetPlan,
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+) -> datafusion::error::Result<bool> {
+    use datafusion::arrow::array::{Array, AsArray};
+    let schema = datafusion::common::DFSchema::try_from(batch.schema().as_ref().clone())?;
+    // A bare context only to coerce types (`age > 18` on an Int32 column) as SQL would.
+    let ctx = datafusion::execution::context::SessionContext::new();
+    for filter in &plan.row_filters {
+        let expr = to_expr(&filter.expr);
+        let physical = ctx.create_physical_expr(expr, &schema)?;
+        let result = physical.evaluate(batch)?.into_array(batch.num_rows())?;
+        let Some(passed) = result.as_boolean_opt() else {
+            return Ok(false);
+        };
+        // SECURITY: NULL (unknown) is not a pass.
+        if passed.len() != 1 || !passed.is_valid(0) || !passed.value(0) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}

@@ -92,24 +92,33 @@ impl ScalarUDFImpl for MaskUdf {
             return exec_err!("masked takes one argument");
         };
         let array = input.to_array(args.number_rows)?;
-        let values = array.as_ref();
-        let out = match &self.treatment {
-            ColumnTreatment::Clear => Ok(array.clone()),
-            ColumnTreatment::Pseudonymised { .. } => match &self.domain {
-                Some(domain) => kernels::pseudonymise(domain, values),
-                // SECURITY: no key, no value (never the raw column).
-                None => return exec_err!("pseudonymisation key unavailable"),
-            },
-            ColumnTreatment::Redacted => Ok(kernels::redact(values)),
-            ColumnTreatment::Partial { keep_last } => kernels::partial(values, *keep_last),
-            ColumnTreatment::DateGeneralised { granularity } => {
-                kernels::generalise_date(values, *granularity == DateGranularity::Month)
-            }
-            ColumnTreatment::PostcodeDepartement => kernels::postcode_departement(values),
-            ColumnTreatment::Rounded { base } => kernels::round_to(values, *base),
-            ColumnTreatment::Hidden => return exec_err!("hidden columns are never projected"),
-        }
-        .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))?;
+        let out = apply_treatment(&self.treatment, self.domain.as_ref(), &array)?;
         Ok(ColumnarValue::Array(out))
     }
+}
+
+/// Applies one column's treatment to raw values (SQL answers and lookups share it).
+pub fn apply_treatment(
+    treatment: &ColumnTreatment,
+    domain: Option<&Arc<PseudonymDomain>>,
+    array: &datafusion::arrow::array::ArrayRef,
+) -> Result<datafusion::arrow::array::ArrayRef> {
+    let values = array.as_ref();
+    match treatment {
+        ColumnTreatment::Clear => Ok(array.clone()),
+        ColumnTreatment::Pseudonymised { .. } => match domain {
+            Some(domain) => kernels::pseudonymise(domain, values),
+            // SECURITY: no key, no value (never the raw column).
+            None => return exec_err!("pseudonymisation key unavailable"),
+        },
+        ColumnTreatment::Redacted => Ok(kernels::redact(values)),
+        ColumnTreatment::Partial { keep_last } => kernels::partial(values, *keep_last),
+        ColumnTreatment::DateGeneralised { granularity } => {
+            kernels::generalise_date(values, *granularity == DateGranularity::Month)
+        }
+        ColumnTreatment::PostcodeDepartement => kernels::postcode_departement(values),
+        ColumnTreatment::Rounded { base } => kernels::round_to(values, *base),
+        ColumnTreatment::Hidden => return exec_err!("hidden columns are never projected"),
+    }
+    .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))
 }

@@ -36,7 +36,9 @@ use futures::StreamExt;
 pub use answer::{Answer, AnswerHead, Chunk};
 pub use encode::AnswerInfo;
 pub use encode::{Format, negotiate};
+pub use filter::row_passes_filters;
 pub use limits::{EngineRuntime, QueryLimits};
+pub use masks::apply_treatment;
 pub use provider::SecureTableProvider;
 pub use session::{secure_session, secure_session_in};
 

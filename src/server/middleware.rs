@@ -57,7 +57,14 @@ pub async fn request_id_and_problems(mut request: Request, next: Next) -> Respon
     let mut response = next.run(request).instrument(span.clone()).await;
 
     if let Some(error) = response.extensions_mut().remove::<ApiError>() {
+        // Headers the handler set on its error (`Retry-After`, `RateLimit-*`) are kept.
+        let kept = response.headers().clone();
         response = error.render(&id);
+        for (name, value) in kept.iter() {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                response.headers_mut().insert(name.clone(), value.clone());
+            }
+        }
     } else if (response.status().is_client_error() || response.status().is_server_error())
         && !response.headers().contains_key(header::CONTENT_TYPE)
     {

@@ -14,6 +14,7 @@ mod auth;
 mod datasets;
 pub mod error;
 mod health;
+mod lookup;
 mod me;
 pub mod middleware;
 mod query;
@@ -70,6 +71,10 @@ pub struct App {
     pub metrics: Option<PrometheusHandle>,
     /// DataFusion caches shared by queries (each query has its own memory pool).
     pub engine: crate::engine::EngineRuntime,
+    /// Key indexes for lookups (built at start from the catalog's `unique` columns).
+    pub lookups: Arc<crate::lookup::Lookups>,
+    /// Lookup rate limiters per habilitation and organisation.
+    pub lookup_limits: lookup::LookupLimits,
     /// Query slots (`limits.max_concurrent_queries`); a query holds one until its answer ends.
     pub query_slots: Arc<tokio::sync::Semaphore>,
     /// Set when a graceful shutdown starts: readiness drops so load balancers stop sending.
@@ -94,6 +99,7 @@ impl App {
         policy: Arc<PolicyStore>,
         history: PolicyHistory,
         pseudonyms: Arc<KeyRing>,
+        lookups: Arc<crate::lookup::Lookups>,
         hub: HubSummary,
     ) -> Self {
         Self {
@@ -108,6 +114,8 @@ impl App {
             hub,
             metrics: crate::telemetry::metrics_handle(),
             engine: crate::engine::EngineRuntime::new(),
+            lookups,
+            lookup_limits: lookup::LookupLimits::default(),
             shutting_down: AtomicBool::new(false),
         }
     }
@@ -128,6 +136,11 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/me", get(me::me))
         .route("/v1/query", axum::routing::post(query::query))
         .route("/v1/datasets", get(datasets::datasets))
+        .route("/v1/lookup/{dataset}/{key}", get(lookup::lookup))
+        .route(
+            "/v1/lookup/{dataset}",
+            axum::routing::post(lookup::lookup_batch),
+        )
         .route("/v1/admin/policy", get(admin::policy))
         .route(
             "/v1/admin/policy/versions",

@@ -17,6 +17,7 @@ mod engine;
 mod foundation;
 mod identity;
 mod interop;
+mod lookups;
 mod policy;
 mod pseudonym;
 mod tpch;

@@ -19,6 +19,9 @@ use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
+/// Rows per data page at most.
+const PAGE_ROWS: usize = 4096;
+
 use super::{GenerateError, GenerateOptions};
 
 /// Rows per Arrow record batch.
@@ -87,6 +90,8 @@ impl Output {
             .set_compression(Compression::SNAPPY)
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_max_row_group_row_count(Some(ROW_GROUP))
+            // Small pages: a lookup decodes one page per column, and pruning is finer.
+            .set_data_page_row_count_limit(PAGE_ROWS)
             .set_created_by("passerelle demo".to_string())
             .set_key_value_metadata(Some(metadata))
             .build();

@@ -1,0 +1,426 @@
+//! `GET /v1/lookup/{dataset}/{key}` and `POST /v1/lookup/{dataset}` (batch): one record at a
+//! time for administrations, only the fields the habilitation grants, with traceability
+//! parameters, rate limits per organisation and habilitation, and a trace for the audit.
+//!
+//! Order of checks: habilitation and plan (403), traceability parameters (422, one code per
+//! parameter), key against the key column's Table Schema (422), rate limit (429), then the
+//! record (200, or 404 when no record has the key). It decides nothing itself: the plan says
+//! which dataset, key column and fields.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::StateInformationMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::error::ApiError;
+use super::query::refusal;
+use super::{AppState, Authenticated};
+use crate::identity::Principal;
+use crate::lookup::{LookupError, Traceability, TraceabilityParams, answer_record, check_key};
+use crate::policy::{AccessPlan, DatasetPlan, PolicySet};
+
+/// Pseudonymisation domain of keys in audit records (no habilitation can use it: it is not a
+/// valid habilitation id).
+pub const AUDIT_DOMAIN: &str = "passerelle:audit";
+
+type Limiter = RateLimiter<NotKeyed, InMemoryState, DefaultClock, StateInformationMiddleware>;
+/// (habilitation, organisation SIRET).
+type LimiterKey = (String, String);
+
+/// One limiter per (habilitation, organisation), created on first use with the habilitation's
+/// quota.
+#[derive(Default)]
+pub struct LookupLimits {
+    limiters: Mutex<HashMap<LimiterKey, (u32, Arc<Limiter>)>>,
+}
+
+impl LookupLimits {
+    fn limiter(&self, habilitation: &str, organisation: &str, per_minute: u32) -> Arc<Limiter> {
+        let mut map = self.limiters.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (habilitation.to_string(), organisation.to_string());
+        if let Some((quota, limiter)) = map.get(&key)
+            && *quota == per_minute
+        {
+            return limiter.clone();
+        }
+        let n = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
+        let limiter = Arc::new(RateLimiter::direct(Quota::per_minute(n)).with_middleware());
+        map.insert(key, (per_minute, limiter.clone()));
+        limiter
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LookupQuery {
+    #[serde(default)]
+    pub habilitation: Option<String>,
+    #[serde(flatten)]
+    pub trace: TraceabilityParams,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub keys: Vec<String>,
+    #[serde(default)]
+    pub habilitation: Option<String>,
+    #[serde(default)]
+    pub context: Option<String>,
+    #[serde(default)]
+    pub recipient: Option<String>,
+    #[serde(default)]
+    pub object: Option<String>,
+}
+
+/// What the audit needs of a lookup (the key only pseudonymised in the audit domain).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LookupTrace {
+    pub dataset: String,
+    pub habilitation: String,
+    pub organisation: Option<String>,
+    pub traceability: Traceability,
+    pub audit_keys: Vec<String>,
+    pub fields: Vec<String>,
+    pub found: usize,
+    pub policy_version: String,
+}
+
+fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        code,
+        "Invalid lookup",
+        detail,
+    )
+}
+
+/// Resolves the habilitation and the dataset's plan; 403 when it grants no lookup there
+/// (whether or not the dataset exists: existence is not revealed).
+fn dataset_plan(
+    set: &PolicySet,
+    principal: &Principal,
+    habilitation: Option<&str>,
+    dataset: &str,
+) -> Result<(AccessPlan, DatasetPlan), ApiError> {
+    let today = chrono::Utc::now().date_naive();
+    let habilitation = set
+        .resolve(principal, habilitation, today)
+        .map_err(|r| refusal(&r))?;
+    let plan = set.plan(principal, habilitation);
+    let dataset_plan = plan
+        .dataset(dataset)
+        .filter(|d| d.refused.is_none() && d.lookup_key.is_some())
+        .cloned()
+        // SECURITY: no lookup right here (researchers, other datasets, unknown datasets alike).
+        .ok_or_else(|| {
+            ApiError::forbidden(
+                "lookup_not_allowed",
+                format!(
+                    "habilitation `{}` allows no lookup on `{dataset}`",
+                    plan.habilitation.id
+                ),
+            )
+        })?;
+    Ok((plan.as_ref().clone(), dataset_plan))
+}
+
+fn check_keys(set: &PolicySet, plan: &DatasetPlan, keys: &[String]) -> Result<(), ApiError> {
+    let column = plan.lookup_key.as_deref().unwrap_or_default();
+    let field = set
+        .catalog
+        .dataset(&plan.name)
+        .and_then(|d| d.field(column))
+        .ok_or_else(ApiError::internal)?;
+    for key in keys {
+        check_key(key, field).map_err(|e| unprocessable(e.code, e.message))?;
+    }
+    Ok(())
+}
+
+/// Applies the (habilitation, organisation) quota for `n` keys; the `RateLimit-*` headers
+/// either way, and `Retry-After` with 429.
+fn rate_limit(
+    state: &AppState,
+    plan: &AccessPlan,
+    principal: &Principal,
+    n: usize,
+) -> Result<HeaderMap, Box<(ApiError, HeaderMap)>> {
+    let limits = &state.config.limits;
+    let set = state.policy.current();
+    let expected = set
+        .habilitations
+        .get(&plan.habilitation.id)
+        .and_then(|h| h.expected_volume_per_minute)
+        .map(|v| v.saturating_mul(limits.lookup_rate_factor))
+        .unwrap_or(limits.lookup_default_per_minute)
+        .max(1);
+    let organisation = principal.organisation_siret.clone().unwrap_or_default();
+    let limiter = state
+        .lookup_limits
+        .limiter(&plan.habilitation.id, &organisation, expected);
+    let mut headers = HeaderMap::new();
+    headers.insert("ratelimit-limit", HeaderValue::from(expected));
+    let cells = NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
+    let per_cell_secs = 60.0 / f64::from(expected);
+    match limiter.check_n(cells) {
+        Ok(Ok(snapshot)) => {
+            let remaining = snapshot.remaining_burst_capacity();
+            headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+            let reset = (f64::from(expected - remaining.min(expected)) * per_cell_secs).ceil();
+            headers.insert("ratelimit-reset", HeaderValue::from(reset as u64));
+            Ok(headers)
+        }
+        Ok(Err(not_until)) => {
+            let wait = not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs_f64()
+                .ceil()
+                .max(1.0) as u64;
+            headers.insert("ratelimit-remaining", HeaderValue::from(0u32));
+            headers.insert("ratelimit-reset", HeaderValue::from(wait));
+            headers.insert("retry-after", HeaderValue::from(wait));
+            Err(Box::new((too_many(format!("retry in {wait} s")), headers)))
+        }
+        Err(_) => {
+            headers.insert("ratelimit-remaining", HeaderValue::from(0u32));
+            headers.insert("retry-after", HeaderValue::from(60u32));
+            Err(Box::new((
+                too_many(format!(
+                    "{n} keys exceed the quota of {expected} lookups per minute"
+                )),
+                headers,
+            )))
+        }
+    }
+}
+
+fn too_many(detail: String) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many lookups",
+        detail,
+    )
+}
+
+fn with_headers(mut response: Response, headers: HeaderMap) -> Response {
+    response.headers_mut().extend(headers);
+    response
+}
+
+/// The audit trace of a lookup (logged on the `audit` target until the audit trail lands).
+fn trace(
+    state: &AppState,
+    plan: &AccessPlan,
+    dataset: &DatasetPlan,
+    principal: &Principal,
+    traceability: &Traceability,
+    keys: &[String],
+    found: usize,
+) -> LookupTrace {
+    let audit_domain = state.pseudonyms.domain(AUDIT_DOMAIN, 1).ok();
+    // SECURITY: the audit never sees a raw key; without the audit domain, no key at all.
+    let audit_keys = keys
+        .iter()
+        .map(|k| {
+            audit_domain
+                .as_ref()
+                .map(|d| d.pseudonymise(k))
+                .unwrap_or_default()
+        })
+        .collect();
+    let trace = LookupTrace {
+        dataset: dataset.name.clone(),
+        habilitation: plan.habilitation.id.clone(),
+        organisation: principal.organisation_siret.clone(),
+        traceability: traceability.clone(),
+        audit_keys,
+        fields: dataset.visible_columns().map(|c| c.name.clone()).collect(),
+        found,
+        policy_version: plan.policy_version.clone(),
+    };
+    tracing::info!(
+        target: "audit",
+        dataset = %trace.dataset,
+        habilitation = %trace.habilitation,
+        keys = trace.audit_keys.len(),
+        found,
+        "lookup"
+    );
+    trace
+}
+
+fn domain_of(
+    state: &AppState,
+    plan: &AccessPlan,
+) -> Option<Arc<crate::pseudonym::PseudonymDomain>> {
+    let today = chrono::Utc::now().date_naive();
+    state
+        .pseudonyms
+        .domain_on(&plan.habilitation.pseudonymisation_domain, today)
+        .ok()
+}
+
+fn lookup_one(
+    state: &AppState,
+    dataset: &DatasetPlan,
+    key: &str,
+    domain: Option<&Arc<crate::pseudonym::PseudonymDomain>>,
+) -> Result<Option<Map<String, Value>>, ApiError> {
+    match answer_record(&state.lookups, dataset, key, domain) {
+        Ok(record) => Ok(Some(record)),
+        Err(LookupError::NotFound) => Ok(None),
+        Err(LookupError::NoIndex) => Err(ApiError::unavailable(
+            "lookups on this dataset are not available (no key index)",
+        )),
+        Err(LookupError::Internal(detail)) => {
+            tracing::error!(error = %detail, "lookup failed internally");
+            Err(ApiError::internal())
+        }
+    }
+}
+
+pub async fn lookup(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path((dataset, key)): Path<(String, String)>,
+    Query(query): Query<LookupQuery>,
+) -> Result<Response, ApiError> {
+    let set = state.policy.current();
+    let (plan, dataset_plan) =
+        dataset_plan(&set, &principal, query.habilitation.as_deref(), &dataset)?;
+    let traceability = query
+        .trace
+        .check()
+        .map_err(|e| unprocessable(e.code, e.message))?;
+    let keys = [key];
+    check_keys(&set, &dataset_plan, &keys)?;
+    let headers = match rate_limit(&state, &plan, &principal, 1) {
+        Ok(h) => h,
+        Err(refused) => {
+            let (e, h) = *refused;
+            return Ok(with_headers(e.into_response(), h));
+        }
+    };
+    let domain = domain_of(&state, &plan);
+    let record = {
+        let state = state.clone();
+        let dataset_plan = dataset_plan.clone();
+        let key = keys[0].clone();
+        tokio::task::spawn_blocking(move || {
+            lookup_one(&state, &dataset_plan, &key, domain.as_ref())
+        })
+        .await
+        .map_err(|_| ApiError::internal())??
+    };
+    let found = usize::from(record.is_some());
+    trace(
+        &state,
+        &plan,
+        &dataset_plan,
+        &principal,
+        &traceability,
+        &keys,
+        found,
+    );
+    let response = match record {
+        Some(record) => Json(json!({
+            "dataset": dataset_plan.name,
+            "habilitation": plan.habilitation.id,
+            "policy_version": plan.policy_version,
+            "record": record,
+        }))
+        .into_response(),
+        None => ApiError::new(
+            StatusCode::NOT_FOUND,
+            "record_not_found",
+            "No record",
+            "no record has this key",
+        )
+        .into_response(),
+    };
+    Ok(with_headers(response, headers))
+}
+
+pub async fn lookup_batch(
+    State(state): State<AppState>,
+    Authenticated(principal): Authenticated,
+    Path(dataset): Path<String>,
+    Json(request): Json<BatchRequest>,
+) -> Result<Response, ApiError> {
+    let set = state.policy.current();
+    let (plan, dataset_plan) =
+        dataset_plan(&set, &principal, request.habilitation.as_deref(), &dataset)?;
+    let traceability = TraceabilityParams {
+        context: request.context.clone(),
+        recipient: request.recipient.clone(),
+        object: request.object.clone(),
+    }
+    .check()
+    .map_err(|e| unprocessable(e.code, e.message))?;
+    let max = state.config.limits.lookup_batch_max;
+    if request.keys.is_empty() || request.keys.len() > max {
+        return Err(unprocessable(
+            "keys_invalid",
+            format!("send 1 to {max} keys"),
+        ));
+    }
+    check_keys(&set, &dataset_plan, &request.keys)?;
+    let headers = match rate_limit(&state, &plan, &principal, request.keys.len()) {
+        Ok(h) => h,
+        Err(refused) => {
+            let (e, h) = *refused;
+            return Ok(with_headers(e.into_response(), h));
+        }
+    };
+    let domain = domain_of(&state, &plan);
+    let results = {
+        let state = state.clone();
+        let dataset_plan = dataset_plan.clone();
+        let keys = request.keys.clone();
+        tokio::task::spawn_blocking(move || {
+            keys.iter()
+                .map(|k| lookup_one(&state, &dataset_plan, k, domain.as_ref()))
+                .collect::<Result<Vec<_>, ApiError>>()
+        })
+        .await
+        .map_err(|_| ApiError::internal())??
+    };
+    let found = results.iter().filter(|r| r.is_some()).count();
+    trace(
+        &state,
+        &plan,
+        &dataset_plan,
+        &principal,
+        &traceability,
+        &request.keys,
+        found,
+    );
+    let items: Vec<Value> = request
+        .keys
+        .iter()
+        .zip(results)
+        .map(|(key, record)| match record {
+            Some(record) => json!({"key": key, "status": 200, "record": record}),
+            None => json!({"key": key, "status": 404}),
+        })
+        .collect();
+    let response = Json(json!({
+        "dataset": dataset_plan.name,
+        "habilitation": plan.habilitation.id,
+        "policy_version": plan.policy_version,
+        "results": items,
+    }))
+    .into_response();
+    Ok(with_headers(response, headers))
+}

@@ -1,0 +1,388 @@
+//! Tell-us-once lookups with the demo personas: the CAF gets exactly the granted fields, every
+//! traceability parameter is checked, keys cannot enumerate, others are refused, and the rate
+//! limit is reached and recovered.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray};
+use passerelle::config::Config;
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, hub};
+
+const CAF_SIRET: &str = "13000170500016";
+const TRACE: &str =
+    "context=Calcul%20du%20quotient%20familial&recipient=13000170500016&object=dossier-2026-0042";
+
+struct Hub {
+    dev: passerelle::demo::DevIssuer,
+    server: TestServer,
+}
+
+impl Hub {
+    async fn start_with(tune: impl FnOnce(&mut Config)) -> Hub {
+        let dev = passerelle::demo::DevIssuer::start().await.unwrap();
+        let mut config = hub().config();
+        config.identity.issuers = vec![dev.issuer_config()];
+        tune(&mut config);
+        let server = TestServer::start_with(config).await;
+        server.wait_ready(Duration::from_secs(10)).await;
+        Hub { dev, server }
+    }
+
+    fn token(&self, who: &str) -> String {
+        self.dev
+            .token_for(passerelle::demo::personas::persona(who).unwrap())
+            .unwrap()
+    }
+
+    async fn get_as(
+        &self,
+        who: &str,
+        path_and_query: &str,
+    ) -> (u16, Value, reqwest::header::HeaderMap) {
+        let r = self
+            .server
+            .client
+            .get(self.server.url(path_and_query))
+            .bearer_auth(self.token(who))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, r.json().await.unwrap_or(Value::Null), headers)
+    }
+
+    async fn caf(&self, path_and_query: &str) -> (u16, Value, reqwest::header::HeaderMap) {
+        self.get_as("caf", path_and_query).await
+    }
+
+    async fn batch(&self, dataset: &str, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
+        let r = self
+            .server
+            .client
+            .post(self.server.url(&format!("/v1/lookup/{dataset}")))
+            .bearer_auth(self.token("caf"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        (status, r.json().await.unwrap_or(Value::Null), headers)
+    }
+}
+
+/// `nir` → (column → value as JSON) for the given integer/float columns of a demo dataset.
+fn raw(relative: &str, columns: &[&str]) -> HashMap<String, HashMap<String, Value>> {
+    let file = std::fs::File::open(hub().layout().data().join(relative)).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut out = HashMap::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let nir = batch
+            .column_by_name("nir")
+            .unwrap()
+            .as_string::<i32>()
+            .clone();
+        for i in 0..batch.num_rows() {
+            let mut values = HashMap::new();
+            for c in columns {
+                let col = batch.column_by_name(c).unwrap();
+                let text = arrow::util::display::array_value_to_string(col, i).unwrap();
+                let value: Value = if col.is_null(i) {
+                    Value::Null
+                } else {
+                    serde_json::from_str(&text).unwrap()
+                };
+                values.insert(c.to_string(), value);
+            }
+            out.insert(nir.value(i).to_string(), values);
+        }
+    }
+    out
+}
+
+fn fields(record: &Value) -> BTreeSet<String> {
+    record.as_object().unwrap().keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn the_caf_gets_exactly_the_granted_fields() {
+    let h = Hub::start_with(|_| {}).await;
+    let allocataires = raw(
+        "social/allocataires.parquet",
+        &["quotient_familial", "nombre_enfants"],
+    );
+    let revenus = raw(
+        "fiscal/revenus.parquet",
+        &["revenu_fiscal_reference", "nombre_parts"],
+    );
+    for nir in allocataires.keys().take(5) {
+        let (status, body, headers) = h
+            .caf(&format!("/v1/lookup/social.allocataires/{nir}?{TRACE}"))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["habilitation"], "caf-quotient-familial");
+        let record = &body["record"];
+        assert_eq!(
+            fields(record),
+            BTreeSet::from(["quotient_familial".into(), "nombre_enfants".into()])
+        );
+        for (k, v) in &allocataires[nir] {
+            assert_eq!(&record[k], v, "{k} of the looked-up record");
+        }
+        assert!(headers.contains_key("ratelimit-limit"));
+        assert!(headers.contains_key("ratelimit-remaining"));
+        assert!(headers.contains_key("ratelimit-reset"));
+    }
+    let nir = allocataires
+        .keys()
+        .find(|n| revenus.contains_key(*n))
+        .unwrap();
+    let (status, body, _) = h
+        .caf(&format!("/v1/lookup/fiscal.revenus/{nir}?{TRACE}"))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        fields(&body["record"]),
+        BTreeSet::from(["revenu_fiscal_reference".into(), "nombre_parts".into()])
+    );
+    for (k, v) in &revenus[nir] {
+        assert_eq!(&body["record"][k], v);
+    }
+    let text = body.to_string();
+    assert!(!text.contains("montant_impot") && !text.contains(nir.as_str()));
+
+    // Unknown key (well formed): 404.
+    let (status, body, _) = h
+        .caf(&format!(
+            "/v1/lookup/social.allocataires/1999999999999?{TRACE}"
+        ))
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("record_not_found"))
+    );
+
+    // Batch: found and not found, in order; too many keys refused.
+    let mut keys: Vec<String> = allocataires.keys().take(3).cloned().collect();
+    keys.push("1999999999999".into());
+    let (status, body, _) = h
+        .batch(
+            "social.allocataires",
+            json!({"keys": keys, "context": "Calcul QF", "recipient": CAF_SIRET, "object": "lot 7"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 4);
+    assert!(results[..3].iter().all(|r| r["status"] == 200));
+    assert_eq!(results[3]["status"], 404);
+    assert_eq!(
+        results[0]["record"]["quotient_familial"],
+        allocataires[&keys[0]]["quotient_familial"]
+    );
+    let many: Vec<String> = (0..101).map(|i| format!("1{:012}", i)).collect();
+    let (status, body, _) = h
+        .batch(
+            "social.allocataires",
+            json!({"keys": many, "context": "Calcul QF", "recipient": CAF_SIRET, "object": "lot 7"}),
+        )
+        .await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("keys_invalid")));
+}
+
+#[tokio::test]
+async fn every_missing_or_invalid_parameter_has_its_code() {
+    let h = Hub::start_with(|_| {}).await;
+    let nir = raw("social/allocataires.parquet", &["nombre_enfants"])
+        .into_keys()
+        .next()
+        .unwrap();
+    let base = format!("/v1/lookup/social.allocataires/{nir}");
+    let context = "context=Calcul%20QF";
+    let recipient = format!("recipient={CAF_SIRET}");
+    let object = "object=dossier-1";
+    for (query, code) in [
+        (format!("{recipient}&{object}"), "context_missing"),
+        (format!("context=&{recipient}&{object}"), "context_missing"),
+        (
+            format!("context=a%0Ab&{recipient}&{object}"),
+            "context_invalid",
+        ),
+        (format!("{context}&{object}"), "recipient_missing"),
+        (
+            format!("{context}&recipient=13000170500017&{object}"),
+            "recipient_invalid",
+        ),
+        (
+            format!("{context}&recipient=1300017050001&{object}"),
+            "recipient_invalid",
+        ),
+        (
+            format!("{context}&recipient=ABCDEFGHIJKLMN&{object}"),
+            "recipient_invalid",
+        ),
+        (format!("{context}&{recipient}"), "object_missing"),
+        (
+            format!("{context}&{recipient}&object={}", "x".repeat(50)),
+            "object_invalid",
+        ),
+    ] {
+        let (status, body, _) = h.caf(&format!("{base}?{query}")).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some(code)),
+            "{query}: {body}"
+        );
+    }
+    let (status, _, _) = h
+        .caf(&format!(
+            "{base}?{context}&{recipient}&object={}",
+            "x".repeat(49)
+        ))
+        .await;
+    assert_eq!(status, 200, "49 characters are allowed");
+}
+
+#[tokio::test]
+async fn lookups_cannot_enumerate_and_others_are_refused() {
+    let h = Hub::start_with(|_| {}).await;
+    for key in [
+        "*",
+        "%25",
+        "1840%25",
+        "184",
+        "18403750561234",
+        "1840375056_23",
+        "1..2",
+        "%201840375056123",
+        "A840375056123",
+        "1840375056123%20OR%201=1",
+    ] {
+        let (status, body, _) = h
+            .caf(&format!("/v1/lookup/social.allocataires/{key}?{TRACE}"))
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (422, Some("key_invalid")),
+            "{key}: {body}"
+        );
+    }
+    let (status, body, _) = h
+        .batch(
+            "social.allocataires",
+            json!({"keys": [""], "context": "QF", "recipient": CAF_SIRET, "object": "x"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (422, Some("key_invalid")),
+        "{body}"
+    );
+
+    // Datasets the habilitation does not open, existing or not, answer alike.
+    let a = h
+        .caf(&format!("/v1/lookup/sante.sejours/1840375056123?{TRACE}"))
+        .await;
+    let b = h
+        .caf(&format!(
+            "/v1/lookup/sante.inexistant/1840375056123?{TRACE}"
+        ))
+        .await;
+    assert_eq!(
+        (a.0, a.1["code"].as_str()),
+        (403, Some("lookup_not_allowed"))
+    );
+    assert_eq!(
+        (b.0, b.1["code"].as_str()),
+        (403, Some("lookup_not_allowed"))
+    );
+    // Researchers and the operator: no lookups; and the CAF runs no SQL.
+    for who in ["chercheuse-diabete", "chercheur-emploi"] {
+        let (status, body, _) = h
+            .get_as(
+                who,
+                &format!("/v1/lookup/social.allocataires/1840375056123?{TRACE}"),
+            )
+            .await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (403, Some("lookup_not_allowed")),
+            "{who}"
+        );
+    }
+    let (status, _, _) = h
+        .get_as(
+            "operateur",
+            &format!("/v1/lookup/social.allocataires/1840375056123?{TRACE}"),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = h
+        .get_as(
+            "chercheur-expire",
+            &format!("/v1/lookup/social.allocataires/1840375056123?{TRACE}"),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let r = h
+        .server
+        .client
+        .get(h.server.url(&format!(
+            "/v1/lookup/social.allocataires/1840375056123?{TRACE}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn the_rate_limit_is_reached_and_recovered() {
+    // The CAF declares 250 lookups a minute; factor 1: 250 a minute, burst 250.
+    let h = Hub::start_with(|c| c.limits.lookup_rate_factor = 1).await;
+    let keys: Vec<String> = (0..100).map(|i| format!("1{:012}", i)).collect();
+    let body = json!({"keys": keys, "context": "QF", "recipient": CAF_SIRET, "object": "lot"});
+    for _ in 0..2 {
+        let (status, _, headers) = h.batch("social.allocataires", body.clone()).await;
+        assert_eq!(status, 200);
+        assert_eq!(headers["ratelimit-limit"], "250");
+    }
+    let (status, problem, headers) = h.batch("social.allocataires", body.clone()).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (429, Some("rate_limited"))
+    );
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(headers["ratelimit-remaining"], "0");
+    // Spend what is left one by one until refused, then wait as told and succeed again.
+    let one = format!("/v1/lookup/social.allocataires/1999999999999?{TRACE}");
+    let mut refused = None;
+    for _ in 0..60 {
+        let (status, _, headers) = h.caf(&one).await;
+        if status == 429 {
+            refused = Some(headers);
+            break;
+        }
+        assert_eq!(status, 404);
+    }
+    let headers = refused.expect("the quota must run out");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    let (status, _, _) = h.caf(&one).await;
+    assert_eq!(status, 404, "recovered after Retry-After");
+    // Another organisation's quota is its own: the researchers are refused for another reason.
+    let (status, body, _) = h.get_as("chercheuse-diabete", &one).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (403, Some("lookup_not_allowed"))
+    );
+}
