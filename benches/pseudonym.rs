@@ -1,15 +1,60 @@
-//! Pseudonymising a column of 13-character NIRs (issue: pseudonymisation; goal ≥ 10 million
-//! values per second per core). Run with `cargo bench --bench pseudonym`; criterion reports
-//! the time per batch of 1 048 576 values, and the throughput in elements per second.
+//! Pseudonymisation (issue: pseudonymisation). Run with `cargo bench --bench pseudonym`;
+//! figures and goals are in docs/benchmarks.md.
+//!
+//! Measured:
+//! - the kernels on one core, over columns of 1 048 576 values: pseudonymising 13-character
+//!   NIRs (goal ≥ 10 million values per second per core), `partial:4`, postcode → département;
+//!   criterion reports the time per column and the throughput in elements per second;
+//! - the query-time cost of pseudonymisation: the same queries over `sante.sejours` (1 million
+//!   synthetic stays, generated into a temporary folder at start-up) through passerelle's
+//!   secure engine (`SecureTableProvider`, `run_query`), once with `nir` pseudonymised and once
+//!   with `nir` in clear; same data, same run (goal: pseudonymised ≤ 1.3 × clear). After the
+//!   criterion measurements, an interleaved run (clear, pseudonymised, clear, …) prints the
+//!   median of each and their ratio, which a busy machine disturbs less than two separate runs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "benchmark setup")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark setup"
+)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arrow::array::StringArray;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::MemorySchemaProvider;
+use datafusion::common::TableReference;
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::SessionConfig;
+use passerelle::demo::data::{GenerateOptions, SEJOURS, generate_datasets};
+use passerelle::engine::{QueryLimits, SecureTableProvider, run_query};
+use passerelle::policy::catalog::parquet_arrow_schema;
+use passerelle::policy::{ColumnClass, ColumnPlan, ColumnTreatment, DatasetPlan};
 use passerelle::pseudonym::kernels::{partial, postcode_departement, pseudonymise};
 use passerelle::pseudonym::{MasterKey, PseudonymDomain};
 
+/// Values per column in the kernel benchmarks.
 const N: usize = 1 << 20;
+/// Stays in the generated `sante.sejours`.
+const STAYS: u64 = 1_000_000;
+/// The queries compared, with a short name.
+const QUERIES: &[(&str, &str)] = &[
+    (
+        "group by nir",
+        "SELECT nir, count(*) AS n FROM sante.sejours GROUP BY nir",
+    ),
+    ("scan nir, cout", "SELECT nir, cout FROM sante.sejours"),
+];
+/// Rounds of the interleaved comparison.
+const ROUNDS: usize = 15;
+
+fn domain() -> PseudonymDomain {
+    PseudonymDomain::derive(&MasterKey::from_bytes([9; 32]), "projet-diabete", 1).unwrap()
+}
 
 fn nirs() -> StringArray {
     (0..N as u64)
@@ -26,8 +71,7 @@ fn nirs() -> StringArray {
 }
 
 fn kernels(c: &mut Criterion) {
-    let domain =
-        PseudonymDomain::derive(&MasterKey::from_bytes([9; 32]), "projet-diabete", 1).unwrap();
+    let domain = domain();
     let column = nirs();
     let postcodes: StringArray = (0..N)
         .map(|i| Some(format!("{:05}", 1000 + (i * 7) % 95000)))
@@ -45,5 +89,175 @@ fn kernels(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, kernels);
+/// `sante.sejours` as a habilitation sees it: every column in clear but `nir`.
+fn plan(schema: &SchemaRef, nir: ColumnTreatment) -> DatasetPlan {
+    DatasetPlan {
+        name: SEJOURS.0.to_string(),
+        title: "Séjours hospitaliers (synthétiques)".to_string(),
+        query: true,
+        aggregate: false,
+        lookup_key: None,
+        row_filters: Vec::new(),
+        columns: schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let is_nir = f.name() == "nir";
+                ColumnPlan {
+                    name: f.name().clone(),
+                    class: if is_nir {
+                        ColumnClass::DirectIdentifier
+                    } else {
+                        ColumnClass::Public
+                    },
+                    treatment: if is_nir {
+                        nir.clone()
+                    } else {
+                        ColumnTreatment::Clear
+                    },
+                    reasons: Vec::new(),
+                }
+            })
+            .collect(),
+        reasons: Vec::new(),
+        refused: None,
+    }
+}
+
+/// A session configured like `secure_session`'s, with `sante.sejours` under `plan`.
+fn session(plan: &DatasetPlan, path: &Path, schema: &SchemaRef) -> SessionContext {
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema("passerelle", "public")
+        .with_create_default_catalog_and_schema(true)
+        .with_information_schema(false)
+        .set_bool("datafusion.sql_parser.enable_ident_normalization", true);
+    let ctx = SessionContext::new_with_config(config);
+    let provider = SecureTableProvider::new(
+        plan,
+        path.to_path_buf(),
+        schema.clone(),
+        Some(Arc::new(domain())),
+    )
+    .unwrap();
+    let root = ctx.catalog("passerelle").unwrap();
+    root.register_schema("sante", Arc::new(MemorySchemaProvider::new()))
+        .unwrap();
+    ctx.register_table(
+        TableReference::partial("sante", "sejours"),
+        Arc::new(provider),
+    )
+    .unwrap();
+    ctx
+}
+
+/// The generated data folder (removed on drop) and the two sessions: clear, pseudonymised.
+struct Hub {
+    _dir: tempfile::TempDir,
+    clear: SessionContext,
+    pseudonymised: SessionContext,
+}
+
+fn hub() -> Hub {
+    let dir = tempfile::tempdir().unwrap();
+    let data: PathBuf = dir.path().join("data");
+    let started = Instant::now();
+    let written = generate_datasets(
+        &data,
+        &GenerateOptions {
+            rows: STAYS,
+            seed: passerelle::demo::DEFAULT_SEED,
+            progress: false,
+        },
+    )
+    .unwrap();
+    let rows = written.iter().find(|d| d.name == SEJOURS.0).unwrap().rows;
+    assert_eq!(rows, STAYS);
+    eprintln!(
+        "generated {rows} stays (and the other demo datasets) in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    let path = data.join(SEJOURS.1);
+    let schema = parquet_arrow_schema(&path).unwrap();
+    let pseudonymised = ColumnTreatment::Pseudonymised {
+        domain: "projet-diabete".to_string(),
+    };
+    Hub {
+        clear: session(&plan(&schema, ColumnTreatment::Clear), &path, &schema),
+        pseudonymised: session(&plan(&schema, pseudonymised), &path, &schema),
+        _dir: dir,
+    }
+}
+
+fn limits() -> QueryLimits {
+    QueryLimits {
+        max_rows: usize::MAX,
+        timeout: Duration::from_secs(600),
+        ..QueryLimits::default()
+    }
+}
+
+async fn rows(ctx: &SessionContext, sql: &str) -> usize {
+    let outcome = run_query(ctx, sql, &limits()).await.unwrap();
+    assert!(!outcome.truncated);
+    outcome.rows
+}
+
+fn query_time(c: &mut Criterion) {
+    let hub = hub();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let sessions = [
+        ("clear", &hub.clear),
+        ("nir pseudonymised", &hub.pseudonymised),
+    ];
+    // Both views give the same number of rows (pseudonyms neither merge nor split NIRs).
+    for (_, sql) in QUERIES {
+        let counts: Vec<usize> = sessions
+            .iter()
+            .map(|(_, ctx)| runtime.block_on(rows(ctx, sql)))
+            .collect();
+        assert_eq!(counts[0], counts[1], "{sql}");
+    }
+
+    let mut group = c.benchmark_group("query sante.sejours (1 M stays, secure engine)");
+    group.throughput(Throughput::Elements(STAYS));
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    for (name, sql) in QUERIES {
+        for (label, ctx) in sessions {
+            group.bench_function(format!("{name} / {label}"), |b| {
+                b.to_async(&runtime).iter(|| rows(ctx, sql))
+            });
+        }
+    }
+    group.finish();
+
+    // Interleaved comparison: clear and pseudonymised alternate, so that a change in the
+    // machine's load touches both alike.
+    eprintln!("\ninterleaved, {ROUNDS} rounds, median wall time:");
+    for (name, sql) in QUERIES {
+        let mut times = [Vec::new(), Vec::new()];
+        for _ in 0..ROUNDS {
+            for (k, (_, ctx)) in sessions.iter().enumerate() {
+                let started = Instant::now();
+                runtime.block_on(rows(ctx, sql));
+                times[k].push(started.elapsed().as_secs_f64());
+            }
+        }
+        let [clear, pseudonymised] = times.map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        });
+        eprintln!(
+            "  {name:<16} clear {:>7.1} ms   nir pseudonymised {:>7.1} ms   ratio {:.2}",
+            clear * 1e3,
+            pseudonymised * 1e3,
+            pseudonymised / clear
+        );
+    }
+}
+
+criterion_group!(benches, kernels, query_time);
 criterion_main!(benches);

@@ -4,12 +4,13 @@
 //! never registered as SQL functions: a caller who could call them by name could hash a
 //! guess and re-identify.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use arrow::array::{
-    Array, ArrayRef, AsArray, Date32Array, Float64Array, Int32Array, Int64Array, StringBuilder,
+    Array, ArrayRef, AsArray, Date32Array, Float64Array, Int32Array, Int64Array, StringArray,
+    StringBuilder,
 };
+use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Date32Type, Float64Type, Int32Type, Int64Type};
 use chrono::Datelike;
 
@@ -23,6 +24,10 @@ pub enum KernelError {
         treatment: &'static str,
         data_type: String,
     },
+    #[error("a batch of {rows} rows is too large for one string column of pseudonyms")]
+    TooLarge { rows: usize },
+    #[error("internal error building the pseudonym column: {reason}")]
+    Internal { reason: String },
 }
 
 fn unsupported(treatment: &'static str, data_type: &DataType) -> KernelError {
@@ -38,7 +43,7 @@ fn for_each_value(
     treatment: &'static str,
     mut f: impl FnMut(Option<&[u8]>),
 ) -> Result<(), KernelError> {
-    let mut digits = [0u8; 24];
+    let mut digits = [0u8; 20];
     match array.data_type() {
         DataType::Utf8 => array
             .as_string::<i32>()
@@ -52,46 +57,142 @@ fn for_each_value(
             .as_string_view()
             .iter()
             .for_each(|v| f(v.map(str::as_bytes))),
-        DataType::Int32 | DataType::Int64 => {
-            let values: Box<dyn Iterator<Item = Option<i64>>> = match array.data_type() {
-                DataType::Int32 => Box::new(
-                    array
-                        .as_primitive::<Int32Type>()
-                        .iter()
-                        .map(|v| v.map(i64::from)),
-                ),
-                _ => Box::new(array.as_primitive::<Int64Type>().iter()),
-            };
-            for v in values {
-                match v {
-                    None => f(None),
-                    Some(n) => {
-                        let mut cursor = std::io::Cursor::new(&mut digits[..]);
-                        let _ = write!(cursor, "{n}");
-                        let len = cursor.position() as usize;
-                        f(Some(&digits[..len]));
-                    }
-                }
-            }
-        }
+        DataType::Int32 => array
+            .as_primitive::<Int32Type>()
+            .iter()
+            .for_each(|v| f(v.map(|n| decimal(i64::from(n), &mut digits)))),
+        DataType::Int64 => array
+            .as_primitive::<Int64Type>()
+            .iter()
+            .for_each(|v| f(v.map(|n| decimal(n, &mut digits)))),
         other => return Err(unsupported(treatment, other)),
     }
     Ok(())
 }
 
-/// Keyed pseudonyms of every value (22-character strings).
+/// Keyed pseudonyms of every value (22-character strings). NULL stays NULL.
+///
+/// Every pseudonym has the same width, so the output is one contiguous values buffer with
+/// offsets `k * 22` (a NULL takes no byte) and the input's null buffer: no per-value
+/// allocation, no builder.
 pub fn pseudonymise(domain: &PseudonymDomain, array: &dyn Array) -> Result<ArrayRef, KernelError> {
-    let mut out = StringBuilder::with_capacity(array.len(), array.len() * PSEUDONYM_LEN);
-    let mut buf = [0u8; PSEUDONYM_LEN];
-    for_each_value(array, "pseudonymise", |value| match value {
-        None => out.append_null(),
-        Some(bytes) => {
-            domain.pseudonymise_into(bytes, &mut buf);
-            // base64url output is ASCII.
-            out.append_value(std::str::from_utf8(&buf).unwrap_or_default());
+    let nulls = array.nulls().filter(|n| n.null_count() > 0).cloned();
+    let mut fill = FixedWidth::new(array.len(), nulls)?;
+    match array.data_type() {
+        DataType::Utf8 => {
+            let strings = array.as_string::<i32>();
+            fill.each(|i, out| domain.pseudonymise_into(strings.value(i).as_bytes(), out));
         }
-    })?;
-    Ok(Arc::new(out.finish()))
+        DataType::LargeUtf8 => {
+            let strings = array.as_string::<i64>();
+            fill.each(|i, out| domain.pseudonymise_into(strings.value(i).as_bytes(), out));
+        }
+        DataType::Utf8View => {
+            let strings = array.as_string_view();
+            fill.each(|i, out| domain.pseudonymise_into(strings.value(i).as_bytes(), out));
+        }
+        DataType::Int32 => {
+            let numbers = array.as_primitive::<Int32Type>();
+            let mut digits = [0u8; 20];
+            fill.each(|i, out| {
+                let n = i64::from(numbers.value(i));
+                domain.pseudonymise_into(decimal(n, &mut digits), out)
+            });
+        }
+        DataType::Int64 => {
+            let numbers = array.as_primitive::<Int64Type>();
+            let mut digits = [0u8; 20];
+            fill.each(|i, out| {
+                domain.pseudonymise_into(decimal(numbers.value(i), &mut digits), out)
+            });
+        }
+        other => return Err(unsupported("pseudonymise", other)),
+    }
+    fill.finish()
+}
+
+/// The output of a fixed-width string kernel: `len` slots, the valid ones filled in order.
+struct FixedWidth {
+    len: usize,
+    nulls: Option<NullBuffer>,
+    values: Vec<[u8; PSEUDONYM_LEN]>,
+}
+
+impl FixedWidth {
+    fn new(len: usize, nulls: Option<NullBuffer>) -> Result<Self, KernelError> {
+        let valid = len - nulls.as_ref().map_or(0, NullBuffer::null_count);
+        // Offsets are i32: refuse (rather than wrap) a batch of more than 2 GiB of pseudonyms.
+        if valid
+            .checked_mul(PSEUDONYM_LEN)
+            .is_none_or(|bytes| i32::try_from(bytes).is_err())
+        {
+            return Err(KernelError::TooLarge { rows: len });
+        }
+        Ok(Self {
+            len,
+            nulls,
+            values: Vec::with_capacity(valid),
+        })
+    }
+
+    /// Calls `f(i, slot)` for every valid index `i`, in order, and keeps each slot.
+    fn each(&mut self, mut f: impl FnMut(usize, &mut [u8; PSEUDONYM_LEN])) {
+        let mut fill = |i: usize| {
+            let mut slot = [0u8; PSEUDONYM_LEN];
+            f(i, &mut slot);
+            self.values.push(slot);
+        };
+        match &self.nulls {
+            None => (0..self.len).for_each(&mut fill),
+            Some(nulls) => nulls.valid_indices().for_each(&mut fill),
+        }
+    }
+
+    fn finish(self) -> Result<ArrayRef, KernelError> {
+        let nulls = self.nulls;
+        let width = PSEUDONYM_LEN as i32;
+        let mut offsets = Vec::with_capacity(self.len + 1);
+        offsets.push(0i32);
+        let mut end = 0i32;
+        match &nulls {
+            None => offsets.extend((1..=self.len as i32).map(|k| k * width)),
+            Some(nulls) => {
+                for valid in nulls.iter() {
+                    if valid {
+                        end += width;
+                    }
+                    offsets.push(end);
+                }
+            }
+        }
+        let values = Buffer::from_vec(self.values.into_flattened());
+        // Offsets are 0, then non-decreasing multiples of 22 within `values` (checked in `new`).
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        let array =
+            StringArray::try_new(offsets, values, nulls).map_err(|e| KernelError::Internal {
+                reason: e.to_string(),
+            })?;
+        Ok(Arc::new(array))
+    }
+}
+
+/// `n` in decimal, as `write!("{n}")` would print it, into `buf` (20 bytes fit `i64::MIN`).
+fn decimal(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut rest = n.unsigned_abs();
+    let mut start = buf.len();
+    loop {
+        start -= 1;
+        buf[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        start -= 1;
+        buf[start] = b'-';
+    }
+    &buf[start..]
 }
 
 /// Text shown instead of a redacted value.
@@ -265,7 +366,7 @@ pub fn round_to(array: &dyn Array, base: f64) -> Result<ArrayRef, KernelError> {
 mod tests {
     use super::*;
     use crate::pseudonym::MasterKey;
-    use arrow::array::StringArray;
+    use arrow::array::{LargeStringArray, StringViewArray};
     use proptest::prelude::*;
 
     fn strings(values: &[Option<&str>]) -> StringArray {
@@ -286,6 +387,85 @@ mod tests {
         let out = pseudonymise(&domain, &ints).unwrap();
         assert_eq!(out.as_string::<i32>().value(0), domain.pseudonymise("42"));
         assert!(pseudonymise(&domain, &Float64Array::from(vec![1.0])).is_err());
+    }
+
+    #[test]
+    fn pseudonym_columns_are_fixed_width_for_every_input_type_and_keep_nulls() {
+        let domain =
+            PseudonymDomain::derive(&MasterKey::from_bytes([1; 32]), "projet-diabete", 1).unwrap();
+        let values = [Some("1840375056123"), None, Some(" 2a004 "), None, Some("")];
+        let expected: Vec<Option<String>> = values
+            .iter()
+            .map(|v| v.map(|s| domain.pseudonymise(s)))
+            .collect();
+        let check = |input: &dyn Array, expected: &[Option<String>]| {
+            let out = pseudonymise(&domain, input).unwrap();
+            let out = out.as_string::<i32>();
+            assert_eq!(out.len(), expected.len());
+            for (i, want) in expected.iter().enumerate() {
+                match want {
+                    Some(p) => assert_eq!(out.value(i), p, "{i}"),
+                    None => assert!(out.is_null(i), "{i}"),
+                }
+            }
+            let nulls = expected.iter().filter(|v| v.is_none()).count();
+            assert_eq!(out.null_count(), nulls);
+            assert_eq!(
+                out.value_data().len(),
+                (expected.len() - nulls) * PSEUDONYM_LEN
+            );
+        };
+        check(&strings(&values), &expected);
+        check(
+            &values.iter().copied().collect::<LargeStringArray>(),
+            &expected,
+        );
+        check(
+            &values.iter().copied().collect::<StringViewArray>(),
+            &expected,
+        );
+        // Slices keep their own nulls.
+        check(&strings(&values).slice(1, 3), &expected[1..4]);
+        check(
+            &strings(&[Some("1"), Some("2")]),
+            &[
+                Some(domain.pseudonymise("1")),
+                Some(domain.pseudonymise("2")),
+            ],
+        );
+        check(&strings(&[]), &[]);
+        check(&strings(&[None, None]), &[None, None]);
+        let ints = [Some(i64::MIN), None, Some(-7), Some(0), Some(i64::MAX)];
+        let expected: Vec<Option<String>> = ints
+            .iter()
+            .map(|v| v.map(|n| domain.pseudonymise(&n.to_string())))
+            .collect();
+        check(&Int64Array::from(ints.to_vec()), &expected);
+        let ints = [Some(i32::MIN), None, Some(42), Some(i32::MAX)];
+        let expected: Vec<Option<String>> = ints
+            .iter()
+            .map(|v| v.map(|n| domain.pseudonymise(&n.to_string())))
+            .collect();
+        check(&Int32Array::from(ints.to_vec()), &expected);
+    }
+
+    #[test]
+    fn decimal_prints_like_display() {
+        let mut buf = [0u8; 20];
+        for n in [
+            0,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            1_840_375_056_123,
+            i64::MIN,
+            i64::MAX,
+            i64::MIN + 1,
+        ] {
+            assert_eq!(decimal(n, &mut buf), n.to_string().as_bytes());
+        }
     }
 
     #[test]
