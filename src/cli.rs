@@ -88,6 +88,26 @@ pub enum Command {
         #[arg(long, env = "PASSERELLE_CONFIG")]
         config: PathBuf,
     },
+    /// Audit trail tools.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify an audit trail folder (every segment's hash chain, the retention anchor and the
+    /// signed head) or one segment file (its own chain only); exit 0 only if intact, otherwise
+    /// name the first bad record.
+    Verify {
+        /// The trail folder (`audit.dir`), or one `audit-<seq>.jsonl` segment.
+        path: PathBuf,
+        /// Public key to trust (64 hex characters, e.g. the hub's `keys/audit-signing.pub`);
+        /// by default the trail folder's own `audit.pub`.
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+    },
 }
 
 /// Entry point of the binary.
@@ -125,6 +145,9 @@ pub fn run() -> ExitCode {
                 .and_then(|rt| rt.block_on(demo::run(options)).map_err(|e| e.to_string()))
                 .map_or_else(fail, |()| ExitCode::SUCCESS)
         }
+        Command::Audit {
+            command: AuditCommand::Verify { path, public_key },
+        } => audit_verify(&path, public_key.as_deref()),
         Command::Serve { config, listen } => runtime()
             .and_then(|rt| rt.block_on(serve(config, listen)))
             .map_or_else(fail, |()| ExitCode::SUCCESS),
@@ -164,6 +187,55 @@ fn check(path: &std::path::Path) -> ExitCode {
         eprintln!("{} problem(s) found", problems.len());
         ExitCode::FAILURE
     }
+}
+
+fn audit_verify(path: &std::path::Path, public_key: Option<&std::path::Path>) -> ExitCode {
+    use crate::audit;
+    let key = match public_key.map(audit::PublicKey::load_file).transpose() {
+        Ok(key) => key,
+        Err(e) => return fail(e),
+    };
+    let is_head = path.file_name().is_some_and(|n| n == audit::HEAD_FILE);
+    let dir = if is_head {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    };
+    if dir.is_dir() {
+        return match audit::verify_dir(dir, key.as_ref()) {
+            Ok(report) => {
+                println!("{}: {report}", dir.display());
+                if key.is_none() {
+                    println!(
+                        "note: the public key was read from the trail folder itself; pin it with --public-key (e.g. the hub's keys/audit-signing.pub) to detect a replaced key"
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(problem) => fail(verify_failure(dir, &problem)),
+        };
+    }
+    match audit::verify_segment(path) {
+        Ok((first, last, hash)) => {
+            println!(
+                "{}: chain intact: seq {first} to {last}, last hash {hash} (one segment only: verify the trail folder to check the signed head)",
+                path.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(problem) => fail(verify_failure(path, &problem)),
+    }
+}
+
+fn verify_failure(path: &std::path::Path, problem: &crate::audit::Problem) -> String {
+    let first = problem
+        .seq
+        .map(|seq| format!(" (first bad record: seq {seq})"))
+        .unwrap_or_default();
+    format!(
+        "audit trail {} is NOT intact: {problem}{first}",
+        path.display()
+    )
 }
 
 /// Output of `explain`.

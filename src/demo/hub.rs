@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::DemoError;
 use super::data::{GenerateOptions, generate_datasets};
+use crate::audit::SigningKey;
 use crate::pseudonym::MasterKey;
 
 /// The policy set shipped with passerelle and copied into every demo hub.
@@ -45,6 +46,13 @@ impl HubLayout {
     }
     pub fn master_key(&self) -> PathBuf {
         self.root.join("keys").join("master.key")
+    }
+    /// The audit signing key (Ed25519 seed, mode 0600); its public half is `audit-signing.pub`.
+    pub fn audit_signing_key(&self) -> PathBuf {
+        self.root.join("keys").join("audit-signing.key")
+    }
+    pub fn audit(&self) -> PathBuf {
+        self.root.join("audit")
     }
     pub fn tls(&self) -> PathBuf {
         self.root.join("tls")
@@ -88,9 +96,18 @@ pub fn ensure(dir: &Path, rows: u64, seed: u64, progress: bool) -> Result<HubRep
         if !layout.master_key().exists() {
             MasterKey::generate()?.write_new_file(&layout.master_key())?;
         }
-        std::fs::create_dir_all(layout.root.join("audit"))
-            .map_err(|e| DemoError::io(&layout.root, &e))?;
+        std::fs::create_dir_all(layout.audit()).map_err(|e| DemoError::io(&layout.root, &e))?;
         write_file(&layout.config(), CONFIG_TEMPLATE.as_bytes())?;
+    }
+    // Also for hubs created before the audit trail existed.
+    if !layout.audit_signing_key().exists() {
+        let path = layout.audit_signing_key();
+        SigningKey::generate()
+            .and_then(|key| key.write_new_files(&path))
+            .map_err(|e| DemoError::Io {
+                file: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
     }
     let wanted_generator = generator_version();
     let current: Option<Manifest> = std::fs::read(layout.manifest())
@@ -257,6 +274,7 @@ master_key_file = "keys/master.key"
 
 [audit]
 dir = "audit"
+signing_key_file = "keys/audit-signing.key"
 
 [identity]
 leeway_secs = 60

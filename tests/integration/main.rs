@@ -12,6 +12,7 @@ mod support;
 
 mod answers;
 mod attacks;
+mod audit;
 mod cli;
 mod engine;
 mod foundation;
