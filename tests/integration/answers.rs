@@ -6,35 +6,13 @@ use std::io::Read;
 use std::time::Duration;
 
 use arrow::array::AsArray;
-use passerelle::config::Config;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, hub};
-
-struct Hub {
-    dev: passerelle::demo::DevIssuer,
-    server: TestServer,
-}
+use crate::support::{DemoServer as Hub, hub};
 
 impl Hub {
-    async fn start_with(tune: impl FnOnce(&mut Config)) -> Hub {
-        let dev = passerelle::demo::DevIssuer::start().await.unwrap();
-        let mut config = hub().config();
-        config.identity.issuers = vec![dev.issuer_config()];
-        tune(&mut config);
-        let server = TestServer::start_with(config).await;
-        server.wait_ready(Duration::from_secs(10)).await;
-        Hub { dev, server }
-    }
-
     async fn start() -> Hub {
         Self::start_with(|_| {}).await
-    }
-
-    fn token(&self, who: &str) -> String {
-        self.dev
-            .token_for(passerelle::demo::personas::persona(who).unwrap())
-            .unwrap()
     }
 
     fn post(&self, sql: &str) -> reqwest::RequestBuilder {

@@ -6,37 +6,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use arrow::array::{Array, AsArray};
-use passerelle::config::Config;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, hub};
+use crate::support::{DemoServer as Hub, hub};
 
 const CAF_SIRET: &str = "13000170500016";
 const TRACE: &str =
     "context=Calcul%20du%20quotient%20familial&recipient=13000170500016&object=dossier-2026-0042";
 
-struct Hub {
-    dev: passerelle::demo::DevIssuer,
-    server: TestServer,
-}
-
 impl Hub {
-    async fn start_with(tune: impl FnOnce(&mut Config)) -> Hub {
-        let dev = passerelle::demo::DevIssuer::start().await.unwrap();
-        let mut config = hub().config();
-        config.identity.issuers = vec![dev.issuer_config()];
-        tune(&mut config);
-        let server = TestServer::start_with(config).await;
-        server.wait_ready(Duration::from_secs(10)).await;
-        Hub { dev, server }
-    }
-
-    fn token(&self, who: &str) -> String {
-        self.dev
-            .token_for(passerelle::demo::personas::persona(who).unwrap())
-            .unwrap()
-    }
-
     async fn get_as(
         &self,
         who: &str,

@@ -153,3 +153,29 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The real server trusting an in-test development issuer, with the demo personas' tokens.
+pub struct DemoServer {
+    pub dev: passerelle::demo::DevIssuer,
+    pub server: TestServer,
+}
+
+impl DemoServer {
+    /// Starts the shared hub's server with `tune` applied to its configuration.
+    pub async fn start_with(tune: impl FnOnce(&mut Config)) -> DemoServer {
+        let dev = passerelle::demo::DevIssuer::start().await.unwrap();
+        let mut config = hub().config();
+        config.identity.issuers = vec![dev.issuer_config()];
+        tune(&mut config);
+        let server = TestServer::start_with(config).await;
+        server.wait_ready(Duration::from_secs(10)).await;
+        DemoServer { dev, server }
+    }
+
+    /// A token for a demo persona.
+    pub fn token(&self, who: &str) -> String {
+        self.dev
+            .token_for(passerelle::demo::personas::persona(who).unwrap())
+            .unwrap()
+    }
+}
