@@ -19,7 +19,9 @@
 //!
 //! INVARIANT: the two keyed SHA-256 states (inner and outer hashes already absorbed the key)
 //! are computed once per domain, stay private to this file, and are zeroized on drop; the key
-//! itself is zeroized as soon as they are computed and never leaves this file.
+//! itself is zeroized as soon as they are computed and never leaves this file. (Each value
+//! works on a stack copy of a state, which its first compression overwrites; those copies are
+//! not zeroized separately, as with the `hmac` crate's clones before.)
 
 use sha2::digest::generic_array::GenericArray;
 use sha2::digest::generic_array::typenum::U64;
