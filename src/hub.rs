@@ -13,7 +13,7 @@ use crate::identity::{IdentityError, OidcAuthenticator};
 use crate::policy::history::PolicyHistory;
 use crate::policy::{PolicySet, PolicyStore};
 use crate::pseudonym::{KeyRing, MasterKey, MasterKeyError};
-use crate::server::{App, AppState, HubSummary, RunningServer, ServerError};
+use crate::server::{App, AppState, HubSummary, Loaded, RunningServer, ServerError};
 
 /// Why a hub could not start, or what `check` found.
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,8 @@ pub enum HubError {
     Policy(Vec<String>),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error(transparent)]
@@ -90,18 +92,23 @@ pub async fn start(config: Config) -> Result<RunningServer, HubError> {
             "lookup index built"
         );
     }
+    // SECURITY: no audit trail, no server (a damaged or locked trail stops the start).
+    let audit = crate::audit::AuditLog::open(&config.audit)?;
     let identity = OidcAuthenticator::start(&config.identity)?;
     let summary = HubSummary {
         datasets: set.catalog.names(),
     };
     let state = AppState(Arc::new(App::new(
         config,
-        identity,
-        policy,
-        history,
-        pseudonyms,
-        Arc::new(lookups),
-        summary,
+        Loaded {
+            identity,
+            policy,
+            history,
+            pseudonyms,
+            lookups: Arc::new(lookups),
+            audit,
+            hub: summary,
+        },
     )));
     Ok(crate::server::start(state).await?)
 }

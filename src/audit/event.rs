@@ -171,6 +171,9 @@ pub struct LookupTrace {
     /// The looked-up key, pseudonymised by the caller in the audit-only domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<AuditKey>,
+    /// The keys of a batch lookup, in order, pseudonymised like `key`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<AuditKey>,
 }
 
 /// A pseudonymisation key version used to answer.

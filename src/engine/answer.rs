@@ -79,6 +79,11 @@ impl Answer {
         })
     }
 
+    /// Datasets the query reads.
+    pub fn datasets(&self) -> &[String] {
+        &self.running.datasets
+    }
+
     /// Rows encoded so far.
     pub fn rows(&self) -> usize {
         self.rows

@@ -67,6 +67,8 @@ pub enum EngineError {
 pub struct RunningQuery {
     pub schema: SchemaRef,
     pub stream: SendableRecordBatchStream,
+    /// Datasets the query reads (`schema.table`), for the audit.
+    pub datasets: Vec<String>,
 }
 
 /// Parses, gates, plans and starts one read-only query in `ctx` under `limits`. Time limits
@@ -87,7 +89,7 @@ pub async fn start_query(
         .await
         .map_err(|e| user_error(e, limits))?;
     // SECURITY: the plan-level allow-list, whatever front end produced the plan.
-    statement::check_plan(&plan, limits.allow_recursive)?;
+    let datasets = statement::check_plan(&plan, limits.allow_recursive)?;
     let frame = ctx
         .execute_logical_plan(plan)
         .await
@@ -97,7 +99,11 @@ pub async fn start_query(
         .execute_stream()
         .await
         .map_err(|e| user_error(e, limits))?;
-    Ok(RunningQuery { schema, stream })
+    Ok(RunningQuery {
+        schema,
+        stream,
+        datasets,
+    })
 }
 
 /// A whole answer collected in memory (tests, benchmarks, the CLI): at most `limits.max_rows`
@@ -117,7 +123,9 @@ pub async fn run_query(
     limits: &QueryLimits,
 ) -> Result<QueryOutcome, EngineError> {
     let work = async {
-        let RunningQuery { schema, mut stream } = start_query(ctx, sql, limits).await?;
+        let RunningQuery {
+            schema, mut stream, ..
+        } = start_query(ctx, sql, limits).await?;
         let mut batches = Vec::new();
         let mut rows = 0usize;
         let mut truncated = false;

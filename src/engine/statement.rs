@@ -104,8 +104,10 @@ pub fn parse_read_only(
 }
 
 /// The plan-level allow-list: read-only relational nodes only, every scan a secure provider.
-pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<(), EngineError> {
+/// Returns the datasets the plan scans (for the audit).
+pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<Vec<String>, EngineError> {
     let mut refusal: Option<String> = None;
+    let mut scanned: Vec<String> = Vec::new();
     let _ = plan.apply_with_subqueries(|node| {
         let why = match node {
             LogicalPlan::Projection(_)
@@ -130,6 +132,10 @@ pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<(), Engin
                         .downcast_ref::<SecureTableProvider>()
                         .is_some()
                 });
+                let name = scan.table_name.to_string();
+                if secure && !scanned.contains(&name) {
+                    scanned.push(name);
+                }
                 // SECURITY: a scan of anything but a secure provider is refused.
                 (!secure).then(|| format!("table `{}` is not available", scan.table_name))
             }
@@ -153,6 +159,6 @@ pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<(), Engin
     });
     match refusal {
         Some(why) => Err(EngineError::Refused(why)),
-        None => Ok(()),
+        None => Ok(scanned),
     }
 }

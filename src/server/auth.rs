@@ -11,6 +11,7 @@ use axum::http::request::Parts;
 use axum_server::tls::TlsInfo;
 
 use super::AppState;
+use super::audit::AuditDraft;
 use super::error::ApiError;
 use crate::identity::{ClientCertificate, Principal, bearer_token};
 use crate::telemetry::names;
@@ -45,9 +46,18 @@ impl FromRequestParts<AppState> for Authenticated {
                 }
             }
         };
+        let draft = parts.extensions.get::<AuditDraft>().cloned();
         match result {
-            Ok(principal) => Ok(Authenticated(principal)),
+            Ok(principal) => {
+                if let Some(draft) = draft {
+                    draft.authenticated(&principal);
+                }
+                Ok(Authenticated(principal))
+            }
             Err(reason) => {
+                if let Some(draft) = draft {
+                    draft.token_refused(reason.reason());
+                }
                 // SECURITY: the cause is logged (with the request id, from the span) and
                 // counted, never returned: every refusal gets the same 401.
                 tracing::info!(reason = reason.reason(), "token refused");

@@ -2,8 +2,8 @@
 //! caller sees them — hidden columns absent, each visible column with its treatment, type and
 //! Table Schema description. Built from the `AccessPlan` only; it decides nothing.
 
-use axum::Json;
 use axum::extract::{Query, State};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
@@ -79,6 +79,7 @@ fn treatment_code(t: &ColumnTreatment) -> &'static str {
 pub async fn datasets(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    Extension(draft): Extension<super::audit::AuditDraft>,
     Query(params): Query<DatasetsQuery>,
 ) -> Result<Json<DatasetsView>, ApiError> {
     let set = state.policy.current();
@@ -87,6 +88,7 @@ pub async fn datasets(
         .resolve(&principal, params.habilitation.as_deref(), today)
         .map_err(|r| refusal(&r))?;
     let plan = set.plan(&principal, habilitation);
+    draft.plan(&plan, None);
     let mut datasets = Vec::new();
     for d in plan.datasets.iter().filter(|d| d.accessible()) {
         let Some(entry) = set.catalog.dataset(&d.name) else {

@@ -19,13 +19,15 @@ pub async fn live() -> Json<serde_json::Value> {
 pub async fn ready(State(state): State<AppState>) -> Response {
     let issuers = state.identity.status();
     let identity_ready = state.identity.is_ready();
-    let ready = identity_ready && !state.shutting_down();
+    let audit_ready = state.audit.healthy();
+    let ready = identity_ready && audit_ready && !state.shutting_down();
     metrics::gauge!(names::READY).set(if ready { 1.0 } else { 0.0 });
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
         "checks": {
             "identity": { "ready": identity_ready, "issuers": issuers },
             "data": { "ready": true, "datasets": state.hub.datasets },
+            "audit": { "ready": audit_ready },
             // A refused reload keeps the previous set serving: ready, but operators must look.
             "policy": {
                 "ready": true,

@@ -1,6 +1,7 @@
 //! `GET /v1/lookup/{dataset}/{key}` and `POST /v1/lookup/{dataset}` (batch): one record at a
 //! time for administrations, only the fields the habilitation grants, with traceability
-//! parameters, rate limits per organisation and habilitation, and a trace for the audit.
+//! parameters, rate limits per organisation and habilitation, and its audit record (keys
+//! pseudonymised in an audit-only domain).
 //!
 //! Order of checks: habilitation and plan (403), traceability parameters (422, one code per
 //! parameter), key against the key column's Table Schema (422), rate limit (429), then the
@@ -11,10 +12,10 @@ use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
-use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
 use governor::state::{InMemoryState, NotKeyed};
@@ -22,9 +23,11 @@ use governor::{Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::audit::AuditDraft;
 use super::error::ApiError;
 use super::query::refusal;
 use super::{AppState, Authenticated};
+use crate::audit::AuditKey;
 use crate::identity::Principal;
 use crate::lookup::{LookupError, Traceability, TraceabilityParams, answer_record, check_key};
 use crate::policy::{AccessPlan, DatasetPlan, PolicySet};
@@ -80,19 +83,6 @@ pub struct BatchRequest {
     pub recipient: Option<String>,
     #[serde(default)]
     pub object: Option<String>,
-}
-
-/// What the audit needs of a lookup (the key only pseudonymised in the audit domain).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LookupTrace {
-    pub dataset: String,
-    pub habilitation: String,
-    pub organisation: Option<String>,
-    pub traceability: Traceability,
-    pub audit_keys: Vec<String>,
-    pub fields: Vec<String>,
-    pub found: usize,
-    pub policy_version: String,
 }
 
 fn unprocessable(code: &'static str, detail: impl Into<String>) -> ApiError {
@@ -218,46 +208,50 @@ fn with_headers(mut response: Response, headers: HeaderMap) -> Response {
     response
 }
 
-/// The audit trace of a lookup (logged on the `audit` target until the audit trail lands).
+/// Fills the audit draft: plan, dataset and granted fields, traceability, and the keys
+/// pseudonymised in the audit-only domain.
 fn trace(
     state: &AppState,
+    draft: &AuditDraft,
     plan: &AccessPlan,
     dataset: &DatasetPlan,
-    principal: &Principal,
     traceability: &Traceability,
     keys: &[String],
     found: usize,
-) -> LookupTrace {
+) {
     let audit_domain = state.pseudonyms.domain(AUDIT_DOMAIN, 1).ok();
     // SECURITY: the audit never sees a raw key; without the audit domain, no key at all.
-    let audit_keys = keys
+    let audit_keys: Vec<AuditKey> = keys
         .iter()
-        .map(|k| {
+        .filter_map(|k| {
             audit_domain
                 .as_ref()
-                .map(|d| d.pseudonymise(k))
-                .unwrap_or_default()
+                .and_then(|d| AuditKey::new(d.pseudonymise(k)).ok())
         })
         .collect();
-    let trace = LookupTrace {
-        dataset: dataset.name.clone(),
-        habilitation: plan.habilitation.id.clone(),
-        organisation: principal.organisation_siret.clone(),
-        traceability: traceability.clone(),
-        audit_keys,
-        fields: dataset.visible_columns().map(|c| c.name.clone()).collect(),
-        found,
-        policy_version: plan.policy_version.clone(),
-    };
-    tracing::info!(
-        target: "audit",
-        dataset = %trace.dataset,
-        habilitation = %trace.habilitation,
-        keys = trace.audit_keys.len(),
-        found,
-        "lookup"
+    let today = chrono::Utc::now().date_naive();
+    draft.plan(
+        plan,
+        Some(
+            state
+                .pseudonyms
+                .version_on(&plan.habilitation.pseudonymisation_domain, today),
+        ),
     );
-    trace
+    draft.datasets(plan, [dataset.name.as_str()]);
+    let single = keys.len() == 1;
+    draft.lookup(crate::audit::LookupTrace {
+        context: traceability.context.clone(),
+        recipient: traceability.recipient.clone(),
+        object: traceability.object.clone(),
+        key: if single {
+            audit_keys.first().cloned()
+        } else {
+            None
+        },
+        keys: if single { Vec::new() } else { audit_keys },
+    });
+    draft.sent(found as u64, 0);
 }
 
 fn domain_of(
@@ -293,6 +287,7 @@ fn lookup_one(
 pub async fn lookup(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    Extension(draft): Extension<AuditDraft>,
     Path((dataset, key)): Path<(String, String)>,
     Query(query): Query<LookupQuery>,
 ) -> Result<Response, ApiError> {
@@ -326,9 +321,9 @@ pub async fn lookup(
     let found = usize::from(record.is_some());
     trace(
         &state,
+        &draft,
         &plan,
         &dataset_plan,
-        &principal,
         &traceability,
         &keys,
         found,
@@ -355,6 +350,7 @@ pub async fn lookup(
 pub async fn lookup_batch(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    Extension(draft): Extension<AuditDraft>,
     Path(dataset): Path<String>,
     Json(request): Json<BatchRequest>,
 ) -> Result<Response, ApiError> {
@@ -399,9 +395,9 @@ pub async fn lookup_batch(
     let found = results.iter().filter(|r| r.is_some()).count();
     trace(
         &state,
+        &draft,
         &plan,
         &dataset_plan,
-        &principal,
         &traceability,
         &request.keys,
         found,

@@ -10,6 +10,7 @@
 //! calls).
 
 mod admin;
+pub mod audit;
 mod auth;
 mod datasets;
 pub mod error;
@@ -71,6 +72,9 @@ pub struct App {
     pub metrics: Option<PrometheusHandle>,
     /// DataFusion caches shared by queries (each query has its own memory pool).
     pub engine: crate::engine::EngineRuntime,
+    /// The audit trail: every request that reaches authentication is recorded before its
+    /// answer leaves.
+    pub audit: crate::audit::AuditLog,
     /// Key indexes for lookups (built at start from the catalog's `unique` columns).
     pub lookups: Arc<crate::lookup::Lookups>,
     /// Lookup rate limiters per habilitation and organisation.
@@ -92,16 +96,28 @@ impl std::ops::Deref for AppState {
     }
 }
 
+/// What the hub loaded at start, handed to the server in one piece.
+pub struct Loaded {
+    pub identity: Arc<dyn Authenticator>,
+    pub policy: Arc<PolicyStore>,
+    pub history: PolicyHistory,
+    pub pseudonyms: Arc<KeyRing>,
+    pub lookups: Arc<crate::lookup::Lookups>,
+    pub audit: crate::audit::AuditLog,
+    pub hub: HubSummary,
+}
+
 impl App {
-    pub fn new(
-        config: Config,
-        identity: Arc<dyn Authenticator>,
-        policy: Arc<PolicyStore>,
-        history: PolicyHistory,
-        pseudonyms: Arc<KeyRing>,
-        lookups: Arc<crate::lookup::Lookups>,
-        hub: HubSummary,
-    ) -> Self {
+    pub fn new(config: Config, loaded: Loaded) -> Self {
+        let Loaded {
+            identity,
+            policy,
+            history,
+            pseudonyms,
+            lookups,
+            audit,
+            hub,
+        } = loaded;
         Self {
             query_slots: Arc::new(tokio::sync::Semaphore::new(
                 config.limits.max_concurrent_queries,
@@ -115,6 +131,7 @@ impl App {
             metrics: crate::telemetry::metrics_handle(),
             engine: crate::engine::EngineRuntime::new(),
             lookups,
+            audit,
             lookup_limits: lookup::LookupLimits::default(),
             shutting_down: AtomicBool::new(false),
         }
@@ -156,7 +173,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/admin/explain", axum::routing::post(admin::explain))
         .fallback(middleware::fallback)
-        .with_state(state)
+        .with_state(state.clone())
         // Layers run bottom-up on the request: the last added is the outermost.
         // gzip or zstd when the client asks (`Accept-Encoding`); Parquet is compressed already.
         .layer(CompressionLayer::new().gzip(true).zstd(true).compress_when(
@@ -165,6 +182,12 @@ pub fn app(state: AppState) -> Router {
             )),
         ))
         .layer(RequestBodyLimitLayer::new(max_body))
+        // Inside the request-id layer (it needs the id) and outside the handlers: it sees each
+        // handler's `ApiError` before the problem is rendered.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            audit::audit_trail,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             timeout,

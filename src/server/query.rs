@@ -4,6 +4,7 @@
 //! The handler resolves the habilitation and the `AccessPlan` (policy), builds the secure
 //! session and runs the query (engine); it decides nothing itself.
 
+use axum::Extension;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -12,8 +13,10 @@ use axum::response::Response;
 use serde::Deserialize;
 use tokio::time::Instant;
 
+use super::audit::AuditDraft;
 use super::error::ApiError;
 use super::{AppState, Authenticated};
+use crate::audit::Outcome;
 use crate::engine::{
     Answer, AnswerInfo, EngineError, QueryLimits, negotiate, secure_session_in, start_query,
 };
@@ -76,9 +79,11 @@ const HEAD_BYTES: usize = 256 * 1024;
 pub async fn query(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
+    Extension(draft): Extension<AuditDraft>,
     headers: HeaderMap,
     Json(request): Json<QueryRequest>,
 ) -> Result<Response, ApiError> {
+    draft.sql(&request.sql);
     let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
         .ok_or_else(not_acceptable)?;
     let set = state.policy.current();
@@ -87,6 +92,10 @@ pub async fn query(
         .resolve(&principal, request.habilitation.as_deref(), today)
         .map_err(|r| refusal(&r))?;
     let plan = set.plan(&principal, habilitation);
+    let key_version = state
+        .pseudonyms
+        .version_on(&plan.habilitation.pseudonymisation_domain, today);
+    draft.plan(&plan, Some(key_version));
     // SECURITY: a lookup-only habilitation runs no SQL.
     if !plan.datasets.iter().any(|d| d.query) {
         return Err(ApiError::forbidden(
@@ -127,6 +136,7 @@ pub async fn query(
     };
     let mut answer =
         Answer::new(running, format, &info, &limits, deadline).map_err(engine_error)?;
+    draft.datasets(&plan, answer.datasets().iter().map(String::as_str));
     let head = answer.fill_head(HEAD_BYTES).await.map_err(engine_error)?;
     let mut response = Response::builder()
         .status(StatusCode::OK)
@@ -139,11 +149,8 @@ pub async fn query(
         .header(
             "passerelle-pseudonym-key",
             header_value(&format!(
-                "{};version={}",
+                "{};version={key_version}",
                 plan.habilitation.pseudonymisation_domain,
-                state
-                    .pseudonyms
-                    .version_on(&plan.habilitation.pseudonymisation_domain, today)
             )),
         );
     if head.complete {
@@ -151,6 +158,7 @@ pub async fn query(
             .header("passerelle-row-count", head.rows)
             .header("passerelle-truncated", head.truncated.to_string());
         let body = answer.take_complete().unwrap_or_default();
+        draft.sent(head.rows as u64, body.len() as u64);
         metrics::counter!("passerelle_query_rows_total").increment(head.rows as u64);
         drop((slot, running_gauge));
         return response
@@ -159,17 +167,45 @@ pub async fn query(
     }
     // Streaming: the slot, the gauge and the DataFusion stream live in the body; a client that
     // goes away drops the body, which cancels the query.
-    let stream = futures::stream::unfold(
-        (answer, slot, running_gauge),
-        |(mut answer, slot, gauge)| async move {
-            let chunk = answer.next_chunk().await?;
-            let item = chunk.map_err(|e| {
-                tracing::warn!(error = %e, rows = answer.rows(), "query answer aborted while streaming");
-                std::io::Error::other("answer aborted")
-            });
-            Some((item, (answer, slot, gauge)))
-        },
-    );
+    let audit = state.audit.clone();
+    let stream = futures::stream::unfold(Some((answer, slot, running_gauge)), move |held| {
+        let draft = draft.clone();
+        let audit = audit.clone();
+        async move {
+            let (mut answer, slot, gauge) = held?;
+            match answer.next_chunk().await {
+                Some(Ok(chunk)) => Some((Ok(chunk), Some((answer, slot, gauge)))),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, rows = answer.rows(), "query answer aborted while streaming");
+                    let event = draft.completion(
+                        answer.rows() as u64,
+                        answer.bytes() as u64,
+                        Outcome::Error,
+                        Some("aborted"),
+                    );
+                    let _ = audit.record(event).await;
+                    Some((Err(std::io::Error::other("answer aborted")), None))
+                }
+                None => {
+                    // SECURITY: the stream ends cleanly only once its completion record is
+                    // durable; otherwise the transfer is aborted.
+                    let event = draft.completion(
+                        answer.rows() as u64,
+                        answer.bytes() as u64,
+                        Outcome::Allowed,
+                        answer.truncated().then_some("truncated"),
+                    );
+                    match audit.record(event).await {
+                        Ok(_) => None,
+                        Err(e) => {
+                            tracing::error!(error = %e, "audit completion record failed: answer aborted");
+                            Some((Err(std::io::Error::other("audit unavailable")), None))
+                        }
+                    }
+                }
+            }
+        }
+    });
     response
         .body(Body::from_stream(stream))
         .map_err(|e| engine_error(EngineError::Internal(e.to_string())))

@@ -586,6 +586,7 @@ fn the_api_never_needs_a_token_or_a_raw_identifier() {
         recipient: "caf-75".into(),
         object: "revenus-fiscaux".into(),
         key: Some(AuditKey::new("Qm9uam91ciBsZSBtb25kZQ").unwrap()),
+        keys: Vec::new(),
     });
     let refused = AuditEvent::new(AuditKind::AuthRefused, "req-r", "POST /v1/query")
         .with_outcome(Outcome::Refused, Some("token_expired"));

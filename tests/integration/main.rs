@@ -13,6 +13,7 @@ mod support;
 mod answers;
 mod attacks;
 mod audit;
+mod audit_requests;
 mod cli;
 mod engine;
 mod foundation;

@@ -60,6 +60,9 @@ impl SharedHub {
 /// The real gateway, serving HTTPS on 127.0.0.1 with a free port.
 pub struct TestServer {
     running: Option<RunningServer>,
+    /// This server's own audit trail (servers on the shared hub do not share one).
+    pub audit_dir: PathBuf,
+    _audit: Option<tempfile::TempDir>,
     pub base: String,
     pub client: reqwest::Client,
 }
@@ -72,11 +75,21 @@ impl TestServer {
         Self::start_with(config).await
     }
 
-    pub async fn start_with(config: Config) -> TestServer {
+    pub async fn start_with(mut config: Config) -> TestServer {
+        // One writer per trail: a server of the shared hub gets a trail of its own.
+        let mut audit = None;
+        if config.audit.dir == hub().root.join("audit") {
+            let dir = tempfile::tempdir().unwrap();
+            config.audit.dir = dir.path().join("audit");
+            audit = Some(dir);
+        }
+        let audit_dir = config.audit.dir.clone();
         let running = passerelle::hub::start(config).await.unwrap();
         let base = format!("https://{}", running.addr);
         TestServer {
             running: Some(running),
+            audit_dir,
+            _audit: audit,
             base,
             client: client(&hub().ca_pem()),
         }

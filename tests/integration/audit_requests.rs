@@ -1,0 +1,293 @@
+//! The real server writes one audit record for every request that reaches authentication,
+//! before the answer leaves: refusals and bad tokens included, with the principal,
+//! habilitation, datasets and treatments, SQL, lookup traceability (keys pseudonymised), key
+//! versions; never a token, a raw NIR or a result value. No record, no answer.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::{DemoServer, hub};
+
+const TRACE: &str = "context=Calcul%20du%20QF&recipient=13000170500016&object=dossier-2026-0042";
+
+/// Every record of the server's trail, in order.
+fn records(h: &DemoServer) -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(&h.server.audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jsonl"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            std::fs::read_to_string(f)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn trail_text(h: &DemoServer) -> String {
+    std::fs::read_dir(&h.server.audit_dir)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Sends `request`, then checks that exactly one record of its request id is already on disk.
+async fn one_record(h: &DemoServer, request: reqwest::RequestBuilder) -> (u16, Value, Value) {
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    let mine: Vec<Value> = records(h)
+        .into_iter()
+        .filter(|e| e["request_id"] == id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 1, "one record for {id} ({status} {body})");
+    (status, body, mine[0].clone())
+}
+
+fn a_nir() -> String {
+    let file =
+        std::fs::File::open(hub().layout().data().join("social/allocataires.parquet")).unwrap();
+    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    use arrow::array::AsArray;
+    batch
+        .column_by_name("nir")
+        .unwrap()
+        .as_string::<i32>()
+        .value(0)
+        .to_string()
+}
+
+#[tokio::test]
+async fn every_request_leaves_exactly_one_record_before_its_answer() {
+    let h = DemoServer::start_with(|_| {}).await;
+    let c = &h.server.client;
+    let url = |p: &str| h.server.url(p);
+    let researcher = h.token("chercheuse-diabete");
+    let caf = h.token("caf");
+
+    // Bad and missing tokens.
+    let (status, _, e) = one_record(&h, c.get(url("/v1/me")).bearer_auth("not-a-token")).await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        (e["kind"].as_str(), e["outcome"].as_str()),
+        (Some("auth_refused"), Some("refused"))
+    );
+    assert!(e["principal"].is_null());
+    let (status, _, e) = one_record(
+        &h,
+        c.post(url("/v1/query")).json(&json!({"sql": "SELECT 1"})),
+    )
+    .await;
+    assert_eq!((status, e["kind"].as_str()), (401, Some("auth_refused")));
+
+    // /v1/me and /v1/datasets.
+    let (status, _, e) = one_record(&h, c.get(url("/v1/me")).bearer_auth(&researcher)).await;
+    assert_eq!((status, e["kind"].as_str()), (200, Some("me")));
+    assert!(e["principal"]["issuer"].as_str().is_some());
+    let (status, _, e) = one_record(&h, c.get(url("/v1/datasets")).bearer_auth(&researcher)).await;
+    assert_eq!((status, e["kind"].as_str()), (200, Some("datasets")));
+    assert_eq!(e["habilitation"]["id"], "projet-diabete");
+
+    // A query: habilitation, legal basis, datasets and treatments, SQL, key version, rows.
+    let sql = "SELECT nir, diagnostic FROM sante.sejours LIMIT 3";
+    let (status, body, e) = one_record(
+        &h,
+        c.post(url("/v1/query"))
+            .bearer_auth(&researcher)
+            .json(&json!({ "sql": sql })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        (e["kind"].as_str(), e["outcome"].as_str()),
+        (Some("query"), Some("allowed"))
+    );
+    assert_eq!(e["sql"]["text"], sql);
+    assert_eq!(e["habilitation"]["legal_basis"], "CSP L1461-1");
+    assert_eq!(
+        e["key_versions"],
+        json!([{"domain": "projet-diabete", "version": 1}])
+    );
+    assert_eq!(e["rows"], 3);
+    assert!(e["policy_version"].is_string());
+    let sejours = e["datasets"].as_array().unwrap();
+    assert_eq!(sejours.len(), 1);
+    assert_eq!(sejours[0]["dataset"], "sante.sejours");
+    assert!(sejours[0]["columns"].as_array().unwrap().iter().any(|c| {
+        c["column"] == "nir"
+            && c["treatment"]
+                .as_str()
+                .unwrap()
+                .starts_with("pseudonymised")
+    }));
+    let pseudonyms: Vec<String> = body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["nir"].as_str().unwrap().to_string())
+        .collect();
+
+    // Refused queries and refused habilitations.
+    let (status, _, e) = one_record(
+        &h,
+        c.post(url("/v1/query"))
+            .bearer_auth(&researcher)
+            .json(&json!({"sql": "SELECT nom FROM sante.sejours"})),
+    )
+    .await;
+    assert_eq!(
+        (status, e["outcome"].as_str(), e["reason"].as_str()),
+        (400, Some("refused"), Some("invalid_query"))
+    );
+    let (status, _, e) = one_record(
+        &h,
+        c.post(url("/v1/query"))
+            .bearer_auth(h.token("chercheur-expire"))
+            .json(&json!({"sql": "SELECT 1"})),
+    )
+    .await;
+    assert_eq!(
+        (status, e["reason"].as_str()),
+        (403, Some("habilitation_expired"))
+    );
+
+    // Lookups: traceability, the key only pseudonymised, the fields served.
+    let nir = a_nir();
+    let (status, _, e) = one_record(
+        &h,
+        c.get(url(&format!(
+            "/v1/lookup/social.allocataires/{nir}?{TRACE}"
+        )))
+        .bearer_auth(&caf),
+    )
+    .await;
+    assert_eq!((status, e["kind"].as_str()), (200, Some("lookup")));
+    assert_eq!(e["lookup"]["recipient"], "13000170500016");
+    assert_eq!(e["lookup"]["object"], "dossier-2026-0042");
+    assert_eq!(e["lookup"]["context"], "Calcul du QF");
+    let key = e["lookup"]["key"].as_str().unwrap();
+    assert_eq!(key.len(), 22);
+    assert_ne!(key, nir);
+    assert_eq!(e["principal"]["organisation"], "13000170500016");
+    let (status, _, e) = one_record(
+        &h,
+        c.get(url(&format!(
+            "/v1/lookup/social.allocataires/{nir}?context=x"
+        )))
+        .bearer_auth(&caf),
+    )
+    .await;
+    assert_eq!(
+        (status, e["reason"].as_str()),
+        (422, Some("recipient_missing"))
+    );
+    // The same person looked up again: the same audit key (a citizen's journal can be built).
+    let (_, _, again) = one_record(
+        &h,
+        c.get(url(&format!("/v1/lookup/fiscal.revenus/{nir}?{TRACE}")))
+            .bearer_auth(&caf),
+    )
+    .await;
+    assert_eq!(again["lookup"]["key"].as_str(), Some(key));
+
+    // Operators' requests too.
+    let (status, _, e) = one_record(
+        &h,
+        c.get(url("/v1/admin/policy"))
+            .bearer_auth(h.token("operateur")),
+    )
+    .await;
+    assert_eq!((status, e["kind"].as_str()), (200, Some("admin")));
+
+    // Nothing secret in the files: no token, no raw NIR, no pseudonym served to a researcher.
+    let text = trail_text(&h);
+    for secret in [researcher.as_str(), caf.as_str(), nir.as_str()] {
+        assert!(
+            !text.contains(secret),
+            "a token or raw key is in the audit trail"
+        );
+    }
+    for p in &pseudonyms {
+        assert!(
+            !text.contains(p.as_str()),
+            "a result value is in the audit trail"
+        );
+    }
+    // Health endpoints are not requests on data: no record.
+    let before = records(&h).len();
+    h.server.get("/health/ready", None).await;
+    assert_eq!(records(&h).len(), before);
+    // The trail verifies.
+    passerelle::audit::verify_dir(&h.server.audit_dir, None).unwrap();
+}
+
+#[tokio::test]
+async fn a_streamed_answer_is_recorded_then_completed() {
+    let h = DemoServer::start_with(|_| {}).await;
+    let sql = "SELECT a.id_sejour, b.nir FROM sante.sejours a, sante.sejours b";
+    let r = h
+        .server
+        .client
+        .post(h.server.url("/v1/query"))
+        .bearer_auth(h.token("chercheuse-diabete"))
+        .header("accept", "text/csv")
+        .json(&json!({ "sql": sql }))
+        .send()
+        .await
+        .unwrap();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let lines = r.text().await.unwrap().lines().count() as u64;
+    let mine: Vec<Value> = records(&h)
+        .into_iter()
+        .filter(|e| e["request_id"] == id.as_str())
+        .collect();
+    assert_eq!(mine.len(), 2, "the decision, then the completion");
+    assert_eq!(mine[1]["action"], "query completed");
+    assert_eq!(mine[1]["rows"].as_u64(), Some(lines - 1));
+    assert!(mine[1]["bytes"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test]
+async fn no_record_no_answer() {
+    let h = DemoServer::start_with(|_| {}).await;
+    let token = h.token("chercheuse-diabete");
+    let ask = || {
+        h.server
+            .client
+            .post(h.server.url("/v1/query"))
+            .bearer_auth(&token)
+            .json(&json!({"sql": "SELECT count(*) AS n FROM sante.sejours"}))
+            .send()
+    };
+    assert_eq!(ask().await.unwrap().status(), 200);
+    // The trail's folder disappears (a full or failed disk): answers stop, readiness drops.
+    std::fs::remove_dir_all(&h.server.audit_dir).unwrap();
+    let r = ask().await.unwrap();
+    assert_eq!(r.status(), 503);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["rows"].is_null(), "no data without a record: {body}");
+    let mut refused = 0;
+    for _ in 0..3 {
+        if ask().await.unwrap().status() == 503 {
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 3, "every later answer is refused");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.server.get("/health/ready", None).await.status(), 503);
+}
