@@ -94,6 +94,7 @@ pub async fn start(config: Config) -> Result<RunningServer, HubError> {
     }
     // SECURITY: no audit trail, no server (a damaged or locked trail stops the start).
     let audit = crate::audit::AuditLog::open(&config.audit)?;
+    record_policy_events(&policy, &audit);
     let identity = OidcAuthenticator::start(&config.identity)?;
     let summary = HubSummary {
         datasets: set.catalog.names(),
@@ -111,4 +112,37 @@ pub async fn start(config: Config) -> Result<RunningServer, HubError> {
         },
     )));
     Ok(crate::server::start(state).await?)
+}
+
+/// Every policy swap and refused reload (file change, SIGHUP, operator API) becomes an audit
+/// event of kind `policy_reload`; who asked for an API change is in that request's own event.
+fn record_policy_events(policy: &Arc<PolicyStore>, audit: &crate::audit::AuditLog) {
+    use crate::audit::{AuditEvent, AuditKind, Outcome};
+    use crate::policy::PolicyEvent;
+    let mut events = policy.subscribe();
+    let audit = audit.clone();
+    tokio::spawn(async move {
+        while let Ok(change) = events.recv().await {
+            let event = match change {
+                PolicyEvent::Applied { from, to } => {
+                    let mut e = AuditEvent::new(
+                        AuditKind::PolicyReload,
+                        "",
+                        format!("policy set {from} replaced by {to}"),
+                    );
+                    e.policy_version = Some(to);
+                    e
+                }
+                PolicyEvent::Refused { problems } => AuditEvent::new(
+                    AuditKind::PolicyReload,
+                    "",
+                    format!("policy reload refused ({problems} problems)"),
+                )
+                .with_outcome(Outcome::Refused, Some("invalid_policy")),
+            };
+            if let Err(e) = audit.record(event).await {
+                tracing::error!(error = %e, "policy change could not be recorded in the audit trail");
+            }
+        }
+    });
 }

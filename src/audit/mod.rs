@@ -42,6 +42,7 @@
 
 mod chain;
 mod event;
+mod journal;
 mod key;
 mod writer;
 
@@ -61,6 +62,7 @@ pub use event::{
     AuditEvent, AuditHabilitation, AuditKey, AuditKeyError, AuditKind, AuditPrincipal,
     ColumnAccess, DatasetAccess, KeyVersion, LookupTrace, MAX_SQL_BYTES, Outcome, SqlText,
 };
+pub use journal::{journal, read_events};
 pub use key::{PublicKey, SigningKey, SigningKeyError, public_key_path};
 pub use writer::MAX_BATCH;
 

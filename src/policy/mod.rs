@@ -26,7 +26,7 @@ pub use habilitation::{Habilitation, Habilitations, Validity};
 pub use plan::{AccessPlan, ColumnPlan, DatasetPlan, Reason, RowFilter};
 pub use set::{PolicySet, PolicyTexts, Refusal};
 pub use source::{PolicyFiles, Problem};
-pub use store::{PolicyStore, ReloadOutcome};
+pub use store::{PolicyEvent, PolicyStore, ReloadOutcome};
 pub use treatment::ColumnTreatment;
 
 #[cfg(test)]

@@ -31,6 +31,15 @@ pub struct PolicyStore {
     last_error: Mutex<Option<String>>,
     /// Serialises reloads and applies (file watcher, SIGHUP, operator API).
     reload_lock: tokio::sync::Mutex<()>,
+    /// Every swap and refused reload, for the audit trail (see [`PolicyStore::subscribe`]).
+    events: tokio::sync::broadcast::Sender<PolicyEvent>,
+}
+
+/// A change of the policy set in force, or a refused one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyEvent {
+    Applied { from: String, to: String },
+    Refused { problems: usize },
 }
 
 impl std::fmt::Debug for PolicyStore {
@@ -85,6 +94,7 @@ impl PolicyStore {
             current: ArcSwap::from_pointee(set),
             last_error: Mutex::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
+            events: tokio::sync::broadcast::channel(64).0,
         }))
     }
 
@@ -95,6 +105,11 @@ impl PolicyStore {
     /// The set in force. Hold the `Arc` for the whole request.
     pub fn current(&self) -> Arc<PolicySet> {
         self.current.load_full()
+    }
+
+    /// Policy changes and refused reloads from now on (the hub records them in the audit).
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<PolicyEvent> {
+        self.events.subscribe()
     }
 
     /// The last refused reload, if the set in force is older than the files.
@@ -167,6 +182,10 @@ impl PolicyStore {
                 }
                 metrics::counter!(names::RELOADS, "outcome" => "applied").increment(1);
                 tracing::info!(from = %from, to = %to, "policy set applied");
+                let _ = self.events.send(PolicyEvent::Applied {
+                    from: from.clone(),
+                    to: to.clone(),
+                });
                 Ok(ReloadOutcome::Applied { from, to })
             }
             Err(problems) => Err(self.refused(problems)),
@@ -182,6 +201,9 @@ impl PolicyStore {
         // SECURITY: an invalid policy never replaces a good one; the old set keeps serving.
         tracing::error!(problems = %text, "policy reload refused; the previous policy set stays in force");
         metrics::counter!(names::RELOADS, "outcome" => "refused").increment(1);
+        let _ = self.events.send(PolicyEvent::Refused {
+            problems: problems.len(),
+        });
         if let Ok(mut e) = self.last_error.lock() {
             *e = Some(text);
         }

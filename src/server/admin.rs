@@ -209,3 +209,49 @@ pub async fn explain(
         "text": render_text(&set, &principal, request.habilitation.as_deref(), today),
     })))
 }
+
+/// `GET /v1/admin/journal/{dataset}/{key}`: which organisations consulted one record, when,
+/// under which habilitation, context, recipient and object — the basis of a citizen's access
+/// journal. The key is pseudonymised in the audit-only domain before the trail is searched.
+pub async fn journal(
+    State(state): State<AppState>,
+    Operator(_): Operator,
+    UrlPath((dataset, key)): UrlPath<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let domain = state
+        .pseudonyms
+        .domain(super::lookup::AUDIT_DOMAIN, 1)
+        .map_err(|_| ApiError::internal())?;
+    let audit_key =
+        crate::audit::AuditKey::new(domain.pseudonymise(&key)).map_err(|_| ApiError::internal())?;
+    let dir = state.config.audit.dir.clone();
+    let found = {
+        let dataset = dataset.clone();
+        tokio::task::spawn_blocking(move || crate::audit::journal(&dir, &dataset, &audit_key))
+            .await
+            .map_err(|_| ApiError::internal())?
+            .map_err(|e| {
+                tracing::error!(error = %e, "journal could not be read");
+                ApiError::internal()
+            })?
+    };
+    let entries: Vec<Value> = found
+        .iter()
+        .map(|e| {
+            json!({
+                "time": e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "organisation": e.principal.as_ref().and_then(|p| p.organisation.clone()),
+                "habilitation": e.habilitation.as_ref().map(|h| h.id.clone()),
+                "legal_basis": e.habilitation.as_ref().map(|h| h.legal_basis.clone()),
+                "context": e.lookup.as_ref().map(|l| l.context.clone()),
+                "recipient": e.lookup.as_ref().map(|l| l.recipient.clone()),
+                "object": e.lookup.as_ref().map(|l| l.object.clone()),
+                "fields": e.datasets.iter().flat_map(|d| d.columns.iter().map(|c| c.column.clone())).collect::<Vec<_>>(),
+                "request_id": e.request_id,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "dataset": dataset, "consultations": entries }),
+    ))
+}

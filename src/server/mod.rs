@@ -172,6 +172,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::post(admin::rollback),
         )
         .route("/v1/admin/explain", axum::routing::post(admin::explain))
+        .route("/v1/admin/journal/{dataset}/{key}", get(admin::journal))
         .fallback(middleware::fallback)
         .with_state(state.clone())
         // Layers run bottom-up on the request: the last added is the outermost.

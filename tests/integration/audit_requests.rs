@@ -291,3 +291,109 @@ async fn no_record_no_answer() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(h.server.get("/health/ready", None).await.status(), 503);
 }
+
+#[tokio::test]
+async fn the_journal_lists_the_cafs_lookups_of_one_person() {
+    let h = DemoServer::start_with(|_| {}).await;
+    let caf = h.token("caf");
+    let nir = a_nir();
+    let get = |path: String, token: String| {
+        let url = h.server.url(&path);
+        let client = h.server.client.clone();
+        async move {
+            let r = client.get(url).bearer_auth(token).send().await.unwrap();
+            (
+                r.status().as_u16(),
+                r.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    for object in ["dossier-1", "dossier-2"] {
+        let path = format!(
+            "/v1/lookup/social.allocataires/{nir}?context=Calcul%20QF&recipient=13000170500016&object={object}"
+        );
+        assert_eq!(get(path, caf.clone()).await.0, 200);
+    }
+    let path = format!("/v1/lookup/fiscal.revenus/{nir}?{TRACE}");
+    let fiscal_status = get(path, caf.clone()).await.0;
+    // A refused lookup (no recipient) is not a consultation.
+    let path = format!("/v1/lookup/social.allocataires/{nir}?context=x&object=y");
+    assert_eq!(get(path, caf.clone()).await.0, 422);
+
+    let operator = h.token("operateur");
+    let (status, journal) = get(
+        format!("/v1/admin/journal/social.allocataires/{nir}"),
+        operator.clone(),
+    )
+    .await;
+    assert_eq!(status, 200, "{journal}");
+    let entries = journal["consultations"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{journal}");
+    for (entry, object) in entries.iter().zip(["dossier-1", "dossier-2"]) {
+        assert_eq!(entry["organisation"], "13000170500016");
+        assert_eq!(entry["habilitation"], "caf-quotient-familial");
+        assert_eq!(entry["context"], "Calcul QF");
+        assert_eq!(entry["object"], object);
+        assert_eq!(
+            entry["fields"],
+            json!(["quotient_familial", "nombre_enfants"])
+        );
+    }
+    let (_, fiscal) = get(
+        format!("/v1/admin/journal/fiscal.revenus/{nir}"),
+        operator.clone(),
+    )
+    .await;
+    let expected = usize::from(fiscal_status == 200);
+    assert_eq!(fiscal["consultations"].as_array().unwrap().len(), expected);
+    let (_, other) = get(
+        "/v1/admin/journal/social.allocataires/1999999999999".into(),
+        operator.clone(),
+    )
+    .await;
+    assert!(other["consultations"].as_array().unwrap().is_empty());
+    // Only operators read journals.
+    let (status, _) = get(format!("/v1/admin/journal/social.allocataires/{nir}"), caf).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn policy_changes_and_refused_reloads_are_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&hub().root, &dir.path().join("hub"));
+    let root = dir.path().join("hub");
+    let dev = passerelle::demo::DevIssuer::start().await.unwrap();
+    let mut config = passerelle::config::Config::load(&root.join("passerelle.toml")).unwrap();
+    config.server.listen = "127.0.0.1:0".parse().unwrap();
+    config.identity.issuers = vec![dev.issuer_config()];
+    config.policy.watch_interval_secs = 1;
+    let server = crate::support::TestServer::start_with(config).await;
+    server.wait_ready(Duration::from_secs(10)).await;
+    let rules = root.join("policies/policy.csv");
+    let text = std::fs::read_to_string(&rules).unwrap();
+    std::fs::write(&rules, format!("{text}\n# reviewed again\n")).unwrap();
+    let reloads = |expected: usize| {
+        let audit = server.audit_dir.clone();
+        async move {
+            for _ in 0..100 {
+                let events: Vec<_> = passerelle::audit::read_events(&audit)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|e| e.kind == passerelle::audit::AuditKind::PolicyReload)
+                    .collect();
+                if events.len() >= expected {
+                    return events;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("no policy event recorded");
+        }
+    };
+    let events = reloads(1).await;
+    assert!(events[0].action.contains("replaced by"), "{:?}", events[0]);
+    assert_eq!(events[0].outcome, passerelle::audit::Outcome::Allowed);
+    std::fs::write(&rules, format!("{text}\np, nonsense\n")).unwrap();
+    let events = reloads(2).await;
+    assert_eq!(events[1].outcome, passerelle::audit::Outcome::Refused);
+    passerelle::audit::verify_dir(&server.audit_dir, None).unwrap();
+}
