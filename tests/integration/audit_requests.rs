@@ -397,3 +397,121 @@ async fn policy_changes_and_refused_reloads_are_recorded() {
     assert_eq!(events[1].outcome, passerelle::audit::Outcome::Refused);
     passerelle::audit::verify_dir(&server.audit_dir, None).unwrap();
 }
+
+/// `kill -9` of the real server under load: once the trail is reopened (which repairs a torn
+/// last line), it verifies, and every request that got an answer has its record.
+#[tokio::test]
+async fn a_crash_under_load_loses_no_answered_record() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    crate::support::copy_dir(&hub().root, &dir.path().join("hub"));
+    let root = dir.path().join("hub");
+    let dev = passerelle::demo::DevIssuer::start().await.unwrap();
+    let issuer = dev.issuer_config();
+    let config_file = root.join("passerelle.toml");
+    let text = std::fs::read_to_string(&config_file).unwrap();
+    std::fs::write(
+        &config_file,
+        format!(
+            "{text}\n[[identity.issuers]]\nissuer = \"{}\"\naudience = \"{}\"\nalgorithms = [\"ES256\"]\n",
+            issuer.issuer, issuer.audience
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_passerelle"))
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--config",
+        ])
+        .arg(&config_file)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stderr));
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Ok(v) = serde_json::from_str::<Value>(&line)
+                && let Some(a) = v["address"].as_str()
+            {
+                return a.to_string();
+            }
+        }
+        panic!("serve exited without listening");
+    })
+    .await
+    .expect("serve did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let client = crate::support::client(&hub().ca_pem());
+    for _ in 0..200 {
+        if let Ok(r) = client
+            .get(format!("https://{address}/health/ready"))
+            .send()
+            .await
+            && r.status() == 200
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let token = dev
+        .token_for(passerelle::demo::personas::persona("caf").unwrap())
+        .unwrap();
+    let nir = a_nir();
+    let answered = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let mut workers = Vec::new();
+    for _ in 0..8 {
+        let (client, token, answered) = (client.clone(), token.clone(), answered.clone());
+        let url = format!("https://{address}/v1/lookup/social.allocataires/{nir}?{TRACE}");
+        workers.push(tokio::spawn(async move {
+            loop {
+                let Ok(r) = client.get(&url).bearer_auth(&token).send().await else {
+                    return;
+                };
+                if r.status() == 200 {
+                    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+                    if r.bytes().await.is_ok() {
+                        answered.lock().unwrap().push(id);
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.start_kill().unwrap(); // SIGKILL
+    child.wait().await.unwrap();
+    for w in workers {
+        let _ = tokio::time::timeout(Duration::from_secs(10), w).await;
+    }
+    let answered = answered.lock().unwrap().clone();
+    assert!(
+        answered.len() > 10,
+        "the load ran ({} answers)",
+        answered.len()
+    );
+    // Reopen as a restarted hub would (repairs a torn tail), then verify.
+    let config = passerelle::config::Config::load(&config_file).unwrap();
+    drop(passerelle::audit::AuditLog::open(&config.audit).unwrap());
+    passerelle::audit::verify_dir(&config.audit.dir, None).unwrap();
+    let recorded: std::collections::HashSet<String> =
+        passerelle::audit::read_events(&config.audit.dir)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect();
+    let lost: Vec<&String> = answered
+        .iter()
+        .filter(|id| !recorded.contains(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} answered requests have no record",
+        lost.len()
+    );
+}

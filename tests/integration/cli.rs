@@ -50,6 +50,8 @@ fn generated_hub_is_valid_movable_and_a_broken_one_is_named() {
         "hub/data/social/allocataires.parquet",
         "hub/data/entreprises/etablissements.parquet",
         "hub/keys/master.key",
+        "hub/keys/audit-signing.key",
+        "hub/keys/audit-signing.pub",
         "hub/tls/ca.pem",
         "hub/tls/cert.pem",
         "hub/tls/key.pem",
@@ -59,7 +61,11 @@ fn generated_hub_is_valid_movable_and_a_broken_one_is_named() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        for secret in ["hub/keys/master.key", "hub/tls/key.pem"] {
+        for secret in [
+            "hub/keys/master.key",
+            "hub/keys/audit-signing.key",
+            "hub/tls/key.pem",
+        ] {
             let mode = std::fs::metadata(dir.path().join(secret))
                 .unwrap()
                 .permissions()
