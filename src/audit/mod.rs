@@ -44,6 +44,7 @@ mod chain;
 mod event;
 mod journal;
 mod key;
+mod table;
 mod writer;
 
 use std::sync::Arc;
@@ -64,6 +65,7 @@ pub use event::{
 };
 pub use journal::{journal, read_events};
 pub use key::{PublicKey, SigningKey, SigningKeyError, public_key_path};
+pub use table::{events_batch, events_schema};
 pub use writer::MAX_BATCH;
 
 /// Proof that a record is durable: its place in the trail.

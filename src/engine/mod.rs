@@ -16,6 +16,7 @@
 //! Not built yet: EXPLAIN (refused: no safe rendering yet).
 
 mod answer;
+mod audit_table;
 mod barrier;
 mod encode;
 mod filter;
@@ -34,6 +35,7 @@ use datafusion::execution::context::SessionContext;
 use futures::StreamExt;
 
 pub use answer::{Answer, AnswerHead, Chunk};
+pub use audit_table::{AuditEventsTable, audit_session};
 pub use encode::AnswerInfo;
 pub use encode::{Format, negotiate};
 pub use filter::row_passes_filters;

@@ -1,6 +1,7 @@
 //! The statement gate: exactly one read-only query, checked twice — on the SQL text (one
 //! `SELECT`/`WITH`/`VALUES` statement, no table functions, no recursive CTE) and on the
-//! logical plan (an allow-list of plan nodes, every scan a secure provider). The plan-level
+//! logical plan (an allow-list of plan nodes, every scan a secure provider — or the audit
+//! table, which only operators' sessions hold). The plan-level
 //! check is the one every future front end (Flight SQL) must go through.
 
 use std::ops::ControlFlow;
@@ -14,6 +15,7 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::parser::ParserError;
 
 use super::EngineError;
+use super::audit_table::AuditEventsTable;
 use super::provider::SecureTableProvider;
 
 /// Parses `sql` (nested at most `max_nesting` deep) and returns the single read-only query it
@@ -128,9 +130,9 @@ pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<Vec<Strin
             LogicalPlan::RecursiveQuery(_) if allow_recursive => None,
             LogicalPlan::TableScan(scan) => {
                 let secure = source_as_provider(&scan.source).ok().is_some_and(|p| {
-                    (p.as_ref() as &dyn std::any::Any)
-                        .downcast_ref::<SecureTableProvider>()
-                        .is_some()
+                    let any = p.as_ref() as &dyn std::any::Any;
+                    any.downcast_ref::<SecureTableProvider>().is_some()
+                        || any.downcast_ref::<AuditEventsTable>().is_some()
                 });
                 let name = scan.table_name.to_string();
                 if secure && !scanned.contains(&name) {

@@ -255,3 +255,59 @@ pub async fn journal(
         json!({ "dataset": dataset, "consultations": entries }),
     ))
 }
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQueryRequest {
+    pub sql: String,
+}
+
+/// `POST /v1/admin/audit/query`: operators' SQL over `audit.events` (the whole trail, one row
+/// per record), through the same statement gate and limits as researchers' queries. JSON
+/// answer of the `/v1/query` shape. Example: which organisations looked up a person last month
+/// (`lookup_key` is the key's audit-only pseudonym, see `/v1/admin/journal`).
+pub async fn audit_query(
+    State(state): State<AppState>,
+    Operator(_): Operator,
+    axum::Extension(draft): axum::Extension<super::audit::AuditDraft>,
+    Json(request): Json<AuditQueryRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    use crate::engine::{Answer, AnswerInfo, EngineError, Format, QueryLimits, start_query};
+    draft.sql(&request.sql);
+    let dir = state.config.audit.dir.clone();
+    let batch = tokio::task::spawn_blocking(move || {
+        crate::audit::read_events(&dir)
+            .map_err(|e| e.to_string())
+            .and_then(|events| crate::audit::events_batch(&events).map_err(|e| e.to_string()))
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+    .map_err(|e| {
+        tracing::error!(error = %e, "audit trail could not be read for a query");
+        ApiError::internal()
+    })?;
+    let limits = QueryLimits::from(&state.config.limits);
+    let deadline = tokio::time::Instant::now() + limits.timeout;
+    let to_api = super::query::engine_error;
+    let ctx = crate::engine::audit_session(batch).map_err(to_api)?;
+    let running = tokio::time::timeout_at(deadline, start_query(&ctx, &request.sql, &limits))
+        .await
+        .map_err(|_| to_api(EngineError::Timeout(limits.timeout.as_secs())))?
+        .map_err(to_api)?;
+    let info = AnswerInfo {
+        habilitation: "operator".into(),
+        policy_version: state.policy.current().version.clone(),
+    };
+    let mut answer =
+        Answer::new(running, Format::Json, &info, &limits, deadline).map_err(to_api)?;
+    let head = answer.fill_head(usize::MAX).await.map_err(to_api)?;
+    let body = answer.take_complete().unwrap_or_default();
+    draft.sent(head.rows as u64, body.len() as u64);
+    axum::response::Response::builder()
+        .header(
+            axum::http::header::CONTENT_TYPE,
+            Format::Json.content_type(),
+        )
+        .body(axum::body::Body::from(body))
+        .map_err(|_| ApiError::internal())
+}

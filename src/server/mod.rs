@@ -173,6 +173,10 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/v1/admin/explain", axum::routing::post(admin::explain))
         .route("/v1/admin/journal/{dataset}/{key}", get(admin::journal))
+        .route(
+            "/v1/admin/audit/query",
+            axum::routing::post(admin::audit_query),
+        )
         .fallback(middleware::fallback)
         .with_state(state.clone())
         // Layers run bottom-up on the request: the last added is the outermost.

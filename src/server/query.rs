@@ -39,7 +39,7 @@ pub fn refusal(r: &Refusal) -> ApiError {
     ApiError::new(status, r.code(), "Habilitation refused", r.to_string())
 }
 
-fn engine_error(e: EngineError) -> ApiError {
+pub fn engine_error(e: EngineError) -> ApiError {
     match e {
         EngineError::Invalid(m) => {
             ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", "Invalid query", m)
