@@ -60,6 +60,17 @@ pub fn check(config: &Config) -> Vec<String> {
 
 /// Loads everything and starts the HTTPS server in the background.
 pub async fn start(config: Config) -> Result<RunningServer, HubError> {
+    // SECURITY: no audit trail, no server (a damaged or locked trail stops the start).
+    let audit = crate::audit::AuditLog::open(&config.audit)?;
+    start_with_audit(config, audit).await
+}
+
+/// [`start`] with an audit log opened by the caller (benchmarks compare the durable trail
+/// with [`crate::audit::AuditLog::null`]; `serve` and `demo` always use [`start`]).
+pub async fn start_with_audit(
+    config: Config,
+    audit: crate::audit::AuditLog,
+) -> Result<RunningServer, HubError> {
     // SECURITY: fail closed at start: no key, no valid policy set, no valid data, no server.
     let pseudonyms = Arc::new(KeyRing::new(
         MasterKey::load(&config.pseudonymisation)?,
@@ -92,8 +103,6 @@ pub async fn start(config: Config) -> Result<RunningServer, HubError> {
             "lookup index built"
         );
     }
-    // SECURITY: no audit trail, no server (a damaged or locked trail stops the start).
-    let audit = crate::audit::AuditLog::open(&config.audit)?;
     record_policy_events(&policy, &audit);
     let identity = OidcAuthenticator::start(&config.identity)?;
     let summary = HubSummary {
