@@ -14,6 +14,7 @@ pub mod identity;
 pub mod lookup;
 pub mod policy;
 pub mod pseudonym;
+pub mod secret_file;
 pub mod server;
 pub mod telemetry;
 

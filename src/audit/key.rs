@@ -2,7 +2,6 @@
 //! service account may read (mode 0600), generated with the hub next to the master key. Its
 //! public half (hex) is written next to it (`.pub`) and into the trail folder (`audit.pub`).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
@@ -55,27 +54,14 @@ impl SigningKey {
     /// Loads the seed from a file, refusing a file that group or others may read.
     pub fn load_file(path: &Path) -> Result<Self, SigningKeyError> {
         let file = path.display().to_string();
-        let metadata = std::fs::metadata(path).map_err(|e| SigningKeyError::File {
-            file: file.clone(),
-            reason: e.kind().to_string(),
+        // SECURITY: a signing key others can read lets them forge heads: refuse to start.
+        let text = crate::secret_file::read_private(path).map_err(|e| match e {
+            crate::secret_file::SecretFileError::TooOpen => SigningKeyError::TooOpen(file.clone()),
+            crate::secret_file::SecretFileError::Io(reason) => SigningKeyError::File {
+                file: file.clone(),
+                reason,
+            },
         })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // SECURITY: a signing key others can read lets them forge heads: refuse to start.
-            if metadata.permissions().mode() & 0o077 != 0 {
-                return Err(SigningKeyError::TooOpen(file));
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = metadata;
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|e| SigningKeyError::File {
-                    file: file.clone(),
-                    reason: e.kind().to_string(),
-                })?,
-            );
         let mut seed = Zeroizing::new([0u8; SEED_BYTES]);
         hex::decode_to_slice(text.trim(), seed.as_mut())
             .map_err(|_| SigningKeyError::Malformed(file.clone()))?;
@@ -90,23 +76,9 @@ impl SigningKey {
             file: file.clone(),
             reason: e.kind().to_string(),
         };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(err)?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut handle = options.open(path).map_err(err)?;
         let mut text = Zeroizing::new(hex::encode(self.seed.as_ref()));
         text.push('\n');
-        handle
-            .write_all(text.as_bytes())
-            .and_then(|()| handle.sync_all())
-            .map_err(err)?;
+        crate::secret_file::write_new_private(path, text.as_bytes()).map_err(err)?;
         let public = public_key_path(path);
         std::fs::write(&public, format!("{}\n", self.public_hex())).map_err(|e| {
             SigningKeyError::File {

@@ -229,16 +229,7 @@ fn write_tls(layout: &HubLayout) -> Result<(), DemoError> {
 
 /// Writes a private file (mode 0600 on Unix), refusing to overwrite.
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DemoError> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| DemoError::io(path, &e))?;
-    file.write_all(bytes).map_err(|e| DemoError::io(path, &e))
+    crate::secret_file::write_new_private(path, bytes).map_err(|e| DemoError::io(path, &e))
 }
 
 /// `passerelle.toml` of a new demo hub.

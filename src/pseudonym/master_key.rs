@@ -1,10 +1,9 @@
 //! The hub's master secret: 32 random bytes, stored hex-encoded in a file that only the
 //! service account may read (mode 0600), or given in an environment variable.
 
-use std::io::Write;
 use std::path::Path;
 
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::config::PseudonymisationConfig;
 
@@ -64,25 +63,13 @@ impl MasterKey {
     /// Loads the secret from a file, refusing a file that group or others may read.
     pub fn load_file(path: &Path) -> Result<Self, MasterKeyError> {
         let file = path.display().to_string();
-        let metadata = std::fs::metadata(path).map_err(|e| MasterKeyError::File {
-            file: file.clone(),
-            reason: e.kind().to_string(),
+        let text = crate::secret_file::read_private(path).map_err(|e| match e {
+            crate::secret_file::SecretFileError::TooOpen => MasterKeyError::TooOpen(file.clone()),
+            crate::secret_file::SecretFileError::Io(reason) => MasterKeyError::File {
+                file: file.clone(),
+                reason,
+            },
         })?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            // SECURITY: a key others can read is no longer a secret: refuse to start.
-            if metadata.permissions().mode() & 0o077 != 0 {
-                return Err(MasterKeyError::TooOpen(file));
-            }
-        }
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|e| MasterKeyError::File {
-                    file: file.clone(),
-                    reason: e.kind().to_string(),
-                })?,
-            );
         Self::from_hex(text.trim(), &file)
     }
 
@@ -95,29 +82,14 @@ impl MasterKey {
 
     /// Writes the secret to a new file created with mode 0600 (never overwrites).
     pub fn write_new_file(&self, path: &Path) -> Result<(), MasterKeyError> {
-        let file = path.display().to_string();
-        let err = |e: std::io::Error| MasterKeyError::File {
-            file: file.clone(),
-            reason: e.kind().to_string(),
-        };
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(err)?;
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut handle = options.open(path).map_err(err)?;
-        let mut text = hex::encode(self.0.as_ref());
+        let mut text = Zeroizing::new(hex::encode(self.0.as_ref()));
         text.push('\n');
-        let result = handle
-            .write_all(text.as_bytes())
-            .and_then(|()| handle.sync_all());
-        text.zeroize();
-        result.map_err(err)
+        crate::secret_file::write_new_private(path, text.as_bytes()).map_err(|e| {
+            MasterKeyError::File {
+                file: path.display().to_string(),
+                reason: e.kind().to_string(),
+            }
+        })
     }
 
     /// A master key from raw bytes (tests, benchmarks, key ceremonies).
