@@ -203,6 +203,17 @@ fn too_many(detail: String) -> ApiError {
     )
 }
 
+/// The JSON answer, its size (and the records found) noted for the audit.
+fn json_answer(draft: &AuditDraft, found: usize, body: &Value) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    draft.sent(found as u64, bytes.len() as u64);
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes,
+    )
+        .into_response()
+}
+
 fn with_headers(mut response: Response, headers: HeaderMap) -> Response {
     response.headers_mut().extend(headers);
     response
@@ -329,13 +340,16 @@ pub async fn lookup(
         found,
     );
     let response = match record {
-        Some(record) => Json(json!({
-            "dataset": dataset_plan.name,
-            "habilitation": plan.habilitation.id,
-            "policy_version": plan.policy_version,
-            "record": record,
-        }))
-        .into_response(),
+        Some(record) => json_answer(
+            &draft,
+            found,
+            &json!({
+                "dataset": dataset_plan.name,
+                "habilitation": plan.habilitation.id,
+                "policy_version": plan.policy_version,
+                "record": record,
+            }),
+        ),
         None => ApiError::new(
             StatusCode::NOT_FOUND,
             "record_not_found",
@@ -411,12 +425,15 @@ pub async fn lookup_batch(
             None => json!({"key": key, "status": 404}),
         })
         .collect();
-    let response = Json(json!({
-        "dataset": dataset_plan.name,
-        "habilitation": plan.habilitation.id,
-        "policy_version": plan.policy_version,
-        "results": items,
-    }))
-    .into_response();
+    let response = json_answer(
+        &draft,
+        found,
+        &json!({
+            "dataset": dataset_plan.name,
+            "habilitation": plan.habilitation.id,
+            "policy_version": plan.policy_version,
+            "results": items,
+        }),
+    );
     Ok(with_headers(response, headers))
 }
