@@ -364,3 +364,48 @@ async fn the_rate_limit_is_reached_and_recovered() {
         (403, Some("lookup_not_allowed"))
     );
 }
+
+/// A plan's row filter applies to lookups: a record it hides is "not found". (No demo
+/// habilitation filters lookups, so the plan is the CAF's with a filter added.)
+#[test]
+fn a_row_filter_hides_records_from_lookups() {
+    use passerelle::policy::filter::FilterExpr;
+    use passerelle::policy::{PolicySet, Reason, RowFilter};
+    let layout = hub().layout();
+    let set = PolicySet::load(&layout.policies()).unwrap();
+    let principal = passerelle::identity::Principal::for_explain(
+        &json!({"sub": "caf-si-prestations", "siret": CAF_SIRET}),
+    )
+    .unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let habilitation = set.resolve(&principal, None, today).unwrap();
+    let mut plan = set
+        .plan(&principal, habilitation)
+        .dataset("social.allocataires")
+        .unwrap()
+        .clone();
+    plan.row_filters.push(RowFilter {
+        source: "nombre_enfants >= 3".into(),
+        expr: FilterExpr::parse("nombre_enfants >= 3", &["nombre_enfants"]).unwrap(),
+        reason: Reason {
+            source: "policy.csv",
+            line: None,
+            text: "test".into(),
+        },
+    });
+    let (lookups, _) = passerelle::lookup::Lookups::build(&set.catalog, &layout.data()).unwrap();
+    let children = raw("social/allocataires.parquet", &["nombre_enfants"]);
+    let many = children
+        .iter()
+        .find(|(_, v)| v["nombre_enfants"].as_i64() >= Some(3));
+    let few = children
+        .iter()
+        .find(|(_, v)| v["nombre_enfants"].as_i64() < Some(3));
+    let (many, few) = (many.unwrap().0, few.unwrap().0);
+    let found = passerelle::lookup::answer_record(&lookups, &plan, many, None).unwrap();
+    assert!(found["nombre_enfants"].as_i64().unwrap() >= 3);
+    assert!(matches!(
+        passerelle::lookup::answer_record(&lookups, &plan, few, None),
+        Err(passerelle::lookup::LookupError::NotFound)
+    ));
+}
