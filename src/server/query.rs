@@ -167,14 +167,27 @@ pub async fn query(
     }
     // Streaming: the slot, the gauge and the DataFusion stream live in the body; a client that
     // goes away drops the body, which cancels the query.
-    let audit = state.audit.clone();
-    let stream = futures::stream::unfold(Some((answer, slot, running_gauge)), move |held| {
+    let body = streamed_body(answer, (slot, running_gauge), draft, state.audit.clone());
+    response
+        .body(body)
+        .map_err(|e| engine_error(EngineError::Internal(e.to_string())))
+}
+
+/// The body of a streamed answer: chunks as they are computed, then the completion record
+/// (see `server::audit`); `held` (query slot, gauge) is released when the body ends or drops.
+fn streamed_body(
+    answer: Answer,
+    held: (tokio::sync::OwnedSemaphorePermit, RunningQueryGauge),
+    draft: AuditDraft,
+    audit: crate::audit::AuditLog,
+) -> Body {
+    let stream = futures::stream::unfold(Some((answer, held)), move |held| {
         let draft = draft.clone();
         let audit = audit.clone();
         async move {
-            let (mut answer, slot, gauge) = held?;
+            let (mut answer, held) = held?;
             match answer.next_chunk().await {
-                Some(Ok(chunk)) => Some((Ok(chunk), Some((answer, slot, gauge)))),
+                Some(Ok(chunk)) => Some((Ok(chunk), Some((answer, held)))),
                 Some(Err(e)) => {
                     tracing::warn!(error = %e, rows = answer.rows(), "query answer aborted while streaming");
                     let event = draft.completion(
@@ -206,9 +219,7 @@ pub async fn query(
             }
         }
     });
-    response
-        .body(Body::from_stream(stream))
-        .map_err(|e| engine_error(EngineError::Internal(e.to_string())))
+    Body::from_stream(stream)
 }
 
 fn header_value(text: &str) -> HeaderValue {
