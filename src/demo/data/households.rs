@@ -256,9 +256,18 @@ pub(super) fn derive_caf(seed: u64, i: u64, person: &Person, hh: &Household) -> 
     Some(CafFile { quotient, benefits })
 }
 
-/// Seven-digit CAF number of the `rank`-th recipient: a keyed permutation of the rank, so
-/// numbers are unique and look unordered.
+/// Most CAF files in one population: every seven-digit number once.
+pub(super) const MAX_CAF_FILES: u64 = 10_000_000;
+
+/// Seven-digit CAF number of the `rank`-th recipient (`rank < MAX_CAF_FILES`): a keyed
+/// permutation of the rank, so numbers are unique and look unordered. The first 9 million
+/// ranks take 1000000–9999999; the last million (only in the largest hubs) take
+/// 0000000–0999999, so smaller hubs keep the numbers they always had.
 pub(super) fn caf_number(seed: u64, rank: u64) -> u64 {
     let key = Rng64::stream(seed, DOMAIN_NUMBERING, 0, 0).next_u64();
-    1_000_000 + permute(rank, 9_000_000, 12, key)
+    if rank < 9_000_000 {
+        1_000_000 + permute(rank, 9_000_000, 12, key)
+    } else {
+        permute(rank - 9_000_000, 1_000_000, 10, key)
+    }
 }

@@ -10,7 +10,7 @@ use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringBuilder
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-use super::households::{caf_number, derive_caf, derive_household};
+use super::households::{MAX_CAF_FILES, caf_number, derive_caf, derive_household};
 use super::population::INCOME_YEAR;
 use super::writer::{CHUNK, Output, field, push_digits, schema};
 use super::{ALLOCATAIRES, Ctx, GenerateError, REVENUS};
@@ -80,8 +80,8 @@ impl CafColumns {
     }
 }
 
-/// Writes `fiscal.revenus` (every person) and `social.allocataires` (CAF recipients) in one
-/// pass over the population; returns their row counts.
+/// Writes `fiscal.revenus` (every person) and `social.allocataires` (CAF recipients, at most
+/// [`MAX_CAF_FILES`]) in one pass over the population; returns their row counts.
 pub(super) fn write_population_files(ctx: &Ctx<'_>) -> Result<(u64, u64), GenerateError> {
     let seed = ctx.opts.seed;
     let revenus_schema = revenus_schema();
@@ -122,7 +122,12 @@ pub(super) fn write_population_files(ctx: &Ctx<'_>) -> Result<(u64, u64), Genera
             parts.push(f64::from(hh.parts_x2) / 2.0);
             tax.push(hh.tax);
             situation.append_value(hh.situation);
-            if let Some(file) = derive_caf(seed, i, &person, &hh) {
+            // The seven-digit numbering holds 10 million files: past that (only near
+            // `MAX_ROWS`), the remaining people get no CAF file.
+            let file = (recipients < MAX_CAF_FILES)
+                .then(|| derive_caf(seed, i, &person, &hh))
+                .flatten();
+            if let Some(file) = file {
                 let mut number = String::with_capacity(7);
                 push_digits(&mut number, caf_number(seed, recipients), 7);
                 caf_columns.numero.append_value(&number);

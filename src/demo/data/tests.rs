@@ -479,3 +479,23 @@ fn one_million_stays_timing() {
     }
     println!("1 000 000 stays generated in {elapsed:.2?}");
 }
+
+/// The 10 million CAF numbers are seven digits and all distinct: the first 9 million ranks in
+/// 1000000–9999999 (as before), the last million in 0000000–0999999.
+#[test]
+fn caf_numbers_fill_the_seven_digit_space_once() {
+    use super::households::{MAX_CAF_FILES, caf_number};
+    let mut seen = vec![false; MAX_CAF_FILES as usize];
+    let ranks = (0..200_000u64).chain(8_800_000..MAX_CAF_FILES);
+    for rank in ranks {
+        let number = caf_number(DEFAULT_SEED, rank);
+        assert!(number < MAX_CAF_FILES, "rank {rank}: {number}");
+        assert_eq!(number < 1_000_000, rank >= 9_000_000, "rank {rank}");
+        assert!(!seen[number as usize], "rank {rank}: {number} twice");
+        seen[number as usize] = true;
+    }
+    assert!(
+        seen[..1_000_000].iter().all(|&s| s),
+        "the last million is a permutation"
+    );
+}
