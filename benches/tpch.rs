@@ -1,0 +1,444 @@
+//! TPC-H side by side (issue: benchmarks). Run with `benches/tpch.sh` (installs DuckDB from
+//! PyPI, then runs this) or `cargo bench --bench tpch`; figures and goals are in
+//! docs/benchmarks.md.
+//!
+//! The 22 queries of `tests/tpch/queries/` over the same Parquet files (generated once with
+//! `tpchgen` into a cache folder outside the repository), each timed in four engines:
+//!
+//! - (a) **bare**: bare DataFusion, each table registered as a Parquet table;
+//! - (b) **allow-all**: passerelle's secure engine (`engine::secure_session`, `run_query`) under
+//!   an allow-all plan — every column clear, no row filter: the gateway's fixed cost;
+//! - (c) **realistic**: the secure engine under a plan that pseudonymises `c_name`, keeps the
+//!   last 4 characters of `c_phone`, redacts `c_address` and filters `customer` on
+//!   `c_nationkey` (20 of the 25 nations): answers differ from (a) by design, only times count;
+//! - (d) **DuckDB** over the same files (`benches/tpch_duckdb.py`, run as a child process).
+//!
+//! Same thread count everywhere (`TPCH_THREADS`, default 2: tokio workers and DataFusion's
+//! `target_partitions`, DuckDB's `threads`). Every engine runs each query once to warm up, then
+//! `TPCH_RUNS` times; (a), (b) and (c) are interleaved run by run, so that a change of load on
+//! the machine affects the three alike. Reported: each query's median, the geometric mean of
+//! the medians, and the ratios (b)/(a), (c)/(a), (b)/(d).
+//!
+//! Settings (environment): `TPCH_SF` (scale factor, default 1), `TPCH_RUNS` (default 5),
+//! `TPCH_THREADS` (default 2), `TPCH_QUERIES` (e.g. `1,6,18`; default all 22), `TPCH_DIR`
+//! (data folder; default `/var/cache/passerelle/tpch-sf<SF>`, else the temporary folder),
+//! `TPCH_DUCKDB` (`0` to skip DuckDB), `TPCH_PYTHON` (default `python3`), `TPCH_OUT` (also
+//! write the table to this file).
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "benchmark driver"
+)]
+
+#[path = "../tests/tpch/data.rs"]
+mod data;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::SessionContext;
+use passerelle::engine::{EngineError, QueryLimits, run_query};
+use passerelle::policy::filter::FilterExpr;
+use passerelle::policy::{AccessPlan, Catalog, ColumnTreatment, Reason, RowFilter};
+use passerelle::pseudonym::{KeyRing, MasterKey};
+
+/// Nations whose customers the realistic plan lets through: all but the five of region
+/// MIDDLE EAST (4 EGYPT, 10 IRAN, 11 IRAQ, 13 JORDAN, 20 SAUDI ARABIA), i.e. 80 % of them, so
+/// that the filter costs its evaluation without removing most of the work.
+const CUSTOMER_FILTER: &str =
+    "c_nationkey IN (0, 1, 2, 3, 5, 6, 7, 8, 9, 12, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24)";
+
+struct Settings {
+    scale_factor: f64,
+    runs: usize,
+    threads: usize,
+    queries: Vec<usize>,
+    dir: PathBuf,
+    duckdb: bool,
+    python: String,
+    out: Option<PathBuf>,
+}
+
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: not a valid value")),
+        _ => default,
+    }
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let scale_factor: f64 = env_or("TPCH_SF", 1.0);
+        assert!(scale_factor > 0.0, "TPCH_SF must be positive");
+        let queries = match std::env::var("TPCH_QUERIES") {
+            Ok(list) if !list.trim().is_empty() => list
+                .split(',')
+                .map(|q| {
+                    let n: usize = q.trim().trim_start_matches(['q', 'Q']).parse().unwrap();
+                    assert!((1..=22).contains(&n), "no TPC-H query {n}");
+                    n
+                })
+                .collect(),
+            _ => (1..=22).collect(),
+        };
+        let dir = match std::env::var("TPCH_DIR") {
+            Ok(d) if !d.is_empty() => PathBuf::from(d),
+            _ => {
+                let name = format!("tpch-sf{scale_factor}");
+                let cache = Path::new("/var/cache/passerelle");
+                if std::fs::create_dir_all(cache).is_ok()
+                    && std::fs::metadata(cache).is_ok_and(|m| !m.permissions().readonly())
+                {
+                    cache.join(name)
+                } else {
+                    std::env::temp_dir().join(format!("passerelle-{name}"))
+                }
+            }
+        };
+        Settings {
+            scale_factor,
+            runs: env_or("TPCH_RUNS", 5usize).max(1),
+            threads: env_or("TPCH_THREADS", 2usize).max(1),
+            queries,
+            dir,
+            duckdb: std::env::var("TPCH_DUCKDB").map_or(true, |v| v != "0"),
+            python: std::env::var("TPCH_PYTHON").unwrap_or_else(|_| "python3".into()),
+            out: std::env::var("TPCH_OUT").ok().map(PathBuf::from),
+        }
+    }
+}
+
+/// Generates the tables once; a marker file says the folder is complete.
+fn ensure_data(dir: &Path, scale_factor: f64) {
+    let marker = dir.join(".complete");
+    if marker.exists() {
+        eprintln!("data: reusing {}", dir.display());
+        return;
+    }
+    eprintln!(
+        "data: generating SF {scale_factor} into {} …",
+        dir.display()
+    );
+    let start = Instant::now();
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+    data::generate(dir, scale_factor).unwrap();
+    std::fs::write(&marker, format!("{scale_factor}\n")).unwrap();
+    eprintln!("data: generated in {:.1} s", start.elapsed().as_secs_f64());
+}
+
+/// The Parquet schema of a table folder (as `tests/tpch/data.rs` reads it; private there).
+fn raw_schema(folder: &Path) -> Result<SchemaRef, EngineError> {
+    let table = folder
+        .file_name()
+        .ok_or_else(|| EngineError::Internal(format!("{} has no name", folder.display())))?;
+    let file = folder.join(Path::new(table).with_extension("parquet"));
+    passerelle::policy::catalog::parquet_arrow_schema(&file).map_err(EngineError::Internal)
+}
+
+/// The realistic plan: the allow-all plan, with `customer`'s name pseudonymised (domain of
+/// the habilitation), phone partially masked, address redacted, and a row filter on nation.
+fn realistic_plan(catalog: &Catalog) -> AccessPlan {
+    let mut plan = data::allow_all_plan(catalog);
+    plan.habilitation.title = "TPC-H, customers pseudonymised and filtered".into();
+    plan.policy_version = "realistic".into();
+    let customer = plan
+        .datasets
+        .iter_mut()
+        .find(|d| d.name == "public.customer")
+        .expect("customer in the plan");
+    for column in &mut customer.columns {
+        column.treatment = match column.name.as_str() {
+            "c_name" => ColumnTreatment::Pseudonymised {
+                domain: plan.habilitation.pseudonymisation_domain.clone(),
+            },
+            "c_phone" => ColumnTreatment::Partial { keep_last: 4 },
+            "c_address" => ColumnTreatment::Redacted,
+            _ => continue,
+        };
+    }
+    let names: Vec<&str> = customer.columns.iter().map(|c| c.name.as_str()).collect();
+    let expr = FilterExpr::parse(CUSTOMER_FILTER, &names).expect("the filter parses");
+    customer.row_filters.push(RowFilter {
+        source: CUSTOMER_FILTER.into(),
+        expr,
+        reason: Reason {
+            source: "policy.csv",
+            line: None,
+            text: format!("filter customer {CUSTOMER_FILTER}"),
+        },
+    });
+    plan
+}
+
+fn secure(dir: &Path, plan: &AccessPlan, catalog: &Catalog) -> SessionContext {
+    let keys = KeyRing::new(MasterKey::from_bytes([0x5a; 32]), Vec::new());
+    let today = chrono::NaiveDate::from_ymd_opt(2025, 1, 1).unwrap();
+    passerelle::engine::secure_session(plan, catalog, dir, &keys, today, &raw_schema).unwrap()
+}
+
+async fn set_threads(ctx: &SessionContext, threads: usize) {
+    ctx.sql(&format!(
+        "SET datafusion.execution.target_partitions = {threads}"
+    ))
+    .await
+    .unwrap()
+    .collect()
+    .await
+    .unwrap();
+}
+
+#[derive(Clone, Copy)]
+enum Engine {
+    Bare,
+    AllowAll,
+    Realistic,
+}
+
+/// Runs one query to the end; returns its time and row count.
+async fn time_one(ctx: &SessionContext, engine: Engine, sql: &str, n: usize) -> (Duration, usize) {
+    let limits = QueryLimits {
+        max_rows: usize::MAX / 2,
+        timeout: Duration::from_secs(3600),
+        ..QueryLimits::default()
+    };
+    let start = Instant::now();
+    let rows = match engine {
+        Engine::Bare => {
+            let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+            batches.iter().map(RecordBatch::num_rows).sum()
+        }
+        Engine::AllowAll | Engine::Realistic => {
+            let outcome = run_query(ctx, sql, &limits)
+                .await
+                .unwrap_or_else(|e| panic!("Q{n:02}: the secure engine refused: {e:?}"));
+            outcome.rows
+        }
+    };
+    (start.elapsed(), rows)
+}
+
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2.0
+    }
+}
+
+fn geomean(values: &[f64]) -> f64 {
+    (values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp()
+}
+
+/// DuckDB's medians (ms) by query number, from `benches/tpch_duckdb.py`.
+fn run_duckdb(settings: &Settings) -> Result<(String, BTreeMap<usize, f64>), String> {
+    let bench_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches");
+    let queries_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tpch/queries");
+    let list: Vec<String> = settings.queries.iter().map(ToString::to_string).collect();
+    let output = Command::new(&settings.python)
+        .arg(bench_dir.join("tpch_duckdb.py"))
+        .args(["--dir", &settings.dir.to_string_lossy()])
+        .args(["--queries-dir", &queries_dir.to_string_lossy()])
+        .args(["--runs", &settings.runs.to_string()])
+        .args(["--threads", &settings.threads.to_string()])
+        .args(["--queries", &list.join(",")])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("{}: {e}", settings.python))?;
+    if !output.status.success() {
+        return Err(format!("tpch_duckdb.py exited with {}", output.status));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("tpch_duckdb.py output: {e}"))?;
+    let version = value["version"].as_str().unwrap_or("?").to_string();
+    let mut medians = BTreeMap::new();
+    if let Some(map) = value["medians_ms"].as_object() {
+        for (k, v) in map {
+            if let (Ok(n), Some(ms)) = (k.parse::<usize>(), v.as_f64()) {
+                medians.insert(n, ms);
+            }
+        }
+    }
+    Ok((version, medians))
+}
+
+fn ratio(num: f64, den: Option<f64>) -> String {
+    match den {
+        Some(d) if d > 0.0 => format!("{:.3}", num / d),
+        _ => "—".into(),
+    }
+}
+
+fn main() {
+    let settings = Settings::from_env();
+    // `cargo bench` passes `--bench`; a filter argument is not supported (use TPCH_QUERIES).
+    ensure_data(&settings.dir, settings.scale_factor);
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(settings.threads)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let catalog = data::catalog().unwrap();
+    let realistic = realistic_plan(&catalog);
+
+    // (engine, query) → times in ms
+    let mut times: BTreeMap<(usize, usize), Vec<f64>> = BTreeMap::new();
+    let mut rows: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    let mut session_ms = Vec::new();
+    runtime.block_on(async {
+        let bare = data::bare_session(&settings.dir).await.unwrap();
+        // What the server does per request (plan → session): timed a few times for the report.
+        for _ in 0..5 {
+            let start = Instant::now();
+            let s = secure(&settings.dir, &realistic, &catalog);
+            session_ms.push(start.elapsed().as_secs_f64() * 1e3);
+            drop(s);
+        }
+        let sessions = [
+            (Engine::Bare, bare),
+            (Engine::AllowAll, data::secure_session(&settings.dir).unwrap()),
+            (
+                Engine::Realistic,
+                secure(&settings.dir, &realistic, &catalog),
+            ),
+        ];
+        for (_, ctx) in &sessions {
+            set_threads(ctx, settings.threads).await;
+        }
+        for &n in &settings.queries {
+            let sql = data::QUERIES[n - 1];
+            // Warm-up: one run each (file listing, footers, page cache).
+            for (i, (engine, ctx)) in sessions.iter().enumerate() {
+                let (_, r) = time_one(ctx, *engine, sql, n).await;
+                rows.insert((i, n), r);
+            }
+            for _ in 0..settings.runs {
+                for (i, (engine, ctx)) in sessions.iter().enumerate() {
+                    let (t, _) = time_one(ctx, *engine, sql, n).await;
+                    times
+                        .entry((i, n))
+                        .or_default()
+                        .push(t.as_secs_f64() * 1e3);
+                }
+            }
+            let m = |i: usize| median(&mut times[&(i, n)].clone());
+            eprintln!(
+                "Q{n:02}: bare {:8.1} ms | allow-all {:8.1} ms | realistic {:8.1} ms (rows {} / {} / {})",
+                m(0),
+                m(1),
+                m(2),
+                rows[&(0, n)],
+                rows[&(1, n)],
+                rows[&(2, n)],
+            );
+        }
+    });
+    drop(runtime);
+
+    let duck = if settings.duckdb {
+        match run_duckdb(&settings) {
+            Ok(d) => Some(d),
+            Err(why) => {
+                eprintln!("DuckDB skipped: {why} (run benches/tpch.sh, or pip install duckdb)");
+                None
+            }
+        }
+    } else {
+        None
+    };
+
+    let mut table = String::new();
+    let _ = writeln!(
+        table,
+        "TPC-H SF {}, {} threads, {} runs after 1 warm-up, medians in ms{}",
+        settings.scale_factor,
+        settings.threads,
+        settings.runs,
+        duck.as_ref()
+            .map(|(v, _)| format!(", DuckDB {v}"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(table);
+    let _ = writeln!(
+        table,
+        "| query | (a) bare | (b) allow-all | (c) realistic | (d) DuckDB | (b)/(a) | (c)/(a) | (b)/(d) |"
+    );
+    let _ = writeln!(table, "|---|---:|---:|---:|---:|---:|---:|---:|");
+    let mut cols: [Vec<f64>; 3] = Default::default();
+    let mut duck_col = Vec::new();
+    for &n in &settings.queries {
+        let meds: Vec<f64> = (0..3)
+            .map(|i| median(&mut times[&(i, n)].clone()))
+            .collect();
+        for i in 0..3 {
+            cols[i].push(meds[i]);
+        }
+        let d = duck.as_ref().and_then(|(_, m)| m.get(&n).copied());
+        if let Some(d) = d {
+            duck_col.push(d);
+        }
+        let _ = writeln!(
+            table,
+            "| Q{n:02} | {:.1} | {:.1} | {:.1} | {} | {} | {} | {} |",
+            meds[0],
+            meds[1],
+            meds[2],
+            d.map_or("—".into(), |d| format!("{d:.1}")),
+            ratio(meds[1], Some(meds[0])),
+            ratio(meds[2], Some(meds[0])),
+            ratio(meds[1], d),
+        );
+    }
+    let g: Vec<f64> = cols.iter().map(|c| geomean(c)).collect();
+    // DuckDB's geomean only when it answered every query (else the ratio would mislead).
+    let gd = (duck_col.len() == settings.queries.len()).then(|| geomean(&duck_col));
+    let _ = writeln!(
+        table,
+        "| **geomean** | **{:.1}** | **{:.1}** | **{:.1}** | **{}** | **{}** | **{}** | **{}** |",
+        g[0],
+        g[1],
+        g[2],
+        gd.map_or("—".into(), |d| format!("{d:.1}")),
+        ratio(g[1], Some(g[0])),
+        ratio(g[2], Some(g[0])),
+        ratio(g[1], gd),
+    );
+    let _ = writeln!(table);
+    let _ = writeln!(
+        table,
+        "Goals: (b)/(a) ≤ 1.03 → {}; (c)/(a) ≤ 1.15 → {}; (b)/(d) ≤ 1.5 → {}. \
+         Building a secure session (realistic plan; the server builds one per request): median {:.2} ms.",
+        verdict(g[1] / g[0], 1.03),
+        verdict(g[2] / g[0], 1.15),
+        gd.map_or("not measured".into(), |d| verdict(g[1] / d, 1.5)),
+        median(&mut session_ms),
+    );
+    println!("{table}");
+    if let Some(out) = &settings.out {
+        std::fs::write(out, &table).unwrap();
+    }
+}
+
+fn verdict(value: f64, goal: f64) -> String {
+    if value <= goal {
+        format!("{value:.3}, met")
+    } else {
+        format!("{value:.3}, **missed**")
+    }
+}
