@@ -13,6 +13,8 @@
 # (stays; 44500000 gives 10 000 000 allocataires), LOOKUP_RATE (fixed-rate run, req/s),
 # LOOKUP_DURATION (per run), LOOKUP_CONNECTIONS (saturation runs), LOOKUP_KEYS (sampled keys),
 # LOOKUP_PORT, PASSERELLE_BIN, OHA, LOOKUP_TOOLS (where oha and a Python venv with pyarrow go).
+# Outputs (oha JSON, server log, sampled URLs) go to $TARGET/lookup-bench. Figures and what
+# limits them: docs/benchmarks.md, "Lookups".
 #
 # The rate limiter is opened wide (PASSERELLE_LIMITS__LOOKUP_RATE_FACTOR=100000, i.e.
 # 25 000 000 lookups/min for the CAF habilitation) so that it never refuses: this measures the
@@ -150,14 +152,17 @@ SERVER_PID=
 echo
 echo "machine: $(nproc) cores, $(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1); oha $("$OHA" --version | awk '{print $2}')"
 echo "start (process start to serving, incl. index build): $(awk -v a="$STARTED" -v b="$READY" 'BEGIN {printf "%.1f s", b - a}')"
-grep '"lookup index built"' "$OUT/server.err" | "$PYTHON" -c '
+"$PYTHON" - "$OUT/server.err" <<'EOF'
 import json, sys
-for line in sys.stdin:
+for line in open(sys.argv[1]):
+    if "lookup index built" not in line:
+        continue
     e = json.loads(line)
     f = e.get("fields", e)
-    print(f"index {f.get(\"dataset\")}.{f.get(\"column\")}: {f.get(\"rows\")} rows, "
-          f"{int(f.get(\"memory_bytes\", 0)) / 2**20:.1f} MiB, built in {f.get(\"build_ms\")} ms")
-'
+    mib = int(f.get("memory_bytes", 0)) / 2**20
+    print(f"index {f.get('dataset')}.{f.get('column')}: {f.get('rows')} rows, "
+          f"{mib:.1f} MiB, built in {f.get('build_ms')} ms")
+EOF
 echo "server RSS: ${RSS_START} kB after start, ${RSS_LOADED} kB after the known-key saturation run, ${RSS_END} kB at the end"
 echo
 "$PYTHON" - "$OUT" <<'EOF'
@@ -171,9 +176,9 @@ for name, label in (("rate-known", "1 fixed rate, known keys"),
     r = json.load(open(f"{out}/{name}.json"))
     s, p = r["summary"], r["latencyPercentiles"]
     codes = ", ".join(f"{k}: {v}" for k, v in sorted(r.get("statusCodeDistribution", {}).items()))
-    errors = r.get("errorDistribution", {})
-    if errors:
-        codes += f"; errors: {sum(errors.values())}"
+    for error, n in sorted(r.get("errorDistribution", {}).items()):
+        # "aborted due to deadline": requests in flight when the run's time was up.
+        codes += f"; {error}: {n}"
     print(f"{label:<34} {s['requestsPerSec']:>8.0f} {p['p50'] * 1e3:>8.2f} {p['p99'] * 1e3:>8.2f} "
           f"{s['slowest'] * 1e3:>8.2f}  {codes}")
 EOF
