@@ -22,6 +22,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 /// Rows per data page at most.
 const PAGE_ROWS: usize = 4096;
 
+/// Datasets the demo policy opens to lookups.
+const LOOKUP_DATASETS: &[&str] = &["social.allocataires", "fiscal.revenus"];
+
 use super::{GenerateError, GenerateOptions};
 
 /// Rows per Arrow record batch.
@@ -92,6 +95,9 @@ impl Output {
             .set_max_row_group_row_count(Some(ROW_GROUP))
             // Small pages: a lookup decodes one page per column, and pruning is finer.
             .set_data_page_row_count_limit(PAGE_ROWS)
+            // Datasets served by per-record lookups: no dictionary pages, which a one-row read
+            // would otherwise decode whole (about 5× more lookups/s at 10 M rows, measured).
+            .set_dictionary_enabled(!LOOKUP_DATASETS.contains(&dataset))
             .set_created_by("passerelle demo".to_string())
             .set_key_value_metadata(Some(metadata))
             .build();
