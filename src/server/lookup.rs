@@ -276,6 +276,29 @@ fn domain_of(
         .ok()
 }
 
+/// A rate-limit refusal with its `RateLimit-*` and `Retry-After` headers.
+fn refused_response((error, headers): (ApiError, HeaderMap)) -> Response {
+    with_headers(error.into_response(), headers)
+}
+
+/// Each key's granted record (or `None`), read off the async runtime (file I/O).
+async fn lookup_keys(
+    state: &AppState,
+    plan: &AccessPlan,
+    dataset_plan: &DatasetPlan,
+    keys: Vec<String>,
+) -> Result<Vec<Option<Map<String, Value>>>, ApiError> {
+    let domain = domain_of(state, plan);
+    let (state, dataset_plan) = (state.clone(), dataset_plan.clone());
+    tokio::task::spawn_blocking(move || {
+        keys.iter()
+            .map(|k| lookup_one(&state, &dataset_plan, k, domain.as_ref()))
+            .collect()
+    })
+    .await
+    .map_err(|_| ApiError::internal())?
+}
+
 fn lookup_one(
     state: &AppState,
     dataset: &DatasetPlan,
@@ -313,22 +336,12 @@ pub async fn lookup(
     check_keys(&set, &dataset_plan, &keys)?;
     let headers = match rate_limit(&state, &plan, &principal, 1) {
         Ok(h) => h,
-        Err(refused) => {
-            let (e, h) = *refused;
-            return Ok(with_headers(e.into_response(), h));
-        }
+        Err(refused) => return Ok(refused_response(*refused)),
     };
-    let domain = domain_of(&state, &plan);
-    let record = {
-        let state = state.clone();
-        let dataset_plan = dataset_plan.clone();
-        let key = keys[0].clone();
-        tokio::task::spawn_blocking(move || {
-            lookup_one(&state, &dataset_plan, &key, domain.as_ref())
-        })
-        .await
-        .map_err(|_| ApiError::internal())??
-    };
+    let record = lookup_keys(&state, &plan, &dataset_plan, keys.to_vec())
+        .await?
+        .pop()
+        .flatten();
     let found = usize::from(record.is_some());
     trace(
         &state,
@@ -388,24 +401,9 @@ pub async fn lookup_batch(
     check_keys(&set, &dataset_plan, &request.keys)?;
     let headers = match rate_limit(&state, &plan, &principal, request.keys.len()) {
         Ok(h) => h,
-        Err(refused) => {
-            let (e, h) = *refused;
-            return Ok(with_headers(e.into_response(), h));
-        }
+        Err(refused) => return Ok(refused_response(*refused)),
     };
-    let domain = domain_of(&state, &plan);
-    let results = {
-        let state = state.clone();
-        let dataset_plan = dataset_plan.clone();
-        let keys = request.keys.clone();
-        tokio::task::spawn_blocking(move || {
-            keys.iter()
-                .map(|k| lookup_one(&state, &dataset_plan, k, domain.as_ref()))
-                .collect::<Result<Vec<_>, ApiError>>()
-        })
-        .await
-        .map_err(|_| ApiError::internal())??
-    };
+    let results = lookup_keys(&state, &plan, &dataset_plan, request.keys.clone()).await?;
     let found = results.iter().filter(|r| r.is_some()).count();
     trace(
         &state,
