@@ -14,7 +14,7 @@ use arrow::buffer::{Buffer, NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow::datatypes::{DataType, Date32Type, Float64Type, Int32Type, Int64Type};
 use chrono::Datelike;
 
-use super::domain::{PSEUDONYM_LEN, PseudonymDomain};
+use super::domain::{LANES, PSEUDONYM_LEN, PseudonymDomain};
 
 /// Why a treatment could not be applied (a type the policy check should have refused).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -74,41 +74,44 @@ fn for_each_value(
 ///
 /// Every pseudonym has the same width, so the output is one contiguous values buffer with
 /// offsets `k * 22` (a NULL takes no byte) and the input's null buffer: no per-value
-/// allocation, no builder.
+/// allocation, no builder. Values are hashed [`LANES`] at a time (see
+/// [`PseudonymDomain::pseudonymise_lanes`]).
 pub fn pseudonymise(domain: &PseudonymDomain, array: &dyn Array) -> Result<ArrayRef, KernelError> {
+    let source = match array.data_type() {
+        DataType::Utf8 => Source::Utf8(array.as_string::<i32>()),
+        DataType::LargeUtf8 => Source::LargeUtf8(array.as_string::<i64>()),
+        DataType::Utf8View => Source::Utf8View(array.as_string_view()),
+        DataType::Int32 => Source::Int32(array.as_primitive::<Int32Type>()),
+        DataType::Int64 => Source::Int64(array.as_primitive::<Int64Type>()),
+        other => return Err(unsupported("pseudonymise", other)),
+    };
     let nulls = array.nulls().filter(|n| n.null_count() > 0).cloned();
     let mut fill = FixedWidth::new(array.len(), nulls)?;
-    match array.data_type() {
-        DataType::Utf8 => {
-            let strings = array.as_string::<i32>();
-            fill.each(|i, out| domain.pseudonymise_into(strings.value(i).as_bytes(), out));
-        }
-        DataType::LargeUtf8 => {
-            let strings = array.as_string::<i64>();
-            fill.each(|i, out| domain.pseudonymise_into(strings.value(i).as_bytes(), out));
-        }
-        DataType::Utf8View => {
-            let strings = array.as_string_view();
-            fill.each(|i, out| domain.pseudonymise_into(strings.value(i).as_bytes(), out));
-        }
-        DataType::Int32 => {
-            let numbers = array.as_primitive::<Int32Type>();
-            let mut digits = [0u8; 20];
-            fill.each(|i, out| {
-                let n = i64::from(numbers.value(i));
-                domain.pseudonymise_into(decimal(n, &mut digits), out)
-            });
-        }
-        DataType::Int64 => {
-            let numbers = array.as_primitive::<Int64Type>();
-            let mut digits = [0u8; 20];
-            fill.each(|i, out| {
-                domain.pseudonymise_into(decimal(numbers.value(i), &mut digits), out)
-            });
-        }
-        other => return Err(unsupported("pseudonymise", other)),
-    }
+    fill.pseudonyms(domain, &source);
     fill.finish()
+}
+
+/// The values of a column that can be pseudonymised: strings as is, integers in decimal.
+enum Source<'a> {
+    Utf8(&'a StringArray),
+    LargeUtf8(&'a arrow::array::LargeStringArray),
+    Utf8View(&'a arrow::array::StringViewArray),
+    Int32(&'a Int32Array),
+    Int64(&'a Int64Array),
+}
+
+impl Source<'_> {
+    /// The bytes of value `i` (a valid index), using `digits` for integers.
+    #[inline]
+    fn bytes<'b>(&'b self, i: usize, digits: &'b mut [u8; 20]) -> &'b [u8] {
+        match self {
+            Source::Utf8(a) => a.value(i).as_bytes(),
+            Source::LargeUtf8(a) => a.value(i).as_bytes(),
+            Source::Utf8View(a) => a.value(i).as_bytes(),
+            Source::Int32(a) => decimal(i64::from(a.value(i)), digits),
+            Source::Int64(a) => decimal(a.value(i), digits),
+        }
+    }
 }
 
 /// The output of a fixed-width string kernel: `len` slots, the valid ones filled in order.
@@ -135,17 +138,33 @@ impl FixedWidth {
         })
     }
 
-    /// Calls `f(i, slot)` for every valid index `i`, in order, and keeps each slot.
-    fn each(&mut self, mut f: impl FnMut(usize, &mut [u8; PSEUDONYM_LEN])) {
-        let mut fill = |i: usize| {
-            let mut slot = [0u8; PSEUDONYM_LEN];
-            f(i, &mut slot);
-            self.values.push(slot);
+    /// Fills one slot per valid index, in order, with the pseudonym of that value.
+    fn pseudonyms(&mut self, domain: &PseudonymDomain, source: &Source<'_>) {
+        let mut lane = [0usize; LANES];
+        let mut used = 0;
+        let flush = |lane: &[usize], values: &mut Vec<[u8; PSEUDONYM_LEN]>| {
+            let mut digits = [[0u8; 20]; LANES];
+            let mut bytes: [&[u8]; LANES] = [&[]; LANES];
+            for ((b, &i), d) in bytes.iter_mut().zip(lane).zip(&mut digits) {
+                *b = source.bytes(i, d);
+            }
+            let start = values.len();
+            values.resize(start + lane.len(), [0u8; PSEUDONYM_LEN]);
+            domain.pseudonymise_lanes(&bytes[..lane.len()], &mut values[start..]);
+        };
+        let mut push = |i: usize| {
+            lane[used] = i;
+            used += 1;
+            if used == LANES {
+                flush(&lane, &mut self.values);
+                used = 0;
+            }
         };
         match &self.nulls {
-            None => (0..self.len).for_each(&mut fill),
-            Some(nulls) => nulls.valid_indices().for_each(&mut fill),
+            None => (0..self.len).for_each(&mut push),
+            Some(nulls) => nulls.valid_indices().for_each(&mut push),
         }
+        flush(&lane[..used], &mut self.values);
     }
 
     fn finish(self) -> Result<ArrayRef, KernelError> {
