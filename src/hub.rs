@@ -90,8 +90,10 @@ pub async fn start_with_audit(
         ));
     }
     policy.spawn_sighup();
-    // A lookup never scans: every `unique` column is indexed before the server answers.
-    let (lookups, reports) = crate::lookup::Lookups::build(&set.catalog, &config.data.dir)
+    // A lookup never scans: the policy's lookup key columns are indexed before the server
+    // answers (a key column that a reloaded policy adds is indexed on first use).
+    let (lookups, reports) =
+        crate::lookup::Lookups::build(&set.catalog, set.rules(), &config.data.dir)
         .map_err(|e| HubError::Policy(vec![format!("lookup index: {e}")]))?;
     for r in &reports {
         tracing::info!(

@@ -19,8 +19,10 @@ use parquet::arrow::arrow_reader::{
 use parquet::file::metadata::PageIndexPolicy;
 
 /// Why an index could not be built (names no path).
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum IndexError {
+    #[error("the catalog does not declare this column unique: it is no lookup key")]
+    NotUnique,
     #[error("the key column `{0}` is missing or not a string or integer column")]
     KeyColumn(String),
     #[error("the dataset file cannot be read")]
@@ -116,6 +118,11 @@ impl KeyIndex {
             .take_while(|&&e| e & !0xffff_ffff == hash)
             .map(|&e| e & 0xffff_ffff)
             .collect()
+    }
+
+    /// The name of the key column.
+    pub fn key_name(&self) -> &str {
+        self.metadata.schema().field(self.key_column).name()
     }
 
     /// Rows indexed.

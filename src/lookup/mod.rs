@@ -16,8 +16,8 @@ pub mod params;
 pub mod read;
 
 use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::ArrayRef;
 use arrow::record_batch::RecordBatch;
@@ -26,14 +26,24 @@ use serde_json::{Map, Value};
 pub use index::{IndexError, KeyIndex};
 pub use params::{ParamError, Traceability, TraceabilityParams, check_key, is_siret};
 
+use crate::policy::rules::{Act, Effect, Param, Rule};
 use crate::policy::{Catalog, ColumnTreatment, DatasetPlan};
 use crate::pseudonym::PseudonymDomain;
 
-/// Key indexes of the hub: one per dataset column declared `unique` in the catalog.
-#[derive(Debug, Default)]
+/// Key indexes of the hub, one per (dataset, key column) that lookups use.
+///
+/// The key columns that the policy names in its `lookup` rules are indexed before the server
+/// answers (`build`); a key column that a reloaded policy names later is indexed on its first
+/// lookup (`index`). Only a column declared `unique` in the catalog can be a key: another
+/// column gets no index, so its lookups are refused (fail closed).
+#[derive(Debug)]
 pub struct Lookups {
-    indexes: HashMap<(String, String), Arc<KeyIndex>>,
+    data_dir: PathBuf,
+    indexes: Mutex<HashMap<(String, String), Slot>>,
 }
+
+/// One (dataset, column) index, built once by whoever needs it first.
+type Slot = Arc<OnceLock<Result<Arc<KeyIndex>, IndexError>>>;
 
 /// What building the indexes cost (logged at start, documented in benchmarks).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -45,36 +55,96 @@ pub struct IndexReport {
     pub build_ms: u128,
 }
 
-impl Lookups {
-    /// Indexes every `unique` column of every dataset of `catalog`.
-    pub fn build(
-        catalog: &Catalog,
-        data_dir: &Path,
-    ) -> Result<(Lookups, Vec<IndexReport>), IndexError> {
-        let mut indexes = HashMap::new();
-        let mut reports = Vec::new();
-        for name in catalog.names() {
-            let Some(dataset) = catalog.dataset(&name) else {
-                continue;
-            };
-            for field in dataset.fields.iter().filter(|f| f.constraints.unique) {
-                let started = std::time::Instant::now();
-                let index = KeyIndex::build(&data_dir.join(&dataset.path), field.name.get_ref())?;
-                reports.push(IndexReport {
-                    dataset: name.clone(),
-                    column: field.name.get_ref().clone(),
-                    rows: index.len(),
-                    memory_bytes: index.memory_bytes(),
-                    build_ms: started.elapsed().as_millis(),
-                });
-                indexes.insert((name.clone(), field.name.get_ref().clone()), index);
+/// The (dataset, column) pairs that `rules` use as lookup keys and `catalog` declares unique.
+pub fn policy_key_columns(catalog: &Catalog, rules: &[Rule]) -> Vec<(String, String)> {
+    let mut pairs = Vec::new();
+    for rule in rules
+        .iter()
+        .filter(|r| r.act == Act::Lookup && r.effect == Effect::Allow)
+    {
+        let Param::KeyColumn(column) = &rule.param else {
+            continue;
+        };
+        let datasets = match &rule.dataset {
+            Some(name) => vec![name.clone()],
+            None => catalog.names(),
+        };
+        for name in datasets {
+            let unique = catalog
+                .dataset(&name)
+                .and_then(|d| d.field(column))
+                .is_some_and(|f| f.constraints.unique);
+            if unique && !pairs.contains(&(name.clone(), column.clone())) {
+                pairs.push((name, column.clone()));
             }
         }
-        Ok((Lookups { indexes }, reports))
+    }
+    pairs
+}
+
+impl Lookups {
+    /// Indexes, now, every key column of `rules` (see [`policy_key_columns`]).
+    pub fn build(
+        catalog: &Catalog,
+        rules: &[Rule],
+        data_dir: &Path,
+    ) -> Result<(Lookups, Vec<IndexReport>), IndexError> {
+        let lookups = Lookups {
+            data_dir: data_dir.to_path_buf(),
+            indexes: Mutex::default(),
+        };
+        let mut reports = Vec::new();
+        for (dataset, column) in policy_key_columns(catalog, rules) {
+            let started = std::time::Instant::now();
+            let index = lookups.index(catalog, &dataset, &column)?;
+            reports.push(IndexReport {
+                dataset,
+                column,
+                rows: index.len(),
+                memory_bytes: index.memory_bytes(),
+                build_ms: started.elapsed().as_millis(),
+            });
+        }
+        Ok((lookups, reports))
     }
 
-    pub fn index(&self, dataset: &str, column: &str) -> Option<&Arc<KeyIndex>> {
-        self.indexes.get(&(dataset.to_string(), column.to_string()))
+    /// The index of `dataset.column`, built on first use (blocking: call it off the async
+    /// runtime). `NoIndex` when the catalog does not declare the column unique.
+    pub fn index(
+        &self,
+        catalog: &Catalog,
+        dataset: &str,
+        column: &str,
+    ) -> Result<Arc<KeyIndex>, IndexError> {
+        let Some(entry) = catalog.dataset(dataset) else {
+            return Err(IndexError::NotUnique);
+        };
+        // SECURITY: only a unique column identifies one record; anything else is no key.
+        if !entry.field(column).is_some_and(|f| f.constraints.unique) {
+            return Err(IndexError::NotUnique);
+        }
+        let slot = self
+            .indexes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry((dataset.to_string(), column.to_string()))
+            .or_default()
+            .clone();
+        // One build per column, whoever asks first; the others wait for it.
+        slot.get_or_init(|| {
+            let index = KeyIndex::build(&self.data_dir.join(&entry.path), column);
+            if let Ok(index) = &index {
+                tracing::info!(
+                    dataset,
+                    column,
+                    rows = index.len(),
+                    memory_bytes = index.memory_bytes(),
+                    "lookup index built"
+                );
+            }
+            index
+        })
+        .clone()
     }
 }
 
@@ -95,15 +165,26 @@ pub enum LookupError {
 /// column) are refused rather than merged.
 pub fn answer_record(
     lookups: &Lookups,
+    catalog: &Catalog,
     plan: &DatasetPlan,
     key: &str,
     domain: Option<&Arc<PseudonymDomain>>,
 ) -> Result<Map<String, Value>, LookupError> {
     let key_column = plan.lookup_key.as_deref().ok_or(LookupError::NoIndex)?;
-    let index = lookups
-        .index(&plan.name, key_column)
-        .ok_or(LookupError::NoIndex)?;
-    let rows = read::rows_with_key(index, key).map_err(|e| LookupError::Internal(e.to_string()))?;
+    let index = match lookups.index(catalog, &plan.name, key_column) {
+        Ok(index) => index,
+        Err(IndexError::NotUnique) => return Err(LookupError::NoIndex),
+        Err(e) => return Err(LookupError::Internal(e.to_string())),
+    };
+    // Only the granted fields are decoded; row filters may need any column.
+    let visible: Vec<&str> = plan.visible_columns().map(|c| c.name.as_str()).collect();
+    let columns = if plan.row_filters.is_empty() {
+        read::Columns::Only(&visible)
+    } else {
+        read::Columns::All
+    };
+    let rows = read::rows_with_key(&index, key, columns)
+        .map_err(|e| LookupError::Internal(e.to_string()))?;
     let batch = match rows.as_slice() {
         [] => return Err(LookupError::NotFound),
         [one] => one,

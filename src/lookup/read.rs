@@ -2,6 +2,7 @@
 //! against the asked key before anything is returned.
 
 use arrow::record_batch::RecordBatch;
+use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
 
 use super::index::{KeyIndex, key_bytes};
@@ -11,13 +12,34 @@ use super::index::{KeyIndex, key_bytes};
 #[error("the record could not be read")]
 pub struct ReadError;
 
-/// The rows of `index`'s file whose key equals `key` (all columns).
-pub fn rows_with_key(index: &KeyIndex, key: &str) -> Result<Vec<RecordBatch>, ReadError> {
+/// Which columns of the file a read decodes.
+#[derive(Debug, Clone, Copy)]
+pub enum Columns<'a> {
+    All,
+    /// These (by name; unknown names are skipped), and the key column always.
+    Only(&'a [&'a str]),
+}
+
+/// The rows of `index`'s file whose key equals `key`, with `columns` (and the key column).
+pub fn rows_with_key(
+    index: &KeyIndex,
+    key: &str,
+    columns: Columns<'_>,
+) -> Result<Vec<RecordBatch>, ReadError> {
     let mut out = Vec::new();
-    for row in index.candidates(key) {
-        let batch = read_row(index, row)?;
+    let candidates = index.candidates(key);
+    if candidates.is_empty() {
+        return Ok(out);
+    }
+    let projection = projection(index, columns);
+    for row in candidates {
+        let batch = read_row(index, row, projection.clone())?;
         let mut text = String::new();
-        let stored = key_bytes(batch.column(index.key_column).as_ref(), 0, &mut text);
+        let key_column = batch
+            .schema()
+            .index_of(index.key_name())
+            .map_err(|_| ReadError)?;
+        let stored = key_bytes(batch.column(key_column).as_ref(), 0, &mut text);
         // SECURITY: a hash match is only a candidate; the stored key must equal the asked one.
         if stored == Some(key.as_bytes()) {
             out.push(batch);
@@ -26,7 +48,23 @@ pub fn rows_with_key(index: &KeyIndex, key: &str) -> Result<Vec<RecordBatch>, Re
     Ok(out)
 }
 
-fn read_row(index: &KeyIndex, row: u64) -> Result<RecordBatch, ReadError> {
+fn projection(index: &KeyIndex, columns: Columns<'_>) -> ProjectionMask {
+    let schema = index.metadata.parquet_schema();
+    match columns {
+        Columns::All => ProjectionMask::all(),
+        Columns::Only(names) => {
+            let arrow = index.metadata.schema();
+            let mut roots: Vec<usize> = names
+                .iter()
+                .filter_map(|name| arrow.index_of(name).ok())
+                .collect();
+            roots.push(index.key_column);
+            ProjectionMask::roots(schema, roots)
+        }
+    }
+}
+
+fn read_row(index: &KeyIndex, row: u64, projection: ProjectionMask) -> Result<RecordBatch, ReadError> {
     let group = index
         .group_starts
         .partition_point(|&s| s <= row)
@@ -40,6 +78,7 @@ fn read_row(index: &KeyIndex, row: u64) -> Result<RecordBatch, ReadError> {
     let mut reader =
         ParquetRecordBatchReaderBuilder::new_with_metadata(file, index.metadata.clone())
             .with_row_groups(vec![group])
+            .with_projection(projection)
             .with_row_selection(selection)
             .with_batch_size(1)
             .build()

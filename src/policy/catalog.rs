@@ -213,7 +213,7 @@ impl Catalog {
                     ));
                 }
                 if let Some(pattern) = &field.constraints.pattern
-                    && regex_lite_is_plausible(pattern).is_err()
+                    && table_schema_pattern(pattern).is_err()
                 {
                     {
                         problems.push(Problem::new(
@@ -305,34 +305,33 @@ fn is_dataset_name(name: &str) -> bool {
     ok(parts.next()) && ok(parts.next()) && parts.next().is_none()
 }
 
-/// A light sanity check of a Table Schema pattern (balanced brackets and parentheses). The
-/// lookup issue validates keys against patterns with a real regex engine.
-fn regex_lite_is_plausible(pattern: &str) -> Result<(), ()> {
-    let mut depth_paren = 0i32;
-    let mut in_class = false;
-    let mut escaped = false;
-    for c in pattern.chars() {
-        if escaped {
-            escaped = false;
-            continue;
-        }
-        match c {
-            '\\' => escaped = true,
-            '[' if !in_class => in_class = true,
-            ']' if in_class => in_class = false,
-            '(' if !in_class => depth_paren += 1,
-            ')' if !in_class => depth_paren -= 1,
-            _ => {}
-        }
-        if depth_paren < 0 {
-            return Err(());
-        }
+/// A Table Schema `pattern` compiled as it applies: to the whole value. Compiled once per
+/// pattern and shared (lookups check every key against it).
+pub fn table_schema_pattern(pattern: &str) -> Result<std::sync::Arc<regex::Regex>, regex::Error> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, LazyLock, RwLock};
+    static COMPILED: LazyLock<RwLock<HashMap<String, Arc<regex::Regex>>>> =
+        LazyLock::new(Default::default);
+    if let Some(re) = COMPILED
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(pattern)
+    {
+        return Ok(re.clone());
     }
-    if depth_paren == 0 && !in_class && !escaped {
-        Ok(())
-    } else {
-        Err(())
+    // Size-limited like the engine's regular expressions: a catalog cannot exhaust memory.
+    let re = Arc::new(
+        regex::RegexBuilder::new(&format!("^(?:{pattern})$"))
+            .size_limit(1 << 20)
+            .build()?,
+    );
+    let mut map = COMPILED.write().unwrap_or_else(|p| p.into_inner());
+    // Patterns come from the operator's catalog: few, but bound the cache anyway.
+    if map.len() > 1024 {
+        map.clear();
     }
+    map.insert(pattern.to_string(), re.clone());
+    Ok(re)
 }
 
 /// The Arrow schema of a Parquet file (the engine's raw schema).

@@ -284,15 +284,16 @@ fn refused_response((error, headers): (ApiError, HeaderMap)) -> Response {
 /// Each key's granted record (or `None`), read off the async runtime (file I/O).
 async fn lookup_keys(
     state: &AppState,
+    set: &Arc<PolicySet>,
     plan: &AccessPlan,
     dataset_plan: &DatasetPlan,
     keys: Vec<String>,
 ) -> Result<Vec<Option<Map<String, Value>>>, ApiError> {
     let domain = domain_of(state, plan);
-    let (state, dataset_plan) = (state.clone(), dataset_plan.clone());
+    let (state, set, dataset_plan) = (state.clone(), set.clone(), dataset_plan.clone());
     tokio::task::spawn_blocking(move || {
         keys.iter()
-            .map(|k| lookup_one(&state, &dataset_plan, k, domain.as_ref()))
+            .map(|k| lookup_one(&state, &set, &dataset_plan, k, domain.as_ref()))
             .collect()
     })
     .await
@@ -301,11 +302,12 @@ async fn lookup_keys(
 
 fn lookup_one(
     state: &AppState,
+    set: &PolicySet,
     dataset: &DatasetPlan,
     key: &str,
     domain: Option<&Arc<crate::pseudonym::PseudonymDomain>>,
 ) -> Result<Option<Map<String, Value>>, ApiError> {
-    match answer_record(&state.lookups, dataset, key, domain) {
+    match answer_record(&state.lookups, &set.catalog, dataset, key, domain) {
         Ok(record) => Ok(Some(record)),
         Err(LookupError::NotFound) => Ok(None),
         Err(LookupError::NoIndex) => Err(ApiError::unavailable(
@@ -338,7 +340,7 @@ pub async fn lookup(
         Ok(h) => h,
         Err(refused) => return Ok(refused_response(*refused)),
     };
-    let record = lookup_keys(&state, &plan, &dataset_plan, keys.to_vec())
+    let record = lookup_keys(&state, &set, &plan, &dataset_plan, keys.to_vec())
         .await?
         .pop()
         .flatten();
@@ -403,7 +405,7 @@ pub async fn lookup_batch(
         Ok(h) => h,
         Err(refused) => return Ok(refused_response(*refused)),
     };
-    let results = lookup_keys(&state, &plan, &dataset_plan, request.keys.clone()).await?;
+    let results = lookup_keys(&state, &set, &plan, &dataset_plan, request.keys.clone()).await?;
     let found = results.iter().filter(|r| r.is_some()).count();
     trace(
         &state,

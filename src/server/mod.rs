@@ -75,7 +75,7 @@ pub struct App {
     /// The audit trail: every request that reaches authentication is recorded before its
     /// answer leaves.
     pub audit: crate::audit::AuditLog,
-    /// Key indexes for lookups (built at start from the catalog's `unique` columns).
+    /// Key indexes for lookups (the policy's key columns at start, others on first use).
     pub lookups: Arc<crate::lookup::Lookups>,
     /// Lookup rate limiters per habilitation and organisation.
     pub lookup_limits: lookup::LookupLimits,

@@ -393,7 +393,7 @@ fn a_row_filter_hides_records_from_lookups() {
             text: "test".into(),
         },
     });
-    let (lookups, _) = passerelle::lookup::Lookups::build(&set.catalog, &layout.data()).unwrap();
+    let (lookups, _) = passerelle::lookup::Lookups::build(&set.catalog, set.rules(), &layout.data()).unwrap();
     let children = raw("social/allocataires.parquet", &["nombre_enfants"]);
     let many = children
         .iter()
@@ -402,10 +402,47 @@ fn a_row_filter_hides_records_from_lookups() {
         .iter()
         .find(|(_, v)| v["nombre_enfants"].as_i64() < Some(3));
     let (many, few) = (many.unwrap().0, few.unwrap().0);
-    let found = passerelle::lookup::answer_record(&lookups, &plan, many, None).unwrap();
+    let found = passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, many, None).unwrap();
     assert!(found["nombre_enfants"].as_i64().unwrap() >= 3);
     assert!(matches!(
-        passerelle::lookup::answer_record(&lookups, &plan, few, None),
+        passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, few, None),
         Err(passerelle::lookup::LookupError::NotFound)
+    ));
+}
+
+/// Only the policy's lookup key columns are indexed at start (not every `unique` column:
+/// `sante.sejours.id_sejour` would cost memory and start time for nothing); another unique
+/// column is indexed on its first use, and a column that is not unique is never a key.
+#[test]
+fn only_the_policy_key_columns_are_indexed_at_start() {
+    use passerelle::lookup::{IndexError, Lookups};
+    use passerelle::policy::PolicySet;
+    let layout = hub().layout();
+    let set = PolicySet::load(&layout.policies()).unwrap();
+    let (lookups, reports) = Lookups::build(&set.catalog, set.rules(), &layout.data()).unwrap();
+    let mut built: Vec<(String, String)> = reports
+        .iter()
+        .map(|r| (r.dataset.clone(), r.column.clone()))
+        .collect();
+    built.sort();
+    assert_eq!(
+        built,
+        [
+            ("fiscal.revenus".to_string(), "nir".to_string()),
+            ("social.allocataires".to_string(), "nir".to_string()),
+        ]
+    );
+    assert!(reports.iter().all(|r| r.rows > 0 && r.memory_bytes >= 8 * r.rows));
+    let stays = lookups
+        .index(&set.catalog, "sante.sejours", "id_sejour")
+        .unwrap();
+    assert!(!stays.is_empty());
+    assert!(matches!(
+        lookups.index(&set.catalog, "sante.sejours", "nir"),
+        Err(IndexError::NotUnique)
+    ));
+    assert!(matches!(
+        lookups.index(&set.catalog, "sante.inconnu", "nir"),
+        Err(IndexError::NotUnique)
     ));
 }
