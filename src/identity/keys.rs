@@ -119,6 +119,15 @@ impl JwksKeyStore {
         }
     }
 
+    /// Whether `kid` is known and not past its grace period (what [`Self::key`] checks,
+    /// without copying the key).
+    pub fn has_key(&self, kid: &str) -> bool {
+        let set = self.keys.load();
+        set.keys
+            .get(kid)
+            .is_some_and(|key| key.retired_at.is_none_or(|at| at.elapsed() <= self.grace))
+    }
+
     /// Called when a token names a `kid` we do not have: refresh now, unless a refresh
     /// happened very recently (rate limit) or another caller is already refreshing (single
     /// flight: we wait for its result instead of calling the issuer again).

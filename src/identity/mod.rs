@@ -11,6 +11,7 @@
 mod http;
 mod keys;
 mod token;
+mod verified;
 
 use std::collections::HashMap;
 use std::sync::Arc;

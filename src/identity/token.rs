@@ -8,6 +8,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::keys::JwksKeyStore;
+use super::verified::{self, VerifiedTokens};
 use super::{AuthError, ClientCertificate, IdentityError, Principal};
 use crate::config::{IdentityConfig, IssuerConfig};
 
@@ -17,6 +18,7 @@ pub struct TokenValidator {
     store: Arc<JwksKeyStore>,
     algorithms: Vec<Algorithm>,
     leeway: u64,
+    verified: VerifiedTokens,
 }
 
 impl TokenValidator {
@@ -44,6 +46,7 @@ impl TokenValidator {
             store,
             algorithms,
             leeway: identity.leeway_secs,
+            verified: VerifiedTokens::default(),
         })
     }
 
@@ -56,6 +59,28 @@ impl TokenValidator {
         token: &str,
         client_certificate: Option<&ClientCertificate>,
     ) -> Result<Principal, AuthError> {
+        // SECURITY: a token already verified (same bytes, same client certificate) is taken
+        // from the cache only before its `exp` and while its signing key is still published;
+        // see `verified.rs`.
+        let digest = verified::digest(token, client_certificate);
+        let now = chrono::Utc::now().timestamp();
+        if let Some(principal) = self
+            .verified
+            .get(&digest, now, |kid| self.store.has_key(kid))
+        {
+            return Ok(principal);
+        }
+        let (principal, kid) = self.verify(token, client_certificate).await?;
+        self.verified.insert(digest, &principal, &kid, now);
+        Ok(principal)
+    }
+
+    /// Full validation: signature, algorithm, claims. Returns the principal and the `kid`.
+    async fn verify(
+        &self,
+        token: &str,
+        client_certificate: Option<&ClientCertificate>,
+    ) -> Result<(Principal, String), AuthError> {
         // SECURITY: only `alg` and `kid` are read from the header; `jwk`, `jku`, `x5u` and
         // `x5c` are ignored: keys come from the issuer's published JWKS and nowhere else.
         // `alg: none` and HMAC algorithms are not in any allow-list.
@@ -88,7 +113,7 @@ impl TokenValidator {
             .map_err(|e| map_jwt_error(&e))?;
         let claims = data.claims;
         self.check_issued_at(&claims)?;
-        self.principal(&claims, client_certificate)
+        Ok((self.principal(&claims, client_certificate)?, kid))
     }
 
     fn check_issued_at(&self, claims: &Map<String, Value>) -> Result<(), AuthError> {

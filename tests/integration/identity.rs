@@ -195,6 +195,26 @@ async fn expired_token_is_refused() {
     assert_refused(&s.server, &s.issuer.sign("ec-1", &claims)).await;
 }
 
+/// A token accepted once is remembered (no second signature check), but never past its
+/// `exp`: the same bytes are refused once expired.
+#[tokio::test]
+async fn a_token_accepted_before_is_refused_once_expired() {
+    let issuer = TestIssuer::start().await;
+    let mut config = crate::support::hub().config();
+    config.identity.issuers = vec![trust(&issuer.issuer())];
+    config.identity.leeway_secs = 0;
+    let server = TestServer::start_with(config).await;
+    server.wait_ready(Duration::from_secs(10)).await;
+    let mut claims = issuer.claims("x");
+    let now = chrono::Utc::now().timestamp();
+    claims.insert("exp".into(), json!(now + 2));
+    let token = issuer.sign("ec-1", &claims);
+    assert_accepted(&server, &token).await;
+    assert_accepted(&server, &token).await;
+    tokio::time::sleep(Duration::from_millis(3_100)).await;
+    assert_refused(&server, &token).await;
+}
+
 #[tokio::test]
 async fn leeway_tolerates_small_clock_skew() {
     let s = setup().await;
