@@ -2,7 +2,7 @@
 # Lookup benchmark ("tell us once"): GET /v1/lookup/social.allocataires/{nir} over HTTPS
 # (loopback, keep-alive) on a demo hub whose social.allocataires holds 10 million rows.
 #
-# Does everything from a clean checkout: builds the release binary and installs oha (outside
+# Does everything from a clean checkout: builds the server (`bench` profile) and installs oha (outside
 # the repository) when missing, generates the hub when absent, samples real NIRs from the
 # allocataires file, starts `passerelle demo`, fetches the `caf` token from the development
 # issuer, runs the loads, prints a table, stops the server.
@@ -40,9 +40,11 @@ mkdir -p "$OUT"
 say() { printf '[lookup.sh] %s\n' "$*" >&2; }
 
 # --- tools -----------------------------------------------------------------------------------
-if [[ ! -x $BIN ]]; then
-    say "building the release binary (several minutes on two cores)"
-    (cd "$ROOT" && cargo build --release)
+if [[ -z ${PASSERELLE_BIN:-} ]]; then
+    # The `bench` profile (release without LTO, see Cargo.toml) lands in target/release too;
+    # a no-op when the binary is current.
+    say "building the server (bench profile; several minutes on two cores when stale)"
+    (cd "$ROOT" && cargo build --profile bench --bin passerelle)
 fi
 OHA=${OHA:-$(command -v oha || echo "$TOOLS/bin/oha")}
 if [[ ! -x $OHA ]]; then

@@ -1,7 +1,7 @@
 #!/bin/sh
 # TPC-H side by side: bare DataFusion, passerelle (allow-all and realistic plans), DuckDB.
 # Installs DuckDB from PyPI (pip install duckdb) for the python3 on PATH, then runs
-# `cargo bench --bench tpch` (release profile). Settings through the environment, e.g.
+# `cargo bench --bench tpch` (`bench` profile: release without LTO). Settings through the environment, e.g.
 #
 #   TPCH_SF=0.1 TPCH_RUNS=5 benches/tpch.sh
 #
