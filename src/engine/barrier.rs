@@ -10,9 +10,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::common::Result;
+use datafusion::common::{Result, Statistics};
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
 use datafusion::physical_plan::{
     DisplayAs, DisplayFormatType, ExecutionPlan, PhysicalExpr, PlanProperties,
 };
@@ -73,6 +74,68 @@ impl ExecutionPlan for BarrierExec {
         self.input.execute(partition, context)
     }
 
+    /// The input's statistics, for the size estimates below.
+    fn child_stats_requests(&self, partition: Option<usize>) -> Vec<ChildStats> {
+        vec![ChildStats::At(partition)]
+    }
+
+    /// Size estimates only (rows and bytes, inexact), so that joins put the smaller input on
+    /// their build side as they would over bare files; no column statistics (their minimum
+    /// and maximum would be raw values before masks and row filters).
+    fn statistics_from_inputs(
+        &self,
+        input_stats: &[Arc<Statistics>],
+        _args: &StatisticsArgs,
+    ) -> Result<Arc<Statistics>> {
+        let mut out = Statistics::new_unknown(&self.schema());
+        // SECURITY: estimates steer the join order only; they are never shown (EXPLAIN is
+        // refused by the statement gate) and carry no value of any row.
+        if let Some(input) = input_stats.first() {
+            out.num_rows = input.num_rows.to_inexact();
+            out.total_byte_size = input.total_byte_size.to_inexact();
+        }
+        Ok(Arc::new(out))
+    }
+
     // SECURITY: no `gather_filters_for_pushdown`, `try_swapping_with_projection`,
     // `supports_limit_pushdown` or `with_fetch` override: the defaults refuse them all.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{Int32Array, RecordBatch};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::common::stats::Precision;
+    use datafusion::datasource::memory::MemorySourceConfig;
+    use datafusion::physical_plan::statistics::StatisticsContext;
+
+    /// Joins get the size of each side; no minimum, maximum or distinct count crosses.
+    #[test]
+    fn only_inexact_sizes_cross_the_barrier() {
+        let schema = Arc::new(Schema::new(vec![Field::new("age", DataType::Int32, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int32Array::from(vec![17, 42, 99]))],
+        )
+        .unwrap();
+        let source = MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None).unwrap();
+        let below = StatisticsContext::new()
+            .compute(source.as_ref(), &StatisticsArgs::new())
+            .unwrap();
+        assert_eq!(below.num_rows, Precision::Exact(3));
+        assert_eq!(below.column_statistics[0].null_count, Precision::Exact(0));
+
+        let barrier = BarrierExec::new(source);
+        let above = StatisticsContext::new()
+            .compute(&barrier, &StatisticsArgs::new())
+            .unwrap();
+        assert_eq!(above.num_rows, Precision::Inexact(3));
+        assert!(above.total_byte_size.get_value().is_some());
+        let column = &above.column_statistics[0];
+        assert_eq!(column.max_value, Precision::Absent);
+        assert_eq!(column.min_value, Precision::Absent);
+        assert_eq!(column.distinct_count, Precision::Absent);
+        assert_eq!(column.null_count, Precision::Absent);
+    }
 }

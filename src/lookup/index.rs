@@ -41,6 +41,25 @@ pub struct KeyIndex {
     entries: Vec<u64>,
     /// First global row of each row group (and the total at the end).
     pub(super) group_starts: Vec<u64>,
+    /// The file as it was when indexed: a replaced file makes the index stale.
+    stamp: Option<FileStamp>,
+}
+
+/// Size and modification time of a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    len: u64,
+    modified: std::time::SystemTime,
+}
+
+impl FileStamp {
+    fn of(path: &Path) -> Option<FileStamp> {
+        let meta = std::fs::metadata(path).ok()?;
+        Some(FileStamp {
+            len: meta.len(),
+            modified: meta.modified().ok()?,
+        })
+    }
 }
 
 /// The 32-bit hash of a key (SipHash with fixed keys: the index is internal, never shown).
@@ -55,6 +74,8 @@ pub(super) fn key_hash(key: &[u8]) -> u32 {
 impl KeyIndex {
     /// Reads the key column of `path` and builds the index.
     pub fn build(path: &Path, column: &str) -> Result<Arc<KeyIndex>, IndexError> {
+        // Taken first: a file replaced while it is read makes the index stale at once.
+        let stamp = FileStamp::of(path);
         let open = || std::fs::File::open(path).map_err(|_| IndexError::Unreadable);
         let metadata = ArrowReaderMetadata::load(
             &open()?,
@@ -106,6 +127,7 @@ impl KeyIndex {
             key_column,
             entries,
             group_starts,
+            stamp,
         }))
     }
 
@@ -118,6 +140,11 @@ impl KeyIndex {
             .take_while(|&&e| e & !0xffff_ffff == hash)
             .map(|&e| e & 0xffff_ffff)
             .collect()
+    }
+
+    /// Whether the file is still the one indexed (same size and modification time).
+    pub fn is_current(&self) -> bool {
+        self.stamp.is_some() && FileStamp::of(&self.path) == self.stamp
     }
 
     /// The name of the key column.

@@ -34,7 +34,7 @@ use crate::pseudonym::PseudonymDomain;
 ///
 /// The key columns that the policy names in its `lookup` rules are indexed before the server
 /// answers (`build`); a key column that a reloaded policy names later is indexed on its first
-/// lookup (`index`). Only a column declared `unique` in the catalog can be a key: another
+/// lookup (`index`), and so is a data file replaced since it was indexed. Only a column declared `unique` in the catalog can be a key: another
 /// column gets no index, so its lookups are refused (fail closed).
 #[derive(Debug)]
 pub struct Lookups {
@@ -123,13 +123,24 @@ impl Lookups {
         if !entry.field(column).is_some_and(|f| f.constraints.unique) {
             return Err(IndexError::NotUnique);
         }
-        let slot = self
-            .indexes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry((dataset.to_string(), column.to_string()))
-            .or_default()
-            .clone();
+        let slot = {
+            let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+            let slot = indexes
+                .entry((dataset.to_string(), column.to_string()))
+                .or_default();
+            // SECURITY: a replaced data file is never read through the old file's index (its
+            // offsets would point at other rows): a fresh slot rebuilds it.
+            // A failed build is tried again by the next lookup rather than kept.
+            let stale = match slot.get() {
+                Some(Ok(index)) => !index.is_current(),
+                Some(Err(_)) => true,
+                None => false,
+            };
+            if stale {
+                *slot = Slot::default();
+            }
+            slot.clone()
+        };
         // One build per column, whoever asks first; the others wait for it.
         slot.get_or_init(|| {
             let index = KeyIndex::build(&self.data_dir.join(&entry.path), column);

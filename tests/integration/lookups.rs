@@ -446,3 +446,81 @@ fn only_the_policy_key_columns_are_indexed_at_start() {
         Err(IndexError::NotUnique)
     ));
 }
+
+/// A data file replaced after start is never read through the old file's index: the next
+/// lookup rebuilds the index and answers from the new file.
+#[test]
+fn a_replaced_data_file_is_indexed_again() {
+    use arrow::array::{Int32Array, RecordBatch};
+    use parquet::arrow::ArrowWriter;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    use passerelle::policy::PolicySet;
+    let layout = hub().layout();
+    let set = PolicySet::load(&layout.policies()).unwrap();
+    let principal = passerelle::identity::Principal::for_explain(
+        &json!({"sub": "caf-si-prestations", "siret": CAF_SIRET}),
+    )
+    .unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let habilitation = set.resolve(&principal, None, today).unwrap();
+    let plan = set
+        .plan(&principal, habilitation)
+        .dataset("social.allocataires")
+        .unwrap()
+        .clone();
+    // A private copy of the data folder with the first rows of the allocataires file.
+    let data = tempfile::tempdir().unwrap();
+    let relative = "social/allocataires.parquet";
+    std::fs::create_dir_all(data.path().join("social")).unwrap();
+    std::fs::create_dir_all(data.path().join("fiscal")).unwrap();
+    std::fs::copy(
+        layout.data().join("fiscal/revenus.parquet"),
+        data.path().join("fiscal/revenus.parquet"),
+    )
+    .unwrap();
+    let original = std::fs::File::open(layout.data().join(relative)).unwrap();
+    let first: RecordBatch = ParquetRecordBatchReaderBuilder::try_new(original)
+        .unwrap()
+        .with_batch_size(20)
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let write = |batch: &RecordBatch| {
+        let tmp = data.path().join("social/.next.parquet");
+        let mut writer =
+            ArrowWriter::try_new(std::fs::File::create(&tmp).unwrap(), batch.schema(), None)
+                .unwrap();
+        writer.write(batch).unwrap();
+        writer.close().unwrap();
+        std::fs::rename(&tmp, data.path().join(relative)).unwrap();
+    };
+    write(&first);
+    let key = first
+        .column_by_name("nir")
+        .unwrap()
+        .as_string::<i32>()
+        .value(3)
+        .to_string();
+    let (lookups, _) = passerelle::lookup::Lookups::build(&set.catalog, set.rules(), data.path())
+        .unwrap();
+    let before = passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, &key, None)
+        .unwrap();
+    // The same rows in reverse order, with another quotient familial: other offsets.
+    let reversed: Vec<u32> = (0..first.num_rows() as u32).rev().collect();
+    let indices = arrow::array::UInt32Array::from(reversed);
+    let mut columns: Vec<arrow::array::ArrayRef> = first
+        .columns()
+        .iter()
+        .map(|c| arrow::compute::take(c, &indices, None).unwrap())
+        .collect();
+    let qf = first.schema().index_of("quotient_familial").unwrap();
+    columns[qf] = std::sync::Arc::new(Int32Array::from(vec![123_456; first.num_rows()]));
+    write(&RecordBatch::try_new(first.schema(), columns).unwrap());
+    let after = passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, &key, None)
+        .unwrap();
+    assert_ne!(before["quotient_familial"], json!(123_456));
+    assert_eq!(after["quotient_familial"], json!(123_456));
+    assert_eq!(before["nombre_enfants"], after["nombre_enfants"]);
+}
