@@ -232,6 +232,9 @@ fn treat(
 }
 
 fn single_json_value(name: &str, array: ArrayRef) -> Result<Value, LookupError> {
+    if let Some(value) = plain_json_value(&array) {
+        return Ok(value);
+    }
     let schema = Arc::new(arrow::datatypes::Schema::new(vec![
         arrow::datatypes::Field::new(name, array.data_type().clone(), true),
     ]));
@@ -252,6 +255,71 @@ fn single_json_value(name: &str, array: ArrayRef) -> Result<Value, LookupError> 
         .ok_or_else(|| LookupError::Internal("empty record".into()))
 }
 
+/// The JSON of the first value of a plain column (what the Arrow JSON writer would write),
+/// without building a batch; `None` for other types (the writer handles them).
+fn plain_json_value(array: &ArrayRef) -> Option<Value> {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType as D, Float64Type, Int32Type, Int64Type};
+    if array.is_empty() {
+        return None;
+    }
+    if array.is_null(0) {
+        return Some(Value::Null);
+    }
+    Some(match array.data_type() {
+        D::Utf8 => Value::from(array.as_string::<i32>().value(0)),
+        D::LargeUtf8 => Value::from(array.as_string::<i64>().value(0)),
+        D::Utf8View => Value::from(array.as_string_view().value(0)),
+        D::Int32 => Value::from(array.as_primitive::<Int32Type>().value(0)),
+        D::Int64 => Value::from(array.as_primitive::<Int64Type>().value(0)),
+        D::Boolean => Value::from(array.as_boolean().value(0)),
+        // Non-finite numbers have no JSON form: left to the writer.
+        D::Float64 => {
+            serde_json::Number::from_f64(array.as_primitive::<Float64Type>().value(0))
+                .map(Value::Number)?
+        }
+        _ => return None,
+    })
+}
+
 fn passes_row_filters(plan: &DatasetPlan, batch: &RecordBatch) -> Result<bool, LookupError> {
     crate::engine::row_passes_filters(plan, batch).map_err(|e| LookupError::Internal(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::array::{
+        BooleanArray, Date32Array, Float64Array, Int32Array, Int64Array, StringArray,
+    };
+
+    /// The direct path writes what the Arrow JSON writer writes.
+    #[test]
+    fn plain_values_are_written_like_the_arrow_json_writer() {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec![Some("Zoé \"2A\"")])),
+            Arc::new(StringArray::from(vec![None::<&str>])),
+            Arc::new(Int32Array::from(vec![-42])),
+            Arc::new(Int64Array::from(vec![i64::MAX])),
+            Arc::new(BooleanArray::from(vec![true])),
+            Arc::new(Float64Array::from(vec![1234.0])),
+            Arc::new(Float64Array::from(vec![0.1 + 0.2])),
+            Arc::new(Date32Array::from(vec![19_000])),
+        ];
+        for column in columns {
+            let direct = single_json_value("x", column.clone()).unwrap();
+            let schema = Arc::new(arrow::datatypes::Schema::new(vec![
+                arrow::datatypes::Field::new("x", column.data_type().clone(), true),
+            ]));
+            let batch = RecordBatch::try_new(schema, vec![column]).unwrap();
+            let mut writer = arrow::json::WriterBuilder::new()
+                .with_explicit_nulls(true)
+                .build::<_, arrow::json::writer::JsonArray>(Vec::new());
+            writer.write(&batch).unwrap();
+            writer.finish().unwrap();
+            let rows: Vec<Map<String, Value>> =
+                serde_json::from_slice(&writer.into_inner()).unwrap();
+            assert_eq!(direct, rows[0]["x"]);
+        }
+    }
 }
