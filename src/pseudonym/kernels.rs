@@ -138,25 +138,24 @@ impl FixedWidth {
         })
     }
 
-    /// Fills one slot per valid index, in order, with the pseudonym of that value.
+    /// Fills one slot per valid index, in order, with the pseudonym of that value: [`LANES`]
+    /// values at a time, the last few one by one.
     fn pseudonyms(&mut self, domain: &PseudonymDomain, source: &Source<'_>) {
         let mut lane = [0usize; LANES];
         let mut used = 0;
-        let flush = |lane: &[usize], values: &mut Vec<[u8; PSEUDONYM_LEN]>| {
-            let mut digits = [[0u8; 20]; LANES];
-            let mut bytes: [&[u8]; LANES] = [&[]; LANES];
-            for ((b, &i), d) in bytes.iter_mut().zip(lane).zip(&mut digits) {
-                *b = source.bytes(i, d);
-            }
-            let start = values.len();
-            values.resize(start + lane.len(), [0u8; PSEUDONYM_LEN]);
-            domain.pseudonymise_lanes(&bytes[..lane.len()], &mut values[start..]);
-        };
+        let values = &mut self.values;
         let mut push = |i: usize| {
             lane[used] = i;
             used += 1;
             if used == LANES {
-                flush(&lane, &mut self.values);
+                let mut digits = [[0u8; 20]; LANES];
+                let mut bytes: [&[u8]; LANES] = [&[]; LANES];
+                for ((b, &i), d) in bytes.iter_mut().zip(&lane).zip(&mut digits) {
+                    *b = source.bytes(i, d);
+                }
+                let mut out = [[0u8; PSEUDONYM_LEN]; LANES];
+                domain.pseudonymise_lanes(bytes, &mut out);
+                values.extend_from_slice(&out);
                 used = 0;
             }
         };
@@ -164,7 +163,12 @@ impl FixedWidth {
             None => (0..self.len).for_each(&mut push),
             Some(nulls) => nulls.valid_indices().for_each(&mut push),
         }
-        flush(&lane[..used], &mut self.values);
+        let mut digits = [0u8; 20];
+        for &i in &lane[..used] {
+            let mut out = [0u8; PSEUDONYM_LEN];
+            domain.pseudonymise_into(source.bytes(i, &mut digits), &mut out);
+            self.values.push(out);
+        }
     }
 
     fn finish(self) -> Result<ArrayRef, KernelError> {
