@@ -92,19 +92,10 @@ pub async fn start_with_audit(
     policy.spawn_sighup();
     // A lookup never scans: the policy's lookup key columns are indexed before the server
     // answers (a key column that a reloaded policy adds is indexed on first use).
-    let (lookups, reports) =
+    // (Each index logs "lookup index built" with its rows, memory and build time.)
+    let (lookups, _reports) =
         crate::lookup::Lookups::build(&set.catalog, set.rules(), &config.data.dir)
-        .map_err(|e| HubError::Policy(vec![format!("lookup index: {e}")]))?;
-    for r in &reports {
-        tracing::info!(
-            dataset = %r.dataset,
-            column = %r.column,
-            rows = r.rows,
-            memory_bytes = r.memory_bytes,
-            build_ms = r.build_ms as u64,
-            "lookup index built"
-        );
-    }
+            .map_err(|e| HubError::Policy(vec![format!("lookup index: {e}")]))?;
     record_policy_events(&policy, &audit);
     let identity = OidcAuthenticator::start(&config.identity)?;
     let summary = HubSummary {

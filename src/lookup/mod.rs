@@ -143,15 +143,18 @@ impl Lookups {
         };
         // One build per column, whoever asks first; the others wait for it.
         slot.get_or_init(|| {
+            let started = std::time::Instant::now();
             let index = KeyIndex::build(&self.data_dir.join(&entry.path), column);
-            if let Ok(index) = &index {
-                tracing::info!(
+            match &index {
+                Ok(index) => tracing::info!(
                     dataset,
                     column,
                     rows = index.len(),
                     memory_bytes = index.memory_bytes(),
+                    build_ms = started.elapsed().as_millis() as u64,
                     "lookup index built"
-                );
+                ),
+                Err(e) => tracing::error!(dataset, column, error = %e, "lookup index failed"),
             }
             index
         })

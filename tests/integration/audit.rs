@@ -214,8 +214,21 @@ fn record_returns_only_once_the_line_and_the_signed_head_are_on_disk() {
         let head = head(&config.dir);
         assert_eq!(head.seq, receipt.seq);
         assert_eq!(head.hash, line_hash(all.last().unwrap().as_bytes()));
+        // One fixed slot, overwritten in place at each commit.
+        assert_eq!(std::fs::metadata(config.dir.join("head.json")).unwrap().len(), 512);
     }
     assert!(log.healthy());
+
+    // A head put back behind the writer's back (an old copy renamed over it) is overwritten
+    // by the next commit, not left stale while the writer updates another file.
+    let old = root.path().join("old-head.json");
+    std::fs::copy(config.dir.join("head.json"), &old).unwrap();
+    rt.block_on(log.record(event(20))).unwrap();
+    std::fs::rename(&old, config.dir.join("head.json")).unwrap();
+    let receipt = rt.block_on(log.record(event(21))).unwrap();
+    assert_eq!(head(&config.dir).seq, receipt.seq);
+    drop(log);
+    assert_intact(&config.dir, None);
 }
 
 #[test]
