@@ -34,7 +34,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::CompressionLayer;
-use tower_http::compression::predicate::{DefaultPredicate, NotForContentType, Predicate};
+use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -181,10 +181,14 @@ pub fn app(state: AppState) -> Router {
         .with_state(state.clone())
         // Layers run bottom-up on the request: the last added is the outermost.
         // gzip or zstd when the client asks (`Accept-Encoding`); Parquet is compressed already.
+        // Not below 1 KiB (a lookup's record): setting up a gzip stream (256 KiB of zlib
+        // state) cost more than the whole lookup, for a few dozen bytes saved.
         .layer(CompressionLayer::new().gzip(true).zstd(true).compress_when(
-            DefaultPredicate::new().and(NotForContentType::const_new(
-                "application/vnd.apache.parquet",
-            )),
+            SizeAbove::new(1024)
+                .and(NotForContentType::GRPC)
+                .and(NotForContentType::IMAGES)
+                .and(NotForContentType::SSE)
+                .and(NotForContentType::const_new("application/vnd.apache.parquet")),
         ))
         .layer(RequestBodyLimitLayer::new(max_body))
         // Inside the request-id layer (it needs the id) and outside the handlers: it sees each
