@@ -198,6 +198,10 @@ impl TableProvider for SecureTableProvider {
             .project(wanted.iter().map(|c| self.mask_expr(c)))?
             .build()?;
         let physical = state.create_physical_plan(&plan).await?;
-        Ok(Arc::new(BarrierExec::new(physical)))
+        let clear = wanted
+            .iter()
+            .map(|c| c.treatment == ColumnTreatment::Clear)
+            .collect();
+        Ok(Arc::new(BarrierExec::with_clear_columns(physical, clear)))
     }
 }
