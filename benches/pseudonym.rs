@@ -34,8 +34,8 @@ use passerelle::demo::data::{GenerateOptions, SEJOURS, generate_datasets};
 use passerelle::engine::{QueryLimits, SecureTableProvider, run_query};
 use passerelle::policy::catalog::parquet_arrow_schema;
 use passerelle::policy::{ColumnClass, ColumnPlan, ColumnTreatment, DatasetPlan};
-use passerelle::pseudonym::kernels::{partial, postcode_departement, pseudonymise};
 use passerelle::pseudonym::domain::PSEUDONYM_LEN;
+use passerelle::pseudonym::kernels::{partial, postcode_departement, pseudonymise};
 use passerelle::pseudonym::{MasterKey, PseudonymDomain};
 
 /// Values per column in the kernel benchmarks.

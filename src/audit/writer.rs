@@ -174,8 +174,7 @@ impl Trail {
             &segment,
             &self.key,
         );
-        let mut bytes =
-            serde_json::to_vec(&head).map_err(|e| AuditError::Encode(e.to_string()))?;
+        let mut bytes = serde_json::to_vec(&head).map_err(|e| AuditError::Encode(e.to_string()))?;
         let path = self.dir.join(HEAD_FILE);
         // The head fills one fixed-size slot (JSON, then spaces: still one JSON document), so
         // each commit overwrites it in place with one write and one fdatasync instead of a

@@ -86,7 +86,6 @@ impl VerifiedTokens {
     pub fn len(&self) -> usize {
         self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
-
 }
 
 #[cfg(test)]
@@ -122,11 +121,19 @@ mod tests {
         assert!(cache.get(&key, 1_000, |_| true).is_none());
         assert!(cache.get(&key, 999, |k| k != "k1").is_none());
         // Other bytes, another certificate, no certificate: other keys.
-        assert!(cache.get(&digest("a.b.d", Some(&cert)), 999, |_| true).is_none());
+        assert!(
+            cache
+                .get(&digest("a.b.d", Some(&cert)), 999, |_| true)
+                .is_none()
+        );
         let other = ClientCertificate {
             thumbprint: "abd".into(),
         };
-        assert!(cache.get(&digest("a.b.c", Some(&other)), 999, |_| true).is_none());
+        assert!(
+            cache
+                .get(&digest("a.b.c", Some(&other)), 999, |_| true)
+                .is_none()
+        );
         assert!(cache.get(&digest("a.b.c", None), 999, |_| true).is_none());
     }
 

@@ -277,10 +277,8 @@ fn plain_json_value(array: &ArrayRef) -> Option<Value> {
         D::Int64 => Value::from(array.as_primitive::<Int64Type>().value(0)),
         D::Boolean => Value::from(array.as_boolean().value(0)),
         // Non-finite numbers have no JSON form: left to the writer.
-        D::Float64 => {
-            serde_json::Number::from_f64(array.as_primitive::<Float64Type>().value(0))
-                .map(Value::Number)?
-        }
+        D::Float64 => serde_json::Number::from_f64(array.as_primitive::<Float64Type>().value(0))
+            .map(Value::Number)?,
         _ => return None,
     })
 }

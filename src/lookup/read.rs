@@ -64,7 +64,11 @@ fn projection(index: &KeyIndex, columns: Columns<'_>) -> ProjectionMask {
     }
 }
 
-fn read_row(index: &KeyIndex, row: u64, projection: ProjectionMask) -> Result<RecordBatch, ReadError> {
+fn read_row(
+    index: &KeyIndex,
+    row: u64,
+    projection: ProjectionMask,
+) -> Result<RecordBatch, ReadError> {
     let group = index
         .group_starts
         .partition_point(|&s| s <= row)

@@ -21,7 +21,9 @@ mod source;
 pub mod store;
 pub mod treatment;
 
-pub use catalog::{Catalog, CatalogError, ColumnClass, Dataset, Field, FieldType, table_schema_pattern};
+pub use catalog::{
+    Catalog, CatalogError, ColumnClass, Dataset, Field, FieldType, table_schema_pattern,
+};
 pub use habilitation::{Habilitation, Habilitations, Validity};
 pub use plan::{AccessPlan, ColumnPlan, DatasetPlan, Reason, RowFilter};
 pub use set::{PolicySet, PolicyTexts, Refusal};

@@ -183,13 +183,17 @@ pub fn app(state: AppState) -> Router {
         // gzip or zstd when the client asks (`Accept-Encoding`); Parquet is compressed already.
         // Not below 1 KiB (a lookup's record): setting up a gzip stream (256 KiB of zlib
         // state) cost more than the whole lookup, for a few dozen bytes saved.
-        .layer(CompressionLayer::new().gzip(true).zstd(true).compress_when(
-            SizeAbove::new(1024)
-                .and(NotForContentType::GRPC)
-                .and(NotForContentType::IMAGES)
-                .and(NotForContentType::SSE)
-                .and(NotForContentType::const_new("application/vnd.apache.parquet")),
-        ))
+        .layer(
+            CompressionLayer::new().gzip(true).zstd(true).compress_when(
+                SizeAbove::new(1024)
+                    .and(NotForContentType::GRPC)
+                    .and(NotForContentType::IMAGES)
+                    .and(NotForContentType::SSE)
+                    .and(NotForContentType::const_new(
+                        "application/vnd.apache.parquet",
+                    )),
+            ),
+        )
         .layer(RequestBodyLimitLayer::new(max_body))
         // Inside the request-id layer (it needs the id) and outside the handlers: it sees each
         // handler's `ApiError` before the problem is rendered.

@@ -215,7 +215,12 @@ fn record_returns_only_once_the_line_and_the_signed_head_are_on_disk() {
         assert_eq!(head.seq, receipt.seq);
         assert_eq!(head.hash, line_hash(all.last().unwrap().as_bytes()));
         // One fixed slot, overwritten in place at each commit.
-        assert_eq!(std::fs::metadata(config.dir.join("head.json")).unwrap().len(), 512);
+        assert_eq!(
+            std::fs::metadata(config.dir.join("head.json"))
+                .unwrap()
+                .len(),
+            512
+        );
     }
     assert!(log.healthy());
 

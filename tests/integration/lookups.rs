@@ -393,7 +393,8 @@ fn a_row_filter_hides_records_from_lookups() {
             text: "test".into(),
         },
     });
-    let (lookups, _) = passerelle::lookup::Lookups::build(&set.catalog, set.rules(), &layout.data()).unwrap();
+    let (lookups, _) =
+        passerelle::lookup::Lookups::build(&set.catalog, set.rules(), &layout.data()).unwrap();
     let children = raw("social/allocataires.parquet", &["nombre_enfants"]);
     let many = children
         .iter()
@@ -402,7 +403,8 @@ fn a_row_filter_hides_records_from_lookups() {
         .iter()
         .find(|(_, v)| v["nombre_enfants"].as_i64() < Some(3));
     let (many, few) = (many.unwrap().0, few.unwrap().0);
-    let found = passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, many, None).unwrap();
+    let found =
+        passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, many, None).unwrap();
     assert!(found["nombre_enfants"].as_i64().unwrap() >= 3);
     assert!(matches!(
         passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, few, None),
@@ -432,7 +434,11 @@ fn only_the_policy_key_columns_are_indexed_at_start() {
             ("social.allocataires".to_string(), "nir".to_string()),
         ]
     );
-    assert!(reports.iter().all(|r| r.rows > 0 && r.memory_bytes >= 8 * r.rows));
+    assert!(
+        reports
+            .iter()
+            .all(|r| r.rows > 0 && r.memory_bytes >= 8 * r.rows)
+    );
     let stays = lookups
         .index(&set.catalog, "sante.sejours", "id_sejour")
         .unwrap();
@@ -503,10 +509,10 @@ fn a_replaced_data_file_is_indexed_again() {
         .as_string::<i32>()
         .value(3)
         .to_string();
-    let (lookups, _) = passerelle::lookup::Lookups::build(&set.catalog, set.rules(), data.path())
-        .unwrap();
-    let before = passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, &key, None)
-        .unwrap();
+    let (lookups, _) =
+        passerelle::lookup::Lookups::build(&set.catalog, set.rules(), data.path()).unwrap();
+    let before =
+        passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, &key, None).unwrap();
     // The same rows in reverse order, with another quotient familial: other offsets.
     let reversed: Vec<u32> = (0..first.num_rows() as u32).rev().collect();
     let indices = arrow::array::UInt32Array::from(reversed);
@@ -518,8 +524,8 @@ fn a_replaced_data_file_is_indexed_again() {
     let qf = first.schema().index_of("quotient_familial").unwrap();
     columns[qf] = std::sync::Arc::new(Int32Array::from(vec![123_456; first.num_rows()]));
     write(&RecordBatch::try_new(first.schema(), columns).unwrap());
-    let after = passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, &key, None)
-        .unwrap();
+    let after =
+        passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, &key, None).unwrap();
     assert_ne!(before["quotient_familial"], json!(123_456));
     assert_eq!(after["quotient_familial"], json!(123_456));
     assert_eq!(before["nombre_enfants"], after["nombre_enfants"]);
