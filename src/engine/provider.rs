@@ -198,10 +198,6 @@ impl TableProvider for SecureTableProvider {
             .project(wanted.iter().map(|c| self.mask_expr(c)))?
             .build()?;
         let physical = state.create_physical_plan(&plan).await?;
-        let clear = wanted
-            .iter()
-            .map(|c| c.treatment == ColumnTreatment::Clear)
-            .collect();
-        Ok(Arc::new(BarrierExec::with_clear_columns(physical, clear)))
+        Ok(Arc::new(BarrierExec::new(physical)))
     }
 }
