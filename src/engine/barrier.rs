@@ -10,8 +10,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::common::{Result, Statistics};
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::common::{Result, Statistics};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_plan::statistics::{ChildStats, StatisticsArgs};
 use datafusion::physical_plan::{
