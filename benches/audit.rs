@@ -111,6 +111,47 @@ async fn main() {
         medians.push(median);
     }
     println!("durable / null throughput: {:.3}", medians[0] / medians[1]);
+
+    // The point: at an offered 5 000 lookups/s (`AUDIT_BENCH_RATE`), does the durable
+    // trail keep up with the null sink? Alternated like the saturation runs.
+    let rate: f64 = std::env::var("AUDIT_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(5_000.0);
+    let mut paced: Vec<(Vec<f64>, Vec<Duration>)> = vec![(Vec::new(), Vec::new()); 2];
+    for _ in 0..ROUNDS {
+        for (mode, out) in modes.iter().zip(paced.iter_mut()) {
+            let (achieved, mut latencies) =
+                load_paced(&client, &token, &nirs, &mode.base, RUN, Some(rate)).await;
+            out.0.push(achieved);
+            out.1.append(&mut latencies);
+        }
+    }
+    println!(
+        "\nat {rate:.0} lookups/s offered, {CONNECTIONS} connections, {ROUNDS} × {} s per mode",
+        RUN.as_secs()
+    );
+    println!("| mode | requests/s achieved (median) | p50 | p99 |");
+    println!("|---|---|---|---|");
+    let mut achieved = Vec::new();
+    for (mode, (rates, latencies)) in modes.iter().zip(paced.iter_mut()) {
+        rates.sort_by(f64::total_cmp);
+        latencies.sort();
+        let median = rates[rates.len() / 2];
+        let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
+        println!(
+            "| {} | {:.0} | {:.2} ms | {:.2} ms |",
+            mode.name,
+            median,
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3
+        );
+        achieved.push(median);
+    }
+    println!(
+        "durable / null throughput at {rate:.0}/s offered: {:.3}",
+        achieved[0] / achieved[1]
+    );
     durable.stop_now();
     null.stop_now();
 }
@@ -154,6 +195,20 @@ async fn load(
     base: &str,
     run: Duration,
 ) -> (f64, Vec<Duration>) {
+    load_paced(client, token, nirs, base, run, None).await
+}
+
+/// Load for `run`, at `rate` requests/s in all (spread over the connections, each request
+/// sent at its scheduled time or as soon as its connection is free), or as fast as possible
+/// with `None`: requests/s achieved and every latency.
+async fn load_paced(
+    client: &reqwest::Client,
+    token: &str,
+    nirs: &Arc<Vec<String>>,
+    base: &str,
+    run: Duration,
+    rate: Option<f64>,
+) -> (f64, Vec<Duration>) {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..CONNECTIONS {
@@ -167,6 +222,14 @@ async fn load(
             let mut latencies = Vec::new();
             let mut i = c;
             while started.elapsed() < run {
+                if let Some(rate) = rate {
+                    // Request number `i` (over all connections) is due at i / rate.
+                    let due = started + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
+                    if started.elapsed() >= run {
+                        break;
+                    }
+                }
                 let nir = &nirs[i % nirs.len()];
                 i += CONNECTIONS;
                 let url = format!(
