@@ -93,23 +93,17 @@ async fn main() {
         "\nlookups over HTTPS, {CONNECTIONS} connections, {ROUNDS} × {} s per mode",
         RUN.as_secs()
     );
-    println!("| mode | requests/s (median) | p50 | p99 |");
-    println!("|---|---|---|---|");
-    let mut medians = Vec::new();
-    for mode in &mut modes {
-        mode.rates.sort_by(f64::total_cmp);
-        mode.latencies.sort();
-        let median = mode.rates[mode.rates.len() / 2];
-        let pct = |p: f64| mode.latencies[((mode.latencies.len() as f64 - 1.0) * p) as usize];
-        println!(
-            "| {} | {:.0} | {:.2} ms | {:.2} ms |",
-            mode.name,
-            median,
-            pct(0.50).as_secs_f64() * 1e3,
-            pct(0.99).as_secs_f64() * 1e3
-        );
-        medians.push(median);
-    }
+    let saturation: Vec<(&str, Vec<f64>, Vec<Duration>)> = modes
+        .iter_mut()
+        .map(|m| {
+            (
+                m.name,
+                std::mem::take(&mut m.rates),
+                std::mem::take(&mut m.latencies),
+            )
+        })
+        .collect();
+    let medians = print_table("requests/s (median)", saturation);
     println!("durable / null throughput: {:.3}", medians[0] / medians[1]);
 
     // The point: at an offered 5 000 lookups/s (`AUDIT_BENCH_RATE`), does the durable
@@ -118,42 +112,49 @@ async fn main() {
         .ok()
         .and_then(|r| r.parse().ok())
         .unwrap_or(5_000.0);
-    let mut paced: Vec<(Vec<f64>, Vec<Duration>)> = vec![(Vec::new(), Vec::new()); 2];
+    let mut paced: Vec<(&str, Vec<f64>, Vec<Duration>)> = modes
+        .iter()
+        .map(|m| (m.name, Vec::new(), Vec::new()))
+        .collect();
     for _ in 0..ROUNDS {
         for (mode, out) in modes.iter().zip(paced.iter_mut()) {
             let (achieved, mut latencies) =
                 load_paced(&client, &token, &nirs, &mode.base, RUN, Some(rate)).await;
-            out.0.push(achieved);
-            out.1.append(&mut latencies);
+            out.1.push(achieved);
+            out.2.append(&mut latencies);
         }
     }
     println!(
         "\nat {rate:.0} lookups/s offered, {CONNECTIONS} connections, {ROUNDS} × {} s per mode",
         RUN.as_secs()
     );
-    println!("| mode | requests/s achieved (median) | p50 | p99 |");
-    println!("|---|---|---|---|");
-    let mut achieved = Vec::new();
-    for (mode, (rates, latencies)) in modes.iter().zip(paced.iter_mut()) {
-        rates.sort_by(f64::total_cmp);
-        latencies.sort();
-        let median = rates[rates.len() / 2];
-        let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
-        println!(
-            "| {} | {:.0} | {:.2} ms | {:.2} ms |",
-            mode.name,
-            median,
-            pct(0.50).as_secs_f64() * 1e3,
-            pct(0.99).as_secs_f64() * 1e3
-        );
-        achieved.push(median);
-    }
+    let achieved = print_table("requests/s achieved (median)", paced);
     println!(
         "durable / null throughput at {rate:.0}/s offered: {:.3}",
         achieved[0] / achieved[1]
     );
     durable.stop_now();
     null.stop_now();
+}
+
+/// Prints one row per mode (median rate, p50, p99); returns the medians.
+fn print_table(rate_title: &str, modes: Vec<(&str, Vec<f64>, Vec<Duration>)>) -> Vec<f64> {
+    println!("| mode | {rate_title} | p50 | p99 |");
+    println!("|---|---|---|---|");
+    let mut medians = Vec::new();
+    for (name, mut rates, mut latencies) in modes {
+        rates.sort_by(f64::total_cmp);
+        latencies.sort();
+        let median = rates[rates.len() / 2];
+        let pct = |p: f64| latencies[((latencies.len() as f64 - 1.0) * p) as usize];
+        println!(
+            "| {name} | {median:.0} | {:.2} ms | {:.2} ms |",
+            pct(0.50).as_secs_f64() * 1e3,
+            pct(0.99).as_secs_f64() * 1e3
+        );
+        medians.push(median);
+    }
+    medians
 }
 
 fn allocataires(root: &std::path::Path) -> Vec<String> {

@@ -365,6 +365,20 @@ async fn the_rate_limit_is_reached_and_recovered() {
     );
 }
 
+/// The CAF's plan for `social.allocataires` under the demo policy.
+fn caf_allocataires_plan(set: &passerelle::policy::PolicySet) -> passerelle::policy::DatasetPlan {
+    let principal = passerelle::identity::Principal::for_explain(
+        &json!({"sub": "caf-si-prestations", "siret": CAF_SIRET}),
+    )
+    .unwrap();
+    let today = chrono::Utc::now().date_naive();
+    let habilitation = set.resolve(&principal, None, today).unwrap();
+    set.plan(&principal, habilitation)
+        .dataset("social.allocataires")
+        .unwrap()
+        .clone()
+}
+
 /// A plan's row filter applies to lookups: a record it hides is "not found". (No demo
 /// habilitation filters lookups, so the plan is the CAF's with a filter added.)
 #[test]
@@ -373,17 +387,7 @@ fn a_row_filter_hides_records_from_lookups() {
     use passerelle::policy::{PolicySet, Reason, RowFilter};
     let layout = hub().layout();
     let set = PolicySet::load(&layout.policies()).unwrap();
-    let principal = passerelle::identity::Principal::for_explain(
-        &json!({"sub": "caf-si-prestations", "siret": CAF_SIRET}),
-    )
-    .unwrap();
-    let today = chrono::Utc::now().date_naive();
-    let habilitation = set.resolve(&principal, None, today).unwrap();
-    let mut plan = set
-        .plan(&principal, habilitation)
-        .dataset("social.allocataires")
-        .unwrap()
-        .clone();
+    let mut plan = caf_allocataires_plan(&set);
     plan.row_filters.push(RowFilter {
         source: "nombre_enfants >= 3".into(),
         expr: FilterExpr::parse("nombre_enfants >= 3", &["nombre_enfants"]).unwrap(),
@@ -463,17 +467,7 @@ fn a_replaced_data_file_is_indexed_again() {
     use passerelle::policy::PolicySet;
     let layout = hub().layout();
     let set = PolicySet::load(&layout.policies()).unwrap();
-    let principal = passerelle::identity::Principal::for_explain(
-        &json!({"sub": "caf-si-prestations", "siret": CAF_SIRET}),
-    )
-    .unwrap();
-    let today = chrono::Utc::now().date_naive();
-    let habilitation = set.resolve(&principal, None, today).unwrap();
-    let plan = set
-        .plan(&principal, habilitation)
-        .dataset("social.allocataires")
-        .unwrap()
-        .clone();
+    let plan = caf_allocataires_plan(&set);
     // A private copy of the data folder with the first rows of the allocataires file.
     let data = tempfile::tempdir().unwrap();
     let relative = "social/allocataires.parquet";
