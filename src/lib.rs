@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod file_stamp;
 pub mod hub;
 pub mod identity;
 pub mod lookup;

@@ -18,6 +18,8 @@ use parquet::arrow::arrow_reader::{
 };
 use parquet::file::metadata::PageIndexPolicy;
 
+use crate::file_stamp::FileStamp;
+
 /// Why an index could not be built (names no path).
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IndexError {
@@ -43,23 +45,6 @@ pub struct KeyIndex {
     pub(super) group_starts: Vec<u64>,
     /// The file as it was when indexed: a replaced file makes the index stale.
     stamp: Option<FileStamp>,
-}
-
-/// Size and modification time of a file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
-    len: u64,
-    modified: std::time::SystemTime,
-}
-
-impl FileStamp {
-    fn of(path: &Path) -> Option<FileStamp> {
-        let meta = std::fs::metadata(path).ok()?;
-        Some(FileStamp {
-            len: meta.len(),
-            modified: meta.modified().ok()?,
-        })
-    }
 }
 
 /// The 32-bit hash of a key (SipHash with fixed keys: the index is internal, never shown).

@@ -27,15 +27,16 @@ pub use index::{IndexError, KeyIndex};
 pub use params::{ParamError, Traceability, TraceabilityParams, check_key, is_siret};
 
 use crate::policy::rules::{Act, Effect, Param, Rule};
-use crate::policy::{Catalog, ColumnTreatment, DatasetPlan};
+use crate::policy::{Catalog, ColumnTreatment, Dataset, DatasetPlan};
 use crate::pseudonym::PseudonymDomain;
 
 /// Key indexes of the hub, one per (dataset, key column) that lookups use.
 ///
 /// The key columns that the policy names in its `lookup` rules are indexed before the server
 /// answers (`build`); a key column that a reloaded policy names later is indexed on its first
-/// lookup (`index`), and so is a data file replaced since it was indexed. Only a column declared `unique` in the catalog can be a key: another
-/// column gets no index, so its lookups are refused (fail closed).
+/// lookup (`index`), and so is a data file replaced since it was indexed. Only a column
+/// declared `unique` in the catalog can be a key: another column gets no index, so its
+/// lookups are refused (fail closed).
 #[derive(Debug)]
 pub struct Lookups {
     data_dir: PathBuf,
@@ -70,16 +71,22 @@ pub fn policy_key_columns(catalog: &Catalog, rules: &[Rule]) -> Vec<(String, Str
             None => catalog.names(),
         };
         for name in datasets {
-            let unique = catalog
-                .dataset(&name)
-                .and_then(|d| d.field(column))
-                .is_some_and(|f| f.constraints.unique);
-            if unique && !pairs.contains(&(name.clone(), column.clone())) {
+            if key_dataset(catalog, &name, column).is_some()
+                && !pairs.contains(&(name.clone(), column.clone()))
+            {
                 pairs.push((name, column.clone()));
             }
         }
     }
     pairs
+}
+
+/// `dataset` when the catalog declares its `column` unique: the only columns that can be keys.
+fn key_dataset<'c>(catalog: &'c Catalog, dataset: &str, column: &str) -> Option<&'c Dataset> {
+    // SECURITY: only a unique column identifies one record; anything else is no key.
+    catalog
+        .dataset(dataset)
+        .filter(|d| d.field(column).is_some_and(|f| f.constraints.unique))
 }
 
 impl Lookups {
@@ -116,13 +123,9 @@ impl Lookups {
         dataset: &str,
         column: &str,
     ) -> Result<Arc<KeyIndex>, IndexError> {
-        let Some(entry) = catalog.dataset(dataset) else {
+        let Some(entry) = key_dataset(catalog, dataset, column) else {
             return Err(IndexError::NotUnique);
         };
-        // SECURITY: only a unique column identifies one record; anything else is no key.
-        if !entry.field(column).is_some_and(|f| f.constraints.unique) {
-            return Err(IndexError::NotUnique);
-        }
         let slot = {
             let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
             let slot = indexes

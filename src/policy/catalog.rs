@@ -340,14 +340,13 @@ pub fn table_schema_pattern(pattern: &str) -> Result<std::sync::Arc<regex::Regex
 /// session from these schemas, and decoding a footer (100 KB for 80 row groups) each time cost
 /// 14 % of a small query's CPU. A replaced file is read again.
 pub fn parquet_arrow_schema(path: &Path) -> Result<arrow::datatypes::SchemaRef, String> {
+    use crate::file_stamp::FileStamp;
     use std::collections::HashMap;
     use std::sync::{LazyLock, Mutex};
-    type Stamp = (u64, std::time::SystemTime);
     static SCHEMAS: LazyLock<
-        Mutex<HashMap<std::path::PathBuf, (Stamp, arrow::datatypes::SchemaRef)>>,
+        Mutex<HashMap<std::path::PathBuf, (FileStamp, arrow::datatypes::SchemaRef)>>,
     > = LazyLock::new(Default::default);
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot open: {}", e.kind()))?;
-    let stamp = meta.modified().ok().map(|m| (meta.len(), m));
+    let stamp = FileStamp::of(path);
     if let Some(stamp) = stamp
         && let Some((known, schema)) = SCHEMAS.lock().unwrap_or_else(|p| p.into_inner()).get(path)
         && *known == stamp
@@ -386,6 +385,7 @@ fn type_fits(field_type: FieldType, data_type: &arrow::datatypes::DataType) -> b
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     /// The schema is remembered per file, and read again when the file is replaced.
     #[test]
@@ -416,8 +416,6 @@ mod tests {
         write(RecordBatch::try_from_iter([("b", strings)]).unwrap());
         assert_eq!(parquet_arrow_schema(&path).unwrap().field(0).name(), "b");
     }
-
-    use super::*;
 
     #[test]
     fn dataset_names_are_schema_dot_table() {
