@@ -78,13 +78,13 @@ fn for_each_value(
 pub fn pseudonymise(domain: &PseudonymDomain, array: &dyn Array) -> Result<ArrayRef, KernelError> {
     let nulls = array.nulls().filter(|n| n.null_count() > 0).cloned();
     let mut fill = FixedWidth::new(array.len(), nulls)?;
+    let mut batch = domain.batch(std::mem::take(&mut fill.values));
     for_each_value(array, "pseudonymise", |value| {
         if let Some(bytes) = value {
-            let mut out = [0u8; PSEUDONYM_LEN];
-            domain.pseudonymise_into(bytes, &mut out);
-            fill.values.push(out);
+            batch.push(bytes);
         }
     })?;
+    fill.values = batch.finish();
     fill.finish()
 }
 

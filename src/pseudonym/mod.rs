@@ -1,7 +1,7 @@
 //! Pseudonymisation: keyed, per-domain pseudonyms and masking functions.
 //!
 //! Owns: the hub's master secret (loading, generation, zeroization), per-domain keys derived
-//! from it (`domain`), which key version is in force when (`keyring`), and the vectorised pseudonym and mask kernels the engine applies
+//! from it (`domain`, hashing with the CPU's SHA instructions in `sha_ni` when it has them), which key version is in force when (`keyring`), and the vectorised pseudonym and mask kernels the engine applies
 //! inside its scan (`kernels`).
 //!
 //! Must never: register a function callable by name from SQL (a caller who can hash a guess can
@@ -11,6 +11,7 @@ pub mod domain;
 pub mod kernels;
 mod keyring;
 mod master_key;
+mod sha_ni;
 
 pub use domain::{DomainError, PSEUDONYM_LEN, PseudonymDomain};
 pub use keyring::KeyRing;
