@@ -23,4 +23,14 @@ impl FileStamp {
             modified: meta.modified().ok()?,
         })
     }
+
+    /// The stamp as text (`<bytes>:<nanoseconds since the epoch>`), to store beside something
+    /// built from the file.
+    pub fn token(&self) -> String {
+        let nanos = self
+            .modified
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{}:{nanos}", self.len)
+    }
 }

@@ -168,6 +168,22 @@ pub struct PseudonymisationConfig {
     /// Key rotations: from `from` on, `domain` uses key `version` (new pseudonyms).
     #[serde(default)]
     pub rotations: Vec<RotationConfig>,
+    /// Keep pseudonymised extracts (a copy of a dataset per domain and key version whose
+    /// pseudonymised columns hold their pseudonyms), built in the background on first use, so
+    /// that queries read pseudonyms instead of computing them (see `docs/operations.md`).
+    #[serde(default = "default_true")]
+    pub extracts: bool,
+    /// Where extracts are kept (0700; each as large as its dataset).
+    #[serde(default = "default_extracts_dir")]
+    pub extracts_dir: PathBuf,
+}
+
+fn default_extracts_dir() -> PathBuf {
+    "extracts".into()
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// `[[pseudonymisation.rotations]]`: a new key version of a domain from a date on.
@@ -424,6 +440,8 @@ impl Default for PseudonymisationConfig {
             master_key_file: Some("keys/master.key".into()),
             master_key_env: None,
             rotations: Vec::new(),
+            extracts: true,
+            extracts_dir: default_extracts_dir(),
         }
     }
 }
@@ -561,6 +579,7 @@ impl Config {
         if let Some(key) = self.pseudonymisation.master_key_file.as_mut() {
             resolve(key);
         }
+        resolve(&mut self.pseudonymisation.extracts_dir);
         resolve(&mut self.audit.dir);
         resolve(&mut self.audit.signing_key_file);
         if let Some(dir) = self.limits.spill_dir.as_mut() {

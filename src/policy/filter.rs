@@ -125,6 +125,13 @@ impl FilterExpr {
         out
     }
 
+    /// True when the filter reads `column`.
+    pub fn mentions(&self, column: &str) -> bool {
+        let mut found = false;
+        self.visit(&mut |e| found |= matches!(e, FilterExpr::Column(c) if c == column));
+        found
+    }
+
     /// Replaces principal attributes by the caller's values; `Err` names the missing claim.
     pub fn bind(&self, principal: &Principal) -> Result<FilterExpr, PrincipalAttribute> {
         Ok(match self {

@@ -77,6 +77,8 @@ pub struct App {
     pub audit: crate::audit::AuditLog,
     /// Key indexes for lookups (the policy's key columns at start, others on first use).
     pub lookups: Arc<crate::lookup::Lookups>,
+    /// Pseudonymised extracts (`None` when `pseudonymisation.extracts` is off).
+    pub extracts: Option<Arc<crate::engine::Extracts>>,
     /// Lookup rate limiters per habilitation and organisation.
     pub lookup_limits: lookup::LookupLimits,
     /// Query slots (`limits.max_concurrent_queries`); a query holds one until its answer ends.
@@ -118,6 +120,10 @@ impl App {
             audit,
             hub,
         } = loaded;
+        let extracts = config
+            .pseudonymisation
+            .extracts
+            .then(|| crate::engine::Extracts::new(config.pseudonymisation.extracts_dir.clone()));
         Self {
             query_slots: Arc::new(tokio::sync::Semaphore::new(
                 config.limits.max_concurrent_queries,
@@ -130,6 +136,7 @@ impl App {
             hub,
             metrics: crate::telemetry::metrics_handle(),
             engine: crate::engine::EngineRuntime::new(),
+            extracts,
             lookups,
             audit,
             lookup_limits: lookup::LookupLimits::default(),
@@ -225,6 +232,11 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
+    /// The hub's pseudonymised extracts (tests observe which scans read them).
+    pub fn extracts(&self) -> Option<&Arc<crate::engine::Extracts>> {
+        self.state.extracts.as_ref()
+    }
+
     /// Graceful shutdown: stop accepting, let in-flight requests finish within `grace`.
     pub async fn shutdown(self, grace: Duration) -> std::io::Result<()> {
         self.state.shutting_down.store(true, Ordering::Release);

@@ -124,6 +124,7 @@ pub async fn query(
         &state.pseudonyms,
         today,
         &|path| crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal),
+        state.extracts.as_ref(),
     )
     .map_err(engine_error)?;
     let running = tokio::time::timeout_at(deadline, start_query(&ctx, &request.sql, &limits))

@@ -47,6 +47,10 @@ impl SharedHub {
         config.policy.history_dir = self
             .root
             .join(format!("policy-history-{}", uuid::Uuid::new_v4()));
+        // … and its own pseudonymised extracts (built on first use: tests read both paths).
+        config.pseudonymisation.extracts_dir = self
+            .root
+            .join(format!("extracts-{}", uuid::Uuid::new_v4()));
         config.identity.jwks_min_refresh_secs = 0;
         config.identity.http_timeout_secs = 2;
         config
@@ -93,6 +97,11 @@ impl TestServer {
             base,
             client: client(&hub().ca_pem()),
         }
+    }
+
+    /// The server's pseudonymised extracts, when they are on.
+    pub fn extracts(&self) -> Option<&std::sync::Arc<passerelle::engine::Extracts>> {
+        self.running.as_ref().and_then(|r| r.extracts())
     }
 
     pub fn url(&self, path: &str) -> String {
