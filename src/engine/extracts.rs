@@ -28,8 +28,8 @@ use arrow::array::RecordBatch;
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use parquet::file::properties::WriterProperties;
 use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
@@ -57,9 +57,14 @@ pub struct Extract {
 #[derive(Debug, Clone)]
 enum Entry {
     Building,
-    Ready { source: FileStamp, extract: Extract },
+    Ready {
+        source: FileStamp,
+        extract: Extract,
+    },
     /// Its build failed for this state of the data file: not tried again until it changes.
-    Failed { source: Option<FileStamp> },
+    Failed {
+        source: Option<FileStamp>,
+    },
 }
 
 /// Which extract: data file, domain, key version, pseudonymised columns (sorted).
@@ -121,7 +126,8 @@ impl Extracts {
             Some(Entry::Ready { source, extract })
                 if *source == stamp && extract.path.is_file() =>
             {
-                self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.served
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 return Some(extract.clone());
             }
             _ => {}
@@ -136,7 +142,8 @@ impl Extracts {
                     extract: extract.clone(),
                 },
             );
-            self.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.served
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Some(extract);
         }
         entries.insert(key.clone(), Entry::Building);
@@ -379,9 +386,12 @@ fn build(
     ));
     let written = (|| -> Result<(), String> {
         let out = private_file(&temporary).map_err(|e| format!("extract: {}", e.kind()))?;
-        let mut writer =
-            ArrowWriter::try_new(BufWriter::with_capacity(1 << 20, out), schema.clone(), Some(props.build()))
-                .map_err(|e| format!("extract writer: {e}"))?;
+        let mut writer = ArrowWriter::try_new(
+            BufWriter::with_capacity(1 << 20, out),
+            schema.clone(),
+            Some(props.build()),
+        )
+        .map_err(|e| format!("extract writer: {e}"))?;
         let batches = reader
             .with_batch_size(BUILD_BATCH)
             .build()
@@ -395,16 +405,20 @@ fn build(
             }
             let batch = RecordBatch::try_new(schema.clone(), arrays)
                 .map_err(|e| format!("extract batch: {e}"))?;
-            writer.write(&batch).map_err(|e| format!("extract write: {e}"))?;
+            writer
+                .write(&batch)
+                .map_err(|e| format!("extract write: {e}"))?;
         }
         let mut out = writer
             .into_inner()
             .map_err(|e| format!("extract close: {e}"))?;
-        out.flush().map_err(|e| format!("extract flush: {}", e.kind()))?;
+        out.flush()
+            .map_err(|e| format!("extract flush: {}", e.kind()))?;
         let file = out
             .into_inner()
             .map_err(|e| format!("extract flush: {}", e.error().kind()))?;
-        file.sync_all().map_err(|e| format!("extract fsync: {}", e.kind()))?;
+        file.sync_all()
+            .map_err(|e| format!("extract fsync: {}", e.kind()))?;
         std::fs::rename(&temporary, path).map_err(|e| format!("extract rename: {}", e.kind()))?;
         File::open(dir)
             .and_then(|d| d.sync_all())
@@ -506,7 +520,10 @@ mod tests {
     fn an_extract_holds_pseudonyms_and_every_other_column_as_is() {
         let dir = tempfile::tempdir().unwrap();
         let source = dir.path().join("sejours.parquet");
-        write_source(&source, &[Some("1840375056123"), None, Some("2840375056124")]);
+        write_source(
+            &source,
+            &[Some("1840375056123"), None, Some("2840375056124")],
+        );
         let extracts = Extracts::new(dir.path().join("extracts"));
         let d = domain(1, 1);
         // First use: built in the background, the caller computes in the scan meanwhile.
@@ -522,7 +539,10 @@ mod tests {
             ]
         );
         let ids = batch.column_by_name("id").unwrap();
-        assert_eq!(ids.as_primitive::<arrow::datatypes::Int64Type>().values(), &[0, 1, 2]);
+        assert_eq!(
+            ids.as_primitive::<arrow::datatypes::Int64Type>().values(),
+            &[0, 1, 2]
+        );
         assert_eq!(batch.column_by_name("region").unwrap().len(), 3);
         assert_eq!(extracts.served(), 1);
     }
@@ -561,7 +581,11 @@ mod tests {
         // A restart with another master key finds the file and refuses it (probe).
         let other_key = domain(2, 1);
         let restarted = Extracts::new(folder.clone());
-        assert!(restarted.find(&source, &other_key, &["nir".to_string()]).is_none());
+        assert!(
+            restarted
+                .find(&source, &other_key, &["nir".to_string()])
+                .is_none()
+        );
         let rebuilt = built(&restarted, &source, &other_key);
         assert_eq!(rebuilt.path, v1.path, "same name, rebuilt in place");
         assert_eq!(
@@ -574,9 +598,16 @@ mod tests {
         let extract = built(&restarted, &source, &v2);
         assert_ne!(extract.path, v1.path);
         assert!(!v1.path.exists(), "extracts of older versions are removed");
-        assert_eq!(nirs(&read(&extract)), vec![Some(v2.pseudonymise("1840375056123"))]);
+        assert_eq!(
+            nirs(&read(&extract)),
+            vec![Some(v2.pseudonymise("1840375056123"))]
+        );
         // Another column set is another extract.
-        assert!(restarted.find(&source, &v2, &["region".to_string()]).is_none());
+        assert!(
+            restarted
+                .find(&source, &v2, &["region".to_string()])
+                .is_none()
+        );
     }
 
     #[cfg(unix)]
@@ -596,7 +627,10 @@ mod tests {
             .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
-        assert!(names[0].starts_with("sejours.projet-diabete.v1."), "{names:?}");
+        assert!(
+            names[0].starts_with("sejours.projet-diabete.v1."),
+            "{names:?}"
+        );
     }
 
     #[test]

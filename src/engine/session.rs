@@ -45,7 +45,10 @@ pub fn secure_session(
 
 /// Builds the caller's session in `runtime` (the query's memory pool and spill policy), reading
 /// pseudonymised extracts from `extracts` when they are ready.
-#[allow(clippy::too_many_arguments, reason = "one call site in the server, one in tests")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site in the server, one in tests"
+)]
 pub fn secure_session_in(
     runtime: Arc<RuntimeEnv>,
     plan: &AccessPlan,
@@ -233,6 +236,10 @@ mod tests {
         let (_, read_with) = with_extract(&extracts, &on_region, &source, &domain).unwrap();
         assert_eq!(read_with.columns[0].treatment, ColumnTreatment::Clear);
         assert_eq!(read_with.columns[1].treatment, ColumnTreatment::Clear);
-        assert_eq!(read_with.row_filters.len(), 1, "the row filter still applies");
+        assert_eq!(
+            read_with.row_filters.len(),
+            1,
+            "the row filter still applies"
+        );
     }
 }

@@ -139,7 +139,8 @@ mod x86 {
     fn block_words(block: &[u8; 64]) -> [__m128i; 4] {
         let big_endian = _mm_set_epi64x(0x0c0d_0e0f_0809_0a0b, 0x0405_0607_0001_0203);
         let parts: &[[u8; 16]; 4] = bytemuck::cast_ref(block);
-        let word = |i: usize| _mm_shuffle_epi8(bytemuck::cast::<[u8; 16], __m128i>(parts[i]), big_endian);
+        let word =
+            |i: usize| _mm_shuffle_epi8(bytemuck::cast::<[u8; 16], __m128i>(parts[i]), big_endian);
         [word(0), word(1), word(2), word(3)]
     }
 

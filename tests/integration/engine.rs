@@ -407,7 +407,11 @@ async fn an_extract_gives_the_same_answers_as_the_data_file() {
     let on = DemoServer::start_with(|_| {}).await;
     let off = DemoServer::start_with(|c| c.pseudonymisation.extracts = false).await;
     assert!(off.server.extracts().is_none());
-    let extracts = on.server.extracts().expect("extracts are on by default").clone();
+    let extracts = on
+        .server
+        .extracts()
+        .expect("extracts are on by default")
+        .clone();
     let queries = [
         "SELECT nir, count(*) AS n FROM sante.sejours GROUP BY nir ORDER BY nir".to_string(),
         "SELECT * FROM sante.sejours ORDER BY id_sejour".to_string(),
@@ -447,7 +451,10 @@ async fn an_extract_gives_the_same_answers_as_the_data_file() {
     let before = extracts.served();
     for sql in &queries {
         let expected = answer(&off, sql.clone()).await;
-        assert!(expected.1.as_array().is_some_and(|r| !r.is_empty()), "{sql}");
+        assert!(
+            expected.1.as_array().is_some_and(|r| !r.is_empty()),
+            "{sql}"
+        );
         assert_eq!(answer(&on, sql.clone()).await, expected, "{sql}");
     }
     // Two datasets with pseudonymised columns in five queries, the join reading both.

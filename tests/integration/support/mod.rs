@@ -48,9 +48,8 @@ impl SharedHub {
             .root
             .join(format!("policy-history-{}", uuid::Uuid::new_v4()));
         // … and its own pseudonymised extracts (built on first use: tests read both paths).
-        config.pseudonymisation.extracts_dir = self
-            .root
-            .join(format!("extracts-{}", uuid::Uuid::new_v4()));
+        config.pseudonymisation.extracts_dir =
+            self.root.join(format!("extracts-{}", uuid::Uuid::new_v4()));
         config.identity.jwks_min_refresh_secs = 0;
         config.identity.http_timeout_secs = 2;
         config
