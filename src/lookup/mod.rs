@@ -115,6 +115,16 @@ impl Lookups {
         Ok((lookups, reports))
     }
 
+    /// True when the index of `dataset.column` is built and current: `index` will then
+    /// return at once, without reading the data file.
+    pub fn is_built(&self, dataset: &str, column: &str) -> bool {
+        let indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
+        indexes
+            .get(&(dataset.to_string(), column.to_string()))
+            .and_then(|slot| slot.get().cloned())
+            .is_some_and(|built| built.is_ok_and(|index| index.is_current()))
+    }
+
     /// The index of `dataset.column`, built on first use (blocking: call it off the async
     /// runtime). `NoIndex` when the catalog does not declare the column unique.
     pub fn index(
