@@ -3,7 +3,10 @@
 //! Its schema is the caller's view: hidden columns do not exist, masked columns have their
 //! masked type. Its scan is raw Parquet scan → row filter → masks → [`BarrierExec`]. User
 //! filters run above the barrier; only leak-proof ones on clear columns are also handed to the
-//! raw scan, as `Inexact`, for row-group and page pruning (see `pushdown`).
+//! raw scan, as `Inexact`, for row-group and page pruning (see `pushdown`). When the session
+//! gave it pseudonymised extracts, a scan reads the dataset's extract if one is ready (its
+//! pseudonymised columns then pass as they are), and otherwise the data file; only a scan asks,
+//! so only the datasets a query reads get an extract built.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -21,6 +24,7 @@ use datafusion::logical_expr::{Expr, LogicalPlanBuilder, ScalarUDF, TableProvide
 use datafusion::physical_plan::ExecutionPlan;
 
 use super::barrier::BarrierExec;
+use super::extracts::Extracts;
 use super::filter::to_expr;
 use super::masks::MaskUdf;
 use super::pushdown::{ClearColumns, for_raw_scan, is_leak_proof};
@@ -45,6 +49,8 @@ pub struct SecureTableProvider {
     row_filter: Option<Expr>,
     domain: Option<Arc<PseudonymDomain>>,
     clear: ClearColumns,
+    /// Where an extract of this dataset may be (set only when one could serve this plan).
+    extracts: Option<Arc<Extracts>>,
 }
 
 impl SecureTableProvider {
@@ -97,13 +103,36 @@ impl SecureTableProvider {
             row_filter,
             domain,
             clear,
+            extracts: None,
         })
     }
 
-    fn mask_expr(&self, column: &VisibleColumn) -> Expr {
+    /// Lets scans read the dataset's pseudonymised extract from `extracts` when it is ready.
+    /// The caller checks that an extract can serve this plan (no row filter reads a
+    /// pseudonymised column: `session::extract_columns`).
+    pub fn with_extracts(mut self, extracts: Arc<Extracts>) -> Self {
+        self.extracts = Some(extracts);
+        self
+    }
+
+    /// The visible pseudonymised columns, the ones an extract holds as pseudonyms.
+    fn pseudonymised(&self) -> Vec<String> {
+        self.columns
+            .iter()
+            .filter(|c| matches!(c.treatment, ColumnTreatment::Pseudonymised { .. }))
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    /// `precomputed`: the scan reads an extract, whose pseudonymised columns already hold the
+    /// pseudonyms of this domain and key version.
+    fn mask_expr(&self, column: &VisibleColumn, precomputed: bool) -> Expr {
         let raw = Expr::Column(Column::from_name(column.name.clone()));
         let expr = match column.treatment {
             ColumnTreatment::Clear => raw,
+            // SECURITY: only when `Extracts::find` gave an extract made with this very domain
+            // and key version (probe checked) from the data file as it is now.
+            ColumnTreatment::Pseudonymised { .. } if precomputed => raw,
             _ => {
                 let udf = ScalarUDF::new_from_impl(MaskUdf::new(
                     column.treatment.clone(),
@@ -155,12 +184,27 @@ impl TableProvider for SecureTableProvider {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let url = ListingTableUrl::parse(self.path.to_string_lossy())?;
+        let extract = match (&self.extracts, &self.domain) {
+            (Some(extracts), Some(domain)) => {
+                extracts.find(&self.path, domain, &self.pseudonymised())
+            }
+            _ => None,
+        };
+        let (path, raw_schema) = match &extract {
+            // The extract's own metadata (source stamp, probe) is not part of any view.
+            Some(x) => (
+                x.path.clone(),
+                Arc::new(Schema::new(x.schema.fields().clone())),
+            ),
+            None => (self.path.clone(), self.raw_schema.clone()),
+        };
+        let precomputed = extract.is_some();
+        let url = ListingTableUrl::parse(path.to_string_lossy())?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
-            .with_schema(self.raw_schema.clone());
+            .with_schema(raw_schema);
         let raw = Arc::new(ListingTable::try_new(config)?);
         let mut builder = LogicalPlanBuilder::scan("raw", provider_as_source(raw), None)?;
         if let Some(filter) = &self.row_filter {
@@ -195,7 +239,7 @@ impl TableProvider for SecureTableProvider {
             return Ok(Arc::new(BarrierExec::new(Arc::new(empty))));
         }
         let plan = builder
-            .project(wanted.iter().map(|c| self.mask_expr(c)))?
+            .project(wanted.iter().map(|c| self.mask_expr(c, precomputed)))?
             .build()?;
         let physical = state.create_physical_plan(&plan).await?;
         Ok(Arc::new(BarrierExec::new(physical)))

@@ -13,10 +13,10 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionConfig;
 
 use super::EngineError;
-use super::extracts::{Extract, Extracts};
+use super::extracts::Extracts;
 use super::provider::SecureTableProvider;
 use crate::policy::{AccessPlan, Catalog, ColumnTreatment, DatasetPlan};
-use crate::pseudonym::{KeyRing, PseudonymDomain};
+use crate::pseudonym::KeyRing;
 
 /// Catalog name of the caller's view.
 pub const CATALOG: &str = "passerelle";
@@ -84,19 +84,18 @@ pub fn secure_session_in(
                 .map_err(|e| EngineError::Internal(e.to_string()))?;
         }
         let path = data_dir.join(&entry.path);
-        let extract = extracts.and_then(|x| with_extract(x, dataset, &path, &domain));
-        let provider = match extract {
-            Some((extract, plan)) => {
-                SecureTableProvider::new(&plan, extract.path, extract.schema, Some(domain.clone()))
-            }
-            None => SecureTableProvider::new(
-                dataset,
-                path.clone(),
-                raw_schema(&path)?,
-                Some(domain.clone()),
-            ),
-        }
+        let mut provider = SecureTableProvider::new(
+            dataset,
+            path.clone(),
+            raw_schema(&path)?,
+            Some(domain.clone()),
+        )
         .map_err(|e| EngineError::Internal(e.to_string()))?;
+        if let Some(extracts) = extracts
+            && extract_columns(dataset).is_some()
+        {
+            provider = provider.with_extracts(extracts.clone());
+        }
         ctx.register_table(
             TableReference::partial(schema_name, table),
             Arc::new(provider),
@@ -106,15 +105,9 @@ pub fn secure_session_in(
     Ok(ctx)
 }
 
-/// The extract `dataset`'s scan may read instead of its data file, and the plan to read it
-/// with: the same plan, except that the columns the extract already holds as pseudonyms pass
-/// as they are (row filter, masks, hidden columns and barrier unchanged).
-fn with_extract(
-    extracts: &Arc<Extracts>,
-    dataset: &DatasetPlan,
-    path: &Path,
-    domain: &Arc<PseudonymDomain>,
-) -> Option<(Extract, DatasetPlan)> {
+/// The columns an extract of `dataset` would hold as pseudonyms, when an extract can serve
+/// this plan: it has pseudonymised columns and no row filter reads one of them.
+fn extract_columns(dataset: &DatasetPlan) -> Option<Vec<String>> {
     let pseudonymised: Vec<String> = dataset
         .visible_columns()
         .filter(|c| matches!(c.treatment, ColumnTreatment::Pseudonymised { .. }))
@@ -132,16 +125,7 @@ fn with_extract(
     {
         return None;
     }
-    let extract = extracts.find(path, domain, &pseudonymised)?;
-    let mut plan = dataset.clone();
-    for column in &mut plan.columns {
-        if pseudonymised.contains(&column.name) {
-            // SECURITY: only because the extract holds this column's pseudonyms, made with
-            // this very domain and key version (`Extracts::find` checked the probe).
-            column.treatment = ColumnTreatment::Clear;
-        }
-    }
-    Some((extract, plan))
+    Some(pseudonymised)
 }
 
 #[cfg(test)]
@@ -149,9 +133,6 @@ mod tests {
     use super::*;
     use crate::policy::filter::{FilterExpr, Literal};
     use crate::policy::{ColumnClass, ColumnPlan, Reason, RowFilter};
-    use crate::pseudonym::MasterKey;
-    use arrow::array::StringArray;
-    use datafusion::arrow::datatypes::DataType;
 
     fn plan(row_filter: FilterExpr) -> DatasetPlan {
         let column = |name: &str, treatment: ColumnTreatment| ColumnPlan {
@@ -197,49 +178,17 @@ mod tests {
         )
     }
 
-    /// A row filter on a pseudonymised column needs raw values: never an extract (none is even
-    /// built); on another column the extract is built and then read, with the column in clear.
+    /// A row filter on a pseudonymised column needs raw values: never an extract; on another
+    /// column, an extract can serve the plan (its row filter still applies to the extract).
     #[test]
     fn a_row_filter_on_a_pseudonymised_column_keeps_the_data_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let source = dir.path().join("sejours.parquet");
-        // A Parquet file with `nir` and `region` columns.
-        let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(vec![
-            datafusion::arrow::datatypes::Field::new("nir", DataType::Utf8, true),
-            datafusion::arrow::datatypes::Field::new("region", DataType::Utf8, true),
-        ]));
-        let batch = datafusion::arrow::record_batch::RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(StringArray::from(vec!["1840375056123"])),
-                Arc::new(StringArray::from(vec!["84"])),
-            ],
-        )
-        .unwrap();
-        let file = std::fs::File::create(&source).unwrap();
-        let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-        let extracts = Extracts::new(dir.path().join("extracts"));
-        let domain = Arc::new(
-            PseudonymDomain::derive(&MasterKey::from_bytes([3; 32]), "projet-diabete", 1).unwrap(),
-        );
-        let on_nir = plan(equals("nir", "1840375056123"));
-        assert!(with_extract(&extracts, &on_nir, &source, &domain).is_none());
-        extracts.wait_for_builds();
-        assert!(with_extract(&extracts, &on_nir, &source, &domain).is_none());
-        assert!(!dir.path().join("extracts").exists(), "nothing was built");
-
-        let on_region = plan(equals("region", "84"));
-        assert!(with_extract(&extracts, &on_region, &source, &domain).is_none());
-        extracts.wait_for_builds();
-        let (_, read_with) = with_extract(&extracts, &on_region, &source, &domain).unwrap();
-        assert_eq!(read_with.columns[0].treatment, ColumnTreatment::Clear);
-        assert_eq!(read_with.columns[1].treatment, ColumnTreatment::Clear);
+        assert_eq!(extract_columns(&plan(equals("nir", "1840375056123"))), None);
         assert_eq!(
-            read_with.row_filters.len(),
-            1,
-            "the row filter still applies"
+            extract_columns(&plan(equals("region", "84"))),
+            Some(vec!["nir".to_string()])
         );
+        let mut clear = plan(equals("region", "84"));
+        clear.columns[0].treatment = ColumnTreatment::Clear;
+        assert_eq!(extract_columns(&clear), None, "nothing to precompute");
     }
 }

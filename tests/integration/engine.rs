@@ -465,3 +465,35 @@ async fn an_extract_gives_the_same_answers_as_the_data_file() {
         "a raw NIR matches nothing"
     );
 }
+
+/// Only the datasets a query reads get an extract built (the session lists them all).
+#[tokio::test]
+async fn only_the_datasets_a_query_reads_get_an_extract() {
+    use crate::support::DemoServer;
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("extracts");
+    let on = DemoServer::start_with(|c| c.pseudonymisation.extracts_dir = folder.clone()).await;
+    let r = on
+        .server
+        .client
+        .post(on.server.url("/v1/query"))
+        .bearer_auth(on.token("chercheuse-diabete"))
+        .json(&json!({ "sql": "SELECT count(DISTINCT nir) AS n FROM sante.sejours" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let extracts = on.server.extracts().unwrap().clone();
+    tokio::task::spawn_blocking(move || extracts.wait_for_builds())
+        .await
+        .unwrap();
+    let names: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(
+        names[0].starts_with("sejours.projet-diabete.v1."),
+        "{names:?}"
+    );
+}
