@@ -22,11 +22,27 @@ use datafusion::physical_plan::{
 #[derive(Debug)]
 pub struct BarrierExec {
     input: Arc<dyn ExecutionPlan>,
+    /// Per output column: may its statistics (inexact) go up for planning?
+    column_stats: Vec<bool>,
 }
 
 impl BarrierExec {
+    /// A barrier that lets only size estimates up.
     pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
-        Self { input }
+        Self {
+            input,
+            column_stats: Vec::new(),
+        }
+    }
+
+    /// A barrier that also lets up the statistics of the columns marked `true`: the caller
+    /// marks only columns whose statistics describe exactly what the user can see anyway
+    /// (in clear, in a dataset without row filter).
+    pub fn with_column_stats(input: Arc<dyn ExecutionPlan>, column_stats: Vec<bool>) -> Self {
+        Self {
+            input,
+            column_stats,
+        }
     }
 }
 
@@ -61,7 +77,10 @@ impl ExecutionPlan for BarrierExec {
         mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(BarrierExec { input })),
+            (Some(input), true) => Ok(Arc::new(BarrierExec {
+                input,
+                column_stats: self.column_stats.clone(),
+            })),
             _ => datafusion::common::internal_err!("the secure barrier has exactly one input"),
         }
     }
@@ -79,9 +98,10 @@ impl ExecutionPlan for BarrierExec {
         vec![ChildStats::At(partition)]
     }
 
-    /// Size estimates only (rows and bytes, inexact), so that joins put the smaller input on
-    /// their build side as they would over bare files; no column statistics (their minimum
-    /// and maximum would be raw values before masks and row filters).
+    /// Size estimates (rows and bytes, inexact), so that joins put the smaller input on their
+    /// build side as they would over bare files; column statistics (inexact) only for the
+    /// columns the provider marked: elsewhere their minimum and maximum would be raw values
+    /// before masks, or cover rows a row filter hides.
     fn statistics_from_inputs(
         &self,
         input_stats: &[Arc<Statistics>],
@@ -93,6 +113,18 @@ impl ExecutionPlan for BarrierExec {
         if let Some(input) = input_stats.first() {
             out.num_rows = input.num_rows.to_inexact();
             out.total_byte_size = input.total_byte_size.to_inexact();
+            // SECURITY: only marked columns (in clear, no row filter): their statistics are
+            // those of the caller's own view; join cardinality estimates need them.
+            for ((slot, below), &allowed) in out
+                .column_statistics
+                .iter_mut()
+                .zip(&input.column_statistics)
+                .zip(&self.column_stats)
+            {
+                if allowed {
+                    *slot = below.clone().to_inexact();
+                }
+            }
         }
         Ok(Arc::new(out))
     }
@@ -109,6 +141,36 @@ mod tests {
     use datafusion::common::stats::Precision;
     use datafusion::datasource::memory::MemorySourceConfig;
     use datafusion::physical_plan::statistics::StatisticsContext;
+
+    /// Marked columns' statistics cross (inexact); unmarked ones stay absent.
+    #[test]
+    fn only_marked_columns_statistics_cross_the_barrier() {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("age", DataType::Int32, false),
+            Field::new("income", DataType::Int32, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(vec![17, 42, 99])),
+                Arc::new(Int32Array::from(vec![1000, 2000, 3000])),
+            ],
+        )
+        .unwrap();
+        let source = MemorySourceConfig::try_new_exec(&[vec![batch]], schema, None).unwrap();
+        let barrier = BarrierExec::with_column_stats(source, vec![true, false]);
+        let above = StatisticsContext::new()
+            .compute(&barrier, &StatisticsArgs::new())
+            .unwrap();
+        let [age, income] = &above.column_statistics[..] else {
+            panic!("two columns")
+        };
+        assert_eq!(age.null_count, Precision::Inexact(0));
+        assert!(!age.null_count.is_exact().unwrap_or(true));
+        assert_eq!(income.null_count, Precision::Absent);
+        assert_eq!(income.max_value, Precision::Absent);
+        assert_eq!(income.min_value, Precision::Absent);
+    }
 
     /// Joins get the size of each side; no minimum, maximum or distinct count crosses.
     #[test]

@@ -242,6 +242,16 @@ impl TableProvider for SecureTableProvider {
             .project(wanted.iter().map(|c| self.mask_expr(c, precomputed)))?
             .build()?;
         let physical = state.create_physical_plan(&plan).await?;
-        Ok(Arc::new(BarrierExec::new(physical)))
+        // SECURITY: statistics go up only for columns in clear of a dataset without row filter
+        // (what the caller could compute with SQL); masked columns and filtered datasets give
+        // sizes only.
+        let column_stats = wanted
+            .iter()
+            .map(|c| self.row_filter.is_none() && c.treatment == ColumnTreatment::Clear)
+            .collect();
+        Ok(Arc::new(BarrierExec::with_column_stats(
+            physical,
+            column_stats,
+        )))
     }
 }
