@@ -255,3 +255,114 @@ impl TableProvider for SecureTableProvider {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::filter::{Comparison, FilterExpr, Literal};
+    use crate::policy::{ColumnClass, ColumnPlan, Reason, RowFilter};
+    use datafusion::arrow::array::{Int32Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::DataType;
+    use datafusion::common::stats::Precision;
+    use datafusion::physical_plan::statistics::{StatisticsArgs, StatisticsContext};
+    use datafusion::prelude::SessionContext;
+
+    fn plan(row_filter: bool) -> DatasetPlan {
+        let column = |name: &str, treatment| ColumnPlan {
+            name: name.to_string(),
+            class: ColumnClass::Public,
+            treatment,
+            reasons: Vec::new(),
+        };
+        let filter = FilterExpr::Compare(
+            Box::new(FilterExpr::Column("age".into())),
+            Comparison::Gt,
+            Box::new(FilterExpr::Literal(Literal::Integer(0))),
+        );
+        DatasetPlan {
+            name: "t.t".into(),
+            title: String::new(),
+            query: true,
+            aggregate: false,
+            lookup_key: None,
+            row_filters: if row_filter {
+                vec![RowFilter {
+                    source: "age > 0".into(),
+                    expr: filter,
+                    reason: Reason {
+                        source: "default",
+                        line: None,
+                        text: String::new(),
+                    },
+                }]
+            } else {
+                Vec::new()
+            },
+            columns: vec![
+                column("age", ColumnTreatment::Clear),
+                column("name", ColumnTreatment::Redacted),
+            ],
+            reasons: Vec::new(),
+            refused: None,
+        }
+    }
+
+    /// The statistics above the barrier of `SELECT age, name`, per column: null count.
+    async fn null_counts_above_the_barrier(row_filter: bool) -> Vec<Precision<usize>> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("age", DataType::Int32, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(vec![17, 42])),
+                Arc::new(StringArray::from(vec![Some("Ada"), None])),
+            ],
+        )
+        .unwrap();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let provider = SecureTableProvider::new(&plan(row_filter), path, schema, None).unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_table("t", Arc::new(provider)).unwrap();
+        let physical = ctx
+            .sql("SELECT age, name FROM t")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let mut node = physical;
+        while node.name() != "SecureBarrier" {
+            node = node.children()[0].clone();
+        }
+        let stats = StatisticsContext::new()
+            .compute(node.as_ref(), &StatisticsArgs::new())
+            .unwrap();
+        stats
+            .column_statistics
+            .iter()
+            .map(|c| c.null_count)
+            .collect()
+    }
+
+    /// Column statistics go up for a clear column of a dataset without row filter only.
+    #[tokio::test]
+    async fn statistics_cross_for_clear_columns_of_unfiltered_datasets_only() {
+        assert_eq!(
+            null_counts_above_the_barrier(false).await,
+            vec![Precision::Inexact(0), Precision::Absent],
+            "clear `age` has its statistics, redacted `name` none"
+        );
+        assert_eq!(
+            null_counts_above_the_barrier(true).await,
+            vec![Precision::Absent, Precision::Absent],
+            "a row-filtered dataset gives sizes only"
+        );
+    }
+}
