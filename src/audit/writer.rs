@@ -1,5 +1,8 @@
-//! The single writer: receives events over a channel, appends a batch, fsyncs once, rewrites
-//! the signed head, then acknowledges every event of the batch (group commit).
+//! The single writer: receives events over a channel, appends a batch, fsyncs it,
+//! acknowledges every event of the batch (group commit: each answer leaves once its record is
+//! durable), then rewrites the signed head before taking the next batch. A crash between the
+//! acknowledgement and the head leaves records after the head; reopening the trail verifies
+//! their chain and signs them (`Trail::open`), as it always did for a writer stopped early.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -58,6 +61,8 @@ pub(crate) struct Trail {
     last_seq: u64,
     last_hash: String,
     last_retention: Instant,
+    /// A segment was started since the last `seal` (retention is checked then).
+    rotated: bool,
     _lock: File,
 }
 
@@ -144,6 +149,7 @@ impl Trail {
             last_seq: scan.last_seq,
             last_hash: scan.last_hash,
             last_retention: Instant::now(),
+            rotated: false,
             _lock: lock,
         };
         if scan.head.is_none() || scan.unsigned_tail > 0 {
@@ -253,8 +259,9 @@ impl Trail {
         Ok(())
     }
 
-    /// Appends the events, fsyncs, signs the new head. Returns each event's seq (or why it
-    /// could not be encoded). An `Err` means the disk state is unknown: the trail is unhealthy.
+    /// Appends the events and fsyncs them. Returns each event's seq (or why it could not be
+    /// encoded). An `Err` means the disk state is unknown: the trail is unhealthy. The caller
+    /// acknowledges, then calls [`Trail::seal`] before the next commit.
     pub fn commit(
         &mut self,
         events: &[AuditEvent],
@@ -301,12 +308,34 @@ impl Trail {
                 .file
                 .sync_data()
                 .map_err(|e| io_error(&current.info.path, &e))?;
+            // SECURITY: a record is durable only in the trail: a segment that was deleted or
+            // replaced behind the writer (its inode no longer linked) holds nothing anyone
+            // will read, so the batch fails and the trail turns unhealthy.
+            use std::os::unix::fs::MetadataExt;
+            let linked = current
+                .file
+                .metadata()
+                .map_err(|e| io_error(&current.info.path, &e))?
+                .nlink();
+            if linked == 0 {
+                return Err(io_error(
+                    &current.info.path,
+                    &std::io::Error::other("the segment was removed or replaced"),
+                ));
+            }
         }
+        self.rotated |= rotated;
+        Ok(results)
+    }
+
+    /// Signs and writes the head over everything committed (one write, one fdatasync), and
+    /// expires old segments when due. An `Err` makes the trail unhealthy.
+    pub fn seal(&mut self) -> Result<(), AuditError> {
         self.write_head()?;
-        if rotated || self.last_retention.elapsed() >= RETENTION_CHECK {
+        if std::mem::take(&mut self.rotated) || self.last_retention.elapsed() >= RETENTION_CHECK {
             self.expire();
         }
-        Ok(results)
+        Ok(())
     }
 
     fn flush(&mut self, buffer: &mut Vec<u8>) -> Result<(), AuditError> {
@@ -429,8 +458,15 @@ pub(crate) fn run(mut trail: Trail, mut rx: mpsc::Receiver<Pending>, healthy: Ar
             }
             match trail.commit(&events) {
                 Ok(results) => {
+                    // SECURITY: every record of the batch is durable (appended and fsynced):
+                    // the answers may leave. The signed head follows before the next batch.
                     for (reply, result) in replies.into_iter().zip(results) {
                         let _ = reply.send(result.map(|seq| Receipt { seq }));
+                    }
+                    if let Err(e) = trail.seal() {
+                        failed = true;
+                        guard.0.store(false, Ordering::Release);
+                        tracing::error!(error = %e, "audit: head write failed; refusing every request until restart");
                     }
                 }
                 Err(e) => {

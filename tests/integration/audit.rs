@@ -198,20 +198,39 @@ fn an_intact_trail_verifies_and_reopening_continues_the_chain() {
 }
 
 #[test]
-fn record_returns_only_once_the_line_and_the_signed_head_are_on_disk() {
+fn record_returns_once_its_line_is_on_disk_and_the_signed_head_follows() {
     let root = tempfile::tempdir().unwrap();
     let config = setup(root.path());
     let log = AuditLog::open(&config).unwrap();
     let rt = runtime();
+    // The writer signs the head right after acknowledging a batch, before the next one.
+    let head_reaches = |seq: u64| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            // (A read racing the in-place write may see a half-written slot: read again.)
+            let read = std::fs::read(config.dir.join("head.json")).unwrap();
+            if let Ok(h) = serde_json::from_slice::<Signed>(&read)
+                && (h.seq >= seq || std::time::Instant::now() > deadline)
+            {
+                return h;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no head covers seq {seq}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    };
     for i in 0..20 {
         let receipt = rt.block_on(log.record(event(i))).unwrap();
-        // Read right after: the line is there, and the head covers it.
+        // Read right after: the line is there (the answer may leave).
         let files = segments(&config.dir);
         let all = lines(files.last().unwrap());
         let last: serde_json::Value = serde_json::from_str(all.last().unwrap()).unwrap();
         assert_eq!(last["seq"], receipt.seq);
         assert_eq!(last["request_id"], format!("req-{i:04}"));
-        let head = head(&config.dir);
+        // And the signed head covers it once the writer has sealed the batch.
+        let head = head_reaches(receipt.seq);
         assert_eq!(head.seq, receipt.seq);
         assert_eq!(head.hash, line_hash(all.last().unwrap().as_bytes()));
         // One fixed slot, overwritten in place at each commit.
@@ -231,7 +250,7 @@ fn record_returns_only_once_the_line_and_the_signed_head_are_on_disk() {
     rt.block_on(log.record(event(20))).unwrap();
     std::fs::rename(&old, config.dir.join("head.json")).unwrap();
     let receipt = rt.block_on(log.record(event(21))).unwrap();
-    assert_eq!(head(&config.dir).seq, receipt.seq);
+    assert_eq!(head_reaches(receipt.seq).seq, receipt.seq);
     drop(log);
     assert_intact(&config.dir, None);
 }
