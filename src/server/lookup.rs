@@ -335,6 +335,96 @@ fn lookup_one(
     }
 }
 
+/// A lookup request that passed every check before reading: the caller's plan for the
+/// dataset, valid traceability parameters and keys, and room in the rate limit.
+struct Admitted {
+    set: Arc<PolicySet>,
+    plan: AccessPlan,
+    dataset_plan: DatasetPlan,
+    traceability: Traceability,
+    /// `RateLimit-*` headers for the answer.
+    headers: HeaderMap,
+}
+
+/// The checks both lookup forms make, in this order (their error precedence is part of the
+/// API): habilitation and dataset (403), traceability parameters (422), the number of keys
+/// (batches, 422), each key against its column's constraints (422), the rate limit (429,
+/// returned as `Err(Ok(response))` with its headers).
+fn admit(
+    state: &AppState,
+    principal: &Principal,
+    habilitation: Option<&str>,
+    dataset: &str,
+    trace: &TraceabilityParams,
+    keys: &[String],
+    max_keys: Option<usize>,
+) -> Result<Admitted, Result<Response, ApiError>> {
+    let set = state.policy.current();
+    let (plan, dataset_plan) = dataset_plan(&set, principal, habilitation, dataset).map_err(Err)?;
+    let traceability = trace
+        .check()
+        .map_err(|e| Err(unprocessable(e.code, e.message)))?;
+    if let Some(max) = max_keys
+        && (keys.is_empty() || keys.len() > max)
+    {
+        return Err(Err(unprocessable(
+            "keys_invalid",
+            format!("send 1 to {max} keys"),
+        )));
+    }
+    check_keys(&set, &dataset_plan, keys).map_err(Err)?;
+    let headers = rate_limit(state, &plan, principal, keys.len())
+        .map_err(|refused| Ok(refused_response(*refused)))?;
+    Ok(Admitted {
+        set,
+        plan,
+        dataset_plan,
+        traceability,
+        headers,
+    })
+}
+
+impl Admitted {
+    /// Each key's granted record (or `None`), traced in the request's audit record.
+    async fn read(
+        &self,
+        state: &AppState,
+        draft: &AuditDraft,
+        keys: &[String],
+    ) -> Result<(Vec<Option<Map<String, Value>>>, usize), ApiError> {
+        let records = lookup_keys(
+            state,
+            &self.set,
+            &self.plan,
+            &self.dataset_plan,
+            keys.to_vec(),
+        )
+        .await?;
+        let found = records.iter().filter(|r| r.is_some()).count();
+        trace(
+            state,
+            draft,
+            &self.plan,
+            &self.dataset_plan,
+            &self.traceability,
+            keys,
+            found,
+        );
+        Ok((records, found))
+    }
+
+    /// The answer: the common fields and `field` (`record` or `results`), with the rate headers.
+    fn answer(self, draft: &AuditDraft, found: usize, field: &str, value: Value) -> Response {
+        let mut body = json!({
+            "dataset": self.dataset_plan.name,
+            "habilitation": self.plan.habilitation.id,
+            "policy_version": self.plan.policy_version,
+        });
+        body[field] = value;
+        with_headers(json_answer(draft, found, &body), self.headers)
+    }
+}
+
 pub async fn lookup(
     State(state): State<AppState>,
     Authenticated(principal): Authenticated,
@@ -342,53 +432,33 @@ pub async fn lookup(
     Path((dataset, key)): Path<(String, String)>,
     Query(query): Query<LookupQuery>,
 ) -> Result<Response, ApiError> {
-    let set = state.policy.current();
-    let (plan, dataset_plan) =
-        dataset_plan(&set, &principal, query.habilitation.as_deref(), &dataset)?;
-    let traceability = query
-        .trace
-        .check()
-        .map_err(|e| unprocessable(e.code, e.message))?;
     let keys = [key];
-    check_keys(&set, &dataset_plan, &keys)?;
-    let headers = match rate_limit(&state, &plan, &principal, 1) {
-        Ok(h) => h,
-        Err(refused) => return Ok(refused_response(*refused)),
-    };
-    let record = lookup_keys(&state, &set, &plan, &dataset_plan, keys.to_vec())
-        .await?
-        .pop()
-        .flatten();
-    let found = usize::from(record.is_some());
-    trace(
+    let admitted = match admit(
         &state,
-        &draft,
-        &plan,
-        &dataset_plan,
-        &traceability,
+        &principal,
+        query.habilitation.as_deref(),
+        &dataset,
+        &query.trace,
         &keys,
-        found,
-    );
-    let response = match record {
-        Some(record) => json_answer(
-            &draft,
-            found,
-            &json!({
-                "dataset": dataset_plan.name,
-                "habilitation": plan.habilitation.id,
-                "policy_version": plan.policy_version,
-                "record": record,
-            }),
-        ),
-        None => ApiError::new(
-            StatusCode::NOT_FOUND,
-            "record_not_found",
-            "No record",
-            "no record has this key",
-        )
-        .into_response(),
+        None,
+    ) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
     };
-    Ok(with_headers(response, headers))
+    let (mut records, found) = admitted.read(&state, &draft, &keys).await?;
+    match records.pop().flatten() {
+        Some(record) => Ok(admitted.answer(&draft, found, "record", Value::Object(record))),
+        None => Ok(with_headers(
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "record_not_found",
+                "No record",
+                "no record has this key",
+            )
+            .into_response(),
+            admitted.headers,
+        )),
+    }
 }
 
 pub async fn lookup_batch(
@@ -398,57 +468,32 @@ pub async fn lookup_batch(
     Path(dataset): Path<String>,
     Json(request): Json<BatchRequest>,
 ) -> Result<Response, ApiError> {
-    let set = state.policy.current();
-    let (plan, dataset_plan) =
-        dataset_plan(&set, &principal, request.habilitation.as_deref(), &dataset)?;
-    let traceability = TraceabilityParams {
+    let trace = TraceabilityParams {
         context: request.context.clone(),
         recipient: request.recipient.clone(),
         object: request.object.clone(),
-    }
-    .check()
-    .map_err(|e| unprocessable(e.code, e.message))?;
-    let max = state.config.limits.lookup_batch_max;
-    if request.keys.is_empty() || request.keys.len() > max {
-        return Err(unprocessable(
-            "keys_invalid",
-            format!("send 1 to {max} keys"),
-        ));
-    }
-    check_keys(&set, &dataset_plan, &request.keys)?;
-    let headers = match rate_limit(&state, &plan, &principal, request.keys.len()) {
-        Ok(h) => h,
-        Err(refused) => return Ok(refused_response(*refused)),
     };
-    let results = lookup_keys(&state, &set, &plan, &dataset_plan, request.keys.clone()).await?;
-    let found = results.iter().filter(|r| r.is_some()).count();
-    trace(
+    let admitted = match admit(
         &state,
-        &draft,
-        &plan,
-        &dataset_plan,
-        &traceability,
+        &principal,
+        request.habilitation.as_deref(),
+        &dataset,
+        &trace,
         &request.keys,
-        found,
-    );
+        Some(state.config.limits.lookup_batch_max),
+    ) {
+        Ok(admitted) => admitted,
+        Err(refused) => return refused,
+    };
+    let (records, found) = admitted.read(&state, &draft, &request.keys).await?;
     let items: Vec<Value> = request
         .keys
         .iter()
-        .zip(results)
+        .zip(records)
         .map(|(key, record)| match record {
             Some(record) => json!({"key": key, "status": 200, "record": record}),
             None => json!({"key": key, "status": 404}),
         })
         .collect();
-    let response = json_answer(
-        &draft,
-        found,
-        &json!({
-            "dataset": dataset_plan.name,
-            "habilitation": plan.habilitation.id,
-            "policy_version": plan.policy_version,
-            "results": items,
-        }),
-    );
-    Ok(with_headers(response, headers))
+    Ok(admitted.answer(&draft, found, "results", Value::Array(items)))
 }
