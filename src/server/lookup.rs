@@ -346,10 +346,16 @@ struct Admitted {
     headers: HeaderMap,
 }
 
+/// What [`admit`] decided when no check failed.
+enum Admission {
+    Admitted(Box<Admitted>),
+    /// Over the rate limit: the 429 answer, with its headers.
+    Limited(Response),
+}
+
 /// The checks both lookup forms make, in this order (their error precedence is part of the
 /// API): habilitation and dataset (403), traceability parameters (422), the number of keys
-/// (batches, 422), each key against its column's constraints (422), the rate limit (429,
-/// returned as `Err(Ok(response))` with its headers).
+/// (batches, 422), each key against its column's constraints (422), the rate limit (429).
 fn admit(
     state: &AppState,
     principal: &Principal,
@@ -358,30 +364,32 @@ fn admit(
     trace: &TraceabilityParams,
     keys: &[String],
     max_keys: Option<usize>,
-) -> Result<Admitted, Result<Response, ApiError>> {
+) -> Result<Admission, ApiError> {
     let set = state.policy.current();
-    let (plan, dataset_plan) = dataset_plan(&set, principal, habilitation, dataset).map_err(Err)?;
+    let (plan, dataset_plan) = dataset_plan(&set, principal, habilitation, dataset)?;
     let traceability = trace
         .check()
-        .map_err(|e| Err(unprocessable(e.code, e.message)))?;
+        .map_err(|e| unprocessable(e.code, e.message))?;
     if let Some(max) = max_keys
         && (keys.is_empty() || keys.len() > max)
     {
-        return Err(Err(unprocessable(
+        return Err(unprocessable(
             "keys_invalid",
             format!("send 1 to {max} keys"),
-        )));
+        ));
     }
-    check_keys(&set, &dataset_plan, keys).map_err(Err)?;
-    let headers = rate_limit(state, &plan, principal, keys.len())
-        .map_err(|refused| Ok(refused_response(*refused)))?;
-    Ok(Admitted {
+    check_keys(&set, &dataset_plan, keys)?;
+    let headers = match rate_limit(state, &plan, principal, keys.len()) {
+        Ok(headers) => headers,
+        Err(refused) => return Ok(Admission::Limited(refused_response(*refused))),
+    };
+    Ok(Admission::Admitted(Box::new(Admitted {
         set,
         plan,
         dataset_plan,
         traceability,
         headers,
-    })
+    })))
 }
 
 impl Admitted {
@@ -441,9 +449,9 @@ pub async fn lookup(
         &query.trace,
         &keys,
         None,
-    ) {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
+    )? {
+        Admission::Admitted(admitted) => admitted,
+        Admission::Limited(response) => return Ok(response),
     };
     let (mut records, found) = admitted.read(&state, &draft, &keys).await?;
     match records.pop().flatten() {
@@ -481,9 +489,9 @@ pub async fn lookup_batch(
         &trace,
         &request.keys,
         Some(state.config.limits.lookup_batch_max),
-    ) {
-        Ok(admitted) => admitted,
-        Err(refused) => return refused,
+    )? {
+        Admission::Admitted(admitted) => admitted,
+        Admission::Limited(response) => return Ok(response),
     };
     let (records, found) = admitted.read(&state, &draft, &request.keys).await?;
     let items: Vec<Value> = request
