@@ -50,6 +50,7 @@ const BUILD_BATCH: usize = 64 * 1024;
 #[derive(Debug, Clone)]
 pub struct Extract {
     pub path: PathBuf,
+    /// Its Arrow schema, without the file's key-value metadata (source stamp, probe).
     pub schema: SchemaRef,
 }
 
@@ -82,7 +83,7 @@ pub struct Extracts {
     dir: PathBuf,
     entries: Mutex<HashMap<ExtractKey, Entry>>,
     /// Held by the build in progress: one at a time, the hub keeps serving on the other core.
-    building: Arc<Mutex<()>>,
+    building: Mutex<()>,
     /// Scans answered from an extract (tests and metrics).
     served: std::sync::atomic::AtomicU64,
 }
@@ -93,7 +94,7 @@ impl Extracts {
         Arc::new(Extracts {
             dir,
             entries: Mutex::new(HashMap::new()),
-            building: Arc::new(Mutex::new(())),
+            building: Mutex::new(()),
             served: std::sync::atomic::AtomicU64::new(0),
         })
     }
@@ -166,9 +167,7 @@ impl Extracts {
 
     /// Waits until no build is in progress (tests, benchmarks, `demo` start-up).
     pub fn wait_for_builds(&self) {
-        drop(self.building.lock().unwrap_or_else(|p| p.into_inner()));
-        // A build that started after the lock was taken above holds it now: wait again until
-        // no entry says Building.
+        // Every build, queued or running, is an entry saying Building until it ends.
         loop {
             let building = self
                 .entries

@@ -49,8 +49,9 @@ pub struct SecureTableProvider {
     row_filter: Option<Expr>,
     domain: Option<Arc<PseudonymDomain>>,
     clear: ClearColumns,
-    /// Where an extract of this dataset may be (set only when one could serve this plan).
-    extracts: Option<Arc<Extracts>>,
+    /// Where an extract of this dataset may be, and the columns it holds as pseudonyms (set
+    /// only when one could serve this plan).
+    extracts: Option<(Arc<Extracts>, Vec<String>)>,
 }
 
 impl SecureTableProvider {
@@ -107,21 +108,12 @@ impl SecureTableProvider {
         })
     }
 
-    /// Lets scans read the dataset's pseudonymised extract from `extracts` when it is ready.
-    /// The caller checks that an extract can serve this plan (no row filter reads a
-    /// pseudonymised column: `session::extract_columns`).
-    pub fn with_extracts(mut self, extracts: Arc<Extracts>) -> Self {
-        self.extracts = Some(extracts);
+    /// Lets scans read the dataset's pseudonymised extract of `columns` from `extracts` when
+    /// it is ready. The caller gives the plan's pseudonymised columns and checks that an
+    /// extract can serve this plan (no row filter reads one: `session::extract_columns`).
+    pub fn with_extracts(mut self, extracts: Arc<Extracts>, columns: Vec<String>) -> Self {
+        self.extracts = Some((extracts, columns));
         self
-    }
-
-    /// The visible pseudonymised columns, the ones an extract holds as pseudonyms.
-    fn pseudonymised(&self) -> Vec<String> {
-        self.columns
-            .iter()
-            .filter(|c| matches!(c.treatment, ColumnTreatment::Pseudonymised { .. }))
-            .map(|c| c.name.clone())
-            .collect()
     }
 
     /// `precomputed`: the scan reads an extract, whose pseudonymised columns already hold the
@@ -185,17 +177,12 @@ impl TableProvider for SecureTableProvider {
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let extract = match (&self.extracts, &self.domain) {
-            (Some(extracts), Some(domain)) => {
-                extracts.find(&self.path, domain, &self.pseudonymised())
-            }
+            (Some((extracts, columns)), Some(domain)) => extracts.find(&self.path, domain, columns),
             _ => None,
         };
         let (path, raw_schema) = match &extract {
-            // The extract's own metadata (source stamp, probe) is not part of any view.
-            Some(x) => (
-                x.path.clone(),
-                Arc::new(Schema::new(x.schema.fields().clone())),
-            ),
+            // (An extract's schema carries none of its file's metadata: `Extract::schema`.)
+            Some(x) => (x.path.clone(), x.schema.clone()),
             None => (self.path.clone(), self.raw_schema.clone()),
         };
         let precomputed = extract.is_some();

@@ -92,9 +92,9 @@ pub fn secure_session_in(
         )
         .map_err(|e| EngineError::Internal(e.to_string()))?;
         if let Some(extracts) = extracts
-            && extract_columns(dataset).is_some()
+            && let Some(columns) = extract_columns(dataset)
         {
-            provider = provider.with_extracts(extracts.clone());
+            provider = provider.with_extracts(extracts.clone(), columns);
         }
         ctx.register_table(
             TableReference::partial(schema_name, table),
