@@ -278,12 +278,23 @@ impl PseudonymBatch<'_> {
 /// and the value) when `value` is already in normal form and fits in one block (at most 55
 /// bytes); returns whether it did.
 #[inline(always)]
-#[allow(clippy::needless_range_loop, reason = "see the loop")]
 fn one_block(value: &[u8], block: &mut [u8; 64]) -> bool {
     if value.len() > 55 {
         return false;
     }
     *block = [0; 64];
+    let normal = copy_if_normal(value, block);
+    block[value.len()] = 0x80;
+    let bits = (64 + value.len() as u64) * 8;
+    block[56..].copy_from_slice(&bits.to_be_bytes());
+    normal
+}
+
+/// Copies `value` (shorter than a block) to the start of `block`, checking as it copies that it
+/// is already in normal form (no ASCII whitespace, no ASCII lower case); returns whether it is.
+#[inline(always)]
+#[allow(clippy::needless_range_loop, reason = "see the loop")]
+fn copy_if_normal(value: &[u8], block: &mut [u8; 64]) -> bool {
     let mut normal = true;
     // Indexed, like the rest of the hot path: without LTO, `zip` was left as a call.
     for i in 0..value.len() {
@@ -291,9 +302,6 @@ fn one_block(value: &[u8], block: &mut [u8; 64]) -> bool {
         normal &= !b.is_ascii_whitespace() & !b.is_ascii_lowercase();
         block[i] = b;
     }
-    block[value.len()] = 0x80;
-    let bits = (64 + value.len() as u64) * 8;
-    block[56..].copy_from_slice(&bits.to_be_bytes());
     normal
 }
 
@@ -305,15 +313,8 @@ fn absorb_normalised(state: &mut [u32; 8], block: &mut [u8; 64], value: &[u8]) -
     // Fast path: a short value already in normal form (every NIR) is copied as is, checked
     // byte by byte as it is copied (the block starts zeroed, so a failed check leaves only
     // bytes that the slow path overwrites or zeroes).
-    if value.len() < 64 {
-        let mut normal = true;
-        for (slot, &b) in block.iter_mut().zip(value) {
-            normal &= !b.is_ascii_whitespace() & !b.is_ascii_lowercase();
-            *slot = b;
-        }
-        if normal {
-            return (value.len(), value.len() as u64);
-        }
+    if value.len() < 64 && copy_if_normal(value, block) {
+        return (value.len(), value.len() as u64);
     }
     let mut fill = 0;
     let mut len = 0u64;
