@@ -63,6 +63,8 @@ pub(crate) struct Trail {
     last_retention: Instant,
     /// A segment was started since the last `seal` (retention is checked then).
     rotated: bool,
+    /// The last seq the signed head on disk covers.
+    sealed_seq: u64,
     _lock: File,
 }
 
@@ -150,6 +152,7 @@ impl Trail {
             last_hash: scan.last_hash,
             last_retention: Instant::now(),
             rotated: false,
+            sealed_seq: scan.last_seq,
             _lock: lock,
         };
         if scan.head.is_none() || scan.unsigned_tail > 0 {
@@ -331,7 +334,11 @@ impl Trail {
     /// Signs and writes the head over everything committed (one write, one fdatasync), and
     /// expires old segments when due. An `Err` makes the trail unhealthy.
     pub fn seal(&mut self) -> Result<(), AuditError> {
-        self.write_head()?;
+        // (A batch whose every event failed to encode wrote nothing: the head stands.)
+        if self.sealed_seq != self.last_seq {
+            self.write_head()?;
+            self.sealed_seq = self.last_seq;
+        }
         if std::mem::take(&mut self.rotated) || self.last_retention.elapsed() >= RETENTION_CHECK {
             self.expire();
         }
