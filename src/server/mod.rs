@@ -12,6 +12,7 @@
 mod admin;
 pub mod audit;
 mod auth;
+mod body;
 mod datasets;
 pub mod error;
 mod health;

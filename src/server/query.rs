@@ -220,7 +220,7 @@ fn streamed_body(
             }
         }
     });
-    Body::from_stream(stream)
+    super::body::streamed(stream)
 }
 
 fn header_value(text: &str) -> HeaderValue {
