@@ -32,6 +32,8 @@ pub enum HubError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Tls(#[from] crate::server::tls::TlsError),
+    #[error("cannot start the query lanes: {0}")]
+    Engine(String),
 }
 
 /// Every problem of a hub, without starting it: for `passerelle check`.
@@ -101,7 +103,7 @@ pub async fn start_with_audit(
     let summary = HubSummary {
         datasets: set.catalog.names(),
     };
-    let state = AppState(Arc::new(App::new(
+    let app = App::new(
         config,
         Loaded {
             identity,
@@ -112,7 +114,9 @@ pub async fn start_with_audit(
             audit,
             hub: summary,
         },
-    )));
+    )
+    .map_err(|e| HubError::Engine(e.to_string()))?;
+    let state = AppState(Arc::new(app));
     Ok(crate::server::start(state).await?)
 }
 

@@ -30,6 +30,11 @@ pub struct AuditEvent {
     pub habilitation: Option<AuditHabilitation>,
     /// What was asked, e.g. `POST /v1/query`.
     pub action: String,
+    /// For work that runs after its decision (queries): `decision`, recorded durably before
+    /// anything runs, then `outcome`, recorded when it ends whatever the way. Absent for
+    /// requests answered at once (one record each).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<AuditStage>,
     /// Datasets, columns and treatments touched.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub datasets: Vec<DatasetAccess>,
@@ -69,6 +74,16 @@ pub enum AuditKind {
     AuthRefused,
     PolicyChange,
     PolicyReload,
+}
+
+/// Which of the two records of a long request an event is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditStage {
+    /// Who asks what, under which habilitation and policy: written before any work starts.
+    Decision,
+    /// What came of it (rows, bytes, error, client gone): written when the work ends.
+    Outcome,
 }
 
 /// How the request ended.
@@ -235,6 +250,7 @@ impl AuditEvent {
             principal: None,
             habilitation: None,
             action: action.into(),
+            stage: None,
             datasets: Vec::new(),
             sql: None,
             lookup: None,

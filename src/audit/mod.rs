@@ -60,7 +60,7 @@ pub use chain::{
     parse_segment_name, segment_name, verify_dir, verify_segment,
 };
 pub use event::{
-    AuditEvent, AuditHabilitation, AuditKey, AuditKeyError, AuditKind, AuditPrincipal,
+    AuditEvent, AuditHabilitation, AuditKey, AuditKeyError, AuditKind, AuditPrincipal, AuditStage,
     ColumnAccess, DatasetAccess, KeyVersion, LookupTrace, MAX_SQL_BYTES, Outcome, SqlText,
 };
 pub use journal::{journal, read_events};
@@ -136,6 +136,10 @@ impl Drop for WriterHandle {
             let _ = thread.join();
         }
     }
+}
+
+fn event_id(event: &AuditEvent) -> &str {
+    &event.request_id
 }
 
 /// Largest `commit_interval_ms` accepted.
@@ -219,6 +223,55 @@ impl AuditLog {
                     .await
                     .map_err(|_| AuditError::Closed)?;
                 answer.await.map_err(|_| AuditError::Closed)?
+            }
+        }
+    }
+
+    /// Hands `event` to the writer without waiting for it to be durable: for outcome records,
+    /// which are group-committed with the next batch, and for a guard that runs in `Drop`
+    /// (client gone, panic). A record that cannot be queued (trail down, writer stopped) is
+    /// counted and logged; its decision record is on the trail already.
+    pub fn record_detached(&self, mut event: AuditEvent) {
+        let Inner::Writer(writer) = &*self.inner else {
+            return;
+        };
+        let lost = |why: &str| {
+            metrics::counter!("passerelle_audit_outcomes_lost_total").increment(1);
+            tracing::error!(request_id = %event_id(&event), why, "audit outcome record not written");
+        };
+        if !writer.healthy() {
+            return lost("trail unavailable");
+        }
+        let Some(sender) = writer.tx.as_ref() else {
+            return lost("writer stopped");
+        };
+        if let Some(sql) = event.sql.as_mut() {
+            sql.enforce_bound();
+        }
+        let (reply, _) = oneshot::channel();
+        match sender.try_send(writer::Pending { event, reply }) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(pending)) => {
+                // The queue is full: wait for room on a task of the current runtime.
+                match tokio::runtime::Handle::try_current() {
+                    Ok(handle) => {
+                        let sender = sender.clone();
+                        handle.spawn(async move {
+                            if sender.send(pending).await.is_err() {
+                                metrics::counter!("passerelle_audit_outcomes_lost_total")
+                                    .increment(1);
+                            }
+                        });
+                    }
+                    Err(_) => {
+                        metrics::counter!("passerelle_audit_outcomes_lost_total").increment(1);
+                        tracing::error!("audit outcome record not written: queue full");
+                    }
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                metrics::counter!("passerelle_audit_outcomes_lost_total").increment(1);
+                tracing::error!("audit outcome record not written: writer stopped");
             }
         }
     }

@@ -24,6 +24,7 @@ pub fn events_schema() -> SchemaRef {
         text("request_id"),
         text("kind"),
         text("action"),
+        text("stage"),
         text("outcome"),
         text("reason"),
         text("issuer"),
@@ -49,7 +50,7 @@ pub fn events_schema() -> SchemaRef {
 pub fn events_batch(events: &[AuditEvent]) -> Result<RecordBatch, ArrowError> {
     let n = events.len();
     let mut time = TimestampMillisecondBuilder::with_capacity(n).with_timezone("UTC");
-    let mut texts: Vec<StringBuilder> = (0..17).map(|_| StringBuilder::new()).collect();
+    let mut texts: Vec<StringBuilder> = (0..18).map(|_| StringBuilder::new()).collect();
     let mut counts: Vec<UInt64Builder> = (0..3).map(|_| UInt64Builder::with_capacity(n)).collect();
     let mut policy = StringBuilder::new();
     for e in events {
@@ -57,6 +58,11 @@ pub fn events_batch(events: &[AuditEvent]) -> Result<RecordBatch, ArrowError> {
         let kind = serde_json::to_value(e.kind)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string));
+        let stage = e.stage.and_then(|s| {
+            serde_json::to_value(s)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+        });
         let outcome = serde_json::to_value(e.outcome)
             .ok()
             .and_then(|v| v.as_str().map(str::to_string));
@@ -83,10 +89,11 @@ pub fn events_batch(events: &[AuditEvent]) -> Result<RecordBatch, ArrowError> {
             .map(|v| format!("{}:{}", v.domain, v.version))
             .collect::<Vec<_>>()
             .join(",");
-        let values: [Option<String>; 17] = [
+        let values: [Option<String>; 18] = [
             Some(e.request_id.clone()),
             kind,
             Some(e.action.clone()),
+            stage,
             outcome,
             e.reason.clone(),
             principal.map(|p| p.issuer.clone()),

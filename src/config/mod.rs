@@ -14,6 +14,7 @@
 //! Variables without a double underscore (such as `PASSERELLE_MASTER_KEY`) are not configuration
 //! keys and are ignored here.
 
+mod limits;
 mod locate;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
+pub use limits::LimitsConfig;
 pub use locate::locate_key;
 
 /// Prefix of the environment variables that override configuration keys.
@@ -236,109 +238,6 @@ fn default_segment_max_age() -> u64 {
 }
 fn default_retention_months() -> u32 {
     12
-}
-
-/// `[limits]`: what one query may cost. The defaults keep a 2-core hub alive: at most
-/// `max_concurrent_queries` × `query_memory_mb` of query memory at once.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsConfig {
-    /// Longest SQL text accepted, in bytes (413 beyond).
-    #[serde(default = "default_max_sql_bytes")]
-    pub max_sql_bytes: usize,
-    /// Deepest nesting of the SQL text (parentheses, subqueries, expressions).
-    #[serde(default = "default_max_sql_nesting")]
-    pub max_sql_nesting: usize,
-    /// Wall-clock limit of one query, planning and streaming included, in seconds (504).
-    #[serde(default = "default_query_timeout")]
-    pub query_timeout_secs: u64,
-    /// Most rows one answer carries; beyond, the answer says it is truncated.
-    #[serde(default = "default_max_result_rows")]
-    pub max_result_rows: usize,
-    /// Most bytes one answer carries (encoded, before compression); same rule as rows.
-    #[serde(default = "default_max_result_bytes")]
-    pub max_result_bytes: usize,
-    /// Memory one query may hold for sorts, joins and aggregates, in MiB.
-    #[serde(default = "default_query_memory_mb")]
-    pub query_memory_mb: usize,
-    /// Queries running at once; others wait (up to their timeout) for a slot.
-    #[serde(default = "default_max_concurrent_queries")]
-    pub max_concurrent_queries: usize,
-    /// Folder for spill files when a query exceeds its memory; none (the default): no spill,
-    /// the query fails cleanly instead.
-    #[serde(default)]
-    pub spill_dir: Option<PathBuf>,
-    /// Most spill bytes one query may write, in MiB.
-    #[serde(default = "default_max_spill_mb")]
-    pub max_spill_mb: u64,
-    /// Allow `WITH RECURSIVE` (off: a recursive query can be made to run forever).
-    #[serde(default)]
-    pub allow_recursive_queries: bool,
-    /// Most keys in one batch lookup (`POST /v1/lookup/{dataset}`).
-    #[serde(default = "default_lookup_batch_max")]
-    pub lookup_batch_max: usize,
-    /// Lookups per minute per organisation and habilitation when the habilitation states no
-    /// `expected_volume_per_minute`.
-    #[serde(default = "default_lookup_per_minute")]
-    pub lookup_default_per_minute: u32,
-    /// Multiplies every habilitation's expected volume (headroom over the declared volume).
-    #[serde(default = "default_lookup_rate_factor")]
-    pub lookup_rate_factor: u32,
-}
-
-fn default_lookup_batch_max() -> usize {
-    100
-}
-fn default_lookup_per_minute() -> u32 {
-    600
-}
-fn default_lookup_rate_factor() -> u32 {
-    2
-}
-
-fn default_max_sql_bytes() -> usize {
-    64 * 1024
-}
-fn default_max_sql_nesting() -> usize {
-    40
-}
-fn default_query_timeout() -> u64 {
-    120
-}
-fn default_max_result_rows() -> usize {
-    1_000_000
-}
-fn default_max_result_bytes() -> usize {
-    1024 * 1024 * 1024
-}
-fn default_query_memory_mb() -> usize {
-    1024
-}
-fn default_max_concurrent_queries() -> usize {
-    4
-}
-fn default_max_spill_mb() -> u64 {
-    10 * 1024
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        Self {
-            max_sql_bytes: default_max_sql_bytes(),
-            max_sql_nesting: default_max_sql_nesting(),
-            query_timeout_secs: default_query_timeout(),
-            max_result_rows: default_max_result_rows(),
-            max_result_bytes: default_max_result_bytes(),
-            query_memory_mb: default_query_memory_mb(),
-            max_concurrent_queries: default_max_concurrent_queries(),
-            spill_dir: None,
-            max_spill_mb: default_max_spill_mb(),
-            allow_recursive_queries: false,
-            lookup_batch_max: default_lookup_batch_max(),
-            lookup_default_per_minute: default_lookup_per_minute(),
-            lookup_rate_factor: default_lookup_rate_factor(),
-        }
-    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -599,26 +498,7 @@ impl Config {
         if self.server.max_body_bytes == 0 {
             problems.push(("server.max_body_bytes".into(), "must be at least 1".into()));
         }
-        let l = &self.limits;
-        for (key, value) in [
-            ("limits.max_sql_bytes", l.max_sql_bytes),
-            ("limits.max_sql_nesting", l.max_sql_nesting),
-            ("limits.max_result_rows", l.max_result_rows),
-            ("limits.max_result_bytes", l.max_result_bytes),
-            ("limits.query_memory_mb", l.query_memory_mb),
-            ("limits.max_concurrent_queries", l.max_concurrent_queries),
-            ("limits.query_timeout_secs", l.query_timeout_secs as usize),
-            ("limits.lookup_batch_max", l.lookup_batch_max),
-            (
-                "limits.lookup_default_per_minute",
-                l.lookup_default_per_minute as usize,
-            ),
-            ("limits.lookup_rate_factor", l.lookup_rate_factor as usize),
-        ] {
-            if value == 0 {
-                problems.push((key.into(), "must be at least 1".into()));
-            }
-        }
+        problems.extend(self.limits.problems());
         if self.identity.max_token_bytes < 256 {
             problems.push((
                 "identity.max_token_bytes".into(),

@@ -12,6 +12,10 @@
 //!
 //! Dropping an `Answer` drops the DataFusion stream, which cancels the query's tasks: this is
 //! how a client disconnect cancels its query.
+//!
+//! An answer can be *paused* ([`Answer::pause_at`]): a pull still waiting for the next batch
+//! at that instant returns without consuming anything, so the lane that runs a cheap query can
+//! hand the answer, as it is, to the heavy lane.
 
 use std::collections::VecDeque;
 
@@ -51,6 +55,10 @@ pub struct Answer {
     streaming: bool,
     /// An error chunk was returned: nothing follows it.
     failed: bool,
+    /// A pull waiting past this instant returns, leaving the answer as it was.
+    pause_at: Option<Instant>,
+    /// The last pull returned because of `pause_at`.
+    paused: bool,
 }
 
 impl Answer {
@@ -76,6 +84,8 @@ impl Answer {
             done: false,
             streaming: false,
             failed: false,
+            pause_at: None,
+            paused: false,
         })
     }
 
@@ -98,23 +108,41 @@ impl Answer {
         self.truncated
     }
 
-    /// Pulls until `head_bytes` of encoded answer are waiting or the answer is complete.
-    /// Errors here are the caller's to map to an HTTP status.
-    pub async fn fill_head(&mut self, head_bytes: usize) -> Result<AnswerHead, EngineError> {
-        let mut buffered = 0usize;
+    /// Pulls no batch past `at` (`None`: no pause): see the module doc.
+    pub fn pause_at(&mut self, at: Option<Instant>) {
+        self.pause_at = at;
+        self.paused = false;
+    }
+
+    /// The last pull stopped at the pause instant.
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+
+    /// Pulls until `head_bytes` of encoded answer are waiting or the answer is complete;
+    /// `None` when paused first (call again to go on). Errors here are the caller's to map to
+    /// an HTTP status.
+    pub async fn fill_head(
+        &mut self,
+        head_bytes: usize,
+    ) -> Result<Option<AnswerHead>, EngineError> {
+        let mut buffered: usize = self.pending.iter().map(Bytes::len).sum();
         while !self.done && buffered < head_bytes {
             let chunk = self.pull().await?;
+            if self.paused {
+                return Ok(None);
+            }
             buffered += chunk.len();
             if !chunk.is_empty() {
                 self.pending.push_back(chunk);
             }
         }
         self.streaming = !self.done;
-        Ok(AnswerHead {
+        Ok(Some(AnswerHead {
             complete: self.done,
             rows: self.rows,
             truncated: self.truncated,
-        })
+        }))
     }
 
     /// The whole answer when the head holds it (`fill_head` said `complete`).
@@ -130,7 +158,7 @@ impl Answer {
     }
 
     /// The next chunk to send: the head first, then the rest as it is computed. `None` at the
-    /// end; after an error chunk, nothing.
+    /// end; after an error chunk, nothing. An empty chunk when paused ([`Answer::paused`]).
     pub async fn next_chunk(&mut self) -> Option<Chunk> {
         loop {
             if self.failed {
@@ -152,6 +180,7 @@ impl Answer {
                 return None;
             }
             match self.pull().await {
+                Ok(chunk) if chunk.is_empty() && self.paused => return Some(Ok(chunk)),
                 Ok(chunk) if chunk.is_empty() => continue,
                 Ok(chunk) => return Some(Ok(chunk)),
                 Err(e) => {
@@ -167,9 +196,20 @@ impl Answer {
         let Some(encoder) = self.encoder.as_mut() else {
             return Ok(Bytes::new());
         };
-        let next = tokio::time::timeout_at(self.deadline, self.running.stream.next())
-            .await
-            .map_err(|_| EngineError::Timeout(self.limits.timeout.as_secs()))?;
+        self.paused = false;
+        let wait_until = match self.pause_at {
+            Some(pause) if pause < self.deadline => pause,
+            _ => self.deadline,
+        };
+        // INVARIANT: `next()` is cancel-safe: a pull that stops at the pause consumed nothing.
+        let next = match tokio::time::timeout_at(wait_until, self.running.stream.next()).await {
+            Ok(next) => next,
+            Err(_) if wait_until < self.deadline => {
+                self.paused = true;
+                return Ok(Bytes::new());
+            }
+            Err(_) => return Err(EngineError::Timeout(self.limits.timeout.as_secs())),
+        };
         let batch = match next {
             None => return self.finish(),
             Some(batch) => batch.map_err(|e| user_error(e, &self.limits))?,

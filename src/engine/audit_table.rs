@@ -14,7 +14,6 @@ use datafusion::datasource::{TableProvider, TableType};
 use datafusion::execution::context::SessionContext;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::prelude::SessionConfig;
 
 use super::EngineError;
 use super::session::CATALOG;
@@ -51,14 +50,14 @@ impl TableProvider for AuditEventsTable {
     }
 }
 
-/// An operator's session over `audit.events` only.
-pub fn audit_session(events: RecordBatch) -> Result<SessionContext, EngineError> {
+/// Registers `audit.events` (and nothing else) in `ctx`, a session of
+/// [`super::session::new_session`]: the operators' session, under the same limits as any
+/// query.
+pub fn audit_session(
+    ctx: SessionContext,
+    events: RecordBatch,
+) -> Result<SessionContext, EngineError> {
     let internal = |e: datafusion::error::DataFusionError| EngineError::Internal(e.to_string());
-    let config = SessionConfig::new()
-        .with_default_catalog_and_schema(CATALOG, "audit")
-        .with_create_default_catalog_and_schema(true)
-        .with_information_schema(false);
-    let ctx = SessionContext::new_with_config(config);
     let root = ctx
         .catalog(CATALOG)
         .ok_or_else(|| EngineError::Internal("default catalog missing".into()))?;

@@ -3,11 +3,15 @@
 //! Owns: a fresh session per request whose catalog lists only the datasets the plan allows
 //! (`session`); secure table providers whose scan is raw Parquet → row filter → masks → a
 //! barrier no user predicate can be pushed beneath (`provider`, `barrier`, `masks`, `filter`);
-//! the read-only statement gate on the SQL text and on the logical plan (`statement`); limits
-//! on SQL size, result rows and time.
+//! the read-only statement gate on the SQL text and on the logical plan (`statement`); the
+//! budgets of planning (`budget`) and the bounded functions (`functions`); resource
+//! governance: memory (`memory`), fair admission (`admission`) and the query lanes that plan
+//! and run queries away from the HTTP runtime (`executor`, `run`); limits on SQL size, result
+//! rows and time.
 //!
 //! Must never: decide who may see what (it only applies an `AccessPlan` from `policy`), let a
-//! user expression touch a row the row filter hides, or name a hidden column in an error.
+//! user expression touch a row the row filter hides, name a hidden column in an error, or run
+//! query work on the threads that serve HTTP.
 //!
 //! Leak-proof user predicates on clear columns (comparisons with literals, `IN` lists,
 //! `IS NULL`) reach the raw Parquet scan for pruning only (`pushdown`); they are evaluated
@@ -15,16 +19,22 @@
 //!
 //! Not built yet: EXPLAIN (refused: no safe rendering yet).
 
+mod admission;
 mod answer;
 mod audit_table;
 mod barrier;
+mod budget;
 mod encode;
+mod executor;
 mod extracts;
 mod filter;
+mod functions;
 mod limits;
 mod masks;
+mod memory;
 mod provider;
 mod pushdown;
+mod run;
 mod session;
 mod statement;
 
@@ -33,18 +43,25 @@ use datafusion::arrow::error::ArrowError;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::LogicalPlan;
 use futures::StreamExt;
 
+pub use admission::{Admission, Busy, Share};
 pub use answer::{Answer, AnswerHead, Chunk};
 pub use audit_table::{AuditEventsTable, audit_session};
 pub use encode::AnswerInfo;
 pub use encode::{Format, negotiate};
+pub use executor::QueryLanes;
 pub use extracts::{Extract, Extracts};
 pub use filter::row_passes_filters;
+pub use functions::FunctionSet;
 pub use limits::{EngineRuntime, QueryLimits};
 pub use masks::apply_treatment;
+pub use memory::HubMemory;
 pub use provider::SecureTableProvider;
-pub use session::{secure_session, secure_session_in};
+pub use run::{AnswerBody, Engine, Piece, QueryEnd, QueryJob, SessionFactory, StartedQuery};
+pub use session::{new_session, secure_session, secure_session_in};
 
 /// Why a query gave no answer. Messages name only what the caller can see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,14 +74,37 @@ pub enum EngineError {
     Timeout(u64),
     #[error("the SQL text is longer than {0} bytes")]
     TooLong(usize),
+    /// A planning budget (`limits.max_sql_nodes`, `max_plan_nodes`, `planning_timeout_ms`,
+    /// `max_value_bytes`) was passed; the message names it.
+    #[error("{0}")]
+    TooComplex(String),
     /// The query needs more memory (or spill space) than one query may use.
     #[error(
         "the query needs more memory than the hub allows one query ({0} MiB); add filters or aggregate more"
     )]
     ResourcesExhausted(usize),
+    /// The caller's share, a lane or the hub's memory is full: try again later.
+    #[error(transparent)]
+    Busy(#[from] Busy),
     /// Logged with the request id; never shown.
     #[error("internal error")]
     Internal(String),
+}
+
+impl EngineError {
+    /// A stable code for the audit trail and the problem answer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Invalid(_) => "invalid_query",
+            EngineError::Refused(_) => "query_refused",
+            EngineError::Timeout(_) => "query_timeout",
+            EngineError::TooLong(_) => "query_too_long",
+            EngineError::TooComplex(_) => "query_too_complex",
+            EngineError::ResourcesExhausted(_) => "query_too_costly",
+            EngineError::Busy(_) => "busy",
+            EngineError::Internal(_) => "internal_error",
+        }
+    }
 }
 
 /// A planned, checked query whose batches are ready to be pulled.
@@ -75,39 +115,116 @@ pub struct RunningQuery {
     pub datasets: Vec<String>,
 }
 
-/// Parses, gates, plans and starts one read-only query in `ctx` under `limits`. Time limits
-/// are the caller's (`answer` applies them to the whole query, streaming included).
+/// A query parsed, checked against every budget, bound to the bounded functions and
+/// optimised: what remains is physical planning and execution ([`PlannedQuery::start`]).
+pub struct PlannedQuery {
+    state: SessionState,
+    logical: LogicalPlan,
+    /// Datasets the query reads (`schema.table`), for the audit.
+    pub datasets: Vec<String>,
+    /// Bytes of data files the query's datasets hold (an upper bound of what it reads).
+    pub input_bytes: u64,
+    /// It joins two relations without any equality (a cross or nested-loop join).
+    pub unbounded_join: bool,
+}
+
+impl PlannedQuery {
+    /// Cheap under `limits`: little data, and no join that multiplies rows without bound.
+    pub fn is_cheap(&self, limits: &QueryLimits) -> bool {
+        self.input_bytes <= limits.cheap_input_bytes && !self.unbounded_join
+    }
+
+    /// Plans the physical execution (one partition when `single_partition`, so that the
+    /// whole query runs in the task that polls it) and starts it.
+    pub async fn start(
+        mut self,
+        single_partition: bool,
+        limits: &QueryLimits,
+    ) -> Result<RunningQuery, EngineError> {
+        if single_partition {
+            self.state
+                .config_mut()
+                .options_mut()
+                .execution
+                .target_partitions = 1;
+        }
+        // Physical planning has its own planning budget (a heavy query may have waited for
+        // its slot since its logical planning).
+        if let Some(clock) = self.state.config().get_extension::<budget::PlanningClock>() {
+            clock.start(limits.planning_timeout);
+        }
+        let physical = self
+            .state
+            .query_planner()
+            .create_physical_plan(&self.logical, &self.state)
+            .await
+            .map_err(|e| user_error(e, limits))?;
+        let schema = self.logical.schema().inner().clone();
+        let stream = datafusion::physical_plan::execute_stream(physical, self.state.task_ctx())
+            .map_err(|e| user_error(e, limits))?;
+        Ok(RunningQuery {
+            schema,
+            stream,
+            datasets: self.datasets,
+        })
+    }
+}
+
+/// Parses, gates, budgets, plans and optimises one read-only query in `ctx` under `limits`.
+/// Time limits of the whole query are the caller's; planning has its own deadline.
+pub async fn plan_query(
+    ctx: &SessionContext,
+    sql: &str,
+    limits: &QueryLimits,
+) -> Result<PlannedQuery, EngineError> {
+    if sql.len() > limits.max_sql_bytes {
+        return Err(EngineError::TooLong(limits.max_sql_bytes));
+    }
+    let functions = FunctionSet::get();
+    let statement =
+        statement::parse_read_only(sql, limits.max_sql_nesting, limits.allow_recursive)?;
+    if let datafusion::sql::parser::Statement::Statement(inner) = &statement {
+        // SECURITY (availability): the syntax tree's size, CTE expansion included, and the
+        // functions it calls are checked before anything is planned.
+        budget::check_syntax(inner, limits.max_sql_nodes, functions)?;
+    }
+    let state = ctx.state();
+    if let Some(clock) = state.config().get_extension::<budget::PlanningClock>() {
+        clock.start(limits.planning_timeout);
+    }
+    let plan = state
+        .statement_to_plan(statement)
+        .await
+        .map_err(|e| user_error(e, limits))?;
+    budget::check_plan_size(&plan, limits.max_plan_nodes)?;
+    // SECURITY: the plan-level allow-list, whatever front end produced the plan.
+    let datasets = statement::check_plan(&plan, limits.allow_recursive)?;
+    // SECURITY: every function call is a reviewed, bounded one (the SQL planner builds some
+    // calls itself, e.g. `EXTRACT` or `[1, 2]`).
+    let plan = functions.bind(plan)?;
+    let optimised = state.optimize(&plan).map_err(|e| user_error(e, limits))?;
+    FunctionSet::verify_bound(&optimised)?;
+    let (input_bytes, unbounded_join) = statement::cost_of(&optimised);
+    Ok(PlannedQuery {
+        state,
+        logical: optimised,
+        datasets,
+        input_bytes,
+        unbounded_join,
+    })
+}
+
+/// Plans and starts one read-only query in `ctx` under `limits`, on the caller's task (tests,
+/// benchmarks, the CLI; the server goes through [`Engine::run`]).
 pub async fn start_query(
     ctx: &SessionContext,
     sql: &str,
     limits: &QueryLimits,
 ) -> Result<RunningQuery, EngineError> {
-    if sql.len() > limits.max_sql_bytes {
-        return Err(EngineError::TooLong(limits.max_sql_bytes));
-    }
-    let statement =
-        statement::parse_read_only(sql, limits.max_sql_nesting, limits.allow_recursive)?;
-    let state = ctx.state();
-    let plan = state
-        .statement_to_plan(statement)
+    plan_query(ctx, sql, limits)
+        .await?
+        .start(false, limits)
         .await
-        .map_err(|e| user_error(e, limits))?;
-    // SECURITY: the plan-level allow-list, whatever front end produced the plan.
-    let datasets = statement::check_plan(&plan, limits.allow_recursive)?;
-    let frame = ctx
-        .execute_logical_plan(plan)
-        .await
-        .map_err(|e| user_error(e, limits))?;
-    let schema = frame.schema().inner().clone();
-    let stream = frame
-        .execute_stream()
-        .await
-        .map_err(|e| user_error(e, limits))?;
-    Ok(RunningQuery {
-        schema,
-        stream,
-        datasets,
-    })
 }
 
 /// A whole answer collected in memory (tests, benchmarks, the CLI): at most `limits.max_rows`
@@ -167,6 +284,21 @@ pub(crate) fn user_error(
 ) -> EngineError {
     use datafusion::error::DataFusionError as E;
     match e.find_root() {
+        E::ResourcesExhausted(m) if m.contains(memory::HUB_MEMORY_FULL) => {
+            EngineError::Busy(Busy::Memory)
+        }
+        E::ResourcesExhausted(m) if m.contains(budget::PLANNING_DEADLINE) => {
+            EngineError::TooComplex(format!(
+                "planning the query took longer than {} ms (`limits.planning_timeout_ms`): \
+                 simplify it",
+                limits.planning_timeout.as_millis()
+            ))
+        }
+        E::ResourcesExhausted(m) if m.contains(memory::VALUE_TOO_LARGE) => EngineError::TooComplex(
+            m.split_once(memory::VALUE_TOO_LARGE)
+                .map_or(m.as_str(), |(_, rest)| rest.trim_start_matches(": "))
+                .to_string(),
+        ),
         // The consumers' names and sizes stay in the log; the caller learns the limit only.
         E::ResourcesExhausted(_) => {
             EngineError::ResourcesExhausted(limits.memory_bytes / (1024 * 1024))

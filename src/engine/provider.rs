@@ -108,6 +108,11 @@ impl SecureTableProvider {
         })
     }
 
+    /// Bytes of the dataset's data file (what a scan reads at most), 0 when it cannot be read.
+    pub fn input_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
     /// Lets scans read the dataset's pseudonymised extract of `columns` from `extracts` when
     /// it is ready. The caller gives the plan's pseudonymised columns and checks that an
     /// extract can serve this plan (no row filter reads one: `session::extract_columns`).

@@ -1,6 +1,11 @@
 //! A fresh DataFusion session per request, whose catalog lists only the datasets the
 //! `AccessPlan` allows for querying, each as a [`SecureTableProvider`] over its data file, or
 //! over its pseudonymised extract when one is ready (see `extracts`).
+//!
+//! Every session of the hub (researchers' and operators' alike) starts from [`new_session`]:
+//! the reviewed, bounded functions only (no table function, no lambda), the query's memory
+//! pool and value cap within reach of every function call, and a planning deadline between
+//! every two optimizer rules.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -8,18 +13,60 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionConfig;
 
-use super::EngineError;
+use super::budget::PlanningClock;
 use super::extracts::Extracts;
+use super::functions::{CallBudget, FunctionSet};
 use super::provider::SecureTableProvider;
+use super::{EngineError, QueryLimits};
 use crate::policy::{AccessPlan, Catalog, ColumnTreatment, DatasetPlan};
 use crate::pseudonym::KeyRing;
 
 /// Catalog name of the caller's view.
 pub const CATALOG: &str = "passerelle";
+
+/// A session of the hub in `runtime` (the query's memory pool and spill policy): catalog
+/// `passerelle` (empty), no `information_schema`, the reviewed functions only, each bounded by
+/// `limits.max_value_bytes` and the pool, and the planning deadline rules.
+pub fn new_session(runtime: Arc<RuntimeEnv>, limits: &QueryLimits) -> SessionContext {
+    let clock = Arc::new(PlanningClock::default());
+    let budget = CallBudget {
+        pool: Some(runtime.memory_pool.clone()),
+        max_value_bytes: limits.max_value_bytes,
+    };
+    let config = SessionConfig::new()
+        .with_default_catalog_and_schema(CATALOG, "public")
+        .with_create_default_catalog_and_schema(true)
+        // SECURITY: no information_schema, no URL tables: the catalog is the plan, nothing else.
+        .with_information_schema(false)
+        .set_bool("datafusion.sql_parser.enable_ident_normalization", true)
+        // SECURITY: a failing rule (the planning deadline) fails the query, it is not skipped.
+        .set_bool("datafusion.optimizer.skip_failed_rules", false)
+        .with_option_extension(budget)
+        .with_extension(clock.clone());
+    let functions = FunctionSet::get();
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        // SECURITY: only the reviewed functions exist in a session; no table function (files,
+        // series), no lambda.
+        .with_scalar_functions(functions.scalars())
+        .with_aggregate_functions(functions.aggregates())
+        .with_window_functions(functions.windows())
+        .with_higher_order_functions(Vec::new())
+        .with_table_functions(std::collections::HashMap::new())
+        .with_optimizer_rules(clock.logical_rules(datafusion::optimizer::Optimizer::new().rules))
+        .with_physical_optimizer_rules(clock.physical_rules(
+            datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules,
+        ))
+        .build();
+    SessionContext::new_with_state(state)
+}
 
 /// Builds the caller's session with DataFusion's default runtime (tests, benchmarks).
 /// `raw_schema` gives each dataset's Parquet schema.
@@ -32,7 +79,7 @@ pub fn secure_session(
     raw_schema: &dyn Fn(&Path) -> Result<SchemaRef, EngineError>,
 ) -> Result<SessionContext, EngineError> {
     secure_session_in(
-        Arc::new(RuntimeEnv::default()),
+        new_session(Arc::new(RuntimeEnv::default()), &QueryLimits::default()),
         plan,
         catalog,
         data_dir,
@@ -43,14 +90,14 @@ pub fn secure_session(
     )
 }
 
-/// Builds the caller's session in `runtime` (the query's memory pool and spill policy), reading
-/// pseudonymised extracts from `extracts` when they are ready.
+/// Registers the caller's datasets in `ctx` (from [`new_session`]), reading pseudonymised
+/// extracts from `extracts` when they are ready.
 #[allow(
     clippy::too_many_arguments,
     reason = "one call site in the server, one in tests"
 )]
 pub fn secure_session_in(
-    runtime: Arc<RuntimeEnv>,
+    ctx: SessionContext,
     plan: &AccessPlan,
     catalog: &Catalog,
     data_dir: &Path,
@@ -59,13 +106,6 @@ pub fn secure_session_in(
     raw_schema: &dyn Fn(&Path) -> Result<SchemaRef, EngineError>,
     extracts: Option<&Arc<Extracts>>,
 ) -> Result<SessionContext, EngineError> {
-    let config = SessionConfig::new()
-        .with_default_catalog_and_schema(CATALOG, "public")
-        .with_create_default_catalog_and_schema(true)
-        // SECURITY: no information_schema, no URL tables: the catalog is the plan, nothing else.
-        .with_information_schema(false)
-        .set_bool("datafusion.sql_parser.enable_ident_normalization", true);
-    let ctx = SessionContext::new_with_config_rt(config, runtime);
     let domain = keys
         .domain_on(&plan.habilitation.pseudonymisation_domain, today)
         .map_err(|_| EngineError::Internal("pseudonymisation key unavailable".into()))?;

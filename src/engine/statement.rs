@@ -125,8 +125,10 @@ pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<Vec<Strin
             | LogicalPlan::SubqueryAlias(_)
             | LogicalPlan::Limit(_)
             | LogicalPlan::Values(_)
-            | LogicalPlan::Distinct(_)
-            | LogicalPlan::Unnest(_) => None,
+            | LogicalPlan::Distinct(_) => None,
+            // SECURITY (availability): one row of a long list becomes that many rows, with
+            // every other column copied into each, in one batch: unbounded.
+            LogicalPlan::Unnest(_) => Some("`UNNEST` is not available on this hub".to_string()),
             LogicalPlan::RecursiveQuery(_) if allow_recursive => None,
             LogicalPlan::TableScan(scan) => {
                 let secure = source_as_provider(&scan.source).ok().is_some_and(|p| {
@@ -163,4 +165,28 @@ pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<Vec<Strin
         Some(why) => Err(EngineError::Refused(why)),
         None => Ok(scanned),
     }
+}
+
+/// What a checked, optimised plan may cost: the bytes of the data files its datasets hold
+/// (each scan counted once per appearance), and whether it joins two relations without any
+/// equality (a cross or nested-loop join, whose output can be the product of its inputs).
+pub fn cost_of(plan: &LogicalPlan) -> (u64, bool) {
+    let mut bytes = 0u64;
+    let mut unbounded_join = false;
+    let _ = plan.apply_with_subqueries(|node| {
+        match node {
+            LogicalPlan::TableScan(scan) => {
+                if let Ok(p) = source_as_provider(&scan.source) {
+                    let any = p.as_ref() as &dyn std::any::Any;
+                    if let Some(secure) = any.downcast_ref::<SecureTableProvider>() {
+                        bytes = bytes.saturating_add(secure.input_bytes());
+                    }
+                }
+            }
+            LogicalPlan::Join(join) if join.on.is_empty() => unbounded_join = true,
+            _ => {}
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    (bytes, unbounded_join)
 }

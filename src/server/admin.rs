@@ -268,12 +268,27 @@ pub struct AuditQueryRequest {
 /// (`lookup_key` is the key's audit-only pseudonym, see `/v1/admin/journal`).
 pub async fn audit_query(
     State(state): State<AppState>,
-    Operator(_): Operator,
+    Operator(operator): Operator,
     axum::Extension(draft): axum::Extension<super::audit::AuditDraft>,
     Json(request): Json<AuditQueryRequest>,
 ) -> Result<axum::response::Response, ApiError> {
-    use crate::engine::{Answer, AnswerInfo, EngineError, Format, QueryLimits, start_query};
+    use crate::audit::Outcome;
+    use crate::engine::{
+        AnswerBody, AnswerInfo, Format, QueryEnd, QueryJob, QueryLimits, SessionFactory,
+        audit_session, new_session,
+    };
+    let to_api = super::query::engine_error;
     draft.sql(&request.sql);
+    // SECURITY (availability): operators' SQL runs under the same shares, lanes and limits as
+    // any query.
+    let share = state
+        .engine
+        .admit(&super::query::principal_key(&operator), "operator")
+        .map_err(|busy| to_api(busy.into()))?;
+    let outcome = draft
+        .decide(&state.audit)
+        .await
+        .map_err(|e| super::query::audit_unavailable(&state, &e))?;
     let dir = state.config.audit.dir.clone();
     let batch = tokio::task::spawn_blocking(move || {
         crate::audit::read_events(&dir)
@@ -287,22 +302,38 @@ pub async fn audit_query(
         ApiError::internal()
     })?;
     let limits = QueryLimits::from(&state.config.limits);
-    let deadline = tokio::time::Instant::now() + limits.timeout;
-    let to_api = super::query::engine_error;
-    let ctx = crate::engine::audit_session(batch).map_err(to_api)?;
-    let running = tokio::time::timeout_at(deadline, start_query(&ctx, &request.sql, &limits))
-        .await
-        .map_err(|_| to_api(EngineError::Timeout(limits.timeout.as_secs())))?
-        .map_err(to_api)?;
-    let info = AnswerInfo {
-        habilitation: "operator".into(),
-        policy_version: state.policy.current().version.clone(),
+    let session: SessionFactory = {
+        let limits = limits.clone();
+        Box::new(move |runtime| audit_session(new_session(runtime, &limits), batch))
     };
-    let mut answer =
-        Answer::new(running, Format::Json, &info, &limits, deadline).map_err(to_api)?;
-    let head = answer.fill_head(usize::MAX).await.map_err(to_api)?;
-    let body = answer.take_complete().unwrap_or_default();
-    draft.sent(head.rows as u64, body.len() as u64);
+    let job = QueryJob {
+        sql: request.sql,
+        format: Format::Json,
+        info: AnswerInfo {
+            habilitation: "operator".into(),
+            policy_version: state.policy.current().version.clone(),
+        },
+        deadline: tokio::time::Instant::now() + limits.timeout,
+        limits,
+        // The whole answer, in memory (bounded by `limits.max_result_bytes`).
+        head_bytes: usize::MAX,
+        session,
+    };
+    let started = match state.engine.run(job, share).await {
+        Ok(started) => started,
+        Err(e) => return Err(super::query::failed(outcome, e)),
+    };
+    let AnswerBody::Whole(body) = started.body else {
+        outcome.finish(Outcome::Error, Some("internal_error"), QueryEnd::default());
+        return Err(ApiError::internal());
+    };
+    let end = QueryEnd {
+        rows: started.head.rows as u64,
+        bytes: body.len() as u64,
+        truncated: started.head.truncated,
+    };
+    draft.sent(end.rows, end.bytes);
+    outcome.finish(Outcome::Allowed, end.truncated.then_some("truncated"), end);
     axum::response::Response::builder()
         .header(
             axum::http::header::CONTENT_TYPE,

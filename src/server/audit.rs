@@ -7,9 +7,13 @@
 //! waits for [`AuditLog::record`]: only then does the answer leave. If the record cannot be
 //! written the caller gets 503 and readiness drops — no access without a record.
 //!
-//! Streamed query answers: the decision is recorded before the first byte as above; when the
-//! stream ends, a second record of the same request (`action` "query completed") gives the rows
-//! and bytes sent, and the last chunk leaves only once it is durable.
+//! Queries, whose work can be long, costly or fatal, get two records of the same request id: a
+//! **decision** (`stage` `decision`: who, habilitation, policy version, SQL), durable before
+//! any planning starts, then an **outcome** (`stage` `outcome`: datasets and treatments, rows,
+//! bytes, error) written by an [`OutcomeGuard`] on every way the query can end — answer sent,
+//! error, timeout, client gone, panic (a crash leaves the decision on record). The outcome of a
+//! whole answer is group-committed with the next batch; a streamed answer's last chunk leaves
+//! only once its outcome is durable. The middleware then writes nothing more for the request.
 //!
 //! Must never: put a token, a raw key or a result value into a draft.
 
@@ -24,9 +28,10 @@ use super::AppState;
 use super::error::ApiError;
 use super::middleware::RequestId;
 use crate::audit::{
-    AuditEvent, AuditHabilitation, AuditKind, AuditPrincipal, ColumnAccess, DatasetAccess,
-    KeyVersion, Outcome,
+    AuditEvent, AuditHabilitation, AuditKind, AuditPrincipal, AuditStage, ColumnAccess,
+    DatasetAccess, KeyVersion, Outcome,
 };
+use crate::engine::QueryEnd;
 use crate::identity::Principal;
 use crate::policy::AccessPlan;
 
@@ -38,6 +43,8 @@ struct Draft {
     event: AuditEvent,
     /// Authentication was attempted: the request is audited.
     reached_auth: bool,
+    /// The handler recorded a decision: its outcome is the guard's, not the middleware's.
+    decided: bool,
 }
 
 impl AuditDraft {
@@ -45,6 +52,7 @@ impl AuditDraft {
         Self(Arc::new(Mutex::new(Draft {
             event,
             reached_auth: false,
+            decided: false,
         })))
     }
 
@@ -129,24 +137,91 @@ impl AuditDraft {
         });
     }
 
-    /// The completion record of a streamed answer (same request, rows and bytes sent).
-    pub fn completion(
+    /// Records the decision to run the request's work (durable on return), and hands back the
+    /// guard that will record its outcome. `Err`: nothing may run (503).
+    pub async fn decide(
         &self,
-        rows: u64,
-        bytes: u64,
-        outcome: Outcome,
-        reason: Option<&str>,
-    ) -> AuditEvent {
+        audit: &crate::audit::AuditLog,
+    ) -> Result<OutcomeGuard, crate::audit::AuditError> {
+        let event = self.with(|d| {
+            let mut event = d.event.clone();
+            event.stage = Some(AuditStage::Decision);
+            event.outcome = Outcome::Allowed;
+            event
+        });
+        // SECURITY: the decision is on the trail before any work starts.
+        audit.record(event).await?;
+        self.with(|d| d.decided = true);
+        Ok(OutcomeGuard {
+            draft: self.clone(),
+            audit: audit.clone(),
+            started: Instant::now(),
+            done: false,
+        })
+    }
+
+    fn outcome(&self, outcome: Outcome, reason: Option<&str>, end: QueryEnd) -> AuditEvent {
         self.with(|d| {
             let mut event = d.event.clone();
             event.time = chrono::Utc::now();
-            event.action = "query completed".into();
-            event.rows = rows;
-            event.bytes = bytes;
+            event.stage = Some(AuditStage::Outcome);
+            event.rows = end.rows;
+            event.bytes = end.bytes;
             event.outcome = outcome;
             event.reason = reason.map(str::to_string);
             event
         })
+    }
+}
+
+/// Records the outcome of a decided request exactly once, whatever way it ends: by one of its
+/// methods, or when dropped (client gone, panic, runtime shut down) as an error.
+pub struct OutcomeGuard {
+    draft: AuditDraft,
+    audit: crate::audit::AuditLog,
+    started: Instant,
+    done: bool,
+}
+
+impl OutcomeGuard {
+    fn event(&mut self, outcome: Outcome, reason: Option<&str>, end: QueryEnd) -> AuditEvent {
+        self.done = true;
+        let mut event = self.draft.outcome(outcome, reason, end);
+        event.duration_ms = self.started.elapsed().as_millis() as u64;
+        event
+    }
+
+    /// The outcome, group-committed (the answer does not wait for it).
+    pub fn finish(mut self, outcome: Outcome, reason: Option<&str>, end: QueryEnd) {
+        let event = self.event(outcome, reason, end);
+        self.audit.record_detached(event);
+    }
+
+    /// The outcome, durable on return (the last chunk of a streamed answer waits for it).
+    pub async fn finish_durable(
+        mut self,
+        outcome: Outcome,
+        reason: Option<&str>,
+        end: QueryEnd,
+    ) -> Result<(), crate::audit::AuditError> {
+        let event = self.event(outcome, reason, end);
+        self.audit.record(event).await.map(|_| ())
+    }
+}
+
+impl Drop for OutcomeGuard {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        // SECURITY: every decided request gets an outcome, even one that never finished.
+        let reason = if std::thread::panicking() {
+            "panic"
+        } else {
+            "abandoned"
+        };
+        let event = self.event(Outcome::Error, Some(reason), QueryEnd::default());
+        self.audit.record_detached(event);
     }
 }
 
@@ -189,8 +264,10 @@ pub async fn audit_trail(
     request.extensions_mut().insert(draft.clone());
     let started = Instant::now();
     let response = next.run(request).await;
-    let (reached, mut event) = draft.with(|d| (d.reached_auth, d.event.clone()));
-    if !reached {
+    let (reached, decided, mut event) =
+        draft.with(|d| (d.reached_auth, d.decided, d.event.clone()));
+    // A decided request's records are its decision and its guard's outcome.
+    if !reached || decided {
         return response;
     }
     let status = response.status();

@@ -22,6 +22,8 @@ pub struct ApiError {
     pub title: &'static str,
     /// What went wrong for this request and how to fix it. Never internals or raw values.
     pub detail: String,
+    /// Seconds after which the client may try again (`Retry-After`), for 503 and 429.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -36,7 +38,21 @@ impl ApiError {
             code,
             title,
             detail: detail.into(),
+            retry_after: None,
         }
+    }
+
+    /// The hub cannot take this work now (the caller's share, a lane or the memory is full):
+    /// 503 with `Retry-After`.
+    pub fn busy(busy: &crate::engine::Busy) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            "Busy",
+            busy.to_string(),
+        );
+        e.retry_after = Some(busy.retry_after_secs());
+        e
     }
 
     /// The single answer for every refused or missing token (RFC 6750).
@@ -155,6 +171,11 @@ impl ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3: the same challenge whatever the cause.
             response.headers_mut().insert(

@@ -34,11 +34,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
                 "version": state.policy.current().version,
                 "last_reload_refused": state.policy.last_error().is_some(),
             },
-            "queries": {
-                "running": state.config.limits.max_concurrent_queries
-                    .saturating_sub(state.query_slots.available_permits()),
-                "slots": state.config.limits.max_concurrent_queries,
-            },
+            "queries": queries(&state),
             "shutting_down": state.shutting_down(),
         }
     });
@@ -48,6 +44,25 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
+}
+
+/// The query lanes' load and the process's memory, for readiness.
+fn queries(state: &AppState) -> serde_json::Value {
+    let admission = state.engine.admission();
+    let (cheap, heavy) = admission.running();
+    let (cheap_slots, heavy_slots) = admission.slots();
+    let memory = state.engine.runtime().memory();
+    json!({
+        "running": cheap + heavy,
+        "slots": heavy_slots,
+        "cheap": { "running": cheap, "slots": cheap_slots },
+        "heavy": { "running": heavy, "slots": heavy_slots },
+        "memory": {
+            "resident_mb": memory.resident() / (1024 * 1024),
+            "ceiling_mb": memory.ceiling() / (1024 * 1024),
+            "queries_mb": memory.used() / (1024 * 1024),
+        },
+    })
 }
 
 /// `GET /metrics`: Prometheus text exposition.

@@ -71,8 +71,9 @@ pub struct App {
     pub hub: HubSummary,
     /// Prometheus exposition, if the recorder could be installed.
     pub metrics: Option<PrometheusHandle>,
-    /// DataFusion caches shared by queries (each query has its own memory pool).
-    pub engine: crate::engine::EngineRuntime,
+    /// The query engine: DataFusion caches, the hub's memory budget, the query lanes (threads
+    /// of their own) and fair admission.
+    pub engine: crate::engine::Engine,
     /// The audit trail: every request that reaches authentication is recorded before its
     /// answer leaves.
     pub audit: crate::audit::AuditLog,
@@ -82,8 +83,6 @@ pub struct App {
     pub extracts: Option<Arc<crate::engine::Extracts>>,
     /// Lookup rate limiters per habilitation and organisation.
     pub lookup_limits: lookup::LookupLimits,
-    /// Query slots (`limits.max_concurrent_queries`); a query holds one until its answer ends.
-    pub query_slots: Arc<tokio::sync::Semaphore>,
     /// Set when a graceful shutdown starts: readiness drops so load balancers stop sending.
     shutting_down: AtomicBool,
 }
@@ -111,7 +110,8 @@ pub struct Loaded {
 }
 
 impl App {
-    pub fn new(config: Config, loaded: Loaded) -> Self {
+    /// Assembles the hub; fails only when the query lanes' threads cannot start.
+    pub fn new(config: Config, loaded: Loaded) -> std::io::Result<Self> {
         let Loaded {
             identity,
             policy,
@@ -125,10 +125,8 @@ impl App {
             .pseudonymisation
             .extracts
             .then(|| crate::engine::Extracts::new(config.pseudonymisation.extracts_dir.clone()));
-        Self {
-            query_slots: Arc::new(tokio::sync::Semaphore::new(
-                config.limits.max_concurrent_queries,
-            )),
+        let engine = crate::engine::Engine::start(&config.limits)?;
+        Ok(Self {
             config,
             identity,
             policy,
@@ -136,13 +134,13 @@ impl App {
             pseudonyms,
             hub,
             metrics: crate::telemetry::metrics_handle(),
-            engine: crate::engine::EngineRuntime::new(),
+            engine,
             extracts,
             lookups,
             audit,
             lookup_limits: lookup::LookupLimits::default(),
             shutting_down: AtomicBool::new(false),
-        }
+        })
     }
 
     pub fn shutting_down(&self) -> bool {

@@ -1,8 +1,9 @@
 //! `POST /v1/query`: one read-only SQL query under the caller's habilitation, answered in the
 //! format `Accept` asks for (JSON by default; NDJSON, CSV, Arrow IPC, Parquet), streamed.
 //!
-//! The handler resolves the habilitation and the `AccessPlan` (policy), builds the secure
-//! session and runs the query (engine); it decides nothing itself.
+//! The handler resolves the habilitation and the `AccessPlan` (policy), takes the caller's
+//! share (admission), records the decision (audit), and hands the query to the engine's lanes;
+//! it decides nothing itself and runs no query work on the HTTP runtime.
 
 use axum::Extension;
 use axum::Json;
@@ -13,12 +14,13 @@ use axum::response::Response;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::audit::AuditDraft;
+use super::audit::{AuditDraft, OutcomeGuard};
 use super::error::ApiError;
 use super::{AppState, Authenticated};
 use crate::audit::Outcome;
 use crate::engine::{
-    Answer, AnswerInfo, EngineError, QueryLimits, negotiate, secure_session_in, start_query,
+    AnswerBody, AnswerInfo, EngineError, Piece, QueryEnd, QueryJob, QueryLimits, SessionFactory,
+    negotiate, new_session, secure_session_in,
 };
 use crate::policy::Refusal;
 
@@ -65,6 +67,13 @@ pub fn engine_error(e: EngineError) -> ApiError {
             "Query too costly",
             e.to_string(),
         ),
+        EngineError::TooComplex(m) => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "query_too_complex",
+            "Query too complex",
+            m,
+        ),
+        EngineError::Busy(busy) => ApiError::busy(&busy),
         EngineError::Internal(detail) => {
             tracing::error!(error = %detail, "query failed internally");
             ApiError::internal()
@@ -103,42 +112,57 @@ pub async fn query(
             format!("habilitation `{}` allows no SQL queries", habilitation.id),
         ));
     }
-    let limits = QueryLimits::from(&state.config.limits);
-    let deadline = Instant::now() + limits.timeout;
-    // A slot for the whole query, streaming included; waiting counts against the timeout.
-    let slot = tokio::time::timeout_at(deadline, state.query_slots.clone().acquire_owned())
-        .await
-        .map_err(|_| engine_error(EngineError::Timeout(limits.timeout.as_secs())))?
-        .map_err(|_| ApiError::unavailable("the hub is shutting down"))?;
-    let running_gauge = RunningQueryGauge::start();
-    let runtime = state
+    // SECURITY (availability): a share per principal and per habilitation, refused at once.
+    let share = state
         .engine
-        .for_query(&limits)
-        .map_err(|e| engine_error(EngineError::Internal(e.to_string())))?;
-    let data_dir = state.config.data.dir.clone();
-    let ctx = secure_session_in(
-        runtime,
-        &plan,
-        &set.catalog,
-        &data_dir,
-        &state.pseudonyms,
-        today,
-        &|path| crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal),
-        state.extracts.as_ref(),
-    )
-    .map_err(engine_error)?;
-    let running = tokio::time::timeout_at(deadline, start_query(&ctx, &request.sql, &limits))
+        .admit(&principal_key(&principal), &habilitation.id)
+        .map_err(|busy| engine_error(busy.into()))?;
+    let outcome = draft
+        .decide(&state.audit)
         .await
-        .map_err(|_| engine_error(EngineError::Timeout(limits.timeout.as_secs())))?
-        .map_err(engine_error)?;
+        .map_err(|e| audit_unavailable(&state, &e))?;
+    let limits = QueryLimits::from(&state.config.limits);
     let info = AnswerInfo {
         habilitation: habilitation.id.clone(),
         policy_version: plan.policy_version.clone(),
     };
-    let mut answer =
-        Answer::new(running, format, &info, &limits, deadline).map_err(engine_error)?;
-    draft.datasets(&plan, answer.datasets().iter().map(String::as_str));
-    let head = answer.fill_head(HEAD_BYTES).await.map_err(engine_error)?;
+    let session: SessionFactory = {
+        let plan = plan.clone();
+        let set = set.clone();
+        let data_dir = state.config.data.dir.clone();
+        let keys = state.pseudonyms.clone();
+        let extracts = state.extracts.clone();
+        let limits = limits.clone();
+        Box::new(move |runtime| {
+            secure_session_in(
+                new_session(runtime, &limits),
+                &plan,
+                &set.catalog,
+                &data_dir,
+                &keys,
+                today,
+                &|path| {
+                    crate::policy::catalog::parquet_arrow_schema(path)
+                        .map_err(EngineError::Internal)
+                },
+                extracts.as_ref(),
+            )
+        })
+    };
+    let job = QueryJob {
+        sql: request.sql,
+        format,
+        info: info.clone(),
+        deadline: Instant::now() + limits.timeout,
+        limits,
+        head_bytes: HEAD_BYTES,
+        session,
+    };
+    let started = match state.engine.run(job, share).await {
+        Ok(started) => started,
+        Err(e) => return Err(failed(outcome, e)),
+    };
+    draft.datasets(&plan, started.datasets.iter().map(String::as_str));
     let mut response = Response::builder()
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, format.content_type())
@@ -154,69 +178,87 @@ pub async fn query(
                 plan.habilitation.pseudonymisation_domain,
             )),
         );
-    if head.complete {
-        response = response
-            .header("passerelle-row-count", head.rows)
-            .header("passerelle-truncated", head.truncated.to_string());
-        let body = answer.take_complete().unwrap_or_default();
-        draft.sent(head.rows as u64, body.len() as u64);
-        metrics::counter!("passerelle_query_rows_total").increment(head.rows as u64);
-        drop((slot, running_gauge));
-        return response
-            .body(Body::from(body))
-            .map_err(|e| engine_error(EngineError::Internal(e.to_string())));
-    }
-    // Streaming: the slot, the gauge and the DataFusion stream live in the body; a client that
-    // goes away drops the body, which cancels the query.
-    let body = streamed_body(answer, (slot, running_gauge), draft, state.audit.clone());
+    let head = started.head;
+    let body = match started.body {
+        AnswerBody::Whole(body) => {
+            response = response
+                .header("passerelle-row-count", head.rows)
+                .header("passerelle-truncated", head.truncated.to_string());
+            draft.sent(head.rows as u64, body.len() as u64);
+            metrics::counter!("passerelle_query_rows_total").increment(head.rows as u64);
+            outcome.finish(
+                Outcome::Allowed,
+                head.truncated.then_some("truncated"),
+                QueryEnd {
+                    rows: head.rows as u64,
+                    bytes: body.len() as u64,
+                    truncated: head.truncated,
+                },
+            );
+            Body::from(body)
+        }
+        // A client that goes away drops the body, which closes the channel and stops the query
+        // on its lane; the guard then records the outcome.
+        AnswerBody::Streamed(pieces) => streamed_answer(pieces, outcome),
+    };
     response
         .body(body)
         .map_err(|e| engine_error(EngineError::Internal(e.to_string())))
 }
 
-/// The body of a streamed answer: chunks as they are computed, then the completion record
-/// (see `server::audit`); `held` (query slot, gauge) is released when the body ends or drops.
-fn streamed_body(
-    answer: Answer,
-    held: (tokio::sync::OwnedSemaphorePermit, RunningQueryGauge),
-    draft: AuditDraft,
-    audit: crate::audit::AuditLog,
-) -> Body {
-    let stream = futures::stream::unfold(Some((answer, held)), move |held| {
-        let draft = draft.clone();
-        let audit = audit.clone();
-        async move {
-            let (mut answer, held) = held?;
-            match answer.next_chunk().await {
-                Some(Ok(chunk)) => Some((Ok(chunk), Some((answer, held)))),
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, rows = answer.rows(), "query answer aborted while streaming");
-                    let event = draft.completion(
-                        answer.rows() as u64,
-                        answer.bytes() as u64,
-                        Outcome::Error,
-                        Some("aborted"),
-                    );
-                    let _ = audit.record(event).await;
-                    Some((Err(std::io::Error::other("answer aborted")), None))
-                }
-                None => {
-                    // SECURITY: the stream ends cleanly only once its completion record is
-                    // durable; otherwise the transfer is aborted.
-                    let event = draft.completion(
-                        answer.rows() as u64,
-                        answer.bytes() as u64,
-                        Outcome::Allowed,
-                        answer.truncated().then_some("truncated"),
-                    );
-                    match audit.record(event).await {
-                        Ok(_) => None,
-                        Err(e) => {
-                            tracing::error!(error = %e, "audit completion record failed: answer aborted");
-                            Some((Err(std::io::Error::other("audit unavailable")), None))
-                        }
+/// A query that failed after its decision: its outcome (refused for the caller's mistakes,
+/// error for the hub's), and the problem to answer.
+pub(super) fn failed(outcome: OutcomeGuard, e: EngineError) -> ApiError {
+    let problem = engine_error(e);
+    let kind = if problem.status.is_server_error() {
+        Outcome::Error
+    } else {
+        Outcome::Refused
+    };
+    outcome.finish(kind, Some(problem.code), QueryEnd::default());
+    problem
+}
+
+/// The principal as admission counts it: one per issuer and subject.
+pub(super) fn principal_key(principal: &crate::identity::Principal) -> String {
+    format!("{}\n{}", principal.issuer, principal.subject)
+}
+
+pub(super) fn audit_unavailable(state: &AppState, e: &crate::audit::AuditError) -> ApiError {
+    tracing::error!(error = %e, healthy = state.audit.healthy(), "audit decision record failed: nothing runs");
+    metrics::counter!("passerelle_audit_failures_total").increment(1);
+    ApiError::unavailable("the audit trail cannot be written: no access without a record")
+}
+
+/// The body of a streamed answer: pieces as the lane computes them; the answer ends cleanly
+/// only once its outcome is durable, and with a transport error when it failed (so a cut
+/// answer never looks whole).
+fn streamed_answer(pieces: tokio::sync::mpsc::Receiver<Piece>, outcome: OutcomeGuard) -> Body {
+    let stream = futures::stream::unfold(Some((pieces, outcome)), |state| async move {
+        let (mut pieces, outcome) = state?;
+        match pieces.recv().await {
+            Some(Piece::Data(chunk)) => Some((Ok(chunk), Some((pieces, outcome)))),
+            Some(Piece::End(end)) => {
+                metrics::counter!("passerelle_query_rows_total").increment(end.rows);
+                // SECURITY: the stream ends cleanly only once its outcome record is durable;
+                // otherwise the transfer is aborted.
+                let reason = end.truncated.then_some("truncated");
+                match outcome.finish_durable(Outcome::Allowed, reason, end).await {
+                    Ok(()) => None,
+                    Err(e) => {
+                        tracing::error!(error = %e, "audit outcome record failed: answer aborted");
+                        Some((Err(std::io::Error::other("audit unavailable")), None))
                     }
                 }
+            }
+            Some(Piece::Failed(e, end)) => {
+                tracing::warn!(error = %e, rows = end.rows, "query answer aborted while streaming");
+                outcome.finish(Outcome::Error, Some("aborted"), end);
+                Some((Err(std::io::Error::other("answer aborted")), None))
+            }
+            None => {
+                outcome.finish(Outcome::Error, Some("internal_error"), QueryEnd::default());
+                Some((Err(std::io::Error::other("answer aborted")), None))
             }
         }
     });
@@ -235,20 +277,4 @@ fn not_acceptable() -> ApiError {
         "answers come as application/json, application/x-ndjson, text/csv, \
          application/vnd.apache.arrow.stream or application/vnd.apache.parquet",
     )
-}
-
-/// `passerelle_queries_running`: up while a query holds its slot.
-struct RunningQueryGauge;
-
-impl RunningQueryGauge {
-    fn start() -> Self {
-        metrics::gauge!("passerelle_queries_running").increment(1.0);
-        RunningQueryGauge
-    }
-}
-
-impl Drop for RunningQueryGauge {
-    fn drop(&mut self) {
-        metrics::gauge!("passerelle_queries_running").decrement(1.0);
-    }
 }

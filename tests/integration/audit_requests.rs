@@ -53,6 +53,44 @@ async fn one_record(h: &DemoServer, request: reqwest::RequestBuilder) -> (u16, V
     (status, body, mine[0].clone())
 }
 
+/// Sends a query `request`: its decision is on disk when the answer arrives, and its outcome
+/// follows (group-committed); returns (status, body, decision, outcome).
+async fn decision_then_outcome(
+    h: &DemoServer,
+    request: reqwest::RequestBuilder,
+) -> (u16, Value, Value, Value) {
+    let r = request.send().await.unwrap();
+    let status = r.status().as_u16();
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    let mine = |h: &DemoServer| -> Vec<Value> {
+        records(h)
+            .into_iter()
+            .filter(|e| e["request_id"] == id.as_str())
+            .collect()
+    };
+    let at_answer = mine(h);
+    assert!(
+        at_answer.first().is_some_and(|e| e["stage"] == "decision"),
+        "the decision of {id} is on disk before its answer: {at_answer:?}"
+    );
+    let body: Value = r.json().await.unwrap_or(Value::Null);
+    let mut both = mine(h);
+    for _ in 0..100 {
+        if both.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        both = mine(h);
+    }
+    assert_eq!(
+        both.len(),
+        2,
+        "a decision then an outcome for {id}: {both:?}"
+    );
+    assert_eq!(both[1]["stage"], "outcome");
+    (status, body, both[0].clone(), both[1].clone())
+}
+
 fn a_nir() -> String {
     let file =
         std::fs::File::open(hub().layout().data().join("social/allocataires.parquet")).unwrap();
@@ -73,7 +111,7 @@ fn a_nir() -> String {
 }
 
 #[tokio::test]
-async fn every_request_leaves_exactly_one_record_before_its_answer() {
+async fn every_request_is_on_record_before_its_answer() {
     let h = DemoServer::start_with(|_| {}).await;
     let c = &h.server.client;
     let url = |p: &str| h.server.url(p);
@@ -94,6 +132,7 @@ async fn every_request_leaves_exactly_one_record_before_its_answer() {
     )
     .await;
     assert_eq!((status, e["kind"].as_str()), (401, Some("auth_refused")));
+    assert!(e["stage"].is_null(), "a refused token leaves one record");
 
     // /v1/me and /v1/datasets.
     let (status, _, e) = one_record(&h, c.get(url("/v1/me")).bearer_auth(&researcher)).await;
@@ -103,9 +142,10 @@ async fn every_request_leaves_exactly_one_record_before_its_answer() {
     assert_eq!((status, e["kind"].as_str()), (200, Some("datasets")));
     assert_eq!(e["habilitation"]["id"], "projet-diabete");
 
-    // A query: habilitation, legal basis, datasets and treatments, SQL, key version, rows.
+    // A query: its decision (habilitation, legal basis, SQL, key version, policy) before any
+    // work, then its outcome (datasets and treatments, rows).
     let sql = "SELECT nir, diagnostic FROM sante.sejours LIMIT 3";
-    let (status, body, e) = one_record(
+    let (status, body, decision, e) = decision_then_outcome(
         &h,
         c.post(url("/v1/query"))
             .bearer_auth(&researcher)
@@ -114,17 +154,22 @@ async fn every_request_leaves_exactly_one_record_before_its_answer() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(
+        (decision["kind"].as_str(), decision["outcome"].as_str()),
+        (Some("query"), Some("allowed"))
+    );
+    assert_eq!(decision["sql"]["text"], sql);
+    assert_eq!(decision["habilitation"]["legal_basis"], "CSP L1461-1");
+    assert_eq!(
+        decision["key_versions"],
+        json!([{"domain": "projet-diabete", "version": 1}])
+    );
+    assert!(decision["policy_version"].is_string());
+    assert_eq!(
         (e["kind"].as_str(), e["outcome"].as_str()),
         (Some("query"), Some("allowed"))
     );
     assert_eq!(e["sql"]["text"], sql);
-    assert_eq!(e["habilitation"]["legal_basis"], "CSP L1461-1");
-    assert_eq!(
-        e["key_versions"],
-        json!([{"domain": "projet-diabete", "version": 1}])
-    );
     assert_eq!(e["rows"], 3);
-    assert!(e["policy_version"].is_string());
     let sejours = e["datasets"].as_array().unwrap();
     assert_eq!(sejours.len(), 1);
     assert_eq!(sejours[0]["dataset"], "sante.sejours");
@@ -142,8 +187,8 @@ async fn every_request_leaves_exactly_one_record_before_its_answer() {
         .map(|r| r["nir"].as_str().unwrap().to_string())
         .collect();
 
-    // Refused queries and refused habilitations.
-    let (status, _, e) = one_record(
+    // Refused queries (after their decision) and refused habilitations (before any).
+    let (status, _, _, e) = decision_then_outcome(
         &h,
         c.post(url("/v1/query"))
             .bearer_auth(&researcher)
@@ -256,8 +301,9 @@ async fn a_streamed_answer_is_recorded_then_completed() {
         .into_iter()
         .filter(|e| e["request_id"] == id.as_str())
         .collect();
-    assert_eq!(mine.len(), 2, "the decision, then the completion");
-    assert_eq!(mine[1]["action"], "query completed");
+    assert_eq!(mine.len(), 2, "the decision, then the outcome");
+    assert_eq!(mine[0]["stage"], "decision");
+    assert_eq!(mine[1]["stage"], "outcome");
     assert_eq!(mine[1]["rows"].as_u64(), Some(lines - 1));
     assert!(mine[1]["bytes"].as_u64().unwrap() > 0);
 }

@@ -1,0 +1,414 @@
+//! The query runner: plans and runs one query on the query lanes, away from the runtime that
+//! serves HTTP, and hands its answer back as a head and then pieces.
+//!
+//! Owns: [`Engine`] (the hub's runtime, lanes and admission) and the life of one query:
+//! planning on the cheap lane; then execution on the cheap lane (one partition, so the whole
+//! query runs in the task that polls it) when it is cheap, or on the heavy lane (all
+//! partitions) once a heavy slot is free. A cheap query still running after
+//! `limits.cheap_query_ms` moves, as it is, to the heavy lane when a heavy slot is free at
+//! that moment (otherwise it goes on where it is, and tries again one budget later).
+//!
+//! The first `head_bytes` of the answer are gathered before anything is handed back: a query
+//! that fails early is an error, not a cut answer, and a small answer comes back whole. A
+//! longer answer comes back as a bounded channel of pieces that ends with [`Piece::End`] or
+//! [`Piece::Failed`]; a channel that closes without either (a panic) is a failure too.
+//!
+//! Must never: let a query's work run on the caller's runtime, hold a share or slot after the
+//! query ended, or go on computing for a caller that went away (a closed channel stops it).
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use datafusion::execution::context::SessionContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::admission::{Admission, Busy, Share, Slot};
+use super::answer::{Answer, AnswerHead};
+use super::encode::{AnswerInfo, Format};
+use super::executor::{Lane, QueryLanes};
+use super::limits::{EngineRuntime, QueryLimits};
+use super::{EngineError, PlannedQuery, plan_query};
+use crate::config::LimitsConfig;
+
+/// Builds the query's session in the runtime the engine gives it (its memory pool).
+pub type SessionFactory =
+    Box<dyn FnOnce(Arc<RuntimeEnv>) -> Result<SessionContext, EngineError> + Send>;
+
+/// One query to run.
+pub struct QueryJob {
+    pub sql: String,
+    pub format: Format,
+    pub info: AnswerInfo,
+    pub limits: QueryLimits,
+    /// The query's whole deadline (planning, execution and streaming).
+    pub deadline: Instant,
+    /// Bytes of answer gathered before it is handed back.
+    pub head_bytes: usize,
+    pub session: SessionFactory,
+}
+
+/// How a query ended: what it sent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueryEnd {
+    pub rows: u64,
+    /// Encoded bytes (before any HTTP compression).
+    pub bytes: u64,
+    pub truncated: bool,
+}
+
+/// A piece of a streamed answer.
+#[derive(Debug)]
+pub enum Piece {
+    Data(Bytes),
+    /// The answer is whole.
+    End(QueryEnd),
+    /// The answer stops here, cut: nothing follows.
+    Failed(EngineError, QueryEnd),
+}
+
+/// The rest of a started answer.
+#[derive(Debug)]
+pub enum AnswerBody {
+    /// The whole answer (it fitted in the head).
+    Whole(Bytes),
+    /// The head and what follows, piece by piece.
+    Streamed(mpsc::Receiver<Piece>),
+}
+
+/// A query whose head is ready.
+#[derive(Debug)]
+pub struct StartedQuery {
+    pub head: AnswerHead,
+    /// Datasets the query reads.
+    pub datasets: Vec<String>,
+    pub body: AnswerBody,
+}
+
+/// Pieces waiting between the lane and the transport (backpressure beyond).
+const PIECES_IN_FLIGHT: usize = 8;
+
+/// The hub's query engine: runtime (caches, memory), lanes and admission. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    runtime: EngineRuntime,
+    lanes: QueryLanes,
+    admission: Arc<Admission>,
+}
+
+impl Engine {
+    /// Starts the lanes' threads.
+    pub fn start(limits: &LimitsConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            runtime: EngineRuntime::new(limits.process_memory_bytes()),
+            lanes: QueryLanes::start(limits)?,
+            admission: Admission::new(limits),
+        })
+    }
+
+    pub fn runtime(&self) -> &EngineRuntime {
+        &self.runtime
+    }
+
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// Admits one query of `principal` under `habilitation`, or says why not now.
+    pub fn admit(&self, principal: &str, habilitation: &str) -> Result<Share, Busy> {
+        // SECURITY (availability): the process keeps its memory ceiling by refusing new work.
+        if self.runtime.memory().under_pressure() {
+            return Err(Busy::Memory);
+        }
+        self.admission.admit(principal, habilitation)
+    }
+
+    /// Plans and starts `job` on the lanes; returns once its head is ready (or it failed).
+    /// `share` is held until the query ends.
+    pub async fn run(&self, job: QueryJob, share: Share) -> Result<StartedQuery, EngineError> {
+        let deadline = job.deadline;
+        let timeout = job.limits.timeout.as_secs();
+        let slot = tokio::time::timeout_at(deadline, self.admission.cheap_slot())
+            .await
+            .map_err(|_| EngineError::Timeout(timeout))??;
+        let (head_tx, head_rx) = oneshot::channel();
+        let engine = self.clone();
+        let held = Held {
+            _share: share,
+            slot,
+            _gauge: RunningGauge::start(),
+        };
+        self.lanes
+            .cheap
+            .spawn(guarded(plan_then_run(engine, job, held, head_tx)));
+        match tokio::time::timeout_at(deadline, head_rx).await {
+            Err(_) => Err(EngineError::Timeout(timeout)),
+            Ok(Err(_)) => Err(EngineError::Internal(
+                "the query stopped before its first answer".into(),
+            )),
+            Ok(Ok(started)) => started,
+        }
+    }
+}
+
+/// Runs `work`, logging a panic instead of letting it unwind the lane's thread (what the query
+/// held is dropped on the way: its channels close, so its caller sees a failure).
+async fn guarded(work: impl std::future::Future<Output = ()> + Send) {
+    if AssertUnwindSafe(work).catch_unwind().await.is_err() {
+        // SECURITY: a panic message may quote a value: only the fact is logged.
+        tracing::error!(
+            "a query panicked: its answer was abandoned (see the audit trail for its SQL)"
+        );
+        metrics::counter!("passerelle_query_panics_total").increment(1);
+    }
+}
+
+/// What a running query holds until it ends.
+struct Held {
+    _share: Share,
+    slot: Slot,
+    _gauge: RunningGauge,
+}
+
+type HeadSender = oneshot::Sender<Result<StartedQuery, EngineError>>;
+
+async fn plan_then_run(engine: Engine, job: QueryJob, held: Held, head_tx: HeadSender) {
+    let QueryJob {
+        sql,
+        format,
+        info,
+        limits,
+        deadline,
+        head_bytes,
+        session,
+    } = job;
+    let planning = async {
+        let runtime = engine
+            .runtime
+            .for_query(&limits)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let ctx = session(runtime)?;
+        tokio::time::timeout_at(deadline, plan_query(&ctx, &sql, &limits))
+            .await
+            .map_err(|_| EngineError::Timeout(limits.timeout.as_secs()))?
+    };
+    let mut head_tx = head_tx;
+    let planned = tokio::select! {
+        planned = planning => planned,
+        () = head_tx.closed() => return,
+    };
+    let planned = match planned {
+        Ok(planned) => planned,
+        Err(e) => {
+            let _ = head_tx.send(Err(e));
+            return;
+        }
+    };
+    let run = Run {
+        engine: engine.clone(),
+        format,
+        info,
+        limits,
+        deadline,
+        head_bytes,
+    };
+    if planned.is_cheap(&run.limits) {
+        let pause = Some(Instant::now() + run.limits.cheap_budget);
+        run.start(planned, true, pause, held, head_tx).await;
+        return;
+    }
+    // A heavy query: its execution starts on the heavy lane once a heavy slot is free (the
+    // cheap slot is given back while it waits).
+    let Held {
+        _share,
+        slot,
+        _gauge,
+    } = held;
+    drop(slot);
+    let heavy = tokio::select! {
+        slot = engine.admission.heavy_slot() => slot,
+        () = head_tx.closed() => return,
+    };
+    let slot = match heavy {
+        Ok(slot) => slot,
+        Err(busy) => {
+            let _ = head_tx.send(Err(busy.into()));
+            return;
+        }
+    };
+    let held = Held {
+        _share,
+        slot,
+        _gauge,
+    };
+    engine
+        .lanes
+        .heavy
+        .spawn(guarded(run.start(planned, false, None, held, head_tx)));
+}
+
+/// What a query needs to run, whichever lane it is on.
+struct Run {
+    engine: Engine,
+    format: Format,
+    info: AnswerInfo,
+    limits: QueryLimits,
+    deadline: Instant,
+    head_bytes: usize,
+}
+
+/// A query's answer being driven, boxed so that it can move to another lane.
+type DriveFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Where the answer goes: first its head, then its pieces.
+enum Phase {
+    Head(HeadSender),
+    Streaming(mpsc::Sender<Piece>),
+}
+
+impl Run {
+    /// Starts `planned` here and drives its answer.
+    async fn start(
+        self,
+        planned: PlannedQuery,
+        single_partition: bool,
+        pause: Option<Instant>,
+        held: Held,
+        head_tx: HeadSender,
+    ) {
+        let answer = match planned
+            .start(single_partition, &self.limits)
+            .await
+            .and_then(|running| {
+                Answer::new(
+                    running,
+                    self.format,
+                    &self.info,
+                    &self.limits,
+                    self.deadline,
+                )
+            }) {
+            Ok(answer) => answer,
+            Err(e) => {
+                let _ = head_tx.send(Err(e));
+                return;
+            }
+        };
+        let mut answer = answer;
+        answer.pause_at(pause);
+        self.drive_here(answer, Phase::Head(head_tx), held).await;
+    }
+
+    /// Drives `answer` until it ends, or until its pause, when it moves to the heavy lane if a
+    /// heavy slot is free (otherwise it goes on here for another budget).
+    fn drive(self, answer: Answer, phase: Phase, held: Held) -> DriveFuture {
+        Box::pin(self.drive_here(answer, phase, held))
+    }
+
+    async fn drive_here(self, mut answer: Answer, mut phase: Phase, mut held: Held) {
+        loop {
+            phase = match phase {
+                Phase::Head(mut head_tx) => {
+                    let head = tokio::select! {
+                        head = answer.fill_head(self.head_bytes) => head,
+                        () = head_tx.closed() => return,
+                    };
+                    match head {
+                        Err(e) => {
+                            let _ = head_tx.send(Err(e));
+                            return;
+                        }
+                        Ok(None) => Phase::Head(head_tx),
+                        Ok(Some(head)) => {
+                            let datasets = answer.datasets().to_vec();
+                            if head.complete {
+                                let body = answer.take_complete().unwrap_or_default();
+                                let _ = head_tx.send(Ok(StartedQuery {
+                                    head,
+                                    datasets,
+                                    body: AnswerBody::Whole(body),
+                                }));
+                                return;
+                            }
+                            let (tx, rx) = mpsc::channel(PIECES_IN_FLIGHT);
+                            let started = StartedQuery {
+                                head,
+                                datasets,
+                                body: AnswerBody::Streamed(rx),
+                            };
+                            if head_tx.send(Ok(started)).is_err() {
+                                return;
+                            }
+                            Phase::Streaming(tx)
+                        }
+                    }
+                }
+                Phase::Streaming(tx) => {
+                    let next = tokio::select! {
+                        next = answer.next_chunk() => next,
+                        () = tx.closed() => return,
+                    };
+                    let end = QueryEnd {
+                        rows: answer.rows() as u64,
+                        bytes: answer.bytes() as u64,
+                        truncated: answer.truncated(),
+                    };
+                    match next {
+                        Some(Ok(chunk)) if chunk.is_empty() && answer.paused() => {
+                            Phase::Streaming(tx)
+                        }
+                        Some(Ok(chunk)) => {
+                            if tx.send(Piece::Data(chunk)).await.is_err() {
+                                return;
+                            }
+                            Phase::Streaming(tx)
+                        }
+                        Some(Err(e)) => {
+                            let _ = tx.send(Piece::Failed(e, end)).await;
+                            return;
+                        }
+                        None => {
+                            let _ = tx.send(Piece::End(end)).await;
+                            return;
+                        }
+                    }
+                }
+            };
+            if answer.paused() {
+                // The cheap budget is spent: move to the heavy lane if a slot is free now.
+                match self.engine.admission.try_heavy_slot() {
+                    Some(slot) => {
+                        held.slot = slot;
+                        answer.pause_at(None);
+                        let heavy: Arc<Lane> = self.engine.lanes.heavy.clone();
+                        heavy.spawn(guarded(self.drive(answer, phase, held)));
+                        return;
+                    }
+                    None => {
+                        let budget = self.limits.cheap_budget;
+                        answer.pause_at(Some(Instant::now() + budget));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `passerelle_queries_running`: up while a query runs.
+struct RunningGauge;
+
+impl RunningGauge {
+    fn start() -> Self {
+        metrics::gauge!("passerelle_queries_running").increment(1.0);
+        RunningGauge
+    }
+}
+
+impl Drop for RunningGauge {
+    fn drop(&mut self) {
+        metrics::gauge!("passerelle_queries_running").decrement(1.0);
+    }
+}
