@@ -15,6 +15,7 @@ mod attacks;
 mod audit;
 mod audit_requests;
 mod cli;
+mod clients;
 mod engine;
 mod foundation;
 mod identity;
