@@ -772,7 +772,17 @@ impl ScalarUDFImpl for Bounded {
             .get::<CallBudget>()
             .cloned()
             .unwrap_or_default();
-        let (largest, total) = self.estimate(&args.args, args.number_rows)?;
+        let (largest, mut total) = self.estimate(&args.args, args.number_rows)?;
+        // A call on constants gives a constant, which DataFusion repeats over every row of a
+        // batch wherever it is used: it costs its size times a batch.
+        if args
+            .args
+            .iter()
+            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
+        {
+            let batch = usize::from(args.config_options.execution.batch_size).max(1) as u64;
+            total = total.max(largest).saturating_mul(batch);
+        }
         // SECURITY (availability): a value larger than the cap is refused before it is built.
         if largest > budget.max_value_bytes as u64 {
             return Err(DataFusionError::ResourcesExhausted(format!(

@@ -29,6 +29,7 @@ mod executor;
 mod extracts;
 mod filter;
 mod functions;
+mod guard;
 mod limits;
 mod masks;
 mod memory;

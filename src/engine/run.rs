@@ -412,3 +412,72 @@ impl Drop for RunningGauge {
         metrics::gauge!("passerelle_queries_running").decrement(1.0);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::new_session;
+
+    fn job(sql: &str, session: SessionFactory) -> QueryJob {
+        QueryJob {
+            sql: sql.to_string(),
+            format: Format::Json,
+            info: AnswerInfo {
+                habilitation: "h".into(),
+                policy_version: "v".into(),
+            },
+            limits: QueryLimits::default(),
+            deadline: Instant::now() + std::time::Duration::from_secs(30),
+            head_bytes: 1024 * 1024,
+            session,
+        }
+    }
+
+    fn plain() -> SessionFactory {
+        Box::new(|runtime| Ok(new_session(runtime, &QueryLimits::default())))
+    }
+
+    /// A panic while a query plans is an internal error for that query alone: its share is
+    /// given back and the lanes serve the next query.
+    #[tokio::test]
+    async fn a_panic_in_a_query_fails_that_query_only() {
+        let limits = LimitsConfig {
+            queries_per_principal: 1,
+            ..LimitsConfig::default()
+        };
+        let engine = Engine::start(&limits).unwrap();
+        let share = engine.admit("p", "h").unwrap();
+        let panicking: SessionFactory = Box::new(|_| panic!("a bug in planning"));
+        let e = engine
+            .run(job("SELECT 1", panicking), share)
+            .await
+            .unwrap_err();
+        assert!(matches!(e, EngineError::Internal(_)), "{e:?}");
+        let share = engine.admit("p", "h").expect("the share was given back");
+        let started = engine.run(job("SELECT 41 + 1 AS x", plain()), share).await.unwrap();
+        let AnswerBody::Whole(body) = started.body else {
+            panic!("a small answer comes whole")
+        };
+        assert!(String::from_utf8_lossy(&body).contains("42"));
+    }
+
+    /// The engine refuses, at planning, a function call that would build a value beyond the
+    /// cap (it used to allocate gigabytes while folding constants).
+    #[tokio::test]
+    async fn array_repeat_of_two_billion_is_refused_at_planning() {
+        let engine = Engine::start(&LimitsConfig::default()).unwrap();
+        for sql in [
+            "SELECT cardinality(array_repeat(1, 2000000000))",
+            "SELECT cardinality(range(0, 200000000))",
+            "SELECT length(repeat('x', 2000000000))",
+            "SELECT length(lpad('x', 2000000000))",
+        ] {
+            let share = engine.admit("p", "h").unwrap();
+            let e = engine.run(job(sql, plain()), share).await.unwrap_err();
+            assert!(
+                matches!(&e, EngineError::TooComplex(m) if m.contains("limits.")),
+                "{sql}: {e:?}"
+            );
+        }
+    }
+}

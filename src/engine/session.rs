@@ -21,6 +21,7 @@ use datafusion::prelude::SessionConfig;
 use super::budget::PlanningClock;
 use super::extracts::Extracts;
 use super::functions::{CallBudget, FunctionSet};
+use super::guard::GuardWideRows;
 use super::provider::SecureTableProvider;
 use super::{EngineError, QueryLimits};
 use crate::policy::{AccessPlan, Catalog, ColumnTreatment, DatasetPlan};
@@ -61,9 +62,18 @@ pub fn new_session(runtime: Arc<RuntimeEnv>, limits: &QueryLimits) -> SessionCon
         .with_higher_order_functions(Vec::new())
         .with_table_functions(std::collections::HashMap::new())
         .with_optimizer_rules(clock.logical_rules(datafusion::optimizer::Optimizer::new().rules))
-        .with_physical_optimizer_rules(clock.physical_rules(
-            datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules,
-        ))
+        .with_physical_optimizer_rules({
+            let mut rules = clock.physical_rules(
+                datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules,
+            );
+            // SECURITY (availability): last, once the plan is final: no row wider than the
+            // bound goes into a join or a window (see `guard`).
+            rules.push(Arc::new(GuardWideRows::new(
+                limits.memory_bytes,
+                SessionConfig::new().batch_size(),
+            )));
+            rules
+        })
         .build();
     SessionContext::new_with_state(state)
 }
