@@ -69,6 +69,9 @@ pub enum AuditKind {
     AuthRefused,
     PolicyChange,
     PolicyReload,
+    /// Written by the trail itself when it can be written again after an outage: from when
+    /// to when it was unavailable (every request refused meanwhile).
+    AuditUnavailable,
 }
 
 /// How the request ended.
