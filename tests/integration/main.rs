@@ -16,6 +16,7 @@ mod audit;
 mod audit_requests;
 mod cli;
 mod engine;
+mod faults;
 mod foundation;
 mod identity;
 mod interop;
