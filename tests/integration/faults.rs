@@ -276,7 +276,7 @@ async fn kill_9_during_a_policy_apply_leaves_the_old_or_the_new_set() {
             };
             let deadline = Instant::now() + Duration::from_secs(5);
             let started = Instant::now();
-            loop {
+            let caught = loop {
                 let now = match moment {
                     Moment::Staged => seen(".datasets.toml.new"),
                     Moment::Committed => seen(".apply-intent"),
@@ -284,11 +284,12 @@ async fn kill_9_during_a_policy_apply_leaves_the_old_or_the_new_set() {
                     Moment::After(delay) => started.elapsed() >= delay,
                 };
                 if now || Instant::now() > deadline {
-                    let _ = arm.write_all(b"go\n");
-                    let _ = trigger.wait();
-                    return now;
+                    break now;
                 }
-            }
+            };
+            let _ = arm.write_all(b"go\n");
+            let _ = trigger.wait();
+            caught
         });
         let apply = gw
             .client
