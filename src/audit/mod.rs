@@ -47,9 +47,10 @@
 //! A batch that cannot be appended and fsynced is cut back to the last acknowledged record
 //! (the segment truncated, segments it started removed) before its requests get an error, so a
 //! refused request leaves no record. The trail is then unhealthy: every `record` fails at once
-//! (503, readiness down). Every second the writer tries to write a record of kind
-//! `audit_unavailable` ("audit trail unavailable from … to …") and the signed head; once both
-//! are on disk it is healthy again, that record first. A segment or folder removed or replaced
+//! (503, readiness down). Every second the writer checks for room (a 256 KiB scratch file,
+//! written, fsynced, removed), then tries to write a record of kind `audit_unavailable`
+//! ("audit trail unavailable from … to …") and the signed head; once all are on disk it is
+//! healthy again, that record first. A segment or folder removed or replaced
 //! behind the writer cannot be cut back: the trail stays unhealthy until restart.
 
 mod chain;

@@ -7,8 +7,9 @@
 //! Owns the trail's health. A batch that cannot be written (disk full, I/O error) is cut back
 //! to the last acknowledged record (nothing of it stays on disk or in the chain), its requests
 //! get an error (503), and the writer refuses every record while it probes the disk every
-//! [`RETRY_INTERVAL`]: the probe is the record saying that the trail was unavailable from … to
-//! …, then the signed head; once both are on disk the trail is healthy again. A trail removed
+//! [`RETRY_INTERVAL`]: the probe is room for a scratch file ([`PROBE_BYTES`]), then the record
+//! saying that the trail was unavailable from … to …, then the signed head; once all are on
+//! disk the trail is healthy again. A trail removed
 //! or replaced behind the writer, or a batch that cannot be cut back, is never recovered:
 //! every record is refused until restart (and `open` then checks the trail).
 //!
@@ -40,8 +41,13 @@ pub const MAX_BATCH: usize = 1024;
 pub(crate) const QUEUE: usize = 8192;
 /// How often, at most, expired segments are looked for outside rotations.
 const RETENTION_CHECK: Duration = Duration::from_secs(3600);
-/// How often an unavailable trail is probed (a write of the outage record, then the head).
+/// How often an unavailable trail is probed (room, then the outage record, then the head).
 pub(crate) const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Room a probe must find before the trail is written again: written, fsynced and removed
+/// (`.probe`), so that a disk with a few bytes free does not make the trail flap between
+/// available and unavailable.
+const PROBE_BYTES: usize = 256 * 1024;
+const PROBE_FILE: &str = ".probe";
 
 pub(crate) struct Pending {
     pub event: AuditEvent,
@@ -316,6 +322,29 @@ impl Trail {
             },
         });
         Ok(())
+    }
+
+    /// Whether the trail's folder has room again: [`PROBE_BYTES`] written to a scratch file
+    /// and fsynced (a file system may report a full disk only then), then removed.
+    fn has_room(&self) -> Result<(), AuditError> {
+        let path = self.dir.join(PROBE_FILE);
+        // Not zeros: a compressing or deduplicating file system would store nothing.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let bytes: Vec<u8> = (0..PROBE_BYTES / 8)
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()
+            })
+            .collect();
+        let written = std::fs::File::create(&path)
+            .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()));
+        let removed = match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        written.and(removed).map_err(|e| io_error(&path, &e))
     }
 
     /// The trail as acknowledged so far; take it before [`Trail::commit`].
@@ -699,10 +728,14 @@ fn write_batch(trail: &mut Trail, batch: Vec<Pending>, healthy: &AtomicBool) -> 
     }
 }
 
-/// One attempt to make an unavailable trail healthy: the outage record (unless an earlier
-/// probe wrote it), then the signed head over everything.
+/// One attempt to make an unavailable trail healthy: room on the disk and the outage record
+/// (unless an earlier probe wrote it), then the signed head over everything.
 fn probe(trail: &mut Trail, since: DateTime<Utc>, recorded: bool, healthy: &AtomicBool) -> State {
     if !recorded {
+        if let Err(e) = trail.has_room() {
+            tracing::debug!(error = %e, "audit: trail still unavailable (no room)");
+            return State::Unavailable { since, recorded };
+        }
         let event = outage_event(since, Utc::now());
         let mark = trail.mark();
         if let Err(e) = trail.commit(std::slice::from_ref(&event)) {
@@ -958,6 +991,10 @@ mod tests {
         assert!(outage.duration_ms >= 100, "{}", outage.duration_ms);
         assert_eq!(events[2].request_id, "request-4");
         assert_eq!(verify_dir(&dir, None).unwrap().last_seq, 3);
+        assert!(
+            !dir.join(PROBE_FILE).exists(),
+            "the probe leaves nothing behind"
+        );
     }
 
     #[test]
