@@ -74,6 +74,12 @@ fn file_id(file: &File, path: &Path) -> Result<FileId, AuditError> {
     Ok((meta.dev(), meta.ino()))
 }
 
+fn dir_id(dir: &Path) -> Result<FileId, AuditError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|e| io_error(dir, &e))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
 /// The segment being appended to.
 struct Current {
     file: File,
@@ -101,6 +107,8 @@ pub(crate) struct Faults {
 /// The trail as the writer holds it.
 pub(crate) struct Trail {
     dir: PathBuf,
+    /// The folder's device and inode at open: a folder removed or replaced has others.
+    dir_id: FileId,
     key: SigningKey,
     settings: Settings,
     /// Closed segments still on disk, oldest first.
@@ -193,8 +201,10 @@ impl Trail {
             }
             None => None,
         };
+        let dir_id = dir_id(dir)?;
         let mut trail = Self {
             dir: dir.to_path_buf(),
+            dir_id,
             key,
             settings,
             closed: segments,
@@ -363,6 +373,14 @@ impl Trail {
     /// cannot be trusted any more (folder or segment removed or replaced behind the writer, or
     /// the cut failed): nothing may be recorded until restart.
     pub fn rollback(&mut self, mark: Mark) -> Result<(), AuditError> {
+        // SECURITY: a trail folder removed or replaced behind the writer is not its trail any
+        // more: never written again.
+        if dir_id(&self.dir)? != self.dir_id {
+            return Err(io_error(
+                &self.dir,
+                &std::io::Error::other("the trail folder was replaced"),
+            ));
+        }
         let kept = mark.current.as_ref().map(|(info, _)| info.path.clone());
         let started: Vec<PathBuf> = self
             .closed
@@ -1022,27 +1040,40 @@ mod tests {
     }
 
     #[test]
-    fn a_segment_removed_or_replaced_behind_the_writer_is_never_recovered() {
-        for replace in [false, true] {
+    fn a_segment_or_folder_removed_or_replaced_behind_the_writer_is_never_recovered() {
+        for case in ["segment removed", "segment replaced", "folder replaced"] {
             let (_root, dir, key) = setup();
-            let (log, _faults) = log_with_faults(&dir, &key);
+            let (log, faults) = log_with_faults(&dir, &key);
             let rt = runtime();
             rt.block_on(log.record(event(1))).unwrap();
             let (segment, _) = segment_bytes(&dir).remove(0);
             let path = dir.join(segment);
-            if replace {
-                let copy = dir.join("copy");
-                std::fs::copy(&path, &copy).unwrap();
-                std::fs::rename(&copy, &path).unwrap();
-            } else {
-                std::fs::remove_file(&path).unwrap();
+            match case {
+                "segment removed" => std::fs::remove_file(&path).unwrap(),
+                "segment replaced" => {
+                    let copy = dir.join("copy");
+                    std::fs::copy(&path, &copy).unwrap();
+                    std::fs::rename(&copy, &path).unwrap();
+                }
+                _ => {
+                    // A copy of the whole folder put in its place, and a full disk: the cut
+                    // back must not happen in the copy.
+                    let aside = dir.with_extension("aside");
+                    std::fs::rename(&dir, &aside).unwrap();
+                    std::fs::create_dir(&dir).unwrap();
+                    for entry in std::fs::read_dir(&aside).unwrap().flatten() {
+                        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+                    }
+                    faults.fail_writes.store(true, Ordering::SeqCst);
+                }
             }
-            assert!(rt.block_on(log.record(event(2))).is_err());
-            // Many probe intervals later, still refused.
+            assert!(rt.block_on(log.record(event(2))).is_err(), "{case}");
+            // Space is back and many probe intervals later: still refused.
+            faults.fail_writes.store(false, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(150));
-            assert!(!log.healthy(), "replace: {replace}");
+            assert!(!log.healthy(), "{case}");
             let err = rt.block_on(log.record(event(3))).unwrap_err();
-            assert!(matches!(err, AuditError::Unhealthy), "{err}");
+            assert!(matches!(err, AuditError::Unhealthy), "{case}: {err}");
         }
     }
 }

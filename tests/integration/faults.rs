@@ -176,7 +176,10 @@ async fn a_full_audit_disk_refuses_every_answer_until_space_returns() {
             && outage + 1 < trail.len(),
         "the outage record opens the recovery"
     );
-    assert!(!audit.join(".probe").exists(), "the probe leaves nothing behind");
+    assert!(
+        !audit.join(".probe").exists(),
+        "the probe leaves nothing behind"
+    );
     let log = gw.log();
     assert!(log.contains("refusing every request until the trail can be written again"));
     assert!(log.contains("trail writable again"));
