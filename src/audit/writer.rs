@@ -357,6 +357,38 @@ impl Trail {
         written.and(removed).map_err(|e| io_error(&path, &e))
     }
 
+    /// Whether the trail folder is still the one opened.
+    fn check_folder(&self) -> Result<(), AuditError> {
+        // SECURITY: a trail folder removed, moved or replaced behind the writer is not its
+        // trail any more: never written again.
+        if dir_id(&self.dir)? != self.dir_id {
+            return Err(io_error(
+                &self.dir,
+                &std::io::Error::other("the trail folder was replaced"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the folder and the current segment (by path) are still the ones the writer
+    /// holds: checked before an unavailable trail is written again.
+    pub fn check_identity(&self) -> Result<(), AuditError> {
+        self.check_folder()?;
+        if let Some(current) = &self.current {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(&current.info.path)
+                .map_err(|e| io_error(&current.info.path, &e))?;
+            // SECURITY: a segment removed or replaced behind the writer is never written again.
+            if (meta.dev(), meta.ino()) != current.id {
+                return Err(io_error(
+                    &current.info.path,
+                    &std::io::Error::other("the segment was replaced"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// The trail as acknowledged so far; take it before [`Trail::commit`].
     pub fn mark(&self) -> Mark {
         Mark {
@@ -373,14 +405,7 @@ impl Trail {
     /// cannot be trusted any more (folder or segment removed or replaced behind the writer, or
     /// the cut failed): nothing may be recorded until restart.
     pub fn rollback(&mut self, mark: Mark) -> Result<(), AuditError> {
-        // SECURITY: a trail folder removed or replaced behind the writer is not its trail any
-        // more: never written again.
-        if dir_id(&self.dir)? != self.dir_id {
-            return Err(io_error(
-                &self.dir,
-                &std::io::Error::other("the trail folder was replaced"),
-            ));
-        }
+        self.check_folder()?;
         let kept = mark.current.as_ref().map(|(info, _)| info.path.clone());
         let started: Vec<PathBuf> = self
             .closed
@@ -749,6 +774,10 @@ fn write_batch(trail: &mut Trail, batch: Vec<Pending>, healthy: &AtomicBool) -> 
 /// One attempt to make an unavailable trail healthy: room on the disk and the outage record
 /// (unless an earlier probe wrote it), then the signed head over everything.
 fn probe(trail: &mut Trail, since: DateTime<Utc>, recorded: bool, healthy: &AtomicBool) -> State {
+    if let Err(e) = trail.check_identity() {
+        tracing::error!(error = %e, "audit: the trail was removed or replaced behind the writer; refusing every request until restart");
+        return State::Broken;
+    }
     if !recorded {
         if let Err(e) = trail.has_room() {
             tracing::debug!(error = %e, "audit: trail still unavailable (no room)");
@@ -1041,11 +1070,25 @@ mod tests {
 
     #[test]
     fn a_segment_or_folder_removed_or_replaced_behind_the_writer_is_never_recovered() {
-        for case in ["segment removed", "segment replaced", "folder replaced"] {
+        for case in [
+            "segment removed",
+            "segment replaced",
+            "folder replaced",
+            "folder replaced while unavailable",
+        ] {
             let (_root, dir, key) = setup();
             let (log, faults) = log_with_faults(&dir, &key);
             let rt = runtime();
+            if case == "folder replaced while unavailable" {
+                // The head fails: unavailable, nothing cut back; then the folder is replaced
+                // and the disk comes back. The probe must not write into either folder.
+                faults.fail_head.store(true, Ordering::SeqCst);
+            }
             rt.block_on(log.record(event(1))).unwrap();
+            if case == "folder replaced while unavailable" {
+                std::thread::sleep(Duration::from_millis(60));
+                assert!(!log.healthy());
+            }
             let (segment, _) = segment_bytes(&dir).remove(0);
             let path = dir.join(segment);
             match case {
@@ -1070,6 +1113,7 @@ mod tests {
             assert!(rt.block_on(log.record(event(2))).is_err(), "{case}");
             // Space is back and many probe intervals later: still refused.
             faults.fail_writes.store(false, Ordering::SeqCst);
+            faults.fail_head.store(false, Ordering::SeqCst);
             std::thread::sleep(Duration::from_millis(150));
             assert!(!log.healthy(), "{case}");
             let err = rt.block_on(log.record(event(3))).unwrap_err();
