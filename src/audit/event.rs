@@ -74,6 +74,9 @@ pub enum AuditKind {
     AuthRefused,
     PolicyChange,
     PolicyReload,
+    /// Written by the trail itself when it can be written again after an outage: from when
+    /// to when it was unavailable (every request refused meanwhile).
+    AuditUnavailable,
 }
 
 /// Which of the two records of a long request an event is.

@@ -5,8 +5,10 @@
 //!
 //! Must never: hold result rows, tokens or raw identifiers (lookup keys are pseudonymised by
 //! the caller in an audit-only domain: [`AuditKey`]), or let a request succeed when its record
-//! cannot be written ([`AuditLog::record`] returns only once the record is durable; after any
-//! write failure [`AuditLog::healthy`] is false and every `record` fails).
+//! cannot be written ([`AuditLog::record`] returns only once the record is durable; after a
+//! write failure [`AuditLog::healthy`] is false and every `record` fails until the writer has
+//! cut the failed batch back and written, on its own, a record of the outage and the signed
+//! head — or until restart when the trail was removed or replaced behind it).
 //!
 //! # Using it (server, lookups, queries)
 //!
@@ -39,6 +41,17 @@
 //! default: it commits as soon as the queue is empty), appends them, fsyncs the segment once,
 //! rewrites the signed head, then acknowledges every event of the batch. So a record waits at
 //! most for the batch being written plus its own: two fsync rounds.
+//!
+//! # Write failures (a full disk)
+//!
+//! A batch that cannot be appended and fsynced is cut back to the last acknowledged record
+//! (the segment truncated, segments it started removed) before its requests get an error, so a
+//! refused request leaves no record. The trail is then unhealthy: every `record` fails at once
+//! (503, readiness down). Every second the writer checks for room (a 256 KiB scratch file,
+//! written, fsynced, removed), then tries to write a record of kind `audit_unavailable`
+//! ("audit trail unavailable from … to …") and the signed head; once all are on disk it is
+//! healthy again, that record first. A segment or folder removed or replaced
+//! behind the writer cannot be cut back: the trail stays unhealthy until restart.
 
 mod chain;
 mod event;
@@ -85,7 +98,9 @@ pub enum AuditError {
     Damaged { dir: String, problem: Problem },
     #[error("audit trail {0} is already open by another writer")]
     Locked(String),
-    #[error("audit trail unavailable after a write failure: nothing is recorded until restart")]
+    #[error(
+        "audit trail unavailable after a write failure: nothing is recorded until it can be written again"
+    )]
     Unhealthy,
     #[error("audit writer stopped")]
     Closed,
@@ -171,8 +186,14 @@ impl AuditLog {
             ),
             retention_months: config.retention_months,
             commit_interval: Duration::from_millis(config.commit_interval_ms),
+            retry_interval: writer::RETRY_INTERVAL,
         };
         let trail = writer::Trail::open(&config.dir, key, settings)?;
+        Self::start(trail, &config.dir)
+    }
+
+    /// Starts the writer thread on an opened trail.
+    fn start(trail: writer::Trail, dir: &std::path::Path) -> Result<AuditLog, AuditError> {
         let (tx, rx) = mpsc::channel(writer::QUEUE);
         let healthy = Arc::new(AtomicBool::new(true));
         let flag = healthy.clone();
@@ -180,7 +201,7 @@ impl AuditLog {
             .name("passerelle-audit".into())
             .spawn(move || writer::run(trail, rx, flag))
             .map_err(|e| AuditError::Io {
-                path: config.dir.display().to_string(),
+                path: dir.display().to_string(),
                 reason: format!("cannot start the writer thread: {e}"),
             })?;
         Ok(AuditLog {
@@ -276,7 +297,8 @@ impl AuditLog {
         }
     }
 
-    /// False after any write failure (and if the writer stopped): answer 503, drop readiness.
+    /// False from a write failure until the writer has recorded the outage (and for good when
+    /// the trail was removed or replaced, or the writer stopped): answer 503, drop readiness.
     pub fn healthy(&self) -> bool {
         match &*self.inner {
             Inner::Null { .. } => true,

@@ -3,6 +3,18 @@
 //! durable), then rewrites the signed head before taking the next batch. A crash between the
 //! acknowledgement and the head leaves records after the head; reopening the trail verifies
 //! their chain and signs them (`Trail::open`), as it always did for a writer stopped early.
+//!
+//! Owns the trail's health. A batch that cannot be written (disk full, I/O error) is cut back
+//! to the last acknowledged record (nothing of it stays on disk or in the chain), its requests
+//! get an error (503), and the writer refuses every record while it probes the disk every
+//! [`RETRY_INTERVAL`]: the probe is room for a scratch file ([`PROBE_BYTES`]), then the record
+//! saying that the trail was unavailable from … to …, then the signed head; once all are on
+//! disk the trail is healthy again. A trail removed
+//! or replaced behind the writer, or a batch that cannot be cut back, is never recovered:
+//! every record is refused until restart (and `open` then checks the trail).
+//!
+//! Must never: acknowledge a record that is not durable in the trail's own files, leave a
+//! record whose request was refused in the chain, or accept a record while unhealthy.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -19,7 +31,7 @@ use super::chain::{
     self, ANCHOR_FILE, ANCHOR_FORMAT, HEAD_FILE, HEAD_FORMAT, Mode, PUBLIC_KEY_FILE, SegmentInfo,
     Signed,
 };
-use super::event::AuditEvent;
+use super::event::{AuditEvent, AuditKind, Outcome};
 use super::key::SigningKey;
 use super::{AuditError, Receipt};
 
@@ -29,6 +41,13 @@ pub const MAX_BATCH: usize = 1024;
 pub(crate) const QUEUE: usize = 8192;
 /// How often, at most, expired segments are looked for outside rotations.
 const RETENTION_CHECK: Duration = Duration::from_secs(3600);
+/// How often an unavailable trail is probed (room, then the outage record, then the head).
+pub(crate) const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// Room a probe must find before the trail is written again: written, fsynced and removed
+/// (`.probe`), so that a disk with a few bytes free does not make the trail flap between
+/// available and unavailable.
+const PROBE_BYTES: usize = 256 * 1024;
+const PROBE_FILE: &str = ".probe";
 
 pub(crate) struct Pending {
     pub event: AuditEvent,
@@ -42,17 +61,54 @@ pub(crate) struct Settings {
     pub segment_max_age: chrono::Duration,
     pub retention_months: u32,
     pub commit_interval: Duration,
+    /// How often an unavailable trail is probed ([`RETRY_INTERVAL`]; shorter in tests).
+    pub retry_interval: Duration,
+}
+
+/// Device and inode of a file: a file replaced behind the writer has another.
+type FileId = (u64, u64);
+
+fn file_id(file: &File, path: &Path) -> Result<FileId, AuditError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata().map_err(|e| io_error(path, &e))?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+fn dir_id(dir: &Path) -> Result<FileId, AuditError> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(dir).map_err(|e| io_error(dir, &e))?;
+    Ok((meta.dev(), meta.ino()))
 }
 
 /// The segment being appended to.
 struct Current {
     file: File,
     info: SegmentInfo,
+    id: FileId,
+}
+
+/// The trail as last acknowledged, taken before a commit: what [`Trail::rollback`] restores.
+pub(crate) struct Mark {
+    last_seq: u64,
+    last_hash: String,
+    closed: usize,
+    current: Option<(SegmentInfo, FileId)>,
+}
+
+/// Write failures injected by unit tests (a full disk: part of a batch lands, then the write
+/// fails; or the head cannot be written).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Faults {
+    pub fail_writes: AtomicBool,
+    pub fail_head: AtomicBool,
 }
 
 /// The trail as the writer holds it.
 pub(crate) struct Trail {
     dir: PathBuf,
+    /// The folder's device and inode at open: a folder removed or replaced has others.
+    dir_id: FileId,
     key: SigningKey,
     settings: Settings,
     /// Closed segments still on disk, oldest first.
@@ -66,6 +122,8 @@ pub(crate) struct Trail {
     /// The last seq the signed head on disk covers.
     sealed_seq: u64,
     _lock: File,
+    #[cfg(test)]
+    pub(crate) faults: Arc<Faults>,
 }
 
 fn io_error(path: &Path, e: &std::io::Error) -> AuditError {
@@ -138,12 +196,15 @@ impl Trail {
                     .append(true)
                     .open(&info.path)
                     .map_err(|e| io_error(&info.path, &e))?;
-                Some(Current { file, info })
+                let id = file_id(&file, &info.path)?;
+                Some(Current { file, info, id })
             }
             None => None,
         };
+        let dir_id = dir_id(dir)?;
         let mut trail = Self {
             dir: dir.to_path_buf(),
+            dir_id,
             key,
             settings,
             closed: segments,
@@ -154,6 +215,8 @@ impl Trail {
             rotated: false,
             sealed_seq: scan.last_seq,
             _lock: lock,
+            #[cfg(test)]
+            faults: Arc::default(),
         };
         if scan.head.is_none() || scan.unsigned_tail > 0 {
             if scan.unsigned_tail > 0 {
@@ -169,6 +232,13 @@ impl Trail {
     }
 
     fn write_head(&self) -> Result<(), AuditError> {
+        #[cfg(test)]
+        if self.faults.fail_head.load(Ordering::SeqCst) {
+            return Err(io_error(
+                &self.dir.join(HEAD_FILE),
+                &std::io::Error::from(std::io::ErrorKind::StorageFull),
+            ));
+        }
         let segment = self
             .current
             .as_ref()
@@ -246,8 +316,10 @@ impl Trail {
             .open(&path)
             .map_err(|e| io_error(&path, &e))?;
         chain::sync_dir(&self.dir).map_err(|e| io_error(&self.dir, &e))?;
+        let id = file_id(&file, &path)?;
         self.current = Some(Current {
             file,
+            id,
             info: SegmentInfo {
                 name,
                 path,
@@ -262,9 +334,128 @@ impl Trail {
         Ok(())
     }
 
+    /// Whether the trail's folder has room again: [`PROBE_BYTES`] written to a scratch file
+    /// and fsynced (a file system may report a full disk only then), then removed.
+    fn has_room(&self) -> Result<(), AuditError> {
+        let path = self.dir.join(PROBE_FILE);
+        // Not zeros: a compressing or deduplicating file system would store nothing.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let bytes: Vec<u8> = (0..PROBE_BYTES / 8)
+            .flat_map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()
+            })
+            .collect();
+        let written = std::fs::File::create(&path)
+            .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()));
+        let removed = match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        written.and(removed).map_err(|e| io_error(&path, &e))
+    }
+
+    /// Whether the trail folder is still the one opened.
+    fn check_folder(&self) -> Result<(), AuditError> {
+        // SECURITY: a trail folder removed, moved or replaced behind the writer is not its
+        // trail any more: never written again.
+        if dir_id(&self.dir)? != self.dir_id {
+            return Err(io_error(
+                &self.dir,
+                &std::io::Error::other("the trail folder was replaced"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the folder and the current segment (by path) are still the ones the writer
+    /// holds: checked before an unavailable trail is written again.
+    pub fn check_identity(&self) -> Result<(), AuditError> {
+        self.check_folder()?;
+        if let Some(current) = &self.current {
+            use std::os::unix::fs::MetadataExt;
+            let meta = std::fs::metadata(&current.info.path)
+                .map_err(|e| io_error(&current.info.path, &e))?;
+            // SECURITY: a segment removed or replaced behind the writer is never written again.
+            if (meta.dev(), meta.ino()) != current.id {
+                return Err(io_error(
+                    &current.info.path,
+                    &std::io::Error::other("the segment was replaced"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The trail as acknowledged so far; take it before [`Trail::commit`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            last_seq: self.last_seq,
+            last_hash: self.last_hash.clone(),
+            closed: self.closed.len(),
+            current: self.current.as_ref().map(|c| (c.info.clone(), c.id)),
+        }
+    }
+
+    /// Cuts the trail back to `mark` after a failed commit: segments the batch started are
+    /// removed, the segment in use at the mark is truncated to its acknowledged length and
+    /// fsynced, and the chain continues from the mark's last record. An `Err` means the trail
+    /// cannot be trusted any more (folder or segment removed or replaced behind the writer, or
+    /// the cut failed): nothing may be recorded until restart.
+    pub fn rollback(&mut self, mark: Mark) -> Result<(), AuditError> {
+        self.check_folder()?;
+        let kept = mark.current.as_ref().map(|(info, _)| info.path.clone());
+        let started: Vec<PathBuf> = self
+            .closed
+            .iter()
+            .skip(mark.closed)
+            .map(|s| s.path.clone())
+            .chain(self.current.take().map(|c| c.info.path))
+            .filter(|path| Some(path) != kept.as_ref())
+            .collect();
+        self.closed.truncate(mark.closed);
+        self.last_seq = mark.last_seq;
+        self.last_hash = mark.last_hash;
+        for path in &started {
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(path, &e)),
+            }
+        }
+        if !started.is_empty() {
+            chain::sync_dir(&self.dir).map_err(|e| io_error(&self.dir, &e))?;
+        }
+        if let Some((info, id)) = mark.current {
+            // Opened by path: a folder or segment removed behind the writer fails here, and a
+            // segment replaced by another file has another inode.
+            let file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&info.path)
+                .map_err(|e| io_error(&info.path, &e))?;
+            // SECURITY: only the writer's own segment is cut back and written again.
+            if file_id(&file, &info.path)? != id {
+                return Err(io_error(
+                    &info.path,
+                    &std::io::Error::other("the segment was replaced"),
+                ));
+            }
+            // SECURITY: nothing of a batch that was not acknowledged stays on disk: its
+            // requests were refused, so its records must not stay in the chain.
+            file.set_len(info.len)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io_error(&info.path, &e))?;
+            self.current = Some(Current { file, info, id });
+        }
+        Ok(())
+    }
+
     /// Appends the events and fsyncs them. Returns each event's seq (or why it could not be
-    /// encoded). An `Err` means the disk state is unknown: the trail is unhealthy. The caller
-    /// acknowledges, then calls [`Trail::seal`] before the next commit.
+    /// encoded). After an `Err`, the caller cuts the trail back with [`Trail::rollback`] and
+    /// the mark it took before. The caller acknowledges, then calls [`Trail::seal`] before the
+    /// next commit.
     pub fn commit(
         &mut self,
         events: &[AuditEvent],
@@ -352,6 +543,19 @@ impl Trail {
         let Some(current) = self.current.as_mut() else {
             return Err(AuditError::Closed);
         };
+        #[cfg(test)]
+        if self.faults.fail_writes.load(Ordering::SeqCst) {
+            // A full disk: part of the batch lands, then the write fails.
+            let half = buffer.len() / 2;
+            current
+                .file
+                .write_all(&buffer[..half])
+                .map_err(|e| io_error(&current.info.path, &e))?;
+            return Err(io_error(
+                &current.info.path,
+                &std::io::Error::from(std::io::ErrorKind::StorageFull),
+            ));
+        }
         current
             .file
             .write_all(buffer)
@@ -424,7 +628,23 @@ impl Drop for HealthGuard {
 /// Size of the signed head file (one disk sector): see `write_head`.
 const HEAD_SLOT: usize = 512;
 
-/// The writer thread's loop: batches, commits, acknowledges.
+/// What the writer knows of the trail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Batches are committed.
+    Healthy,
+    /// A write failed at `since` and was cut back; every record is refused until a probe
+    /// writes the outage record (`recorded` once it is on disk) and the signed head.
+    Unavailable {
+        since: DateTime<Utc>,
+        recorded: bool,
+    },
+    /// Removed or replaced behind the writer, or not cut back: refused until restart.
+    Broken,
+}
+
+/// The writer thread's loop: batches, commits, acknowledges; while the trail is unavailable,
+/// refuses and probes.
 pub(crate) fn run(mut trail: Trail, mut rx: mpsc::Receiver<Pending>, healthy: Arc<AtomicBool>) {
     let guard = HealthGuard(healthy);
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -438,53 +658,466 @@ pub(crate) fn run(mut trail: Trail, mut rx: mpsc::Receiver<Pending>, healthy: Ar
         }
     };
     let interval = trail.settings.commit_interval;
+    let retry = trail.settings.retry_interval;
     runtime.block_on(async {
-        let mut failed = false;
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            let deadline = tokio::time::Instant::now() + interval;
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(pending) => batch.push(pending),
-                    Err(mpsc::error::TryRecvError::Empty) if !interval.is_zero() => {
-                        match tokio::time::timeout_at(deadline, rx.recv()).await {
-                            Ok(Some(pending)) => batch.push(pending),
-                            Ok(None) | Err(_) => break,
+        let mut state = State::Healthy;
+        loop {
+            state = match state {
+                State::Healthy => {
+                    let Some(first) = rx.recv().await else { break };
+                    let batch = gather(first, &mut rx, interval).await;
+                    write_batch(&mut trail, batch, &guard.0)
+                }
+                State::Unavailable { since, recorded } => {
+                    // SECURITY: nothing is recorded, so nothing is answered, until the probe
+                    // has succeeded.
+                    let next = tokio::time::Instant::now() + retry;
+                    loop {
+                        match tokio::time::timeout_at(next, rx.recv()).await {
+                            Ok(Some(pending)) => refuse(pending),
+                            Ok(None) => return,
+                            Err(_) => break,
                         }
                     }
-                    Err(_) => break,
+                    probe(&mut trail, since, recorded, &guard.0)
+                }
+                State::Broken => {
+                    let Some(pending) = rx.recv().await else {
+                        break;
+                    };
+                    refuse(pending);
+                    State::Broken
+                }
+            };
+        }
+    });
+}
+
+/// `first`, then everything already waiting (at most [`MAX_BATCH`]), waiting up to
+/// `interval` for more.
+async fn gather(
+    first: Pending,
+    rx: &mut mpsc::Receiver<Pending>,
+    interval: Duration,
+) -> Vec<Pending> {
+    let mut batch = vec![first];
+    let deadline = tokio::time::Instant::now() + interval;
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(pending) => batch.push(pending),
+            Err(mpsc::error::TryRecvError::Empty) if !interval.is_zero() => {
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(pending)) => batch.push(pending),
+                    Ok(None) | Err(_) => break,
                 }
             }
-            let (events, replies): (Vec<AuditEvent>, Vec<_>) =
-                batch.into_iter().map(|p| (p.event, p.reply)).unzip();
-            if failed {
-                for reply in replies {
-                    let _ = reply.send(Err(AuditError::Unhealthy));
-                }
-                continue;
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+fn refuse(pending: Pending) {
+    let _ = pending.reply.send(Err(AuditError::Unhealthy));
+}
+
+/// Commits one batch; on failure cuts it back, then refuses its requests.
+fn write_batch(trail: &mut Trail, batch: Vec<Pending>, healthy: &AtomicBool) -> State {
+    let (events, replies): (Vec<AuditEvent>, Vec<_>) =
+        batch.into_iter().map(|p| (p.event, p.reply)).unzip();
+    let mark = trail.mark();
+    match trail.commit(&events) {
+        Ok(results) => {
+            // SECURITY: every record of the batch is durable (appended and fsynced): the
+            // answers may leave. The signed head follows before the next batch.
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(result.map(|seq| Receipt { seq }));
             }
-            match trail.commit(&events) {
-                Ok(results) => {
-                    // SECURITY: every record of the batch is durable (appended and fsynced):
-                    // the answers may leave. The signed head follows before the next batch.
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(result.map(|seq| Receipt { seq }));
-                    }
-                    if let Err(e) = trail.seal() {
-                        failed = true;
-                        guard.0.store(false, Ordering::Release);
-                        tracing::error!(error = %e, "audit: head write failed; refusing every request until restart");
-                    }
-                }
+            match trail.seal() {
+                Ok(()) => State::Healthy,
                 Err(e) => {
-                    failed = true;
-                    guard.0.store(false, Ordering::Release);
-                    tracing::error!(error = %e, "audit: write failed; refusing every request until restart");
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
+                    healthy.store(false, Ordering::Release);
+                    tracing::error!(error = %e, retry_every_ms = millis(trail.settings.retry_interval), "audit: head write failed; refusing every request until the trail can be written again");
+                    State::Unavailable {
+                        since: Utc::now(),
+                        recorded: false,
                     }
                 }
             }
         }
-    });
+        Err(e) => {
+            // SECURITY: unhealthy before anyone hears of the failure, and cut back before
+            // the requests are refused: a refused request leaves no record behind.
+            healthy.store(false, Ordering::Release);
+            let since = Utc::now();
+            let state = match trail.rollback(mark) {
+                Ok(()) => {
+                    tracing::error!(error = %e, retry_every_ms = millis(trail.settings.retry_interval), "audit: write failed (batch cut back); refusing every request until the trail can be written again");
+                    State::Unavailable {
+                        since,
+                        recorded: false,
+                    }
+                }
+                Err(cut) => {
+                    tracing::error!(error = %e, cut_back = %cut, "audit: write failed and the trail cannot be cut back (removed or replaced?); refusing every request until restart");
+                    State::Broken
+                }
+            };
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+            state
+        }
+    }
+}
+
+/// One attempt to make an unavailable trail healthy: room on the disk and the outage record
+/// (unless an earlier probe wrote it), then the signed head over everything.
+fn probe(trail: &mut Trail, since: DateTime<Utc>, recorded: bool, healthy: &AtomicBool) -> State {
+    if let Err(e) = trail.check_identity() {
+        tracing::error!(error = %e, "audit: the trail was removed or replaced behind the writer; refusing every request until restart");
+        return State::Broken;
+    }
+    if !recorded {
+        if let Err(e) = trail.has_room() {
+            tracing::debug!(error = %e, "audit: trail still unavailable (no room)");
+            return State::Unavailable { since, recorded };
+        }
+        let event = outage_event(since, Utc::now());
+        let mark = trail.mark();
+        if let Err(e) = trail.commit(std::slice::from_ref(&event)) {
+            tracing::debug!(error = %e, "audit: trail still unavailable");
+            return match trail.rollback(mark) {
+                Ok(()) => State::Unavailable { since, recorded },
+                Err(cut) => {
+                    tracing::error!(error = %e, cut_back = %cut, "audit: the trail cannot be cut back (removed or replaced?); refusing every request until restart");
+                    State::Broken
+                }
+            };
+        }
+    }
+    if let Err(e) = trail.seal() {
+        tracing::debug!(error = %e, "audit: trail still unavailable (head)");
+        return State::Unavailable {
+            since,
+            recorded: true,
+        };
+    }
+    let seconds = (Utc::now() - since).num_milliseconds() as f64 / 1000.0;
+    healthy.store(true, Ordering::Release);
+    tracing::warn!(
+        unavailable_secs = seconds,
+        since = %super::event::format_time(&since),
+        "audit: trail writable again (the outage is recorded); answering requests"
+    );
+    State::Healthy
+}
+
+/// The record that opens the trail after an outage: when it was unavailable.
+fn outage_event(since: DateTime<Utc>, until: DateTime<Utc>) -> AuditEvent {
+    let mut event = AuditEvent::new(
+        AuditKind::AuditUnavailable,
+        "",
+        format!(
+            "audit trail unavailable from {} to {}: every request refused",
+            super::event::format_time(&since),
+            super::event::format_time(&until)
+        ),
+    )
+    .with_outcome(Outcome::Error, Some("audit_unavailable"));
+    event.time = until;
+    event.duration_ms = u64::try_from((until - since).num_milliseconds()).unwrap_or(0);
+    event
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::{AuditLog, read_events, verify_dir};
+
+    fn settings(segment_max_bytes: u64) -> Settings {
+        Settings {
+            segment_max_bytes,
+            segment_max_age: chrono::Duration::days(1),
+            retention_months: 0,
+            commit_interval: Duration::ZERO,
+            retry_interval: Duration::from_millis(20),
+        }
+    }
+
+    /// A trail folder and its signing key file.
+    fn setup() -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let root = tempfile::tempdir().unwrap();
+        let key = root.path().join("audit.key");
+        SigningKey::generate()
+            .unwrap()
+            .write_new_files(&key)
+            .unwrap();
+        let dir = root.path().join("audit");
+        (root, dir, key)
+    }
+
+    fn open(dir: &Path, key: &Path, segment_max_bytes: u64) -> Trail {
+        Trail::open(
+            dir,
+            SigningKey::load_file(key).unwrap(),
+            settings(segment_max_bytes),
+        )
+        .unwrap()
+    }
+
+    fn event(i: usize) -> AuditEvent {
+        AuditEvent::new(AuditKind::Me, format!("request-{i}"), "GET /v1/me")
+    }
+
+    fn segment_bytes(dir: &Path) -> Vec<(String, u64)> {
+        let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+            .map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                (name, e.metadata().unwrap().len())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn request_ids(dir: &Path) -> Vec<String> {
+        read_events(dir)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.request_id)
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_write_is_cut_back_to_the_last_acknowledged_record() {
+        let (_root, dir, key) = setup();
+        let mut trail = open(&dir, &key, 1 << 20);
+        trail.commit(&[event(1), event(2), event(3)]).unwrap();
+        trail.seal().unwrap();
+        let before = segment_bytes(&dir);
+
+        trail.faults.fail_writes.store(true, Ordering::SeqCst);
+        let mark = trail.mark();
+        assert!(trail.commit(&[event(4), event(5)]).is_err());
+        assert_ne!(segment_bytes(&dir), before, "half of the batch landed");
+        trail.rollback(mark).unwrap();
+        assert_eq!(segment_bytes(&dir), before, "nothing half-written stays");
+        verify_dir(&dir, None).unwrap();
+
+        trail.faults.fail_writes.store(false, Ordering::SeqCst);
+        let seqs = trail.commit(&[event(6)]).unwrap();
+        assert_eq!(
+            seqs[0].as_ref().ok(),
+            Some(&4),
+            "the chain goes on from the mark"
+        );
+        trail.seal().unwrap();
+        let report = verify_dir(&dir, None).unwrap();
+        assert_eq!(report.last_seq, 4);
+        assert_eq!(
+            request_ids(&dir),
+            ["request-1", "request-2", "request-3", "request-6"]
+        );
+    }
+
+    #[test]
+    fn a_failed_write_across_a_rotation_removes_the_segment_it_started() {
+        let (_root, dir, key) = setup();
+        // Segments of about two records: the failing batch starts new ones.
+        let mut trail = open(&dir, &key, 300);
+        trail.commit(&[event(1)]).unwrap();
+        trail.seal().unwrap();
+        let before = segment_bytes(&dir);
+        assert_eq!(before.len(), 1);
+
+        trail.faults.fail_writes.store(true, Ordering::SeqCst);
+        let mark = trail.mark();
+        assert!(
+            trail
+                .commit(&[event(2), event(3), event(4), event(5)])
+                .is_err()
+        );
+        assert!(segment_bytes(&dir).len() > 1, "the batch rotated");
+        trail.rollback(mark).unwrap();
+        assert_eq!(segment_bytes(&dir), before);
+
+        trail.faults.fail_writes.store(false, Ordering::SeqCst);
+        trail.commit(&[event(6), event(7), event(8)]).unwrap();
+        trail.seal().unwrap();
+        assert_eq!(verify_dir(&dir, None).unwrap().last_seq, 4);
+        drop(trail);
+        // Reopening continues the same chain.
+        let mut trail = open(&dir, &key, 300);
+        trail.commit(&[event(9)]).unwrap();
+        trail.seal().unwrap();
+        assert_eq!(verify_dir(&dir, None).unwrap().last_seq, 5);
+        assert_eq!(
+            request_ids(&dir),
+            [
+                "request-1",
+                "request-6",
+                "request-7",
+                "request-8",
+                "request-9"
+            ]
+        );
+    }
+
+    /// An `AuditLog` on a trail whose writes can be made to fail.
+    fn log_with_faults(dir: &Path, key: &Path) -> (AuditLog, Arc<Faults>) {
+        let trail = open(dir, key, 1 << 20);
+        let faults = trail.faults.clone();
+        (AuditLog::start(trail, dir).unwrap(), faults)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    fn wait_healthy(log: &AuditLog) {
+        for _ in 0..500 {
+            if log.healthy() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("the trail did not recover");
+    }
+
+    #[test]
+    fn the_writer_refuses_while_the_disk_is_full_then_recovers_with_an_outage_record() {
+        let (_root, dir, key) = setup();
+        let (log, faults) = log_with_faults(&dir, &key);
+        let rt = runtime();
+        assert_eq!(rt.block_on(log.record(event(1))).unwrap().seq, 1);
+
+        faults.fail_writes.store(true, Ordering::SeqCst);
+        let err = rt.block_on(log.record(event(2))).unwrap_err();
+        assert!(matches!(err, AuditError::Io { .. }), "{err}");
+        assert!(!log.healthy());
+        // Several probes fail while the disk stays full: every record is refused.
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!log.healthy());
+        let err = rt.block_on(log.record(event(3))).unwrap_err();
+        assert!(matches!(err, AuditError::Unhealthy), "{err}");
+        assert_eq!(
+            request_ids(&dir),
+            ["request-1"],
+            "refused records are not kept"
+        );
+        verify_dir(&dir, None).unwrap();
+
+        // Space returns: the writer recovers on its own.
+        faults.fail_writes.store(false, Ordering::SeqCst);
+        wait_healthy(&log);
+        assert_eq!(rt.block_on(log.record(event(4))).unwrap().seq, 3);
+        drop(log);
+        let events = read_events(&dir).unwrap();
+        assert_eq!(events.len(), 3);
+        assert_eq!(events[0].request_id, "request-1");
+        let outage = &events[1];
+        assert_eq!(outage.kind, AuditKind::AuditUnavailable);
+        assert_eq!(outage.outcome, Outcome::Error);
+        assert!(
+            outage.action.starts_with("audit trail unavailable from ")
+                && outage.action.contains(" to "),
+            "{}",
+            outage.action
+        );
+        assert!(outage.duration_ms >= 100, "{}", outage.duration_ms);
+        assert_eq!(events[2].request_id, "request-4");
+        assert_eq!(verify_dir(&dir, None).unwrap().last_seq, 3);
+        assert!(
+            !dir.join(PROBE_FILE).exists(),
+            "the probe leaves nothing behind"
+        );
+    }
+
+    #[test]
+    fn a_head_that_cannot_be_written_makes_the_trail_unavailable_until_it_can() {
+        let (_root, dir, key) = setup();
+        let (log, faults) = log_with_faults(&dir, &key);
+        let rt = runtime();
+        faults.fail_head.store(true, Ordering::SeqCst);
+        // The record is durable (acknowledged); its head is not: nothing more is accepted.
+        assert_eq!(rt.block_on(log.record(event(1))).unwrap().seq, 1);
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(!log.healthy());
+        let err = rt.block_on(log.record(event(2))).unwrap_err();
+        assert!(matches!(err, AuditError::Unhealthy), "{err}");
+        faults.fail_head.store(false, Ordering::SeqCst);
+        wait_healthy(&log);
+        assert_eq!(rt.block_on(log.record(event(3))).unwrap().seq, 3);
+        drop(log);
+        let kinds: Vec<AuditKind> = read_events(&dir).unwrap().iter().map(|e| e.kind).collect();
+        assert_eq!(
+            kinds,
+            [AuditKind::Me, AuditKind::AuditUnavailable, AuditKind::Me]
+        );
+        verify_dir(&dir, None).unwrap();
+    }
+
+    #[test]
+    fn a_segment_or_folder_removed_or_replaced_behind_the_writer_is_never_recovered() {
+        for case in [
+            "segment removed",
+            "segment replaced",
+            "folder replaced",
+            "folder replaced while unavailable",
+        ] {
+            let (_root, dir, key) = setup();
+            let (log, faults) = log_with_faults(&dir, &key);
+            let rt = runtime();
+            if case == "folder replaced while unavailable" {
+                // The head fails: unavailable, nothing cut back; then the folder is replaced
+                // and the disk comes back. The probe must not write into either folder.
+                faults.fail_head.store(true, Ordering::SeqCst);
+            }
+            rt.block_on(log.record(event(1))).unwrap();
+            if case == "folder replaced while unavailable" {
+                std::thread::sleep(Duration::from_millis(60));
+                assert!(!log.healthy());
+            }
+            let (segment, _) = segment_bytes(&dir).remove(0);
+            let path = dir.join(segment);
+            match case {
+                "segment removed" => std::fs::remove_file(&path).unwrap(),
+                "segment replaced" => {
+                    let copy = dir.join("copy");
+                    std::fs::copy(&path, &copy).unwrap();
+                    std::fs::rename(&copy, &path).unwrap();
+                }
+                _ => {
+                    // A copy of the whole folder put in its place, and a full disk: the cut
+                    // back must not happen in the copy.
+                    let aside = dir.with_extension("aside");
+                    std::fs::rename(&dir, &aside).unwrap();
+                    std::fs::create_dir(&dir).unwrap();
+                    for entry in std::fs::read_dir(&aside).unwrap().flatten() {
+                        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+                    }
+                    faults.fail_writes.store(true, Ordering::SeqCst);
+                }
+            }
+            assert!(rt.block_on(log.record(event(2))).is_err(), "{case}");
+            // Space is back and many probe intervals later: still refused.
+            faults.fail_writes.store(false, Ordering::SeqCst);
+            faults.fail_head.store(false, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(150));
+            assert!(!log.healthy(), "{case}");
+            let err = rt.block_on(log.record(event(3))).unwrap_err();
+            assert!(matches!(err, AuditError::Unhealthy), "{case}: {err}");
+        }
+    }
 }

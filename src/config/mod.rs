@@ -102,6 +102,12 @@ pub struct IdentityConfig {
     /// How long a key that left the JWKS is still accepted, in seconds.
     #[serde(default = "default_key_grace")]
     pub retired_key_grace_secs: u64,
+    /// How long an issuer's keys are trusted after the last successful JWKS fetch, in seconds.
+    /// While the issuer is unreachable, cached keys keep working this long; then every token
+    /// of that issuer is refused (and readiness drops) until a fetch succeeds again. Must be
+    /// greater than `jwks_refresh_secs`.
+    #[serde(default = "default_max_key_age")]
+    pub max_key_age_secs: u64,
     /// Timeout of each HTTP call to an issuer (discovery, JWKS), in seconds.
     #[serde(default = "default_http_timeout")]
     pub http_timeout_secs: u64,
@@ -267,6 +273,9 @@ fn default_jwks_min_refresh() -> u64 {
 fn default_key_grace() -> u64 {
     3600
 }
+fn default_max_key_age() -> u64 {
+    24 * 3600
+}
 fn default_http_timeout() -> u64 {
     5
 }
@@ -304,6 +313,7 @@ impl Default for IdentityConfig {
             jwks_refresh_secs: default_jwks_refresh(),
             jwks_min_refresh_secs: default_jwks_min_refresh(),
             retired_key_grace_secs: default_key_grace(),
+            max_key_age_secs: default_max_key_age(),
             http_timeout_secs: default_http_timeout(),
             ca_file: None,
         }
@@ -509,6 +519,17 @@ impl Config {
             problems.push((
                 "identity.http_timeout_secs".into(),
                 "must be at least 1".into(),
+            ));
+        }
+        if self.identity.max_key_age_secs <= self.identity.jwks_refresh_secs.max(1) {
+            // SECURITY: a bound on how long keys are trusted without the issuer confirming
+            // them; shorter than a refresh, keys would lapse in normal operation.
+            problems.push((
+                "identity.max_key_age_secs".into(),
+                format!(
+                    "must be greater than identity.jwks_refresh_secs ({})",
+                    self.identity.jwks_refresh_secs
+                ),
             ));
         }
         let mut seen = std::collections::HashSet::new();

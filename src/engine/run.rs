@@ -203,6 +203,8 @@ async fn plan_then_run(engine: Engine, job: QueryJob, held: Held, head_tx: HeadS
     let planned = match planned {
         Ok(planned) => planned,
         Err(e) => {
+            // The share and slot go back before the caller hears, so it may ask again at once.
+            drop(held);
             let _ = head_tx.send(Err(e));
             return;
         }
@@ -235,6 +237,7 @@ async fn plan_then_run(engine: Engine, job: QueryJob, held: Held, head_tx: HeadS
     let slot = match heavy {
         Ok(slot) => slot,
         Err(busy) => {
+            drop((_share, _gauge));
             let _ = head_tx.send(Err(busy.into()));
             return;
         }
@@ -293,6 +296,7 @@ impl Run {
             }) {
             Ok(answer) => answer,
             Err(e) => {
+                drop(held);
                 let _ = head_tx.send(Err(e));
                 return;
             }
@@ -318,6 +322,7 @@ impl Run {
                     };
                     match head {
                         Err(e) => {
+                            drop((answer, held));
                             let _ = head_tx.send(Err(e));
                             return;
                         }
@@ -326,6 +331,7 @@ impl Run {
                             let datasets = answer.datasets().to_vec();
                             if head.complete {
                                 let body = answer.take_complete().unwrap_or_default();
+                                drop((answer, held));
                                 let _ = head_tx.send(Ok(StartedQuery {
                                     head,
                                     datasets,
@@ -367,10 +373,12 @@ impl Run {
                             Phase::Streaming(tx)
                         }
                         Some(Err(e)) => {
+                            drop((answer, held));
                             let _ = tx.send(Piece::Failed(e, end)).await;
                             return;
                         }
                         None => {
+                            drop((answer, held));
                             let _ = tx.send(Piece::End(end)).await;
                             return;
                         }
@@ -453,8 +461,20 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, EngineError::Internal(_)), "{e:?}");
-        let share = engine.admit("p", "h").expect("the share was given back");
-        let started = engine.run(job("SELECT 41 + 1 AS x", plain()), share).await.unwrap();
+        // The share goes back as the panicking task unwinds (moments after its caller heard).
+        let mut share = engine.admit("p", "h");
+        for _ in 0..100 {
+            if share.is_ok() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            share = engine.admit("p", "h");
+        }
+        let share = share.expect("the share was given back");
+        let started = engine
+            .run(job("SELECT 41 + 1 AS x", plain()), share)
+            .await
+            .unwrap();
         let AnswerBody::Whole(body) = started.body else {
             panic!("a small answer comes whole")
         };

@@ -2,6 +2,10 @@
 //! the background, refreshed at once when an unknown `kid` arrives (single flight, rate
 //! limited), keys that left the JWKS kept for a grace period.
 //!
+//! Must never: use keys older than `identity.max_key_age_secs` (counted from the last
+//! successful JWKS fetch): while the issuer is unreachable, cached keys serve that long, then
+//! every token of the issuer is refused and readiness drops until a fetch succeeds.
+//!
 //! INVARIANT: readers never block on the network: they read an `ArcSwap` snapshot. Only the
 //! refresh path (background task, or one caller that met an unknown `kid`) talks to the issuer.
 
@@ -34,6 +38,8 @@ pub struct VerificationKey {
 struct KeySet {
     keys: HashMap<String, VerificationKey>,
     loaded: bool,
+    /// When this set was fetched from the issuer.
+    fetched_at: Option<Instant>,
 }
 
 /// What readiness and `/health/ready` show of an issuer.
@@ -44,12 +50,15 @@ pub struct IssuerStatus {
     pub keys: usize,
     /// Seconds since the last successful JWKS fetch, if any.
     pub last_refresh_secs: Option<u64>,
+    /// Keys older than this (since the last successful fetch) are not used.
+    pub max_key_age_secs: u64,
+    /// The keys are older than `max_key_age_secs`: every token of this issuer is refused.
+    pub keys_too_old: bool,
 }
 
 struct RefreshState {
     jwks_uri: Option<String>,
     last_attempt: Option<Instant>,
-    last_success: Option<Instant>,
 }
 
 /// The key cache of one issuer.
@@ -63,6 +72,7 @@ pub struct JwksKeyStore {
     refresh_every: Duration,
     min_refresh_gap: Duration,
     grace: Duration,
+    max_age: Duration,
 }
 
 impl JwksKeyStore {
@@ -80,12 +90,12 @@ impl JwksKeyStore {
             refresh: Mutex::new(RefreshState {
                 jwks_uri: None,
                 last_attempt: None,
-                last_success: None,
             }),
             generation: AtomicU64::new(0),
             refresh_every: Duration::from_secs(config.jwks_refresh_secs.max(1)),
             min_refresh_gap: Duration::from_secs(config.jwks_min_refresh_secs),
             grace: Duration::from_secs(config.retired_key_grace_secs),
+            max_age: Duration::from_secs(config.max_key_age_secs),
         }))
     }
 
@@ -95,23 +105,42 @@ impl JwksKeyStore {
 
     pub fn has_keys(&self) -> bool {
         let set = self.keys.load();
-        set.loaded && set.keys.values().any(|k| k.retired_at.is_none())
+        set.loaded && self.fresh(&set) && set.keys.values().any(|k| k.retired_at.is_none())
+    }
+
+    /// Whether `set` was fetched less than `max_key_age_secs` ago.
+    fn fresh(&self, set: &KeySet) -> bool {
+        // SECURITY: keys the issuer has not confirmed for longer than the maximum age are not
+        // used (fail closed during a long outage: a revoked key would otherwise live forever).
+        set.fetched_at
+            .is_some_and(|at| at.elapsed() <= self.max_age)
+    }
+
+    /// Keys were loaded once but are now older than the maximum age.
+    pub fn keys_too_old(&self) -> bool {
+        let set = self.keys.load();
+        set.loaded && !self.fresh(&set)
     }
 
     pub fn status(&self) -> IssuerStatus {
         let set = self.keys.load();
-        let last = self.refresh.try_lock().ok().and_then(|s| s.last_success);
         IssuerStatus {
             issuer: self.issuer.clone(),
             ready: self.has_keys(),
             keys: set.keys.len(),
-            last_refresh_secs: last.map(|t| t.elapsed().as_secs()),
+            last_refresh_secs: set.fetched_at.map(|t| t.elapsed().as_secs()),
+            max_key_age_secs: self.max_age.as_secs(),
+            keys_too_old: set.loaded && !self.fresh(&set),
         }
     }
 
-    /// The key for `kid`, if known and not past its grace period.
+    /// The key for `kid`, if known, not past its grace period, and the set not older than the
+    /// maximum key age.
     pub fn key(&self, kid: &str) -> Option<VerificationKey> {
         let set = self.keys.load();
+        if !self.fresh(&set) {
+            return None;
+        }
         let key = set.keys.get(kid)?;
         match key.retired_at {
             Some(at) if at.elapsed() > self.grace => None,
@@ -123,9 +152,11 @@ impl JwksKeyStore {
     /// without copying the key).
     pub fn has_key(&self, kid: &str) -> bool {
         let set = self.keys.load();
-        set.keys
-            .get(kid)
-            .is_some_and(|key| key.retired_at.is_none_or(|at| at.elapsed() <= self.grace))
+        self.fresh(&set)
+            && set
+                .keys
+                .get(kid)
+                .is_some_and(|key| key.retired_at.is_none_or(|at| at.elapsed() <= self.grace))
     }
 
     /// Called when a token names a `kid` we do not have: refresh now, unless a refresh
@@ -212,8 +243,11 @@ impl JwksKeyStore {
                 }
             }
         }
-        self.keys.store(Arc::new(KeySet { keys, loaded: true }));
-        state.last_success = Some(now);
+        self.keys.store(Arc::new(KeySet {
+            keys,
+            loaded: true,
+            fetched_at: Some(now),
+        }));
         self.generation.fetch_add(1, Ordering::AcqRel);
         tracing::debug!(issuer = %self.issuer, "issuer keys refreshed");
         Ok(())
@@ -359,6 +393,47 @@ mod tests {
         let keys = parse_jwks(body.to_string().as_bytes()).unwrap();
         assert_eq!(keys.keys().collect::<Vec<_>>(), vec!["ec1"]);
         assert_eq!(keys["ec1"].algorithms, vec![Algorithm::ES256]);
+    }
+
+    #[test]
+    fn keys_older_than_the_maximum_age_are_not_used() {
+        crate::install_crypto_provider();
+        let config = IdentityConfig {
+            max_key_age_secs: 60,
+            ..IdentityConfig::default()
+        };
+        let store = JwksKeyStore::new(
+            "https://issuer.example".into(),
+            reqwest::Client::new(),
+            &config,
+        )
+        .unwrap();
+        let body = serde_json::json!({"keys": [
+            {"kty": "EC", "crv": "P-256", "kid": "ec1",
+             "x": "f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU", "y": "x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0"}
+        ]});
+        let keys = parse_jwks(body.to_string().as_bytes()).unwrap();
+        let fetched = |ago: u64| Instant::now().checked_sub(Duration::from_secs(ago));
+        store.keys.store(Arc::new(KeySet {
+            keys: keys.clone(),
+            loaded: true,
+            fetched_at: fetched(59),
+        }));
+        assert!(store.key("ec1").is_some() && store.has_key("ec1") && store.has_keys());
+        assert!(!store.keys_too_old() && !store.status().keys_too_old);
+        store.keys.store(Arc::new(KeySet {
+            keys,
+            loaded: true,
+            fetched_at: fetched(61),
+        }));
+        assert!(store.key("ec1").is_none());
+        assert!(!store.has_key("ec1"), "the verified-token cache asks this");
+        assert!(!store.has_keys(), "readiness drops");
+        assert!(store.keys_too_old());
+        let status = store.status();
+        assert!(status.keys_too_old && !status.ready);
+        assert_eq!(status.max_key_age_secs, 60);
+        assert_eq!(status.last_refresh_secs, Some(61));
     }
 
     #[test]

@@ -68,6 +68,8 @@ pub enum AuthError {
     MissingKeyId,
     #[error("no key with this id, even after refresh")]
     UnknownKey,
+    #[error("the issuer's keys are older than the maximum key age (issuer unreachable)")]
+    KeysTooOld,
     #[error("the key's own algorithm does not match the token's")]
     KeyAlgorithmMismatch,
     #[error("signature does not verify")]
@@ -104,6 +106,7 @@ impl AuthError {
             AuthError::AlgorithmNotAllowed => "algorithm_not_allowed",
             AuthError::MissingKeyId => "missing_kid",
             AuthError::UnknownKey => "unknown_kid",
+            AuthError::KeysTooOld => "keys_too_old",
             AuthError::KeyAlgorithmMismatch => "key_algorithm_mismatch",
             AuthError::BadSignature => "bad_signature",
             AuthError::Expired => "expired",

@@ -93,7 +93,15 @@ impl TokenValidator {
             Some(key) => key,
             None => {
                 self.store.refresh_for_unknown_kid().await;
-                self.store.key(&kid).ok_or(AuthError::UnknownKey)?
+                // SECURITY: keys past `max_key_age_secs` are as good as none (the refresh
+                // above is the issuer's chance to confirm them).
+                self.store.key(&kid).ok_or_else(|| {
+                    if self.store.keys_too_old() {
+                        AuthError::KeysTooOld
+                    } else {
+                        AuthError::UnknownKey
+                    }
+                })?
             }
         };
         // SECURITY: the key's own algorithm must match (no RSA key used as an HMAC secret, no

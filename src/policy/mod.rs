@@ -3,7 +3,7 @@
 //! Owns: the policy set on disk (Casbin `model.conf` and `policy.csv`, `habilitations.toml`,
 //! `datasets.toml`), its validation with `file:line` problems, habilitations and their
 //! validity, `AccessPlan`s (with the lines that decided each item), explain, dry-run diffs,
-//! hot reload and version history.
+//! hot reload and version history, and the crash-safe writing of the folder (`folder`).
 //!
 //! Must never: touch DataFusion or HTTP, or let anything else read the rules. Any doubt (a file
 //! that does not parse, an unknown column, a missing claim, an expired habilitation) means deny.
@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod diff;
 pub mod explain;
 pub mod filter;
+pub mod folder;
 pub mod habilitation;
 pub mod history;
 pub mod plan;

@@ -33,9 +33,18 @@ pub struct PolicyTexts {
 }
 
 impl PolicyTexts {
+    /// The set of `dir` as it stands; an apply interrupted by a crash reads as the set it
+    /// completes (see `policy::folder`), never as a mix of two versions.
     pub fn read(dir: &Path) -> Result<PolicyTexts, Vec<Problem>> {
+        super::folder::read(dir)
+    }
+
+    /// The four files, each read from `path_of(name)`.
+    pub(crate) fn read_files(
+        path_of: impl Fn(&str) -> std::path::PathBuf,
+    ) -> Result<PolicyTexts, Vec<Problem>> {
         let read = |name: &str| {
-            let file = dir.join(name);
+            let file = path_of(name);
             std::fs::read_to_string(&file)
                 .map_err(|e| Problem::new(&file, None, format!("cannot read: {}", e.kind())))
         };
@@ -73,19 +82,10 @@ impl PolicyTexts {
         hex::encode(&hash.finalize()[..8])
     }
 
+    /// Writes the four files to `dir` so that a crash at any moment leaves the previous set
+    /// or this one, whole (staged files, an intent, renames: see `policy::folder`).
     pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        for (name, text) in [
-            (PolicyFiles::DATASETS, &self.datasets),
-            (PolicyFiles::HABILITATIONS, &self.habilitations),
-            (PolicyFiles::MODEL, &self.model),
-            (PolicyFiles::RULES, &self.rules),
-        ] {
-            let tmp = dir.join(format!(".{name}.tmp"));
-            std::fs::write(&tmp, text)?;
-            std::fs::rename(&tmp, dir.join(name))?;
-        }
-        Ok(())
+        super::folder::write(dir, self)
     }
 }
 

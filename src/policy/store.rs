@@ -3,7 +3,9 @@
 //! A reload parses and validates the whole new set first; only a valid set replaces the
 //! current one (`ArcSwap`), so requests in flight finish under the set they started with and
 //! nobody ever sees a half-applied policy. A set that fails validation is refused: the error
-//! is logged, counted, and shown in readiness detail; the old set keeps serving.
+//! is logged, counted, and shown in readiness detail; the old set keeps serving. On disk, an
+//! apply is crash-safe (`policy::folder`): a `kill -9` at any moment leaves the old set or the
+//! new one, and loading finishes or undoes what it left.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -70,6 +72,15 @@ impl PolicyStore {
         data_dir: Option<&Path>,
         history: Option<super::history::PolicyHistory>,
     ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
+        // SECURITY: an apply a crash interrupted is finished or undone before anything is
+        // loaded: the set served is the old one or the new one, whole.
+        super::folder::recover(dir).map_err(|e| {
+            vec![Problem::new(
+                dir,
+                None,
+                format!("cannot recover an interrupted apply: {e}"),
+            )]
+        })?;
         let set = PolicySet::load(dir)?;
         if let Some(data) = data_dir {
             let problems = set.catalog.check_files(data);

@@ -554,6 +554,18 @@ fn a_write_failure_fails_the_record_and_drops_health() {
     let rt = runtime();
     assert_eq!(rt.block_on(log.record(event(0))).unwrap().seq, 1);
     assert!(log.healthy());
+    // The writer signs the head right after acknowledging: let it, so that the failure below
+    // is the next record's, not this head's.
+    for _ in 0..200 {
+        if std::fs::read(config.dir.join("head.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Signed>(&b).ok())
+            .is_some_and(|h| h.seq == 1)
+        {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
     std::fs::remove_dir_all(&config.dir).unwrap();
     let err = rt.block_on(log.record(event(1))).unwrap_err();
     assert!(matches!(err, AuditError::Io { .. }), "{err}");

@@ -336,6 +336,12 @@ async fn no_record_no_answer() {
     assert_eq!(refused, 3, "every later answer is refused");
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(h.server.get("/health/ready", None).await.status(), 503);
+    // A trail removed behind the writer is never recovered by its probes (unlike a full disk):
+    // still refused after more than one probe interval, even once the folder exists again.
+    std::fs::create_dir_all(&h.server.audit_dir).unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(ask().await.unwrap().status(), 503);
+    assert_eq!(h.server.get("/health/ready", None).await.status(), 503);
 }
 
 #[tokio::test]

@@ -446,6 +446,87 @@ async fn issuer_outage_keeps_serving_with_cached_keys() {
     assert_eq!(s.server.get("/health/ready", None).await.status(), 200);
 }
 
+/// `identity.max_key_age_secs`: while the issuer is unreachable its cached keys serve for
+/// that long after the last successful JWKS fetch (an unknown `kid` is refused meanwhile);
+/// then every token of the issuer is refused, even one verified before, and readiness drops,
+/// until the issuer answers again.
+#[tokio::test]
+async fn cached_keys_serve_an_outage_only_up_to_their_maximum_age() {
+    let issuer = TestIssuer::start().await;
+    let mut config = crate::support::hub().config();
+    config.identity.issuers = vec![trust(&issuer.issuer())];
+    config.identity.jwks_refresh_secs = 1;
+    config.identity.max_key_age_secs = 3;
+    let server = TestServer::start_with(config).await;
+    server.wait_ready(Duration::from_secs(10)).await;
+    let token = issuer.sign("ec-1", &issuer.claims("x"));
+    assert_accepted(&server, &token).await;
+
+    issuer.set_down(true);
+    let down = std::time::Instant::now();
+    // Within the maximum age: cached keys serve, a new kid is refused.
+    assert_accepted(&server, &token).await;
+    assert_accepted(&server, &issuer.sign("rsa-1", &issuer.claims("y"))).await;
+    issuer.add_key(TestKey::generate(KeyKind::Ec, "ec-new"));
+    assert_refused(&server, &issuer.sign("ec-new", &issuer.claims("x"))).await;
+    let ready = server.get("/health/ready", None).await;
+    assert_eq!(ready.status(), 200);
+    let body: Value = ready.json().await.unwrap();
+    let status = &body["checks"]["identity"]["issuers"][0];
+    assert_eq!(status["max_key_age_secs"], 3, "{body}");
+    assert_eq!(status["keys_too_old"], false, "{body}");
+    assert!(
+        down.elapsed() < Duration::from_secs(2),
+        "the test ran too slowly"
+    );
+
+    // Past it: fail closed.
+    let mut body = Value::Null;
+    for _ in 0..100 {
+        let ready = server.get("/health/ready", None).await;
+        body = ready.json().await.unwrap();
+        if body["checks"]["identity"]["issuers"][0]["keys_too_old"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = &body["checks"]["identity"]["issuers"][0];
+    assert_eq!(status["keys_too_old"], true, "{body}");
+    assert_eq!(status["ready"], false, "{body}");
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert!(status["last_refresh_secs"].as_u64().unwrap() >= 3, "{body}");
+    assert_refused(&server, &token).await;
+    assert_refused(&server, &issuer.sign("rsa-1", &issuer.claims("z"))).await;
+
+    // The issuer is back: keys are fresh again.
+    issuer.set_down(false);
+    server.wait_ready(Duration::from_secs(10)).await;
+    assert_accepted(&server, &token).await;
+}
+
+#[test]
+fn the_maximum_key_age_must_exceed_the_refresh_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("passerelle.toml");
+    std::fs::write(
+        &path,
+        "[server]\ntls_cert = \"c\"\ntls_key = \"k\"\n\n[identity]\njwks_refresh_secs = 300\nmax_key_age_secs = 300\n",
+    )
+    .unwrap();
+    let err = passerelle::config::Config::load(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("identity.max_key_age_secs"), "{err}");
+    assert!(err.contains("jwks_refresh_secs"), "{err}");
+    let config: passerelle::config::Config =
+        toml::from_str("[server]\ntls_cert = \"c\"\ntls_key = \"k\"\n").unwrap();
+    assert_eq!(
+        config.identity.max_key_age_secs,
+        24 * 3600,
+        "default: a day"
+    );
+}
+
 #[tokio::test]
 async fn issuer_down_at_start_means_not_ready_until_keys_load() {
     let issuer = TestIssuer::start().await;

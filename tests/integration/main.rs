@@ -17,6 +17,7 @@ mod audit_requests;
 mod cli;
 mod clients;
 mod engine;
+mod faults;
 mod foundation;
 mod identity;
 mod interop;

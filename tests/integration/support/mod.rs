@@ -2,6 +2,7 @@
 //! real gateway over HTTPS on a free loopback port (stopped on drop), and HTTPS clients that
 //! trust the hub's demo CA.
 
+pub mod child;
 pub mod issuer;
 
 use std::path::{Path, PathBuf};

@@ -1,0 +1,359 @@
+//! The policy folder on disk, written so that a crash leaves the old set or the new one, never
+//! half of each.
+//!
+//! Owns: the write protocol of a whole set (every new file staged as `.<name>.new` and fsynced,
+//! the folder fsynced, then the intent `.apply-intent` written atomically with the new set's
+//! version — the commit point —, the staged files renamed over the old ones, the folder
+//! fsynced, the intent removed), the recovery of what a crash leaves (an intent: roll forward;
+//! staged files without an intent: discard them), and reading the set as it stands (a pending
+//! intent is read as the set it completes, without writing).
+//!
+//! Must never: let a reader see files of two versions (a pending intent whose files do not
+//! complete to its version is a problem, not a set), or roll forward a set whose files were
+//! not all durable before the intent.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::set::PolicyTexts;
+use super::source::{PolicyFiles, Problem};
+
+/// The commit point of an apply: present once every new file is durable under its staged name.
+pub const INTENT: &str = ".apply-intent";
+
+/// The four files of a set, in the order they are written.
+const FILES: [&str; 4] = [
+    PolicyFiles::DATASETS,
+    PolicyFiles::HABILITATIONS,
+    PolicyFiles::MODEL,
+    PolicyFiles::RULES,
+];
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Intent {
+    /// Version (content hash) of the set being put in place.
+    version: String,
+}
+
+fn staged(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.new"))
+}
+
+/// What [`recover`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovery {
+    /// No interrupted apply.
+    Clean,
+    /// An apply interrupted after its commit point was finished: the new set is in place.
+    RolledForward { version: String },
+    /// An apply interrupted before its commit point was undone: the old set stands.
+    Discarded,
+}
+
+/// One step of an apply; a crash can stop between any two.
+#[derive(Debug, Clone)]
+enum Step {
+    /// Write and fsync `.<name>.new`.
+    Stage(&'static str, String),
+    /// fsync the folder (the staged names are durable).
+    SyncStaged,
+    /// Write the intent atomically: the commit point.
+    Intent(String),
+    /// Rename `.<name>.new` over `<name>`.
+    Rename(&'static str),
+    /// fsync the folder, then remove the intent (and fsync again).
+    Finish,
+}
+
+fn steps(texts: &PolicyTexts) -> Vec<Step> {
+    let text = |name: &str| match name {
+        PolicyFiles::MODEL => texts.model.clone(),
+        PolicyFiles::RULES => texts.rules.clone(),
+        PolicyFiles::HABILITATIONS => texts.habilitations.clone(),
+        _ => texts.datasets.clone(),
+    };
+    let mut steps: Vec<Step> = FILES.iter().map(|n| Step::Stage(n, text(n))).collect();
+    steps.push(Step::SyncStaged);
+    steps.push(Step::Intent(texts.version()));
+    steps.extend(FILES.iter().map(|n| Step::Rename(n)));
+    steps.push(Step::Finish);
+    steps
+}
+
+fn run(dir: &Path, step: &Step) -> std::io::Result<()> {
+    match step {
+        Step::Stage(name, text) => {
+            let mut file = std::fs::File::create(staged(dir, name))?;
+            file.write_all(text.as_bytes())?;
+            file.sync_all()
+        }
+        Step::SyncStaged => sync_dir(dir),
+        Step::Intent(version) => {
+            let tmp = dir.join(format!("{INTENT}.tmp"));
+            let bytes = serde_json::to_vec(&Intent {
+                version: version.clone(),
+            })
+            .map_err(std::io::Error::other)?;
+            {
+                let mut file = std::fs::File::create(&tmp)?;
+                file.write_all(&bytes)?;
+                file.sync_all()?;
+            }
+            std::fs::rename(&tmp, dir.join(INTENT))?;
+            sync_dir(dir)
+        }
+        Step::Rename(name) => std::fs::rename(staged(dir, name), dir.join(name)),
+        Step::Finish => {
+            sync_dir(dir)?;
+            std::fs::remove_file(dir.join(INTENT))?;
+            sync_dir(dir)
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// Writes `texts` as the set of `dir`, crash-safe: after a crash at any moment, [`read`] (and
+/// [`recover`]) give the old set or this one, whole. An interrupted earlier apply is recovered
+/// first.
+pub fn write(dir: &Path, texts: &PolicyTexts) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    recover(dir)?;
+    for step in steps(texts) {
+        run(dir, &step)?;
+    }
+    Ok(())
+}
+
+fn read_intent(dir: &Path) -> Result<Option<Intent>, Problem> {
+    let path = dir.join(INTENT);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|_| {
+            Problem::new(
+                &path,
+                None,
+                "an interrupted policy apply left an unreadable intent: restore the set from the history",
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Problem::new(
+            &path,
+            None,
+            format!("cannot read: {}", e.kind()),
+        )),
+    }
+}
+
+/// Finishes or undoes what a crash during [`write`] left in `dir`: with an intent, the staged
+/// files still there are renamed into place (every one was durable before the intent) and the
+/// set must then be the intent's version; without one, staged files are removed. Call it
+/// before loading the folder for serving and before writing it.
+pub fn recover(dir: &Path) -> std::io::Result<Recovery> {
+    let intent = read_intent(dir).map_err(|p| std::io::Error::other(p.to_string()))?;
+    match intent {
+        Some(intent) => {
+            for name in FILES {
+                match std::fs::rename(staged(dir, name), dir.join(name)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            sync_dir(dir)?;
+            let texts = PolicyTexts::read_files(|name| dir.join(name))
+                .map_err(|p| std::io::Error::other(problems_text(&p)))?;
+            // SECURITY: the rolled-forward files must be exactly the intent's set; anything
+            // else (a staged file lost, a file edited meanwhile) is a mixed set: refuse it.
+            if texts.version() != intent.version {
+                return Err(std::io::Error::other(format!(
+                    "an interrupted policy apply to version {} does not complete (the files give version {}): restore the set from the history",
+                    intent.version,
+                    texts.version()
+                )));
+            }
+            std::fs::remove_file(dir.join(INTENT))?;
+            sync_dir(dir)?;
+            tracing::warn!(version = %intent.version, "policy folder: finished an apply interrupted after its commit point (the new set is in force)");
+            Ok(Recovery::RolledForward {
+                version: intent.version,
+            })
+        }
+        None => {
+            let mut removed = false;
+            for path in FILES
+                .iter()
+                .map(|n| staged(dir, n))
+                .chain([dir.join(format!("{INTENT}.tmp"))])
+            {
+                match std::fs::remove_file(&path) {
+                    Ok(()) => removed = true,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if !removed {
+                return Ok(Recovery::Clean);
+            }
+            sync_dir(dir)?;
+            tracing::warn!(
+                "policy folder: discarded the files of an apply interrupted before its commit point (the previous set stays in force)"
+            );
+            Ok(Recovery::Discarded)
+        }
+    }
+}
+
+fn problems_text(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The set of `dir` as it stands, without writing: the files in place, or, while an intent is
+/// pending, the set it completes (staged files first) — which must be the intent's version.
+pub fn read(dir: &Path) -> Result<PolicyTexts, Vec<Problem>> {
+    // An apply running in another process may commit while we read: read again until the
+    // intent is the same before and after.
+    for _ in 0..3 {
+        let before = read_intent(dir).map_err(|p| vec![p])?;
+        let texts = match &before {
+            None => PolicyTexts::read_files(|name| dir.join(name))?,
+            Some(intent) => {
+                let texts = PolicyTexts::read_files(|name| {
+                    let pending = staged(dir, name);
+                    if pending.exists() {
+                        pending
+                    } else {
+                        dir.join(name)
+                    }
+                })?;
+                // SECURITY: never a mix of two versions.
+                if texts.version() != intent.version {
+                    return Err(vec![Problem::new(
+                        &dir.join(INTENT),
+                        None,
+                        format!(
+                            "an interrupted policy apply to version {} does not complete (the files give version {}): restore the set from the history",
+                            intent.version,
+                            texts.version()
+                        ),
+                    )]);
+                }
+                texts
+            }
+        };
+        let after = read_intent(dir).map_err(|p| vec![p])?;
+        if before.map(|i| i.version) == after.map(|i| i.version) {
+            return Ok(texts);
+        }
+    }
+    Err(vec![Problem::new(
+        dir,
+        None,
+        "the policy set is being replaced: try again",
+    )])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(tag: &str) -> PolicyTexts {
+        PolicyTexts {
+            model: format!("model {tag}\n"),
+            rules: format!("rules {tag}\n"),
+            habilitations: format!("habilitations {tag}\n"),
+            datasets: format!("datasets {tag}\n"),
+        }
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn a_crash_at_any_step_leaves_the_old_set_or_the_new_one_whole() {
+        let (old, new) = (set("old"), set("new"));
+        let all = steps(&new);
+        let commit = all
+            .iter()
+            .position(|s| matches!(s, Step::Intent(_)))
+            .unwrap();
+        for done in 0..=all.len() {
+            let root = tempfile::tempdir().unwrap();
+            let dir = root.path().join("policies");
+            write(&dir, &old).unwrap();
+            let clean = names(&dir);
+            // The crash: the first `done` steps happened, nothing else.
+            for step in &all[..done] {
+                run(&dir, step).unwrap();
+            }
+            let expected = if done > commit { &new } else { &old };
+            // Reading without writing (`passerelle check`, a reader beside the server) …
+            assert_eq!(&read(&dir).unwrap(), expected, "read after {done} steps");
+            // … and recovering at start give the same whole set, and a clean folder.
+            let recovery = recover(&dir).unwrap();
+            assert_eq!(
+                &read(&dir).unwrap(),
+                expected,
+                "recovered after {done} steps"
+            );
+            assert_eq!(names(&dir), clean, "no stray file after {done} steps");
+            let expected_recovery = match done {
+                0 => Recovery::Clean,
+                d if d == all.len() => Recovery::Clean,
+                d if d <= commit => Recovery::Discarded,
+                _ => Recovery::RolledForward {
+                    version: new.version(),
+                },
+            };
+            assert_eq!(recovery, expected_recovery, "after {done} steps");
+            // The next apply starts from a clean folder.
+            write(&dir, &set("next")).unwrap();
+            assert_eq!(read(&dir).unwrap(), set("next"));
+        }
+    }
+
+    #[test]
+    fn a_pending_apply_that_does_not_complete_to_its_version_is_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("policies");
+        write(&dir, &set("old")).unwrap();
+        let new = set("new");
+        let all = steps(&new);
+        // Committed, two files renamed; then a staged file is lost (or edited by hand).
+        let upto = all
+            .iter()
+            .position(|s| matches!(s, Step::Rename(_)))
+            .unwrap()
+            + 2;
+        for step in &all[..upto] {
+            run(&dir, step).unwrap();
+        }
+        std::fs::remove_file(staged(&dir, PolicyFiles::MODEL)).unwrap();
+        let problems = read(&dir).unwrap_err();
+        assert!(
+            problems[0].message.contains("does not complete"),
+            "{problems:?}"
+        );
+        let err = recover(&dir).unwrap_err().to_string();
+        assert!(err.contains("does not complete"), "{err}");
+        // Still refused afterwards: the intent stays until an operator restores a set.
+        assert!(read(&dir).is_err());
+        std::fs::write(dir.join(INTENT), b"{not json").unwrap();
+        assert!(read(&dir).is_err());
+        assert!(recover(&dir).is_err());
+    }
+}
