@@ -610,7 +610,8 @@ impl Bounded {
                 });
                 if work > LEVENSHTEIN_WORK {
                     return Err(DataFusionError::ResourcesExhausted(format!(
-                        "{}: `levenshtein` on strings this long would take too long; compare shorter strings",
+                        "{}: `levenshtein` on strings this long would take too long (at most {LEVENSHTEIN_WORK} \
+                         character pairs a batch); compare shorter strings",
                         super::memory::VALUE_TOO_LARGE
                     )));
                 }
@@ -799,7 +800,18 @@ impl ScalarUDFImpl for Bounded {
         let _reservation = match &budget.pool {
             Some(pool) if total > 0 => {
                 let reservation = MemoryConsumer::new(self.name()).register(pool);
-                reservation.try_grow(usize::try_from(total).unwrap_or(usize::MAX))?;
+                if let Err(e) = reservation.try_grow(usize::try_from(total).unwrap_or(usize::MAX)) {
+                    // The hub's budget being full is the hub's state, not the query's fault.
+                    if e.to_string().contains(super::memory::HUB_MEMORY_FULL) {
+                        return Err(e);
+                    }
+                    return Err(DataFusionError::ResourcesExhausted(format!(
+                        "{}: `{}` would build about {total} bytes for a batch of rows, more than \
+                         one query may hold (`limits.query_memory_mb`)",
+                        super::memory::VALUE_TOO_LARGE,
+                        self.name()
+                    )));
+                }
                 Some(reservation)
             }
             None if total > budget.max_value_bytes as u64 && largest > 0 => {

@@ -81,7 +81,7 @@ pub enum EngineError {
     TooComplex(String),
     /// The query needs more memory (or spill space) than one query may use.
     #[error(
-        "the query needs more memory than the hub allows one query ({0} MiB); add filters or aggregate more"
+        "the query needs more memory than the hub allows one query ({0} MiB, `limits.query_memory_mb`); add filters or aggregate more"
     )]
     ResourcesExhausted(usize),
     /// The caller's share, a lane or the hub's memory is full: try again later.

@@ -367,7 +367,12 @@ impl Run {
                             Phase::Streaming(tx)
                         }
                         Some(Ok(chunk)) => {
-                            if tx.send(Piece::Data(chunk)).await.is_err() {
+                            // SECURITY (availability): a client that stops reading holds its
+                            // share and slot only until the query's deadline.
+                            let sent =
+                                tokio::time::timeout_at(self.deadline, tx.send(Piece::Data(chunk)))
+                                    .await;
+                            if !matches!(sent, Ok(Ok(()))) {
                                 return;
                             }
                             Phase::Streaming(tx)

@@ -257,7 +257,9 @@ fn streamed_answer(pieces: tokio::sync::mpsc::Receiver<Piece>, outcome: OutcomeG
                 Some((Err(std::io::Error::other("answer aborted")), None))
             }
             None => {
-                outcome.finish(Outcome::Error, Some("internal_error"), QueryEnd::default());
+                // The lane stopped without a last piece: a panic, or a client too slow to read
+                // its answer before the deadline.
+                outcome.finish(Outcome::Error, Some("aborted"), QueryEnd::default());
                 Some((Err(std::io::Error::other("answer aborted")), None))
             }
         }

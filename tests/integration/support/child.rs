@@ -49,6 +49,13 @@ use super::hub;
 /// `PASSERELLE_LIMITS__QUERY_MEMORY_MB` in `env` for tests that push queries to their limit).
 pub const MEMORY_LIMIT_MIB: u64 = 4096;
 
+/// The gateway binary: this build's, or `PASSERELLE_TEST_BIN` (the soak runs an optimised
+/// build this way).
+pub fn binary() -> String {
+    std::env::var("PASSERELLE_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_passerelle").to_string())
+}
+
 /// The real binary serving a private copy of the test hub.
 pub struct ChildGateway {
     _dir: tempfile::TempDir,
@@ -126,7 +133,7 @@ impl ChildGateway {
                 "ulimit -v {} && exec \"$0\" \"$@\"",
                 MEMORY_LIMIT_MIB * 1024
             ))
-            .arg(env!("CARGO_BIN_EXE_passerelle"))
+            .arg(binary())
             .args([
                 "--log-format",
                 "json",
@@ -217,6 +224,23 @@ impl ChildGateway {
             .send()
             .await
             .unwrap()
+    }
+
+    /// The child's (resident, peak resident) size in bytes (`VmRSS`, `VmHWM`).
+    pub fn memory(&self) -> Option<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            Some(line.split_whitespace().nth(1)?.parse::<u64>().ok()? * 1024)
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    /// The child is still running (not exited, not killed).
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// The child's process id, while it runs.
