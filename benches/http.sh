@@ -11,7 +11,7 @@
 #       body to /dev/null: wall time, rows/s, MB/s, and the server's RSS before and peak RSS
 #       during each export (peak reset with `echo 5 > /proc/$PID/clear_refs`, read from
 #       VmHWM). The row count of a streamed answer is not in its headers (docs/api.md), so it is
-#       read from the audit trail's `query completed` record of the request, and a cut answer
+#       read from the audit trail's outcome record of the request (`"stage": "outcome"`), and a cut answer
 #       would end the transfer with an error: the script fails unless curl succeeds and the
 #       record says exactly HTTP_EXPORT_ROWS rows, not truncated.
 #

@@ -3,6 +3,12 @@
 
 use std::process::ExitCode;
 
+/// The allocator of the gateway process (see `Cargo.toml`): the memory ceiling
+/// (`limits.process_memory_mb`) is watched on the resident size, which it keeps close to what
+/// is in use.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     passerelle::cli::run()
 }

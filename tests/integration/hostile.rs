@@ -317,6 +317,17 @@ async fn hostile_queries_end_in_clear_refusals_while_the_hub_stays_live() {
             ));
         }
         assert!(gw.alive(), "the gateway died on `{what}`:\n{}", gw.log());
+        if std::env::var("HOSTILE_MEMORY").is_ok()
+            && let (Some((rss, peak)), Some(pid)) = (gw.memory(), gw.pid())
+        {
+            eprintln!(
+                "hostile: {what:<45} {got} {:>8.0?} resident {:>5} MiB, peak {:>5} MiB",
+                started.elapsed(),
+                rss >> 20,
+                peak >> 20
+            );
+            let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
+        }
     }
     stop.store(true, Ordering::Relaxed);
     let (slowest, answered, failed) = prober.await.unwrap();

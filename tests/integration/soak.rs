@@ -42,6 +42,8 @@ struct Sample {
     status: u16,
     latency: Duration,
     request_id: Option<String>,
+    /// The problem's code and detail of a legitimate request that failed.
+    problem: Option<String>,
 }
 
 type Samples = Arc<Mutex<Vec<Sample>>>;
@@ -68,7 +70,7 @@ async fn send(
     samples: &Samples,
 ) -> Option<u16> {
     let started = Instant::now();
-    let (status, request_id) = match request.timeout(Duration::from_secs(60)).send().await {
+    let outcome = match request.timeout(Duration::from_secs(60)).send().await {
         Ok(r) => {
             let status = r.status().as_u16();
             let id = r
@@ -78,17 +80,27 @@ async fn send(
                 .map(str::to_string);
             // The whole answer is read: a cut body is a failure.
             match r.bytes().await {
-                Ok(_) => (status, id),
-                Err(_) => (0, id),
+                Ok(body) if status >= 400 && class != "hostile" && class != "bad_token" => {
+                    let problem: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                    (
+                        status,
+                        id,
+                        Some(format!("{} {}", problem["code"], problem["detail"])),
+                    )
+                }
+                Ok(_) => (status, id, None),
+                Err(e) => (0, id, Some(format!("body cut: {e}"))),
             }
         }
-        Err(_) => (0, None),
+        Err(e) => (0, None, Some(format!("no answer: {e}"))),
     };
+    let (status, request_id, problem) = outcome;
     samples.lock().unwrap().push(Sample {
         class,
         status,
         latency: started.elapsed(),
         request_id,
+        problem,
     });
     Some(status)
 }
@@ -276,6 +288,14 @@ async fn soak() {
             100.0 * ok as f64 / list.len().max(1) as f64,
             percentile(&latencies, 0.50).as_secs_f64() * 1000.0,
             percentile(&latencies, 0.99).as_secs_f64() * 1000.0,
+        );
+    }
+    for s in samples.iter().filter(|s| s.problem.is_some()).take(10) {
+        eprintln!(
+            "soak: failed {} ({}): {}",
+            s.class,
+            s.status,
+            s.problem.as_deref().unwrap_or_default()
         );
     }
     eprintln!(
