@@ -33,4 +33,4 @@ export SOAK_HOSTILE=${SOAK_HOSTILE:-4}
 export SOAK_BAD_TOKENS=${SOAK_BAD_TOKENS:-50}
 export SOAK_CEILING_MB=${SOAK_CEILING_MB:-2048}
 cd "$ROOT"
-cargo test --test integration soak -- --ignored --nocapture 2>&1 | grep -E '^soak:|test result|panicked|FAILED'
+cargo test --test integration soak -- --ignored --nocapture 2>&1 | grep --line-buffered -E '^soak:|test result|panicked|FAILED'

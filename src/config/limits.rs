@@ -63,6 +63,10 @@ pub struct LimitsConfig {
     /// Queries running at once under one habilitation, all its members together (503 beyond).
     #[serde(default = "default_queries_per_habilitation")]
     pub queries_per_habilitation: usize,
+    /// How long a query whose principal's or habilitation's share is full waits for a place
+    /// before 503, in milliseconds (absorbs bursts of small queries).
+    #[serde(default = "default_share_wait_ms")]
+    pub share_wait_ms: u64,
     /// How long a heavy query waits for a slot before 503, in seconds.
     #[serde(default = "default_queue_timeout")]
     pub queue_timeout_secs: u64,
@@ -129,6 +133,7 @@ impl Default for LimitsConfig {
             max_concurrent_queries: default_max_concurrent_queries(),
             queries_per_principal: default_queries_per_principal(),
             queries_per_habilitation: default_queries_per_habilitation(),
+            share_wait_ms: default_share_wait_ms(),
             queue_timeout_secs: default_queue_timeout(),
             query_threads: 0,
             query_thread_nice: default_query_thread_nice(),
@@ -274,7 +279,10 @@ fn default_queries_per_principal() -> usize {
     2
 }
 fn default_queries_per_habilitation() -> usize {
-    4
+    8
+}
+fn default_share_wait_ms() -> u64 {
+    250
 }
 fn default_queue_timeout() -> u64 {
     10

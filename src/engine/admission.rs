@@ -3,8 +3,9 @@
 //! Owns: how many queries one principal, and one habilitation, run at once (a [`Share`] is
 //! held from admission to the answer's last byte), and the slots of the cheap and heavy lanes
 //! (waited for in arrival order, up to `limits.queue_timeout_secs`). A caller whose share is
-//! full is refused at once ([`Busy`], 503 with `Retry-After`): one researcher cannot fill the
-//! hub, and waiting queues stay short.
+//! still full after a short grace (`limits.share_wait_ms`, which absorbs bursts of small
+//! queries) is refused ([`Busy`], 503 with `Retry-After`): one researcher cannot fill the hub,
+//! and waiting queues stay short.
 //!
 //! Must never: let a refused query start, or keep a share or slot after its query ended (both
 //! are released on drop, whatever way the query ends).
@@ -13,7 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::LimitsConfig;
 
@@ -52,6 +53,9 @@ impl Busy {
 pub struct Admission {
     per_principal: usize,
     per_habilitation: usize,
+    share_wait: Duration,
+    /// Woken whenever a share is given back.
+    released: Notify,
     queue_timeout: Duration,
     heavy: Arc<Semaphore>,
     heavy_slots: usize,
@@ -76,9 +80,12 @@ pub struct Share {
 
 impl Drop for Share {
     fn drop(&mut self) {
-        let mut running = self.admission.lock();
-        decrement(&mut running.principals, &self.principal);
-        decrement(&mut running.habilitations, &self.habilitation);
+        {
+            let mut running = self.admission.lock();
+            decrement(&mut running.principals, &self.principal);
+            decrement(&mut running.habilitations, &self.habilitation);
+        }
+        self.admission.released.notify_waiters();
     }
 }
 
@@ -99,6 +106,8 @@ impl Admission {
         Arc::new(Self {
             per_principal: limits.queries_per_principal,
             per_habilitation: limits.queries_per_habilitation,
+            share_wait: Duration::from_millis(limits.share_wait_ms),
+            released: Notify::new(),
             queue_timeout: Duration::from_secs(limits.queue_timeout_secs),
             heavy: Arc::new(Semaphore::new(limits.max_concurrent_queries)),
             heavy_slots: limits.max_concurrent_queries,
@@ -112,7 +121,31 @@ impl Admission {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes a place in `principal`'s and `habilitation`'s shares, or says why not.
+    /// Takes a place in `principal`'s and `habilitation`'s shares, waiting up to the share
+    /// grace for one to be given back, or says why not.
+    pub async fn admit_within_grace(
+        self: &Arc<Self>,
+        principal: &str,
+        habilitation: &str,
+    ) -> Result<Share, Busy> {
+        let deadline = tokio::time::Instant::now() + self.share_wait;
+        loop {
+            // Registered before the attempt, so a share given back in between is not missed.
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            match self.admit(principal, habilitation) {
+                Err(busy @ (Busy::Principal(_) | Busy::Habilitation(..))) => {
+                    if tokio::time::timeout_at(deadline, released).await.is_err() {
+                        return Err(busy);
+                    }
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Takes a place in `principal`'s and `habilitation`'s shares now, or says why not.
     pub fn admit(self: &Arc<Self>, principal: &str, habilitation: &str) -> Result<Share, Busy> {
         let mut running = self.lock();
         let mine = running.principals.get(principal).copied().unwrap_or(0);
@@ -197,6 +230,7 @@ mod tests {
         LimitsConfig {
             queries_per_principal: 2,
             queries_per_habilitation: 3,
+            share_wait_ms: 100,
             max_concurrent_queries: 1,
             queue_timeout_secs: 0,
             ..LimitsConfig::default()
@@ -222,6 +256,36 @@ mod tests {
         let _d = admission.admit("carol", "projet-emploi").unwrap();
         drop(a);
         let _e = admission.admit("alice", "projet-diabete").unwrap();
+    }
+
+    /// A burst waits for a share given back within the grace; past it, 503.
+    #[tokio::test]
+    async fn a_share_given_back_within_the_grace_admits_the_next_query() {
+        let admission = Admission::new(&limits());
+        let a = admission.admit("alice", "h").unwrap();
+        let _b = admission.admit("alice", "h").unwrap();
+        let waiting = {
+            let admission = admission.clone();
+            tokio::spawn(async move { admission.admit_within_grace("alice", "h").await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(a);
+        let _c = waiting
+            .await
+            .unwrap()
+            .expect("admitted once a share came back");
+        let started = std::time::Instant::now();
+        assert_eq!(
+            admission
+                .admit_within_grace("alice", "h")
+                .await
+                .unwrap_err(),
+            Busy::Principal(2)
+        );
+        assert!(
+            started.elapsed() >= Duration::from_millis(100),
+            "after the grace"
+        );
     }
 
     #[tokio::test]

@@ -117,13 +117,16 @@ impl Engine {
         &self.admission
     }
 
-    /// Admits one query of `principal` under `habilitation`, or says why not now.
-    pub fn admit(&self, principal: &str, habilitation: &str) -> Result<Share, Busy> {
+    /// Admits one query of `principal` under `habilitation` (waiting up to the share grace),
+    /// or says why not now.
+    pub async fn admit(&self, principal: &str, habilitation: &str) -> Result<Share, Busy> {
         // SECURITY (availability): the process keeps its memory ceiling by refusing new work.
         if self.runtime.memory().under_pressure() {
             return Err(Busy::Memory);
         }
-        self.admission.admit(principal, habilitation)
+        self.admission
+            .admit_within_grace(principal, habilitation)
+            .await
     }
 
     /// Plans and starts `job` on the lanes; returns once its head is ready (or it failed).
@@ -459,7 +462,7 @@ mod tests {
             ..LimitsConfig::default()
         };
         let engine = Engine::start(&limits).unwrap();
-        let share = engine.admit("p", "h").unwrap();
+        let share = engine.admit("p", "h").await.unwrap();
         let panicking: SessionFactory = Box::new(|_| panic!("a bug in planning"));
         let e = engine
             .run(job("SELECT 1", panicking), share)
@@ -467,13 +470,13 @@ mod tests {
             .unwrap_err();
         assert!(matches!(e, EngineError::Internal(_)), "{e:?}");
         // The share goes back as the panicking task unwinds (moments after its caller heard).
-        let mut share = engine.admit("p", "h");
+        let mut share = engine.admission().admit("p", "h");
         for _ in 0..100 {
             if share.is_ok() {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-            share = engine.admit("p", "h");
+            share = engine.admission().admit("p", "h");
         }
         let share = share.expect("the share was given back");
         let started = engine
@@ -497,7 +500,7 @@ mod tests {
             "SELECT length(repeat('x', 2000000000))",
             "SELECT length(lpad('x', 2000000000))",
         ] {
-            let share = engine.admit("p", "h").unwrap();
+            let share = engine.admit("p", "h").await.unwrap();
             let e = engine.run(job(sql, plain()), share).await.unwrap_err();
             assert!(
                 matches!(&e, EngineError::TooComplex(m) if m.contains("limits.")),

@@ -284,6 +284,7 @@ pub async fn audit_query(
     let share = state
         .engine
         .admit(&super::query::principal_key(&operator), "operator")
+        .await
         .map_err(|busy| to_api(busy.into()))?;
     let outcome = draft
         .decide(&state.audit)

@@ -112,10 +112,11 @@ pub async fn query(
             format!("habilitation `{}` allows no SQL queries", habilitation.id),
         ));
     }
-    // SECURITY (availability): a share per principal and per habilitation, refused at once.
+    // SECURITY (availability): a share per principal and per habilitation (503 past a short grace).
     let share = state
         .engine
         .admit(&principal_key(&principal), &habilitation.id)
+        .await
         .map_err(|busy| engine_error(busy.into()))?;
     let outcome = draft
         .decide(&state.audit)

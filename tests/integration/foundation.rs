@@ -208,8 +208,8 @@ async fn demo_issuer_tokens_work_when_trusted_like_demo_does() {
 /// crate builds with `panic = "abort"`.
 #[test]
 fn nothing_builds_with_panic_abort() {
-    let manifest = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml"))
-        .unwrap();
+    let manifest =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).unwrap();
     let manifest: toml::Value = toml::from_str(&manifest).unwrap();
     let profiles = manifest.get("profile").and_then(|p| p.as_table());
     for (name, profile) in profiles.into_iter().flatten() {
@@ -221,10 +221,15 @@ fn nothing_builds_with_panic_abort() {
     }
     let config = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.cargo/config.toml"));
     if let Ok(text) = std::fs::read_to_string(config) {
-        assert!(!text.contains("panic=abort"), ".cargo/config.toml aborts on panic");
+        assert!(
+            !text.contains("panic=abort"),
+            ".cargo/config.toml aborts on panic"
+        );
     }
     assert!(
-        !std::env::var("RUSTFLAGS").unwrap_or_default().contains("panic=abort"),
+        !std::env::var("RUSTFLAGS")
+            .unwrap_or_default()
+            .contains("panic=abort"),
         "RUSTFLAGS abort on panic"
     );
 }

@@ -135,7 +135,11 @@ async fn soak() {
         ),
     ])
     .await;
-    let researcher = gw.token("chercheur-emploi");
+    // The legitimate queries come from eight researchers of projet-emploi, a few each per
+    // second (one person sending a hundred queries a second would meet their own share).
+    let researchers: Vec<String> = (0..8)
+        .map(|i| gw.token_as("chercheur-emploi", &format!("soak-chercheur-emploi-{i}")))
+        .collect();
     let caf = gw.token("caf");
     let hostile = gw.token("chercheuse-diabete");
     let nirs = Arc::new(nirs(&gw));
@@ -205,13 +209,13 @@ async fn soak() {
     while Instant::now() < deadline {
         tick.tick().await;
         n += 1;
-        let samples = samples.clone();
+        let sink = samples.clone();
         let request = match n % 4 {
             0 => (
                 "query",
                 gw.client
                     .post(gw.url("/v1/query"))
-                    .bearer_auth(&researcher)
+                    .bearer_auth(&researchers[n / 4 % researchers.len()])
                     .json(&json!({"sql": format!(
                         "SELECT region, count(*) AS n FROM sante.sejours WHERE sexe = '{}' GROUP BY region",
                         n % 2 + 1
@@ -221,7 +225,7 @@ async fn soak() {
                 "query",
                 gw.client
                     .post(gw.url("/v1/query"))
-                    .bearer_auth(&researcher)
+                    .bearer_auth(&researchers[(n / 4 + 3) % researchers.len()])
                     .json(&json!({"sql": format!(
                         "SELECT id_sejour, diagnostic, cout FROM sante.sejours WHERE id_sejour = {}",
                         n % 1000
@@ -239,11 +243,20 @@ async fn soak() {
             _ => ("live", gw.client.get(gw.url("/health/live"))),
         };
         in_flight.push(tokio::spawn(async move {
-            send(request.0, request.1, &samples).await;
+            send(request.0, request.1, &sink).await;
         }));
         if n % 50 == 0 {
             in_flight.retain(|t| !t.is_finished());
             assert!(gw.alive(), "the gateway died:\n{}", gw.log());
+        }
+        if n as u64 % (rate * 60) == 0 {
+            let done = samples.lock().unwrap().len();
+            let memory = gw.memory().unwrap_or_default();
+            eprintln!(
+                "soak: {:>4.0} s, {done} requests answered, resident {} MiB",
+                started.elapsed().as_secs_f64(),
+                memory.0 >> 20
+            );
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -317,33 +330,47 @@ async fn soak() {
         .filter(|s| matches!(s.class, "query" | "lookup" | "hostile") && s.status != 401)
         .filter_map(|s| s.request_id.clone())
         .collect();
-    let mut trail = String::new();
-    for _ in 0..100 {
-        trail = std::fs::read_dir(gw.audit_dir())
+    // The trail's request ids (and stages), read once a group commit has had time to land.
+    let read_trail = || {
+        let mut ids = std::collections::HashSet::new();
+        let (mut records, mut decisions, mut outcomes) = (0usize, 0usize, 0usize);
+        for entry in std::fs::read_dir(gw.audit_dir())
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.path().extension().is_some_and(|x| x == "jsonl"))
-            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
-            .collect::<Vec<_>>()
-            .join("\n");
-        if expected.iter().all(|id| trail.contains(id.as_str())) {
+        {
+            if entry.path().extension().is_none_or(|x| x != "jsonl") {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            for line in text.lines() {
+                let Ok(record) = serde_json::from_str::<Value>(line) else {
+                    continue;
+                };
+                records += 1;
+                match record["stage"].as_str() {
+                    Some("decision") => decisions += 1,
+                    Some("outcome") => outcomes += 1,
+                    _ => {}
+                }
+                if let Some(id) = record["request_id"].as_str() {
+                    ids.insert(id.to_string());
+                }
+            }
+        }
+        (ids, records, decisions, outcomes)
+    };
+    let mut trail = read_trail();
+    for _ in 0..20 {
+        if expected.iter().all(|id| trail.0.contains(id)) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        trail = read_trail();
     }
-    let records: Vec<Value> = trail
-        .lines()
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    let decisions = records.iter().filter(|r| r["stage"] == "decision").count();
-    let outcomes = records.iter().filter(|r| r["stage"] == "outcome").count();
-    let missing = expected
-        .iter()
-        .filter(|id| !trail.contains(id.as_str()))
-        .count();
+    let (ids, records, decisions, outcomes) = trail;
+    let missing = expected.iter().filter(|id| !ids.contains(*id)).count();
     eprintln!(
-        "soak: audit: {} records ({decisions} decisions, {outcomes} outcomes) for {} authenticated requests; {missing} missing",
-        records.len(),
+        "soak: audit: {records} records ({decisions} decisions, {outcomes} outcomes) for {} authenticated requests; {missing} missing",
         expected.len()
     );
     assert_eq!(

@@ -204,6 +204,16 @@ impl ChildGateway {
             .unwrap()
     }
 
+    /// A token for another member of `persona`'s habilitations: the same claims under
+    /// `subject` (a second researcher of the same project, say).
+    pub fn token_as(&self, persona: &str, subject: &str) -> String {
+        let mut someone = passerelle::demo::personas::persona(persona)
+            .unwrap()
+            .clone();
+        someone.subject = Box::leak(subject.to_string().into_boxed_str());
+        self.dev.token_for(&someone).unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
