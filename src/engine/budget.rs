@@ -233,14 +233,7 @@ impl PlanningClock {
         self: &Arc<Self>,
         rules: Vec<Arc<dyn OptimizerRule + Send + Sync>>,
     ) -> Vec<Arc<dyn OptimizerRule + Send + Sync>> {
-        let check: Arc<dyn OptimizerRule + Send + Sync> = Arc::new(LogicalCheck(self.clone()));
-        let mut out = Vec::with_capacity(rules.len() * 2 + 1);
-        out.push(check.clone());
-        for rule in rules {
-            out.push(rule);
-            out.push(check.clone());
-        }
-        out
+        interleave(Arc::new(LogicalCheck(self.clone())), rules)
     }
 
     /// DataFusion's physical optimizer rules with a deadline check after each.
@@ -248,16 +241,19 @@ impl PlanningClock {
         self: &Arc<Self>,
         rules: Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>>,
     ) -> Vec<Arc<dyn PhysicalOptimizerRule + Send + Sync>> {
-        let check: Arc<dyn PhysicalOptimizerRule + Send + Sync> =
-            Arc::new(PhysicalCheck(self.clone()));
-        let mut out = Vec::with_capacity(rules.len() * 2 + 1);
-        out.push(check.clone());
-        for rule in rules {
-            out.push(rule);
-            out.push(check.clone());
-        }
-        out
+        interleave(Arc::new(PhysicalCheck(self.clone())), rules)
     }
+}
+
+/// `check`, then each rule followed by `check`.
+fn interleave<R: ?Sized>(check: Arc<R>, rules: Vec<Arc<R>>) -> Vec<Arc<R>> {
+    let mut out = Vec::with_capacity(rules.len() * 2 + 1);
+    out.push(check.clone());
+    for rule in rules {
+        out.push(rule);
+        out.push(check.clone());
+    }
+    out
 }
 
 #[derive(Debug)]
@@ -333,14 +329,14 @@ mod tests {
     #[test]
     fn doubling_ctes_are_refused_before_planning() {
         let functions = FunctionSet::for_tests();
-        assert!(check_syntax(&statement(&doubling_ctes(3)), 10_000, &functions).is_ok());
-        let e = check_syntax(&statement(&doubling_ctes(17)), 10_000, &functions).unwrap_err();
+        assert!(check_syntax(&statement(&doubling_ctes(3)), 10_000, functions).is_ok());
+        let e = check_syntax(&statement(&doubling_ctes(17)), 10_000, functions).unwrap_err();
         assert!(
             matches!(&e, EngineError::TooComplex(m) if m.contains("limits.max_sql_nodes")),
             "{e}"
         );
         // Saturates instead of overflowing on absurd chains.
-        assert!(check_syntax(&statement(&doubling_ctes(120)), 10_000, &functions).is_err());
+        assert!(check_syntax(&statement(&doubling_ctes(120)), 10_000, functions).is_err());
     }
 
     #[test]
@@ -350,7 +346,7 @@ mod tests {
                    b AS (SELECT * FROM a WHERE n > 10) \
                    SELECT a.region, b.n FROM a JOIN b ON a.region = b.region \
                    WHERE a.region IN ('11', '84') ORDER BY 1";
-        check_syntax(&statement(sql), 200, &functions).unwrap();
+        check_syntax(&statement(sql), 200, functions).unwrap();
     }
 
     #[test]
@@ -359,14 +355,14 @@ mod tests {
         let e = check_syntax(
             &statement("SELECT input_file_name() FROM t"),
             10_000,
-            &functions,
+            functions,
         )
         .unwrap_err();
         assert_eq!(
             e,
             EngineError::Refused("function `input_file_name` is not available on this hub".into())
         );
-        check_syntax(&statement("SELECT upper(x) FROM t"), 10_000, &functions).unwrap();
+        check_syntax(&statement("SELECT upper(x) FROM t"), 10_000, functions).unwrap();
     }
 
     #[test]

@@ -92,22 +92,7 @@ async fn decision_then_outcome(
 }
 
 fn a_nir() -> String {
-    let file =
-        std::fs::File::open(hub().layout().data().join("social/allocataires.parquet")).unwrap();
-    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    use arrow::array::AsArray;
-    batch
-        .column_by_name("nir")
-        .unwrap()
-        .as_string::<i32>()
-        .value(0)
-        .to_string()
+    crate::support::allocataire_nirs(1).remove(0)
 }
 
 #[tokio::test]

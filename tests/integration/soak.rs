@@ -48,22 +48,6 @@ struct Sample {
 
 type Samples = Arc<Mutex<Vec<Sample>>>;
 
-fn nirs(gw: &ChildGateway) -> Vec<String> {
-    use arrow::array::{Array, AsArray};
-    let file = std::fs::File::open(gw.root.join("data/social/allocataires.parquet")).unwrap();
-    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-        .unwrap()
-        .build()
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap();
-    let column = batch.column_by_name("nir").unwrap().as_string::<i32>();
-    (0..column.len().min(200))
-        .map(|i| column.value(i).to_string())
-        .collect()
-}
-
 async fn send(
     class: &'static str,
     request: reqwest::RequestBuilder,
@@ -142,7 +126,8 @@ async fn soak() {
         .collect();
     let caf = gw.token("caf");
     let hostile = gw.token("chercheuse-diabete");
-    let nirs = Arc::new(nirs(&gw));
+    // (The child serves a copy of the shared hub: the same keys.)
+    let nirs = Arc::new(crate::support::allocataire_nirs(200));
     let samples: Samples = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
@@ -245,11 +230,11 @@ async fn soak() {
         in_flight.push(tokio::spawn(async move {
             send(request.0, request.1, &sink).await;
         }));
-        if n % 50 == 0 {
+        if n.is_multiple_of(50) {
             in_flight.retain(|t| !t.is_finished());
             assert!(gw.alive(), "the gateway died:\n{}", gw.log());
         }
-        if n as u64 % (rate * 60) == 0 {
+        if (n as u64).is_multiple_of(rate * 60) {
             let done = samples.lock().unwrap().len();
             let memory = gw.memory().unwrap_or_default();
             eprintln!(

@@ -158,6 +158,24 @@ pub fn client(ca_pem: &[u8]) -> reqwest::Client {
         .unwrap()
 }
 
+/// The first `n` NIRs of the shared hub's `social.allocataires` (lookup keys).
+pub fn allocataire_nirs(n: usize) -> Vec<String> {
+    use arrow::array::{Array, AsArray};
+    let file =
+        std::fs::File::open(hub().layout().data().join("social/allocataires.parquet")).unwrap();
+    let batch = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    let column = batch.column_by_name("nir").unwrap().as_string::<i32>();
+    (0..column.len().min(n))
+        .map(|i| column.value(i).to_string())
+        .collect()
+}
+
 /// An issuer entry trusting `issuer` with the contract's defaults and audience `passerelle`.
 pub fn trust(issuer: &str) -> IssuerConfig {
     IssuerConfig::new(issuer, "passerelle")
