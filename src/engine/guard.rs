@@ -8,6 +8,10 @@
 //! each batch's widest row and fails the query when that width times the batch size would pass
 //! the bound (`limits.query_memory_mb` / 2 spread over a batch: 64 KiB a row by default).
 //!
+//! On the side a join collects before it answers (its first input), the guard also charges each
+//! batch's own bookkeeping to the query's pool: a join collecting millions of tiny batches (a
+//! cross join of cross joins, with no column to count) held them outside any pool.
+//!
 //! Owns: the guard operator and the physical optimizer rule that places it.
 //! Must never: change a batch (it passes them through or fails the query).
 
@@ -20,6 +24,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result, Statistics};
 use datafusion::config::ConfigOptions;
+use datafusion::execution::memory_pool::MemoryConsumer;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_optimizer::PhysicalOptimizerRule;
 use datafusion::physical_plan::execution_plan::{ChildrenPropertiesMode, ReplaceChildrenOptions};
@@ -71,14 +76,17 @@ impl PhysicalOptimizerRule for GuardWideRows {
             if !COPYING.contains(&node.name()) {
                 return Ok(Transformed::no(node));
             }
+            let is_join = node.name().contains("Join");
             let children = node
                 .children()
                 .into_iter()
-                .map(|child| {
+                .enumerate()
+                .map(|(i, child)| {
                     Arc::new(WideRowGuardExec {
                         input: child.clone(),
                         max_row_bytes: max,
                         batch_size,
+                        charge_batches: is_join && i == 0,
                     }) as Arc<dyn ExecutionPlan>
                 })
                 .collect();
@@ -98,12 +106,18 @@ impl PhysicalOptimizerRule for GuardWideRows {
     }
 }
 
+/// Bookkeeping of one batch outside its arrays (the batch, its column list, the schema
+/// handle), charged on a join's collected side.
+const BATCH_OVERHEAD: usize = 128;
+
 /// Passes batches through while their widest row stays within the bound.
 #[derive(Debug)]
 pub struct WideRowGuardExec {
     input: Arc<dyn ExecutionPlan>,
     max_row_bytes: usize,
     batch_size: usize,
+    /// Charge [`BATCH_OVERHEAD`] per batch to the query's pool (a join's collected side).
+    charge_batches: bool,
 }
 
 impl DisplayAs for WideRowGuardExec {
@@ -145,6 +159,7 @@ impl ExecutionPlan for WideRowGuardExec {
                 input,
                 max_row_bytes: self.max_row_bytes,
                 batch_size: self.batch_size,
+                charge_batches: self.charge_batches,
             })),
             _ => datafusion::common::internal_err!("the row guard has exactly one input"),
         }
@@ -155,11 +170,19 @@ impl ExecutionPlan for WideRowGuardExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
+        let reservation = self.charge_batches.then(|| {
+            MemoryConsumer::new("passerelle: a join's collected batches")
+                .register(context.memory_pool())
+        });
         let input = self.input.execute(partition, context)?;
         let schema = input.schema();
         let max = self.max_row_bytes;
         let checked = input.map(move |batch| {
             let batch = batch?;
+            // SECURITY (availability): what the join keeps of each batch counts in the pool.
+            if let Some(reservation) = &reservation {
+                reservation.try_grow(BATCH_OVERHEAD)?;
+            }
             let widest = widest_row(&batch);
             // SECURITY (availability): a row this wide, copied over a batch by a join or a
             // window, would build a batch beyond any memory bound.

@@ -27,8 +27,8 @@ fn doubling_ctes(levels: usize) -> String {
     sql
 }
 
-/// (what, SQL, expected status, expected code).
-pub(crate) fn corpus() -> Vec<(&'static str, String, u16, &'static str)> {
+/// (what, SQL, the answers it may get: (status, code)).
+pub(crate) fn corpus() -> Vec<(&'static str, String, &'static [(u16, &'static str)])> {
     let many_args = (0..100).map(|_| "'a'").collect::<Vec<_>>().join(", ");
     // 1 700 selects of 10 values: under the SQL size limit, over the syntax-tree budget.
     let unions = (0..1700)
@@ -40,113 +40,95 @@ pub(crate) fn corpus() -> Vec<(&'static str, String, u16, &'static str)> {
         (
             "array_repeat folded at planning",
             "SELECT cardinality(array_repeat(1, 2000000000))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "range outside any pool",
             "SELECT cardinality(range(0, 200000000))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "17 doubling CTEs",
             doubling_ctes(17),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "18 doubling CTEs",
             doubling_ctes(18),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         // Builders in proportion to an argument.
         (
             "repeat",
             "SELECT length(repeat('x', 2000000000))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "lpad",
             "SELECT length(lpad('x', 2000000000))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "rpad",
             "SELECT length(rpad('x', 2000000000, 'yz'))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "generate_series",
             "SELECT cardinality(generate_series(1, 300000000))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "range of timestamps by the second",
             "SELECT cardinality(range(TIMESTAMP '1970-01-01 00:00:00', TIMESTAMP '2100-01-01 00:00:00', INTERVAL '1' SECOND))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "nested array_repeat",
             "SELECT cardinality(array_repeat(array_repeat(repeat('x', 1000), 1000), 1000))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "string_to_array of a long text",
             "SELECT cardinality(string_to_array(repeat('a,', 5000000), ','))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "array_to_string with a long delimiter",
             "SELECT length(array_to_string(range(0, 1000000), repeat('x', 60000)))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "replace into a long text",
             "SELECT length(replace(repeat('a', 1000000), 'a', repeat('b', 1000)))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "regexp_replace into a long text",
             "SELECT length(regexp_replace(repeat('a', 1000000), 'a', repeat('b', 1000), 'g'))"
                 .into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "concat_ws with a long separator",
             format!("SELECT length(concat_ws(repeat('x', 1000000), {many_args}))"),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "levenshtein of long texts (CPU)",
             "SELECT levenshtein(repeat('a', 100000), repeat('b', 100000))".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "a constant copied over every row",
             "SELECT length(repeat('x', 10000000)) FROM sante.sejours".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         // Values built per row, over a batch.
         (
             "per-row repeat over a batch",
             "SELECT length(repeat(nir, 100000)) FROM sante.sejours".into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         // Copies of wide rows by joins and windows.
         (
@@ -154,44 +136,38 @@ pub(crate) fn corpus() -> Vec<(&'static str, String, u16, &'static str)> {
             "WITH x AS (SELECT repeat(nir, 10000) AS v FROM sante.sejours LIMIT 1) \
              SELECT sum(length(x.v)) FROM x CROSS JOIN sante.sejours s"
                 .into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "a wide value copied by a window",
             "SELECT sum(length(f)) FROM (SELECT first_value(v) OVER () AS f FROM \
              (SELECT repeat(nir, 10000) AS v FROM sante.sejours) t) u"
                 .into(),
-            422,
-            "query_too_complex",
+            &[(422, "query_too_complex")],
         ),
         (
             "a growing aggregate over a window",
             "SELECT cardinality(array_agg(nir) OVER (ORDER BY id_sejour)) FROM sante.sejours"
                 .into(),
-            400,
-            "query_refused",
+            &[(400, "query_refused")],
         ),
         (
             "unnest of a long list",
             "SELECT unnest(range(0, 1000000))".into(),
-            400,
-            "query_refused",
+            &[(400, "query_refused")],
         ),
         // Plans too large to plan.
-        ("1 700 unions", unions, 422, "query_too_complex"),
+        ("1 700 unions", unions, &[(422, "query_too_complex")]),
         (
             "nesting",
             format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200)),
-            400,
-            "query_refused",
+            &[(400, "query_refused")],
         ),
         (
             "recursion",
             "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r"
                 .into(),
-            400,
-            "query_refused",
+            &[(400, "query_refused")],
         ),
         // Memory and time.
         (
@@ -199,23 +175,21 @@ pub(crate) fn corpus() -> Vec<(&'static str, String, u16, &'static str)> {
             "SELECT a.nir, b.nir AS n2, c.diagnostic FROM sante.sejours a, sante.sejours b, \
              sante.sejours c ORDER BY a.nir, b.nir, c.diagnostic"
                 .into(),
-            422,
-            "query_too_costly",
+            &[(422, "query_too_costly")],
         ),
         (
             "a computation that never ends",
             "SELECT count(*) FROM sante.sejours a, sante.sejours b, sante.sejours c, \
              sante.sejours d, sante.sejours e"
                 .into(),
-            504,
-            "query_timeout",
+            // Its deadline, or its pool first (the cross join collects its left side).
+            &[(504, "query_timeout"), (422, "query_too_costly")],
         ),
         (
             "a regular expression too large to compile",
             "SELECT count(*) FROM sante.sejours WHERE regexp_like(nir, '(((a{100}){100}){100})')"
                 .into(),
-            400,
-            "invalid_query",
+            &[(400, "invalid_query")],
         ),
     ]
 }
@@ -295,7 +269,7 @@ async fn hostile_queries_end_in_clear_refusals_while_the_hub_stays_live() {
     let prober = probe_liveness(&gw, stop.clone());
     let mut ids = Vec::new();
     let mut wrong = Vec::new();
-    for (what, sql, status, code) in corpus() {
+    for (what, sql, expected) in corpus() {
         let started = Instant::now();
         let r = gw
             .post_json("/v1/query", &token, &json!({ "sql": sql }))
@@ -304,9 +278,10 @@ async fn hostile_queries_end_in_clear_refusals_while_the_hub_stays_live() {
         ids.push(r.headers()["x-request-id"].to_str().unwrap().to_string());
         let body: Value = r.json().await.unwrap_or(Value::Null);
         let detail = body["detail"].as_str().unwrap_or_default().to_string();
-        if (got, body["code"].as_str()) != (status, Some(code)) {
+        let code = body["code"].as_str().unwrap_or_default();
+        if !expected.contains(&(got, code)) {
             wrong.push(format!(
-                "{what}: expected {status} {code}, got {got} {body} after {:?}",
+                "{what}: expected one of {expected:?}, got {got} {body} after {:?}",
                 started.elapsed()
             ));
         } else if code.starts_with("query_too_c")

@@ -152,7 +152,7 @@ async fn soak() {
         tasks.push(tokio::spawn(async move {
             let mut i = loop_id as usize;
             while !stop.load(Ordering::Relaxed) {
-                let (_, sql, _, _) = &corpus[i % corpus.len()];
+                let (_, sql, _) = &corpus[i % corpus.len()];
                 let request = client
                     .post(&url)
                     .bearer_auth(&token)
