@@ -96,7 +96,7 @@ pub async fn start_with_audit(
     // answers (a key column that a reloaded policy adds is indexed on first use).
     // (Each index logs "lookup index built" with its rows, memory and build time.)
     let (lookups, _reports) =
-        crate::lookup::Lookups::build(&set.catalog, set.rules(), &config.data.dir)
+        crate::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), &config.data.dir)
             .map_err(|e| HubError::Policy(vec![format!("lookup index: {e}")]))?;
     record_policy_events(&policy, &audit);
     let identity = OidcAuthenticator::start(&config.identity)?;

@@ -4,6 +4,7 @@
 //! The path of one request is `server` → `identity` → `policy` → `engine`/`lookup` → encoder,
 //! with `audit` recording every decision before the answer leaves. See `docs/architecture.md`.
 
+pub mod access;
 pub mod audit;
 pub mod cli;
 pub mod config;

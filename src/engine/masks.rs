@@ -1,4 +1,5 @@
-//! The mask of one column as a DataFusion scalar function object.
+//! The mask of one column as a DataFusion scalar function object (the treatment itself is
+//! `access::apply_treatment`, which lookups share).
 //!
 //! It is placed in the secure scan's projection as an expression object; it is never
 //! registered in a session, so SQL cannot call it by name, and its key stays inside the
@@ -14,9 +15,7 @@ use datafusion::logical_expr::{
 };
 
 use crate::policy::ColumnTreatment;
-use crate::policy::treatment::DateGranularity;
 use crate::pseudonym::PseudonymDomain;
-use crate::pseudonym::kernels;
 
 /// Applies one column's treatment.
 #[derive(Debug)]
@@ -43,13 +42,7 @@ impl MaskUdf {
 
     /// The type a column has once masked (the caller's view).
     pub fn output_type(treatment: &ColumnTreatment, input: &DataType) -> DataType {
-        match treatment {
-            ColumnTreatment::Pseudonymised { .. }
-            | ColumnTreatment::Redacted
-            | ColumnTreatment::Partial { .. }
-            | ColumnTreatment::PostcodeDepartement => DataType::Utf8,
-            _ => input.clone(),
-        }
+        crate::access::masked_type(treatment, input)
     }
 }
 
@@ -92,33 +85,7 @@ impl ScalarUDFImpl for MaskUdf {
             return exec_err!("masked takes one argument");
         };
         let array = input.to_array(args.number_rows)?;
-        let out = apply_treatment(&self.treatment, self.domain.as_ref(), &array)?;
+        let out = crate::access::apply_treatment(&self.treatment, self.domain.as_ref(), &array)?;
         Ok(ColumnarValue::Array(out))
     }
-}
-
-/// Applies one column's treatment to raw values (SQL answers and lookups share it).
-pub fn apply_treatment(
-    treatment: &ColumnTreatment,
-    domain: Option<&Arc<PseudonymDomain>>,
-    array: &datafusion::arrow::array::ArrayRef,
-) -> Result<datafusion::arrow::array::ArrayRef> {
-    let values = array.as_ref();
-    match treatment {
-        ColumnTreatment::Clear => Ok(array.clone()),
-        ColumnTreatment::Pseudonymised { .. } => match domain {
-            Some(domain) => kernels::pseudonymise(domain, values),
-            // SECURITY: no key, no value (never the raw column).
-            None => return exec_err!("pseudonymisation key unavailable"),
-        },
-        ColumnTreatment::Redacted => Ok(kernels::redact(values)),
-        ColumnTreatment::Partial { keep_last } => kernels::partial(values, *keep_last),
-        ColumnTreatment::DateGeneralised { granularity } => {
-            kernels::generalise_date(values, *granularity == DateGranularity::Month)
-        }
-        ColumnTreatment::PostcodeDepartement => kernels::postcode_departement(values),
-        ColumnTreatment::Rounded { base } => kernels::round_to(values, *base),
-        ColumnTreatment::Hidden => return exec_err!("hidden columns are never projected"),
-    }
-    .map_err(|e| datafusion::error::DataFusionError::Execution(e.to_string()))
 }

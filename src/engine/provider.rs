@@ -25,9 +25,9 @@ use datafusion::physical_plan::ExecutionPlan;
 
 use super::barrier::BarrierExec;
 use super::extracts::Extracts;
-use super::filter::to_expr;
 use super::masks::MaskUdf;
 use super::pushdown::{ClearColumns, for_raw_scan, is_leak_proof};
+use crate::access::to_expr;
 use crate::policy::{ColumnTreatment, DatasetPlan};
 use crate::pseudonym::PseudonymDomain;
 

@@ -26,8 +26,7 @@ use serde_json::{Map, Value};
 pub use index::{IndexError, KeyIndex};
 pub use params::{ParamError, Traceability, TraceabilityParams, check_key, is_siret};
 
-use crate::policy::rules::{Act, Effect, Param, Rule};
-use crate::policy::{Catalog, ColumnTreatment, Dataset, DatasetPlan};
+use crate::policy::{Catalog, ColumnTreatment, DatasetPlan};
 use crate::pseudonym::PseudonymDomain;
 
 /// Key indexes of the hub, one per (dataset, key column) that lookups use.
@@ -56,44 +55,12 @@ pub struct IndexReport {
     pub build_ms: u128,
 }
 
-/// The (dataset, column) pairs that `rules` use as lookup keys and `catalog` declares unique.
-pub fn policy_key_columns(catalog: &Catalog, rules: &[Rule]) -> Vec<(String, String)> {
-    let mut pairs = Vec::new();
-    for rule in rules
-        .iter()
-        .filter(|r| r.act == Act::Lookup && r.effect == Effect::Allow)
-    {
-        let Param::KeyColumn(column) = &rule.param else {
-            continue;
-        };
-        let datasets = match &rule.dataset {
-            Some(name) => vec![name.clone()],
-            None => catalog.names(),
-        };
-        for name in datasets {
-            if key_dataset(catalog, &name, column).is_some()
-                && !pairs.contains(&(name.clone(), column.clone()))
-            {
-                pairs.push((name, column.clone()));
-            }
-        }
-    }
-    pairs
-}
-
-/// `dataset` when the catalog declares its `column` unique: the only columns that can be keys.
-fn key_dataset<'c>(catalog: &'c Catalog, dataset: &str, column: &str) -> Option<&'c Dataset> {
-    // SECURITY: only a unique column identifies one record; anything else is no key.
-    catalog
-        .dataset(dataset)
-        .filter(|d| d.field(column).is_some_and(|f| f.constraints.unique))
-}
-
 impl Lookups {
-    /// Indexes, now, every key column of `rules` (see [`policy_key_columns`]).
+    /// Indexes, now, every (dataset, key column) of `keys` (the policy's:
+    /// `PolicySet::lookup_key_columns`).
     pub fn build(
         catalog: &Catalog,
-        rules: &[Rule],
+        keys: &[(String, String)],
         data_dir: &Path,
     ) -> Result<(Lookups, Vec<IndexReport>), IndexError> {
         let lookups = Lookups {
@@ -101,12 +68,12 @@ impl Lookups {
             indexes: Mutex::default(),
         };
         let mut reports = Vec::new();
-        for (dataset, column) in policy_key_columns(catalog, rules) {
+        for (dataset, column) in keys {
             let started = std::time::Instant::now();
-            let index = lookups.index(catalog, &dataset, &column)?;
+            let index = lookups.index(catalog, dataset, column)?;
             reports.push(IndexReport {
-                dataset,
-                column,
+                dataset: dataset.clone(),
+                column: column.clone(),
                 rows: index.len(),
                 memory_bytes: index.memory_bytes(),
                 build_ms: started.elapsed().as_millis(),
@@ -133,7 +100,7 @@ impl Lookups {
         dataset: &str,
         column: &str,
     ) -> Result<Arc<KeyIndex>, IndexError> {
-        let Some(entry) = key_dataset(catalog, dataset, column) else {
+        let Some(entry) = catalog.key_dataset(dataset, column) else {
             return Err(IndexError::NotUnique);
         };
         let slot = {
@@ -243,7 +210,7 @@ fn treat(
     domain: Option<&Arc<PseudonymDomain>>,
     raw: &ArrayRef,
 ) -> Result<ArrayRef, LookupError> {
-    crate::engine::apply_treatment(treatment, domain, raw)
+    crate::access::apply_treatment(treatment, domain, raw)
         .map_err(|e| LookupError::Internal(e.to_string()))
 }
 
@@ -297,7 +264,7 @@ fn plain_json_value(array: &ArrayRef) -> Option<Value> {
 }
 
 fn passes_row_filters(plan: &DatasetPlan, batch: &RecordBatch) -> Result<bool, LookupError> {
-    crate::engine::row_passes_filters(plan, batch).map_err(|e| LookupError::Internal(e.to_string()))
+    crate::access::row_passes_filters(plan, batch).map_err(|e| LookupError::Internal(e.to_string()))
 }
 
 #[cfg(test)]

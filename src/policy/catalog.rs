@@ -121,6 +121,14 @@ pub enum CatalogError {
 }
 
 impl Catalog {
+    /// `dataset` when this catalog declares its `column` unique: the only columns that can
+    /// be lookup keys.
+    pub fn key_dataset(&self, dataset: &str, column: &str) -> Option<&Dataset> {
+        // SECURITY: only a unique column identifies one record; anything else is no key.
+        self.dataset(dataset)
+            .filter(|d| d.field(column).is_some_and(|f| f.constraints.unique))
+    }
+
     /// Reads and validates `datasets.toml` in the policy folder.
     pub fn load(policy_dir: &Path) -> Result<Catalog, CatalogError> {
         let file = policy_dir.join(PolicyFiles::DATASETS);

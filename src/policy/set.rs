@@ -210,6 +210,34 @@ impl PolicySet {
         &self.rules
     }
 
+    /// The (dataset, column) pairs this set's `lookup` rules use as keys, where the catalog
+    /// declares the column unique (the key indexes lookups need).
+    pub fn lookup_key_columns(&self) -> Vec<(String, String)> {
+        use super::rules::{Act, Effect, Param};
+        let mut pairs = Vec::new();
+        for rule in self
+            .rules
+            .iter()
+            .filter(|r| r.act == Act::Lookup && r.effect == Effect::Allow)
+        {
+            let Param::KeyColumn(column) = &rule.param else {
+                continue;
+            };
+            let datasets = match &rule.dataset {
+                Some(name) => vec![name.clone()],
+                None => self.catalog.names(),
+            };
+            for name in datasets {
+                if self.catalog.key_dataset(&name, column).is_some()
+                    && !pairs.contains(&(name.clone(), column.clone()))
+                {
+                    pairs.push((name, column.clone()));
+                }
+            }
+        }
+        pairs
+    }
+
     /// The rules that can apply to a habilitation, in file order.
     fn rules_for(&self, habilitation: &str) -> Vec<&Rule> {
         let mut idx: Vec<usize> = self

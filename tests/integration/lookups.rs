@@ -398,7 +398,8 @@ fn a_row_filter_hides_records_from_lookups() {
         },
     });
     let (lookups, _) =
-        passerelle::lookup::Lookups::build(&set.catalog, set.rules(), &layout.data()).unwrap();
+        passerelle::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), &layout.data())
+            .unwrap();
     let children = raw("social/allocataires.parquet", &["nombre_enfants"]);
     let many = children
         .iter()
@@ -425,7 +426,8 @@ fn only_the_policy_key_columns_are_indexed_at_start() {
     use passerelle::policy::PolicySet;
     let layout = hub().layout();
     let set = PolicySet::load(&layout.policies()).unwrap();
-    let (lookups, reports) = Lookups::build(&set.catalog, set.rules(), &layout.data()).unwrap();
+    let (lookups, reports) =
+        Lookups::build(&set.catalog, &set.lookup_key_columns(), &layout.data()).unwrap();
     let mut built: Vec<(String, String)> = reports
         .iter()
         .map(|r| (r.dataset.clone(), r.column.clone()))
@@ -504,7 +506,8 @@ fn a_replaced_data_file_is_indexed_again() {
         .value(3)
         .to_string();
     let (lookups, _) =
-        passerelle::lookup::Lookups::build(&set.catalog, set.rules(), data.path()).unwrap();
+        passerelle::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), data.path())
+            .unwrap();
     let before =
         passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, &key, None).unwrap();
     // The same rows in reverse order, with another quotient familial: other offsets.
