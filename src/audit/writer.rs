@@ -109,6 +109,10 @@ pub(crate) struct Trail {
     dir: PathBuf,
     /// The folder's device and inode at open: a folder removed or replaced has others.
     dir_id: FileId,
+    /// The lock file's device and inode. Held open, so no other file can take its inode: a
+    /// folder removed and made again (whose own inode number a file system may reuse) has
+    /// no lock file, or another one.
+    lock_id: FileId,
     key: SigningKey,
     settings: Settings,
     /// Closed segments still on disk, oldest first.
@@ -202,9 +206,11 @@ impl Trail {
             None => None,
         };
         let dir_id = dir_id(dir)?;
+        let lock_id = file_id(&lock, &lock_path)?;
         let mut trail = Self {
             dir: dir.to_path_buf(),
             dir_id,
+            lock_id,
             key,
             settings,
             closed: segments,
@@ -361,7 +367,8 @@ impl Trail {
     fn check_folder(&self) -> Result<(), AuditError> {
         // SECURITY: a trail folder removed, moved or replaced behind the writer is not its
         // trail any more: never written again.
-        if dir_id(&self.dir)? != self.dir_id {
+        let lock_path = self.dir.join(chain::LOCK_FILE);
+        if dir_id(&self.dir)? != self.dir_id || dir_id(&lock_path)? != self.lock_id {
             return Err(io_error(
                 &self.dir,
                 &std::io::Error::other("the trail folder was replaced"),
@@ -1075,17 +1082,20 @@ mod tests {
             "segment replaced",
             "folder replaced",
             "folder replaced while unavailable",
+            "folder removed and made again while unavailable",
+            "folder emptied while unavailable",
         ] {
             let (_root, dir, key) = setup();
             let (log, faults) = log_with_faults(&dir, &key);
             let rt = runtime();
-            if case == "folder replaced while unavailable" {
+            let unavailable_first = case.ends_with("while unavailable");
+            if unavailable_first {
                 // The head fails: unavailable, nothing cut back; then the folder is replaced
                 // and the disk comes back. The probe must not write into either folder.
                 faults.fail_head.store(true, Ordering::SeqCst);
             }
             rt.block_on(log.record(event(1))).unwrap();
-            if case == "folder replaced while unavailable" {
+            if unavailable_first {
                 std::thread::sleep(Duration::from_millis(60));
                 assert!(!log.healthy());
             }
@@ -1097,6 +1107,18 @@ mod tests {
                     let copy = dir.join("copy");
                     std::fs::copy(&path, &copy).unwrap();
                     std::fs::rename(&copy, &path).unwrap();
+                }
+                "folder removed and made again while unavailable" => {
+                    // A file system may give the new folder the old one's inode number: the
+                    // lock file tells them apart.
+                    std::fs::remove_dir_all(&dir).unwrap();
+                    std::fs::create_dir(&dir).unwrap();
+                }
+                "folder emptied while unavailable" => {
+                    // Same folder inode, nothing of the trail left in it.
+                    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+                        std::fs::remove_file(entry.path()).unwrap();
+                    }
                 }
                 _ => {
                     // A copy of the whole folder put in its place, and a full disk: the cut

@@ -305,9 +305,35 @@ async fn no_record_no_answer() {
             .json(&json!({"sql": "SELECT count(*) AS n FROM sante.sejours"}))
             .send()
     };
-    assert_eq!(ask().await.unwrap().status(), 200);
+    let first = ask().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let id = first.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    // The outcome record follows the answer: on disk before the folder goes.
+    let on_record = |h: &DemoServer| {
+        records(h)
+            .iter()
+            .any(|r| r["request_id"] == id.as_str() && r["stage"] == "outcome")
+    };
+    for _ in 0..100 {
+        if on_record(&h) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // The trail's folder disappears (a full or failed disk): answers stop, readiness drops.
-    std::fs::remove_dir_all(&h.server.audit_dir).unwrap();
+    // (The writer may still be signing its head: removed again until it is gone.)
+    for attempt in 0.. {
+        match std::fs::remove_dir_all(&h.server.audit_dir) {
+            Ok(()) => break,
+            Err(e) if attempt < 50 && e.kind() == std::io::ErrorKind::DirectoryNotEmpty => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
     let r = ask().await.unwrap();
     assert_eq!(r.status(), 503);
     let body: Value = r.json().await.unwrap();
