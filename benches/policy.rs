@@ -316,9 +316,8 @@ fn policy(c: &mut Criterion) {
     let plan = set.plan(&principal, habilitation);
     println!(
         "plan of {id}: {} accessible datasets, {} visible columns",
-        plan.datasets.len(),
-        plan.datasets
-            .iter()
+        plan.datasets().count(),
+        plan.datasets()
             .map(|d| d.visible_columns().count())
             .sum::<usize>()
     );

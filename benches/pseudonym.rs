@@ -105,37 +105,22 @@ fn kernels(c: &mut Criterion) {
 
 /// `sante.sejours` as a habilitation sees it: every column in clear but `nir`.
 fn plan(schema: &SchemaRef, nir: ColumnTreatment) -> DatasetPlan {
-    DatasetPlan {
-        name: SEJOURS.0.to_string(),
-        title: "Séjours hospitaliers (synthétiques)".to_string(),
-        query: true,
-        aggregate: false,
-        lookup_key: None,
-        row_filters: Vec::new(),
-        columns: schema
-            .fields()
-            .iter()
-            .map(|f| {
-                let is_nir = f.name() == "nir";
-                ColumnPlan {
-                    name: f.name().clone(),
-                    class: if is_nir {
-                        ColumnClass::DirectIdentifier
-                    } else {
-                        ColumnClass::Public
-                    },
-                    treatment: if is_nir {
-                        nir.clone()
-                    } else {
-                        ColumnTreatment::Clear
-                    },
-                    reasons: Vec::new(),
-                }
-            })
-            .collect(),
-        reasons: Vec::new(),
-        refused: None,
-    }
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.name() == "nir" {
+                ColumnPlan::new(f.name().clone(), ColumnClass::DirectIdentifier, nir.clone())
+            } else {
+                ColumnPlan::new(
+                    f.name().clone(),
+                    ColumnClass::Public,
+                    ColumnTreatment::Clear,
+                )
+            }
+        })
+        .collect();
+    DatasetPlan::new(SEJOURS.0, columns)
 }
 
 /// A session configured like `secure_session`'s, with `sante.sejours` under `plan`.

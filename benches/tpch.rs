@@ -46,7 +46,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::SessionContext;
 use passerelle::engine::{EngineError, QueryLimits, run_query};
 use passerelle::policy::filter::FilterExpr;
-use passerelle::policy::{AccessPlan, Catalog, ColumnTreatment, Reason, RowFilter};
+use passerelle::policy::{AccessPlan, Catalog, ColumnPlan, ColumnTreatment, DatasetPlan};
 use passerelle::pseudonym::{KeyRing, MasterKey};
 
 /// Nations whose customers the realistic plan lets through: all but the five of region
@@ -150,36 +150,36 @@ fn raw_schema(folder: &Path) -> Result<SchemaRef, EngineError> {
 /// The realistic plan: the allow-all plan, with `customer`'s name pseudonymised (domain of
 /// the habilitation), phone partially masked, address redacted, and a row filter on nation.
 fn realistic_plan(catalog: &Catalog) -> AccessPlan {
-    let mut plan = data::allow_all_plan(catalog);
-    plan.habilitation.title = "TPC-H, customers pseudonymised and filtered".into();
-    plan.policy_version = "realistic".into();
-    let customer = plan
-        .datasets
-        .iter_mut()
-        .find(|d| d.name == "public.customer")
-        .expect("customer in the plan");
-    for column in &mut customer.columns {
-        column.treatment = match column.name.as_str() {
-            "c_name" => ColumnTreatment::Pseudonymised {
-                domain: plan.habilitation.pseudonymisation_domain.clone(),
-            },
-            "c_phone" => ColumnTreatment::Partial { keep_last: 4 },
-            "c_address" => ColumnTreatment::Redacted,
-            _ => continue,
-        };
-    }
-    let names: Vec<&str> = customer.columns.iter().map(|c| c.name.as_str()).collect();
-    let expr = FilterExpr::parse(CUSTOMER_FILTER, &names).expect("the filter parses");
-    customer.row_filters.push(RowFilter {
-        source: CUSTOMER_FILTER.into(),
-        expr,
-        reason: Reason {
-            source: "policy.csv",
-            line: None,
-            text: format!("filter customer {CUSTOMER_FILTER}"),
-        },
-    });
-    plan
+    let all = data::allow_all_plan(catalog);
+    let mut habilitation = all.habilitation().clone();
+    habilitation.title = "TPC-H, customers pseudonymised and filtered".into();
+    let datasets = all
+        .datasets()
+        .map(|d| {
+            if d.name() != "public.customer" {
+                return d.clone();
+            }
+            let columns: Vec<ColumnPlan> = d
+                .columns()
+                .iter()
+                .map(|column| {
+                    let treatment = match column.name() {
+                        "c_name" => ColumnTreatment::Pseudonymised {
+                            domain: habilitation.pseudonymisation_domain.clone(),
+                        },
+                        "c_phone" => ColumnTreatment::Partial { keep_last: 4 },
+                        "c_address" => ColumnTreatment::Redacted,
+                        _ => column.treatment().clone(),
+                    };
+                    ColumnPlan::new(column.name(), column.class(), treatment)
+                })
+                .collect();
+            let names: Vec<&str> = columns.iter().map(ColumnPlan::name).collect();
+            let expr = FilterExpr::parse(CUSTOMER_FILTER, &names).expect("the filter parses");
+            DatasetPlan::new(d.name(), columns).with_row_filter(expr)
+        })
+        .collect();
+    AccessPlan::new(habilitation, "realistic", datasets)
 }
 
 fn secure(dir: &Path, plan: &AccessPlan, catalog: &Catalog) -> SessionContext {

@@ -9,11 +9,12 @@
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
+use crate::gateway::{Gateway, HubSummary, Loaded};
 use crate::identity::{IdentityError, OidcAuthenticator};
 use crate::policy::history::PolicyHistory;
 use crate::policy::{PolicySet, PolicyStore};
 use crate::pseudonym::{KeyRing, MasterKey, MasterKeyError};
-use crate::server::{App, AppState, HubSummary, Loaded, RunningServer, ServerError};
+use crate::server::{App, AppState, RunningServer, ServerError};
 
 /// Why a hub could not start, or what `check` found.
 #[derive(Debug, thiserror::Error)]
@@ -103,7 +104,7 @@ pub async fn start_with_audit(
     let summary = HubSummary {
         datasets: set.catalog.names(),
     };
-    let app = App::new(
+    let gateway = Gateway::new(
         config,
         Loaded {
             identity,
@@ -116,7 +117,7 @@ pub async fn start_with_audit(
         },
     )
     .map_err(|e| HubError::Engine(e.to_string()))?;
-    let state = AppState(Arc::new(app));
+    let state = AppState(Arc::new(App::new(Arc::new(gateway))));
     Ok(crate::server::start(state).await?)
 }
 

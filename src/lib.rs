@@ -1,8 +1,9 @@
 //! passerelle: the secure gateway of a sectoral data hub.
 //!
 //! The library is the product; `main.rs` only parses the command line and calls [`cli::run`].
-//! The path of one request is `server` → `identity` → `policy` → `engine`/`lookup` → encoder,
-//! with `audit` recording every decision before the answer leaves. See `docs/architecture.md`.
+//! The path of one request is a transport (`server`) → `gateway` (one use case: `identity`,
+//! `policy`'s plan, `engine` or `lookup`, and `audit` recording the request before its answer
+//! leaves) → the transport's encoding. See `docs/architecture.md`.
 
 pub mod access;
 pub mod audit;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod file_stamp;
+pub mod gateway;
 pub mod hub;
 pub mod identity;
 pub mod lookup;

@@ -79,8 +79,8 @@ pub fn row_passes_filters(
     let schema = datafusion::common::DFSchema::try_from(batch.schema().as_ref().clone())?;
     // A bare context only to coerce types (`age > 18` on an Int32 column) as SQL would.
     let ctx = datafusion::execution::context::SessionContext::new();
-    for filter in &plan.row_filters {
-        let expr = to_expr(&filter.expr);
+    for filter in plan.row_filters() {
+        let expr = to_expr(filter.expr());
         let physical = ctx.create_physical_expr(expr, &schema)?;
         let result = physical.evaluate(batch)?.into_array(batch.num_rows())?;
         let Some(passed) = result.as_boolean_opt() else {

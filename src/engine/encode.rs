@@ -1,6 +1,7 @@
-//! Answer encoders: JSON, NDJSON, CSV, Arrow IPC stream and Parquet, chosen by `Accept`.
+//! Answer encoders: JSON, NDJSON, CSV, Arrow IPC stream and Parquet (the transport chooses the
+//! format; encoders never see a header).
 //!
-//! Owns: content negotiation ([`negotiate`]) and one [`Encoder`] per answer, which turns record
+//! Owns: the answer formats ([`Format`]) and one [`Encoder`] per answer, which turns record
 //! batches into bytes as they come (bounded memory: each call returns what it produced; Parquet
 //! flushes a row group every 64 Ki rows or 16 MiB).
 //!
@@ -34,65 +35,10 @@ pub enum Format {
 }
 
 impl Format {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Format::Json => "application/json",
-            Format::NdJson => "application/x-ndjson",
-            Format::Csv => "text/csv; charset=utf-8; header=present",
-            Format::ArrowIpc => "application/vnd.apache.arrow.stream",
-            Format::Parquet => "application/vnd.apache.parquet",
-        }
-    }
-
     /// True when the format can state truncation in its own bytes (at its end).
     pub fn marks_truncation(self) -> bool {
         matches!(self, Format::Json | Format::Parquet)
     }
-
-    fn from_media_type(media: &str) -> Option<Format> {
-        match media {
-            "application/json" | "*/*" | "application/*" => Some(Format::Json),
-            "application/x-ndjson"
-            | "application/ndjson"
-            | "application/jsonl"
-            | "application/jsonlines" => Some(Format::NdJson),
-            "text/csv" | "text/*" => Some(Format::Csv),
-            "application/vnd.apache.arrow.stream" => Some(Format::ArrowIpc),
-            "application/vnd.apache.parquet" | "application/x-parquet" => Some(Format::Parquet),
-            _ => None,
-        }
-    }
-}
-
-/// The format an `Accept` header asks for: the supported media range with the highest `q`
-/// (first listed wins a tie); JSON when there is no header; `None` when nothing listed is
-/// supported (406).
-pub fn negotiate(accept: Option<&str>) -> Option<Format> {
-    let Some(accept) = accept.map(str::trim).filter(|a| !a.is_empty()) else {
-        return Some(Format::Json);
-    };
-    let mut best: Option<(f32, Format)> = None;
-    for range in accept.split(',') {
-        let mut parts = range.split(';');
-        let media = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
-        let mut q = 1.0f32;
-        for param in parts {
-            if let Some((k, v)) = param.split_once('=')
-                && k.trim().eq_ignore_ascii_case("q")
-            {
-                q = v.trim().parse().unwrap_or(0.0);
-            }
-        }
-        if q <= 0.0 {
-            continue;
-        }
-        if let Some(format) = Format::from_media_type(&media)
-            && best.is_none_or(|(bq, _)| q > bq)
-        {
-            best = Some((q, format));
-        }
-    }
-    best.map(|(_, f)| f)
 }
 
 /// What the JSON answer says about itself besides its rows.

@@ -1,5 +1,9 @@
 //! Engine: secure DataFusion sessions that apply an `AccessPlan`, and the query runner.
 //!
+//! Its entries for the use cases are [`Engine::query`] (a [`SecureQuery`]: plan, SQL, format,
+//! limits) and [`Engine::query_events`] (the operators' `audit.events`), in `entry`; encoders
+//! take a [`Format`] value, never a header.
+//!
 //! Owns: a fresh session per request whose catalog lists only the datasets the plan allows
 //! (`session`); secure table providers whose scan is raw Parquet → row filter → masks → a
 //! barrier no user predicate can be pushed beneath (`provider`, `barrier`, `masks`, `filter`);
@@ -9,9 +13,9 @@
 //! and run queries away from the HTTP runtime (`executor`, `run`); limits on SQL size, result
 //! rows and time.
 //!
-//! Must never: decide who may see what (it only applies an `AccessPlan` from `policy`), let a
-//! user expression touch a row the row filter hides, name a hidden column in an error, or run
-//! query work on the threads that serve HTTP.
+//! Must never: decide who may see what (it only applies an `AccessPlan` from `policy`), know a
+//! transport, let a user expression touch a row the row filter hides, name a hidden column in
+//! an error, or run query work on the threads that serve HTTP.
 //!
 //! Leak-proof user predicates on clear columns (comparisons with literals, `IN` lists,
 //! `IS NULL`) reach the raw Parquet scan for pruning only (`pushdown`); they are evaluated
@@ -25,6 +29,7 @@ mod audit_table;
 mod barrier;
 mod budget;
 mod encode;
+mod entry;
 mod executor;
 mod extracts;
 mod functions;
@@ -51,7 +56,8 @@ pub use admission::{Admission, Busy, Share};
 pub use answer::{Answer, AnswerHead, Chunk};
 pub use audit_table::{AuditEventsTable, audit_session};
 pub use encode::AnswerInfo;
-pub use encode::{Format, negotiate};
+pub use encode::Format;
+pub use entry::{EventsQuery, HubData, SecureQuery};
 pub use executor::QueryLanes;
 pub use extracts::{Extract, Extracts};
 pub use functions::FunctionSet;
@@ -59,7 +65,7 @@ pub use limits::{EngineRuntime, QueryLimits};
 pub use memory::HubMemory;
 pub use provider::SecureTableProvider;
 pub use run::{AnswerBody, Engine, Piece, QueryEnd, QueryJob, SessionFactory, StartedQuery};
-pub use session::{new_session, secure_session, secure_session_in};
+pub use session::{new_session, secure_session};
 
 /// Why a query gave no answer. Messages name only what the caller can see.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -66,10 +66,10 @@ impl SecureTableProvider {
         let raw_schema = Arc::new(Schema::new(raw_schema.fields().clone()));
         let mut columns = Vec::new();
         for c in plan.visible_columns() {
-            let raw_field = raw_schema.field_with_name(&c.name)?.clone();
+            let raw_field = raw_schema.field_with_name(c.name())?.clone();
             columns.push(VisibleColumn {
-                name: c.name.clone(),
-                treatment: c.treatment.clone(),
+                name: c.name().to_string(),
+                treatment: c.treatment().clone(),
                 raw_field,
             });
         }
@@ -87,9 +87,9 @@ impl SecureTableProvider {
         ));
         // SECURITY: every row filter of the plan applies (AND); they are typed trees, not SQL.
         let row_filter = plan
-            .row_filters
+            .row_filters()
             .iter()
-            .map(|f| to_expr(&f.expr))
+            .map(|f| to_expr(f.expr()))
             .reduce(Expr::and);
         let clear = columns
             .iter()
@@ -252,7 +252,7 @@ impl TableProvider for SecureTableProvider {
 mod tests {
     use super::*;
     use crate::policy::filter::{Comparison, FilterExpr, Literal};
-    use crate::policy::{ColumnClass, ColumnPlan, Reason, RowFilter};
+    use crate::policy::{ColumnClass, ColumnPlan};
     use datafusion::arrow::array::{Int32Array, RecordBatch, StringArray};
     use datafusion::arrow::datatypes::DataType;
     use datafusion::common::stats::Precision;
@@ -260,42 +260,21 @@ mod tests {
     use datafusion::prelude::SessionContext;
 
     fn plan(row_filter: bool) -> DatasetPlan {
-        let column = |name: &str, treatment| ColumnPlan {
-            name: name.to_string(),
-            class: ColumnClass::Public,
-            treatment,
-            reasons: Vec::new(),
-        };
-        let filter = FilterExpr::Compare(
-            Box::new(FilterExpr::Column("age".into())),
-            Comparison::Gt,
-            Box::new(FilterExpr::Literal(Literal::Integer(0))),
-        );
-        DatasetPlan {
-            name: "t.t".into(),
-            title: String::new(),
-            query: true,
-            aggregate: false,
-            lookup_key: None,
-            row_filters: if row_filter {
-                vec![RowFilter {
-                    source: "age > 0".into(),
-                    expr: filter,
-                    reason: Reason {
-                        source: "default",
-                        line: None,
-                        text: String::new(),
-                    },
-                }]
-            } else {
-                Vec::new()
-            },
-            columns: vec![
-                column("age", ColumnTreatment::Clear),
-                column("name", ColumnTreatment::Redacted),
+        let plan = DatasetPlan::new(
+            "t.t",
+            vec![
+                ColumnPlan::new("age", ColumnClass::Public, ColumnTreatment::Clear),
+                ColumnPlan::new("name", ColumnClass::Public, ColumnTreatment::Redacted),
             ],
-            reasons: Vec::new(),
-            refused: None,
+        );
+        if row_filter {
+            plan.with_row_filter(FilterExpr::Compare(
+                Box::new(FilterExpr::Column("age".into())),
+                Comparison::Gt,
+                Box::new(FilterExpr::Literal(Literal::Integer(0))),
+            ))
+        } else {
+            plan
         }
     }
 

@@ -29,7 +29,9 @@ use tokio::time::Instant;
 use super::admission::{Admission, Busy, Share, Slot};
 use super::answer::{Answer, AnswerHead};
 use super::encode::{AnswerInfo, Format};
+use super::entry::HubData;
 use super::executor::{Lane, QueryLanes};
+use super::extracts::Extracts;
 use super::limits::{EngineRuntime, QueryLimits};
 use super::{EngineError, PlannedQuery, plan_query};
 use crate::config::LimitsConfig;
@@ -97,16 +99,29 @@ pub struct Engine {
     runtime: EngineRuntime,
     lanes: QueryLanes,
     admission: Arc<Admission>,
+    /// What secure sessions read (`entry.rs`).
+    data: Arc<HubData>,
 }
 
 impl Engine {
-    /// Starts the lanes' threads.
-    pub fn start(limits: &LimitsConfig) -> std::io::Result<Self> {
+    /// Starts the lanes' threads, to query `data`.
+    pub fn start(limits: &LimitsConfig, data: HubData) -> std::io::Result<Self> {
         Ok(Self {
             runtime: EngineRuntime::new(limits.process_memory_bytes()),
             lanes: QueryLanes::start(limits)?,
             admission: Admission::new(limits),
+            data: Arc::new(data),
         })
+    }
+
+    /// The hub's data as queries read it.
+    pub fn data(&self) -> &Arc<HubData> {
+        &self.data
+    }
+
+    /// The pseudonymised extracts, when they are on.
+    pub fn extracts(&self) -> Option<&Arc<Extracts>> {
+        self.data.extracts.as_ref()
     }
 
     pub fn runtime(&self) -> &EngineRuntime {
@@ -449,6 +464,18 @@ mod tests {
         }
     }
 
+    /// No data folder: these tests run plain sessions.
+    fn no_data() -> HubData {
+        HubData {
+            dir: std::path::PathBuf::new(),
+            keys: Arc::new(crate::pseudonym::KeyRing::new(
+                crate::pseudonym::MasterKey::from_bytes([7; 32]),
+                Vec::new(),
+            )),
+            extracts: None,
+        }
+    }
+
     fn plain() -> SessionFactory {
         Box::new(|runtime| Ok(new_session(runtime, &QueryLimits::default())))
     }
@@ -461,7 +488,7 @@ mod tests {
             queries_per_principal: 1,
             ..LimitsConfig::default()
         };
-        let engine = Engine::start(&limits).unwrap();
+        let engine = Engine::start(&limits, no_data()).unwrap();
         let share = engine.admit("p", "h").await.unwrap();
         let panicking: SessionFactory = Box::new(|_| panic!("a bug in planning"));
         let e = engine
@@ -493,7 +520,7 @@ mod tests {
     /// cap (it used to allocate gigabytes while folding constants).
     #[tokio::test]
     async fn array_repeat_of_two_billion_is_refused_at_planning() {
-        let engine = Engine::start(&LimitsConfig::default()).unwrap();
+        let engine = Engine::start(&LimitsConfig::default(), no_data()).unwrap();
         for sql in [
             "SELECT cardinality(array_repeat(1, 2000000000))",
             "SELECT cardinality(range(0, 200000000))",

@@ -104,9 +104,9 @@ pub fn secure_session(
 /// extracts from `extracts` when they are ready.
 #[allow(
     clippy::too_many_arguments,
-    reason = "one call site in the server, one in tests"
+    reason = "one call site, `Engine::query` (entry.rs); `secure_session` for tests and benchmarks"
 )]
-pub fn secure_session_in(
+pub(crate) fn secure_session_in(
     ctx: SessionContext,
     plan: &AccessPlan,
     catalog: &Catalog,
@@ -117,16 +117,16 @@ pub fn secure_session_in(
     extracts: Option<&Arc<Extracts>>,
 ) -> Result<SessionContext, EngineError> {
     let domain = keys
-        .domain_on(&plan.habilitation.pseudonymisation_domain, today)
+        .domain_on(&plan.habilitation().pseudonymisation_domain, today)
         .map_err(|_| EngineError::Internal("pseudonymisation key unavailable".into()))?;
     let root = ctx
         .catalog(CATALOG)
         .ok_or_else(|| EngineError::Internal("default catalog missing".into()))?;
-    for dataset in plan.datasets.iter().filter(|d| d.query) {
-        let Some(entry) = catalog.dataset(&dataset.name) else {
+    for dataset in plan.datasets().filter(|d| d.query_allowed()) {
+        let Some(entry) = catalog.dataset(dataset.name()) else {
             continue;
         };
-        let Some((schema_name, table)) = dataset.name.split_once('.') else {
+        let Some((schema_name, table)) = dataset.name().split_once('.') else {
             continue;
         };
         if root.schema(schema_name).is_none() {
@@ -160,8 +160,8 @@ pub fn secure_session_in(
 fn extract_columns(dataset: &DatasetPlan) -> Option<Vec<String>> {
     let pseudonymised: Vec<String> = dataset
         .visible_columns()
-        .filter(|c| matches!(c.treatment, ColumnTreatment::Pseudonymised { .. }))
-        .map(|c| c.name.clone())
+        .filter(|c| matches!(c.treatment(), ColumnTreatment::Pseudonymised { .. }))
+        .map(|c| c.name().to_string())
         .collect();
     if pseudonymised.is_empty() {
         return None;
@@ -169,9 +169,9 @@ fn extract_columns(dataset: &DatasetPlan) -> Option<Vec<String>> {
     // SECURITY: a row filter that reads a pseudonymised column needs its raw values, which an
     // extract does not have: such a dataset is always read from its data file.
     if dataset
-        .row_filters
+        .row_filters()
         .iter()
-        .any(|f| pseudonymised.iter().any(|c| f.expr.mentions(c)))
+        .any(|f| pseudonymised.iter().any(|c| f.expr().mentions(c)))
     {
         return None;
     }
@@ -182,41 +182,22 @@ fn extract_columns(dataset: &DatasetPlan) -> Option<Vec<String>> {
 mod tests {
     use super::*;
     use crate::policy::filter::{FilterExpr, Literal};
-    use crate::policy::{ColumnClass, ColumnPlan, Reason, RowFilter};
+    use crate::policy::{ColumnClass, ColumnPlan};
 
-    fn plan(row_filter: FilterExpr) -> DatasetPlan {
-        let column = |name: &str, treatment: ColumnTreatment| ColumnPlan {
-            name: name.to_string(),
-            class: ColumnClass::Public,
-            treatment,
-            reasons: Vec::new(),
-        };
-        DatasetPlan {
-            name: "sante.sejours".to_string(),
-            title: String::new(),
-            query: true,
-            aggregate: false,
-            lookup_key: None,
-            row_filters: vec![RowFilter {
-                source: String::new(),
-                expr: row_filter,
-                reason: Reason {
-                    source: "default",
-                    line: None,
-                    text: String::new(),
-                },
-            }],
-            columns: vec![
-                column(
-                    "nir",
-                    ColumnTreatment::Pseudonymised {
-                        domain: "projet-diabete".to_string(),
-                    },
-                ),
-                column("region", ColumnTreatment::Clear),
+    fn plan(row_filter: FilterExpr, nir: ColumnTreatment) -> DatasetPlan {
+        DatasetPlan::new(
+            "sante.sejours",
+            vec![
+                ColumnPlan::new("nir", ColumnClass::Public, nir),
+                ColumnPlan::new("region", ColumnClass::Public, ColumnTreatment::Clear),
             ],
-            reasons: Vec::new(),
-            refused: None,
+        )
+        .with_row_filter(row_filter)
+    }
+
+    fn pseudonymised() -> ColumnTreatment {
+        ColumnTreatment::Pseudonymised {
+            domain: "projet-diabete".to_string(),
         }
     }
 
@@ -232,13 +213,15 @@ mod tests {
     /// column, an extract can serve the plan (its row filter still applies to the extract).
     #[test]
     fn a_row_filter_on_a_pseudonymised_column_keeps_the_data_file() {
-        assert_eq!(extract_columns(&plan(equals("nir", "1840375056123"))), None);
         assert_eq!(
-            extract_columns(&plan(equals("region", "84"))),
+            extract_columns(&plan(equals("nir", "1840375056123"), pseudonymised())),
+            None
+        );
+        assert_eq!(
+            extract_columns(&plan(equals("region", "84"), pseudonymised())),
             Some(vec!["nir".to_string()])
         );
-        let mut clear = plan(equals("region", "84"));
-        clear.columns[0].treatment = ColumnTreatment::Clear;
+        let clear = plan(equals("region", "84"), ColumnTreatment::Clear);
         assert_eq!(extract_columns(&clear), None, "nothing to precompute");
     }
 }

@@ -164,15 +164,15 @@ pub fn answer_record(
     key: &str,
     domain: Option<&Arc<PseudonymDomain>>,
 ) -> Result<Map<String, Value>, LookupError> {
-    let key_column = plan.lookup_key.as_deref().ok_or(LookupError::NoIndex)?;
-    let index = match lookups.index(catalog, &plan.name, key_column) {
+    let key_column = plan.lookup_key().ok_or(LookupError::NoIndex)?;
+    let index = match lookups.index(catalog, plan.name(), key_column) {
         Ok(index) => index,
         Err(IndexError::NotUnique) => return Err(LookupError::NoIndex),
         Err(e) => return Err(LookupError::Internal(e.to_string())),
     };
     // Only the granted fields are decoded; row filters may need any column.
-    let visible: Vec<&str> = plan.visible_columns().map(|c| c.name.as_str()).collect();
-    let columns = if plan.row_filters.is_empty() {
+    let visible: Vec<&str> = plan.visible_columns().map(|c| c.name()).collect();
+    let columns = if plan.row_filters().is_empty() {
         read::Columns::Only(&visible)
     } else {
         read::Columns::All
@@ -189,18 +189,18 @@ pub fn answer_record(
         }
     };
     // SECURITY: the plan's row filters apply to lookups too; a filtered-out record is "not found".
-    if !plan.row_filters.is_empty() && !passes_row_filters(plan, batch)? {
+    if !plan.row_filters().is_empty() && !passes_row_filters(plan, batch)? {
         return Err(LookupError::NotFound);
     }
     let mut out = Map::new();
     for column in plan.visible_columns() {
-        let Some(raw) = batch.column_by_name(&column.name) else {
+        let Some(raw) = batch.column_by_name(column.name()) else {
             return Err(LookupError::Internal("a granted column is missing".into()));
         };
         // SECURITY: each granted field goes through its treatment, as in SQL answers.
-        let treated = treat(&column.treatment, domain, raw)?;
-        let value = single_json_value(&column.name, treated)?;
-        out.insert(column.name.clone(), value);
+        let treated = treat(column.treatment(), domain, raw)?;
+        let value = single_json_value(column.name(), treated)?;
+        out.insert(column.name().to_string(), value);
     }
     Ok(out)
 }

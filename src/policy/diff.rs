@@ -28,22 +28,22 @@ fn view(set: &PolicySet) -> BTreeMap<String, View> {
                 continue;
             }
             let mut items = BTreeMap::new();
-            if d.query {
+            if d.query_allowed() {
                 items.insert("action query".to_string(), String::new());
             }
-            if d.aggregate {
+            if d.aggregates_allowed() {
                 items.insert("action aggregate".to_string(), String::new());
             }
-            if let Some(k) = &d.lookup_key {
+            if let Some(k) = d.lookup_key() {
                 items.insert("action lookup".to_string(), format!("by {k}"));
             }
-            for f in &d.row_filters {
-                items.insert(format!("row filter {}", f.source), String::new());
+            for f in d.row_filters() {
+                items.insert(format!("row filter {}", f.source()), String::new());
             }
             for c in d.visible_columns() {
-                items.insert(format!("column {}", c.name), c.treatment.label());
+                items.insert(format!("column {}", c.name()), c.treatment().label());
             }
-            datasets.insert(d.name.clone(), items);
+            datasets.insert(d.name().to_string(), items);
         }
         out.insert(h.id.clone(), datasets);
     }

@@ -136,34 +136,34 @@ pub fn render_text(
         }
         for d in set.evaluate(h, Some(principal)) {
             let mut acts = Vec::new();
-            if d.query {
+            if d.query_allowed() {
                 acts.push("query".to_string());
             }
-            if d.aggregate {
+            if d.aggregates_allowed() {
                 acts.push("aggregate".to_string());
             }
-            if let Some(k) = &d.lookup_key {
+            if let Some(k) = d.lookup_key() {
                 acts.push(format!("lookup by {k}"));
             }
             if !d.accessible() {
                 let why = d
-                    .refused
-                    .clone()
-                    .or_else(|| d.reasons.first().map(ToString::to_string))
+                    .refused()
+                    .map(str::to_string)
+                    .or_else(|| d.reasons().first().map(ToString::to_string))
                     .unwrap_or_default();
-                let _ = writeln!(out, "  {}: no access — {}", d.name, why);
+                let _ = writeln!(out, "  {}: no access — {}", d.name(), why);
                 continue;
             }
-            let _ = writeln!(out, "  {} ({}): {}", d.name, d.title, acts.join(", "));
-            for r in &d.reasons {
+            let _ = writeln!(out, "  {} ({}): {}", d.name(), d.title(), acts.join(", "));
+            for r in d.reasons() {
                 let _ = writeln!(out, "      because {r}");
             }
-            for f in &d.row_filters {
-                let _ = writeln!(out, "    rows where {}   ({})", f.source, f.reason);
+            for f in d.row_filters() {
+                let _ = writeln!(out, "    rows where {}   ({})", f.source(), f.reason());
             }
-            for c in &d.columns {
+            for c in d.columns() {
                 let why = c
-                    .reasons
+                    .reasons()
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
@@ -171,8 +171,8 @@ pub fn render_text(
                 let _ = writeln!(
                     out,
                     "    {:<26} {:<44} {}",
-                    c.name,
-                    c.treatment.label(),
+                    c.name(),
+                    c.treatment().label(),
                     why
                 );
             }

@@ -54,49 +54,179 @@ impl std::fmt::Display for Reason {
 /// One column of a dataset in a plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct ColumnPlan {
-    pub name: String,
-    pub class: ColumnClass,
-    pub treatment: ColumnTreatment,
-    pub reasons: Vec<Reason>,
+    name: String,
+    class: ColumnClass,
+    treatment: ColumnTreatment,
+    reasons: Vec<Reason>,
+}
+
+impl ColumnPlan {
+    /// A column decided by hand (tests, benchmarks); the hub's plans come from
+    /// `PolicySet::plan`.
+    pub fn new(name: impl Into<String>, class: ColumnClass, treatment: ColumnTreatment) -> Self {
+        Self {
+            name: name.into(),
+            class,
+            treatment,
+            reasons: Vec::new(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn class(&self) -> ColumnClass {
+        self.class
+    }
+
+    pub fn treatment(&self) -> &ColumnTreatment {
+        &self.treatment
+    }
+
+    /// The policy lines (or the default) that decided the treatment.
+    pub fn reasons(&self) -> &[Reason] {
+        &self.reasons
+    }
 }
 
 /// A row filter, bound to the principal's attributes.
 #[derive(Debug, Clone, Serialize)]
 pub struct RowFilter {
     /// The predicate as written in policy.csv.
-    pub source: String,
-    pub expr: FilterExpr,
-    pub reason: Reason,
+    source: String,
+    expr: FilterExpr,
+    reason: Reason,
+}
+
+impl RowFilter {
+    /// The predicate as written in policy.csv.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The predicate, bound to the principal's attributes.
+    pub fn expr(&self) -> &FilterExpr {
+        &self.expr
+    }
+
+    pub fn reason(&self) -> &Reason {
+        &self.reason
+    }
 }
 
 /// One dataset in a plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct DatasetPlan {
-    pub name: String,
-    pub title: String,
-    pub query: bool,
-    pub aggregate: bool,
+    name: String,
+    title: String,
+    query: bool,
+    aggregate: bool,
     /// Key column of per-record lookups, when lookups are allowed.
-    pub lookup_key: Option<String>,
+    lookup_key: Option<String>,
     /// Row filters, all applied (AND).
-    pub row_filters: Vec<RowFilter>,
+    row_filters: Vec<RowFilter>,
     /// Every column of the catalog, in order; hidden ones say so (the engine drops them).
-    pub columns: Vec<ColumnPlan>,
+    columns: Vec<ColumnPlan>,
     /// Reasons of the dataset-level decisions (query, lookup, aggregate).
-    pub reasons: Vec<Reason>,
+    reasons: Vec<Reason>,
     /// Set when the dataset is refused for this principal although rules allow it (e.g. a
     /// filter needs a claim the token lacks).
-    pub refused: Option<String>,
+    refused: Option<String>,
 }
 
 impl DatasetPlan {
+    /// A dataset open to queries, decided by hand (tests, benchmarks); the hub's plans come
+    /// from `PolicySet::plan`.
+    pub fn new(name: impl Into<String>, columns: Vec<ColumnPlan>) -> Self {
+        Self {
+            name: name.into(),
+            title: String::new(),
+            query: true,
+            aggregate: false,
+            lookup_key: None,
+            row_filters: Vec::new(),
+            columns,
+            reasons: Vec::new(),
+            refused: None,
+        }
+    }
+
+    /// The same plan with one more row filter (tests, benchmarks).
+    pub fn with_row_filter(mut self, expr: FilterExpr) -> Self {
+        self.row_filters.push(RowFilter {
+            source: String::new(),
+            expr,
+            reason: Reason {
+                source: "default",
+                line: None,
+                text: String::new(),
+            },
+        });
+        self
+    }
+
+    /// `schema.table`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn title(&self) -> &str {
+        &self.title
+    }
+
     /// True when the principal may do anything with this dataset.
     pub fn accessible(&self) -> bool {
         self.refused.is_none() && (self.query || self.aggregate || self.lookup_key.is_some())
     }
 
+    /// SQL queries are allowed on it.
+    pub fn query_allowed(&self) -> bool {
+        self.query
+    }
+
+    /// Aggregate outputs may be asked for (the `aggregate` act).
+    pub fn aggregates_allowed(&self) -> bool {
+        self.aggregate
+    }
+
+    /// Per-record lookups are allowed on it (and not refused for this principal).
+    pub fn lookup_allowed(&self) -> bool {
+        self.refused.is_none() && self.lookup_key.is_some()
+    }
+
+    /// The key column of per-record lookups, when lookups are allowed.
+    pub fn lookup_key(&self) -> Option<&str> {
+        self.lookup_key.as_deref()
+    }
+
+    /// The row filters, all applied (AND).
+    pub fn row_filters(&self) -> &[RowFilter] {
+        &self.row_filters
+    }
+
+    /// Its visible rows are restricted by a row filter.
+    pub fn rows_restricted(&self) -> bool {
+        !self.row_filters.is_empty()
+    }
+
+    /// Every column of the catalog, in order, hidden ones included (they say so).
+    pub fn columns(&self) -> &[ColumnPlan] {
+        &self.columns
+    }
+
     pub fn visible_columns(&self) -> impl Iterator<Item = &ColumnPlan> {
         self.columns.iter().filter(|c| !c.treatment.is_hidden())
+    }
+
+    /// The reasons of the dataset-level decisions (query, lookup, aggregate).
+    pub fn reasons(&self) -> &[Reason] {
+        &self.reasons
+    }
+
+    /// Why the dataset is refused to this principal although rules allow it.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
     }
 }
 
@@ -115,15 +245,48 @@ pub struct HabilitationSummary {
 /// What one principal may do under one habilitation.
 #[derive(Debug, Clone, Serialize)]
 pub struct AccessPlan {
-    pub habilitation: HabilitationSummary,
-    pub policy_version: String,
+    habilitation: HabilitationSummary,
+    policy_version: String,
     /// Accessible datasets only.
-    pub datasets: Vec<DatasetPlan>,
+    datasets: Vec<DatasetPlan>,
 }
 
 impl AccessPlan {
+    /// A plan of `datasets` under `habilitation`, for policy version `policy_version`.
+    pub fn new(
+        habilitation: HabilitationSummary,
+        policy_version: impl Into<String>,
+        datasets: Vec<DatasetPlan>,
+    ) -> Self {
+        Self {
+            habilitation,
+            policy_version: policy_version.into(),
+            datasets,
+        }
+    }
+
+    /// The habilitation the plan was built under.
+    pub fn habilitation(&self) -> &HabilitationSummary {
+        &self.habilitation
+    }
+
+    /// The policy set version the plan was built from.
+    pub fn policy_version(&self) -> &str {
+        &self.policy_version
+    }
+
+    /// The datasets the principal may touch.
+    pub fn datasets(&self) -> impl Iterator<Item = &DatasetPlan> {
+        self.datasets.iter()
+    }
+
     pub fn dataset(&self, name: &str) -> Option<&DatasetPlan> {
         self.datasets.iter().find(|d| d.name == name)
+    }
+
+    /// Some dataset is open to SQL queries.
+    pub fn allows_queries(&self) -> bool {
+        self.datasets.iter().any(|d| d.query)
     }
 }
 

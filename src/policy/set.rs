@@ -330,11 +330,11 @@ impl PolicySet {
             .into_iter()
             .filter(DatasetPlan::accessible)
             .collect();
-        let plan = Arc::new(AccessPlan {
-            habilitation: HabilitationSummary::of(habilitation),
-            policy_version: self.version.clone(),
+        let plan = Arc::new(AccessPlan::new(
+            HabilitationSummary::of(habilitation),
+            self.version.clone(),
             datasets,
-        });
+        ));
         if let Ok(mut cache) = self.cache.write() {
             if cache.len() >= PLAN_CACHE_LIMIT {
                 cache.clear();

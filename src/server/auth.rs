@@ -1,7 +1,8 @@
 //! The `Authenticated` extractor: the only place where the server touches a bearer token.
 //!
-//! It reads `Authorization`, removes it from the request (so nothing downstream can log or
-//! forward it), hands the token to `identity` and turns any refusal into the one 401 answer.
+//! It takes `Authorization` out of the request (so nothing downstream can log or forward it)
+//! and the TLS client certificate, and hands both to `Gateway::authenticate`, which answers the
+//! caller or the one refusal (recorded there).
 
 use std::sync::Arc;
 
@@ -11,14 +12,12 @@ use axum::http::request::Parts;
 use axum_server::tls::TlsInfo;
 
 use super::AppState;
-use super::audit::AuditDraft;
 use super::error::ApiError;
-use crate::identity::{ClientCertificate, Principal, bearer_token};
-use crate::telemetry::names;
+use crate::gateway::{Authorization, Caller, ClientCertificate, RequestRecord};
 
 /// A request whose bearer token was validated.
 #[derive(Debug, Clone)]
-pub struct Authenticated(pub Principal);
+pub struct Authenticated(pub Caller);
 
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
@@ -31,39 +30,21 @@ impl FromRequestParts<AppState> for Authenticated {
             .get::<Arc<TlsInfo>>()
             .and_then(|info| info.peer_certificates.first())
             .map(|der| ClientCertificate::from_der(der));
-        let result = match header_value.as_ref().map(|v| v.to_str()) {
-            Some(Err(_)) => Err(crate::identity::AuthError::NotBearer),
-            other => {
-                let raw = other.and_then(Result::ok);
-                match bearer_token(raw) {
-                    Ok(token) => {
-                        state
-                            .identity
-                            .authenticate(token, client_certificate.as_ref())
-                            .await
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+        let authorization = match header_value.as_ref().map(|v| v.to_str()) {
+            None => Authorization::Absent,
+            Some(Err(_)) => Authorization::Unreadable,
+            Some(Ok(value)) => Authorization::Value(value),
         };
-        let draft = parts.extensions.get::<AuditDraft>().cloned();
-        match result {
-            Ok(principal) => {
-                if let Some(draft) = draft {
-                    draft.authenticated(&principal);
-                }
-                Ok(Authenticated(principal))
-            }
-            Err(reason) => {
-                if let Some(draft) = draft {
-                    draft.token_refused(reason.reason());
-                }
-                // SECURITY: the cause is logged (with the request id, from the span) and
-                // counted, never returned: every refusal gets the same 401.
-                tracing::info!(reason = reason.reason(), "token refused");
-                metrics::counter!(names::AUTH_FAILURES, "reason" => reason.reason()).increment(1);
-                Err(ApiError::unauthorized())
-            }
-        }
+        // SECURITY: a route the audit middleware does not record serves nobody (fail closed).
+        let Some(record) = parts.extensions.get::<RequestRecord>().cloned() else {
+            tracing::error!("an authenticated route has no audit record: refused");
+            return Err(ApiError::internal());
+        };
+        state
+            .gateway
+            .authenticate(&record, authorization, client_certificate.as_ref())
+            .await
+            .map(Authenticated)
+            .map_err(ApiError::from)
     }
 }

@@ -5,9 +5,11 @@
 //! renders it. Client errors explain what to fix; internal errors say only "internal error" and
 //! the request id. Details of a refused token are never sent (one 401 for every cause).
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+
+use crate::gateway::{ErrorKind, GatewayError, RateState};
 
 /// Base of the `type` URIs of our problems; documented in `docs/api.md`.
 pub const PROBLEM_BASE: &str = "https://passerelle.docs/problems/";
@@ -24,6 +26,8 @@ pub struct ApiError {
     pub detail: String,
     /// Seconds after which the client may try again (`Retry-After`), for 503 and 429.
     pub retry_after: Option<u64>,
+    /// The rate limit behind a refusal (`RateLimit-*`).
+    pub rate: Option<RateState>,
 }
 
 impl ApiError {
@@ -39,20 +43,8 @@ impl ApiError {
             title,
             detail: detail.into(),
             retry_after: None,
+            rate: None,
         }
-    }
-
-    /// The hub cannot take this work now (the caller's share, a lane or the memory is full):
-    /// 503 with `Retry-After`.
-    pub fn busy(busy: &crate::engine::Busy) -> Self {
-        let mut e = Self::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            "Busy",
-            busy.to_string(),
-        );
-        e.retry_after = Some(busy.retry_after_secs());
-        e
     }
 
     /// The single answer for every refused or missing token (RFC 6750).
@@ -142,6 +134,43 @@ impl ApiError {
     }
 }
 
+/// The one mapping from a use case's refusal to an HTTP answer.
+impl From<GatewayError> for ApiError {
+    fn from(e: GatewayError) -> Self {
+        let status = match e.kind {
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Busy | ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        Self {
+            status,
+            code: e.code,
+            title: e.title,
+            detail: e.detail,
+            retry_after: e.retry_after,
+            rate: e.rate,
+        }
+    }
+}
+
+/// The `RateLimit-*` fields of a rate limit's state.
+pub fn rate_headers(rate: &RateState) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert("ratelimit-limit", HeaderValue::from(rate.limit));
+    headers.insert("ratelimit-remaining", HeaderValue::from(rate.remaining));
+    if let Some(reset) = rate.reset_secs {
+        headers.insert("ratelimit-reset", HeaderValue::from(reset));
+    }
+    headers
+}
+
 /// The JSON body of a problem answer.
 #[derive(Debug, Serialize)]
 pub struct Problem<'a> {
@@ -175,6 +204,9 @@ impl ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(rate) = &self.rate {
+            response.headers_mut().extend(rate_headers(rate));
         }
         if self.status == StatusCode::UNAUTHORIZED {
             // RFC 6750 §3: the same challenge whatever the cause.

@@ -15,28 +15,14 @@ pub async fn live() -> Json<serde_json::Value> {
 }
 
 /// `GET /health/ready`: 200 only when every check passes (keys of every trusted issuer
-/// loaded, data and policies loaded); 503 otherwise. Names checks, never secrets or paths.
+/// loaded, audit trail writable, not shutting down); 503 otherwise. Names checks, never
+/// secrets or paths.
 pub async fn ready(State(state): State<AppState>) -> Response {
-    let issuers = state.identity.status();
-    let identity_ready = state.identity.is_ready();
-    let audit_ready = state.audit.healthy();
-    let ready = identity_ready && audit_ready && !state.shutting_down();
+    let (ready, checks) = state.gateway.readiness(state.shutting_down());
     metrics::gauge!(names::READY).set(if ready { 1.0 } else { 0.0 });
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "checks": {
-            "identity": { "ready": identity_ready, "issuers": issuers },
-            "data": { "ready": true, "datasets": state.hub.datasets },
-            "audit": { "ready": audit_ready },
-            // A refused reload keeps the previous set serving: ready, but operators must look.
-            "policy": {
-                "ready": true,
-                "version": state.policy.current().version,
-                "last_reload_refused": state.policy.last_error().is_some(),
-            },
-            "queries": queries(&state),
-            "shutting_down": state.shutting_down(),
-        }
+        "checks": checks,
     });
     let status = if ready {
         StatusCode::OK
@@ -44,25 +30,6 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(body)).into_response()
-}
-
-/// The query lanes' load and the process's memory, for readiness.
-fn queries(state: &AppState) -> serde_json::Value {
-    let admission = state.engine.admission();
-    let (cheap, heavy) = admission.running();
-    let (cheap_slots, heavy_slots) = admission.slots();
-    let memory = state.engine.runtime().memory();
-    json!({
-        "running": cheap + heavy,
-        "slots": heavy_slots,
-        "cheap": { "running": cheap, "slots": cheap_slots },
-        "heavy": { "running": heavy, "slots": heavy_slots },
-        "memory": {
-            "resident_mb": memory.resident() / (1024 * 1024),
-            "ceiling_mb": memory.ceiling() / (1024 * 1024),
-            "queries_mb": memory.used() / (1024 * 1024),
-        },
-    })
 }
 
 /// `GET /metrics`: Prometheus text exposition.

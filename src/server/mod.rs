@@ -1,25 +1,27 @@
-//! Server: the HTTPS listener, the router, middleware, handlers, and the one mapping from
-//! errors to HTTP answers (`error`).
+//! Server: the HTTPS transport. Routes, middleware, extractors, content negotiation,
+//! streaming, and the one mapping from a `GatewayError` to an RFC 9457 answer (`error`).
 //!
 //! Owns: TLS (rustls, HTTP/2 and HTTP/1.1, optional mutual TLS), request ids, body and time
-//! limits, metrics and health endpoints, graceful shutdown.
+//! limits, metrics and health endpoints, graceful shutdown. Each handler parses its request,
+//! calls one `gateway` use case and encodes the outcome.
 //!
-//! Must never: build SQL, read tokens outside the `auth` extractor, evaluate policy, or listen
-//! in plain HTTP. It holds `Arc<dyn Authenticator>` and friends, never concrete backends, and
-//! it cannot start the demo's development issuer (that lives in `demo`, which `serve` never
-//! calls).
+//! Must never: make a security decision, build a session or SQL, write an audit record itself,
+//! read tokens outside the `auth` extractor, import `engine`, `policy`, `lookup` or `audit`
+//! (a test fails when it does: `architecture::the_layers_import_only_downwards`), or listen in
+//! plain HTTP. It cannot start the demo's development issuer (that lives in `demo`, which
+//! `serve` never calls).
 
 mod admin;
-pub mod audit;
 mod auth;
 mod body;
-mod datasets;
+mod catalog;
 pub mod error;
 mod health;
 mod lookup;
-mod me;
 pub mod middleware;
+mod negotiate;
 mod query;
+mod record;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -43,46 +45,15 @@ use tower_http::timeout::TimeoutLayer;
 pub use auth::Authenticated;
 pub use error::ApiError;
 
-use crate::config::Config;
-use crate::identity::Authenticator;
-use crate::policy::PolicyStore;
-use crate::policy::history::PolicyHistory;
-use crate::pseudonym::KeyRing;
-
-/// What the hub has loaded, for readiness and `/v1/me`.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct HubSummary {
-    pub datasets: Vec<String>,
-}
+use crate::config::ServerConfig;
+use crate::gateway::Gateway;
 
 /// Everything a handler may use; one documented field per dependency.
 pub struct App {
-    /// The validated configuration.
-    pub config: Config,
-    /// Token validation (the only reader of bearer tokens).
-    pub identity: Arc<dyn Authenticator>,
-    /// The policy set in force (swapped atomically on reload).
-    pub policy: Arc<PolicyStore>,
-    /// Submitted policy versions.
-    pub history: PolicyHistory,
-    /// Pseudonymisation keys (the engine applies them; the key never leaves the ring).
-    pub pseudonyms: Arc<KeyRing>,
-    /// What was loaded at start.
-    pub hub: HubSummary,
+    /// The hub's use cases (every decision, every audit record).
+    pub gateway: Arc<Gateway>,
     /// Prometheus exposition, if the recorder could be installed.
     pub metrics: Option<PrometheusHandle>,
-    /// The query engine: DataFusion caches, the hub's memory budget, the query lanes (threads
-    /// of their own) and fair admission.
-    pub engine: crate::engine::Engine,
-    /// The audit trail: every request that reaches authentication is recorded before its
-    /// answer leaves.
-    pub audit: crate::audit::AuditLog,
-    /// Key indexes for lookups (the policy's key columns at start, others on first use).
-    pub lookups: Arc<crate::lookup::Lookups>,
-    /// Pseudonymised extracts (`None` when `pseudonymisation.extracts` is off).
-    pub extracts: Option<Arc<crate::engine::Extracts>>,
-    /// Lookup rate limiters per habilitation and organisation.
-    pub lookup_limits: lookup::LookupLimits,
     /// Set when a graceful shutdown starts: readiness drops so load balancers stop sending.
     shutting_down: AtomicBool,
 }
@@ -98,67 +69,35 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// What the hub loaded at start, handed to the server in one piece.
-pub struct Loaded {
-    pub identity: Arc<dyn Authenticator>,
-    pub policy: Arc<PolicyStore>,
-    pub history: PolicyHistory,
-    pub pseudonyms: Arc<KeyRing>,
-    pub lookups: Arc<crate::lookup::Lookups>,
-    pub audit: crate::audit::AuditLog,
-    pub hub: HubSummary,
-}
-
 impl App {
-    /// Assembles the hub; fails only when the query lanes' threads cannot start.
-    pub fn new(config: Config, loaded: Loaded) -> std::io::Result<Self> {
-        let Loaded {
-            identity,
-            policy,
-            history,
-            pseudonyms,
-            lookups,
-            audit,
-            hub,
-        } = loaded;
-        let extracts = config
-            .pseudonymisation
-            .extracts
-            .then(|| crate::engine::Extracts::new(config.pseudonymisation.extracts_dir.clone()));
-        let engine = crate::engine::Engine::start(&config.limits)?;
-        Ok(Self {
-            config,
-            identity,
-            policy,
-            history,
-            pseudonyms,
-            hub,
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self {
+            gateway,
             metrics: crate::telemetry::metrics_handle(),
-            engine,
-            extracts,
-            lookups,
-            audit,
-            lookup_limits: lookup::LookupLimits::default(),
             shutting_down: AtomicBool::new(false),
-        })
+        }
     }
 
     pub fn shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
+
+    fn server(&self) -> &ServerConfig {
+        &self.gateway.config().server
+    }
 }
 
 /// The router with every route and middleware, without a socket (tests can `oneshot` it).
 pub fn app(state: AppState) -> Router {
-    let timeout = Duration::from_secs(state.config.server.request_timeout_secs);
-    let max_body = state.config.server.max_body_bytes;
+    let timeout = Duration::from_secs(state.server().request_timeout_secs);
+    let max_body = state.server().max_body_bytes;
     Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/metrics", get(health::metrics))
-        .route("/v1/me", get(me::me))
+        .route("/v1/me", get(catalog::me))
         .route("/v1/query", axum::routing::post(query::query))
-        .route("/v1/datasets", get(datasets::datasets))
+        .route("/v1/datasets", get(catalog::datasets))
         .route("/v1/lookup/{dataset}/{key}", get(lookup::lookup))
         .route(
             "/v1/lookup/{dataset}",
@@ -205,7 +144,7 @@ pub fn app(state: AppState) -> Router {
         // handler's `ApiError` before the problem is rendered.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            audit::audit_trail,
+            record::audit_trail,
         ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -231,9 +170,9 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// The hub's pseudonymised extracts (tests observe which scans read them).
-    pub fn extracts(&self) -> Option<&Arc<crate::engine::Extracts>> {
-        self.state.extracts.as_ref()
+    /// The hub's use cases (tests observe the pseudonymised extracts through them).
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.state.gateway
     }
 
     /// Graceful shutdown: stop accepting, let in-flight requests finish within `grace`.
@@ -254,7 +193,7 @@ impl RunningServer {
 
     /// Serves until Ctrl-C or SIGTERM, then shuts down gracefully.
     pub async fn run_until_signal(self) -> std::io::Result<()> {
-        let grace = Duration::from_secs(self.state.config.server.shutdown_grace_secs);
+        let grace = Duration::from_secs(self.state.server().shutdown_grace_secs);
         shutdown_signal().await;
         tracing::info!(
             grace_secs = grace.as_secs(),
@@ -275,7 +214,7 @@ pub enum ServerError {
 
 /// Binds the HTTPS listener and serves in the background.
 pub async fn start(state: AppState) -> Result<RunningServer, ServerError> {
-    let server = &state.config.server;
+    let server = state.server();
     let tls = tls::server_config(
         &server.tls_cert,
         &server.tls_key,

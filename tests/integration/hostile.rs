@@ -27,8 +27,11 @@ fn doubling_ctes(levels: usize) -> String {
     sql
 }
 
-/// (what, SQL, the answers it may get: (status, code)).
-pub(crate) fn corpus() -> Vec<(&'static str, String, &'static [(u16, &'static str)])> {
+/// The answers an attack may get: (status, code).
+type Answers = &'static [(u16, &'static str)];
+
+/// (what, SQL, the answers it may get).
+pub(crate) fn corpus() -> Vec<(&'static str, String, Answers)> {
     let many_args = (0..100).map(|_| "'a'").collect::<Vec<_>>().join(", ");
     // 1 700 selects of 10 values: under the SQL size limit, over the syntax-tree budget.
     let unions = (0..1700)

@@ -383,20 +383,12 @@ fn caf_allocataires_plan(set: &passerelle::policy::PolicySet) -> passerelle::pol
 /// habilitation filters lookups, so the plan is the CAF's with a filter added.)
 #[test]
 fn a_row_filter_hides_records_from_lookups() {
+    use passerelle::policy::PolicySet;
     use passerelle::policy::filter::FilterExpr;
-    use passerelle::policy::{PolicySet, Reason, RowFilter};
     let layout = hub().layout();
     let set = PolicySet::load(&layout.policies()).unwrap();
-    let mut plan = caf_allocataires_plan(&set);
-    plan.row_filters.push(RowFilter {
-        source: "nombre_enfants >= 3".into(),
-        expr: FilterExpr::parse("nombre_enfants >= 3", &["nombre_enfants"]).unwrap(),
-        reason: Reason {
-            source: "policy.csv",
-            line: None,
-            text: "test".into(),
-        },
-    });
+    let plan = caf_allocataires_plan(&set)
+        .with_row_filter(FilterExpr::parse("nombre_enfants >= 3", &["nombre_enfants"]).unwrap());
     let (lookups, _) =
         passerelle::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), &layout.data())
             .unwrap();

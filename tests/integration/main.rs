@@ -11,6 +11,7 @@
 mod support;
 
 mod answers;
+mod architecture;
 mod attacks;
 mod audit;
 mod audit_requests;

@@ -54,10 +54,10 @@ fn treatment(set: &PolicySet, who: &str, dataset: &str, column: &str) -> Option<
     let plan = set.plan(&principal, habilitation);
     let d = plan.dataset(dataset)?;
     Some(
-        d.columns
+        d.columns()
             .iter()
-            .find(|c| c.name == column)?
-            .treatment
+            .find(|c| c.name() == column)?
+            .treatment()
             .clone(),
     )
 }
@@ -187,17 +187,17 @@ fn actions_row_filters_and_lookup_keys_of_the_demo_hub() {
     let h = set.resolve(&diabete, None, today()).unwrap();
     let plan = set.plan(&diabete, h);
     let sejours = plan.dataset("sante.sejours").unwrap();
-    assert!(sejours.query && sejours.lookup_key.is_none());
-    assert_eq!(sejours.row_filters.len(), 1);
-    assert_eq!(sejours.row_filters[0].source, "region = '84'");
-    assert_eq!(plan.datasets.len(), 2);
+    assert!(sejours.query_allowed() && sejours.lookup_key().is_none());
+    assert_eq!(sejours.row_filters().len(), 1);
+    assert_eq!(sejours.row_filters()[0].source(), "region = '84'");
+    assert_eq!(plan.datasets().count(), 2);
 
     let emploi = persona("chercheur-emploi");
     let plan = set.plan(&emploi, set.resolve(&emploi, None, today()).unwrap());
     assert!(
         plan.dataset("sante.sejours")
             .unwrap()
-            .row_filters
+            .row_filters()
             .is_empty()
     );
 
@@ -205,8 +205,8 @@ fn actions_row_filters_and_lookup_keys_of_the_demo_hub() {
     let plan = set.plan(&caf, set.resolve(&caf, None, today()).unwrap());
     for dataset in ["social.allocataires", "fiscal.revenus"] {
         let d = plan.dataset(dataset).unwrap();
-        assert!(!d.query, "the CAF runs no SQL on {dataset}");
-        assert_eq!(d.lookup_key.as_deref(), Some("nir"));
+        assert!(!d.query_allowed(), "the CAF runs no SQL on {dataset}");
+        assert_eq!(d.lookup_key(), Some("nir"));
     }
 }
 
@@ -216,22 +216,26 @@ fn every_decision_names_the_line_that_made_it() {
     let p = persona("chercheuse-diabete");
     let plan = set.plan(&p, set.resolve(&p, None, today()).unwrap());
     let sejours = plan.dataset("sante.sejours").unwrap();
-    let nom = sejours.columns.iter().find(|c| c.name == "nom").unwrap();
+    let nom = sejours
+        .columns()
+        .iter()
+        .find(|c| c.name() == "nom")
+        .unwrap();
     assert_eq!(
-        nom.reasons[0].text,
+        nom.reasons()[0].text,
         "p, *, sante.sejours, nom, read, deny, -"
     );
-    let line = nom.reasons[0].line.unwrap();
+    let line = nom.reasons()[0].line.unwrap();
     let csv: Vec<&str> = include_str!("../../policies/policy.csv").lines().collect();
-    assert_eq!(csv[line - 1], nom.reasons[0].text);
+    assert_eq!(csv[line - 1], nom.reasons()[0].text);
     let montant = plan
         .dataset("fiscal.revenus")
         .unwrap()
-        .columns
+        .columns()
         .iter()
-        .find(|c| c.name == "montant_impot")
+        .find(|c| c.name() == "montant_impot")
         .unwrap()
-        .reasons[0]
+        .reasons()[0]
         .clone();
     assert!(
         montant.text.contains("montant_impot, read, deny"),
@@ -456,39 +460,33 @@ async fn decisions_agree_with_casbins_own_enforcer() {
     let mut checked = 0;
     for h in &set.habilitations.list {
         for d in set.evaluate(h, None) {
-            let dataset = set.catalog.dataset(&d.name).unwrap();
+            let dataset = set.catalog.dataset(d.name()).unwrap();
             for (act, ours) in [
-                ("query", d.query),
-                ("aggregate", d.aggregate),
-                ("lookup", d.lookup_key.is_some()),
+                ("query", d.query_allowed()),
+                ("aggregate", d.aggregates_allowed()),
+                ("lookup", d.lookup_key().is_some()),
             ] {
                 let theirs = enforcer
-                    .enforce((h.id.as_str(), d.name.as_str(), "*", "*", act))
+                    .enforce((h.id.as_str(), d.name(), "*", "*", act))
                     .unwrap();
-                assert_eq!(ours, theirs, "{} {} {act}", h.id, d.name);
+                assert_eq!(ours, theirs, "{} {} {act}", h.id, d.name());
                 checked += 1;
             }
-            for c in &d.columns {
+            for c in d.columns() {
                 let class = format!(
                     "@{}",
-                    serde_json::to_value(c.class).unwrap().as_str().unwrap()
+                    serde_json::to_value(c.class()).unwrap().as_str().unwrap()
                 );
-                let field = dataset.field(&c.name).unwrap();
-                assert_eq!(field.class, c.class);
+                let field = dataset.field(c.name()).unwrap();
+                assert_eq!(field.class, c.class());
                 let theirs = enforcer
-                    .enforce((
-                        h.id.as_str(),
-                        d.name.as_str(),
-                        c.name.as_str(),
-                        class.as_str(),
-                        "read",
-                    ))
+                    .enforce((h.id.as_str(), d.name(), c.name(), class.as_str(), "read"))
                     .unwrap();
-                let ours = !c.treatment.is_hidden()
-                    || c.reasons
+                let ours = !c.treatment().is_hidden()
+                    || c.reasons()
                         .iter()
                         .any(|r| r.text.contains("read, allow, hide"));
-                assert_eq!(ours, theirs, "{} {}.{}", h.id, d.name, c.name);
+                assert_eq!(ours, theirs, "{} {}.{}", h.id, d.name(), c.name());
                 checked += 1;
             }
         }

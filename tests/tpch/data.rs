@@ -176,29 +176,23 @@ pub fn allow_all_plan(catalog: &Catalog) -> AccessPlan {
     let datasets = catalog
         .datasets
         .iter()
-        .map(|dataset| DatasetPlan {
-            name: dataset.name().to_string(),
-            title: dataset.title.clone(),
-            query: true,
-            aggregate: true,
-            lookup_key: None,
-            row_filters: Vec::new(),
-            columns: dataset
+        .map(|dataset| {
+            let columns = dataset
                 .fields
                 .iter()
-                .map(|field| ColumnPlan {
-                    name: field.name.get_ref().clone(),
-                    class: field.class,
-                    treatment: ColumnTreatment::Clear,
-                    reasons: Vec::new(),
+                .map(|field| {
+                    ColumnPlan::new(
+                        field.name.get_ref().clone(),
+                        field.class,
+                        ColumnTreatment::Clear,
+                    )
                 })
-                .collect(),
-            reasons: Vec::new(),
-            refused: None,
+                .collect();
+            DatasetPlan::new(dataset.name(), columns)
         })
         .collect();
-    AccessPlan {
-        habilitation: HabilitationSummary {
+    AccessPlan::new(
+        HabilitationSummary {
             id: "tpch".into(),
             title: "TPC-H, everything clear".into(),
             kind: HabilitationKind::Statistics,
@@ -210,9 +204,9 @@ pub fn allow_all_plan(catalog: &Catalog) -> AccessPlan {
             end: chrono::NaiveDate::MAX,
             pseudonymisation_domain: "tpch".into(),
         },
-        policy_version: "allow-all".into(),
+        "allow-all",
         datasets,
-    }
+    )
 }
 
 /// The Parquet schema of a table folder (its one `.parquet` file), as the server reads it.

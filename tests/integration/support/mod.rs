@@ -101,7 +101,7 @@ impl TestServer {
 
     /// The server's pseudonymised extracts, when they are on.
     pub fn extracts(&self) -> Option<&std::sync::Arc<passerelle::engine::Extracts>> {
-        self.running.as_ref().and_then(|r| r.extracts())
+        self.running.as_ref().and_then(|r| r.gateway().extracts())
     }
 
     pub fn url(&self, path: &str) -> String {

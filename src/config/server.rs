@@ -1,0 +1,65 @@
+//! `[server]`: the HTTPS listener (address, certificate, optional client CAs, request bounds).
+//!
+//! Owns: the keys, their defaults and the checks that need nothing but the configuration.
+//! Must never: read the certificate files it names (the server does, at start) or offer a plain
+//! HTTP listener.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `[server]`: the HTTPS listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on (HTTPS only; there is no plain HTTP listener).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// PEM certificate chain presented to clients.
+    pub tls_cert: PathBuf,
+    /// PEM private key of that certificate (PKCS#8, SEC1 or PKCS#1).
+    pub tls_key: PathBuf,
+    /// Optional PEM bundle of CAs whose client certificates are accepted (mutual TLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// Upper bound for one request, in seconds (query timeouts are set separately).
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_secs: u64,
+    /// How long a graceful shutdown waits for in-flight requests, in seconds.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace_secs: u64,
+    /// Largest request body accepted, in bytes.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Checks that need nothing but this section: `(key, message)` per problem.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        let mut problems = Vec::new();
+        if self.request_timeout_secs == 0 {
+            problems.push((
+                "server.request_timeout_secs".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        if self.max_body_bytes == 0 {
+            problems.push(("server.max_body_bytes".into(), "must be at least 1".into()));
+        }
+        problems
+    }
+}
+
+pub(super) fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_request_timeout() -> u64 {
+    300
+}
+fn default_shutdown_grace() -> u64 {
+    30
+}
+fn default_max_body() -> usize {
+    1024 * 1024
+}

@@ -1,0 +1,152 @@
+//! The engine's entries for the use cases: a query under an access plan ([`SecureQuery`]) and
+//! an operator's query over the audit trail's events ([`EventsQuery`]). Each is one value a use
+//! case fills (plan, SQL, format, limits); the engine assembles the session from the hub's data
+//! ([`HubData`]) on the query's lane.
+//!
+//! Owns: turning those values into a [`QueryJob`] (secure session, answer info, deadline).
+//! Must never: decide who may see what (the plan comes from `policy`), admit a query (the use
+//! case holds its [`Share`]), or read a request's transport.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::record_batch::RecordBatch;
+use tokio::time::Instant;
+
+use super::audit_table::audit_session;
+use super::encode::{AnswerInfo, Format};
+use super::extracts::Extracts;
+use super::limits::QueryLimits;
+use super::run::{Engine, QueryJob, SessionFactory, StartedQuery};
+use super::session::{new_session, secure_session_in};
+use super::{EngineError, Share};
+use crate::policy::{AccessPlan, PolicySet};
+use crate::pseudonym::KeyRing;
+
+/// The hub's data as secure sessions read it.
+pub struct HubData {
+    /// The folder the catalog's paths are relative to.
+    pub dir: PathBuf,
+    /// Pseudonymisation keys (applied in the scan; a key never leaves the ring).
+    pub keys: Arc<KeyRing>,
+    /// Pseudonymised extracts (`None` when `pseudonymisation.extracts` is off).
+    pub extracts: Option<Arc<Extracts>>,
+}
+
+impl std::fmt::Debug for HubData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SECURITY: the key ring is never printed.
+        f.debug_struct("HubData")
+            .field("dir", &self.dir)
+            .field("extracts", &self.extracts.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One query under an access plan.
+pub struct SecureQuery {
+    /// The caller's plan: the only datasets, rows and column treatments the session holds.
+    pub plan: Arc<AccessPlan>,
+    /// The policy version the plan was made from (its catalog says where each file is).
+    pub policy: Arc<PolicySet>,
+    pub sql: String,
+    pub format: Format,
+    pub limits: QueryLimits,
+    /// Bytes of answer gathered before it is handed back (whole below, streamed above).
+    pub head_bytes: usize,
+}
+
+/// An operator's query over the audit trail's events (the `audit.events` table).
+pub struct EventsQuery {
+    /// The events, read from the trail.
+    pub events: RecordBatch,
+    pub sql: String,
+    /// The policy version in force (named in the answer).
+    pub policy_version: String,
+    pub limits: QueryLimits,
+}
+
+impl Engine {
+    /// Plans and starts `query` on the lanes under its plan; returns once its head is ready
+    /// (or it failed). `share` is held until the query ends.
+    pub async fn query(
+        &self,
+        query: SecureQuery,
+        share: Share,
+    ) -> Result<StartedQuery, EngineError> {
+        let SecureQuery {
+            plan,
+            policy,
+            sql,
+            format,
+            limits,
+            head_bytes,
+        } = query;
+        let info = AnswerInfo {
+            habilitation: plan.habilitation().id.clone(),
+            policy_version: plan.policy_version().to_string(),
+        };
+        let today = chrono::Utc::now().date_naive();
+        let data = self.data().clone();
+        let session: SessionFactory = {
+            let limits = limits.clone();
+            Box::new(move |runtime| {
+                secure_session_in(
+                    new_session(runtime, &limits),
+                    &plan,
+                    &policy.catalog,
+                    &data.dir,
+                    &data.keys,
+                    today,
+                    &|path| {
+                        crate::policy::catalog::parquet_arrow_schema(path)
+                            .map_err(EngineError::Internal)
+                    },
+                    data.extracts.as_ref(),
+                )
+            })
+        };
+        let job = QueryJob {
+            sql,
+            format,
+            info,
+            deadline: Instant::now() + limits.timeout,
+            limits,
+            head_bytes,
+            session,
+        };
+        self.run(job, share).await
+    }
+
+    /// Plans and runs an operator's query over the trail's events, its whole answer in memory
+    /// (bounded by `limits.max_result_bytes`), as JSON.
+    pub async fn query_events(
+        &self,
+        query: EventsQuery,
+        share: Share,
+    ) -> Result<StartedQuery, EngineError> {
+        let EventsQuery {
+            events,
+            sql,
+            policy_version,
+            limits,
+        } = query;
+        let session: SessionFactory = {
+            let limits = limits.clone();
+            Box::new(move |runtime| audit_session(new_session(runtime, &limits), events))
+        };
+        let job = QueryJob {
+            sql,
+            format: Format::Json,
+            info: AnswerInfo {
+                habilitation: "operator".into(),
+                policy_version,
+            },
+            deadline: Instant::now() + limits.timeout,
+            limits,
+            head_bytes: usize::MAX,
+            session,
+        };
+        self.run(job, share).await
+    }
+}

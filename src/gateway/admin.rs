@@ -1,0 +1,254 @@
+//! The operators' use cases: the policy set in force, its history, a new version (validated,
+//! with its dry-run diff), putting a version in force or back, explaining any principal, and a
+//! person's journal. Each checks the operator right first, every time; each request has one
+//! audit record. (The operators' SQL over the trail is `query::audit_query`.)
+//!
+//! Must never: show the hub's paths (problems name policy files only), or let anyone but an
+//! operator through.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::error::{ErrorKind, GatewayError};
+use super::{Caller, Gateway};
+use crate::identity::Principal;
+use crate::policy::explain::{render_text, views};
+use crate::policy::{PolicySet, PolicyTexts, Problem, ReloadOutcome, diff::diff};
+
+/// A new policy version: its files and a comment for the history.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicySubmission {
+    pub files: PolicyTexts,
+    #[serde(default)]
+    pub comment: String,
+}
+
+/// The principal to explain.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    /// Claims of the principal to explain (`sub`, `idp_id`, `siret`, `groups`, `roles`).
+    pub claims: Value,
+    #[serde(default)]
+    pub habilitation: Option<String>,
+}
+
+fn author(p: &Principal) -> String {
+    p.email
+        .clone()
+        .unwrap_or_else(|| format!("{} ({})", p.subject, p.issuer))
+}
+
+/// Problems shown with file names only (never the hub's paths).
+fn problem_list(problems: &[Problem]) -> Vec<String> {
+    problems
+        .iter()
+        .map(|p| {
+            let file = p
+                .file
+                .file_name()
+                .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+            match p.line {
+                Some(line) => format!("{file}:{line}: {}", p.message),
+                None => format!("{file}: {}", p.message),
+            }
+        })
+        .collect()
+}
+
+fn invalid(problems: &[Problem]) -> GatewayError {
+    GatewayError::unprocessable(
+        "policy_invalid",
+        "Policy set refused",
+        problem_list(problems).join("\n"),
+    )
+}
+
+impl Gateway {
+    /// SECURITY: the operators' use cases are for operators only; data habilitations do not
+    /// count. Checked on every call.
+    pub(super) fn require_operator(&self, caller: &Caller) -> Result<(), GatewayError> {
+        if self.policy.current().is_operator(&caller.principal) {
+            Ok(())
+        } else {
+            Err(GatewayError::forbidden(
+                "not_operator",
+                "this endpoint is for hub operators",
+            ))
+        }
+    }
+
+    /// Runs an operator's use case and records it (one record).
+    async fn as_operator<T>(
+        &self,
+        caller: &Caller,
+        work: impl Future<Output = Result<T, GatewayError>>,
+    ) -> Result<T, GatewayError> {
+        let result = match self.require_operator(caller) {
+            Ok(()) => work.await,
+            Err(e) => Err(e),
+        };
+        caller.record.settle(&self.audit, result).await
+    }
+
+    /// The set in force: version, load time, files, last refused reload.
+    pub async fn policy_in_force(&self, caller: &Caller) -> Result<Value, GatewayError> {
+        self.as_operator(caller, async {
+            let set = self.policy.current();
+            Ok(json!({
+                "version": set.version,
+                "loaded_at": set.loaded_at,
+                "files": set.texts,
+                "last_reload_error": self.policy.last_error(),
+            }))
+        })
+        .await
+    }
+
+    /// Validates and stores a new version (not yet in force); its number and the dry-run diff
+    /// against the set in force.
+    pub async fn submit(
+        &self,
+        caller: &Caller,
+        submission: PolicySubmission,
+    ) -> Result<Value, GatewayError> {
+        self.as_operator(caller, async {
+            let candidate = PolicySet::from_texts(Path::new(""), submission.files.clone())
+                .map_err(|p| invalid(&p))?;
+            let current = self.policy.current();
+            let changes = diff(&current, &candidate);
+            let meta = self
+                .history
+                .submit(
+                    &submission.files,
+                    &author(&caller.principal),
+                    &submission.comment,
+                )
+                .map_err(|e| {
+                    tracing::error!(error = %e.kind(), "cannot store a policy version");
+                    GatewayError::internal()
+                })?;
+            tracing::info!(number = meta.number, version = %meta.version, author = %meta.author, "policy version submitted");
+            Ok(json!({ "version": meta, "diff": changes, "in_force": current.version }))
+        })
+        .await
+    }
+
+    /// The history of versions.
+    pub async fn versions(&self, caller: &Caller) -> Result<Value, GatewayError> {
+        self.as_operator(caller, async {
+            Ok(json!({
+                "in_force": self.policy.current().version,
+                "versions": self.history.list(),
+            }))
+        })
+        .await
+    }
+
+    /// Puts stored version `number` in force (an apply, or a rollback to an earlier one).
+    pub async fn put_in_force(&self, caller: &Caller, number: u64) -> Result<Value, GatewayError> {
+        self.as_operator(caller, async {
+            let (meta, texts) = self.history.get(number).ok_or_else(|| {
+                GatewayError::not_found(
+                    "policy_version_not_found",
+                    "Not found",
+                    format!("no stored policy version {number}"),
+                )
+            })?;
+            let before = self.policy.current();
+            let outcome = self.policy.apply(texts).await.map_err(|p| invalid(&p))?;
+            let after = self.policy.current();
+            let changes = diff(&before, &after);
+            let who = author(&caller.principal);
+            if let Err(e) = self.history.mark_applied(number, &who) {
+                tracing::error!(error = %e.kind(), "cannot record a policy application");
+            }
+            tracing::info!(number, version = %meta.version, author = %who, "policy version put in force");
+            let applied = matches!(outcome, ReloadOutcome::Applied { .. });
+            Ok(json!({
+                "in_force": after.version,
+                "number": number,
+                "changed": applied,
+                "diff": changes,
+            }))
+        })
+        .await
+    }
+
+    /// What a principal with these claims can see, and why.
+    pub async fn explain(
+        &self,
+        caller: &Caller,
+        request: ExplainRequest,
+    ) -> Result<Value, GatewayError> {
+        self.as_operator(caller, async {
+            let principal = Principal::for_explain(&request.claims).map_err(|m| {
+                GatewayError::new(
+                    ErrorKind::Unprocessable,
+                    "invalid_claims",
+                    "Invalid claims",
+                    m,
+                )
+            })?;
+            let set = self.policy.current();
+            let today = chrono::Utc::now().date_naive();
+            let habilitation = request.habilitation.as_deref();
+            Ok(json!({
+                "policy_version": set.version,
+                "principal": principal,
+                "operator": set.is_operator(&principal),
+                "habilitations": views(&set, &principal, habilitation, today),
+                "text": render_text(&set, &principal, habilitation, today),
+            }))
+        })
+        .await
+    }
+
+    /// Which organisations consulted one record, when, under which habilitation, context,
+    /// recipient and object — the basis of a citizen's access journal. The key is
+    /// pseudonymised in the audit-only domain before the trail is searched.
+    pub async fn journal(
+        &self,
+        caller: &Caller,
+        dataset: String,
+        key: String,
+    ) -> Result<Value, GatewayError> {
+        self.as_operator(caller, async {
+            let audit_key = self.audit_key(&key)?;
+            let dir = self.config.audit.dir.clone();
+            let found = {
+                let dataset = dataset.clone();
+                tokio::task::spawn_blocking(move || {
+                    crate::audit::journal(&dir, &dataset, &audit_key)
+                })
+                .await
+                .map_err(|_| GatewayError::internal())?
+                .map_err(|e| {
+                    tracing::error!(error = %e, "journal could not be read");
+                    GatewayError::internal()
+                })?
+            };
+            let entries: Vec<Value> = found
+                .iter()
+                .map(|e| {
+                    json!({
+                        "time": e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        "organisation": e.principal.as_ref().and_then(|p| p.organisation.clone()),
+                        "habilitation": e.habilitation.as_ref().map(|h| h.id.clone()),
+                        "legal_basis": e.habilitation.as_ref().map(|h| h.legal_basis.clone()),
+                        "context": e.lookup.as_ref().map(|l| l.context.clone()),
+                        "recipient": e.lookup.as_ref().map(|l| l.recipient.clone()),
+                        "object": e.lookup.as_ref().map(|l| l.object.clone()),
+                        "fields": e.datasets.iter().flat_map(|d| d.columns.iter().map(|c| c.column.clone())).collect::<Vec<_>>(),
+                        "request_id": e.request_id,
+                    })
+                })
+                .collect();
+            Ok(json!({ "dataset": dataset, "consultations": entries }))
+        })
+        .await
+    }
+}

@@ -1,0 +1,167 @@
+//! What a caller may see: `me` (the principal as the gateway understood it, and what each of
+//! its habilitations lets it do) and `datasets` (the datasets a habilitation opens, as the
+//! caller sees them: hidden columns absent, each visible column with its treatment).
+//!
+//! Must never: list a hidden column, or anything outside the caller's plan.
+
+use serde::Serialize;
+
+use super::error::GatewayError;
+use super::{Caller, Gateway};
+use crate::identity::Principal;
+use crate::policy::explain::{HabilitationView, views};
+use crate::policy::{ColumnTreatment, FieldType};
+
+/// The caller, as `GET /v1/me` shows it.
+#[derive(Debug, Serialize)]
+pub struct MeView {
+    pub principal: Principal,
+    pub policy_version: String,
+    /// True when the caller may use the operators' use cases.
+    pub operator: bool,
+    pub habilitations: Vec<HabilitationView>,
+    /// Warnings to act on (habilitations ending soon, expired or revoked).
+    pub warnings: Vec<String>,
+}
+
+/// The datasets one habilitation opens, as the caller sees them.
+#[derive(Debug, Serialize)]
+pub struct DatasetsView {
+    pub habilitation: String,
+    pub policy_version: String,
+    pub datasets: Vec<DatasetView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DatasetView {
+    /// `schema.table`, as written in SQL.
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// The legal secret covering the data.
+    pub secret: String,
+    /// SQL queries allowed.
+    pub query: bool,
+    /// Per-record lookups allowed, by this key column.
+    pub lookup_key: Option<String>,
+    /// The `aggregate` act is granted (its name in the answer predates the statistical
+    /// secret; thresholds are not enforced yet).
+    pub aggregate_only: bool,
+    /// The habilitation restricts which rows are visible.
+    pub rows_restricted: bool,
+    pub columns: Vec<ColumnView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ColumnView {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// Table Schema type of the raw column.
+    pub r#type: FieldType,
+    /// `clear`, `pseudonymised`, `redacted`, `partial`, `year`, `month`, `departement`,
+    /// `rounded`.
+    pub treatment: &'static str,
+    /// The treatment in words (e.g. "date generalised to the year").
+    pub treatment_detail: String,
+}
+
+fn treatment_code(t: &ColumnTreatment) -> &'static str {
+    use crate::policy::treatment::DateGranularity;
+    match t {
+        ColumnTreatment::Clear => "clear",
+        ColumnTreatment::Pseudonymised { .. } => "pseudonymised",
+        ColumnTreatment::Redacted => "redacted",
+        ColumnTreatment::Partial { .. } => "partial",
+        ColumnTreatment::DateGeneralised {
+            granularity: DateGranularity::Year,
+        } => "year",
+        ColumnTreatment::DateGeneralised {
+            granularity: DateGranularity::Month,
+        } => "month",
+        ColumnTreatment::PostcodeDepartement => "departement",
+        ColumnTreatment::Rounded { .. } => "rounded",
+        ColumnTreatment::Hidden => "hidden",
+    }
+}
+
+impl Gateway {
+    /// Who the caller is and what each of its habilitations lets it do.
+    pub async fn me(&self, caller: &Caller) -> Result<MeView, GatewayError> {
+        let set = self.policy.current();
+        let today = chrono::Utc::now().date_naive();
+        let habilitations = views(&set, &caller.principal, None, today);
+        let warnings = habilitations
+            .iter()
+            .filter_map(|h| h.warning.clone())
+            .collect();
+        let view = MeView {
+            operator: set.is_operator(&caller.principal),
+            policy_version: set.version.clone(),
+            principal: caller.principal.clone(),
+            habilitations,
+            warnings,
+        };
+        caller.record.settle(&self.audit, Ok(view)).await
+    }
+
+    /// The datasets `habilitation` opens to the caller.
+    pub async fn datasets(
+        &self,
+        caller: &Caller,
+        habilitation: Option<String>,
+    ) -> Result<DatasetsView, GatewayError> {
+        let result = self.datasets_view(caller, habilitation.as_deref());
+        caller.record.settle(&self.audit, result).await
+    }
+
+    fn datasets_view(
+        &self,
+        caller: &Caller,
+        habilitation: Option<&str>,
+    ) -> Result<DatasetsView, GatewayError> {
+        let set = self.policy.current();
+        let today = chrono::Utc::now().date_naive();
+        let habilitation = set
+            .resolve(&caller.principal, habilitation, today)
+            .map_err(|r| GatewayError::refusal(&r))?;
+        let plan = set.plan(&caller.principal, habilitation);
+        caller.record.plan(&plan, None);
+        let mut datasets = Vec::new();
+        for d in plan.datasets().filter(|d| d.accessible()) {
+            let Some(entry) = set.catalog.dataset(d.name()) else {
+                continue;
+            };
+            // SECURITY: only the caller's view: hidden columns are not listed at all.
+            let columns = d
+                .visible_columns()
+                .filter_map(|c| {
+                    entry.field(c.name()).map(|f| ColumnView {
+                        name: c.name().to_string(),
+                        title: f.title.clone(),
+                        description: f.description.clone(),
+                        r#type: f.field_type,
+                        treatment: treatment_code(c.treatment()),
+                        treatment_detail: c.treatment().label(),
+                    })
+                })
+                .collect();
+            datasets.push(DatasetView {
+                name: d.name().to_string(),
+                title: d.title().to_string(),
+                description: entry.description.clone(),
+                secret: entry.secret.clone(),
+                query: d.query_allowed(),
+                lookup_key: d.lookup_key().map(str::to_string),
+                aggregate_only: d.aggregates_allowed(),
+                rows_restricted: d.rows_restricted(),
+                columns,
+            });
+        }
+        Ok(DatasetsView {
+            habilitation: habilitation.id.clone(),
+            policy_version: plan.policy_version().to_string(),
+            datasets,
+        })
+    }
+}

@@ -1,0 +1,206 @@
+//! Gateway: the use cases of the hub, between the transports (HTTPS today, Flight SQL next) and
+//! the core, each the one place where its security decisions and audit facts are made.
+//!
+//! Owns: one function per use case — [`Gateway::authenticate`], [`Gateway::query`],
+//! [`Gateway::lookup`], [`Gateway::datasets`], [`Gateway::me`], and the operators' ones
+//! (`policy_in_force`, `versions`, `submit`, `put_in_force`, `explain`, `journal`,
+//! `audit_query`) — each taking an authenticated [`Caller`] and a typed request, returning a
+//! typed outcome or a [`GatewayError`], and writing its own audit record(s) (`record`) before
+//! its answer may leave. It also owns readiness (`readiness`) and re-exports what transports
+//! need (answer formats and streams), so that they never import `engine`, `policy` or `lookup`.
+//!
+//! Must never: know a transport (no HTTP status, header, gRPC or HTML type), or let a transport
+//! reach data without going through one of these functions.
+//!
+//! ```text
+//! transport ──▶ Gateway::authenticate ──▶ Caller ──▶ Gateway::<use case> ──▶ outcome | GatewayError
+//!                                                           │
+//!                       policy (plan) · engine (lanes) · lookup · audit (record before answer)
+//! ```
+
+mod admin;
+mod auth;
+mod catalog;
+mod error;
+mod lookup;
+mod query;
+mod record;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+pub use admin::{ExplainRequest, PolicySubmission};
+pub use auth::Authorization;
+pub use catalog::{ColumnView, DatasetView, DatasetsView, MeView};
+pub use error::{ErrorKind, GatewayError, RateState};
+pub use lookup::{LookupAnswer, LookupRequest};
+pub use query::{AnswerStream, QueryAnswer, QueryBody, QueryRequest};
+pub use record::RequestRecord;
+
+pub use crate::audit::{AuditKind, Outcome};
+pub use crate::engine::Format;
+pub use crate::identity::ClientCertificate;
+pub use crate::lookup::TraceabilityParams;
+
+use crate::audit::AuditLog;
+use crate::config::Config;
+use crate::engine::{Engine, Extracts, HubData};
+use crate::identity::{Authenticator, Principal};
+use crate::lookup::Lookups;
+use crate::policy::PolicyStore;
+use crate::policy::history::PolicyHistory;
+use crate::pseudonym::KeyRing;
+
+/// What the hub has loaded, for readiness and operators.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct HubSummary {
+    pub datasets: Vec<String>,
+}
+
+/// What the hub loaded at start, handed to the gateway in one piece.
+pub struct Loaded {
+    pub identity: Arc<dyn Authenticator>,
+    pub policy: Arc<PolicyStore>,
+    pub history: PolicyHistory,
+    pub pseudonyms: Arc<KeyRing>,
+    pub lookups: Arc<Lookups>,
+    pub audit: AuditLog,
+    pub hub: HubSummary,
+}
+
+/// The hub's use cases and everything they use; one documented field per dependency.
+pub struct Gateway {
+    /// The validated configuration.
+    config: Config,
+    /// Token validation (the only reader of bearer tokens).
+    identity: Arc<dyn Authenticator>,
+    /// The policy set in force (swapped atomically on reload).
+    policy: Arc<PolicyStore>,
+    /// Submitted policy versions.
+    history: PolicyHistory,
+    /// Pseudonymisation keys (the engine applies them; the key never leaves the ring).
+    pseudonyms: Arc<KeyRing>,
+    /// What was loaded at start.
+    hub: HubSummary,
+    /// The query engine: caches, memory budget, query lanes, fair admission.
+    engine: Engine,
+    /// Key indexes for lookups.
+    lookups: Arc<Lookups>,
+    /// Lookup rate limiters per habilitation and organisation.
+    lookup_limits: lookup::LookupLimits,
+    /// The audit trail: every request that reaches authentication is recorded before its
+    /// answer leaves.
+    audit: AuditLog,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").finish_non_exhaustive()
+    }
+}
+
+/// An authenticated caller: its principal (bound to its issuer) and the record of its request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    principal: Principal,
+    record: RequestRecord,
+}
+
+impl Caller {
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// The principal as admission counts it: one per issuer and subject.
+    fn share_key(&self) -> String {
+        format!("{}\n{}", self.principal.issuer, self.principal.subject)
+    }
+}
+
+impl Gateway {
+    /// Assembles the hub; fails only when the query lanes' threads cannot start.
+    pub fn new(config: Config, loaded: Loaded) -> std::io::Result<Self> {
+        let Loaded {
+            identity,
+            policy,
+            history,
+            pseudonyms,
+            lookups,
+            audit,
+            hub,
+        } = loaded;
+        let extracts = config
+            .pseudonymisation
+            .extracts
+            .then(|| Extracts::new(config.pseudonymisation.extracts_dir.clone()));
+        let data = HubData {
+            dir: config.data.dir.clone(),
+            keys: pseudonyms.clone(),
+            extracts,
+        };
+        let engine = Engine::start(&config.limits, data)?;
+        Ok(Self {
+            config,
+            identity,
+            policy,
+            history,
+            pseudonyms,
+            hub,
+            engine,
+            lookups,
+            lookup_limits: lookup::LookupLimits::default(),
+            audit,
+        })
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The audit trail (a transport settles the record of a request that reached no use case).
+    pub fn audit(&self) -> &AuditLog {
+        &self.audit
+    }
+
+    /// The hub's pseudonymised extracts (tests observe which scans read them).
+    pub fn extracts(&self) -> Option<&Arc<Extracts>> {
+        self.engine.extracts()
+    }
+
+    /// Readiness: ready or not, and the checks behind it (no secrets, no paths).
+    pub fn readiness(&self, shutting_down: bool) -> (bool, Value) {
+        let identity_ready = self.identity.is_ready();
+        let audit_ready = self.audit.healthy();
+        let ready = identity_ready && audit_ready && !shutting_down;
+        let admission = self.engine.admission();
+        let (cheap, heavy) = admission.running();
+        let (cheap_slots, heavy_slots) = admission.slots();
+        let memory = self.engine.runtime().memory();
+        let details = json!({
+            "identity": { "ready": identity_ready, "issuers": self.identity.status() },
+            "data": { "ready": true, "datasets": self.hub.datasets },
+            "audit": { "ready": audit_ready },
+            // A refused reload keeps the previous set serving: ready, but operators must look.
+            "policy": {
+                "ready": true,
+                "version": self.policy.current().version,
+                "last_reload_refused": self.policy.last_error().is_some(),
+            },
+            "queries": {
+                "running": cheap + heavy,
+                "slots": heavy_slots,
+                "cheap": { "running": cheap, "slots": cheap_slots },
+                "heavy": { "running": heavy, "slots": heavy_slots },
+                "memory": {
+                    "resident_mb": memory.resident() / (1024 * 1024),
+                    "ceiling_mb": memory.ceiling() / (1024 * 1024),
+                    "queries_mb": memory.used() / (1024 * 1024),
+                },
+            },
+            "shutting_down": shutting_down,
+        });
+        (ready, details)
+    }
+}
