@@ -220,8 +220,8 @@ for format in $EXPORTS; do
     peak=$(rss VmHWM)
     cpu_after=$(cpu_ticks)
     [[ $rc == 0 ]] || die "curl failed ($rc) exporting $format: $(cat "$OUT/export-$format.curl.err")"
-    # The audit record that closes the answer (the last one with this request id).
-    record=$(grep -h "\"request_id\":\"$id\"" "$AUDIT"/audit-*.jsonl | tail -n1) || true
+    # The audit record that closes the answer (the last one with this client's request id).
+    record=$(grep -h "\"client_request_id\":\"$id\"" "$AUDIT"/audit-*.jsonl | tail -n1) || true
     [[ -n $record ]] || die "no audit record for $id"
     python3 - "$OUT/export-$format.curl.json" "$EXPORT_ROWS" "$format" "$rss_before" "$hwm_reset" \
         "$peak" "$(((cpu_after - cpu_before) * 1000 / TICK))" "$record" \

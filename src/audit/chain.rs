@@ -684,7 +684,13 @@ pub(crate) fn scan(dir: &Path, key: &PublicKey, mode: Mode) -> Result<Scan, Prob
 pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.tmp"));
     {
-        let mut file = std::fs::File::create(&tmp)?;
+        // SECURITY: 0600, also over a temporary file a crash left with another mode.
+        let mut file = super::private::options()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)?;
+        super::private::restrict(&file)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }

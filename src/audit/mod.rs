@@ -57,6 +57,7 @@ mod chain;
 mod event;
 mod journal;
 mod key;
+mod private;
 mod table;
 mod writer;
 

@@ -33,6 +33,7 @@ use super::chain::{
 };
 use super::event::{AuditEvent, AuditKind, Outcome};
 use super::key::SigningKey;
+use super::private;
 use super::{AuditError, Receipt};
 
 /// Most events written by one commit.
@@ -142,9 +143,11 @@ impl Trail {
     /// repairs what a crash may leave (a torn last line, signed records after the head), and
     /// expires old segments.
     pub fn open(dir: &Path, key: SigningKey, settings: Settings) -> Result<Self, AuditError> {
-        std::fs::create_dir_all(dir).map_err(|e| io_error(dir, &e))?;
+        // SECURITY: the trail's folders are created 0700 and its files 0600.
+        private::create_dir_all(dir).map_err(|e| io_error(dir, &e))?;
+        private::warn_if_open(dir);
         let lock_path = dir.join(chain::LOCK_FILE);
-        let lock = std::fs::OpenOptions::new()
+        let lock = private::options()
             .create(true)
             .truncate(false)
             .write(true)
@@ -316,7 +319,7 @@ impl Trail {
         let first_seq = self.last_seq + 1;
         let name = chain::segment_name(first_seq);
         let path = self.dir.join(&name);
-        let file = std::fs::OpenOptions::new()
+        let file = private::options()
             .append(true)
             .create_new(true)
             .open(&path)
@@ -354,7 +357,11 @@ impl Trail {
                 state.to_le_bytes()
             })
             .collect();
-        let written = std::fs::File::create(&path)
+        let written = private::options()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
             .and_then(|mut file| file.write_all(&bytes).and_then(|()| file.sync_all()));
         let removed = match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),

@@ -16,6 +16,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+/// Highest `max_sql_bytes` a hub may set: the audit trail keeps every accepted statement whole,
+/// so this also bounds the size of one audit record.
+pub const SQL_BYTES_CEILING: usize = 1024 * 1024;
+
 /// `[limits]`. The defaults keep a 2-core hub alive under one hostile caller.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -211,6 +215,14 @@ impl LimitsConfig {
             if value == 0 {
                 problems.push((key.into(), "must be at least 1".into()));
             }
+        }
+        if self.max_sql_bytes > SQL_BYTES_CEILING {
+            problems.push((
+                "limits.max_sql_bytes".into(),
+                format!(
+                    "must be at most {SQL_BYTES_CEILING} (the audit trail keeps every statement whole)"
+                ),
+            ));
         }
         if !(0..=19).contains(&self.query_thread_nice) {
             problems.push((

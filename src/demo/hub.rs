@@ -96,7 +96,10 @@ pub fn ensure(dir: &Path, rows: u64, seed: u64, progress: bool) -> Result<HubRep
         if !layout.master_key().exists() {
             MasterKey::generate()?.write_new_file(&layout.master_key())?;
         }
-        std::fs::create_dir_all(layout.audit()).map_err(|e| DemoError::io(&layout.root, &e))?;
+        // The trail's folder is the hub's alone, as the trail itself would create it.
+        std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700)
+            .create(layout.audit())
+            .map_err(|e| DemoError::io(&layout.root, &e))?;
         write_file(&layout.config(), CONFIG_TEMPLATE.as_bytes())?;
     }
     // Also for hubs created before the audit trail existed.
@@ -251,6 +254,9 @@ const CONFIG_TEMPLATE: &str = r#"# passerelle configuration of a demo hub (gener
 listen = "127.0.0.1:8443"
 tls_cert = "tls/cert.pem"
 tls_key = "tls/key.pem"
+# GET /metrics without a token, on its own listener (HTTPS, same certificate); "" for none.
+# On the main listener, /metrics is for operators only.
+metrics_listen = "127.0.0.1:9464"
 
 [data]
 dir = "data"

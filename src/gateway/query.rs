@@ -68,7 +68,7 @@ impl Gateway {
         request: QueryRequest,
     ) -> Result<QueryAnswer, GatewayError> {
         let record = &caller.record;
-        record.sql(&request.sql);
+        record.sql(&request.sql, self.config.limits.max_sql_bytes);
         let prepared = self.prepare_query(caller, &request).await;
         let (plan, set, key_version, share) = match prepared {
             Ok(prepared) => prepared,
@@ -147,7 +147,7 @@ impl Gateway {
     /// query; the whole answer, in JSON.
     pub async fn audit_query(&self, caller: &Caller, sql: String) -> Result<Bytes, GatewayError> {
         let record = &caller.record;
-        record.sql(&sql);
+        record.sql(&sql, self.config.limits.max_sql_bytes);
         if let Err(e) = self.require_operator(caller) {
             return record.settle(&self.audit, Err(e)).await;
         }

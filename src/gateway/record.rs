@@ -59,6 +59,12 @@ impl RequestRecord {
         })))
     }
 
+    /// Keeps the client's own `X-Request-ID` beside the server's id.
+    pub fn with_client_request_id(self, id: Option<String>) -> Self {
+        self.with(|d| d.event.client_request_id = id);
+        self
+    }
+
     fn with<R>(&self, f: impl FnOnce(&mut Draft) -> R) -> R {
         let mut draft = self.0.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut draft)
@@ -130,8 +136,10 @@ impl RequestRecord {
         self.with(|d| d.event.datasets = accesses);
     }
 
-    pub(super) fn sql(&self, sql: &str) {
-        self.with(|d| d.event.sql = Some(SqlText::bounded(sql)));
+    /// The statement, whole when it is at most `keep` bytes (the hub's `max_sql_bytes`: a
+    /// longer one is refused and kept cut), with its SHA-256.
+    pub(super) fn sql(&self, sql: &str, keep: usize) {
+        self.with(|d| d.event.sql = Some(SqlText::new(sql, keep)));
     }
 
     pub(super) fn lookup(&self, trace: LookupTrace) {

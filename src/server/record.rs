@@ -15,10 +15,11 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::ApiError;
-use super::middleware::RequestId;
+use super::middleware::{ClientRequestId, RequestId};
 use crate::gateway::{AuditKind, Outcome, RequestRecord};
 
-/// The use case kind of a route (none for health and metrics: no record).
+/// The use case kind of a route (none for the public health endpoints: no record; `/metrics`
+/// on the main listener is an operator's call).
 fn kind_of(route: &str) -> Option<AuditKind> {
     if route.starts_with("/v1/query") {
         Some(AuditKind::Query)
@@ -28,7 +29,7 @@ fn kind_of(route: &str) -> Option<AuditKind> {
         Some(AuditKind::Datasets)
     } else if route.starts_with("/v1/me") {
         Some(AuditKind::Me)
-    } else if route.starts_with("/v1/admin") {
+    } else if route.starts_with("/v1/admin") || route == "/metrics" {
         Some(AuditKind::Admin)
     } else {
         None
@@ -53,8 +54,13 @@ pub async fn audit_trail(
         .get::<RequestId>()
         .map(|r| r.0.clone())
         .unwrap_or_default();
+    let client_request_id = request
+        .extensions()
+        .get::<ClientRequestId>()
+        .and_then(|c| c.0.clone());
     let action = format!("{} {}", request.method(), route.unwrap_or_default());
-    let record = RequestRecord::new(kind, request_id, action);
+    let record =
+        RequestRecord::new(kind, request_id, action).with_client_request_id(client_request_id);
     request.extensions_mut().insert(record.clone());
     let response = next.run(request).await;
     let status = response.status();

@@ -13,8 +13,8 @@ use std::time::Instant;
 use chrono::{Duration, Utc};
 use passerelle::audit::{
     AuditError, AuditEvent, AuditHabilitation, AuditKey, AuditKeyError, AuditKind, AuditLog,
-    AuditPrincipal, ColumnAccess, DatasetAccess, KeyVersion, LookupTrace, Outcome, Signed,
-    SigningKey, line_hash, public_key_path,
+    AuditPrincipal, ColumnAccess, DatasetAccess, KeyVersion, LookupTrace, MAX_SQL_BYTES, Outcome,
+    Signed, SigningKey, line_hash, public_key_path,
 };
 use passerelle::config::AuditConfig;
 
@@ -639,14 +639,14 @@ fn the_api_never_needs_a_token_or_a_raw_identifier() {
     });
     let refused = AuditEvent::new(AuditKind::AuthRefused, "req-r", "POST /v1/query")
         .with_outcome(Outcome::Refused, Some("token_expired"));
-    // SQL is bounded.
+    // SQL is whole up to the trail's own bound, cut beyond it.
     let long = AuditEvent::new(AuditKind::Query, "req-s", "POST /v1/query")
-        .with_sql(&format!("SELECT {} 1", "1 +".repeat(5000)));
+        .with_sql(&format!("SELECT {} 1", "1 +".repeat(MAX_SQL_BYTES / 3 + 1)));
     write(&config, [lookup, refused, long]);
     let text = std::fs::read_to_string(&segments(&config.dir)[0]).unwrap();
     assert!(text.contains("\"key\":\"Qm9uam91ciBsZSBtb25kZQ\""));
     assert!(text.contains("\"truncated\":true"));
-    assert!(text.lines().all(|l| l.len() < 10_000));
+    assert!(text.lines().all(|l| l.len() < MAX_SQL_BYTES + 4096));
     assert_intact(&config.dir, None);
 }
 

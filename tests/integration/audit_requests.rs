@@ -632,3 +632,58 @@ async fn a_crash_under_load_loses_no_answered_record() {
         lost.len()
     );
 }
+
+/// The record's correlation id is the server's: a client's `X-Request-ID` is kept in its own
+/// field, so a client cannot make two requests share an id (or reuse another request's). The
+/// statement is kept whole with its SHA-256: a long leading comment (beyond the 8 KiB once
+/// kept) cannot push the query out of the record.
+#[tokio::test]
+async fn the_record_holds_the_servers_id_and_the_whole_statement() {
+    use sha2::Digest;
+    let h = DemoServer::start_with(|_| {}).await;
+    let c = &h.server.client;
+    let researcher = h.token("chercheuse-diabete");
+    let sql = format!(
+        "/* {} */ SELECT count(*) AS n FROM sante.sejours",
+        "x".repeat(20_000)
+    );
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let r = c
+            .post(h.server.url("/v1/query"))
+            .bearer_auth(&researcher)
+            .header("x-request-id", "chosen-by-client")
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert_ne!(id, "chosen-by-client");
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+        ids.push(id);
+        r.bytes().await.unwrap();
+    }
+    assert_ne!(ids[0], ids[1], "each request its own id");
+    let decision = records(&h)
+        .into_iter()
+        .find(|e| e["request_id"] == ids[0].as_str() && e["stage"] == "decision")
+        .expect("the decision record");
+    assert_eq!(decision["client_request_id"], "chosen-by-client");
+    assert_eq!(decision["sql"]["text"], sql.as_str(), "the whole statement");
+    assert_eq!(decision["sql"]["truncated"], false);
+    assert_eq!(decision["sql"]["bytes"], sql.len());
+    assert_eq!(
+        decision["sql"]["sha256"],
+        hex::encode(sha2::Sha256::digest(sql.as_bytes()))
+    );
+
+    // The live trail: its folder 0700, every file 0600.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&h.server.audit_dir), 0o700);
+    for entry in std::fs::read_dir(&h.server.audit_dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+}
