@@ -1,4 +1,5 @@
-//! `[server]`: the HTTPS listener (address, certificate, optional client CAs, request bounds).
+//! `[server]`: the HTTPS listener (address, certificate, optional client CAs, request bounds)
+//! and the metrics listener.
 //!
 //! Owns: the keys, their defaults and the checks that need nothing but the configuration.
 //! Must never: read the certificate files it names (the server does, at start) or offer a plain
@@ -32,6 +33,11 @@ pub struct ServerConfig {
     /// Largest request body accepted, in bytes.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// Address of the metrics listener (HTTPS, same certificate, `GET /metrics` only, no
+    /// token: keep it on loopback or a monitoring network). `""` opens none; `/metrics` on the
+    /// main listener is for operators in any case.
+    #[serde(default = "default_metrics_listen", with = "optional_address")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl ServerConfig {
@@ -54,6 +60,36 @@ impl ServerConfig {
 pub(super) fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8443))
 }
+/// `127.0.0.1:9464` (the port Prometheus exporters conventionally use for an application).
+pub(super) fn default_metrics_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+}
+
+/// An address, or `""` for none.
+mod optional_address {
+    use std::net::SocketAddr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(address) => s.serialize_str(&address.to_string()),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        text.trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom("an address such as 127.0.0.1:9464, or \"\""))
+    }
+}
+
 fn default_request_timeout() -> u64 {
     300
 }

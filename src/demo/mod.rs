@@ -88,12 +88,17 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let mut config = Config::load(&layout.config()).map_err(crate::hub::HubError::from)?;
     if let Some(listen) = options.listen {
         config.server.listen = listen;
+        // Several demos may run side by side: the metrics listener follows `--listen` to a
+        // free port of the same address (printed below).
+        if config.server.metrics_listen.is_some() {
+            config.server.metrics_listen = Some(SocketAddr::new(listen.ip(), 0));
+        }
     }
     let issuer = DevIssuer::start().await?;
     // The development issuer is trusted in memory only, for this process.
     config.identity.issuers.push(issuer.issuer_config());
     let running = crate::hub::start(config).await?;
-    print_tour(&options.dir, running.addr, &issuer)?;
+    print_tour(&options.dir, running.addr, running.metrics_addr, &issuer)?;
     running
         .run_until_signal()
         .await
@@ -106,13 +111,20 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
 }
 
 /// Prints ready-to-paste `curl` commands (stdout, so they can be piped or copied).
-fn print_tour(dir: &Path, addr: SocketAddr, issuer: &DevIssuer) -> Result<(), DemoError> {
-    let host = if addr.ip().is_unspecified() {
-        format!("127.0.0.1:{}", addr.port())
-    } else {
-        addr.to_string()
+fn print_tour(
+    dir: &Path,
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+    issuer: &DevIssuer,
+) -> Result<(), DemoError> {
+    let host = |addr: SocketAddr| {
+        if addr.ip().is_unspecified() {
+            format!("127.0.0.1:{}", addr.port())
+        } else {
+            addr.to_string()
+        }
     };
-    let base = format!("https://{host}");
+    let base = format!("https://{}", host(addr));
     let ca = HubLayout::new(dir).ca_cert();
     let ca = shell_quote(&ca.display().to_string());
     println!();
@@ -123,6 +135,9 @@ fn print_tour(dir: &Path, addr: SocketAddr, issuer: &DevIssuer) -> Result<(), De
     );
     println!();
     println!("  curl --cacert {ca} {base}/health/ready");
+    if let Some(metrics) = metrics {
+        println!("  curl --cacert {ca} https://{}/metrics", host(metrics));
+    }
     for (persona, token) in issuer.all_tokens()? {
         println!();
         println!("# {}", persona.title);

@@ -44,19 +44,7 @@ fn author(p: &Principal) -> String {
 
 /// Problems shown with file names only (never the hub's paths).
 fn problem_list(problems: &[Problem]) -> Vec<String> {
-    problems
-        .iter()
-        .map(|p| {
-            let file = p
-                .file
-                .file_name()
-                .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
-            match p.line {
-                Some(line) => format!("{file}:{line}: {}", p.message),
-                None => format!("{file}: {}", p.message),
-            }
-        })
-        .collect()
+    problems.iter().map(Problem::named).collect()
 }
 
 fn invalid(problems: &[Problem]) -> GatewayError {
@@ -92,6 +80,29 @@ impl Gateway {
             Err(e) => Err(e),
         };
         caller.record.settle(&self.audit, result).await
+    }
+
+    /// The operators' readiness view: every check behind `/health/ready` (issuers, datasets,
+    /// audit, policy version, queries and memory), which the public endpoint does not show.
+    pub async fn health(
+        &self,
+        caller: &Caller,
+        shutting_down: bool,
+    ) -> Result<Value, GatewayError> {
+        self.as_operator(caller, async {
+            let (ready, checks) = self.readiness(shutting_down);
+            Ok(json!({
+                "status": if ready { "ready" } else { "not_ready" },
+                "checks": checks,
+            }))
+        })
+        .await
+    }
+
+    /// The hub's metrics on the main listener: operators only (the metrics listener, on
+    /// loopback by default, needs no token). `Ok` lets the transport render them.
+    pub async fn metrics_access(&self, caller: &Caller) -> Result<(), GatewayError> {
+        self.as_operator(caller, async { Ok(()) }).await
     }
 
     /// The set in force: version, load time, files, last refused reload.

@@ -41,9 +41,9 @@ pub enum ErrorKind {
 pub struct RateState {
     /// The quota per window.
     pub limit: u32,
-    /// What is left in the window.
-    pub remaining: u32,
-    /// Seconds until the window is whole again, when known.
+    /// What is left now, when known (a batch larger than the whole quota cannot tell).
+    pub remaining: Option<u32>,
+    /// Seconds until the quota is whole again, when known (the same meaning on every answer).
     pub reset_secs: Option<u64>,
 }
 

@@ -228,33 +228,43 @@ impl Gateway {
             e.retry_after = Some(retry);
             e
         };
+        // `RateLimit-Reset` means one thing on every answer: seconds until the quota is whole
+        // again. `Retry-After` (refusals only) is when the refused request could pass.
+        let whole_in = |remaining: u32| {
+            (f64::from(expected - remaining.min(expected)) * per_cell_secs).ceil() as u64
+        };
         match limiter.check_n(cells) {
             Ok(Ok(snapshot)) => {
                 let remaining = snapshot.remaining_burst_capacity();
-                let reset = (f64::from(expected - remaining.min(expected)) * per_cell_secs).ceil();
                 Ok(RateState {
                     limit: expected,
-                    remaining,
-                    reset_secs: Some(reset as u64),
+                    remaining: Some(remaining),
+                    reset_secs: Some(whole_in(remaining)),
                 })
             }
             Ok(Err(not_until)) => {
-                let wait = not_until
-                    .wait_time_from(DefaultClock::default().now())
-                    .as_secs_f64()
-                    .ceil()
-                    .max(1.0) as u64;
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                // GCRA: n cells conform after (n - remaining) emission intervals, so what
+                // remains now is n less the intervals still to wait (a refused batch of 100
+                // may leave 99).
+                let short = (wait.as_secs_f64() / per_cell_secs).ceil() as u64;
+                let remaining = u32::try_from((n as u64).saturating_sub(short))
+                    .unwrap_or(0)
+                    .min(expected);
+                let retry = wait.as_secs_f64().ceil().max(1.0) as u64;
                 let rate = RateState {
                     limit: expected,
-                    remaining: 0,
-                    reset_secs: Some(wait),
+                    remaining: Some(remaining),
+                    reset_secs: Some(whole_in(remaining).max(retry)),
                 };
-                Err(too_many(format!("retry in {wait} s"), rate, wait))
+                Err(too_many(format!("retry in {retry} s"), rate, retry))
             }
             Err(_) => {
+                // More keys than the whole quota: no wait makes it pass, and the limiter
+                // cannot tell what remains without spending it, so nothing is claimed.
                 let rate = RateState {
                     limit: expected,
-                    remaining: 0,
+                    remaining: None,
                     reset_secs: None,
                 };
                 Err(too_many(

@@ -4,9 +4,10 @@
 //! Owns: one function per use case — [`Gateway::authenticate`], [`Gateway::query`],
 //! [`Gateway::lookup`], [`Gateway::datasets`], [`Gateway::me`], and the operators' ones
 //! (`policy_in_force`, `versions`, `submit`, `put_in_force`, `explain`, `journal`,
-//! `audit_query`) — each taking an authenticated [`Caller`] and a typed request, returning a
+//! `audit_query`, `health`, `metrics_access`) — each taking an authenticated [`Caller`] and a typed request, returning a
 //! typed outcome or a [`GatewayError`], and writing its own audit record(s) (`record`) before
-//! its answer may leave. It also owns readiness (`readiness`) and re-exports what transports
+//! its answer may leave. It also owns readiness (`is_ready` for anyone, `readiness` behind the operators' `health`) and
+//! re-exports what transports
 //! need (answer formats and streams), so that they never import `engine`, `policy` or `lookup`.
 //!
 //! Must never: know a transport (no HTTP status, header, gRPC or HTML type), or let a transport
@@ -169,7 +170,13 @@ impl Gateway {
         self.engine.extracts()
     }
 
-    /// Readiness: ready or not, and the checks behind it (no secrets, no paths).
+    /// Ready or not, and nothing more: what anyone may know (load balancers, probes).
+    pub fn is_ready(&self, shutting_down: bool) -> bool {
+        self.identity.is_ready() && self.audit.healthy() && !shutting_down
+    }
+
+    /// Readiness and the checks behind it (no secrets, no paths): for operators only (see
+    /// [`Gateway::health`]); tests read it in process.
     pub fn readiness(&self, shutting_down: bool) -> (bool, Value) {
         let identity_ready = self.identity.is_ready();
         let audit_ready = self.audit.healthy();

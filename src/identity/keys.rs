@@ -42,7 +42,7 @@ struct KeySet {
     fetched_at: Option<Instant>,
 }
 
-/// What readiness and `/health/ready` show of an issuer.
+/// What the operators' readiness view (`/v1/admin/health`) shows of an issuer.
 #[derive(Debug, Clone, Serialize)]
 pub struct IssuerStatus {
     pub issuer: String,

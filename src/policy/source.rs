@@ -28,6 +28,20 @@ impl Problem {
             message: message.into(),
         }
     }
+
+    /// `file:line: message` with the file's name only: what is shown outside the host (API
+    /// answers, readiness), which never reveals the hub's paths. (`Display` keeps the whole
+    /// path, for `passerelle check` and the operator's log.)
+    pub fn named(&self) -> String {
+        let file = self
+            .file
+            .file_name()
+            .map_or_else(String::new, |f| f.to_string_lossy().into_owned());
+        match self.line {
+            Some(line) => format!("{file}:{line}: {}", self.message),
+            None => format!("{file}: {}", self.message),
+        }
+    }
 }
 
 impl std::fmt::Display for Problem {

@@ -215,8 +215,14 @@ impl PolicyStore {
         let _ = self.events.send(PolicyEvent::Refused {
             problems: problems.len(),
         });
+        // SECURITY: what operators read over the API names files, never the hub's paths.
+        let named = problems
+            .iter()
+            .map(Problem::named)
+            .collect::<Vec<_>>()
+            .join("; ");
         if let Ok(mut e) = self.last_error.lock() {
-            *e = Some(text);
+            *e = Some(named);
         }
         problems
     }

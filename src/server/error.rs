@@ -164,7 +164,9 @@ impl From<GatewayError> for ApiError {
 pub fn rate_headers(rate: &RateState) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("ratelimit-limit", HeaderValue::from(rate.limit));
-    headers.insert("ratelimit-remaining", HeaderValue::from(rate.remaining));
+    if let Some(remaining) = rate.remaining {
+        headers.insert("ratelimit-remaining", HeaderValue::from(remaining));
+    }
     if let Some(reset) = rate.reset_secs {
         headers.insert("ratelimit-reset", HeaderValue::from(reset));
     }

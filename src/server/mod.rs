@@ -94,7 +94,8 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
+        .route("/metrics", get(health::operators_metrics))
+        .route("/v1/admin/health", get(health::details))
         .route("/v1/me", get(catalog::me))
         .route("/v1/query", axum::routing::post(query::query))
         .route("/v1/datasets", get(catalog::datasets))
@@ -164,9 +165,12 @@ pub fn app(state: AppState) -> Router {
 /// A server started in the background; stop it with [`RunningServer::shutdown`].
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// The metrics listener's address, when one is open (`server.metrics_listen`).
+    pub metrics_addr: Option<SocketAddr>,
     state: AppState,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    metrics: Option<Handle<SocketAddr>>,
 }
 
 impl RunningServer {
@@ -178,6 +182,9 @@ impl RunningServer {
     /// Graceful shutdown: stop accepting, let in-flight requests finish within `grace`.
     pub async fn shutdown(self, grace: Duration) -> std::io::Result<()> {
         self.state.shutting_down.store(true, Ordering::Release);
+        if let Some(metrics) = &self.metrics {
+            metrics.shutdown();
+        }
         self.handle.graceful_shutdown(Some(grace));
         match self.task.await {
             Ok(result) => result,
@@ -188,6 +195,9 @@ impl RunningServer {
     /// Stops at once, dropping connections (tests' `Drop`; use `shutdown` to be graceful).
     pub fn stop_now(&self) {
         self.state.shutting_down.store(true, Ordering::Release);
+        if let Some(metrics) = &self.metrics {
+            metrics.shutdown();
+        }
         self.handle.shutdown();
     }
 
@@ -212,44 +222,82 @@ pub enum ServerError {
     Bind { addr: SocketAddr, reason: String },
 }
 
-/// Binds the HTTPS listener and serves in the background.
+/// The metrics listener's router: `GET /metrics` and nothing else.
+fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(health::metrics))
+        .fallback(middleware::fallback)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(
+            middleware::request_id_and_problems,
+        ))
+}
+
+/// Serves `router` over HTTPS on `addr` in the background.
+fn serve(
+    addr: SocketAddr,
+    tls: &Arc<rustls::ServerConfig>,
+    router: Router,
+) -> Result<ServingListener, ServerError> {
+    let bind_error = |reason: String| ServerError::Bind { addr, reason };
+    let listener =
+        std::net::TcpListener::bind(addr).map_err(|e| bind_error(e.kind().to_string()))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| bind_error(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| bind_error(e.to_string()))?;
+    let handle = Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.clone()))
+        .map_err(|e| bind_error(e.to_string()))?
+        .handle(handle.clone());
+    let task = tokio::spawn(async move { server.serve(router.into_make_service()).await });
+    Ok(ServingListener {
+        addr: local,
+        handle,
+        task,
+    })
+}
+
+struct ServingListener {
+    addr: SocketAddr,
+    handle: Handle<SocketAddr>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+/// Binds the HTTPS listener (and the metrics listener, if any) and serves in the background.
 pub async fn start(state: AppState) -> Result<RunningServer, ServerError> {
     let server = state.server();
-    let tls = tls::server_config(
+    let tls = Arc::new(tls::server_config(
         &server.tls_cert,
         &server.tls_key,
         server.client_ca.as_deref(),
-    )?;
-    let addr = server.listen;
-    let listener = std::net::TcpListener::bind(addr).map_err(|e| ServerError::Bind {
-        addr,
-        reason: e.kind().to_string(),
-    })?;
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| ServerError::Bind {
-            addr,
-            reason: e.to_string(),
-        })?;
-    let local = listener.local_addr().map_err(|e| ServerError::Bind {
-        addr,
-        reason: e.to_string(),
-    })?;
-    let handle = Handle::new();
-    let router = app(state.clone());
-    let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(Arc::new(tls)))
-        .map_err(|e| ServerError::Bind {
-            addr,
-            reason: e.to_string(),
-        })?
-        .handle(handle.clone());
-    let task = tokio::spawn(async move { server.serve(router.into_make_service()).await });
-    tracing::info!(address = %local, "listening (HTTPS: HTTP/2 and HTTP/1.1)");
+    )?);
+    let metrics = match server.metrics_listen {
+        Some(addr) => Some(serve(addr, &tls, metrics_app(state.clone()))?),
+        None => None,
+    };
+    let main = match serve(server.listen, &tls, app(state.clone())) {
+        Ok(main) => main,
+        Err(e) => {
+            if let Some(metrics) = &metrics {
+                metrics.handle.shutdown();
+            }
+            return Err(e);
+        }
+    };
+    tracing::info!(address = %main.addr, "listening (HTTPS: HTTP/2 and HTTP/1.1)");
+    if let Some(metrics) = &metrics {
+        tracing::info!(address = %metrics.addr, "metrics listening (HTTPS, GET /metrics)");
+    }
     Ok(RunningServer {
-        addr: local,
+        addr: main.addr,
+        metrics_addr: metrics.as_ref().map(|m| m.addr),
         state,
-        handle,
-        task,
+        handle: main.handle,
+        task: main.task,
+        metrics: metrics.map(|m| m.handle),
     })
 }
 

@@ -37,13 +37,7 @@ impl Hub {
     }
 
     async fn queries_running(&self) -> u64 {
-        let ready: Value = self
-            .server
-            .get("/health/ready", None)
-            .await
-            .json()
-            .await
-            .unwrap();
+        let ready: Value = self.server.readiness();
         ready["checks"]["queries"]["running"].as_u64().unwrap()
     }
 }

@@ -53,38 +53,121 @@ async fn plain_http_gets_no_http_answer() {
 }
 
 #[tokio::test]
-async fn ready_is_true_with_no_issuer_and_lists_datasets() {
+async fn ready_is_true_with_no_issuer_and_says_nothing_more() {
     let server = TestServer::start(vec![]).await;
     let ready = server.get("/health/ready", None).await;
     assert_eq!(ready.status(), 200);
     let body: serde_json::Value = ready.json().await.unwrap();
-    let datasets = body["checks"]["data"]["datasets"].as_array().unwrap();
-    assert_eq!(datasets.len(), 4, "{body}");
+    // SECURITY: publicly, ready or not and nothing more (see
+    // `the_public_surface_says_ready_or_not_and_the_details_are_the_operators`).
+    assert_eq!(body, serde_json::json!({"status": "ready"}));
+    let details = server.readiness();
+    let datasets = details["checks"]["data"]["datasets"].as_array().unwrap();
+    assert_eq!(datasets.len(), 4, "{details}");
 }
 
 #[tokio::test]
-async fn request_id_is_echoed_when_sane_and_replaced_otherwise() {
+async fn the_public_surface_says_ready_or_not_and_the_details_are_the_operators() {
+    let h = crate::support::DemoServer::start_with(|_| {}).await;
+    let server = &h.server;
+    // Public: no dataset, issuer, policy version or activity.
+    let public = server
+        .get("/health/ready", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(public, r#"{"status":"ready"}"#);
+    for secret in ["sante", "fiscal", "issuer", "version", "http"] {
+        assert!(!public.contains(secret), "{public}");
+    }
+    // The operators' view.
+    let operator = h.token("operateur");
+    let details = server.get("/v1/admin/health", Some(&operator)).await;
+    assert_eq!(details.status(), 200);
+    let details: serde_json::Value = details.json().await.unwrap();
+    assert_eq!(details["status"], "ready");
+    assert_eq!(
+        details["checks"]["data"]["datasets"]
+            .as_array()
+            .unwrap()
+            .len(),
+        4
+    );
+    assert!(details["checks"]["policy"]["version"].as_str().is_some());
+    assert!(
+        details["checks"]["identity"]["issuers"][0]["issuer"].is_string(),
+        "{details}"
+    );
+    let researcher = h.token("chercheuse-diabete");
+    assert_eq!(
+        server
+            .get("/v1/admin/health", Some(&researcher))
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(server.get("/v1/admin/health", None).await.status(), 401);
+
+    // Metrics: on the main listener for operators only; on the metrics listener (loopback).
+    assert_eq!(server.get("/metrics", None).await.status(), 401);
+    assert_eq!(
+        server.get("/metrics", Some(&researcher)).await.status(),
+        403
+    );
+    let metrics = server.get("/metrics", Some(&operator)).await;
+    assert_eq!(metrics.status(), 200);
+    assert!(
+        metrics
+            .text()
+            .await
+            .unwrap()
+            .contains("passerelle_http_requests_total")
+    );
+    let listener = server
+        .client
+        .get(server.metrics_url())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listener.status(), 200);
+    assert!(
+        listener
+            .text()
+            .await
+            .unwrap()
+            .contains("passerelle_http_requests_total")
+    );
+    // … and nothing else there.
+    let other = server
+        .client
+        .get(server.metrics_url().replace("/metrics", "/v1/me"));
+    assert_eq!(other.send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn the_request_id_is_always_the_servers() {
+    // A client's own id is never echoed in its place (the audit keeps it apart: see
+    // `audit_requests::the_record_holds_the_servers_id_and_the_whole_statement`).
     let server = TestServer::start(vec![]).await;
-    let echoed = server
-        .client
-        .get(server.url("/health/live"))
-        .header("X-Request-ID", "client-abc-123")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(echoed.headers()["x-request-id"], "client-abc-123");
-
-    let replaced = server
-        .client
-        .get(server.url("/health/live"))
-        .header("X-Request-ID", "<script>alert(1)</script>")
-        .send()
-        .await
-        .unwrap();
-    let id = replaced.headers()["x-request-id"].to_str().unwrap();
-    assert!(!id.contains('<'));
-    assert_eq!(id.len(), 36, "a generated UUID: {id}");
-
+    let mut seen = Vec::new();
+    for sent in [
+        "client-abc-123",
+        "client-abc-123",
+        "<script>alert(1)</script>",
+    ] {
+        let r = server
+            .client
+            .get(server.url("/health/live"))
+            .header("X-Request-ID", sent)
+            .send()
+            .await
+            .unwrap();
+        let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "a generated UUID: {id}");
+        assert!(!seen.contains(&id));
+        seen.push(id);
+    }
     let generated = server.get("/health/live", None).await;
     assert!(generated.headers().contains_key("x-request-id"));
 }
@@ -100,6 +183,10 @@ async fn errors_are_problem_json_with_code_and_request_id() {
         .await
         .unwrap();
     assert_eq!(response.status(), 404);
+    let response_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     assert_eq!(
         response.headers()["content-type"],
         "application/problem+json"
@@ -107,7 +194,11 @@ async fn errors_are_problem_json_with_code_and_request_id() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["status"], 404);
     assert_eq!(body["code"], "not_found");
-    assert_eq!(body["request_id"], "probe-1");
+    assert_eq!(
+        body["request_id"],
+        response_id.as_str(),
+        "the body carries the server's id, as the header does"
+    );
     assert!(body["type"].as_str().unwrap().ends_with("/not_found"));
 
     let wrong_method = server
@@ -125,7 +216,12 @@ async fn errors_are_problem_json_with_code_and_request_id() {
 async fn metrics_are_prometheus_text_with_route_templates() {
     let server = TestServer::start(vec![]).await;
     server.get("/health/live", None).await;
-    let metrics = server.get("/metrics", None).await;
+    let metrics = server
+        .client
+        .get(server.metrics_url())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), 200);
     let text = metrics.text().await.unwrap();
     assert!(text.contains("passerelle_http_requests_total"), "{text}");

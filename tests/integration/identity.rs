@@ -471,7 +471,7 @@ async fn cached_keys_serve_an_outage_only_up_to_their_maximum_age() {
     assert_refused(&server, &issuer.sign("ec-new", &issuer.claims("x"))).await;
     let ready = server.get("/health/ready", None).await;
     assert_eq!(ready.status(), 200);
-    let body: Value = ready.json().await.unwrap();
+    let body: Value = server.readiness();
     let status = &body["checks"]["identity"]["issuers"][0];
     assert_eq!(status["max_key_age_secs"], 3, "{body}");
     assert_eq!(status["keys_too_old"], false, "{body}");
@@ -483,8 +483,7 @@ async fn cached_keys_serve_an_outage_only_up_to_their_maximum_age() {
     // Past it: fail closed.
     let mut body = Value::Null;
     for _ in 0..100 {
-        let ready = server.get("/health/ready", None).await;
-        body = ready.json().await.unwrap();
+        body = server.readiness();
         if body["checks"]["identity"]["issuers"][0]["keys_too_old"] == true {
             break;
         }
@@ -535,7 +534,7 @@ async fn issuer_down_at_start_means_not_ready_until_keys_load() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let ready = server.get("/health/ready", None).await;
     assert_eq!(ready.status(), 503);
-    let body: Value = ready.json().await.unwrap();
+    let body: Value = server.readiness();
     assert_eq!(body["checks"]["identity"]["ready"], false);
     assert_refused(&server, &issuer.sign("ec-1", &issuer.claims("x"))).await;
     issuer.set_down(false);

@@ -339,21 +339,41 @@ async fn the_rate_limit_is_reached_and_recovered() {
         (429, Some("rate_limited"))
     );
     assert!(headers.contains_key("retry-after"));
-    assert_eq!(headers["ratelimit-remaining"], "0");
+    // The refused batch of 100 spent nothing: the 50 (and what refilled since) still remain.
+    let header = |headers: &reqwest::header::HeaderMap, name: &str| -> u64 {
+        headers[name].to_str().unwrap().parse().unwrap()
+    };
+    let remaining = header(&headers, "ratelimit-remaining");
+    assert!((50..100).contains(&remaining), "{remaining} remain");
     // Spend what is left one by one until refused, then wait as told and succeed again.
     let one = format!("/v1/lookup/social.allocataires/1999999999999?{TRACE}");
     let mut refused = None;
-    for _ in 0..60 {
+    let mut last_allowed = None;
+    for _ in 0..(remaining + 10) {
         let (status, _, headers) = h.caf(&one).await;
         if status == 429 {
             refused = Some(headers);
             break;
         }
         assert_eq!(status, 404);
+        last_allowed = Some(headers);
     }
     let headers = refused.expect("the quota must run out");
-    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    let wait = header(&headers, "retry-after");
     assert!((1..=60).contains(&wait));
+    // `RateLimit-Reset` means the same on a 200 and a 429: until the quota is whole again.
+    let allowed = last_allowed.unwrap();
+    assert_eq!(header(&allowed, "ratelimit-remaining"), 0);
+    assert_eq!(header(&headers, "ratelimit-remaining"), 0);
+    let (reset_allowed, reset_refused) = (
+        header(&allowed, "ratelimit-reset"),
+        header(&headers, "ratelimit-reset"),
+    );
+    assert!(
+        reset_allowed >= 55 && reset_refused >= 55,
+        "{reset_allowed} {reset_refused}"
+    );
+    assert!(reset_refused >= wait);
     tokio::time::sleep(Duration::from_secs(wait)).await;
     let (status, _, _) = h.caf(&one).await;
     assert_eq!(status, 404, "recovered after Retry-After");

@@ -747,7 +747,7 @@ async fn submit_diff_apply_history_and_rollback() {
 }
 
 #[tokio::test]
-async fn a_file_change_reloads_and_an_invalid_one_is_refused() {
+async fn a_file_change_reloads_and_an_invalid_one_is_refused_naming_the_file_only() {
     let hub = Hub::start(1).await;
     let file = hub.policy_dir().join("policy.csv");
     let original = std::fs::read_to_string(&file).unwrap();
@@ -768,12 +768,12 @@ async fn a_file_change_reloads_and_an_invalid_one_is_refused() {
             .await
             .unwrap();
         if policy["last_reload_error"].is_string() {
-            assert!(
-                policy["last_reload_error"]
-                    .as_str()
-                    .unwrap()
-                    .contains("nulle.part")
-            );
+            let error = policy["last_reload_error"].as_str().unwrap();
+            assert!(error.contains("nulle.part"), "{error}");
+            // SECURITY: the file's name, never the hub's path.
+            assert!(error.contains("policy.csv"), "{error}");
+            let root = hub.policy_dir().parent().unwrap().display().to_string();
+            assert!(!error.contains(&root) && !error.contains('/'), "{error}");
             break;
         }
         assert!(

@@ -31,6 +31,16 @@ pub fn hub() -> &'static SharedHub {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("hub");
         passerelle::demo::hub::ensure(&root, TEST_ROWS, TEST_SEED, false).unwrap();
+        // Many servers of this hub run at once (in process, and as children that copy it):
+        // each metrics listener takes a free port.
+        let config = HubLayout::new(&root).config();
+        let text = std::fs::read_to_string(&config).unwrap();
+        let text = text.replace(
+            "metrics_listen = \"127.0.0.1:9464\"",
+            "metrics_listen = \"127.0.0.1:0\"",
+        );
+        assert!(text.contains("metrics_listen = \"127.0.0.1:0\""));
+        std::fs::write(&config, text).unwrap();
         SharedHub { _dir: dir, root }
     })
 }
@@ -97,6 +107,23 @@ impl TestServer {
             base,
             client: client(&hub().ca_pem()),
         }
+    }
+
+    /// The operators' readiness view (`status` and every check), read in process: what
+    /// `GET /v1/admin/health` answers an operator.
+    pub fn readiness(&self) -> serde_json::Value {
+        let gateway = self.running.as_ref().unwrap().gateway();
+        let (ready, checks) = gateway.readiness(false);
+        serde_json::json!({
+            "status": if ready { "ready" } else { "not_ready" },
+            "checks": checks,
+        })
+    }
+
+    /// `https://…/metrics` of the metrics listener.
+    pub fn metrics_url(&self) -> String {
+        let addr = self.running.as_ref().unwrap().metrics_addr.unwrap();
+        format!("https://{addr}/metrics")
     }
 
     /// The server's pseudonymised extracts, when they are on.
