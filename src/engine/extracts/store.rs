@@ -1,0 +1,130 @@
+//! The extracts folder: where each extract lives (its file name), the folder and files made
+//! private, and the removal of extracts of older key versions.
+//!
+//! Owns: the name `<file stem>.<domain>.v<version>.<hash>.parquet` and the modes 0700 (folder)
+//! and 0600 (files).
+//!
+//! Must never: create the folder or a file readable by anyone but the hub's user (extracts
+//! hold every other column raw), or put anything but letters, digits, `-` and `_` of the data
+//! file's stem and the domain in a name.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::cache::ExtractKey;
+
+/// `<file stem>.<domain>.v<version>.<hash>.parquet` in `dir`; the hash covers the data file's
+/// path, the domain, the version and the columns.
+pub(super) fn path_of(dir: &Path, key: &ExtractKey) -> PathBuf {
+    let mut hash = Sha256::new();
+    hash.update(key.source.to_string_lossy().as_bytes());
+    hash.update([0]);
+    hash.update(key.domain.as_bytes());
+    hash.update([0]);
+    hash.update(key.version.to_be_bytes());
+    for c in &key.columns {
+        hash.update([0]);
+        hash.update(c.as_bytes());
+    }
+    let hash = hex::encode(&hash.finalize()[..8]);
+    dir.join(format!(
+        "{}.v{}.{hash}.parquet",
+        prefix(&key.source, &key.domain),
+        key.version
+    ))
+}
+
+/// Removes from `dir` the extracts of the same data file and domain made with older key
+/// versions (their pseudonyms are no longer served).
+pub(super) fn remove_older_versions(dir: &Path, key: &ExtractKey) {
+    let prefix = format!("{}.v", prefix(&key.source, &key.domain));
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for file in listing.flatten() {
+        let name = file.file_name().to_string_lossy().into_owned();
+        let version = name
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.split('.').next())
+            .and_then(|v| v.parse::<u32>().ok());
+        if version.is_some_and(|v| v < key.version) {
+            let _ = std::fs::remove_file(file.path());
+        }
+    }
+}
+
+/// File-name prefix of an extract: the data file's stem and the domain, letters, digits,
+/// `-` and `_` only.
+fn prefix(source: &Path, domain: &str) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let stem = source
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!("{}.{}", clean(&stem), clean(domain))
+}
+
+pub(super) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// A new file readable by the hub's user only (extracts hold every other column raw).
+pub(super) fn private_file(path: &Path) -> std::io::Result<File> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use std::path::Path;
+
+    use super::super::Extracts;
+    use super::super::testing::{built, domain, write_source};
+
+    #[test]
+    fn extracts_are_private_and_leave_no_temporary_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("sejours.parquet");
+        write_source(&source, &[Some("1840375056123")]);
+        let folder = dir.path().join("extracts");
+        let extract = built(&Extracts::new(folder.clone()), &source, &domain(1, 1));
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&extract.path), 0o600);
+        assert_eq!(mode(&folder), 0o700);
+        let names: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(
+            names[0].starts_with("sejours.projet-diabete.v1."),
+            "{names:?}"
+        );
+    }
+}
