@@ -17,6 +17,7 @@ pub mod hub;
 pub mod identity;
 pub mod lookup;
 pub mod policy;
+pub mod private_fs;
 pub mod pseudonym;
 pub mod secret_file;
 pub mod server;

@@ -35,19 +35,16 @@ pub fn read_private(path: &Path) -> Result<Zeroizing<String>, SecretFileError> {
     Ok(Zeroizing::new(std::fs::read_to_string(path).map_err(io)?))
 }
 
-/// Writes `bytes` to a new file (parents created, mode 0600 on Unix, synced); never overwrites.
+/// Writes `bytes` to a new file (missing parents created 0700, the file 0600, synced); never
+/// overwrites.
 pub fn write_new_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
+        crate::private_fs::create_dir_all(parent)?;
     }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
+    let mut file = crate::private_fs::options()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
     file.write_all(bytes)?;
     file.sync_all()
 }

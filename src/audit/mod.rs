@@ -57,7 +57,6 @@ mod chain;
 mod event;
 mod journal;
 mod key;
-mod private;
 mod table;
 mod writer;
 

@@ -33,8 +33,8 @@ use super::chain::{
 };
 use super::event::{AuditEvent, AuditKind, Outcome};
 use super::key::SigningKey;
-use super::private;
 use super::{AuditError, Receipt};
+use crate::private_fs as private;
 
 /// Most events written by one commit.
 pub const MAX_BATCH: usize = 1024;
@@ -145,7 +145,7 @@ impl Trail {
     pub fn open(dir: &Path, key: SigningKey, settings: Settings) -> Result<Self, AuditError> {
         // SECURITY: the trail's folders are created 0700 and its files 0600.
         private::create_dir_all(dir).map_err(|e| io_error(dir, &e))?;
-        private::warn_if_open(dir);
+        private::warn_if_open(dir, "audit trail");
         let lock_path = dir.join(chain::LOCK_FILE);
         let lock = private::options()
             .create(true)

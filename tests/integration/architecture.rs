@@ -36,18 +36,26 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     // The core, each part knowing only what lies below it.
     (
         "engine",
-        &["access", "config", "file_stamp", "policy", "pseudonym"],
+        &[
+            "access",
+            "config",
+            "file_stamp",
+            "policy",
+            "private_fs",
+            "pseudonym",
+        ],
     ),
     ("lookup", &["access", "file_stamp", "policy", "pseudonym"]),
     ("access", &["policy", "pseudonym"]),
     ("policy", &["file_stamp", "identity"]),
     ("identity", &["config", "install_crypto_provider"]),
-    ("audit", &["config", "secret_file"]),
+    ("audit", &["config", "private_fs", "secret_file"]),
     ("pseudonym", &["config", "secret_file"]),
     ("config", &[]),
     ("telemetry", &[]),
     ("file_stamp", &[]),
-    ("secret_file", &[]),
+    ("secret_file", &["private_fs"]),
+    ("private_fs", &[]),
 ];
 
 /// External crates only a transport may name (the use cases speak in domain types).

@@ -13,12 +13,7 @@ pub(crate) fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Res
     let tmp = dir.join(format!(".{name}.tmp"));
     {
         // SECURITY: 0600, also over a temporary file a crash left with another mode.
-        let mut file = crate::audit::private::options()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)?;
-        crate::audit::private::restrict(&file)?;
+        let mut file = crate::private_fs::create_file(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }

@@ -24,7 +24,6 @@ use parquet::schema::types::ColumnPath;
 
 use super::Extract;
 use super::provenance;
-use super::store::{create_private_dir, private_file};
 use crate::file_stamp::FileStamp;
 use crate::pseudonym::PseudonymDomain;
 use crate::pseudonym::kernels::pseudonymise;
@@ -42,7 +41,7 @@ pub(super) fn build(
     domain: &PseudonymDomain,
     columns: &[String],
 ) -> Result<Extract, String> {
-    create_private_dir(dir).map_err(|e| format!("extracts folder: {}", e.kind()))?;
+    crate::private_fs::create_dir_all(dir).map_err(|e| format!("extracts folder: {}", e.kind()))?;
     let reader = open_source(source)?;
     let source_meta = reader.metadata().clone();
     let raw_schema = reader.schema().clone();
@@ -152,7 +151,8 @@ fn write_temporary(
     domain: &PseudonymDomain,
     temporary: &Path,
 ) -> Result<(), String> {
-    let out = private_file(temporary).map_err(|e| format!("extract: {}", e.kind()))?;
+    let out =
+        crate::private_fs::create_file(temporary).map_err(|e| format!("extract: {}", e.kind()))?;
     let mut writer = ArrowWriter::try_new(
         BufWriter::with_capacity(1 << 20, out),
         schema.clone(),

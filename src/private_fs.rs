@@ -1,18 +1,18 @@
-//! Files and folders of the trail are the hub's alone: folders are created `0700`, files
-//! `0600`, whatever the process umask (a researcher with a shell on the host must not read
-//! who looked up whom).
+//! Files and folders that are the hub's alone (the audit trail, pseudonymised extracts, secret
+//! keys): folders are created `0700`, files `0600`, whatever the process umask (another user
+//! of the host must not read who looked up whom, or the raw columns beside a pseudonym).
 //!
-//! Owns: how the trail creates its folders and files. Must never: loosen the mode of an
-//! existing file or folder (an operator may have granted an auditors' group read access on
-//! purpose; [`warn_if_open`] says so in the log).
+//! Owns: how the hub creates private folders and files. Must never: loosen the mode of an
+//! existing file or folder, or tighten an existing folder (an operator may have granted an
+//! auditors' group read access on purpose; [`warn_if_open`] says so in the log).
 
 use std::fs::OpenOptions;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
-/// Mode of the trail's folders.
+/// Mode of private folders.
 pub const DIR_MODE: u32 = 0o700;
-/// Mode of the trail's files.
+/// Mode of private files.
 pub const FILE_MODE: u32 = 0o600;
 
 /// Creates `dir` and its missing parents, each `0700`.
@@ -30,20 +30,32 @@ pub fn options() -> OpenOptions {
     options
 }
 
-/// Sets a file the trail is rewriting (a leftover temporary file) back to `0600`.
+/// Sets a file being rewritten (a leftover temporary file) back to `0600`.
 pub fn restrict(file: &std::fs::File) -> std::io::Result<()> {
     file.set_permissions(std::fs::Permissions::from_mode(FILE_MODE))
 }
 
-/// Logs a warning when the trail folder lets its group or others in.
-pub fn warn_if_open(dir: &Path) {
+/// Creates (or truncates) `path` for writing, `0600` even if it existed with another mode.
+pub fn create_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let file = options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    restrict(&file)?;
+    Ok(file)
+}
+
+/// Logs a warning when `dir` (`what` it holds) lets its group or others in.
+pub fn warn_if_open(dir: &Path, what: &str) {
     if let Ok(meta) = std::fs::metadata(dir)
         && meta.permissions().mode() & 0o077 != 0
     {
         tracing::warn!(
             dir = %dir.display(),
             mode = format!("{:o}", meta.permissions().mode() & 0o777),
-            "audit: the trail folder is readable by others than the hub; 0700 is advised"
+            what,
+            "folder readable by others than the hub; 0700 is advised"
         );
     }
 }
