@@ -177,6 +177,10 @@ fn check(path: &std::path::Path) -> ExitCode {
         Err(e) => return fail(e.to_string()),
     };
     let problems = crate::hub::check(&config);
+    // Warnings do not fail the check: they name choices an operator should confirm.
+    for warning in crate::hub::warnings(&config) {
+        eprintln!("{warning}");
+    }
     if problems.is_empty() {
         println!("{}: valid", path.display());
         ExitCode::SUCCESS

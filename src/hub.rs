@@ -61,6 +61,19 @@ pub fn check(config: &Config) -> Vec<String> {
     problems
 }
 
+/// Warnings on the policy set (valid, but weakening a secret: see `policy::warnings`); none
+/// when the set does not load (its problems are `check`'s).
+pub fn warnings(config: &Config) -> Vec<String> {
+    PolicySet::load(&config.policy.dir)
+        .map(|set| {
+            set.warnings(&config.policy.dir)
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Loads everything and starts the HTTPS server in the background.
 pub async fn start(config: Config) -> Result<RunningServer, HubError> {
     // SECURITY: no audit trail, no server (a damaged or locked trail stops the start).
@@ -87,6 +100,9 @@ pub async fn start_with_audit(
     )
     .map_err(|p| HubError::Policy(p.iter().map(ToString::to_string).collect()))?;
     let set = policy.current();
+    for warning in set.warnings(&config.policy.dir) {
+        tracing::warn!(%warning, "policy");
+    }
     if config.policy.watch_interval_secs > 0 {
         policy.spawn_watch(std::time::Duration::from_secs(
             config.policy.watch_interval_secs,

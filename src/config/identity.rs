@@ -72,6 +72,10 @@ pub struct IssuerConfig {
     /// Signature algorithms accepted from this issuer (subset of RS256, PS256, ES256, EdDSA).
     #[serde(default = "default_algorithms")]
     pub algorithms: Vec<String>,
+    /// The JWT header `typ` this issuer's access tokens must carry, e.g. `at+jwt` (RFC 9068;
+    /// `application/at+jwt` is the same). None: any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_typ: Option<String>,
 }
 
 fn default_leeway() -> u64 {
@@ -149,6 +153,7 @@ impl IssuerConfig {
             roles_claim: default_roles_claim(),
             email_claim: default_email_claim(),
             algorithms: default_algorithms(),
+            require_typ: None,
         }
     }
 }

@@ -103,6 +103,8 @@ impl DevIssuer {
     pub fn issuer_config(&self) -> IssuerConfig {
         let mut config = IssuerConfig::new(self.signer.issuer.clone(), DEMO_AUDIENCE);
         config.algorithms = vec!["ES256".into()];
+        // Its tokens are RFC 9068 access tokens: nothing else is taken for one.
+        config.require_typ = Some("at+jwt".into());
         config
     }
 
@@ -165,13 +167,10 @@ type SignerState = State<std::sync::Arc<Signer>>;
 
 async fn discovery(State(signer): SignerState) -> Json<Value> {
     let issuer = &signer.issuer;
+    // A development issuer mints access tokens only: it has no authorization endpoint.
     Json(json!({
         "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/authorize"),
         "jwks_uri": format!("{issuer}/jwks.json"),
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
         "grant_types_supported": ["client_credentials"],
     }))
 }

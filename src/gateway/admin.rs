@@ -6,6 +6,7 @@
 //! Must never: show the hub's paths (problems name policy files only), or let anyone but an
 //! operator through.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -17,13 +18,55 @@ use crate::identity::Principal;
 use crate::policy::explain::{render_text, views};
 use crate::policy::{PolicySet, PolicyTexts, Problem, ReloadOutcome, diff::diff};
 
-/// A new policy version: its files and a comment for the history.
+/// A new policy version: its files (by name) and a comment for the history. The names are
+/// checked by the use case, so a missing or unknown file is a `policy_invalid` naming it.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySubmission {
-    pub files: PolicyTexts,
+    pub files: BTreeMap<String, String>,
     #[serde(default)]
     pub comment: String,
+}
+
+/// The four files of a submission, or a problem per missing or unknown name.
+fn submitted_texts(files: &BTreeMap<String, String>) -> Result<PolicyTexts, GatewayError> {
+    const NAMES: [&str; 4] = [
+        "model.conf",
+        "policy.csv",
+        "habilitations.toml",
+        "datasets.toml",
+    ];
+    let mut problems: Vec<Problem> = NAMES
+        .iter()
+        .filter(|name| !files.contains_key(**name))
+        .map(|name| Problem::new(Path::new(name), None, "missing from the submission"))
+        .collect();
+    problems.extend(
+        files
+            .keys()
+            .filter(|name| !NAMES.contains(&name.as_str()))
+            .map(|name| {
+                Problem::new(
+                    Path::new("submission"),
+                    None,
+                    format!(
+                        "`{}` is not a policy file (expected {})",
+                        name.chars().take(64).collect::<String>(),
+                        NAMES.join(", ")
+                    ),
+                )
+            }),
+    );
+    if !problems.is_empty() {
+        return Err(invalid(&problems));
+    }
+    let text = |name: &str| files.get(name).cloned().unwrap_or_default();
+    Ok(PolicyTexts {
+        model: text("model.conf"),
+        rules: text("policy.csv"),
+        habilitations: text("habilitations.toml"),
+        datasets: text("datasets.toml"),
+    })
 }
 
 /// The principal to explain.
@@ -127,14 +170,15 @@ impl Gateway {
         submission: PolicySubmission,
     ) -> Result<Value, GatewayError> {
         self.as_operator(caller, async {
-            let candidate = PolicySet::from_texts(Path::new(""), submission.files.clone())
-                .map_err(|p| invalid(&p))?;
+            let texts = submitted_texts(&submission.files)?;
+            let candidate =
+                PolicySet::from_texts(Path::new(""), texts.clone()).map_err(|p| invalid(&p))?;
             let current = self.policy.current();
             let changes = diff(&current, &candidate);
             let meta = self
                 .history
                 .submit(
-                    &submission.files,
+                    &texts,
                     &author(&caller.principal),
                     &submission.comment,
                 )
@@ -143,7 +187,13 @@ impl Gateway {
                     GatewayError::internal()
                 })?;
             tracing::info!(number = meta.number, version = %meta.version, author = %meta.author, "policy version submitted");
-            Ok(json!({ "version": meta, "diff": changes, "in_force": current.version }))
+            let warnings = problem_list(&candidate.warnings(Path::new("")));
+            Ok(json!({
+                "version": meta,
+                "diff": changes,
+                "in_force": current.version,
+                "warnings": warnings,
+            }))
         })
         .await
     }

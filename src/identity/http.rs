@@ -81,17 +81,3 @@ fn without_url(e: &reqwest::Error) -> String {
     };
     kind.to_string()
 }
-
-/// Adapter so that `openidconnect` discovery runs on our client (redirects off, bounded).
-pub async fn openidconnect_call(
-    client: &reqwest::Client,
-    request: openidconnect::HttpRequest,
-) -> Result<openidconnect::HttpResponse, FetchError> {
-    let url = request.uri().to_string();
-    let body = get_bounded(client, &url).await?;
-    http::Response::builder()
-        .status(http::StatusCode::OK)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .map_err(|e| FetchError::Request(e.to_string()))
-}

@@ -1,5 +1,5 @@
-//! One trusted issuer's signing keys: discovery (openidconnect), then a JWKS cache refreshed in
-//! the background, refreshed at once when an unknown `kid` arrives (single flight, rate
+//! One trusted issuer's signing keys: discovery (issuer and `jwks_uri` only), then a JWKS cache
+//! refreshed in the background, refreshed at once when an unknown `kid` arrives (single flight, rate
 //! limited), keys that left the JWKS kept for a grace period.
 //!
 //! Must never: use keys older than `identity.max_key_age_secs` (counted from the last
@@ -253,20 +253,17 @@ impl JwksKeyStore {
         Ok(())
     }
 
-    /// OIDC discovery with openidconnect: checks that the document names this very issuer and
-    /// returns its `jwks_uri`.
+    /// Discovery (`{issuer}/.well-known/openid-configuration`): checks that the document names
+    /// this very issuer and returns its `jwks_uri`. A resource server needs nothing else: the
+    /// relying-party fields (`authorization_endpoint`, `response_types_supported`, …) are not
+    /// required, so an issuer for client credentials only (no authorization endpoint) is
+    /// trusted like any other.
     async fn discover(&self) -> Result<String, KeyStoreError> {
-        let issuer_url = openidconnect::IssuerUrl::new(self.issuer.clone())
-            .map_err(|_| KeyStoreError::Discovery("issuer is not a URL".into()))?;
-        let client = self.client.clone();
-        let call = move |request: openidconnect::HttpRequest| {
-            let client = client.clone();
-            async move { http::openidconnect_call(&client, request).await }
-        };
-        let metadata = openidconnect::core::CoreProviderMetadata::discover_async(issuer_url, &call)
+        let url = discovery_url(&self.issuer);
+        let body = http::get_bounded(&self.client, &url)
             .await
-            .map_err(|e| KeyStoreError::Discovery(discovery_reason(&e)))?;
-        let jwks_uri = metadata.jwks_uri().url().clone();
+            .map_err(|e| KeyStoreError::Discovery(format!("request failed: {e}")))?;
+        let jwks_uri = jwks_uri_of(&self.issuer, &body).map_err(KeyStoreError::Discovery)?;
         // SECURITY: the JWKS must be served by the same scheme rules as the issuer itself.
         crate::config::check_issuer_url(jwks_uri.as_str())
             .or_else(|_| {
@@ -279,16 +276,28 @@ impl JwksKeyStore {
     }
 }
 
-fn discovery_reason<E: std::error::Error>(e: &openidconnect::DiscoveryError<E>) -> String {
-    match e {
-        openidconnect::DiscoveryError::Request(inner) => format!("request failed: {inner}"),
-        openidconnect::DiscoveryError::Response(status, _, _) => {
-            format!("unexpected answer (status {status})")
-        }
-        openidconnect::DiscoveryError::Parse(_) => "document does not parse".into(),
-        openidconnect::DiscoveryError::Validation(m) => format!("document refused: {m}"),
-        other => format!("discovery failed: {other}"),
+/// `{issuer}/.well-known/openid-configuration` (one slash between them, as OIDC Discovery 4).
+fn discovery_url(issuer: &str) -> String {
+    format!(
+        "{}/.well-known/openid-configuration",
+        issuer.trim_end_matches('/')
+    )
+}
+
+/// The `jwks_uri` of a discovery document that names `issuer` exactly.
+fn jwks_uri_of(issuer: &str, body: &[u8]) -> Result<reqwest::Url, String> {
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        issuer: String,
+        jwks_uri: String,
     }
+    let metadata: Metadata = serde_json::from_slice(body)
+        .map_err(|_| "document does not parse (it needs `issuer` and `jwks_uri`)".to_string())?;
+    // SECURITY: a document that names another issuer (OIDC Discovery 4.3) is refused.
+    if metadata.issuer != issuer {
+        return Err("document refused: it names another issuer".into());
+    }
+    reqwest::Url::parse(&metadata.jwks_uri).map_err(|_| "jwks_uri is not a URL".to_string())
 }
 
 /// Parses a JWKS, keeping every usable signing key and skipping the rest (one odd key, e.g.
@@ -376,6 +385,29 @@ pub enum KeyStoreError {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn discovery_needs_this_issuer_and_a_jwks_uri_only() {
+        let issuer = "https://auth.example.gouv.fr";
+        assert_eq!(
+            super::discovery_url("https://auth.example.gouv.fr/realms/x/"),
+            "https://auth.example.gouv.fr/realms/x/.well-known/openid-configuration"
+        );
+        // A client-credentials-only server (RFC 8414 metadata: no authorization endpoint).
+        let minimal = br#"{"issuer":"https://auth.example.gouv.fr","jwks_uri":"https://auth.example.gouv.fr/jwks","token_endpoint":"https://auth.example.gouv.fr/token","grant_types_supported":["client_credentials"]}"#;
+        assert_eq!(
+            super::jwks_uri_of(issuer, minimal).unwrap().as_str(),
+            "https://auth.example.gouv.fr/jwks"
+        );
+        // Another issuer's document, or one without a JWKS: refused.
+        let other = br#"{"issuer":"https://evil.example","jwks_uri":"https://evil.example/jwks"}"#;
+        assert!(super::jwks_uri_of(issuer, other).is_err());
+        let slash = br#"{"issuer":"https://auth.example.gouv.fr/","jwks_uri":"https://auth.example.gouv.fr/jwks"}"#;
+        assert!(super::jwks_uri_of(issuer, slash).is_err(), "exact match");
+        assert!(
+            super::jwks_uri_of(issuer, br#"{"issuer":"https://auth.example.gouv.fr"}"#).is_err()
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -82,6 +82,8 @@ pub enum AuthError {
     IssuedInFuture,
     #[error("wrong audience")]
     WrongAudience,
+    #[error("token type is not the one this issuer must send (`require_typ`)")]
+    WrongType,
     #[error("wrong issuer")]
     WrongIssuer,
     #[error("required claim missing: {0}")]
@@ -113,6 +115,7 @@ impl AuthError {
             AuthError::NotYetValid => "not_yet_valid",
             AuthError::IssuedInFuture => "issued_in_future",
             AuthError::WrongAudience => "wrong_audience",
+            AuthError::WrongType => "wrong_type",
             AuthError::WrongIssuer => "wrong_issuer",
             AuthError::MissingClaim(_) => "missing_claim",
             AuthError::BadClaim(_) => "bad_claim",

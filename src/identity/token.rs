@@ -12,6 +12,18 @@ use super::verified::{self, VerifiedTokens};
 use super::{AuthError, ClientCertificate, IdentityError, Principal};
 use crate::config::{IdentityConfig, IssuerConfig};
 
+/// `typ` values compare as media types: case-insensitive, `application/` optional (RFC 7515
+/// 4.1.9, RFC 9068 2.1).
+fn same_type(typ: &str, wanted: &str) -> bool {
+    let bare = |t: &str| {
+        let t = t.trim().to_ascii_lowercase();
+        t.strip_prefix("application/")
+            .map(str::to_string)
+            .unwrap_or(t)
+    };
+    bare(typ) == bare(wanted)
+}
+
 /// Validates tokens of one issuer.
 pub struct TokenValidator {
     config: IssuerConfig,
@@ -85,6 +97,16 @@ impl TokenValidator {
         // `x5c` are ignored: keys come from the issuer's published JWKS and nowhere else.
         // `alg: none` and HMAC algorithms are not in any allow-list.
         let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        // SECURITY: with `require_typ`, only access tokens of that type (RFC 9068 `at+jwt`):
+        // an ID token or another JWT signed by the same issuer is not an access token.
+        if let Some(wanted) = &self.config.require_typ
+            && !header
+                .typ
+                .as_deref()
+                .is_some_and(|typ| same_type(typ, wanted))
+        {
+            return Err(AuthError::WrongType);
+        }
         if !self.algorithms.contains(&header.alg) {
             return Err(AuthError::AlgorithmNotAllowed);
         }

@@ -21,6 +21,7 @@ mod set;
 mod source;
 pub mod store;
 pub mod treatment;
+mod warnings;
 
 pub use catalog::{
     Catalog, CatalogError, ColumnClass, Dataset, Field, FieldType, table_schema_pattern,

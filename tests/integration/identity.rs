@@ -281,6 +281,39 @@ async fn wrong_audience_is_refused() {
     assert_refused(&s.server, &s.issuer.sign("ec-1", &claims)).await;
 }
 
+/// With `require_typ = "at+jwt"` (RFC 9068), only access tokens: an ID token or any other JWT
+/// the issuer signs (`typ` absent, `JWT`) is refused; `application/at+jwt` is the same type.
+#[tokio::test]
+async fn require_typ_refuses_other_token_types() {
+    let issuer = TestIssuer::start().await;
+    let mut config = trust(&issuer.issuer());
+    config.require_typ = Some("at+jwt".into());
+    let server = TestServer::start(vec![config]).await;
+    server.wait_ready(Duration::from_secs(10)).await;
+    let claims = issuer.claims("x");
+    let with_typ = |typ: Option<&str>| {
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some("ec-1".into());
+        header.typ = typ.map(str::to_string);
+        issuer.sign_with_header("ec-1", &header, &claims)
+    };
+    assert_accepted(&server, &with_typ(Some("at+jwt"))).await;
+    assert_accepted(&server, &with_typ(Some("application/AT+JWT"))).await;
+    assert_refused(&server, &with_typ(Some("JWT"))).await;
+    assert_refused(&server, &with_typ(None)).await;
+    // Without the setting (the default), any type goes.
+    let s = setup().await;
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some("ec-1".into());
+    header.typ = Some("JWT".into());
+    assert_accepted(
+        &s.server,
+        &s.issuer
+            .sign_with_header("ec-1", &header, &s.issuer.claims("x")),
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn missing_audience_is_refused() {
     let s = setup().await;

@@ -92,10 +92,13 @@ async fn client_credentials_token_from_oidc_provider_is_accepted_beside_a_second
 
     // The gateway trusts the provider and the in-test issuer at the same time.
     let second = TestIssuer::start().await;
-    let server = TestServer::start(vec![
-        trust(&second.issuer()),
-        passerelle::config::IssuerConfig::new(provider.issuer.clone(), "urn:passerelle"),
-    ])
+    let server = TestServer::start(vec![trust(&second.issuer()), {
+        // Its JWT access tokens are RFC 9068 `at+jwt`: only those are taken.
+        let mut real =
+            passerelle::config::IssuerConfig::new(provider.issuer.clone(), "urn:passerelle");
+        real.require_typ = Some("at+jwt".into());
+        real
+    }])
     .await;
     server.wait_ready(Duration::from_secs(20)).await;
 

@@ -673,6 +673,31 @@ async fn submit_diff_apply_history_and_rollback() {
     );
     assert!(!detail.contains('/'), "no paths in answers: {detail}");
 
+    // A submission missing a file, or naming one that is not a policy file, is invalid too,
+    // naming it (not a bare `bad_request`).
+    let mut incomplete = files.clone();
+    incomplete
+        .as_object_mut()
+        .unwrap()
+        .remove("habilitations.toml");
+    incomplete["notes.txt"] = json!("x");
+    let r = hub
+        .admin(
+            reqwest::Method::POST,
+            "/v1/admin/policy/versions",
+            Some(json!({"files": incomplete})),
+            "operateur",
+        )
+        .await;
+    assert_eq!(r.status(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["code"], "policy_invalid");
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("habilitations.toml: missing") && detail.contains("`notes.txt`"),
+        "{detail}"
+    );
+
     // A valid one is stored with its dry-run diff, not yet in force.
     let r = hub
         .admin(
@@ -684,6 +709,7 @@ async fn submit_diff_apply_history_and_rollback() {
         .await;
     assert_eq!(r.status(), 201);
     let body: Value = r.json().await.unwrap();
+    assert_eq!(body["warnings"], json!([]), "no warning on this set");
     let number = body["version"]["number"].as_u64().unwrap();
     assert!(number >= 2, "the set in force at start is version 1");
     let diff = body["diff"].as_array().unwrap();
@@ -984,5 +1010,68 @@ fn me_warns_thirty_days_before_the_end() {
         warning_on(end + chrono::Days::new(1))
             .unwrap()
             .contains("expired")
+    );
+}
+
+/// `docs/policies.md` quotes the shipped demo set's version: it must be the one the demo ships.
+#[test]
+fn the_docs_quote_the_shipped_demo_version() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/policies.md")).unwrap();
+    let version = set_with(shipped()).version;
+    let quoted = docs
+        .split("the shipped demo set")
+        .nth(1)
+        .and_then(|rest| rest.split('`').nth(1))
+        .expect("docs/policies.md names the shipped demo set's version");
+    assert_eq!(quoted, version, "update docs/policies.md");
+}
+
+/// `passerelle check` and a submitted version warn (without refusing) on a pseudonymisation
+/// domain shared by habilitations of different projects, and on a habilitation that can look
+/// a dataset up by clear key and receive that key's pseudonyms (a re-identification table).
+#[test]
+fn check_warns_on_shared_domains_and_reidentification_tables() {
+    let dir = Path::new("policies");
+    assert!(
+        set_with(shipped()).warnings(dir).is_empty(),
+        "the demo set is clean"
+    );
+
+    let mut shared = shipped();
+    shared.habilitations = shared.habilitations.replace(
+        "pseudonymisation_domain = \"projet-emploi\"",
+        "pseudonymisation_domain = \"projet-diabete\"",
+    );
+    let warnings: Vec<String> = set_with(shared)
+        .warnings(dir)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("policies/habilitations.toml:")
+            && warnings[0]
+                .contains("`projet-diabete` and `projet-emploi` share the pseudonymisation domain"),
+        "{warnings:?}"
+    );
+
+    let mut table = shipped();
+    table.rules.push_str(
+        "p, caf-quotient-familial, fiscal.revenus, *, query, allow, -\n\
+         p, caf-quotient-familial, fiscal.revenus, nir, read, allow, pseudonymise\n\
+         p, caf-quotient-familial, fiscal.revenus, annee, read, allow, clear\n",
+    );
+    let warnings: Vec<String> = set_with(table)
+        .warnings(dir)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("habilitation `caf-quotient-familial` looks `")
+            && warnings[0].contains("up by clear `nir`")
+            && warnings[0].contains("pseudonymised in `fiscal.revenus`"),
+        "{warnings:?}"
     );
 }

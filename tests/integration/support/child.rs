@@ -94,7 +94,7 @@ impl ChildGateway {
         std::fs::write(
             &config_file,
             format!(
-                "{text}\n[[identity.issuers]]\nissuer = \"{}\"\naudience = \"{}\"\nalgorithms = [\"ES256\"]\n",
+                "{text}\n[[identity.issuers]]\nissuer = \"{}\"\naudience = \"{}\"\nalgorithms = [\"ES256\"]\nrequire_typ = \"at+jwt\"\n",
                 issuer.issuer, issuer.audience
             ),
         )

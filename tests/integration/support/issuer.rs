@@ -249,13 +249,13 @@ async fn discovery(State(state): State<Arc<IssuerState>>) -> Response {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     let issuer = &state.issuer;
+    // Metadata of a server for client credentials only (RFC 8414): no authorization endpoint,
+    // none of a relying party's fields; the gateway needs the issuer and the JWKS only.
     Json(json!({
         "issuer": issuer,
-        "authorization_endpoint": format!("{issuer}/authorize"),
         "jwks_uri": format!("{issuer}/jwks"),
-        "response_types_supported": ["code"],
-        "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
+        "token_endpoint": format!("{issuer}/token"),
+        "grant_types_supported": ["client_credentials"],
     }))
     .into_response()
 }
