@@ -127,6 +127,16 @@ impl KeyIndex {
             .collect()
     }
 
+    /// A row to read when `key` has no candidate: the row of the key's neighbour in the index
+    /// (a position in the file as random as a real key's), so that a missing key costs the
+    /// read a present one does. `None` for an empty file.
+    pub fn decoy(&self, key: &str) -> Option<u64> {
+        let hash = u64::from(key_hash(key.as_bytes())) << 32;
+        let at = self.entries.partition_point(|&e| e < hash);
+        let entry = self.entries.get(at).or_else(|| self.entries.last())?;
+        Some(entry & 0xffff_ffff)
+    }
+
     /// Whether the file is still the one indexed (same size and modification time).
     pub fn is_current(&self) -> bool {
         self.stamp.is_some() && FileStamp::of(&self.path) == self.stamp

@@ -177,9 +177,16 @@ pub fn answer_record(
     } else {
         read::Columns::All
     };
-    let rows = read::rows_with_key(&index, key, columns)
-        .map_err(|e| LookupError::Internal(e.to_string()))?;
-    let batch = match rows.as_slice() {
+    let probe =
+        read::probe(&index, key, columns).map_err(|e| LookupError::Internal(e.to_string()))?;
+    // SECURITY (timing): the row filters are evaluated on the row read, the key's or a decoy:
+    // a key the caller's filter hides and a key that does not exist take the same path (one
+    // row read, one filter evaluation) and both end as "not found".
+    let passes = match &probe.read {
+        Some(row) if !plan.row_filters().is_empty() => passes_row_filters(plan, row)?,
+        _ => true,
+    };
+    let batch = match probe.matches.as_slice() {
         [] => return Err(LookupError::NotFound),
         [one] => one,
         _ => {
@@ -189,7 +196,7 @@ pub fn answer_record(
         }
     };
     // SECURITY: the plan's row filters apply to lookups too; a filtered-out record is "not found".
-    if !plan.row_filters().is_empty() && !passes_row_filters(plan, batch)? {
+    if !passes {
         return Err(LookupError::NotFound);
     }
     let mut out = Map::new();
@@ -264,7 +271,39 @@ fn plain_json_value(array: &ArrayRef) -> Option<Value> {
 }
 
 fn passes_row_filters(plan: &DatasetPlan, batch: &RecordBatch) -> Result<bool, LookupError> {
+    WORK.with(|w| {
+        w.set(Work {
+            filter_evaluations: w.get().filter_evaluations + 1,
+            ..w.get()
+        })
+    });
     crate::access::row_passes_filters(plan, batch).map_err(|e| LookupError::Internal(e.to_string()))
+}
+
+/// The work lookups did on the calling thread: rows read from data files and row-filter
+/// evaluations. Tests compare the path two keys take (a lookup runs on one thread).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    pub rows_read: u64,
+    pub filter_evaluations: u64,
+}
+
+thread_local! {
+    static WORK: std::cell::Cell<Work> = const { std::cell::Cell::new(Work { rows_read: 0, filter_evaluations: 0 }) };
+}
+
+/// What lookups did on this thread so far (see [`Work`]).
+pub fn work_on_this_thread() -> Work {
+    WORK.with(std::cell::Cell::get)
+}
+
+pub(crate) fn count_row_read() {
+    WORK.with(|w| {
+        w.set(Work {
+            rows_read: w.get().rows_read + 1,
+            ..w.get()
+        })
+    });
 }
 
 #[cfg(test)]

@@ -20,19 +20,29 @@ pub enum Columns<'a> {
     Only(&'a [&'a str]),
 }
 
+/// What looking one key up read: the rows holding the key, and the last row read to find
+/// out (a decoy row when the key has no candidate at all).
+pub struct Probe {
+    pub matches: Vec<RecordBatch>,
+    pub read: Option<RecordBatch>,
+}
+
 /// The rows of `index`'s file whose key equals `key`, with `columns` (and the key column).
-pub fn rows_with_key(
-    index: &KeyIndex,
-    key: &str,
-    columns: Columns<'_>,
-) -> Result<Vec<RecordBatch>, ReadError> {
-    let mut out = Vec::new();
-    let candidates = index.candidates(key);
-    if candidates.is_empty() {
-        return Ok(out);
+///
+/// SECURITY (timing): a key with no candidate still reads one row (`KeyIndex::decoy`) and
+/// compares its key, so a missing key and a present one take the same path and about the
+/// same time; `answer_record` then evaluates the row filters on the row read either way.
+pub fn probe(index: &KeyIndex, key: &str, columns: Columns<'_>) -> Result<Probe, ReadError> {
+    let mut probe = Probe {
+        matches: Vec::new(),
+        read: None,
+    };
+    let mut rows = index.candidates(key);
+    if rows.is_empty() {
+        rows.extend(index.decoy(key));
     }
     let projection = projection(index, columns);
-    for row in candidates {
+    for row in rows {
         let batch = read_row(index, row, projection.clone())?;
         let mut text = String::new();
         let key_column = batch
@@ -42,10 +52,14 @@ pub fn rows_with_key(
         let stored = key_bytes(batch.column(key_column).as_ref(), 0, &mut text);
         // SECURITY: a hash match is only a candidate; the stored key must equal the asked one.
         if stored == Some(key.as_bytes()) {
-            out.push(batch);
+            probe.matches.push(batch.clone());
         }
+        probe.read = Some(batch);
     }
-    Ok(out)
+    if let Some(first) = probe.matches.first() {
+        probe.read = Some(first.clone());
+    }
+    Ok(probe)
 }
 
 fn projection(index: &KeyIndex, columns: Columns<'_>) -> ProjectionMask {
@@ -74,6 +88,7 @@ fn read_row(
         .partition_point(|&s| s <= row)
         .saturating_sub(1);
     let offset = row - index.group_starts.get(group).copied().ok_or(ReadError)?;
+    super::count_row_read();
     let file = std::fs::File::open(&index.path).map_err(|_| ReadError)?;
     let selection = RowSelection::from(vec![
         RowSelector::skip(offset as usize),

@@ -429,6 +429,55 @@ fn a_row_filter_hides_records_from_lookups() {
     ));
 }
 
+/// Timing: a key the caller's row filter hides and a key that does not exist take the same
+/// path (one row read, one filter evaluation, "not found"), so that the time of a 404 does not
+/// tell whether a hidden record exists (`benches/lookup.sh` compares the two distributions).
+#[test]
+fn a_hidden_key_and_a_missing_key_take_the_same_path() {
+    use passerelle::lookup::{LookupError, answer_record, work_on_this_thread};
+    use passerelle::policy::PolicySet;
+    use passerelle::policy::filter::FilterExpr;
+    let layout = hub().layout();
+    let set = PolicySet::load(&layout.policies()).unwrap();
+    let plan = caf_allocataires_plan(&set)
+        .with_row_filter(FilterExpr::parse("nombre_enfants >= 3", &["nombre_enfants"]).unwrap());
+    let (lookups, _) =
+        passerelle::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), &layout.data())
+            .unwrap();
+    let children = raw("social/allocataires.parquet", &["nombre_enfants"]);
+    let hidden = children
+        .iter()
+        .find(|(_, v)| v["nombre_enfants"].as_i64() < Some(3))
+        .unwrap()
+        .0;
+    let missing = "1999999999999";
+    assert!(!children.contains_key(missing));
+    let path_of = |key: &str| {
+        let before = work_on_this_thread();
+        let answer = answer_record(&lookups, &set.catalog, &plan, key, None);
+        assert!(matches!(answer, Err(LookupError::NotFound)), "{key}");
+        let after = work_on_this_thread();
+        (
+            after.rows_read - before.rows_read,
+            after.filter_evaluations - before.filter_evaluations,
+        )
+    };
+    assert_eq!(
+        path_of(hidden),
+        (1, 1),
+        "a hidden key: one row read, one filter"
+    );
+    assert_eq!(path_of(missing), (1, 1), "a missing key: the same");
+    // Without a row filter a missing key still reads its decoy row.
+    let open = caf_allocataires_plan(&set);
+    let before = work_on_this_thread();
+    assert!(matches!(
+        answer_record(&lookups, &set.catalog, &open, missing, None),
+        Err(LookupError::NotFound)
+    ));
+    assert_eq!(work_on_this_thread().rows_read - before.rows_read, 1);
+}
+
 /// Only the policy's lookup key columns are indexed at start (not every `unique` column:
 /// `sante.sejours.id_sejour` would cost memory and start time for nothing); another unique
 /// column is indexed on its first use, and a column that is not unique is never a key.
