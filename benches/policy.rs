@@ -257,6 +257,7 @@ fn texts(variant: u32) -> PolicyTexts {
 fn principal() -> Principal {
     Principal {
         issuer: "https://idp.bench.example".into(),
+        issuer_name: "test".into(),
         idp_id: None,
         subject: "bench-user".into(),
         organisation_siret: Some(siret(MEASURED)),

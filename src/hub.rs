@@ -51,12 +51,20 @@ pub fn check(config: &Config) -> Vec<String> {
     }
     match PolicySet::load(&config.policy.dir) {
         Err(p) => problems.extend(p.iter().map(ToString::to_string)),
-        Ok(set) => problems.extend(
-            set.catalog
-                .check_files(&config.data.dir)
-                .iter()
-                .map(ToString::to_string),
-        ),
+        Ok(set) => {
+            problems.extend(
+                set.catalog
+                    .check_files(&config.data.dir)
+                    .iter()
+                    .map(ToString::to_string),
+            );
+            let issuers = crate::gateway::trusted_issuers(&config.identity);
+            problems.extend(
+                set.issuer_problems(&config.policy.dir, &issuers)
+                    .iter()
+                    .map(ToString::to_string),
+            );
+        }
     }
     problems
 }
@@ -93,10 +101,12 @@ pub async fn start_with_audit(
         config.pseudonymisation.rotations.clone(),
     ));
     let history = PolicyHistory::new(&config.policy.history_dir);
-    let policy = PolicyStore::load_checked(
+    // SECURITY: every set's member rules are bound to the trusted issuers, now and at reload.
+    let policy = PolicyStore::load_bound(
         &config.policy.dir,
         Some(&config.data.dir),
         Some(history.clone()),
+        Some(crate::gateway::trusted_issuers(&config.identity)),
     )
     .map_err(|p| HubError::Policy(p.iter().map(ToString::to_string).collect()))?;
     let set = policy.current();

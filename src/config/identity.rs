@@ -13,6 +13,11 @@ use serde::{Deserialize, Serialize};
 /// Algorithms an issuer may sign access tokens with: asymmetric only.
 pub const ALLOWED_ALGORITHMS: &[&str] = &["RS256", "PS256", "ES256", "EdDSA"];
 
+/// Principal attributes an issuer may be trusted to assert (`claims`), as policies name them
+/// (whatever the token's claim is called: `groups_claim`, `roles_claim`, …). The subject is
+/// always the issuer's own.
+pub const ATTRIBUTES: &[&str] = &["groups", "roles", "organisation", "idp", "email"];
+
 /// `[identity]`: which OpenID Connect issuers are trusted, and how tokens are checked.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -55,6 +60,14 @@ pub struct IdentityConfig {
 pub struct IssuerConfig {
     /// Issuer identifier; discovery at `{issuer}/.well-known/openid-configuration`.
     pub issuer: String,
+    /// Short name policies use for this issuer (`members = { issuer = "…" }`), so that its URL
+    /// can change between environments without touching them. Default: the issuer URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Principal attributes this issuer is trusted to assert (see [`ATTRIBUTES`]). None: it
+    /// authenticates subjects only; an attribute it is not trusted for is ignored (absent).
+    #[serde(default)]
+    pub claims: Vec<String>,
     /// Audience that access tokens must carry in `aud`.
     pub audience: String,
     #[serde(default = "default_subject_claim")]
@@ -142,9 +155,12 @@ impl Default for IdentityConfig {
 
 impl IssuerConfig {
     /// An issuer with the contract's default claim names.
+    /// It is trusted for no attribute (`claims` empty: subjects only); see [`Self::asserting`].
     pub fn new(issuer: impl Into<String>, audience: impl Into<String>) -> Self {
         Self {
             issuer: issuer.into(),
+            name: None,
+            claims: Vec::new(),
             audience: audience.into(),
             subject_claim: default_subject_claim(),
             idp_claim: default_idp_claim(),
@@ -155,6 +171,23 @@ impl IssuerConfig {
             algorithms: default_algorithms(),
             require_typ: None,
         }
+    }
+
+    /// The same issuer, named `name` and trusted to assert `attributes`.
+    pub fn asserting(mut self, name: &str, attributes: &[&str]) -> Self {
+        self.name = Some(name.to_string());
+        self.claims = attributes.iter().map(|a| (*a).to_string()).collect();
+        self
+    }
+
+    /// The name policies use: `name`, or the issuer URL.
+    pub fn policy_name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.issuer)
+    }
+
+    /// Whether this issuer is trusted to assert `attribute` (one of [`ATTRIBUTES`]).
+    pub fn asserts(&self, attribute: &str) -> bool {
+        self.claims.iter().any(|c| c == attribute)
     }
 }
 
@@ -186,8 +219,36 @@ impl IdentityConfig {
             ));
         }
         let mut seen = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
         for (i, issuer) in self.issuers.iter().enumerate() {
             let key = |leaf: &str| format!("identity.issuers[{i}].{leaf}");
+            if let Some(name) = &issuer.name {
+                let ok = !name.is_empty()
+                    && name.len() <= 64
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                if !ok {
+                    problems.push((
+                        key("name"),
+                        "a short name: letters, digits, `-`, `_`, `.` (at most 64)".into(),
+                    ));
+                }
+            }
+            if !names.insert(issuer.policy_name().to_string()) {
+                problems.push((key("name"), "another issuer has this name".into()));
+            }
+            for claim in &issuer.claims {
+                if !ATTRIBUTES.contains(&claim.as_str()) {
+                    problems.push((
+                        key("claims"),
+                        format!(
+                            "`{claim}` is not a principal attribute ({})",
+                            ATTRIBUTES.join(", ")
+                        ),
+                    ));
+                }
+            }
             if let Err(message) = check_issuer_url(&issuer.issuer) {
                 problems.push((key("issuer"), message));
             }

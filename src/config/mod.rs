@@ -34,7 +34,9 @@ use serde::{Deserialize, Serialize};
 
 pub use audit::AuditConfig;
 pub use data::DataConfig;
-pub use identity::{ALLOWED_ALGORITHMS, IdentityConfig, IssuerConfig, check_issuer_url};
+pub use identity::{
+    ALLOWED_ALGORITHMS, ATTRIBUTES, IdentityConfig, IssuerConfig, check_issuer_url,
+};
 pub use limits::{LimitsConfig, SQL_BYTES_CEILING};
 pub use locate::locate_key;
 pub use policy::PolicyConfig;

@@ -246,6 +246,12 @@ const CONFIG_TEMPLATE: &str = r#"# passerelle configuration of a demo hub (gener
 #   [[identity.issuers]]
 #   issuer = "https://auth.example.gouv.fr"   # discovery at {issuer}/.well-known/openid-configuration
 #   audience = "passerelle"
+#   name = "demo"                             # the name policies give this issuer
+#   claims = ["groups", "roles", "organisation"]   # what it is trusted to assert (none: subjects only)
+#   require_typ = "at+jwt"                    # if its access tokens are RFC 9068 ones
+#
+# With several issuers, the habilitations and [operators] must name theirs (`issuer = "…"`):
+# `passerelle check` says which.
 #
 # Every key can also be set by an environment variable, e.g. PASSERELLE_SERVER__LISTEN.
 # See docs/operations.md for every section and key.

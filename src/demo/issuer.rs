@@ -101,7 +101,9 @@ impl DevIssuer {
 
     /// The `[[identity.issuers]]` entry that trusts this issuer (in memory only).
     pub fn issuer_config(&self) -> IssuerConfig {
-        let mut config = IssuerConfig::new(self.signer.issuer.clone(), DEMO_AUDIENCE);
+        // Named `demo` in policies, and trusted for every attribute its personas carry.
+        let mut config = IssuerConfig::new(self.signer.issuer.clone(), DEMO_AUDIENCE)
+            .asserting("demo", crate::config::ATTRIBUTES);
         config.algorithms = vec!["ES256".into()];
         // Its tokens are RFC 9068 access tokens: nothing else is taken for one.
         config.require_typ = Some("at+jwt".into());

@@ -173,6 +173,14 @@ impl Gateway {
             let texts = submitted_texts(&submission.files)?;
             let candidate =
                 PolicySet::from_texts(Path::new(""), texts.clone()).map_err(|p| invalid(&p))?;
+            // SECURITY: member rules must be bound to the trusted issuers (as at apply).
+            let unbound = candidate.issuer_problems(
+                Path::new(""),
+                &super::trusted_issuers(&self.config.identity),
+            );
+            if !unbound.is_empty() {
+                return Err(invalid(&unbound));
+            }
             let current = self.policy.current();
             let changes = diff(&current, &candidate);
             let meta = self

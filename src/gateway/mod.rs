@@ -119,6 +119,21 @@ impl Caller {
     }
 }
 
+/// The trusted issuers as policies see them (name and asserted attributes), from the
+/// configuration: the hub binds every policy set's member rules to them.
+pub fn trusted_issuers(
+    identity: &crate::config::IdentityConfig,
+) -> Vec<crate::policy::TrustedIssuer> {
+    identity
+        .issuers
+        .iter()
+        .map(|i| crate::policy::TrustedIssuer {
+            name: i.policy_name().to_string(),
+            attributes: i.claims.clone(),
+        })
+        .collect()
+}
+
 impl Gateway {
     /// Assembles the hub; fails only when the query lanes' threads cannot start.
     pub fn new(config: Config, loaded: Loaded) -> std::io::Result<Self> {

@@ -31,6 +31,9 @@ pub use token::TokenValidator;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Principal {
     pub issuer: String,
+    /// The issuer's name in policies (`[[identity.issuers]] name`, or its URL): a principal is
+    /// (issuer, idp, subject), and every policy decision is bound to its issuer.
+    pub issuer_name: String,
     /// Identity provider inside a federation (`idp_id`), when the issuer is one.
     pub idp_id: Option<String>,
     pub subject: String,
@@ -275,6 +278,8 @@ impl Principal {
         let list = |name: &'static str| token::string_list(object, name, name).map_err(bad);
         Ok(Principal {
             issuer: string("iss")?.unwrap_or_else(|| "(explain)".into()),
+            // The issuer's policy name, for rules bound to one (`"issuer": "demo"`).
+            issuer_name: string("issuer")?.unwrap_or_else(|| "(explain)".into()),
             idp_id: string("idp_id")?,
             subject: string("sub")?.unwrap_or_else(|| "(explain)".into()),
             organisation_siret: string("siret")?,

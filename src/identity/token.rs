@@ -167,7 +167,10 @@ impl TokenValidator {
         let subject = optional_string(claims, &c.subject_claim, "sub")?
             .filter(|s| !s.is_empty())
             .ok_or(AuthError::MissingClaim("sub"))?;
-        let organisation_siret =
+        // SECURITY: an attribute counts only from an issuer trusted to assert it (`claims`);
+        // from any other it is ignored, as if absent (rules that need it deny).
+        let trusted = |attribute: &str| c.asserts(attribute);
+        let organisation_siret = if trusted("organisation") {
             optional_string(claims, &c.organisation_claim, "siret")?.filter(|s| {
                 let ok = s.len() == 14 && s.bytes().all(|b| b.is_ascii_digit());
                 if !ok {
@@ -175,16 +178,36 @@ impl TokenValidator {
                     tracing::warn!("organisation claim is not a 14-digit SIRET; ignored");
                 }
                 ok
-            });
+            })
+        } else {
+            None
+        };
         let certificate_bound = check_binding(claims, client_certificate)?;
         Ok(Principal {
             issuer: c.issuer.clone(),
-            idp_id: optional_string(claims, &c.idp_claim, "idp_id")?,
+            issuer_name: c.policy_name().to_string(),
+            idp_id: if trusted("idp") {
+                optional_string(claims, &c.idp_claim, "idp_id")?
+            } else {
+                None
+            },
             subject,
             organisation_siret,
-            groups: string_list(claims, &c.groups_claim, "groups")?,
-            roles: string_list(claims, &c.roles_claim, "roles")?,
-            email: optional_string(claims, &c.email_claim, "email")?,
+            groups: if trusted("groups") {
+                string_list(claims, &c.groups_claim, "groups")?
+            } else {
+                Vec::new()
+            },
+            roles: if trusted("roles") {
+                string_list(claims, &c.roles_claim, "roles")?
+            } else {
+                Vec::new()
+            },
+            email: if trusted("email") {
+                optional_string(claims, &c.email_claim, "email")?
+            } else {
+                None
+            },
             client_id: match optional_string(claims, "client_id", "client_id")? {
                 Some(id) => Some(id),
                 None => optional_string(claims, "azp", "azp")?,

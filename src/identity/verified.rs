@@ -95,6 +95,7 @@ mod tests {
     fn principal(expires_at: i64) -> Principal {
         Principal {
             issuer: "https://idp".into(),
+            issuer_name: "test".into(),
             idp_id: None,
             subject: "s".into(),
             organisation_siret: None,

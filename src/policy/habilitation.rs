@@ -38,10 +38,15 @@ pub struct LegalBasis {
     pub reference: String,
 }
 
-/// Who holds a habilitation: every kind listed must match; inside a kind, any value.
+/// Who holds a habilitation: every kind listed must match; inside a kind, any value. With
+/// `issuer`, only principals of that trusted issuer (its `[[identity.issuers]] name`); it must
+/// be named when several trusted issuers could satisfy the rest (see
+/// [`super::PolicySet::issuer_problems`]).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Members {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -67,6 +72,14 @@ impl Members {
         if self.is_empty() {
             return false;
         }
+        // SECURITY: a rule bound to an issuer admits that issuer's principals only.
+        if self
+            .issuer
+            .as_ref()
+            .is_some_and(|issuer| *issuer != principal.issuer_name)
+        {
+            return false;
+        }
         let any = |wanted: &[String], held: &[String]| {
             wanted.is_empty() || wanted.iter().any(|w| held.iter().any(|h| h == w))
         };
@@ -80,6 +93,100 @@ impl Members {
             && any(&self.roles, &principal.roles)
             && organisation_ok
             && subject_ok
+    }
+}
+
+/// A trusted issuer as policies see it: its name and the attributes it may assert
+/// (`[[identity.issuers]] name` and `claims`; the hub builds these from its configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustedIssuer {
+    pub name: String,
+    pub attributes: Vec<String>,
+}
+
+impl TrustedIssuer {
+    fn asserts_all(&self, attributes: &[&str]) -> bool {
+        attributes
+            .iter()
+            .all(|a| self.attributes.iter().any(|t| t == a))
+    }
+}
+
+/// The principal attributes a member rule relies on (the subject is every issuer's own).
+fn attributes_used(groups: bool, organisations: bool, roles: bool) -> Vec<&'static str> {
+    [
+        (groups, "groups"),
+        (organisations, "organisation"),
+        (roles, "roles"),
+    ]
+    .into_iter()
+    .filter_map(|(used, name)| used.then_some(name))
+    .collect()
+}
+
+/// The problem with one member rule (`what`, e.g. ``habilitation `x` ``) under `issuers`:
+/// naming an issuer that is not trusted, or not for what the rule uses; or naming none while
+/// several trusted issuers could satisfy it.
+pub(super) fn issuer_problem(
+    what: &str,
+    named: Option<&str>,
+    used: &[&str],
+    issuers: &[TrustedIssuer],
+) -> Option<String> {
+    let names = || {
+        issuers
+            .iter()
+            .map(|i| format!("`{}`", i.name))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match named {
+        Some(name) => match issuers.iter().find(|i| i.name == name) {
+            None => Some(format!(
+                "{what}: issuer `{name}` is not a trusted issuer (trusted: {})",
+                names()
+            )),
+            Some(issuer) if !issuer.asserts_all(used) => Some(format!(
+                "{what}: issuer `{name}` is not trusted to assert {} (its `claims`): the rule could never match",
+                used.join(", ")
+            )),
+            Some(_) => None,
+        },
+        None => {
+            let able: Vec<&TrustedIssuer> =
+                issuers.iter().filter(|i| i.asserts_all(used)).collect();
+            (able.len() > 1).then(|| {
+                format!(
+                    "{what}: several trusted issuers could satisfy this rule ({}): name one with `issuer = \"…\"` (a principal of one issuer must never pass for another's)",
+                    able.iter()
+                        .map(|i| format!("`{}`", i.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            })
+        }
+    }
+}
+
+impl Members {
+    /// The attributes this rule relies on.
+    pub(super) fn attributes_used(&self) -> Vec<&'static str> {
+        attributes_used(
+            !self.groups.is_empty(),
+            !self.organisations.is_empty(),
+            !self.roles.is_empty(),
+        )
+    }
+}
+
+impl Operators {
+    /// The attributes this section relies on.
+    pub(super) fn attributes_used(&self) -> Vec<&'static str> {
+        attributes_used(
+            false,
+            !self.organisations.is_empty(),
+            !self.roles.is_empty(),
+        )
     }
 }
 
@@ -182,6 +289,9 @@ impl Habilitation {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Operators {
+    /// The trusted issuer whose principals may operate (its name), when several are trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
     #[serde(default)]
     pub roles: Vec<String>,
     #[serde(default)]
@@ -191,8 +301,12 @@ pub struct Operators {
 impl Operators {
     /// An operator holds one of the roles AND (when organisations are listed) belongs to one.
     pub fn admit(&self, principal: &Principal) -> bool {
-        // SECURITY: an empty operators section admits nobody.
+        // SECURITY: an empty operators section admits nobody; a named issuer binds the role.
         !self.roles.is_empty()
+            && self
+                .issuer
+                .as_ref()
+                .is_none_or(|issuer| *issuer == principal.issuer_name)
             && principal.roles.iter().any(|r| self.roles.contains(r))
             && (self.organisations.is_empty()
                 || principal

@@ -15,6 +15,7 @@ pub mod filter;
 pub mod folder;
 pub mod habilitation;
 pub mod history;
+mod issuers;
 pub mod plan;
 pub mod rules;
 mod set;
@@ -26,7 +27,7 @@ mod warnings;
 pub use catalog::{
     Catalog, CatalogError, ColumnClass, Dataset, Field, FieldType, table_schema_pattern,
 };
-pub use habilitation::{Habilitation, Habilitations, Validity};
+pub use habilitation::{Habilitation, Habilitations, TrustedIssuer, Validity};
 pub use plan::{AccessPlan, ColumnPlan, DatasetPlan, Reason, RowFilter};
 pub use set::{PolicySet, PolicyTexts, Refusal};
 pub use source::{PolicyFiles, Problem};
@@ -40,6 +41,7 @@ pub(crate) mod tests_support {
     pub fn principal(groups: &[&str], siret: Option<&str>) -> Principal {
         Principal {
             issuer: "https://idp.test".into(),
+            issuer_name: "test".into(),
             idp_id: None,
             subject: "someone".into(),
             organisation_siret: siret.map(str::to_string),

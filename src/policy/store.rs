@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::habilitation::TrustedIssuer;
 use super::set::{PolicySet, PolicyTexts};
 use super::source::Problem;
 
@@ -29,6 +30,8 @@ pub struct PolicyStore {
     data_dir: Option<PathBuf>,
     /// Where sets put in force from the folder (file change, SIGHUP) are recorded.
     history: Option<super::history::PolicyHistory>,
+    /// The trusted issuers: a set whose member rules are not bound to them is refused.
+    issuers: Option<Vec<TrustedIssuer>>,
     current: ArcSwap<PolicySet>,
     last_error: Mutex<Option<String>>,
     /// Serialises reloads and applies (file watcher, SIGHUP, operator API).
@@ -72,6 +75,17 @@ impl PolicyStore {
         data_dir: Option<&Path>,
         history: Option<super::history::PolicyHistory>,
     ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
+        Self::load_bound(dir, data_dir, history, None)
+    }
+
+    /// [`Self::load_checked`], and every set (now and at each reload) must bind its member
+    /// rules to `issuers` ([`PolicySet::issuer_problems`]).
+    pub fn load_bound(
+        dir: &Path,
+        data_dir: Option<&Path>,
+        history: Option<super::history::PolicyHistory>,
+        issuers: Option<Vec<TrustedIssuer>>,
+    ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
         // SECURITY: an apply a crash interrupted is finished or undone before anything is
         // loaded: the set served is the old one or the new one, whole.
         super::folder::recover(dir).map_err(|e| {
@@ -84,6 +98,12 @@ impl PolicyStore {
         let set = PolicySet::load(dir)?;
         if let Some(data) = data_dir {
             let problems = set.catalog.check_files(data);
+            if !problems.is_empty() {
+                return Err(problems);
+            }
+        }
+        if let Some(issuers) = &issuers {
+            let problems = set.issuer_problems(dir, issuers);
             if !problems.is_empty() {
                 return Err(problems);
             }
@@ -102,6 +122,7 @@ impl PolicyStore {
             dir: dir.to_path_buf(),
             data_dir: data_dir.map(Path::to_path_buf),
             history,
+            issuers,
             current: ArcSwap::from_pointee(set),
             last_error: Mutex::new(None),
             reload_lock: tokio::sync::Mutex::new(()),
@@ -148,7 +169,13 @@ impl PolicyStore {
     pub async fn apply(&self, texts: PolicyTexts) -> Result<ReloadOutcome, Vec<Problem>> {
         let _guard = self.reload_lock.lock().await;
         // Validate before touching the files: an invalid set never reaches the folder.
-        PolicySet::from_texts(&self.dir, texts.clone())?;
+        let set = PolicySet::from_texts(&self.dir, texts.clone())?;
+        if let Some(issuers) = &self.issuers {
+            let problems = set.issuer_problems(&self.dir, issuers);
+            if !problems.is_empty() {
+                return Err(problems);
+            }
+        }
         texts.write(&self.dir).map_err(|e| {
             vec![Problem::new(
                 &self.dir,
@@ -181,6 +208,18 @@ impl PolicyStore {
                 }
                 None => Ok(set),
             }
+        });
+        // SECURITY: a set whose member rules two trusted issuers could satisfy is refused.
+        let checked = checked.and_then(|set| match &self.issuers {
+            Some(issuers) => {
+                let problems = set.issuer_problems(&self.dir, issuers);
+                if problems.is_empty() {
+                    Ok(set)
+                } else {
+                    Err(problems)
+                }
+            }
+            None => Ok(set),
         });
         match checked {
             Ok(set) => {

@@ -530,7 +530,7 @@ async fn a_crash_under_load_loses_no_answered_record() {
     std::fs::write(
         &config_file,
         format!(
-            "{text}\n[[identity.issuers]]\nissuer = \"{}\"\naudience = \"{}\"\nalgorithms = [\"ES256\"]\n",
+            "{text}\n[[identity.issuers]]\nissuer = \"{}\"\naudience = \"{}\"\nalgorithms = [\"ES256\"]\nclaims = [\"groups\", \"roles\", \"organisation\"]\n",
             issuer.issuer, issuer.audience
         ),
     )

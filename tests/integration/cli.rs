@@ -266,7 +266,7 @@ async fn serve_reloads_policies_on_sighup_and_never_logs_tokens() {
     std::fs::write(
         &config,
         format!(
-            "{text}\n[[identity.issuers]]\nissuer = \"{}\"\naudience = \"passerelle\"\n",
+            "{text}\n[[identity.issuers]]\nissuer = \"{}\"\naudience = \"passerelle\"\nclaims = [\"groups\"]\n",
             issuer.issuer()
         ),
     )

@@ -258,13 +258,80 @@ async fn wrong_issuer_is_refused() {
     assert_refused(&s.server, &s.issuer.sign("ec-1", &claims)).await;
 }
 
+/// Issuer confusion: a second trusted issuer, trusted for subjects only, mints a token whose
+/// `groups`, `roles` and `siret` are a researcher's and the operator's: they are ignored (its
+/// principal has none), so it gets no habilitation and no operator right, while the same
+/// claims from the issuer trusted for them work. A hub whose rules two issuers could satisfy
+/// does not start.
+#[tokio::test]
+async fn attributes_count_only_from_an_issuer_trusted_for_them() {
+    let trusted = TestIssuer::start().await;
+    let other = TestIssuer::start().await;
+    let mut subjects_only = trust(&other.issuer());
+    subjects_only.claims.clear();
+    subjects_only.name = Some("partenaire".into());
+    let server = TestServer::start(vec![trust(&trusted.issuer()), subjects_only.clone()]).await;
+    server.wait_ready(Duration::from_secs(10)).await;
+    let claims = |issuer: &TestIssuer| {
+        let mut claims = issuer.claims("same-subject");
+        claims.insert("groups".into(), json!(["projet-diabete"]));
+        claims.insert("roles".into(), json!(["operateur"]));
+        claims.insert("siret".into(), json!("11000400700016"));
+        claims
+    };
+    let from_trusted = trusted.sign("ec-1", &claims(&trusted));
+    let me = assert_accepted(&server, &from_trusted).await;
+    assert_eq!(me["principal"]["groups"], json!(["projet-diabete"]), "{me}");
+    let r = server.get("/v1/admin/policy", Some(&from_trusted)).await;
+    assert_eq!(r.status(), 200, "the trusted issuer's operator");
+
+    let from_other = other.sign("ec-1", &claims(&other));
+    let me = assert_accepted(&server, &from_other).await;
+    assert_eq!(me["principal"]["groups"], json!([]), "{me}");
+    assert_eq!(me["principal"]["roles"], json!([]), "{me}");
+    assert!(me["principal"]["organisation_siret"].is_null(), "{me}");
+    assert_eq!(me["habilitations"], json!([]), "{me}");
+    let r = server.get("/v1/admin/policy", Some(&from_other)).await;
+    assert_eq!(r.status(), 403, "roles from an issuer not trusted for them");
+    let r = server
+        .client
+        .post(server.url("/v1/query"))
+        .bearer_auth(&from_other)
+        .json(&json!({"sql": "SELECT count(*) FROM sante.sejours"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
+    // Both trusted for the attributes the demo rules use: refused at start, naming the rules.
+    let mut both = subjects_only;
+    both.claims = vec!["groups".into(), "roles".into(), "organisation".into()];
+    let mut config = crate::support::hub().config();
+    config.identity.issuers = vec![trust(&trusted.issuer()), both];
+    let refused = passerelle::hub::start(config)
+        .await
+        .err()
+        .expect("an ambiguous hub does not start");
+    let text = refused.to_string();
+    assert!(
+        text.contains("several trusted issuers could satisfy this rule")
+            && text.contains("`partenaire`")
+            && text.contains("habilitation `projet-diabete`"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn token_of_one_trusted_issuer_cannot_claim_another() {
     // Two trusted issuers: a token signed by A's key but naming B as `iss` is checked with
     // B's keys only, and fails.
     let a = TestIssuer::start().await;
     let b = TestIssuer::start().await;
-    let server = TestServer::start(vec![trust(&a.issuer()), trust(&b.issuer())]).await;
+    // B authenticates subjects only (the demo rules are not bound to an issuer: only one
+    // trusted issuer may assert what they use).
+    let mut subjects_only = trust(&b.issuer());
+    subjects_only.claims.clear();
+    let server = TestServer::start(vec![trust(&a.issuer()), subjects_only]).await;
     server.wait_ready(Duration::from_secs(10)).await;
     assert_accepted(&server, &a.sign("ec-1", &a.claims("from-a"))).await;
     assert_accepted(&server, &b.sign("ec-1", &b.claims("from-b"))).await;

@@ -40,10 +40,15 @@ fn today() -> NaiveDate {
 
 /// A demo persona's principal, with the claims its token carries.
 fn persona(id: &str) -> Principal {
+    persona_of(id, "demo")
+}
+
+/// The same persona's claims, from the issuer named `issuer`.
+fn persona_of(id: &str, issuer: &str) -> Principal {
     let p = passerelle::demo::personas::persona(id).unwrap();
     Principal::for_explain(&json!({
         "sub": p.subject, "idp_id": p.idp_id, "siret": p.siret,
-        "groups": p.groups, "roles": p.roles,
+        "groups": p.groups, "roles": p.roles, "issuer": issuer,
     }))
     .unwrap()
 }
@@ -1073,5 +1078,95 @@ fn check_warns_on_shared_domains_and_reidentification_tables() {
             && warnings[0].contains("up by clear `nir`")
             && warnings[0].contains("pseudonymised in `fiscal.revenus`"),
         "{warnings:?}"
+    );
+}
+
+/// Issuer binding of member rules: with several trusted issuers able to assert what a rule
+/// uses, the rule must name one (else the set is refused, naming the rule); a named issuer
+/// must be trusted, and trusted for what the rule uses; a bound rule admits that issuer's
+/// principals only (same subject and groups from another issuer: nothing).
+#[test]
+fn member_rules_are_bound_to_one_issuer() {
+    use passerelle::policy::TrustedIssuer;
+    let dir = Path::new("policies");
+    let all = |name: &str| TrustedIssuer {
+        name: name.into(),
+        attributes: ["groups", "roles", "organisation", "idp", "email"]
+            .iter()
+            .map(|a| (*a).to_string())
+            .collect(),
+    };
+    let none = |name: &str| TrustedIssuer {
+        name: name.into(),
+        attributes: Vec::new(),
+    };
+    let set = set_with(shipped());
+    assert!(set.issuer_problems(dir, &[all("demo")]).is_empty());
+    assert!(
+        set.issuer_problems(dir, &[all("demo"), none("autre")])
+            .is_empty()
+    );
+    let problems: Vec<String> = set
+        .issuer_problems(dir, &[all("demo"), all("autre")])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    // Every habilitation and the operators: each could be satisfied by both.
+    assert_eq!(problems.len(), 5, "{problems:#?}");
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.contains("several trusted issuers"))
+    );
+    assert!(problems[0].contains("`[operators]`"), "{problems:#?}");
+
+    // Named: no ambiguity; bound at admission.
+    let mut named = shipped();
+    named.habilitations = named
+        .habilitations
+        .replace("members = {", "members = { issuer = \"demo\",")
+        .replace("[operators]\n", "[operators]\nissuer = \"demo\"\n");
+    let bound = set_with(named.clone());
+    assert!(
+        bound
+            .issuer_problems(dir, &[all("demo"), all("autre")])
+            .is_empty()
+    );
+    let today = today();
+    assert!(
+        bound
+            .resolve(&persona_of("chercheuse-diabete", "demo"), None, today)
+            .is_ok()
+    );
+    assert!(
+        bound
+            .resolve(&persona_of("chercheuse-diabete", "autre"), None, today)
+            .is_err(),
+        "the same claims from another issuer hold nothing"
+    );
+    assert!(bound.is_operator(&persona_of("operateur", "demo")));
+    assert!(!bound.is_operator(&persona_of("operateur", "autre")));
+
+    // A named issuer that is not trusted, or not for what the rule uses.
+    let problems: Vec<String> = bound
+        .issuer_problems(dir, &[all("autre")])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .all(|p| p.contains("issuer `demo` is not a trusted issuer"))
+    );
+    let problems: Vec<String> = bound
+        .issuer_problems(dir, &[none("demo")])
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("is not trusted to assert groups")),
+        "{problems:#?}"
     );
 }

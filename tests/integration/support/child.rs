@@ -94,7 +94,7 @@ impl ChildGateway {
         std::fs::write(
             &config_file,
             format!(
-                "{text}\n[[identity.issuers]]\nissuer = \"{}\"\naudience = \"{}\"\nalgorithms = [\"ES256\"]\nrequire_typ = \"at+jwt\"\n",
+                "{text}\n[[identity.issuers]]\nissuer = \"{}\"\naudience = \"{}\"\nalgorithms = [\"ES256\"]\nrequire_typ = \"at+jwt\"\nname = \"demo\"\nclaims = [\"groups\", \"roles\", \"organisation\", \"idp\", \"email\"]\n",
                 issuer.issuer, issuer.audience
             ),
         )

@@ -203,9 +203,15 @@ pub fn allocataire_nirs(n: usize) -> Vec<String> {
         .collect()
 }
 
-/// An issuer entry trusting `issuer` with the contract's defaults and audience `passerelle`.
+/// An issuer entry trusting `issuer` with the contract's defaults and audience `passerelle`,
+/// for every principal attribute (named by its URL).
 pub fn trust(issuer: &str) -> IssuerConfig {
-    IssuerConfig::new(issuer, "passerelle")
+    let mut config = IssuerConfig::new(issuer, "passerelle");
+    config.claims = passerelle::config::ATTRIBUTES
+        .iter()
+        .map(|a| (*a).to_string())
+        .collect();
+    config
 }
 
 pub fn copy_dir(from: &Path, to: &Path) {
