@@ -143,6 +143,7 @@ pub async fn start_with_audit(
         },
     )
     .map_err(|e| HubError::Engine(e.to_string()))?;
+    gateway.spawn_refusal_summaries();
     let state = AppState(Arc::new(App::new(Arc::new(gateway))));
     Ok(crate::server::start(state).await?)
 }

@@ -67,6 +67,13 @@ pub struct AuditEvent {
     /// Version of the policy set the decision was taken under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy_version: Option<String>,
+    /// Where requests came from (an IPv4 address or an IPv6 /64): on the summaries of
+    /// requests without a valid token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// How many requests a summary stands for (`time` is the first, `duration_ms` the span).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 /// What kind of request or operation an event records.
@@ -281,6 +288,8 @@ impl AuditEvent {
             bytes: 0,
             duration_ms: 0,
             policy_version: None,
+            source: None,
+            count: None,
         }
     }
 

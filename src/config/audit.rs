@@ -31,6 +31,10 @@ pub struct AuditConfig {
     /// as soon as the queue is empty).
     #[serde(default)]
     pub commit_interval_ms: u64,
+    /// Requests without a valid token are not recorded one by one: they are counted per source
+    /// and reason, and each count is one record per window of this many seconds.
+    #[serde(default = "default_refusal_window")]
+    pub refusal_window_secs: u64,
 }
 
 fn default_audit_dir() -> PathBuf {
@@ -45,6 +49,9 @@ fn default_segment_max_bytes() -> u64 {
 fn default_segment_max_age() -> u64 {
     24 * 3600
 }
+fn default_refusal_window() -> u64 {
+    60
+}
 fn default_retention_months() -> u32 {
     12
 }
@@ -58,6 +65,7 @@ impl Default for AuditConfig {
             segment_max_age_secs: default_segment_max_age(),
             retention_months: default_retention_months(),
             commit_interval_ms: 0,
+            refusal_window_secs: default_refusal_window(),
         }
     }
 }

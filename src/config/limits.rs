@@ -109,6 +109,10 @@ pub struct LimitsConfig {
     /// Allow `WITH RECURSIVE` (off: a recursive query can be made to run forever).
     #[serde(default)]
     pub allow_recursive_queries: bool,
+    /// Requests without a valid token one source address (an IPv6 /64) may make per minute;
+    /// beyond, 429 before the token is even read.
+    #[serde(default = "default_unauthenticated_per_minute")]
+    pub unauthenticated_per_minute: u32,
     /// Most keys in one batch lookup (`POST /v1/lookup/{dataset}`).
     #[serde(default = "default_lookup_batch_max")]
     pub lookup_batch_max: usize,
@@ -150,6 +154,7 @@ impl Default for LimitsConfig {
             max_spill_mb: default_max_spill_mb(),
             allow_recursive_queries: false,
             lookup_batch_max: default_lookup_batch_max(),
+            unauthenticated_per_minute: default_unauthenticated_per_minute(),
             lookup_default_per_minute: default_lookup_per_minute(),
             lookup_rate_factor: default_lookup_rate_factor(),
         }
@@ -204,6 +209,10 @@ impl LimitsConfig {
             ),
             ("limits.lookup_batch_max", self.lookup_batch_max),
             (
+                "limits.unauthenticated_per_minute",
+                self.unauthenticated_per_minute as usize,
+            ),
+            (
                 "limits.lookup_default_per_minute",
                 self.lookup_default_per_minute as usize,
             ),
@@ -254,6 +263,9 @@ fn machine_memory_bytes() -> Option<usize> {
     Some(kib.saturating_mul(1024))
 }
 
+fn default_unauthenticated_per_minute() -> u32 {
+    120
+}
 fn default_max_sql_bytes() -> usize {
     64 * 1024
 }

@@ -186,6 +186,12 @@ impl Config {
         problems.extend(self.limits.problems());
         problems.extend(self.identity.problems());
         problems.extend(self.pseudonymisation.problems());
+        if self.audit.refusal_window_secs == 0 {
+            problems.push((
+                "audit.refusal_window_secs".into(),
+                "must be at least 1".into(),
+            ));
+        }
         problems
     }
 }

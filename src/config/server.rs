@@ -38,6 +38,11 @@ pub struct ServerConfig {
     /// main listener is for operators in any case.
     #[serde(default = "default_metrics_listen", with = "optional_address")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Reverse proxies (addresses or CIDR blocks, e.g. `10.0.0.0/8`) whose `Forwarded`
+    /// header (RFC 7239) names the client: a request from one of them is counted against the
+    /// right-most `for=` address that is not itself a trusted proxy. None: the peer address.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 impl ServerConfig {
@@ -53,8 +58,34 @@ impl ServerConfig {
         if self.max_body_bytes == 0 {
             problems.push(("server.max_body_bytes".into(), "must be at least 1".into()));
         }
+        for proxy in &self.trusted_proxies {
+            if parse_network(proxy).is_none() {
+                problems.push((
+                    "server.trusted_proxies".into(),
+                    format!("`{proxy}` is not an address or a CIDR block (e.g. 10.0.0.0/8)"),
+                ));
+            }
+        }
         problems
     }
+
+    /// The trusted proxies as networks (entries that do not parse are refused by `problems`).
+    pub fn proxy_networks(&self) -> Vec<ipnet::IpNet> {
+        self.trusted_proxies
+            .iter()
+            .filter_map(|p| parse_network(p))
+            .collect()
+    }
+}
+
+/// `10.0.0.0/8`, or a bare address as its own /32 or /128.
+fn parse_network(text: &str) -> Option<ipnet::IpNet> {
+    let text = text.trim();
+    text.parse::<ipnet::IpNet>().ok().or_else(|| {
+        text.parse::<std::net::IpAddr>()
+            .ok()
+            .map(ipnet::IpNet::from)
+    })
 }
 
 pub(super) fn default_listen() -> SocketAddr {

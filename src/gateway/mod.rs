@@ -26,6 +26,7 @@ mod error;
 mod lookup;
 mod query;
 mod record;
+mod refusals;
 
 use std::sync::Arc;
 
@@ -90,6 +91,8 @@ pub struct Gateway {
     lookups: Arc<Lookups>,
     /// Lookup rate limiters per habilitation and organisation.
     lookup_limits: lookup::LookupLimits,
+    /// Requests without a valid token: counted, summarised per window, rate limited per source.
+    refusals: Arc<refusals::Refusals>,
     /// The audit trail: every request that reaches authentication is recorded before its
     /// answer leaves.
     audit: AuditLog,
@@ -116,6 +119,23 @@ impl Caller {
     /// The principal as admission counts it: one per issuer and subject.
     fn share_key(&self) -> String {
         format!("{}\n{}", self.principal.issuer, self.principal.subject)
+    }
+}
+
+impl Gateway {
+    /// Starts writing the summaries of requests without a valid token, one batch per
+    /// `audit.refusal_window_secs` (call once, inside the runtime).
+    pub fn spawn_refusal_summaries(&self) -> tokio::task::JoinHandle<()> {
+        refusals::spawn_summaries(
+            self.refusals.clone(),
+            self.audit.clone(),
+            std::time::Duration::from_secs(self.config.audit.refusal_window_secs.max(1)),
+        )
+    }
+
+    /// Writes the current window's summaries now (at shutdown: no count is lost).
+    pub async fn flush_refusal_summaries(&self) {
+        self.refusals.flush(&self.audit).await;
     }
 }
 
@@ -156,6 +176,9 @@ impl Gateway {
             extracts,
         };
         let engine = Engine::start(&config.limits, data)?;
+        let refusals = Arc::new(refusals::Refusals::new(
+            config.limits.unauthenticated_per_minute,
+        ));
         Ok(Self {
             config,
             identity,
@@ -166,6 +189,7 @@ impl Gateway {
             engine,
             lookups,
             lookup_limits: lookup::LookupLimits::default(),
+            refusals,
             audit,
         })
     }

@@ -40,9 +40,10 @@ impl FromRequestParts<AppState> for Authenticated {
             tracing::error!("an authenticated route has no audit record: refused");
             return Err(ApiError::internal());
         };
+        let source = super::source::client_address(parts, &state.proxies);
         state
             .gateway
-            .authenticate(&record, authorization, client_certificate.as_ref())
+            .authenticate(&record, authorization, client_certificate.as_ref(), source)
             .await
             .map(Authenticated)
             .map_err(ApiError::from)

@@ -22,6 +22,7 @@ pub mod middleware;
 mod negotiate;
 mod query;
 mod record;
+mod source;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -56,6 +57,8 @@ pub struct App {
     pub metrics: Option<PrometheusHandle>,
     /// Set when a graceful shutdown starts: readiness drops so load balancers stop sending.
     shutting_down: AtomicBool,
+    /// Reverse proxies whose `Forwarded` header names the client (`server.trusted_proxies`).
+    proxies: Vec<ipnet::IpNet>,
 }
 
 /// Shared state of the router.
@@ -71,10 +74,12 @@ impl std::ops::Deref for AppState {
 
 impl App {
     pub fn new(gateway: Arc<Gateway>) -> Self {
+        let proxies = gateway.config().server.proxy_networks();
         Self {
             gateway,
             metrics: crate::telemetry::metrics_handle(),
             shutting_down: AtomicBool::new(false),
+            proxies,
         }
     }
 
@@ -186,10 +191,13 @@ impl RunningServer {
             metrics.shutdown();
         }
         self.handle.graceful_shutdown(Some(grace));
-        match self.task.await {
+        let served = match self.task.await {
             Ok(result) => result,
             Err(e) => Err(std::io::Error::other(e.to_string())),
-        }
+        };
+        // The last window's refusal counts, once no request can add to them.
+        self.state.gateway.flush_refusal_summaries().await;
+        served
     }
 
     /// Stops at once, dropping connections (tests' `Drop`; use `shutdown` to be graceful).
@@ -252,7 +260,11 @@ fn serve(
     let server = axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(tls.clone()))
         .map_err(|e| bind_error(e.to_string()))?
         .handle(handle.clone());
-    let task = tokio::spawn(async move { server.serve(router.into_make_service()).await });
+    let task = tokio::spawn(async move {
+        server
+            .serve(router.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+    });
     Ok(ServingListener {
         addr: local,
         handle,

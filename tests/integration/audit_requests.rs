@@ -103,22 +103,7 @@ async fn every_request_is_on_record_before_its_answer() {
     let researcher = h.token("chercheuse-diabete");
     let caf = h.token("caf");
 
-    // Bad and missing tokens.
-    let (status, _, e) = one_record(&h, c.get(url("/v1/me")).bearer_auth("not-a-token")).await;
-    assert_eq!(status, 401);
-    assert_eq!(
-        (e["kind"].as_str(), e["outcome"].as_str()),
-        (Some("auth_refused"), Some("refused"))
-    );
-    assert!(e["principal"].is_null());
-    let (status, _, e) = one_record(
-        &h,
-        c.post(url("/v1/query")).json(&json!({"sql": "SELECT 1"})),
-    )
-    .await;
-    assert_eq!((status, e["kind"].as_str()), (401, Some("auth_refused")));
-    assert!(e["stage"].is_null(), "a refused token leaves one record");
-
+    // Bad and missing tokens: summarised (see `a_flood_of_bad_tokens_costs_bounded_disk`).
     // /v1/me and /v1/datasets.
     let (status, _, e) = one_record(&h, c.get(url("/v1/me")).bearer_auth(&researcher)).await;
     assert_eq!((status, e["kind"].as_str()), (200, Some("me")));
@@ -686,4 +671,97 @@ async fn the_record_holds_the_servers_id_and_the_whole_statement() {
         let path = entry.unwrap().path();
         assert_eq!(mode(&path), 0o600, "{}", path.display());
     }
+}
+
+/// Requests without a valid token are counted and summarised in the chain (one record per
+/// source and reason and window), not written one by one: a flood of bad tokens costs bounded
+/// disk and leaves its evidence. Past `limits.unauthenticated_per_minute` the source gets 429
+/// before its token is read, still counted; a valid token from elsewhere is served meanwhile.
+#[tokio::test]
+async fn a_flood_of_bad_tokens_costs_bounded_disk() {
+    let h = DemoServer::start_with(|c| {
+        c.audit.refusal_window_secs = 1;
+        c.limits.unauthenticated_per_minute = 200;
+    })
+    .await;
+    let c = &h.server.client;
+    let researcher = h.token("chercheuse-diabete");
+    let before = std::fs::read_dir(&h.server.audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum::<u64>();
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..400 {
+        let request = c.get(h.server.url("/v1/me"));
+        let request = if i % 2 == 0 {
+            request.bearer_auth(format!("eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.{i}"))
+        } else {
+            request
+        };
+        let r = request.send().await.unwrap();
+        *statuses.entry(r.status().as_u16()).or_insert(0) += 1;
+    }
+    // 200 refusals spend the budget (plus what refills while the loop runs; the refusal that
+    // finds it spent is still answered), then 429.
+    let refused = statuses[&401];
+    let limited = statuses[&429];
+    assert!((201..=230).contains(&refused), "{statuses:?}");
+    assert_eq!(refused + limited, 400, "{statuses:?}");
+    // Loopback is one source, but a valid token is still served (its budget is refusals only).
+    let r = c
+        .get(h.server.url("/v1/me"))
+        .bearer_auth(&researcher)
+        .send()
+        .await;
+    assert_eq!(
+        r.unwrap().status(),
+        429,
+        "the spent source waits, whatever it sends"
+    );
+
+    // The window closes: one record per reason, with the counts.
+    let mut summaries = Vec::new();
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        summaries = records(&h)
+            .into_iter()
+            .filter(|e| e["kind"] == "auth_refused")
+            .collect();
+        let counted: u64 = summaries.iter().filter_map(|e| e["count"].as_u64()).sum();
+        if counted >= 401 {
+            break;
+        }
+    }
+    let count_of = |reason: &str| -> u64 {
+        summaries
+            .iter()
+            .filter(|e| e["reason"] == reason)
+            .map(|e| {
+                assert_eq!(e["source"], "127.0.0.1", "{e}");
+                assert!(e["principal"].is_null());
+                e["count"].as_u64().unwrap()
+            })
+            .sum()
+    };
+    assert!(count_of("missing") > 0, "{summaries:#?}");
+    let bad_tokens: u64 = summaries
+        .iter()
+        .filter(|e| e["reason"] != "missing" && e["reason"] != "rate_limited")
+        .map(|e| e["count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(count_of("missing") + bad_tokens, refused, "{summaries:#?}");
+    assert_eq!(count_of("rate_limited"), limited + 1, "{summaries:#?}");
+    assert!(
+        summaries.len() <= 6,
+        "a handful of records for 401 requests: {summaries:#?}"
+    );
+    let after = std::fs::read_dir(&h.server.audit_dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum::<u64>();
+    assert!(
+        after - before < 16 * 1024,
+        "{} bytes for 401 requests",
+        after - before
+    );
 }
