@@ -190,3 +190,69 @@ pub fn cost_of(plan: &LogicalPlan) -> (u64, bool) {
     });
     (bytes, unbounded_join)
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// The accepted statement is one read-only query, never recursive.
+    fn is_one_query(statement: &DfStatement) -> bool {
+        matches!(statement, DfStatement::Statement(inner)
+            if matches!(inner.as_ref(), Statement::Query(q)
+                if !q.with.as_ref().is_some_and(|w| w.recursive)))
+    }
+
+    proptest! {
+        /// Any text: an answer (never a panic), and what is accepted is one read-only query.
+        #[test]
+        fn any_text_is_answered_and_only_queries_pass(sql in "\\PC{0,200}") {
+            if let Ok(statement) = parse_read_only(&sql, 40, false) {
+                prop_assert!(is_one_query(&statement), "{sql}");
+            }
+        }
+
+        /// The gate's own words, shuffled: the same.
+        #[test]
+        fn sql_words_in_any_order_are_answered_and_only_queries_pass(
+            words in proptest::collection::vec(proptest::sample::select(vec![
+                "SELECT", "WITH", "RECURSIVE", "a", "AS", "(", ")", "FROM", "t", "*", ",", ";",
+                "INSERT", "INTO", "VALUES", "1", "UPDATE", "SET", "=", "DELETE", "CREATE",
+                "TABLE", "EXTERNAL", "COPY", "TO", "'x'", "UNION", "ALL", "range", "JOIN", "ON",
+                "WHERE", "EXPLAIN", "DROP", "PREPARE", "EXECUTE", "LATERAL", "UNNEST",
+            ]), 0..24),
+        ) {
+            let sql = words.join(" ");
+            if let Ok(statement) = parse_read_only(&sql, 40, false) {
+                prop_assert!(is_one_query(&statement), "{sql}");
+            }
+        }
+
+        /// A write, alone or after a query, is refused.
+        #[test]
+        fn a_write_is_refused_alone_or_after_a_query(
+            prefix in proptest::sample::select(vec!["", "SELECT 1", "WITH a AS (SELECT 1) SELECT * FROM a"]),
+            separator in proptest::sample::select(vec![";", "; ", ";\n", " ; "]),
+            write in proptest::sample::select(vec![
+                "INSERT INTO t VALUES (1)", "DELETE FROM t", "UPDATE t SET a = 1",
+                "CREATE TABLE t (a INT)", "COPY t TO 'x'", "DROP TABLE t", "SET x = 1",
+                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+                "EXPLAIN SELECT 1", "PREPARE p AS SELECT 1",
+            ]),
+        ) {
+            let alone = parse_read_only(write, 40, false);
+            prop_assert!(alone.is_err(), "{write}");
+            let sql = format!("{prefix}{separator}{write}");
+            prop_assert!(parse_read_only(&sql, 40, false).is_err(), "{sql}");
+        }
+
+        /// Nesting past the limit is refused, never a stack overflow.
+        #[test]
+        fn nesting_past_the_limit_is_refused(depth in 41usize..400) {
+            let sql = format!("SELECT {}1{}", "(".repeat(depth), ")".repeat(depth));
+            let refused = matches!(parse_read_only(&sql, 40, false), Err(EngineError::Refused(_)));
+            prop_assert!(refused, "depth {depth}");
+        }
+    }
+}

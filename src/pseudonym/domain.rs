@@ -395,6 +395,40 @@ mod tests {
         assert!(a != b && a != c && a != d && b != c);
     }
 
+    proptest::proptest! {
+        /// The identifier normal form (ASCII whitespace dropped, ASCII letters upper-cased):
+        /// any value and its normal form get one pseudonym, on the one-block fast path, the
+        /// batch lanes and the slow path alike, equal to the `hmac` crate's.
+        #[test]
+        fn a_value_and_its_normal_form_share_one_pseudonym(
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..140),
+            spaces in proptest::collection::vec((0usize..140, proptest::sample::select(vec![b' ', b'\t', b'\n', b'\r', 0x0c])), 0..6),
+        ) {
+            let m = master();
+            let d = PseudonymDomain::derive(&m, "projet-diabete", 1).unwrap();
+            let mut spaced = value.clone();
+            for (at, space) in spaces {
+                spaced.insert(at.min(spaced.len()), space);
+            }
+            let normal: Vec<u8> = value
+                .iter()
+                .filter(|b| !b.is_ascii_whitespace())
+                .map(u8::to_ascii_uppercase)
+                .collect();
+            let expected = reference(&m, "projet-diabete", 1, &normal);
+            proptest::prop_assert_eq!(&fast(&d, &value), &expected);
+            proptest::prop_assert_eq!(&fast(&d, &spaced), &expected);
+            proptest::prop_assert_eq!(&fast(&d, &normal), &expected);
+            let mut batch = d.batch(Vec::new());
+            for v in [&value, &spaced, &normal] {
+                batch.push(v);
+            }
+            for out in batch.finish() {
+                proptest::prop_assert_eq!(&String::from_utf8(out.to_vec()).unwrap(), &expected);
+            }
+        }
+    }
+
     #[test]
     fn long_values_with_spaces_normalise_across_buffer_boundaries() {
         let d = PseudonymDomain::derive(&master(), "x", 1).unwrap();

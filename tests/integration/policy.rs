@@ -1170,3 +1170,129 @@ fn member_rules_are_bound_to_one_issuer() {
         "{problems:#?}"
     );
 }
+
+/// Edits of the shipped files (insertions of what matters to TOML, CSV and the rule syntax,
+/// deletions, cuts): validation answers every one with problems or a set, never a panic; a
+/// problem names one of the four files; a set that validates validates again the same.
+mod parser_properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const SNIPPETS: &[&str] = &[
+        "\n",
+        ",",
+        "\"",
+        "'",
+        "[",
+        "]",
+        "{",
+        "}",
+        "=",
+        "#",
+        "*",
+        "-",
+        "@",
+        " ",
+        "\\",
+        "p, ",
+        "deny",
+        "allow",
+        "read",
+        "query",
+        "lookup",
+        "filter",
+        "pseudonymise",
+        "partial:",
+        "round:",
+        "year",
+        "hide",
+        "[[habilitations]]",
+        "[[datasets]]",
+        "é",
+        "\u{0}",
+        "9999-99-99",
+        "region = '84' OR 1=1",
+        "nir",
+        "*",
+        "projet-diabete",
+        "members = {}",
+    ];
+
+    /// `text` with `edits` applied: (position, what: an index into SNIPPETS, or a deletion).
+    fn edited(text: &str, edits: &[(usize, Option<usize>, usize)]) -> String {
+        let mut chars: Vec<char> = text.chars().collect();
+        for &(at, insert, delete) in edits {
+            let at = at % (chars.len() + 1);
+            match insert {
+                Some(i) => {
+                    for (k, c) in SNIPPETS[i % SNIPPETS.len()].chars().enumerate() {
+                        chars.insert(at + k, c);
+                    }
+                }
+                None => {
+                    let end = (at + delete).min(chars.len());
+                    chars.drain(at..end);
+                }
+            }
+        }
+        chars.into_iter().collect()
+    }
+
+    fn edits() -> impl Strategy<Value = Vec<(usize, Option<usize>, usize)>> {
+        proptest::collection::vec(
+            (
+                any::<usize>(),
+                proptest::option::of(any::<usize>()),
+                1usize..40,
+            ),
+            1..6,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+        #[test]
+        fn edited_policy_files_get_problems_or_a_set(
+            file in 0usize..4,
+            edits in edits(),
+        ) {
+            let mut texts = shipped();
+            let target = match file {
+                0 => &mut texts.rules,
+                1 => &mut texts.habilitations,
+                2 => &mut texts.datasets,
+                _ => &mut texts.model,
+            };
+            *target = edited(target, &edits);
+            match PolicySet::from_texts(Path::new("policies"), texts.clone()) {
+                Ok(set) => {
+                    let again = PolicySet::from_texts(Path::new("policies"), texts).unwrap();
+                    prop_assert_eq!(set.version, again.version);
+                }
+                Err(problems) => {
+                    prop_assert!(!problems.is_empty());
+                    for p in &problems {
+                        let name = p.file.file_name().and_then(|n| n.to_str()).unwrap_or("");
+                        prop_assert!(
+                            ["policy.csv", "habilitations.toml", "datasets.toml", "model.conf", "policies"].contains(&name),
+                            "{p}"
+                        );
+                    }
+                }
+            }
+        }
+
+        #[test]
+        fn edited_configurations_get_problems_or_a_config(edits in edits()) {
+            let text = std::fs::read_to_string(hub().layout().config()).unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let file = dir.path().join("passerelle.toml");
+            std::fs::write(&file, edited(&text, &edits)).unwrap();
+            if let Err(e) = passerelle::config::Config::load(&file) {
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
+    }
+}
