@@ -92,10 +92,15 @@ async fn client_credentials_token_from_oidc_provider_is_accepted_beside_a_second
 
     // The gateway trusts the provider and the in-test issuer at the same time.
     let second = TestIssuer::start().await;
-    let server = TestServer::start(vec![trust(&second.issuer()), {
+    // Each is trusted for what it asserts (the provider: organisations; the in-test issuer:
+    // research groups), so that no demo rule could be satisfied by both.
+    let mut researchers = trust(&second.issuer());
+    researchers.claims = vec!["groups".into()];
+    let server = TestServer::start(vec![researchers, {
         // Its JWT access tokens are RFC 9068 `at+jwt`: only those are taken.
         let mut real =
-            passerelle::config::IssuerConfig::new(provider.issuer.clone(), "urn:passerelle");
+            passerelle::config::IssuerConfig::new(provider.issuer.clone(), "urn:passerelle")
+                .asserting("oidc-provider", &["organisation"]);
         real.require_typ = Some("at+jwt".into());
         real
     }])
