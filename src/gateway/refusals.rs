@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -57,6 +58,9 @@ pub struct Refusals {
     budget: DefaultKeyedRateLimiter<String>,
     /// Sources that spent their budget, and until when they wait.
     blocked: Mutex<HashMap<String, Instant>>,
+    /// How many sources `blocked` holds, read without its lock: a request with a valid token
+    /// pays one atomic load while nobody is blocked.
+    blocked_len: AtomicUsize,
 }
 
 impl Refusals {
@@ -66,7 +70,13 @@ impl Refusals {
             tallies: Mutex::new(HashMap::new()),
             budget: RateLimiter::keyed(quota),
             blocked: Mutex::new(HashMap::new()),
+            blocked_len: AtomicUsize::new(0),
         }
+    }
+
+    /// Whether any source is waiting (when none is, [`Self::admit`] has nothing to check).
+    pub fn any_blocked(&self) -> bool {
+        self.blocked_len.load(Ordering::Relaxed) > 0
     }
 
     /// Whether `source` may be heard: `Err` (seconds to wait) while it has spent its budget
@@ -79,6 +89,7 @@ impl Refusals {
             }
             Some(_) => {
                 blocked.remove(source);
+                self.blocked_len.store(blocked.len(), Ordering::Relaxed);
                 Ok(())
             }
             None => Ok(()),
@@ -96,6 +107,7 @@ impl Refusals {
             // Bounded like the tallies: past it, a source is summarised but not blocked.
             if blocked.len() < MAX_SOURCES || blocked.contains_key(source) {
                 blocked.insert(source.to_string(), Instant::now() + wait);
+                self.blocked_len.store(blocked.len(), Ordering::Relaxed);
             }
         }
         let now = Utc::now();
@@ -122,10 +134,10 @@ impl Refusals {
         let tallies = std::mem::take(&mut *self.tallies.lock().unwrap_or_else(|p| p.into_inner()));
         self.budget.retain_recent();
         let now = Instant::now();
-        self.blocked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, until| *until > now);
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        blocked.retain(|_, until| *until > now);
+        self.blocked_len.store(blocked.len(), Ordering::Relaxed);
+        drop(blocked);
         let mut events: Vec<AuditEvent> = tallies
             .into_iter()
             .map(|((source, reason), tally)| {
@@ -230,12 +242,14 @@ mod tests {
     #[test]
     fn a_source_that_spends_its_budget_waits_and_others_do_not() {
         let refusals = Refusals::new(3);
+        assert!(!refusals.any_blocked());
         for _ in 0..3 {
             assert!(refusals.admit("203.0.113.7").is_ok());
             refusals.count("203.0.113.7", "bad_signature");
         }
         // The fourth refusal finds the budget spent: from now on the source waits.
         refusals.count("203.0.113.7", "bad_signature");
+        assert!(refusals.any_blocked());
         let wait = refusals.admit("203.0.113.7").unwrap_err();
         assert!((1..=60).contains(&wait), "{wait}");
         assert!(

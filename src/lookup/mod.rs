@@ -182,7 +182,7 @@ pub fn answer_record(
     // SECURITY (timing): the row filters are evaluated on the row read, the key's or a decoy:
     // a key the caller's filter hides and a key that does not exist take the same path (one
     // row read, one filter evaluation) and both end as "not found".
-    let passes = match &probe.read {
+    let passes = match probe.read() {
         Some(row) if !plan.row_filters().is_empty() => passes_row_filters(plan, row)?,
         _ => true,
     };

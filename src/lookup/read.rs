@@ -20,11 +20,18 @@ pub enum Columns<'a> {
     Only(&'a [&'a str]),
 }
 
-/// What looking one key up read: the rows holding the key, and the last row read to find
-/// out (a decoy row when the key has no candidate at all).
+/// What looking one key up read: the rows holding the key, and the last row read that did
+/// not (a decoy row when the key has no candidate at all).
 pub struct Probe {
     pub matches: Vec<RecordBatch>,
-    pub read: Option<RecordBatch>,
+    other: Option<RecordBatch>,
+}
+
+impl Probe {
+    /// The row the lookup stands on: the key's, or else the last row read.
+    pub fn read(&self) -> Option<&RecordBatch> {
+        self.matches.first().or(self.other.as_ref())
+    }
 }
 
 /// The rows of `index`'s file whose key equals `key`, with `columns` (and the key column).
@@ -35,7 +42,7 @@ pub struct Probe {
 pub fn probe(index: &KeyIndex, key: &str, columns: Columns<'_>) -> Result<Probe, ReadError> {
     let mut probe = Probe {
         matches: Vec::new(),
-        read: None,
+        other: None,
     };
     let mut rows = index.candidates(key);
     if rows.is_empty() {
@@ -52,12 +59,10 @@ pub fn probe(index: &KeyIndex, key: &str, columns: Columns<'_>) -> Result<Probe,
         let stored = key_bytes(batch.column(key_column).as_ref(), 0, &mut text);
         // SECURITY: a hash match is only a candidate; the stored key must equal the asked one.
         if stored == Some(key.as_bytes()) {
-            probe.matches.push(batch.clone());
+            probe.matches.push(batch);
+        } else {
+            probe.other = Some(batch);
         }
-        probe.read = Some(batch);
-    }
-    if let Some(first) = probe.matches.first() {
-        probe.read = Some(first.clone());
     }
     Ok(probe)
 }
