@@ -399,19 +399,29 @@ fn caf_allocataires_plan(set: &passerelle::policy::PolicySet) -> passerelle::pol
         .clone()
 }
 
-/// A plan's row filter applies to lookups: a record it hides is "not found". (No demo
-/// habilitation filters lookups, so the plan is the CAF's with a filter added.)
-#[test]
-fn a_row_filter_hides_records_from_lookups() {
-    use passerelle::policy::PolicySet;
+/// The demo policy, the CAF's plan for `social.allocataires` with the row filter
+/// `nombre_enfants >= 3` added (no demo habilitation filters lookups), and the key indexes.
+fn filtered_caf() -> (
+    passerelle::policy::PolicySet,
+    passerelle::policy::DatasetPlan,
+    passerelle::lookup::Lookups,
+) {
     use passerelle::policy::filter::FilterExpr;
     let layout = hub().layout();
-    let set = PolicySet::load(&layout.policies()).unwrap();
+    let set = passerelle::policy::PolicySet::load(&layout.policies()).unwrap();
     let plan = caf_allocataires_plan(&set)
         .with_row_filter(FilterExpr::parse("nombre_enfants >= 3", &["nombre_enfants"]).unwrap());
     let (lookups, _) =
         passerelle::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), &layout.data())
             .unwrap();
+    (set, plan, lookups)
+}
+
+/// A plan's row filter applies to lookups: a record it hides is "not found". (No demo
+/// habilitation filters lookups, so the plan is the CAF's with a filter added.)
+#[test]
+fn a_row_filter_hides_records_from_lookups() {
+    let (set, plan, lookups) = filtered_caf();
     let children = raw("social/allocataires.parquet", &["nombre_enfants"]);
     let many = children
         .iter()
@@ -431,19 +441,11 @@ fn a_row_filter_hides_records_from_lookups() {
 
 /// Timing: a key the caller's row filter hides and a key that does not exist take the same
 /// path (one row read, one filter evaluation, "not found"), so that the time of a 404 does not
-/// tell whether a hidden record exists (`benches/lookup.sh` compares the two distributions).
+/// tell whether a hidden record exists (`benches/lookup_timing.rs` compares the two distributions).
 #[test]
 fn a_hidden_key_and_a_missing_key_take_the_same_path() {
     use passerelle::lookup::{LookupError, answer_record, work_on_this_thread};
-    use passerelle::policy::PolicySet;
-    use passerelle::policy::filter::FilterExpr;
-    let layout = hub().layout();
-    let set = PolicySet::load(&layout.policies()).unwrap();
-    let plan = caf_allocataires_plan(&set)
-        .with_row_filter(FilterExpr::parse("nombre_enfants >= 3", &["nombre_enfants"]).unwrap());
-    let (lookups, _) =
-        passerelle::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), &layout.data())
-            .unwrap();
+    let (set, plan, lookups) = filtered_caf();
     let children = raw("social/allocataires.parquet", &["nombre_enfants"]);
     let hidden = children
         .iter()
