@@ -1,13 +1,12 @@
 //! The engine's entries for the use cases: a query under an access plan ([`SecureQuery`]) and
 //! an operator's query over the audit trail's events ([`EventsQuery`]). Each is one value a use
 //! case fills (plan, SQL, format, limits); the engine assembles the session from the hub's data
-//! ([`HubData`]) on the query's lane.
+//! (`HubData`) on the query's lane.
 //!
 //! Owns: turning those values into a [`QueryJob`] (secure session, answer info, deadline).
 //! Must never: decide who may see what (the plan comes from `policy`), admit a query (the use
 //! case holds its [`Share`]), or read a request's transport.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use arrow::record_batch::RecordBatch;
@@ -15,33 +14,11 @@ use tokio::time::Instant;
 
 use super::audit_table::audit_session;
 use super::encode::{AnswerInfo, Format};
-use super::extracts::Extracts;
 use super::limits::QueryLimits;
 use super::run::{Engine, QueryJob, SessionFactory, StartedQuery};
 use super::session::{new_session, secure_session_in};
 use super::{EngineError, Share};
 use crate::policy::{AccessPlan, PolicySet};
-use crate::pseudonym::KeyRing;
-
-/// The hub's data as secure sessions read it.
-pub struct HubData {
-    /// The folder the catalog's paths are relative to.
-    pub dir: PathBuf,
-    /// Pseudonymisation keys (applied in the scan; a key never leaves the ring).
-    pub keys: Arc<KeyRing>,
-    /// Pseudonymised extracts (`None` when `pseudonymisation.extracts` is off).
-    pub extracts: Option<Arc<Extracts>>,
-}
-
-impl std::fmt::Debug for HubData {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // SECURITY: the key ring is never printed.
-        f.debug_struct("HubData")
-            .field("dir", &self.dir)
-            .field("extracts", &self.extracts.is_some())
-            .finish_non_exhaustive()
-    }
-}
 
 /// One query under an access plan.
 pub struct SecureQuery {

@@ -57,13 +57,14 @@ pub use answer::{Answer, AnswerHead, Chunk};
 pub use audit_table::{AuditEventsTable, audit_session};
 pub use encode::AnswerInfo;
 pub use encode::Format;
-pub use entry::{EventsQuery, HubData, SecureQuery};
+pub use entry::{EventsQuery, SecureQuery};
 pub use executor::QueryLanes;
 pub use extracts::{Extract, Extracts};
 pub use functions::FunctionSet;
 pub use limits::{EngineRuntime, QueryLimits};
 pub use memory::HubMemory;
 pub use provider::SecureTableProvider;
+pub use run::HubData;
 pub use run::{AnswerBody, Engine, Piece, QueryEnd, QueryJob, SessionFactory, StartedQuery};
 pub use session::{new_session, secure_session};
 

@@ -17,6 +17,7 @@
 //! query ended, or go on computing for a caller that went away (a closed channel stops it).
 
 use std::panic::AssertUnwindSafe;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,12 +30,32 @@ use tokio::time::Instant;
 use super::admission::{Admission, Busy, Share, Slot};
 use super::answer::{Answer, AnswerHead};
 use super::encode::{AnswerInfo, Format};
-use super::entry::HubData;
 use super::executor::{Lane, QueryLanes};
 use super::extracts::Extracts;
 use super::limits::{EngineRuntime, QueryLimits};
 use super::{EngineError, PlannedQuery, plan_query};
 use crate::config::LimitsConfig;
+use crate::pseudonym::KeyRing;
+
+/// The hub's data as secure sessions read it.
+pub struct HubData {
+    /// The folder the catalog's paths are relative to.
+    pub dir: PathBuf,
+    /// Pseudonymisation keys (applied in the scan; a key never leaves the ring).
+    pub keys: Arc<KeyRing>,
+    /// Pseudonymised extracts (`None` when `pseudonymisation.extracts` is off).
+    pub extracts: Option<Arc<Extracts>>,
+}
+
+impl std::fmt::Debug for HubData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SECURITY: the key ring is never printed.
+        f.debug_struct("HubData")
+            .field("dir", &self.dir)
+            .field("extracts", &self.extracts.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Builds the query's session in the runtime the engine gives it (its memory pool).
 pub type SessionFactory =

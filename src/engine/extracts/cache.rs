@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use super::Extract;
 use super::build::build;
 use super::provenance::open_valid;
-use super::store::{path_of, remove_older_versions};
+use super::store::{ExtractKey, path_of, remove_older_versions};
 use crate::file_stamp::FileStamp;
 use crate::pseudonym::PseudonymDomain;
 
@@ -31,15 +31,6 @@ enum Entry {
     Failed {
         source: Option<FileStamp>,
     },
-}
-
-/// Which extract: data file, domain, key version, pseudonymised columns (sorted).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub(super) struct ExtractKey {
-    pub(super) source: PathBuf,
-    pub(super) domain: String,
-    pub(super) version: u32,
-    pub(super) columns: Vec<String>,
 }
 
 /// The extracts of one hub.

@@ -1,8 +1,8 @@
-//! The extracts folder: where each extract lives (its file name), the folder and files made
-//! private, and the removal of extracts of older key versions.
+//! The extracts folder: which extract a key names ([`ExtractKey`]), where it lives (its file
+//! name), and the removal of extracts of older key versions. (Folder and files are made
+//! private, 0700 and 0600, by `private_fs`.)
 //!
-//! Owns: the name `<file stem>.<domain>.v<version>.<hash>.parquet` and the modes 0700 (folder)
-//! and 0600 (files).
+//! Owns: the name `<file stem>.<domain>.v<version>.<hash>.parquet`.
 //!
 //! Must never: create the folder or a file readable by anyone but the hub's user (extracts
 //! hold every other column raw), or put anything but letters, digits, `-` and `_` of the data
@@ -12,7 +12,14 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::cache::ExtractKey;
+/// Which extract: data file, domain, key version, pseudonymised columns (sorted).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct ExtractKey {
+    pub(super) source: PathBuf,
+    pub(super) domain: String,
+    pub(super) version: u32,
+    pub(super) columns: Vec<String>,
+}
 
 /// `<file stem>.<domain>.v<version>.<hash>.parquet` in `dir`; the hash covers the data file's
 /// path, the domain, the version and the columns.
