@@ -88,11 +88,19 @@ fn main() {
         Lookups::build(&set.catalog, &set.lookup_key_columns(), &root.join("data")).unwrap();
     let people = allocataires(&root);
     let known: std::collections::HashSet<&str> = people.iter().map(|(n, _)| n.as_str()).collect();
-    let hidden: Vec<&str> = people
+    // Spread over the whole file, as the decoy rows of missing keys are (the first rows of the
+    // file would sit in fewer, warmer pages).
+    let all_hidden: Vec<&str> = people
         .iter()
         .filter(|(_, c)| *c < 3)
         .map(|(n, _)| n.as_str())
+        .collect();
+    let step = (all_hidden.len() / samples).max(1);
+    let hidden: Vec<&str> = all_hidden
+        .iter()
+        .step_by(step)
         .take(samples)
+        .copied()
         .collect();
     let missing: Vec<String> = (0..)
         .map(|i: u64| {
