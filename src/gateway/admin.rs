@@ -174,13 +174,9 @@ impl Gateway {
             let candidate =
                 PolicySet::from_texts(Path::new(""), texts.clone()).map_err(|p| invalid(&p))?;
             // SECURITY: member rules must be bound to the trusted issuers (as at apply).
-            let unbound = candidate.issuer_problems(
-                Path::new(""),
-                &super::trusted_issuers(&self.config.identity),
-            );
-            if !unbound.is_empty() {
-                return Err(invalid(&unbound));
-            }
+            self.policy
+                .check_issuers(&candidate)
+                .map_err(|p| invalid(&p))?;
             let current = self.policy.current();
             let changes = diff(&current, &candidate);
             let meta = self

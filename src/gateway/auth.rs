@@ -8,7 +8,7 @@
 
 use std::net::IpAddr;
 
-use super::error::{ErrorKind, GatewayError};
+use super::error::GatewayError;
 use super::record::RequestRecord;
 use super::{Caller, Gateway, refusals};
 use crate::identity::{AuthError, ClientCertificate, bearer_token};
@@ -53,16 +53,13 @@ impl Gateway {
                 record.summarised();
                 metrics::counter!(names::AUTH_FAILURES, "reason" => refusals::RATE_LIMITED)
                     .increment(1);
-                let mut e = GatewayError::new(
-                    ErrorKind::RateLimited,
-                    "rate_limited",
+                return Err(GatewayError::rate_limited(
                     "Too many requests without a valid token",
                     format!(
                         "too many requests without a valid token from this address: retry in {wait} s"
                     ),
-                );
-                e.retry_after = Some(wait);
-                return Err(e);
+                    wait,
+                ));
             }
         }
         let result = match authorization {

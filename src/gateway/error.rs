@@ -81,6 +81,13 @@ impl GatewayError {
         }
     }
 
+    /// A refusal past a rate limit (`rate_limited`): try again after `retry_after` seconds.
+    pub fn rate_limited(title: &'static str, detail: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(ErrorKind::RateLimited, "rate_limited", title, detail);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
     /// The single refusal for every missing or refused token.
     pub fn unauthenticated() -> Self {
         Self::new(

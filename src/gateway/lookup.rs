@@ -20,7 +20,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 use serde_json::{Map, Value};
 
-use super::error::{ErrorKind, GatewayError, RateState};
+use super::error::{GatewayError, RateState};
 use super::{Caller, Gateway};
 use crate::audit::{AuditKey, LookupTrace};
 use crate::lookup::{LookupError, Traceability, TraceabilityParams, answer_record, check_key};
@@ -218,14 +218,8 @@ impl Gateway {
             NonZeroU32::new(u32::try_from(n).unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN);
         let per_cell_secs = 60.0 / f64::from(expected);
         let too_many = |detail: String, rate: RateState, retry: u64| {
-            let mut e = GatewayError::new(
-                ErrorKind::RateLimited,
-                "rate_limited",
-                "Too many lookups",
-                detail,
-            );
+            let mut e = GatewayError::rate_limited("Too many lookups", detail, retry);
             e.rate = Some(rate);
-            e.retry_after = Some(retry);
             e
         };
         // `RateLimit-Reset` means one thing on every answer: seconds until the quota is whole

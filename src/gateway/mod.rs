@@ -4,11 +4,11 @@
 //! Owns: one function per use case — [`Gateway::authenticate`], [`Gateway::query`],
 //! [`Gateway::lookup`], [`Gateway::datasets`], [`Gateway::me`], and the operators' ones
 //! (`policy_in_force`, `versions`, `submit`, `put_in_force`, `explain`, `journal`,
-//! `audit_query`, `health`, `metrics_access`) — each taking an authenticated [`Caller`] and a typed request, returning a
-//! typed outcome or a [`GatewayError`], and writing its own audit record(s) (`record`) before
-//! its answer may leave. It also owns readiness (`is_ready` for anyone, `readiness` behind the operators' `health`) and
-//! re-exports what transports
-//! need (answer formats and streams), so that they never import `engine`, `policy` or `lookup`.
+//! `audit_query`, `health`, `metrics_access`) — each taking an authenticated [`Caller`] and a
+//! typed request, returning a typed outcome or a [`GatewayError`], and writing its own audit
+//! record(s) (`record`) before its answer may leave. It also owns readiness (`is_ready` for
+//! anyone, `readiness` behind the operators' `health`) and re-exports what transports need
+//! (answer formats and streams), so that they never import `engine`, `policy` or `lookup`.
 //!
 //! Must never: know a transport (no HTTP status, header, gRPC or HTML type), or let a transport
 //! reach data without going through one of these functions.
@@ -219,7 +219,7 @@ impl Gateway {
     pub fn readiness(&self, shutting_down: bool) -> (bool, Value) {
         let identity_ready = self.identity.is_ready();
         let audit_ready = self.audit.healthy();
-        let ready = identity_ready && audit_ready && !shutting_down;
+        let ready = self.is_ready(shutting_down);
         let admission = self.engine.admission();
         let (cheap, heavy) = admission.running();
         let (cheap_slots, heavy_slots) = admission.slots();

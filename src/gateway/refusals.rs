@@ -99,25 +99,24 @@ impl Refusals {
     /// Counts one refusal of `source` for `reason` in the current window, and charges the
     /// source's budget (spent: it waits, see [`Self::admit`]).
     pub fn count(&self, source: &str, reason: &'static str) {
+        let key = (source.to_string(), reason);
         if reason != RATE_LIMITED
-            && let Err(not_until) = self.budget.check_key(&source.to_string())
+            && let Err(not_until) = self.budget.check_key(&key.0)
         {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
             // Bounded like the tallies: past it, a source is summarised but not blocked.
             if blocked.len() < MAX_SOURCES || blocked.contains_key(source) {
-                blocked.insert(source.to_string(), Instant::now() + wait);
+                blocked.insert(key.0.clone(), Instant::now() + wait);
                 self.blocked_len.store(blocked.len(), Ordering::Relaxed);
             }
         }
         let now = Utc::now();
         let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());
-        let key = if tallies.len() >= MAX_SOURCES
-            && !tallies.contains_key(&(source.to_string(), reason))
-        {
+        let key = if tallies.len() >= MAX_SOURCES && !tallies.contains_key(&key) {
             ("other".to_string(), reason)
         } else {
-            (source.to_string(), reason)
+            key
         };
         let tally = tallies.entry(key).or_insert(Tally {
             count: 0,

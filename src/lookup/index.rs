@@ -116,25 +116,23 @@ impl KeyIndex {
         }))
     }
 
-    /// Candidate rows for `key` (hash matches; the reader checks the key itself).
-    pub fn candidates(&self, key: &str) -> Vec<u64> {
+    /// The rows to read for `key`: its candidates (hash matches; the reader checks the key
+    /// itself), or, when it has none, a decoy: the row of the key's neighbour in the index (a
+    /// position in the file as random as a real key's), so that a missing key costs the read a
+    /// present one does. Empty only for an empty file. One search either way.
+    pub fn rows_to_read(&self, key: &str) -> Vec<u64> {
         let hash = u64::from(key_hash(key.as_bytes())) << 32;
         let first = self.entries.partition_point(|&e| e < hash);
-        self.entries[first..]
+        let candidates: Vec<u64> = self.entries[first..]
             .iter()
             .take_while(|&&e| e & !0xffff_ffff == hash)
             .map(|&e| e & 0xffff_ffff)
-            .collect()
-    }
-
-    /// A row to read when `key` has no candidate: the row of the key's neighbour in the index
-    /// (a position in the file as random as a real key's), so that a missing key costs the
-    /// read a present one does. `None` for an empty file.
-    pub fn decoy(&self, key: &str) -> Option<u64> {
-        let hash = u64::from(key_hash(key.as_bytes())) << 32;
-        let at = self.entries.partition_point(|&e| e < hash);
-        let entry = self.entries.get(at).or_else(|| self.entries.last())?;
-        Some(entry & 0xffff_ffff)
+            .collect();
+        if !candidates.is_empty() {
+            return candidates;
+        }
+        let neighbour = self.entries.get(first).or_else(|| self.entries.last());
+        neighbour.map(|e| e & 0xffff_ffff).into_iter().collect()
     }
 
     /// Whether the file is still the one indexed (same size and modification time).

@@ -271,12 +271,7 @@ fn plain_json_value(array: &ArrayRef) -> Option<Value> {
 }
 
 fn passes_row_filters(plan: &DatasetPlan, batch: &RecordBatch) -> Result<bool, LookupError> {
-    WORK.with(|w| {
-        w.set(Work {
-            filter_evaluations: w.get().filter_evaluations + 1,
-            ..w.get()
-        })
-    });
+    tally(|w| w.filter_evaluations += 1);
     crate::access::row_passes_filters(plan, batch).map_err(|e| LookupError::Internal(e.to_string()))
 }
 
@@ -298,11 +293,14 @@ pub fn work_on_this_thread() -> Work {
 }
 
 pub(crate) fn count_row_read() {
-    WORK.with(|w| {
-        w.set(Work {
-            rows_read: w.get().rows_read + 1,
-            ..w.get()
-        })
+    tally(|w| w.rows_read += 1);
+}
+
+fn tally(count: impl FnOnce(&mut Work)) {
+    WORK.with(|cell| {
+        let mut work = cell.get();
+        count(&mut work);
+        cell.set(work);
     });
 }
 

@@ -36,7 +36,7 @@ impl Probe {
 
 /// The rows of `index`'s file whose key equals `key`, with `columns` (and the key column).
 ///
-/// SECURITY (timing): a key with no candidate still reads one row (`KeyIndex::decoy`) and
+/// SECURITY (timing): a key with no candidate still reads one row (`KeyIndex::rows_to_read`) and
 /// compares its key, so a missing key and a present one take the same path and about the
 /// same time; `answer_record` then evaluates the row filters on the row read either way.
 pub fn probe(index: &KeyIndex, key: &str, columns: Columns<'_>) -> Result<Probe, ReadError> {
@@ -44,10 +44,7 @@ pub fn probe(index: &KeyIndex, key: &str, columns: Columns<'_>) -> Result<Probe,
         matches: Vec::new(),
         other: None,
     };
-    let mut rows = index.candidates(key);
-    if rows.is_empty() {
-        rows.extend(index.decoy(key));
-    }
+    let rows = index.rows_to_read(key);
     let projection = projection(index, columns);
     for row in rows {
         let batch = read_row(index, row, projection.clone())?;

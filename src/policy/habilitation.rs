@@ -73,11 +73,7 @@ impl Members {
             return false;
         }
         // SECURITY: a rule bound to an issuer admits that issuer's principals only.
-        if self
-            .issuer
-            .as_ref()
-            .is_some_and(|issuer| *issuer != principal.issuer_name)
-        {
+        if !from_issuer(self.issuer.as_deref(), principal) {
             return false;
         }
         let any = |wanted: &[String], held: &[String]| {
@@ -94,6 +90,11 @@ impl Members {
             && organisation_ok
             && subject_ok
     }
+}
+
+/// Whether `principal` comes from the issuer a rule names (any, when it names none).
+fn from_issuer(named: Option<&str>, principal: &Principal) -> bool {
+    named.is_none_or(|issuer| issuer == principal.issuer_name)
 }
 
 /// A trusted issuer as policies see it: its name and the attributes it may assert
@@ -133,9 +134,8 @@ pub(super) fn issuer_problem(
     used: &[&str],
     issuers: &[TrustedIssuer],
 ) -> Option<String> {
-    let names = || {
+    let names = |issuers: &mut dyn Iterator<Item = &TrustedIssuer>| {
         issuers
-            .iter()
             .map(|i| format!("`{}`", i.name))
             .collect::<Vec<_>>()
             .join(", ")
@@ -144,7 +144,7 @@ pub(super) fn issuer_problem(
         Some(name) => match issuers.iter().find(|i| i.name == name) {
             None => Some(format!(
                 "{what}: issuer `{name}` is not a trusted issuer (trusted: {})",
-                names()
+                names(&mut issuers.iter())
             )),
             Some(issuer) if !issuer.asserts_all(used) => Some(format!(
                 "{what}: issuer `{name}` is not trusted to assert {} (its `claims`): the rule could never match",
@@ -153,15 +153,11 @@ pub(super) fn issuer_problem(
             Some(_) => None,
         },
         None => {
-            let able: Vec<&TrustedIssuer> =
-                issuers.iter().filter(|i| i.asserts_all(used)).collect();
-            (able.len() > 1).then(|| {
+            let able = || issuers.iter().filter(|i| i.asserts_all(used));
+            (able().count() > 1).then(|| {
                 format!(
                     "{what}: several trusted issuers could satisfy this rule ({}): name one with `issuer = \"…\"` (a principal of one issuer must never pass for another's)",
-                    able.iter()
-                        .map(|i| format!("`{}`", i.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    names(&mut able())
                 )
             })
         }
@@ -303,10 +299,7 @@ impl Operators {
     pub fn admit(&self, principal: &Principal) -> bool {
         // SECURITY: an empty operators section admits nobody; a named issuer binds the role.
         !self.roles.is_empty()
-            && self
-                .issuer
-                .as_ref()
-                .is_none_or(|issuer| *issuer == principal.issuer_name)
+            && from_issuer(self.issuer.as_deref(), principal)
             && principal.roles.iter().any(|r| self.roles.contains(r))
             && (self.organisations.is_empty()
                 || principal

@@ -102,12 +102,7 @@ impl PolicyStore {
                 return Err(problems);
             }
         }
-        if let Some(issuers) = &issuers {
-            let problems = set.issuer_problems(dir, issuers);
-            if !problems.is_empty() {
-                return Err(problems);
-            }
-        }
+        bound_to_issuers(&set, dir, issuers.as_deref())?;
         if let Some(history) = &history {
             history.ensure_recorded(&set.texts).map_err(|e| {
                 vec![Problem::new(
@@ -165,17 +160,18 @@ impl PolicyStore {
         Ok(outcome)
     }
 
+    /// Refuses `set` when its member rules are not bound to this store's trusted issuers (a
+    /// submitted version is checked against the same issuers before it is stored).
+    pub fn check_issuers(&self, set: &PolicySet) -> Result<(), Vec<Problem>> {
+        bound_to_issuers(set, &self.dir, self.issuers.as_deref())
+    }
+
     /// Validates `texts`, writes them to the policy folder and swaps (operator API).
     pub async fn apply(&self, texts: PolicyTexts) -> Result<ReloadOutcome, Vec<Problem>> {
         let _guard = self.reload_lock.lock().await;
         // Validate before touching the files: an invalid set never reaches the folder.
         let set = PolicySet::from_texts(&self.dir, texts.clone())?;
-        if let Some(issuers) = &self.issuers {
-            let problems = set.issuer_problems(&self.dir, issuers);
-            if !problems.is_empty() {
-                return Err(problems);
-            }
-        }
+        self.check_issuers(&set)?;
         texts.write(&self.dir).map_err(|e| {
             vec![Problem::new(
                 &self.dir,
@@ -209,18 +205,7 @@ impl PolicyStore {
                 None => Ok(set),
             }
         });
-        // SECURITY: a set whose member rules two trusted issuers could satisfy is refused.
-        let checked = checked.and_then(|set| match &self.issuers {
-            Some(issuers) => {
-                let problems = set.issuer_problems(&self.dir, issuers);
-                if problems.is_empty() {
-                    Ok(set)
-                } else {
-                    Err(problems)
-                }
-            }
-            None => Ok(set),
-        });
+        let checked = checked.and_then(|set| self.check_issuers(&set).map(|()| set));
         match checked {
             Ok(set) => {
                 let to = set.version.clone();
@@ -320,4 +305,19 @@ fn fingerprint(dir: &Path) -> Option<Vec<(u64, std::time::SystemTime)>> {
         Some((m.len(), m.modified().ok()?))
     })
     .collect()
+}
+
+/// SECURITY: a set whose member rules two trusted issuers could satisfy (or that name an
+/// issuer not trusted for what they use) is refused; without `issuers`, nothing is checked.
+fn bound_to_issuers(
+    set: &PolicySet,
+    dir: &Path,
+    issuers: Option<&[TrustedIssuer]>,
+) -> Result<(), Vec<Problem>> {
+    let problems = issuers.map_or_else(Vec::new, |issuers| set.issuer_problems(dir, issuers));
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
