@@ -88,6 +88,9 @@ pub enum Command {
         #[arg(long, env = "PASSERELLE_CONFIG")]
         config: PathBuf,
     },
+    /// Print the OpenAPI 3.1 document of the HTTP API (the one served at `/openapi.json` and
+    /// kept in `docs/openapi.json`).
+    Openapi,
     /// Audit trail tools.
     Audit {
         #[command(subcommand)]
@@ -117,6 +120,10 @@ pub fn run() -> ExitCode {
     crate::install_crypto_provider();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Openapi => {
+            print!("{}", crate::server::openapi::document_json());
+            ExitCode::SUCCESS
+        }
         Command::Explain {
             config,
             subject_claims,

@@ -9,20 +9,26 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::error::{ErrorKind, GatewayError};
 use super::{Caller, Gateway};
 use crate::identity::Principal;
-use crate::policy::explain::{render_text, views};
-use crate::policy::{PolicySet, PolicyTexts, Problem, ReloadOutcome, diff::diff};
+use crate::policy::diff::{Change, diff};
+use crate::policy::explain::{HabilitationView, render_text, views};
+use crate::policy::history::VersionMeta;
+use crate::policy::{PolicySet, PolicyTexts, Problem, ReloadOutcome};
 
 /// A new policy version: its files (by name) and a comment for the history. The names are
 /// checked by the use case, so a missing or unknown file is a `policy_invalid` naming it.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySubmission {
+    /// `model.conf`, `policy.csv`, `habilitations.toml` and `datasets.toml`, by name.
+    #[schema(value_type = PolicyTexts)]
     pub files: BTreeMap<String, String>,
     #[serde(default)]
     pub comment: String,
@@ -70,13 +76,112 @@ fn submitted_texts(files: &BTreeMap<String, String>) -> Result<PolicyTexts, Gate
 }
 
 /// The principal to explain.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExplainRequest {
     /// Claims of the principal to explain (`sub`, `idp_id`, `siret`, `groups`, `roles`).
+    #[schema(value_type = Object)]
     pub claims: Value,
     #[serde(default)]
     pub habilitation: Option<String>,
+}
+
+/// Ready or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Readiness {
+    Ready,
+    NotReady,
+}
+
+impl Readiness {
+    pub fn of(ready: bool) -> Self {
+        if ready { Self::Ready } else { Self::NotReady }
+    }
+}
+
+/// `GET /v1/admin/health`: readiness and every check behind it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HealthView {
+    pub status: Readiness,
+    /// Per check (`identity`, `data`, `audit`, `policy`, `queries`): `ready` and its details.
+    #[schema(value_type = Object)]
+    pub checks: Value,
+}
+
+/// `GET /v1/admin/policy`: the set in force.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyInForce {
+    /// The policy version (content hash).
+    pub version: String,
+    pub loaded_at: DateTime<Utc>,
+    pub files: PolicyTexts,
+    /// Why the last on-disk reload was refused (file names only), while the set above serves.
+    pub last_reload_error: Option<String>,
+}
+
+/// `POST /v1/admin/policy/versions`: the stored version and what it would change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubmittedVersion {
+    pub version: VersionMeta,
+    /// The dry run: what each habilitation would gain or lose against the set in force.
+    pub diff: Vec<Change>,
+    /// The version in force (unchanged by a submission).
+    pub in_force: String,
+    /// `passerelle check`'s warnings on the new version (file names only).
+    pub warnings: Vec<String>,
+}
+
+/// `GET /v1/admin/policy/versions`: the history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionsView {
+    pub in_force: String,
+    pub versions: Vec<VersionMeta>,
+}
+
+/// A stored version put in force (apply or rollback).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct InForceView {
+    pub in_force: String,
+    pub number: u64,
+    /// False when that version was already in force.
+    pub changed: bool,
+    pub diff: Vec<Change>,
+}
+
+/// `POST /v1/admin/explain`: what a principal can see, and why.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Explanation {
+    pub policy_version: String,
+    pub principal: Principal,
+    pub operator: bool,
+    pub habilitations: Vec<HabilitationView>,
+    /// The same, as text (what `passerelle explain` prints).
+    pub text: String,
+}
+
+/// `GET /v1/admin/journal/{dataset}/{key}`: who consulted one record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Journal {
+    pub dataset: String,
+    pub consultations: Vec<Consultation>,
+}
+
+/// One consultation of a record.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Consultation {
+    /// RFC 3339, milliseconds, UTC.
+    pub time: String,
+    /// SIRET of the consulting organisation.
+    pub organisation: Option<String>,
+    pub habilitation: Option<String>,
+    pub legal_basis: Option<String>,
+    pub context: Option<String>,
+    pub recipient: Option<String>,
+    pub object: Option<String>,
+    /// The fields the consultation read.
+    pub fields: Vec<String>,
+    pub request_id: String,
 }
 
 fn author(p: &Principal) -> String {
@@ -131,13 +236,13 @@ impl Gateway {
         &self,
         caller: &Caller,
         shutting_down: bool,
-    ) -> Result<Value, GatewayError> {
+    ) -> Result<HealthView, GatewayError> {
         self.as_operator(caller, async {
             let (ready, checks) = self.readiness(shutting_down);
-            Ok(json!({
-                "status": if ready { "ready" } else { "not_ready" },
-                "checks": checks,
-            }))
+            Ok(HealthView {
+                status: Readiness::of(ready),
+                checks,
+            })
         })
         .await
     }
@@ -149,15 +254,15 @@ impl Gateway {
     }
 
     /// The set in force: version, load time, files, last refused reload.
-    pub async fn policy_in_force(&self, caller: &Caller) -> Result<Value, GatewayError> {
+    pub async fn policy_in_force(&self, caller: &Caller) -> Result<PolicyInForce, GatewayError> {
         self.as_operator(caller, async {
             let set = self.policy.current();
-            Ok(json!({
-                "version": set.version,
-                "loaded_at": set.loaded_at,
-                "files": set.texts,
-                "last_reload_error": self.policy.last_error(),
-            }))
+            Ok(PolicyInForce {
+                version: set.version.clone(),
+                loaded_at: set.loaded_at,
+                files: set.texts.clone(),
+                last_reload_error: self.policy.last_error(),
+            })
         })
         .await
     }
@@ -168,7 +273,7 @@ impl Gateway {
         &self,
         caller: &Caller,
         submission: PolicySubmission,
-    ) -> Result<Value, GatewayError> {
+    ) -> Result<SubmittedVersion, GatewayError> {
         self.as_operator(caller, async {
             let texts = submitted_texts(&submission.files)?;
             let candidate =
@@ -192,29 +297,33 @@ impl Gateway {
                 })?;
             tracing::info!(number = meta.number, version = %meta.version, author = %meta.author, "policy version submitted");
             let warnings = problem_list(&candidate.warnings(Path::new("")));
-            Ok(json!({
-                "version": meta,
-                "diff": changes,
-                "in_force": current.version,
-                "warnings": warnings,
-            }))
+            Ok(SubmittedVersion {
+                version: meta,
+                diff: changes,
+                in_force: current.version.clone(),
+                warnings,
+            })
         })
         .await
     }
 
     /// The history of versions.
-    pub async fn versions(&self, caller: &Caller) -> Result<Value, GatewayError> {
+    pub async fn versions(&self, caller: &Caller) -> Result<VersionsView, GatewayError> {
         self.as_operator(caller, async {
-            Ok(json!({
-                "in_force": self.policy.current().version,
-                "versions": self.history.list(),
-            }))
+            Ok(VersionsView {
+                in_force: self.policy.current().version.clone(),
+                versions: self.history.list(),
+            })
         })
         .await
     }
 
     /// Puts stored version `number` in force (an apply, or a rollback to an earlier one).
-    pub async fn put_in_force(&self, caller: &Caller, number: u64) -> Result<Value, GatewayError> {
+    pub async fn put_in_force(
+        &self,
+        caller: &Caller,
+        number: u64,
+    ) -> Result<InForceView, GatewayError> {
         self.as_operator(caller, async {
             let (meta, texts) = self.history.get(number).ok_or_else(|| {
                 GatewayError::not_found(
@@ -233,12 +342,12 @@ impl Gateway {
             }
             tracing::info!(number, version = %meta.version, author = %who, "policy version put in force");
             let applied = matches!(outcome, ReloadOutcome::Applied { .. });
-            Ok(json!({
-                "in_force": after.version,
-                "number": number,
-                "changed": applied,
-                "diff": changes,
-            }))
+            Ok(InForceView {
+                in_force: after.version.clone(),
+                number,
+                changed: applied,
+                diff: changes,
+            })
         })
         .await
     }
@@ -248,7 +357,7 @@ impl Gateway {
         &self,
         caller: &Caller,
         request: ExplainRequest,
-    ) -> Result<Value, GatewayError> {
+    ) -> Result<Explanation, GatewayError> {
         self.as_operator(caller, async {
             let principal = Principal::for_explain(&request.claims).map_err(|m| {
                 GatewayError::new(
@@ -261,13 +370,13 @@ impl Gateway {
             let set = self.policy.current();
             let today = chrono::Utc::now().date_naive();
             let habilitation = request.habilitation.as_deref();
-            Ok(json!({
-                "policy_version": set.version,
-                "principal": principal,
-                "operator": set.is_operator(&principal),
-                "habilitations": views(&set, &principal, habilitation, today),
-                "text": render_text(&set, &principal, habilitation, today),
-            }))
+            Ok(Explanation {
+                policy_version: set.version.clone(),
+                operator: set.is_operator(&principal),
+                habilitations: views(&set, &principal, habilitation, today),
+                text: render_text(&set, &principal, habilitation, today),
+                principal,
+            })
         })
         .await
     }
@@ -280,7 +389,7 @@ impl Gateway {
         caller: &Caller,
         dataset: String,
         key: String,
-    ) -> Result<Value, GatewayError> {
+    ) -> Result<Journal, GatewayError> {
         self.as_operator(caller, async {
             let audit_key = self.audit_key(&key)?;
             let dir = self.config.audit.dir.clone();
@@ -296,23 +405,28 @@ impl Gateway {
                     GatewayError::internal()
                 })?
             };
-            let entries: Vec<Value> = found
+            let consultations = found
                 .iter()
-                .map(|e| {
-                    json!({
-                        "time": e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                        "organisation": e.principal.as_ref().and_then(|p| p.organisation.clone()),
-                        "habilitation": e.habilitation.as_ref().map(|h| h.id.clone()),
-                        "legal_basis": e.habilitation.as_ref().map(|h| h.legal_basis.clone()),
-                        "context": e.lookup.as_ref().map(|l| l.context.clone()),
-                        "recipient": e.lookup.as_ref().map(|l| l.recipient.clone()),
-                        "object": e.lookup.as_ref().map(|l| l.object.clone()),
-                        "fields": e.datasets.iter().flat_map(|d| d.columns.iter().map(|c| c.column.clone())).collect::<Vec<_>>(),
-                        "request_id": e.request_id,
-                    })
+                .map(|e| Consultation {
+                    time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    organisation: e.principal.as_ref().and_then(|p| p.organisation.clone()),
+                    habilitation: e.habilitation.as_ref().map(|h| h.id.clone()),
+                    legal_basis: e.habilitation.as_ref().map(|h| h.legal_basis.clone()),
+                    context: e.lookup.as_ref().map(|l| l.context.clone()),
+                    recipient: e.lookup.as_ref().map(|l| l.recipient.clone()),
+                    object: e.lookup.as_ref().map(|l| l.object.clone()),
+                    fields: e
+                        .datasets
+                        .iter()
+                        .flat_map(|d| d.columns.iter().map(|c| c.column.clone()))
+                        .collect(),
+                    request_id: e.request_id.clone(),
                 })
                 .collect();
-            Ok(json!({ "dataset": dataset, "consultations": entries }))
+            Ok(Journal {
+                dataset,
+                consultations,
+            })
         })
         .await
     }

@@ -13,7 +13,7 @@ use crate::policy::explain::{HabilitationView, views};
 use crate::policy::{ColumnTreatment, FieldType};
 
 /// The caller, as `GET /v1/me` shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct MeView {
     pub principal: Principal,
     pub policy_version: String,
@@ -25,14 +25,14 @@ pub struct MeView {
 }
 
 /// The datasets one habilitation opens, as the caller sees them.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DatasetsView {
     pub habilitation: String,
     pub policy_version: String,
     pub datasets: Vec<DatasetView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DatasetView {
     /// `schema.table`, as written in SQL.
     pub name: String,
@@ -52,7 +52,7 @@ pub struct DatasetView {
     pub columns: Vec<ColumnView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ColumnView {
     pub name: String,
     pub title: String,

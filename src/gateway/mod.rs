@@ -32,7 +32,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-pub use admin::{ExplainRequest, PolicySubmission};
+pub use admin::{
+    Consultation, ExplainRequest, Explanation, HealthView, InForceView, Journal, PolicyInForce,
+    PolicySubmission, Readiness, SubmittedVersion, VersionsView,
+};
 pub use auth::Authorization;
 pub use catalog::{ColumnView, DatasetView, DatasetsView, MeView};
 pub use error::{ErrorKind, GatewayError, RateState};

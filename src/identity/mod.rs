@@ -28,7 +28,7 @@ pub use token::TokenValidator;
 ///
 /// The unique key of a person is (`issuer`, `idp_id`, `subject`): `sub` is unique only per
 /// identity provider in a federation such as ProConnect.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Principal {
     pub issuer: String,
     /// The issuer's name in policies (`[[identity.issuers]] name`, or its URL): a principal is

@@ -13,7 +13,9 @@ use toml::Spanned;
 use super::source::{PolicyFiles, Problem, line_of};
 
 /// Sensitivity class of a column.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize, utoipa::ToSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ColumnClass {
     DirectIdentifier,
@@ -25,7 +27,7 @@ pub enum ColumnClass {
 }
 
 /// Table Schema field types used by the catalog.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FieldType {
     String,

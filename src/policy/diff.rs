@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::set::PolicySet;
 
 /// One change a new policy set would make.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Change {
     pub habilitation: String,
     /// `gains` or `loses` (or `changes` for a treatment).

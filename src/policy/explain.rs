@@ -16,7 +16,7 @@ use crate::identity::Principal;
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
 /// One habilitation as seen by a principal.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct HabilitationView {
     pub id: String,
     pub title: String,

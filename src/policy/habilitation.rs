@@ -12,7 +12,7 @@ use super::source::{Problem, line_of};
 use crate::identity::Principal;
 
 /// What a habilitation is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HabilitationKind {
     Research,
@@ -30,7 +30,7 @@ pub enum HabilitationState {
 }
 
 /// Legal framework: nature (e.g. `CRPA L114-8`) and a reference (URL of the text).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LegalBasis {
     pub nature: String,
@@ -253,7 +253,7 @@ pub struct Habilitation {
 }
 
 /// Whether a habilitation can be used today.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Validity {
     Active,

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::set::PolicyTexts;
 
 /// What is known of one stored version.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct VersionMeta {
     pub number: u64,
     /// Content hash (the policy version).
@@ -22,6 +22,7 @@ pub struct VersionMeta {
     pub submitted_at: DateTime<Utc>,
     /// Every time this version was put in force, and by whom.
     #[serde(default)]
+    #[schema(value_type = Vec<Vec<String>>)]
     pub applied: Vec<(DateTime<Utc>, String)>,
 }
 

@@ -17,7 +17,7 @@ use super::treatment::{ColumnTreatment, TreatmentSpec};
 use crate::identity::Principal;
 
 /// Why a decision was made: the policy line, or the default.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Reason {
     /// `policy.csv`, `habilitations.toml` or `default`.
     pub source: &'static str,
@@ -52,7 +52,7 @@ impl std::fmt::Display for Reason {
 }
 
 /// One column of a dataset in a plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ColumnPlan {
     name: String,
     class: ColumnClass,
@@ -91,10 +91,12 @@ impl ColumnPlan {
 }
 
 /// A row filter, bound to the principal's attributes.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct RowFilter {
     /// The predicate as written in policy.csv.
     source: String,
+    /// The predicate bound to the principal's attributes (a tree; `source` is its text).
+    #[schema(value_type = Object)]
     expr: FilterExpr,
     reason: Reason,
 }
@@ -116,7 +118,7 @@ impl RowFilter {
 }
 
 /// One dataset in a plan.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DatasetPlan {
     name: String,
     title: String,

@@ -20,7 +20,7 @@ use crate::identity::Principal;
 const PLAN_CACHE_LIMIT: usize = 10_000;
 
 /// The four files of a policy set, as text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyTexts {
     #[serde(rename = "model.conf")]
     pub model: String,

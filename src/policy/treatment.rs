@@ -98,7 +98,7 @@ impl TreatmentSpec {
 }
 
 /// Granularity of a generalised date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DateGranularity {
     Year,
@@ -106,7 +106,7 @@ pub enum DateGranularity {
 }
 
 /// What the engine applies to a column, for one principal and habilitation.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "treatment")]
 pub enum ColumnTreatment {
     Clear,

@@ -10,12 +10,20 @@ use super::error::ApiError;
 use super::{AppState, Authenticated};
 use crate::gateway::{DatasetsView, MeView};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DatasetsQuery {
+    /// The habilitation to list (needed when the caller holds several).
     #[serde(default)]
     pub habilitation: Option<String>,
 }
 
+/// `GET /v1/me`.
+#[utoipa::path(
+    get, path = "/v1/me", tag = "catalog",
+    summary = "Who the caller is and what each of its habilitations lets it do",
+    responses((status = OK, description = "The caller as the hub understood its token", body = MeView)),
+)]
 pub async fn me(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -23,6 +31,13 @@ pub async fn me(
     Ok(Json(state.gateway.me(&caller).await?))
 }
 
+/// `GET /v1/datasets`.
+#[utoipa::path(
+    get, path = "/v1/datasets", tag = "catalog",
+    summary = "The datasets a habilitation opens, as the caller sees them",
+    params(DatasetsQuery),
+    responses((status = OK, description = "Visible columns only, each with its treatment", body = DatasetsView)),
+)]
 pub async fn datasets(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -3,13 +3,19 @@
 //! Owns: what every request gets whatever its route. Must never: read the bearer token (only
 //! `identity` does), log headers or bodies.
 
-use std::time::Instant;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::Version;
 use axum::http::{HeaderName, HeaderValue, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
 use tracing::Instrument;
 
 use super::error::ApiError;
@@ -96,6 +102,111 @@ pub async fn request_id_and_problems(mut request: Request, next: Next) -> Respon
         )
     });
     response
+}
+
+/// How long an HTTP/1.1 connection waits for the rest of a body its answer did not need.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// An HTTP/1.1 answer given before the request's body was read (a 401 or 415 decided from the
+/// headers alone) is sent once the rest of the body has been read and dropped, at most
+/// `server.max_body_bytes` for at most [`DRAIN_TIME`] (a lingering close, as nginx does);
+/// past either bound it says `Connection: close`. Closing at once would reset the connection
+/// while the client still sends, and the client (Python `requests`, schemathesis) would see a
+/// TLS EOF instead of its answer; keeping it silently would fail the client's next request.
+pub async fn drain_unread_body(
+    State(max_body): State<usize>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if !matches!(request.version(), Version::HTTP_10 | Version::HTTP_11) {
+        // HTTP/2 ends the stream alone (RST_STREAM NO_ERROR), the connection carries on.
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let left = Arc::new(Mutex::new(Leftover::Reading));
+    let watched = Body::new(WatchedBody {
+        inner: Some(body),
+        left: left.clone(),
+    });
+    let mut response = next.run(Request::from_parts(parts, watched)).await;
+    let leftover = left
+        .lock()
+        .map(|mut l| std::mem::replace(&mut *l, Leftover::Read))
+        .unwrap_or(Leftover::Reading);
+    let drained = match leftover {
+        Leftover::Read => true,
+        // Still held somewhere (a streamed answer reading it): the connection cannot be reused.
+        Leftover::Reading => false,
+        Leftover::Unread(body) => drain(body, max_body).await,
+    };
+    if !drained {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// Reads and drops what is left of `body`: true when it ended within the bounds.
+async fn drain(body: Body, max_body: usize) -> bool {
+    let limited = http_body_util::Limited::new(body, max_body);
+    matches!(
+        tokio::time::timeout(DRAIN_TIME, http_body_util::BodyExt::collect(limited)).await,
+        Ok(Ok(_))
+    )
+}
+
+/// What became of a request body once the handler let go of it.
+enum Leftover {
+    /// Read to its end.
+    Read,
+    /// Not let go of yet.
+    Reading,
+    /// Dropped before its end: the rest, to drain.
+    Unread(Body),
+}
+
+/// A request body that hands back what is left of it when dropped unread.
+struct WatchedBody {
+    inner: Option<Body>,
+    left: Arc<Mutex<Leftover>>,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        match self.inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_frame(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+impl Drop for WatchedBody {
+    fn drop(&mut self) {
+        let rest = self
+            .inner
+            .take()
+            .filter(|b| !http_body::Body::is_end_stream(b));
+        if let Ok(mut left) = self.left.lock() {
+            *left = rest.map_or(Leftover::Read, Leftover::Unread);
+        }
+    }
 }
 
 /// Counts requests and their latency per route template (never per raw path: keys in paths

@@ -20,6 +20,7 @@ mod health;
 mod lookup;
 pub mod middleware;
 mod negotiate;
+pub mod openapi;
 mod query;
 mod record;
 mod source;
@@ -42,6 +43,8 @@ use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use auth::Authenticated;
 pub use error::ApiError;
@@ -92,42 +95,35 @@ impl App {
     }
 }
 
+/// Every route of the main listener, each with its `#[utoipa::path]` description: a route
+/// cannot be served without being in the published document ([`openapi::document`]).
+fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(health::live))
+        .routes(routes!(health::ready))
+        .routes(routes!(openapi::openapi_json))
+        .routes(routes!(health::operators_metrics))
+        .routes(routes!(health::details))
+        .routes(routes!(catalog::me))
+        .routes(routes!(catalog::datasets))
+        .routes(routes!(query::query))
+        .routes(routes!(lookup::lookup))
+        .routes(routes!(lookup::lookup_batch))
+        .routes(routes!(admin::policy))
+        .routes(routes!(admin::versions, admin::submit))
+        .routes(routes!(admin::apply))
+        .routes(routes!(admin::rollback))
+        .routes(routes!(admin::explain))
+        .routes(routes!(admin::journal))
+        .routes(routes!(admin::audit_query))
+}
+
 /// The router with every route and middleware, without a socket (tests can `oneshot` it).
 pub fn app(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.server().request_timeout_secs);
     let max_body = state.server().max_body_bytes;
-    Router::new()
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/metrics", get(health::operators_metrics))
-        .route("/v1/admin/health", get(health::details))
-        .route("/v1/me", get(catalog::me))
-        .route("/v1/query", axum::routing::post(query::query))
-        .route("/v1/datasets", get(catalog::datasets))
-        .route("/v1/lookup/{dataset}/{key}", get(lookup::lookup))
-        .route(
-            "/v1/lookup/{dataset}",
-            axum::routing::post(lookup::lookup_batch),
-        )
-        .route("/v1/admin/policy", get(admin::policy))
-        .route(
-            "/v1/admin/policy/versions",
-            get(admin::versions).post(admin::submit),
-        )
-        .route(
-            "/v1/admin/policy/versions/{number}/apply",
-            axum::routing::post(admin::apply),
-        )
-        .route(
-            "/v1/admin/policy/rollback",
-            axum::routing::post(admin::rollback),
-        )
-        .route("/v1/admin/explain", axum::routing::post(admin::explain))
-        .route("/v1/admin/journal/{dataset}/{key}", get(admin::journal))
-        .route(
-            "/v1/admin/audit/query",
-            axum::routing::post(admin::audit_query),
-        )
+    let (router, _) = routes().split_for_parts();
+    router
         .fallback(middleware::fallback)
         .with_state(state.clone())
         // Layers run bottom-up on the request: the last added is the outermost.
@@ -160,6 +156,10 @@ pub fn app(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(middleware::record_metrics))
         .layer(axum::middleware::from_fn(
             middleware::request_id_and_problems,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            middleware::drain_unread_body,
         ))
         // SECURITY: marks `Authorization` sensitive for every layer that might print headers.
         .layer(SetSensitiveRequestHeadersLayer::new([

@@ -24,6 +24,7 @@ mod hostile;
 mod identity;
 mod interop;
 mod lookups;
+mod openapi;
 mod policy;
 mod pseudonym;
 mod soak;
