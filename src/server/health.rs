@@ -33,6 +33,14 @@ pub struct Ready {
     status: Readiness,
 }
 
+/// 200 when ready, 503 otherwise.
+fn status_of(readiness: Readiness) -> StatusCode {
+    match readiness {
+        Readiness::Ready => StatusCode::OK,
+        Readiness::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 /// `GET /health/live`: the process answers.
 #[utoipa::path(
     get, path = "/health/live", tag = "health",
@@ -63,12 +71,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     let body = Ready {
         status: Readiness::of(ready),
     };
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body)).into_response()
+    (status_of(body.status), Json(body)).into_response()
 }
 
 /// `GET /v1/admin/health`: the operators' readiness view (every check).
@@ -85,11 +88,7 @@ pub async fn details(
     Authenticated(caller): Authenticated,
 ) -> Result<Response, ApiError> {
     let body = state.gateway.health(&caller, state.shutting_down()).await?;
-    let status = if body.status == Readiness::Ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
+    let status = status_of(body.status);
     Ok((status, Json(body)).into_response())
 }
 
