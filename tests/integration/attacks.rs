@@ -326,8 +326,9 @@ impl Raw {
         let mut out = Vec::new();
         let sql_lower = sql.to_lowercase();
         let text = if status == 200 {
-            // Column names and values; the envelope (habilitation, version) is ours.
-            json!([body["columns"], body["rows"]]).to_string()
+            // Column names and values; the envelope (habilitation, version) is ours. Pseudonyms
+            // are random text: one may spell a word between its `-` (seen: `…-raw-…`).
+            json!([body["columns"], without_pseudonyms(&body["rows"])]).to_string()
         } else {
             body["detail"].as_str().unwrap_or_default().to_string()
         };
@@ -370,6 +371,26 @@ impl Raw {
             }
         }
         out
+    }
+}
+
+/// `v` with every pseudonym (22 characters of base64url) replaced by an empty string.
+fn without_pseudonyms(v: &Value) -> Value {
+    match v {
+        Value::String(s)
+            if s.len() == 22
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') =>
+        {
+            Value::String(String::new())
+        }
+        Value::Array(items) => Value::Array(items.iter().map(without_pseudonyms).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), without_pseudonyms(v)))
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
