@@ -3,13 +3,6 @@
 //! journal, SQL over the audit trail. Parse, call the gateway's operators' use cases (which
 //! check the operator right every time and write the record), encode.
 
-use super::error::ApiError;
-use super::query::QueryAnswerJson;
-use super::{AppState, Authenticated};
-use crate::gateway::{
-    ExplainRequest, Explanation, InForceView, Journal, PolicyInForce, PolicySubmission,
-    SubmittedVersion, VersionsView,
-};
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
@@ -17,15 +10,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-fn body<T>(json: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    json.map(|Json(t)| t)
-        .map_err(|r| ApiError::from_status(r.status()))
-}
-
-fn path<T>(path: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
-    path.map(|Path(t)| t)
-        .map_err(|r| ApiError::from_status(r.status()))
-}
+use super::error::ApiError;
+use super::query::QueryAnswerJson;
+use super::{AppState, Authenticated};
+use crate::gateway::{
+    ExplainRequest, Explanation, InForceView, Journal, PolicyInForce, PolicySubmission,
+    SubmittedVersion, VersionsView,
+};
 
 /// `GET /v1/admin/policy`: the set in force.
 #[utoipa::path(
@@ -52,7 +43,7 @@ pub async fn submit(
     Authenticated(caller): Authenticated,
     submission: Result<Json<PolicySubmission>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SubmittedVersion>), ApiError> {
-    let submission = body(submission)?;
+    let Json(submission) = submission?;
     let stored = state.gateway.submit(&caller, submission).await?;
     Ok((StatusCode::CREATED, Json(stored)))
 }
@@ -82,7 +73,7 @@ pub async fn apply(
     Authenticated(caller): Authenticated,
     number: Result<Path<u64>, PathRejection>,
 ) -> Result<Json<InForceView>, ApiError> {
-    let number = path(number)?;
+    let Path(number) = number?;
     Ok(Json(state.gateway.put_in_force(&caller, number).await?))
 }
 
@@ -105,7 +96,7 @@ pub async fn rollback(
     Authenticated(caller): Authenticated,
     request: Result<Json<Rollback>, JsonRejection>,
 ) -> Result<Json<InForceView>, ApiError> {
-    let request = body(request)?;
+    let Json(request) = request?;
     Ok(Json(
         state.gateway.put_in_force(&caller, request.number).await?,
     ))
@@ -123,7 +114,7 @@ pub async fn explain(
     Authenticated(caller): Authenticated,
     request: Result<Json<ExplainRequest>, JsonRejection>,
 ) -> Result<Json<Explanation>, ApiError> {
-    let request = body(request)?;
+    let Json(request) = request?;
     Ok(Json(state.gateway.explain(&caller, request).await?))
 }
 
@@ -142,7 +133,7 @@ pub async fn journal(
     Authenticated(caller): Authenticated,
     key: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Journal>, ApiError> {
-    let (dataset, key) = path(key)?;
+    let Path((dataset, key)) = key?;
     Ok(Json(state.gateway.journal(&caller, dataset, key).await?))
 }
 
@@ -170,7 +161,7 @@ pub async fn audit_query(
     Authenticated(caller): Authenticated,
     request: Result<Json<AuditQueryRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let request = body(request)?;
+    let Json(request) = request?;
     let answer = state.gateway.audit_query(&caller, request.sql).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], answer).into_response())
 }

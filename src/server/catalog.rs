@@ -43,7 +43,7 @@ pub async fn datasets(
     Authenticated(caller): Authenticated,
     query: Result<Query<DatasetsQuery>, QueryRejection>,
 ) -> Result<Json<DatasetsView>, ApiError> {
-    let Query(query) = query.map_err(|r| ApiError::from_status(r.status()))?;
+    let Query(query) = query?;
     Ok(Json(
         state.gateway.datasets(&caller, query.habilitation).await?,
     ))

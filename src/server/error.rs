@@ -5,6 +5,7 @@
 //! renders it. Client errors explain what to fix; internal errors say only "internal error" and
 //! the request id. Details of a refused token are never sent (one 401 for every cause).
 
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -159,6 +160,20 @@ impl From<GatewayError> for ApiError {
         }
     }
 }
+
+/// axum's extractor rejections (a body, a path or a query string that cannot be read) become
+/// the generic problem of their status: their own text may quote the input.
+macro_rules! rejection_to_problem {
+    ($($rejection:ty),*) => {$(
+        impl From<$rejection> for ApiError {
+            fn from(rejection: $rejection) -> Self {
+                Self::from_status(rejection.status())
+            }
+        }
+    )*};
+}
+
+rejection_to_problem!(JsonRejection, PathRejection, QueryRejection);
 
 /// The `RateLimit-*` fields of a rate limit's state.
 pub fn rate_headers(rate: &RateState) -> HeaderMap {

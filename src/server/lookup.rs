@@ -121,8 +121,8 @@ pub async fn lookup(
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<LookupQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Path((dataset, key)) = path.map_err(|r| ApiError::from_status(r.status()))?;
-    let Query(query) = query.map_err(|r| ApiError::from_status(r.status()))?;
+    let Path((dataset, key)) = path?;
+    let Query(query) = query?;
     let found = state
         .gateway
         .lookup(
@@ -172,8 +172,8 @@ pub async fn lookup_batch(
     path: Result<Path<String>, PathRejection>,
     body: Result<Json<BatchRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(dataset) = path.map_err(|r| ApiError::from_status(r.status()))?;
-    let Json(request) = body.map_err(|r| ApiError::from_status(r.status()))?;
+    let Path(dataset) = path?;
+    let Json(request) = body?;
     let found = state
         .gateway
         .lookup(

@@ -118,8 +118,11 @@ pub async fn drain_unread_body(
     request: Request,
     next: Next,
 ) -> Response {
-    if !matches!(request.version(), Version::HTTP_10 | Version::HTTP_11) {
-        // HTTP/2 ends the stream alone (RST_STREAM NO_ERROR), the connection carries on.
+    // HTTP/2 ends the stream alone (RST_STREAM NO_ERROR), the connection carries on; a request
+    // without a body (a GET lookup) has nothing to leave unread.
+    if !matches!(request.version(), Version::HTTP_10 | Version::HTTP_11)
+        || http_body::Body::is_end_stream(request.body())
+    {
         return next.run(request).await;
     }
     let (parts, body) = request.into_parts();

@@ -72,7 +72,7 @@ pub struct Problem {
 /// The whole document: the router's operations, completed by [`Completion`].
 pub fn document() -> OpenApi {
     let (_, operations) = super::routes().split_for_parts();
-    let mut api = Base::openapi_base();
+    let mut api = <Base as utoipa::OpenApi>::openapi();
     api.merge(operations);
     Completion.modify(&mut api);
     api
@@ -103,12 +103,6 @@ pub async fn openapi_json() -> axum::response::Response {
         document_json(),
     )
         .into_response()
-}
-
-impl Base {
-    fn openapi_base() -> OpenApi {
-        <Self as utoipa::OpenApi>::openapi()
-    }
 }
 
 /// What every operation shares: security, problems, the request id header.
@@ -153,15 +147,18 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
     .flatten()
 }
 
-fn request_id_header() -> utoipa::openapi::header::Header {
+/// A response header holding a string.
+fn string_header(description: &str) -> utoipa::openapi::header::Header {
     HeaderBuilder::new()
         .schema(Some(
             utoipa::openapi::ObjectBuilder::new().schema_type(Type::String),
         ))
-        .description(Some(
-            "The server's id of this request (also in problems and audit records)",
-        ))
+        .description(Some(description))
         .build()
+}
+
+fn request_id_header() -> utoipa::openapi::header::Header {
+    string_header("The server's id of this request (also in problems and audit records)")
 }
 
 fn problem(description: &str, unauthorized: bool) -> utoipa::openapi::Response {
@@ -175,12 +172,7 @@ fn problem(description: &str, unauthorized: bool) -> utoipa::openapi::Response {
     if unauthorized {
         response = response.header(
             "www-authenticate",
-            HeaderBuilder::new()
-                .schema(Some(
-                    utoipa::openapi::ObjectBuilder::new().schema_type(Type::String),
-                ))
-                .description(Some("`Bearer error=\"invalid_token\"`, whatever the cause"))
-                .build(),
+            string_header("`Bearer error=\"invalid_token\"`, whatever the cause"),
         );
     }
     response.build()

@@ -96,7 +96,7 @@ pub async fn query(
     headers: HeaderMap,
     body: Result<Json<QueryBodyJson>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body.map_err(|r| ApiError::from_status(r.status()))?;
+    let Json(request) = body?;
     let format = negotiate(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()))
         .ok_or_else(not_acceptable)?;
     let answer = state
