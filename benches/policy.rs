@@ -7,9 +7,12 @@
 //!   reload costs before the swap;
 //! - `PolicyStore::reload`: the same plus reading the four files and the atomic swap (two
 //!   versions of policy.csv alternate so that every reload really applies a new set);
-//! - an `AccessPlan` built cold (`PolicySet::evaluate`, the uncached work of `plan`) and
-//!   cached (`PolicySet::plan` after a warm-up call), for a habilitation with 50 own rules
+//! - an `AccessPlan` built cold (`PolicySet::decide_now`: Casbin's enforcer loaded for the
+//!   habilitation and every decision made, then filters bound: the uncached work of `plan`)
+//!   and cached (`PolicySet::plan` after a warm-up call), for a habilitation with 50 own rules
 //!   plus the hub-wide ones;
+//! - what `/v1/me` computes without HTTP (`explain::views`: the caller's habilitations and
+//!   their plans, decisions cached);
 //! - `PolicySet::resolve`: membership over the 200 habilitations and validity.
 //!
 //! The set is synthetic and deterministic: the demo `model.conf` and `datasets.toml` as
@@ -373,14 +376,24 @@ fn policy(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("access_plan");
-    // `plan` caches; `evaluate` is exactly its uncached work (every dataset, every column).
+    // `plan` caches; `decide_now` is exactly its uncached work: a Casbin enforcer loaded for
+    // the habilitation, every dataset and column decided, filters bound.
     group.bench_function("cold_evaluate", |b| {
-        b.iter(|| set.evaluate(habilitation, Some(&principal)));
+        b.iter(|| {
+            set.decide_now(habilitation)
+                .iter()
+                .map(|d| d.bind(&principal))
+                .collect::<Vec<_>>()
+        });
     });
     // A cache hit: key built from the principal, read lock, `Arc` clone.
     group.bench_function("cached_plan", |b| {
         set.plan(&principal, habilitation);
         b.iter(|| set.plan(&principal, habilitation));
+    });
+    // What `/v1/me` computes (without HTTP): every habilitation the caller holds, its plan.
+    group.bench_function("me_views", |b| {
+        b.iter(|| passerelle::policy::explain::views(&set, &principal, None, today).len());
     });
     // Membership over the 200 habilitations, then validity on a fixed day.
     group.bench_function("resolve", |b| {

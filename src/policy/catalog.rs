@@ -26,6 +26,20 @@ pub enum ColumnClass {
     Public,
 }
 
+impl ColumnClass {
+    /// The name written in datasets.toml and, after `@`, in policy.csv.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ColumnClass::DirectIdentifier => "direct_identifier",
+            ColumnClass::QuasiIdentifier => "quasi_identifier",
+            ColumnClass::MedicalSecret => "medical_secret",
+            ColumnClass::TaxSecret => "tax_secret",
+            ColumnClass::BusinessSecret => "business_secret",
+            ColumnClass::Public => "public",
+        }
+    }
+}
+
 /// Table Schema field types used by the catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

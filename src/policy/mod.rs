@@ -2,20 +2,24 @@
 //!
 //! Owns: the policy set on disk (Casbin `model.conf` and `policy.csv`, `habilitations.toml`,
 //! `datasets.toml`), its validation with `file:line` problems, habilitations and their
-//! validity, `AccessPlan`s (with the lines that decided each item), explain, dry-run diffs,
-//! hot reload and version history, and the crash-safe writing of the folder (`folder`).
+//! validity, `AccessPlan`s decided by Casbin's enforcer (`enforcer`, with the lines that
+//! decided each item and the profile and group chains they came through), explain, dry-run
+//! diffs, hot reload and version history, and the crash-safe writing of the folder (`folder`).
 //!
 //! Must never: touch DataFusion or HTTP, or let anything else read the rules. Any doubt (a file
 //! that does not parse, an unknown column, a missing claim, an expired habilitation) means deny.
 
 pub mod catalog;
 pub mod diff;
+pub mod enforcer;
 pub mod explain;
 pub mod filter;
 pub mod folder;
 pub mod habilitation;
+pub mod hierarchy;
 pub mod history;
 mod issuers;
+pub mod model;
 pub mod plan;
 pub mod rules;
 mod set;

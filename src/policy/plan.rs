@@ -2,18 +2,18 @@
 //! column's treatment, the row filters and the allowed actions — with the policy lines that
 //! decided each item. The engine and lookups apply it; they never decide anything themselves.
 //!
-//! Semantics (exactly Casbin's effect in `model.conf`): a decision is allowed when some
-//! matching rule allows and none denies; no matching rule means deny. Among the allowing
-//! `read` rules of a column, the most specific target wins (column over class over `*`, then
-//! a named habilitation and dataset over `*`), then the most protective treatment.
+//! Plans are decided by Casbin's enforcer (`policy::enforcer`), once per policy version and
+//! habilitation; binding a plan's row filters to a caller (`DatasetPlan::bind`) is the only
+//! per-caller work.
 
 use serde::Serialize;
 
 use super::catalog::{ColumnClass, Dataset};
 use super::filter::FilterExpr;
 use super::habilitation::{Habilitation, HabilitationKind, LegalBasis};
-use super::rules::{Act, Effect, Param, Rule};
-use super::treatment::{ColumnTreatment, TreatmentSpec};
+use super::hierarchy::Via;
+use super::rules::Rule;
+use super::treatment::ColumnTreatment;
 use crate::identity::Principal;
 
 /// Why a decision was made: the policy line, or the default.
@@ -23,21 +23,27 @@ pub struct Reason {
     pub source: &'static str,
     pub line: Option<usize>,
     pub text: String,
+    /// For a rule inherited from a profile (`g`) or written for a dataset group (`g2`): the
+    /// chain of lines through which it applies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub via: Vec<Via>,
 }
 
 impl Reason {
-    fn rule(rule: &Rule) -> Reason {
+    pub(super) fn rule(rule: &Rule, via: Vec<Via>) -> Reason {
         Reason {
             source: "policy.csv",
             line: Some(rule.line),
             text: rule.text.clone(),
+            via,
         }
     }
-    fn default_deny(what: &str) -> Reason {
+    pub(super) fn default_deny(what: &str) -> Reason {
         Reason {
             source: "default",
             line: None,
             text: format!("no rule allows {what}: denied by default"),
+            via: Vec::new(),
         }
     }
 }
@@ -45,9 +51,13 @@ impl Reason {
 impl std::fmt::Display for Reason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.source, line, self.text),
-            None => write!(f, "{}", self.text),
+            Some(line) => write!(f, "{}:{}: {}", self.source, line, self.text)?,
+            None => write!(f, "{}", self.text)?,
         }
+        for via in &self.via {
+            write!(f, " {via}")?;
+        }
+        Ok(())
     }
 }
 
@@ -69,6 +79,20 @@ impl ColumnPlan {
             class,
             treatment,
             reasons: Vec::new(),
+        }
+    }
+
+    pub(super) fn decided(
+        name: &str,
+        class: ColumnClass,
+        treatment: ColumnTreatment,
+        reasons: Vec<Reason>,
+    ) -> Self {
+        Self {
+            name: name.to_string(),
+            class,
+            treatment,
+            reasons,
         }
     }
 
@@ -102,6 +126,14 @@ pub struct RowFilter {
 }
 
 impl RowFilter {
+    pub(super) fn new(source: String, expr: FilterExpr, reason: Reason) -> Self {
+        Self {
+            source,
+            expr,
+            reason,
+        }
+    }
+
     /// The predicate as written in policy.csv.
     pub fn source(&self) -> &str {
         &self.source
@@ -163,9 +195,73 @@ impl DatasetPlan {
                 source: "default",
                 line: None,
                 text: String::new(),
+                via: Vec::new(),
             },
         });
         self
+    }
+
+    /// A dataset as Casbin decided it for a habilitation (filters not yet bound).
+    pub(super) fn decided(
+        dataset: &Dataset,
+        query: bool,
+        aggregate: bool,
+        lookup_key: Option<String>,
+        row_filters: Vec<RowFilter>,
+        columns: Vec<ColumnPlan>,
+        reasons: Vec<Reason>,
+    ) -> Self {
+        Self {
+            name: dataset.name().to_string(),
+            title: dataset.title.clone(),
+            query,
+            aggregate,
+            lookup_key,
+            row_filters,
+            columns,
+            reasons,
+            refused: None,
+        }
+    }
+
+    /// Every dataset refused: what a habilitation gets when its plan cannot be decided.
+    pub(super) fn undecidable(dataset: &Dataset) -> Self {
+        Self {
+            name: dataset.name().to_string(),
+            title: dataset.title.clone(),
+            query: false,
+            aggregate: false,
+            lookup_key: None,
+            row_filters: Vec::new(),
+            columns: Vec::new(),
+            reasons: vec![Reason::default_deny(&format!(
+                "any use of {}",
+                dataset.name()
+            ))],
+            refused: Some("the access decision could not be made: nothing is accessible".into()),
+        }
+    }
+
+    /// This dataset's decisions with its row filters bound to `principal`'s attributes; a
+    /// filter that needs a claim the caller lacks refuses the dataset.
+    pub fn bind(&self, principal: &Principal) -> DatasetPlan {
+        let mut bound = self.clone();
+        for filter in &mut bound.row_filters {
+            match filter.expr.bind(principal) {
+                Ok(expr) => filter.expr = expr,
+                Err(missing) => {
+                    // SECURITY: a filter that needs a claim the caller lacks refuses the dataset.
+                    if bound.refused.is_none() {
+                        bound.refused = Some(format!(
+                            "the row filter at policy.csv:{} needs the caller's {}, which the token does not carry",
+                            filter.reason.line.unwrap_or(0),
+                            missing.claim()
+                        ));
+                    }
+                }
+            }
+        }
+        bound
     }
 
     /// `schema.table`.
@@ -289,172 +385,6 @@ impl AccessPlan {
     /// Some dataset is open to SQL queries.
     pub fn allows_queries(&self) -> bool {
         self.datasets.iter().any(|d| d.query)
-    }
-}
-
-/// Decides one dataset-level act from its matching rules.
-fn decide_act<'r>(rules: &[&'r Rule], act: Act) -> (bool, Vec<&'r Rule>) {
-    let matching: Vec<&Rule> = rules.iter().copied().filter(|r| r.act == act).collect();
-    let allowed = matching.iter().any(|r| r.effect == Effect::Allow)
-        && !matching.iter().any(|r| r.effect == Effect::Deny);
-    (allowed, matching)
-}
-
-fn rank(rule: &Rule) -> (u8, u8, u8, u8) {
-    let protection = match &rule.param {
-        Param::Treatment(t) => t.protection(),
-        _ => 0,
-    };
-    (
-        rule.target.specificity(),
-        u8::from(rule.habilitation.is_some()),
-        u8::from(rule.dataset.is_some()),
-        protection,
-    )
-}
-
-/// Evaluates every dataset of the catalog for `habilitation`. `rules` are the rules that
-/// can apply to it (its own and `*` ones). `principal` binds filters; `None` keeps them
-/// unbound (explain without a caller).
-pub fn evaluate(
-    habilitation: &Habilitation,
-    rules: &[&Rule],
-    datasets: &[Dataset],
-    principal: Option<&Principal>,
-) -> Vec<DatasetPlan> {
-    datasets
-        .iter()
-        .map(|dataset| evaluate_dataset(habilitation, rules, dataset, principal))
-        .collect()
-}
-
-fn evaluate_dataset(
-    habilitation: &Habilitation,
-    rules: &[&Rule],
-    dataset: &Dataset,
-    principal: Option<&Principal>,
-) -> DatasetPlan {
-    let name = dataset.name();
-    let here: Vec<&Rule> = rules
-        .iter()
-        .copied()
-        .filter(|r| r.applies_to(&habilitation.id, name))
-        .collect();
-    let mut reasons = Vec::new();
-    let (query, query_rules) = decide_act(&here, Act::Query);
-    let (aggregate, aggregate_rules) = decide_act(&here, Act::Aggregate);
-    let (lookup, lookup_rules) = decide_act(&here, Act::Lookup);
-    for matched in [&query_rules, &aggregate_rules, &lookup_rules] {
-        reasons.extend(matched.iter().map(|r| Reason::rule(r)));
-    }
-    if reasons.is_empty() {
-        reasons.push(Reason::default_deny(&format!("any use of {name}")));
-    }
-    let lookup_key = if lookup {
-        lookup_rules
-            .iter()
-            .filter(|r| r.effect == Effect::Allow)
-            .find_map(|r| match &r.param {
-                Param::KeyColumn(k) => Some(k.clone()),
-                _ => None,
-            })
-    } else {
-        None
-    };
-
-    let mut refused = None;
-    let mut row_filters = Vec::new();
-    for rule in here
-        .iter()
-        .filter(|r| r.act == Act::Filter && r.effect == Effect::Allow)
-    {
-        let Param::Filter(expr) = &rule.param else {
-            continue;
-        };
-        let bound = match principal {
-            Some(p) => match expr.bind(p) {
-                Ok(bound) => bound,
-                Err(missing) => {
-                    // SECURITY: a filter that needs a claim the caller lacks refuses the dataset.
-                    refused = Some(format!(
-                        "the row filter at policy.csv:{} needs the caller's {}, which the token does not carry",
-                        rule.line,
-                        missing.claim()
-                    ));
-                    expr.clone()
-                }
-            },
-            None => expr.clone(),
-        };
-        row_filters.push(RowFilter {
-            source: rule.param_text.clone(),
-            expr: bound,
-            reason: Reason::rule(rule),
-        });
-    }
-
-    let columns = dataset
-        .fields
-        .iter()
-        .map(|field| {
-            let column = field.name.get_ref();
-            let matching: Vec<&Rule> = here
-                .iter()
-                .copied()
-                .filter(|r| r.act == Act::Read && r.target.matches(column, field.class))
-                .collect();
-            let denies: Vec<&Rule> = matching
-                .iter()
-                .copied()
-                .filter(|r| r.effect == Effect::Deny)
-                .collect();
-            let (treatment, reasons) = if !denies.is_empty() {
-                // SECURITY: deny overrides any allow.
-                (
-                    ColumnTreatment::Hidden,
-                    denies.iter().map(|r| Reason::rule(r)).collect(),
-                )
-            } else {
-                match matching.iter().copied().max_by_key(|r| rank(r)) {
-                    Some(best) => {
-                        let spec = match &best.param {
-                            Param::Treatment(t) => t.clone(),
-                            _ => TreatmentSpec::Hide,
-                        };
-                        (
-                            ColumnTreatment::from_spec(
-                                &spec,
-                                &habilitation.pseudonymisation_domain,
-                            ),
-                            vec![Reason::rule(best)],
-                        )
-                    }
-                    // SECURITY: default deny: a column no rule grants does not exist.
-                    None => (
-                        ColumnTreatment::Hidden,
-                        vec![Reason::default_deny(&format!("reading {name}.{column}"))],
-                    ),
-                }
-            };
-            ColumnPlan {
-                name: column.clone(),
-                class: field.class,
-                treatment,
-                reasons,
-            }
-        })
-        .collect();
-
-    DatasetPlan {
-        name: name.to_string(),
-        title: dataset.title.clone(),
-        query,
-        aggregate,
-        lookup_key,
-        row_filters,
-        columns,
-        reasons,
-        refused,
     }
 }
 

@@ -1,5 +1,6 @@
 //! `PolicySet`: one complete, validated policy version (model, rules, habilitations, catalog),
-//! indexed for fast decisions, with its plan cache.
+//! with the decisions Casbin made for each habilitation and the plans bound to callers, both
+//! cached for the life of the version.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,9 +11,11 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::catalog::Catalog;
+use super::enforcer::decide;
 use super::habilitation::{Habilitation, Habilitations, Validity};
-use super::plan::{AccessPlan, DatasetPlan, HabilitationSummary, evaluate};
-use super::rules::{Rule, check_model, parse_rules};
+use super::model::{ModelFeatures, casbin_model, check_model};
+use super::plan::{AccessPlan, DatasetPlan, HabilitationSummary};
+use super::rules::{PolicyLines, Rule, parse_rules};
 use super::source::{PolicyFiles, Problem};
 use crate::identity::Principal;
 
@@ -134,6 +137,15 @@ struct PlanKey {
     idp: Option<String>,
 }
 
+/// Casbin's parsed model (its matcher compiled once per version; enforcers clone it).
+struct CasbinModel(casbin::DefaultModel);
+
+impl std::fmt::Debug for CasbinModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CasbinModel")
+    }
+}
+
 /// One complete, validated policy version.
 #[derive(Debug)]
 pub struct PolicySet {
@@ -142,10 +154,13 @@ pub struct PolicySet {
     pub texts: PolicyTexts,
     pub catalog: Catalog,
     pub habilitations: Habilitations,
-    rules: Vec<Rule>,
-    /// Rule indices per habilitation id, and for `*`.
-    by_habilitation: HashMap<String, Vec<usize>>,
-    wildcard: Vec<usize>,
+    /// What model.conf lets policy.csv say.
+    pub features: ModelFeatures,
+    model: CasbinModel,
+    lines: Arc<PolicyLines>,
+    /// Casbin's decisions per habilitation id (filters unbound).
+    decisions: RwLock<HashMap<String, Arc<Vec<DatasetPlan>>>>,
+    /// Plans bound to callers.
     cache: RwLock<HashMap<PlanKey, Arc<AccessPlan>>>,
 }
 
@@ -158,7 +173,14 @@ impl PolicySet {
     /// Validates a whole set given as texts (`dir` names the files in problems). Every problem
     /// is reported, each with its file and line.
     pub fn from_texts(dir: &Path, texts: PolicyTexts) -> Result<PolicySet, Vec<Problem>> {
-        let mut problems = check_model(&dir.join(PolicyFiles::MODEL), &texts.model);
+        let model_file = dir.join(PolicyFiles::MODEL);
+        let mut problems = Vec::new();
+        // An unknown model is reported; the rules are still checked (as under the full model)
+        // so that the operator sees every problem at once.
+        let features = check_model(&model_file, &texts.model).unwrap_or_else(|problem| {
+            problems.push(problem);
+            ModelFeatures::ALL
+        });
         let catalog = Catalog::parse(&dir.join(PolicyFiles::DATASETS), &texts.datasets);
         let habilitations =
             Habilitations::parse(&dir.join(PolicyFiles::HABILITATIONS), &texts.habilitations);
@@ -170,13 +192,14 @@ impl PolicySet {
                 return Err(problems);
             }
         };
-        let rules = match parse_rules(
+        let lines = match parse_rules(
             &dir.join(PolicyFiles::RULES),
             &texts.rules,
             &catalog,
             &habilitations,
+            features,
         ) {
-            Ok(rules) => rules,
+            Ok(lines) => lines,
             Err(p) => {
                 problems.extend(p);
                 return Err(problems);
@@ -185,29 +208,40 @@ impl PolicySet {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let mut by_habilitation: HashMap<String, Vec<usize>> = HashMap::new();
-        let mut wildcard = Vec::new();
-        for (i, rule) in rules.iter().enumerate() {
-            match &rule.habilitation {
-                Some(h) => by_habilitation.entry(h.clone()).or_default().push(i),
-                None => wildcard.push(i),
-            }
-        }
+        let model = casbin_model(&texts.model).map_err(|e| {
+            vec![Problem::new(
+                &model_file,
+                None,
+                format!("Casbin refuses the model: {e}"),
+            )]
+        })?;
         Ok(PolicySet {
             version: texts.version(),
             loaded_at: chrono::Utc::now(),
             texts,
             catalog,
             habilitations,
-            rules,
-            by_habilitation,
-            wildcard,
+            features,
+            model: CasbinModel(model),
+            lines: Arc::new(lines),
+            decisions: RwLock::new(HashMap::new()),
             cache: RwLock::new(HashMap::new()),
         })
     }
 
     pub fn rules(&self) -> &[Rule] {
-        &self.rules
+        &self.lines.rules
+    }
+
+    /// Every line of policy.csv, parsed: rules, profiles and dataset groups.
+    pub fn lines(&self) -> &PolicyLines {
+        &self.lines
+    }
+
+    /// Casbin's enforcer for this version with the whole policy loaded through
+    /// `PolicyAdapter` (what an operator's Casbin tools see; plans use filtered ones).
+    pub fn enforcer(&self) -> Result<casbin::Enforcer, String> {
+        super::enforcer::enforcer(&self.model.0, &self.lines, None)
     }
 
     /// The (dataset, column) pairs this set's `lookup` rules use as keys, where the catalog
@@ -216,6 +250,7 @@ impl PolicySet {
         use super::rules::{Act, Effect, Param};
         let mut pairs = Vec::new();
         for rule in self
+            .lines
             .rules
             .iter()
             .filter(|r| r.act == Act::Lookup && r.effect == Effect::Allow)
@@ -223,11 +258,7 @@ impl PolicySet {
             let Param::KeyColumn(column) = &rule.param else {
                 continue;
             };
-            let datasets = match &rule.dataset {
-                Some(name) => vec![name.clone()],
-                None => self.catalog.names(),
-            };
-            for name in datasets {
+            for name in rule.covers.iter().cloned() {
                 if self.catalog.key_dataset(&name, column).is_some()
                     && !pairs.contains(&(name.clone(), column.clone()))
                 {
@@ -236,20 +267,6 @@ impl PolicySet {
             }
         }
         pairs
-    }
-
-    /// The rules that can apply to a habilitation, in file order.
-    fn rules_for(&self, habilitation: &str) -> Vec<&Rule> {
-        let mut idx: Vec<usize> = self
-            .by_habilitation
-            .get(habilitation)
-            .into_iter()
-            .flatten()
-            .chain(&self.wildcard)
-            .copied()
-            .collect();
-        idx.sort_unstable();
-        idx.into_iter().map(|i| &self.rules[i]).collect()
     }
 
     /// Habilitations whose members include `principal` (whatever their validity).
@@ -344,17 +361,98 @@ impl PolicySet {
         plan
     }
 
-    /// Every dataset's decisions for `habilitation` (accessible or not): explain's view.
+    /// Every dataset's decisions for `habilitation` (accessible or not): explain's view. Casbin
+    /// decides them once per version and habilitation; `principal` binds the row filters
+    /// (`None` keeps them unbound, for explain without a caller).
     pub fn evaluate(
         &self,
         habilitation: &Habilitation,
         principal: Option<&Principal>,
     ) -> Vec<DatasetPlan> {
-        evaluate(
-            habilitation,
-            &self.rules_for(&habilitation.id),
-            &self.catalog.datasets,
-            principal,
-        )
+        let decided = self.decisions(habilitation);
+        match principal {
+            Some(p) => decided.iter().map(|d| d.bind(p)).collect(),
+            None => decided.as_ref().clone(),
+        }
+    }
+
+    /// Casbin's decisions for `habilitation` made now, bypassing the cache (what a plan costs
+    /// the first time; benchmarks).
+    pub fn decide_now(&self, habilitation: &Habilitation) -> Vec<DatasetPlan> {
+        match decide(&self.model.0, &self.lines, &self.catalog, habilitation) {
+            Ok(datasets) => datasets,
+            Err(error) => {
+                // SECURITY: fail closed: a plan Casbin could not decide gives nothing.
+                tracing::error!(habilitation = %habilitation.id, %error, "access decision failed: every dataset refused");
+                self.catalog
+                    .datasets
+                    .iter()
+                    .map(DatasetPlan::undecidable)
+                    .collect()
+            }
+        }
+    }
+
+    /// Casbin's decisions for `habilitation`, from the cache or made now.
+    fn decisions(&self, habilitation: &Habilitation) -> Arc<Vec<DatasetPlan>> {
+        if let Some(d) = self
+            .decisions
+            .read()
+            .ok()
+            .and_then(|c| c.get(&habilitation.id).cloned())
+        {
+            return d;
+        }
+        let decided = Arc::new(self.decide_now(habilitation));
+        if let Ok(mut cache) = self.decisions.write() {
+            cache.insert(habilitation.id.clone(), decided.clone());
+        }
+        decided
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::{ModelFeatures, model_text};
+
+    fn shipped() -> PolicySet {
+        let texts = PolicyTexts {
+            model: include_str!("../../policies/model.conf").into(),
+            rules: include_str!("../../policies/policy.csv").into(),
+            habilitations: include_str!("../../policies/habilitations.toml").into(),
+            datasets: include_str!("../../policies/datasets.toml").into(),
+        };
+        PolicySet::from_texts(Path::new("policies"), texts).unwrap()
+    }
+
+    /// Fail closed: when Casbin cannot decide (here a matcher calling `g` that the model does
+    /// not define, so every enforcement errs), the habilitation gets nothing.
+    #[test]
+    fn a_plan_casbin_cannot_decide_gives_nothing() {
+        let mut set = shipped();
+        let h = set.habilitations.get("projet-emploi").unwrap().clone();
+        assert!(set.evaluate(&h, None).iter().any(DatasetPlan::accessible));
+        let broken =
+            model_text(ModelFeatures::ALL).replace("[role_definition]\ng = _, _\ng2 = _, _\n", "");
+        assert!(!broken.contains("role_definition"));
+        set.model = CasbinModel(casbin_model(&broken).unwrap());
+        set.decisions = RwLock::new(HashMap::new());
+        let plans = set.evaluate(&h, None);
+        assert_eq!(plans.len(), set.catalog.datasets.len());
+        assert!(
+            plans
+                .iter()
+                .all(|d| !d.accessible() && d.refused().is_some() && d.columns().is_empty())
+        );
+    }
+
+    /// Decisions are made once per habilitation and version: the second plan is the cached one.
+    #[test]
+    fn decisions_are_cached_per_habilitation() {
+        let set = shipped();
+        let h = set.habilitations.get("projet-diabete").unwrap();
+        let first = set.decisions(h);
+        assert!(Arc::ptr_eq(&first, &set.decisions(h)));
     }
 }

@@ -349,7 +349,7 @@ async fn serve_reloads_policies_on_sighup_and_never_logs_tokens() {
     let text = std::fs::read_to_string(&rules).unwrap();
     std::fs::write(
         &rules,
-        text.replace("p, projet-emploi, sante.sejours, *, query, allow, -\n", ""),
+        text.replace("g, projet-emploi, profil-recherche-sante\n", ""),
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

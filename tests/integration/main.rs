@@ -26,6 +26,7 @@ mod interop;
 mod lookups;
 mod openapi;
 mod policy;
+mod policy_oracle;
 mod pseudonym;
 mod soak;
 mod tpch;

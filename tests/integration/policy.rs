@@ -226,10 +226,7 @@ fn every_decision_names_the_line_that_made_it() {
         .iter()
         .find(|c| c.name() == "nom")
         .unwrap();
-    assert_eq!(
-        nom.reasons()[0].text,
-        "p, *, sante.sejours, nom, read, deny, -"
-    );
+    assert_eq!(nom.reasons()[0].text, "p, *, sante.*, nom, read, deny, -");
     let line = nom.reasons()[0].line.unwrap();
     let csv: Vec<&str> = include_str!("../../policies/policy.csv").lines().collect();
     assert_eq!(csv[line - 1], nom.reasons()[0].text);
@@ -365,7 +362,7 @@ fn check_names_file_and_line_of_every_problem() {
                 t.rules
                     .push_str("p, projet-diabete, sante.inconnu, *, query, allow, -\n")
             }),
-            "unknown dataset `sante.inconnu`",
+            "unknown dataset or group `sante.inconnu`",
         ),
         (
             Box::new(|t| {
@@ -398,7 +395,7 @@ fn check_names_file_and_line_of_every_problem() {
         (
             Box::new(|t| {
                 t.rules
-                    .push_str("p, projet-diabete, sante.sejours, nir, read, allow, clear\n")
+                    .push_str("p, projet-diabete, sante.sejours, code_postal, read, allow, clear\n")
             }),
             "contradicts line",
         ),
@@ -414,7 +411,81 @@ fn check_names_file_and_line_of_every_problem() {
                 t.rules
                     .push_str("p, inconnu, sante.sejours, *, query, allow, -\n")
             }),
-            "unknown habilitation `inconnu`",
+            "unknown habilitation or profile `inconnu`",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, profil-inconnu, sante.sejours, *, query, allow, -\n")
+            }),
+            "unknown habilitation or profile `profil-inconnu`",
+        ),
+        (
+            Box::new(|t| t.rules.push_str("g, inconnu, profil-recherche-sante\n")),
+            "unknown habilitation or profile `inconnu`",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, projet-diabete, groupe-inconnu, *, query, allow, -\n")
+            }),
+            "unknown dataset or group `groupe-inconnu`",
+        ),
+        (
+            Box::new(|t| t.rules.push_str("g2, sante.inconnu, donnees-appariables\n")),
+            "unknown dataset or group `sante.inconnu`",
+        ),
+        (
+            Box::new(|t| {
+                t.rules.push_str(
+                    "g, profil-recherche-sante, profil-b\ng, profil-b, profil-recherche-sante\n",
+                )
+            }),
+            "`g` lines make a cycle",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("g2, donnees-appariables, donnees-appariables\n")
+            }),
+            "`g2` lines make a cycle",
+        ),
+        (
+            Box::new(|t| t.rules.push_str("g, projet-emploi, projet-diabete\n")),
+            "`projet-diabete` is a habilitation, not a profile",
+        ),
+        (
+            Box::new(|t| t.rules.push_str("g2, sante.sejours, fiscal.revenus\n")),
+            "`fiscal.revenus` is a dataset, not a group",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, projet-diabete, justice.*, *, query, allow, -\n")
+            }),
+            "pattern `justice.*` matches no dataset",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, projet-diabete, *.sejours, *, query, allow, -\n")
+            }),
+            "`*` may only end a pattern",
+        ),
+        (
+            Box::new(|t| {
+                t.rules
+                    .push_str("p, projet-diabete, fiscal.*, code_postal, read, allow, clear\n")
+            }),
+            "no dataset of `fiscal.*` has a column `code_postal`",
+        ),
+        (
+            Box::new(|t| {
+                t.model = passerelle::policy::model::model_text(
+                    passerelle::policy::model::ModelFeatures::default(),
+                )
+            }),
+            "model.conf has no `g = _, _` role definition",
         ),
         (
             Box::new(|t| {
@@ -432,7 +503,7 @@ fn check_names_file_and_line_of_every_problem() {
         ),
         (
             Box::new(|t| t.model = t.model.replace("!some(where (p.eft == deny))", "true")),
-            "not passerelle's access model",
+            "not one of passerelle's access models",
         ),
     ];
     for (edit, expected) in cases {
@@ -652,7 +723,7 @@ async fn submit_diff_apply_history_and_rollback() {
     let rules = files["policy.csv"]
         .as_str()
         .unwrap()
-        .replace("p, projet-emploi, sante.sejours, *, query, allow, -\n", "");
+        .replace("g, projet-emploi, profil-recherche-sante\n", "");
     files["policy.csv"] = json!(rules);
 
     // An invalid set is refused with file:line and nothing is stored.
@@ -820,7 +891,7 @@ async fn a_file_change_reloads_and_an_invalid_one_is_refused_naming_the_file_onl
     // Valid: applied without restart.
     std::fs::write(
         &file,
-        original.replace("p, projet-emploi, sante.sejours, *, query, allow, -\n", ""),
+        original.replace("g, projet-emploi, profil-recherche-sante\n", ""),
     )
     .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -854,7 +925,7 @@ async fn concurrent_requests_during_reloads_never_see_a_half_applied_policy() {
         files["policy.csv"]
             .as_str()
             .unwrap()
-            .replace("p, projet-emploi, sante.sejours, *, query, allow, -\n", "")
+            .replace("g, projet-emploi, profil-recherche-sante\n", "")
     );
     files["habilitations.toml"] = json!(files["habilitations.toml"].as_str().unwrap().replace(
         "Santé et trajectoires d'emploi",
@@ -1295,4 +1366,171 @@ mod parser_properties {
             }
         }
     }
+}
+
+/// Every (habilitation, dataset, act, column) decision of a set, one per line, as a plan
+/// holds them: what the demo's documented truth table (`tests/fixtures/demo-access.txt`)
+/// holds.
+fn access_table(set: &PolicySet) -> String {
+    let mut out = String::new();
+    for h in &set.habilitations.list {
+        for d in set.evaluate(h, None) {
+            let yes = |b: bool| if b { "allow" } else { "deny" };
+            let name = d.name();
+            let id = &h.id;
+            // What a plan holds: a dataset the habilitation cannot use has no columns.
+            if !d.accessible() {
+                out += &format!("{id} {name}: no access\n");
+                continue;
+            }
+            out += &format!("{id} {name} query: {}\n", yes(d.query_allowed()));
+            out += &format!("{id} {name} aggregate: {}\n", yes(d.aggregates_allowed()));
+            let lookup = d
+                .lookup_key()
+                .map_or("deny".into(), |k| format!("allow by {k}"));
+            out += &format!("{id} {name} lookup: {lookup}\n");
+            for f in d.row_filters() {
+                out += &format!("{id} {name} filter: {}\n", f.source());
+            }
+            for c in d.columns() {
+                out += &format!("{id} {name} read {}: {}\n", c.name(), c.treatment().label());
+            }
+        }
+    }
+    out
+}
+
+/// The truth table of the demo hub: every habilitation × dataset × act × column, decided
+/// through the policy in force, equals the table written down in `tests/fixtures` (made
+/// before the demo policy was rewritten with a profile, a dataset group and a pattern: the
+/// plans of every persona stay exactly what they were). `PASSERELLE_BLESS=1` rewrites it.
+#[test]
+fn the_demo_truth_table_is_the_documented_one() {
+    let table = access_table(&set_with(shipped()));
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/demo-access.txt");
+    if std::env::var_os("PASSERELLE_BLESS").is_some() {
+        std::fs::write(&path, &table).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path).unwrap();
+    for (line, (ours, theirs)) in table.lines().zip(expected.lines()).enumerate() {
+        assert_eq!(ours, theirs, "demo-access.txt:{}", line + 1);
+    }
+    assert_eq!(table.lines().count(), expected.lines().count());
+    assert!(table.lines().count() > 60);
+}
+
+/// Explain names inherited rules with the chain they came through: the NIR of projet-diabete
+/// is pseudonymised by its profile's rule on a dataset group.
+#[test]
+fn explain_names_inherited_rules_with_their_chain() {
+    let set = set_with(shipped());
+    let p = persona("chercheuse-diabete");
+    let plan = set.plan(&p, set.resolve(&p, None, today()).unwrap());
+    let csv: Vec<&str> = include_str!("../../policies/policy.csv").lines().collect();
+    let line_of = |text: &str| csv.iter().position(|l| *l == text).unwrap() + 1;
+    for dataset in ["sante.sejours", "fiscal.revenus"] {
+        let nir = plan
+            .dataset(dataset)
+            .unwrap()
+            .columns()
+            .iter()
+            .find(|c| c.name() == "nir")
+            .unwrap();
+        let reason = &nir.reasons()[0];
+        assert_eq!(
+            reason.text,
+            "p, profil-recherche-sante, donnees-appariables, nir, read, allow, pseudonymise"
+        );
+        let shown = reason.to_string();
+        let g = line_of("g, projet-diabete, profil-recherche-sante");
+        let g2 = line_of(&format!("g2, {dataset}, donnees-appariables"));
+        assert!(
+            shown.contains(&format!(
+                "via g projet-diabete → profil-recherche-sante (policy.csv:{g})"
+            )) && shown.contains(&format!(
+                "via g2 {dataset} → donnees-appariables (policy.csv:{g2})"
+            )),
+            "{shown}"
+        );
+        let json = serde_json::to_value(reason).unwrap();
+        assert_eq!(json["via"][0]["relation"], "g");
+        assert_eq!(
+            json["via"][0]["names"],
+            json!(["projet-diabete", "profil-recherche-sante"])
+        );
+        assert_eq!(json["via"][1]["lines"], json!([g2]));
+    }
+    // The habilitation's own rule beats its profile's: the date of birth is generalised.
+    let text = passerelle::policy::explain::render_text(&set, &p, None, today());
+    assert!(
+        text.contains("date generalised to the year")
+            && text.contains("via g projet-diabete → profil-recherche-sante"),
+        "{text}"
+    );
+    // Rules that apply without inheritance carry no chain.
+    let nom = plan
+        .dataset("sante.sejours")
+        .unwrap()
+        .columns()
+        .iter()
+        .find(|c| c.name() == "nom")
+        .unwrap();
+    assert!(nom.reasons()[0].via.is_empty());
+}
+
+/// A change to a profile shows, in the dry-run diff, every habilitation it changes; the same
+/// change made only on a habilitation's own rules shows that habilitation only.
+#[test]
+fn changing_a_profile_shows_every_habilitation_it_changes() {
+    let old = set_with(shipped());
+    let mut texts = shipped();
+    texts.rules = texts.rules.replace(
+        "p, profil-recherche-sante, donnees-appariables, nir, read, allow, pseudonymise",
+        "p, profil-recherche-sante, donnees-appariables, nir, read, allow, redact",
+    );
+    let new = set_with(texts);
+    let changes = passerelle::policy::diff::diff(&old, &new);
+    let changed: std::collections::BTreeSet<(&str, &str)> = changes
+        .iter()
+        .map(|c| (c.habilitation.as_str(), c.what.as_str()))
+        .collect();
+    for (h, what) in [
+        (
+            "projet-diabete",
+            "sante.sejours: column nir from pseudonymised (domain projet-diabete) to redacted",
+        ),
+        (
+            "projet-diabete",
+            "fiscal.revenus: column nir from pseudonymised (domain projet-diabete) to redacted",
+        ),
+        (
+            "projet-emploi",
+            "sante.sejours: column nir from pseudonymised (domain projet-emploi) to redacted",
+        ),
+        (
+            "projet-expire",
+            "sante.sejours: column nir from pseudonymised (domain projet-expire) to redacted",
+        ),
+    ] {
+        assert!(
+            changed.contains(&(h, what)),
+            "{h}: {what} not in {changes:#?}"
+        );
+    }
+    assert_eq!(changes.len(), 4, "{changes:#?}");
+    assert!(changes.iter().all(|c| c.kind == "changes"));
+
+    // Leaving the profile: projet-emploi loses the stays, and nobody else changes.
+    let mut texts = shipped();
+    texts.rules = texts
+        .rules
+        .replace("g, projet-emploi, profil-recherche-sante\n", "");
+    let changes = passerelle::policy::diff::diff(&old, &set_with(texts));
+    assert_eq!(
+        changes
+            .iter()
+            .map(|c| (c.habilitation.as_str(), c.kind, c.what.as_str()))
+            .collect::<Vec<_>>(),
+        vec![("projet-emploi", "loses", "dataset sante.sejours")]
+    );
 }
