@@ -32,9 +32,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use passerelle::identity::Principal;
-use passerelle::policy::{
-    Catalog, ColumnClass, FieldType, PolicySet, PolicyStore, PolicyTexts, ReloadOutcome,
-};
+use passerelle::policy::{Catalog, FieldType, PolicySet, PolicyStore, PolicyTexts, ReloadOutcome};
 
 const MODEL: &str = include_str!("../policies/model.conf");
 const DATASETS: &str = include_str!("../policies/datasets.toml");
@@ -105,17 +103,6 @@ contacts = {{ controller = "direction-{i}@example.fr", dpo = "dpo-{i}@example.fr
         .unwrap();
     }
     out
-}
-
-fn class_name(class: ColumnClass) -> &'static str {
-    match class {
-        ColumnClass::DirectIdentifier => "direct_identifier",
-        ColumnClass::QuasiIdentifier => "quasi_identifier",
-        ColumnClass::MedicalSecret => "medical_secret",
-        ColumnClass::TaxSecret => "tax_secret",
-        ColumnClass::BusinessSecret => "business_secret",
-        ColumnClass::Public => "public",
-    }
 }
 
 /// A treatment that fits a column of this type and name, varying with `k`.
@@ -202,7 +189,7 @@ fn rules_of(i: usize, catalog: &Catalog) -> Vec<String> {
             let t = ["clear", "redact", "pseudonymise"][(i + seen.len()) % 3];
             classes.push(format!(
                 "p, {id}, {name}, @{}, read, allow, {t}",
-                class_name(field.class)
+                field.class.as_str()
             ));
         }
         classes.push(format!("p, {id}, {name}, *, read, allow, redact"));

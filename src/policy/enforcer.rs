@@ -49,24 +49,21 @@ impl PolicyAdapter {
         }
     }
 
-    /// Adds the lines `keep` admits to Casbin's model, in file order.
-    fn load(&self, m: &mut dyn Model, keep: impl Fn(&Rule) -> bool, habilitation: Option<&str>) {
-        for rule in self.lines.rules.iter().filter(|r| keep(r)) {
+    /// Adds to Casbin's model, in file order, the rules whose subject is `*` or one of
+    /// `subjects` and the profile lines of those subjects (`None`: every line), then every
+    /// group line.
+    fn load(&self, m: &mut dyn Model, subjects: Option<&[String]>) {
+        let admitted = |name: &String| subjects.is_none_or(|s| s.contains(name));
+        for rule in self
+            .lines
+            .rules
+            .iter()
+            .filter(|r| r.habilitation.as_ref().is_none_or(admitted))
+        {
             m.add_policy("p", "p", rule.casbin_fields());
         }
-        let profiles = habilitation.map(|h| {
-            let mut chain: Vec<String> = self
-                .lines
-                .profiles
-                .ancestors(h)
-                .into_iter()
-                .map(|(p, _)| p)
-                .collect();
-            chain.push(h.to_string());
-            chain
-        });
         for link in self.lines.profiles.links() {
-            if profiles.as_ref().is_none_or(|c| c.contains(&link.member)) {
+            if admitted(&link.member) {
                 m.add_policy("g", "g", vec![link.member.clone(), link.parent.clone()]);
             }
         }
@@ -80,7 +77,7 @@ impl PolicyAdapter {
 impl Adapter for PolicyAdapter {
     async fn load_policy(&mut self, m: &mut dyn Model) -> casbin::Result<()> {
         self.filtered = false;
-        self.load(m, |_| true, None);
+        self.load(m, None);
         Ok(())
     }
 
@@ -95,23 +92,8 @@ impl Adapter for PolicyAdapter {
             return self.load_policy(m).await;
         };
         self.filtered = true;
-        let mut subjects: Vec<String> = self
-            .lines
-            .profiles
-            .ancestors(habilitation)
-            .into_iter()
-            .map(|(p, _)| p)
-            .collect();
-        subjects.push(habilitation.to_string());
-        self.load(
-            m,
-            |rule| {
-                rule.habilitation
-                    .as_ref()
-                    .is_none_or(|h| subjects.contains(h))
-            },
-            Some(habilitation),
-        );
+        let subjects = self.lines.profiles.lineage(habilitation);
+        self.load(m, Some(&subjects));
         Ok(())
     }
 

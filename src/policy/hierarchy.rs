@@ -109,6 +109,13 @@ impl Hierarchy {
         out
     }
 
+    /// `name` and every ancestor of it.
+    pub fn lineage(&self, name: &str) -> Vec<String> {
+        let mut lineage = vec![name.to_string()];
+        lineage.extend(self.ancestors(name).into_iter().map(|(a, _)| a));
+        lineage
+    }
+
     /// The shortest chain of lines from `member` to its ancestor `ancestor`.
     pub fn chain(&self, member: &str, ancestor: &str) -> Option<Via> {
         let mut came_from: HashMap<String, usize> = HashMap::new();
