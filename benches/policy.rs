@@ -325,6 +325,24 @@ fn policy(c: &mut Criterion) {
         );
     });
 
+    // What an operator's submit costs (admin API, dry run): parse and validate the candidate,
+    // its warnings, then decide every habilitation's plan in both sets and compare them.
+    let in_force = PolicySet::from_texts(dir, texts_a.clone()).unwrap();
+    group.bench_function("dry_run_diff", |b| {
+        b.iter_batched(
+            || texts_b.clone(),
+            |texts| {
+                let candidate = PolicySet::from_texts(dir, texts).unwrap();
+                let warnings = candidate.warnings(dir);
+                (
+                    passerelle::policy::diff::diff(&in_force, &candidate),
+                    warnings,
+                )
+            },
+            BatchSize::LargeInput,
+        );
+    });
+
     // Reload from files: the two versions alternate; writing them is not timed.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

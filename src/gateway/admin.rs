@@ -276,14 +276,22 @@ impl Gateway {
     ) -> Result<SubmittedVersion, GatewayError> {
         self.as_operator(caller, async {
             let texts = submitted_texts(&submission.files)?;
-            let candidate =
-                PolicySet::from_texts(Path::new(""), texts.clone()).map_err(|p| invalid(&p))?;
-            // SECURITY: member rules must be bound to the trusted issuers (as at apply).
-            self.policy
-                .check_issuers(&candidate)
-                .map_err(|p| invalid(&p))?;
             let current = self.policy.current();
-            let changes = diff(&current, &candidate);
+            // Parsing, validating and deciding every habilitation's plan twice (for the diff)
+            // takes tens of milliseconds on a large set: off the async workers.
+            let (changes, warnings) = {
+                let (store, texts, current) = (self.policy.clone(), texts.clone(), current.clone());
+                tokio::task::spawn_blocking(move || {
+                    let candidate =
+                        PolicySet::from_texts(Path::new(""), texts).map_err(|p| invalid(&p))?;
+                    // SECURITY: member rules must be bound to the trusted issuers (as at apply).
+                    store.check_issuers(&candidate).map_err(|p| invalid(&p))?;
+                    let warnings = problem_list(&candidate.warnings(Path::new("")));
+                    Ok::<_, GatewayError>((diff(&current, &candidate), warnings))
+                })
+                .await
+                .map_err(|_| GatewayError::internal())??
+            };
             let meta = self
                 .history
                 .submit(
@@ -296,7 +304,6 @@ impl Gateway {
                     GatewayError::internal()
                 })?;
             tracing::info!(number = meta.number, version = %meta.version, author = %meta.author, "policy version submitted");
-            let warnings = problem_list(&candidate.warnings(Path::new("")));
             Ok(SubmittedVersion {
                 version: meta,
                 diff: changes,

@@ -2,8 +2,9 @@
 //!
 //! Owns: the adapter through which Casbin loads a policy version (`PolicyAdapter`, casbin's
 //! `Adapter` trait over the validated lines of `policy.csv`; shared storage can come through
-//! the same door), the enforcer built for one habilitation (a filtered load: the lines whose
-//! subject is the habilitation, one of its profiles or `*`), and turning Casbin's answers
+//! the same door), the enforcer built for one habilitation (a filtered load per dataset: the
+//! lines whose subject is the habilitation, one of its profiles or `*`, and whose dataset field
+//! covers that dataset), and turning Casbin's answers
 //! into a habilitation's `DatasetPlan`s with the lines behind each decision.
 //!
 //! How a plan is decided, per dataset of the catalog:
@@ -52,13 +53,12 @@ impl PolicyAdapter {
     /// Adds to Casbin's model, in file order, the rules whose subject is `*` or one of
     /// `subjects` and the profile lines of those subjects (`None`: every line), then every
     /// group line.
-    fn load(&self, m: &mut dyn Model, subjects: Option<&[String]>) {
+    fn load(&self, m: &mut dyn Model, subjects: Option<&[String]>, dataset: Option<&str>) {
         let admitted = |name: &String| subjects.is_none_or(|s| s.contains(name));
         for rule in self
             .lines
-            .rules
-            .iter()
-            .filter(|r| r.habilitation.as_ref().is_none_or(admitted))
+            .rules_for(subjects)
+            .filter(|r| dataset.is_none_or(|d| r.covers.iter().any(|c| c == d)))
         {
             m.add_policy("p", "p", rule.casbin_fields());
         }
@@ -77,12 +77,14 @@ impl PolicyAdapter {
 impl Adapter for PolicyAdapter {
     async fn load_policy(&mut self, m: &mut dyn Model) -> casbin::Result<()> {
         self.filtered = false;
-        self.load(m, None);
+        self.load(m, None, None);
         Ok(())
     }
 
     /// `Filter { p: [habilitation], .. }`: the rules that can apply to that habilitation
-    /// (its own, its profiles', `*`), the profile lines of its chain and every group line.
+    /// (its own, its profiles', `*`), the profile lines of its chain and every group line;
+    /// `Filter { p: [habilitation, dataset], .. }`: of those rules, the ones whose dataset
+    /// field covers `dataset` (itself, a group or pattern holding it, `*`).
     async fn load_filtered_policy<'a>(
         &mut self,
         m: &mut dyn Model,
@@ -92,8 +94,9 @@ impl Adapter for PolicyAdapter {
             return self.load_policy(m).await;
         };
         self.filtered = true;
+        let dataset = f.p.get(1).copied().filter(|d| !d.is_empty());
         let subjects = self.lines.profiles.lineage(habilitation);
-        self.load(m, Some(&subjects));
+        self.load(m, Some(&subjects), dataset);
         Ok(())
     }
 
@@ -153,12 +156,8 @@ pub fn enforcer(
     lines: &Arc<PolicyLines>,
     habilitation: Option<&str>,
 ) -> Result<Enforcer, String> {
+    let mut enforcer = empty_enforcer(model, lines)?;
     futures::executor::block_on(async {
-        let adapter = PolicyAdapter::new(lines.clone());
-        let mut enforcer = Enforcer::new_raw(model.clone(), adapter).await?;
-        // SECURITY: Casbin's own logger stays off: it would print every request (habilitation,
-        // dataset, column) and the rules it matched to stderr, outside passerelle's logging.
-        enforcer.enable_log(false);
         match habilitation {
             Some(h) => {
                 enforcer
@@ -166,13 +165,24 @@ pub fn enforcer(
                         p: vec![h],
                         g: Vec::new(),
                     })
-                    .await?
+                    .await
             }
-            None => enforcer.load_policy().await?,
+            None => enforcer.load_policy().await,
         }
-        Ok::<_, casbin::Error>(enforcer)
     })
-    .map_err(|e| e.to_string())
+    .map_err(|e| e.to_string())?;
+    Ok(enforcer)
+}
+
+/// An enforcer over `lines` with nothing loaded yet.
+fn empty_enforcer(model: &DefaultModel, lines: &Arc<PolicyLines>) -> Result<Enforcer, String> {
+    let adapter = PolicyAdapter::new(lines.clone());
+    let mut enforcer = futures::executor::block_on(Enforcer::new_raw(model.clone(), adapter))
+        .map_err(|e| e.to_string())?;
+    // SECURITY: Casbin's own logger stays off: it would print every request (habilitation,
+    // dataset, column) and the rules it matched to stderr, outside passerelle's logging.
+    enforcer.enable_log(false);
+    Ok(enforcer)
 }
 
 /// Every dataset's decisions for `habilitation`, through Casbin; filters are left unbound
@@ -183,12 +193,16 @@ pub fn decide(
     catalog: &Catalog,
     habilitation: &Habilitation,
 ) -> Result<Vec<DatasetPlan>, String> {
-    let enforcer = enforcer(model, lines, Some(&habilitation.id))?;
-    let decider = Decider::new(enforcer, lines, habilitation);
+    // One enforcer, loaded for each dataset with only the rules that cover it: Casbin
+    // evaluates its matcher on every loaded line, so the smaller load is the faster decision.
+    let mut decider = Decider::new(empty_enforcer(model, lines)?, lines, habilitation);
     catalog
         .datasets
         .iter()
-        .map(|dataset| decider.dataset(dataset))
+        .map(|dataset| {
+            decider.load(dataset.name())?;
+            decider.dataset(dataset)
+        })
         .collect()
 }
 
@@ -206,8 +220,11 @@ struct Decider<'a> {
 
 impl<'a> Decider<'a> {
     fn new(enforcer: Enforcer, lines: &'a PolicyLines, habilitation: &'a Habilitation) -> Self {
+        // Only the rules Casbin loaded for this habilitation can be named (a scan of every
+        // line would cost more than the whole decision on a large set).
+        let lineage = lines.profiles.lineage(&habilitation.id);
         let mut by_fields = HashMap::new();
-        for rule in &lines.rules {
+        for rule in lines.rules_for(Some(&lineage)) {
             by_fields.entry(rule.casbin_fields()).or_insert(rule);
         }
         let depth = lines
@@ -222,6 +239,15 @@ impl<'a> Decider<'a> {
             by_fields,
             depth,
         }
+    }
+
+    /// Loads the rules of this habilitation that cover `dataset` (and every group line).
+    fn load(&mut self, dataset: &str) -> Result<(), String> {
+        futures::executor::block_on(self.enforcer.load_filtered_policy(Filter {
+            p: vec![self.habilitation.id.as_str(), dataset],
+            g: Vec::new(),
+        }))
+        .map_err(|e| e.to_string())
     }
 
     /// Casbin's decision and the rules it names, in file order.

@@ -192,6 +192,23 @@ pub struct PolicyLines {
     pub groups: Hierarchy,
 }
 
+impl PolicyLines {
+    /// The rules that can apply to a habilitation whose lineage (itself, then its profiles) is
+    /// `subjects` (`None`: every rule): its own, its profiles' and the hub-wide ones, in file
+    /// order.
+    pub fn rules_for<'a, 's>(
+        &'a self,
+        subjects: Option<&'s [String]>,
+    ) -> impl Iterator<Item = &'a Rule> + use<'a, 's> {
+        self.rules
+            .iter()
+            .filter(move |r| match (&r.habilitation, subjects) {
+                (None, _) | (_, None) => true,
+                (Some(h), Some(s)) => s.contains(h),
+            })
+    }
+}
+
 /// What the rules of one file are checked against.
 struct Context<'a> {
     catalog: &'a Catalog,
