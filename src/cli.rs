@@ -64,6 +64,9 @@ pub enum Command {
         /// Address to listen on (overrides `server.listen`).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Address of the Flight SQL listener (overrides `flight.listen`).
+        #[arg(long)]
+        flight_listen: Option<SocketAddr>,
     },
     /// Print what a principal with these claims can see, column by column, and the policy lines
     /// that decided it.
@@ -155,8 +158,12 @@ pub fn run() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { path, public_key },
         } => audit_verify(&path, public_key.as_deref()),
-        Command::Serve { config, listen } => runtime()
-            .and_then(|rt| rt.block_on(serve(config, listen)))
+        Command::Serve {
+            config,
+            listen,
+            flight_listen,
+        } => runtime()
+            .and_then(|rt| rt.block_on(serve(config, listen, flight_listen)))
             .map_or_else(fail, |()| ExitCode::SUCCESS),
     }
 }
@@ -169,10 +176,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|e| format!("cannot start the runtime: {e}"))
 }
 
-async fn serve(config: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> {
+async fn serve(
+    config: PathBuf,
+    listen: Option<SocketAddr>,
+    flight_listen: Option<SocketAddr>,
+) -> Result<(), String> {
     let mut config = Config::load(&config).map_err(|e| e.to_string())?;
     if let Some(listen) = listen {
         config.server.listen = listen;
+    }
+    if let Some(listen) = flight_listen {
+        config.flight.listen = Some(listen);
     }
     let running = crate::hub::start(config).await.map_err(|e| e.to_string())?;
     running.run_until_signal().await.map_err(|e| e.to_string())

@@ -12,6 +12,7 @@ pub mod config;
 pub mod demo;
 pub mod engine;
 pub mod file_stamp;
+pub mod flight;
 pub mod gateway;
 pub mod hub;
 pub mod identity;

@@ -19,6 +19,7 @@
 
 mod audit;
 mod data;
+mod flight;
 mod identity;
 mod limits;
 mod locate;
@@ -34,6 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use audit::AuditConfig;
 pub use data::DataConfig;
+pub use flight::FlightConfig;
 pub use identity::{
     ALLOWED_ALGORITHMS, ATTRIBUTES, IdentityConfig, IssuerConfig, check_issuer_url,
 };
@@ -63,6 +65,8 @@ pub struct Config {
     pub audit: AuditConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub flight: FlightConfig,
     /// The configuration file this was read from (empty when built in code).
     #[serde(skip)]
     pub source: PathBuf,
@@ -186,6 +190,7 @@ impl Config {
         problems.extend(self.limits.problems());
         problems.extend(self.identity.problems());
         problems.extend(self.pseudonymisation.problems());
+        problems.extend(self.flight.problems());
         if self.audit.refusal_window_secs == 0 {
             problems.push((
                 "audit.refusal_window_secs".into(),

@@ -97,7 +97,7 @@ pub(super) fn default_metrics_listen() -> Option<SocketAddr> {
 }
 
 /// An address, or `""` for none.
-mod optional_address {
+pub(super) mod optional_address {
     use std::net::SocketAddr;
 
     use serde::{Deserialize, Deserializer, Serializer};

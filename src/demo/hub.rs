@@ -264,6 +264,10 @@ tls_key = "tls/key.pem"
 # On the main listener, /metrics is for operators only.
 metrics_listen = "127.0.0.1:9464"
 
+[flight]
+# Arrow Flight SQL (gRPC over TLS, same certificate and tokens as HTTPS); "" for none.
+listen = "127.0.0.1:8444"
+
 [data]
 dir = "data"
 

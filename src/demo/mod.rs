@@ -93,12 +93,22 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         if config.server.metrics_listen.is_some() {
             config.server.metrics_listen = Some(SocketAddr::new(listen.ip(), 0));
         }
+        // And so does Flight SQL (a hub written before it had none: it gets one).
+        config.flight.listen = Some(SocketAddr::new(listen.ip(), 0));
+    } else if config.flight.listen.is_none() {
+        config.flight.listen = Some(SocketAddr::from(([127, 0, 0, 1], 8444)));
     }
     let issuer = DevIssuer::start().await?;
     // The development issuer is trusted in memory only, for this process.
     config.identity.issuers.push(issuer.issuer_config());
     let running = crate::hub::start(config).await?;
-    print_tour(&options.dir, running.addr, running.metrics_addr, &issuer)?;
+    print_tour(
+        &options.dir,
+        running.addr,
+        running.metrics_addr,
+        running.flight_addr,
+        &issuer,
+    )?;
     running
         .run_until_signal()
         .await
@@ -115,6 +125,7 @@ fn print_tour(
     dir: &Path,
     addr: SocketAddr,
     metrics: Option<SocketAddr>,
+    flight: Option<SocketAddr>,
     issuer: &DevIssuer,
 ) -> Result<(), DemoError> {
     let host = |addr: SocketAddr| {
@@ -142,6 +153,22 @@ fn print_tour(
         println!();
         println!("# {}", persona.title);
         println!("curl --cacert {ca} {base}/v1/me -H 'Authorization: Bearer {token}'");
+    }
+    if let Some(flight) = flight {
+        println!();
+        println!("# Arrow Flight SQL (ADBC, Python: pip install adbc-driver-flightsql pyarrow)");
+        println!("#   import adbc_driver_flightsql.dbapi as flight_sql, urllib.request");
+        println!(
+            "#   token = urllib.request.urlopen('{}/token/chercheuse-diabete').read().decode()",
+            issuer.issuer()
+        );
+        println!(
+            "#   conn = flight_sql.connect('grpc+tls://{}', db_kwargs={{'adbc.flight.sql.authorization_header': 'Bearer ' + token, 'adbc.flight.sql.client_option.tls_root_certs': open({ca:?}).read()}})",
+            host(flight)
+        );
+        println!(
+            "#   conn.cursor().execute('SELECT count(*) FROM sante.sejours').fetch_arrow_table()"
+        );
     }
     println!();
     println!(

@@ -9,14 +9,16 @@
 
 use std::sync::Arc;
 
+use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
+use datafusion::execution::runtime_env::RuntimeEnv;
 use tokio::time::Instant;
 
 use super::audit_table::audit_session;
 use super::encode::{AnswerInfo, Format};
 use super::limits::QueryLimits;
 use super::run::{Engine, QueryJob, SessionFactory, StartedQuery};
-use super::session::{new_session, secure_session_in};
+use super::session::{CATALOG, new_session, secure_session_in};
 use super::{EngineError, Share};
 use crate::policy::{AccessPlan, PolicySet};
 
@@ -27,6 +29,8 @@ pub struct SecureQuery {
     /// The policy version the plan was made from (its catalog says where each file is).
     pub policy: Arc<PolicySet>,
     pub sql: String,
+    /// Values of the statement's placeholders (`$1`, …), if any.
+    pub params: Vec<datafusion::scalar::ScalarValue>,
     pub format: Format,
     pub limits: QueryLimits,
     /// Bytes of answer gathered before it is handed back (whole below, streamed above).
@@ -55,6 +59,7 @@ impl Engine {
             plan,
             policy,
             sql,
+            params,
             format,
             limits,
             head_bytes,
@@ -85,6 +90,7 @@ impl Engine {
         };
         let job = QueryJob {
             sql,
+            params,
             format,
             info,
             deadline: Instant::now() + limits.timeout,
@@ -93,6 +99,50 @@ impl Engine {
             session,
         };
         self.run(job, share).await
+    }
+
+    /// The tables a query under `plan` sees, `schema.table` and their columns as a query gets
+    /// them (hidden columns absent, treated columns with their treated type), in catalog order;
+    /// nothing is read but the data files' schemas.
+    pub async fn describe(
+        &self,
+        plan: &AccessPlan,
+        policy: &PolicySet,
+    ) -> Result<Vec<(String, SchemaRef)>, EngineError> {
+        let data = self.data();
+        let today = chrono::Utc::now().date_naive();
+        let ctx = secure_session_in(
+            new_session(Arc::new(RuntimeEnv::default()), &QueryLimits::default()),
+            plan,
+            &policy.catalog,
+            &data.dir,
+            &data.keys,
+            today,
+            &|path| {
+                crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal)
+            },
+            data.extracts.as_ref(),
+        )?;
+        let root = ctx
+            .catalog(CATALOG)
+            .ok_or_else(|| EngineError::Internal("default catalog missing".into()))?;
+        let mut tables = Vec::new();
+        for dataset in plan.datasets().filter(|d| d.query_allowed()) {
+            let Some((schema, table)) = dataset.name().split_once('.') else {
+                continue;
+            };
+            let Some(provider) = root.schema(schema) else {
+                continue;
+            };
+            if let Some(t) = provider
+                .table(table)
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))?
+            {
+                tables.push((dataset.name().to_string(), t.schema()));
+            }
+        }
+        Ok(tables)
     }
 
     /// Plans and runs an operator's query over the trail's events, its whole answer in memory
@@ -114,6 +164,7 @@ impl Engine {
         };
         let job = QueryJob {
             sql,
+            params: Vec::new(),
             format: Format::Json,
             info: AnswerInfo {
                 habilitation: "operator".into(),

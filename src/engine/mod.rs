@@ -50,6 +50,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
+use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 
 pub use admission::{Admission, Busy, Share};
@@ -182,6 +183,17 @@ pub async fn plan_query(
     sql: &str,
     limits: &QueryLimits,
 ) -> Result<PlannedQuery, EngineError> {
+    plan_query_with(ctx, sql, &[], limits).await
+}
+
+/// [`plan_query`] with values for the statement's placeholders (`$1`, `$2`, …), bound into the
+/// plan before any check, so that every gate sees the plan that runs.
+pub async fn plan_query_with(
+    ctx: &SessionContext,
+    sql: &str,
+    params: &[ScalarValue],
+    limits: &QueryLimits,
+) -> Result<PlannedQuery, EngineError> {
     if sql.len() > limits.max_sql_bytes {
         return Err(EngineError::TooLong(limits.max_sql_bytes));
     }
@@ -201,6 +213,13 @@ pub async fn plan_query(
         .statement_to_plan(statement)
         .await
         .map_err(|e| user_error(e, limits))?;
+    // SECURITY: parameters are literals put in the plan before every check below.
+    let plan = if params.is_empty() {
+        plan
+    } else {
+        plan.with_param_values(params.to_vec())
+            .map_err(|e| user_error(e, limits))?
+    };
     budget::check_plan_size(&plan, limits.max_plan_nodes)?;
     // SECURITY: the plan-level allow-list, whatever front end produced the plan.
     let datasets = statement::check_plan(&plan, limits.allow_recursive)?;

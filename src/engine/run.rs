@@ -33,7 +33,7 @@ use super::encode::{AnswerInfo, Format};
 use super::executor::{Lane, QueryLanes};
 use super::extracts::Extracts;
 use super::limits::{EngineRuntime, QueryLimits};
-use super::{EngineError, PlannedQuery, plan_query};
+use super::{EngineError, PlannedQuery, plan_query_with};
 use crate::config::LimitsConfig;
 use crate::pseudonym::KeyRing;
 
@@ -64,6 +64,8 @@ pub type SessionFactory =
 /// One query to run.
 pub struct QueryJob {
     pub sql: String,
+    /// Values of the statement's placeholders (`$1`, …), if any.
+    pub params: Vec<datafusion::scalar::ScalarValue>,
     pub format: Format,
     pub info: AnswerInfo,
     pub limits: QueryLimits,
@@ -217,6 +219,7 @@ type HeadSender = oneshot::Sender<Result<StartedQuery, EngineError>>;
 async fn plan_then_run(engine: Engine, job: QueryJob, held: Held, head_tx: HeadSender) {
     let QueryJob {
         sql,
+        params,
         format,
         info,
         limits,
@@ -230,7 +233,7 @@ async fn plan_then_run(engine: Engine, job: QueryJob, held: Held, head_tx: HeadS
             .for_query(&limits)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
         let ctx = session(runtime)?;
-        tokio::time::timeout_at(deadline, plan_query(&ctx, &sql, &limits))
+        tokio::time::timeout_at(deadline, plan_query_with(&ctx, &sql, &params, &limits))
             .await
             .map_err(|_| EngineError::Timeout(limits.timeout.as_secs()))?
     };
@@ -472,6 +475,7 @@ mod tests {
 
     fn job(sql: &str, session: SessionFactory) -> QueryJob {
         QueryJob {
+            params: Vec::new(),
             sql: sql.to_string(),
             format: Format::Json,
             info: AnswerInfo {

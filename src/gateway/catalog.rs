@@ -120,12 +120,7 @@ impl Gateway {
         caller: &Caller,
         habilitation: Option<&str>,
     ) -> Result<DatasetsView, GatewayError> {
-        let set = self.policy.current();
-        let today = chrono::Utc::now().date_naive();
-        let habilitation = set
-            .resolve(&caller.principal, habilitation, today)
-            .map_err(|r| GatewayError::refusal(&r))?;
-        let plan = set.plan(&caller.principal, habilitation);
+        let (set, plan) = self.plan_for(caller, habilitation)?;
         caller.record.plan(&plan, None);
         let mut datasets = Vec::new();
         for d in plan.datasets().filter(|d| d.accessible()) {
@@ -159,9 +154,105 @@ impl Gateway {
             });
         }
         Ok(DatasetsView {
-            habilitation: habilitation.id.clone(),
+            habilitation: plan.habilitation().id.clone(),
             policy_version: plan.policy_version().to_string(),
             datasets,
+        })
+    }
+}
+
+/// The tables one habilitation opens, as a SQL client browses them (Flight SQL's catalogs,
+/// schemas and tables): the catalog is the habilitation, the schema a dataset's prefix.
+#[derive(Debug)]
+pub struct TablesView {
+    pub habilitation: String,
+    pub tables: Vec<TableView>,
+}
+
+/// One table as a query sees it.
+#[derive(Debug)]
+pub struct TableView {
+    /// `sante` in `sante.sejours`.
+    pub schema: String,
+    /// `sejours` in `sante.sejours`.
+    pub table: String,
+    /// Its columns as a query gets them: hidden ones absent, treated ones with their treated
+    /// type.
+    pub columns: arrow::datatypes::SchemaRef,
+}
+
+impl Gateway {
+    /// The habilitations the caller may use today (a SQL client's catalogs).
+    pub async fn usable_habilitations(&self, caller: &Caller) -> Result<Vec<String>, GatewayError> {
+        let usable = self.usable(caller);
+        caller.record.settle(&self.audit, Ok(usable)).await
+    }
+
+    /// The tables the caller's habilitations open, with the columns a query sees: those of
+    /// `only` when it is named, else of every habilitation it may use today.
+    pub async fn sql_catalog(
+        &self,
+        caller: &Caller,
+        only: Option<String>,
+    ) -> Result<Vec<TablesView>, GatewayError> {
+        let result = async {
+            match only {
+                Some(h) => Ok(vec![self.tables_view(caller, Some(&h), true).await?]),
+                None => {
+                    let mut views = Vec::new();
+                    for h in self.usable(caller) {
+                        views.push(self.tables_view(caller, Some(&h), false).await?);
+                    }
+                    Ok(views)
+                }
+            }
+        }
+        .await;
+        caller.record.settle(&self.audit, result).await
+    }
+
+    fn usable(&self, caller: &Caller) -> Vec<String> {
+        let set = self.policy.current();
+        let today = chrono::Utc::now().date_naive();
+        set.held_by(&caller.principal)
+            .into_iter()
+            .filter(|h| set.resolve(&caller.principal, Some(&h.id), today).is_ok())
+            .map(|h| h.id.clone())
+            .collect()
+    }
+
+    /// One habilitation's tables (`record`: its plan goes on the request's record).
+    async fn tables_view(
+        &self,
+        caller: &Caller,
+        habilitation: Option<&str>,
+        record: bool,
+    ) -> Result<TablesView, GatewayError> {
+        let (set, plan) = self.plan_for(caller, habilitation)?;
+        if record {
+            caller.record.plan(&plan, None);
+        }
+        // SECURITY: the tables and columns are those of the caller's own session: what the
+        // plan hides does not exist.
+        let described = self
+            .engine
+            .describe(&plan, &set)
+            .await
+            .map_err(GatewayError::engine)?;
+        let tables = described
+            .into_iter()
+            .filter_map(|(name, columns)| {
+                let (schema, table) = name.split_once('.')?;
+                Some(TableView {
+                    schema: schema.to_string(),
+                    table: table.to_string(),
+                    columns,
+                })
+            })
+            .collect();
+        Ok(TablesView {
+            habilitation: plan.habilitation().id.clone(),
+            tables,
         })
     }
 }

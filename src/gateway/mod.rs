@@ -27,6 +27,7 @@ mod lookup;
 mod query;
 mod record;
 mod refusals;
+mod statement;
 
 use std::sync::Arc;
 
@@ -37,11 +38,12 @@ pub use admin::{
     PolicySubmission, Readiness, SubmittedVersion, VersionsView,
 };
 pub use auth::Authorization;
-pub use catalog::{ColumnView, DatasetView, DatasetsView, MeView};
+pub use catalog::{ColumnView, DatasetView, DatasetsView, MeView, TableView, TablesView};
 pub use error::{ErrorKind, GatewayError, RateState};
 pub use lookup::{LookupAnswer, LookupRequest};
 pub use query::{AnswerStream, QueryAnswer, QueryBody, QueryRequest};
 pub use record::RequestRecord;
+pub use statement::{MAX_HANDLE_BYTES, PreparedStatement};
 
 pub use crate::audit::{AuditKind, Outcome};
 pub use crate::engine::Format;
@@ -53,8 +55,8 @@ use crate::config::Config;
 use crate::engine::{Engine, Extracts, HubData};
 use crate::identity::{Authenticator, Principal};
 use crate::lookup::Lookups;
-use crate::policy::PolicyStore;
 use crate::policy::history::PolicyHistory;
+use crate::policy::{AccessPlan, PolicySet, PolicyStore};
 use crate::pseudonym::KeyRing;
 
 /// What the hub has loaded, for readiness and operators.
@@ -96,6 +98,8 @@ pub struct Gateway {
     lookup_limits: lookup::LookupLimits,
     /// Requests without a valid token: counted, summarised per window, rate limited per source.
     refusals: Arc<refusals::Refusals>,
+    /// Seals the statement handles a transport gives out (Flight SQL tickets).
+    sealer: statement::Sealer,
     /// The audit trail: every request that reaches authentication is recorded before its
     /// answer leaves.
     audit: AuditLog,
@@ -119,6 +123,11 @@ impl Caller {
         &self.principal
     }
 
+    /// The record of the caller's request (a transport settles it when no use case did).
+    pub fn record(&self) -> &RequestRecord {
+        &self.record
+    }
+
     /// The principal as admission counts it: one per issuer and subject.
     fn share_key(&self) -> String {
         format!("{}\n{}", self.principal.issuer, self.principal.subject)
@@ -126,6 +135,23 @@ impl Caller {
 }
 
 impl Gateway {
+    /// The policy set in force and the caller's plan under `habilitation` (or its only one),
+    /// resolved today; refused when it is not held, not valid today or ambiguous.
+    fn plan_for(
+        &self,
+        caller: &Caller,
+        habilitation: Option<&str>,
+    ) -> Result<(Arc<PolicySet>, Arc<AccessPlan>), GatewayError> {
+        let set = self.policy.current();
+        let today = chrono::Utc::now().date_naive();
+        // SECURITY: the habilitation must be held by the caller and valid today.
+        let held = set
+            .resolve(&caller.principal, habilitation, today)
+            .map_err(|r| GatewayError::refusal(&r))?;
+        let plan = set.plan(&caller.principal, held);
+        Ok((set, plan))
+    }
+
     /// Starts writing the summaries of requests without a valid token, one batch per
     /// `audit.refusal_window_secs` (call once, inside the runtime).
     pub fn spawn_refusal_summaries(&self) -> tokio::task::JoinHandle<()> {
@@ -182,6 +208,11 @@ impl Gateway {
         let refusals = Arc::new(refusals::Refusals::new(
             config.limits.unauthenticated_per_minute,
         ));
+        // SECURITY: no key for statement handles, no gateway (never a default key).
+        let sealer = pseudonyms
+            .purpose_key("statement handles")
+            .and_then(|key| statement::Sealer::new(&key))
+            .ok_or_else(|| std::io::Error::other("cannot derive the statement handles' key"))?;
         Ok(Self {
             config,
             identity,
@@ -193,6 +224,7 @@ impl Gateway {
             lookups,
             lookup_limits: lookup::LookupLimits::default(),
             refusals,
+            sealer,
             audit,
         })
     }

@@ -31,6 +31,9 @@ pub struct QueryRequest {
     pub sql: String,
     /// The habilitation to use (may be left out when the caller holds exactly one).
     pub habilitation: Option<String>,
+    /// Values of the statement's placeholders (`$1`, …): none over HTTPS; a prepared
+    /// statement's bound parameters over Flight SQL.
+    pub params: Vec<datafusion::scalar::ScalarValue>,
     pub format: Format,
 }
 
@@ -81,6 +84,7 @@ impl Gateway {
             plan: plan.clone(),
             policy: set,
             sql: request.sql,
+            params: request.params,
             format: request.format,
             limits: QueryLimits::from(&self.config.limits),
             head_bytes: HEAD_BYTES,
@@ -116,12 +120,9 @@ impl Gateway {
         ),
         GatewayError,
     > {
-        let set = self.policy.current();
+        let (set, plan) = self.plan_for(caller, request.habilitation.as_deref())?;
+        let habilitation = plan.habilitation();
         let today = chrono::Utc::now().date_naive();
-        let habilitation = set
-            .resolve(&caller.principal, request.habilitation.as_deref(), today)
-            .map_err(|r| GatewayError::refusal(&r))?;
-        let plan = set.plan(&caller.principal, habilitation);
         let key_version = self
             .pseudonyms
             .version_on(&plan.habilitation().pseudonymisation_domain, today);

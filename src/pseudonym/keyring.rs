@@ -37,6 +37,11 @@ impl KeyRing {
         }
     }
 
+    /// A key for `purpose`, derived from the master secret (see [`MasterKey::purpose_key`]).
+    pub fn purpose_key(&self, purpose: &str) -> Option<zeroize::Zeroizing<[u8; 32]>> {
+        self.master.purpose_key(purpose)
+    }
+
     /// The key version of `domain` in force on `date` (1 until a rotation starts).
     pub fn version_on(&self, domain: &str, date: NaiveDate) -> u32 {
         self.rotations

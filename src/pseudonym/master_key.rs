@@ -97,6 +97,19 @@ impl MasterKey {
         Self(Zeroizing::new(bytes))
     }
 
+    /// A 32-byte key for a purpose other than pseudonyms (e.g. sealing statement handles),
+    /// derived with HKDF-SHA256 under its own salt and label: it reveals neither the master
+    /// secret nor any pseudonymisation key, and every gateway of the hub derives the same one.
+    pub fn purpose_key(&self, purpose: &str) -> Option<Zeroizing<[u8; 32]>> {
+        let hkdf =
+            hkdf::Hkdf::<sha2::Sha256>::new(Some(b"passerelle purpose key v1"), self.expose());
+        let mut key = Zeroizing::new([0u8; 32]);
+        // 32 bytes is far below HKDF-SHA-256's limit: expand cannot fail.
+        // SECURITY: any failure gives no key; a key is never defaulted.
+        hkdf.expand(purpose.as_bytes(), key.as_mut()).ok()?;
+        Some(key)
+    }
+
     /// The secret bytes, for key derivation inside this module only.
     pub(crate) fn expose(&self) -> &[u8; MASTER_KEY_BYTES] {
         &self.0
@@ -106,6 +119,15 @@ impl MasterKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purpose_keys_differ_by_purpose_and_from_the_master() {
+        let key = MasterKey::from_bytes([3; MASTER_KEY_BYTES]);
+        let a = key.purpose_key("statement handles").unwrap();
+        assert_eq!(*a, *key.purpose_key("statement handles").unwrap());
+        assert_ne!(*a, *key.purpose_key("other").unwrap());
+        assert_ne!(&*a, key.expose());
+    }
 
     #[test]
     fn written_key_is_private_and_reloads() {

@@ -1,5 +1,6 @@
-//! Server: the HTTPS transport. Routes, middleware, extractors, content negotiation,
-//! streaming, and the one mapping from a `GatewayError` to an RFC 9457 answer (`error`).
+//! Server: the HTTPS transport and the listeners. Routes, middleware, extractors, content
+//! negotiation, streaming, and the one mapping from a `GatewayError` to an RFC 9457 answer
+//! (`error`); the Flight SQL service (`flight`) is served on its own listener from here.
 //!
 //! Owns: TLS (rustls, HTTP/2 and HTTP/1.1, optional mutual TLS), request ids, body and time
 //! limits, metrics and health endpoints, graceful shutdown. Each handler parses its request,
@@ -172,10 +173,13 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// The metrics listener's address, when one is open (`server.metrics_listen`).
     pub metrics_addr: Option<SocketAddr>,
+    /// The Flight SQL listener's address, when one is open (`flight.listen`).
+    pub flight_addr: Option<SocketAddr>,
     state: AppState,
     handle: Handle<SocketAddr>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
     metrics: Option<Handle<SocketAddr>>,
+    flight: Option<ServingListener>,
 }
 
 impl RunningServer {
@@ -191,10 +195,16 @@ impl RunningServer {
             metrics.shutdown();
         }
         self.handle.graceful_shutdown(Some(grace));
+        if let Some(flight) = &self.flight {
+            flight.handle.graceful_shutdown(Some(grace));
+        }
         let served = match self.task.await {
             Ok(result) => result,
             Err(e) => Err(std::io::Error::other(e.to_string())),
         };
+        if let Some(flight) = self.flight {
+            let _ = flight.task.await;
+        }
         // The last window's refusal counts, once no request can add to them.
         self.state.gateway.flush_refusal_summaries().await;
         served
@@ -205,6 +215,9 @@ impl RunningServer {
         self.state.shutting_down.store(true, Ordering::Release);
         if let Some(metrics) = &self.metrics {
             metrics.shutdown();
+        }
+        if let Some(flight) = &self.flight {
+            flight.handle.shutdown();
         }
         self.handle.shutdown();
     }
@@ -299,13 +312,35 @@ pub async fn start(state: AppState) -> Result<RunningServer, ServerError> {
             return Err(e);
         }
     };
+    // Flight SQL: gRPC (HTTP/2) on its own address, with the same TLS and client CAs.
+    let flight = match state.gateway.config().flight.listen {
+        Some(addr) => match crate::flight::router(state.gateway.clone())
+            .map_err(|reason| ServerError::Bind { addr, reason })
+            .and_then(|router| serve(addr, &tls, router))
+        {
+            Ok(flight) => Some(flight),
+            Err(e) => {
+                main.handle.shutdown();
+                if let Some(metrics) = &metrics {
+                    metrics.handle.shutdown();
+                }
+                return Err(e);
+            }
+        },
+        None => None,
+    };
     tracing::info!(address = %main.addr, "listening (HTTPS: HTTP/2 and HTTP/1.1)");
     if let Some(metrics) = &metrics {
         tracing::info!(address = %metrics.addr, "metrics listening (HTTPS, GET /metrics)");
     }
+    if let Some(flight) = &flight {
+        tracing::info!(address = %flight.addr, "Flight SQL listening (gRPC over TLS)");
+    }
     Ok(RunningServer {
         addr: main.addr,
         metrics_addr: metrics.as_ref().map(|m| m.addr),
+        flight_addr: flight.as_ref().map(|f| f.addr),
+        flight,
         state,
         handle: main.handle,
         task: main.task,

@@ -106,6 +106,7 @@ pub async fn query(
             QueryRequest {
                 sql: request.sql,
                 habilitation: request.habilitation,
+                params: Vec::new(),
                 format,
             },
         )

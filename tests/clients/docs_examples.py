@@ -22,6 +22,8 @@ CA = os.path.abspath(os.environ["CA"])
 TOKEN = os.environ["TOKEN"]
 
 DEMO_HUB = "https://127.0.0.1:8443"
+DEMO_FLIGHT = "grpc+tls://127.0.0.1:8444"
+FLIGHT = os.environ.get("FLIGHT", DEMO_FLIGHT)
 DEMO_CA = ("./demo-hub/tls/ca.pem", "demo-hub/tls/ca.pem")
 
 
@@ -46,7 +48,7 @@ def python_blocks(path):
 
 
 def localise(code):
-    code = code.replace(DEMO_HUB, HUB)
+    code = code.replace(DEMO_HUB, HUB).replace(DEMO_FLIGHT, FLIGHT)
     for demo in DEMO_CA:
         code = code.replace(demo, CA)
     return code

@@ -16,8 +16,16 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     // Transport: parses, calls one use case, encodes.
     (
         "server",
-        &["gateway", "config", "telemetry", "install_crypto_provider"],
+        &[
+            "flight",
+            "gateway",
+            "config",
+            "telemetry",
+            "install_crypto_provider",
+        ],
     ),
+    // The second transport, Flight SQL: its listener is the server's.
+    ("flight", &["gateway", "config", "telemetry"]),
     // Use cases: every security decision and audit fact, once, for every transport.
     (
         "gateway",
@@ -59,7 +67,16 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
 ];
 
 /// External crates only a transport may name (the use cases speak in domain types).
-const TRANSPORT_CRATES: &[&str] = &["axum", "http", "hyper", "hyper_util", "tower", "tower_http"];
+const TRANSPORT_CRATES: &[&str] = &[
+    "axum",
+    "http",
+    "hyper",
+    "hyper_util",
+    "tower",
+    "tower_http",
+    "tonic",
+    "arrow_flight",
+];
 
 /// Modules that must not name transport crates. (`identity` is an HTTP *client* of the
 /// identity provider, with its own `identity::http` module: it may name `http`, never a server

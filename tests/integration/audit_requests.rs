@@ -527,6 +527,8 @@ async fn a_crash_under_load_loses_no_answered_record() {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--flight-listen",
+            "127.0.0.1:0",
             "--config",
         ])
         .arg(&config_file)

@@ -278,6 +278,8 @@ async fn serve_reloads_policies_on_sighup_and_never_logs_tokens() {
             "serve",
             "--listen",
             "127.0.0.1:0",
+            "--flight-listen",
+            "127.0.0.1:0",
             "--config",
         ])
         .arg(&config)

@@ -1,7 +1,8 @@
 //! Real clients of the query endpoint, written in Python: `tests/clients/stream_matrix.py`
 //! reads every format whole in every content-coding, over HTTP/1.1 (requests, pyarrow, curl)
 //! and HTTP/2 (curl), small and streamed answers; `tests/clients/docs_examples.py` runs every
-//! `python` block of `docs/*.md`. Each test serves the shared hub on loopback and runs its
+//! `python` block of `docs/*.md`; `tests/clients/flight_sql.py` speaks Arrow Flight SQL with ADBC,
+//! polars and `pyarrow.flight` and compares every answer with HTTPS's. Each test serves the shared hub on loopback and runs its
 //! script from the repository root. `.ci/run` installs the packages of
 //! `tests/clients/requirements.txt` and sets `PASSERELLE_CLIENTS=required`; elsewhere the tests
 //! are skipped (with a message) when the packages or curl are missing.
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::support::{DemoServer, hub};
 
 /// What the scripts import (requirements.txt) and what the matrix runs besides Python.
-const IMPORTS: &str = "import requests, urllib3, backports.zstd, pyarrow, pandas, polars";
+const IMPORTS: &str = "import requests, urllib3, backports.zstd, pyarrow, pyarrow.flight, pandas, polars, adbc_driver_flightsql";
 
 fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -50,14 +51,30 @@ async fn clients_available() -> bool {
 }
 
 /// Runs `tests/clients/<script>` against a fresh server of the shared hub, as the researcher
-/// `chercheuse-diabete`; fails with the script's output unless it exits 0.
-async fn run_script(script: &str, timeout: Duration) {
+/// `chercheuse-diabete`; fails with the script's output unless it exits 0. Answers the events
+/// of the server's audit trail, as it stands when the script ends.
+async fn run_script(script: &str, timeout: Duration) -> Vec<passerelle::audit::AuditEvent> {
     let h = DemoServer::start_with(|_| {}).await;
+    // Every persona's token, and one from an issuer the hub does not trust.
+    let untrusted = passerelle::demo::DevIssuer::start().await.unwrap();
+    let mut tokens = serde_json::Map::new();
+    for persona in passerelle::demo::personas::PERSONAS {
+        tokens.insert(persona.id.into(), h.token(persona.id).into());
+    }
+    tokens.insert(
+        "untrusted".into(),
+        untrusted
+            .token_for(&passerelle::demo::personas::PERSONAS[0])
+            .unwrap()
+            .into(),
+    );
     let started = Instant::now();
     let run = tokio::process::Command::new("python3")
         .arg(repo_root().join("tests/clients").join(script))
         .current_dir(repo_root())
         .env("HUB", &h.server.base)
+        .env("FLIGHT", h.server.flight_url())
+        .env("TOKENS", serde_json::Value::Object(tokens).to_string())
         .env("CA", hub().layout().ca_cert())
         .env("TOKEN", h.token("chercheuse-diabete"))
         .env("PYTHONDONTWRITEBYTECODE", "1")
@@ -80,7 +97,11 @@ async fn run_script(script: &str, timeout: Duration) {
         "{stdout}{stderr}{script}: {:.1} s",
         started.elapsed().as_secs_f64()
     );
+    // Every record is durable before its answer (or its stream's clean end): read the trail
+    // before the server (and its temporary trail) goes.
+    let events = passerelle::audit::read_events(&h.server.audit_dir).unwrap();
     h.server.shutdown(Duration::from_secs(5)).await;
+    events
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,4 +118,62 @@ async fn every_python_example_of_the_docs_runs_against_a_real_hub() {
         return;
     }
     run_script("docs_examples.py", Duration::from_secs(5 * 60)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adbc_pyarrow_flight_and_polars_see_over_flight_sql_what_https_shows() {
+    if !clients_available().await {
+        return;
+    }
+    let events = run_script("flight_sql.py", Duration::from_secs(5 * 60)).await;
+    // Every Flight call is on the trail, like an HTTPS request: the statements' tickets
+    // redeemed with their decision and outcome (rows sent), the refusals with their reason.
+    let flight: Vec<_> = events
+        .iter()
+        .filter(|e| e.action.starts_with("flight "))
+        .collect();
+    let redeemed: Vec<_> = flight
+        .iter()
+        .filter(|e| e.action == "flight DoGet TicketStatementQuery")
+        .collect();
+    assert!(
+        redeemed
+            .iter()
+            .any(|e| e.stage == Some(passerelle::audit::AuditStage::Decision)),
+        "no decision record of a redeemed ticket"
+    );
+    assert!(
+        redeemed
+            .iter()
+            .any(|e| e.outcome == passerelle::audit::Outcome::Allowed
+                && e.rows > 0
+                && e.sql.is_some()
+                && e.habilitation
+                    .as_ref()
+                    .is_some_and(|h| h.id == "projet-diabete")),
+        "no outcome record with rows, SQL and habilitation"
+    );
+    assert!(
+        redeemed
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("statement_handle_invalid")),
+        "the ticket redeemed by another principal is not on the trail"
+    );
+    for action in [
+        "flight GetFlightInfo CommandStatementQuery",
+        "flight DoAction CreatePreparedStatement",
+        "flight DoGet CommandGetTables",
+        "flight Handshake",
+    ] {
+        assert!(
+            flight.iter().any(|e| e.action == action),
+            "no audit record of {action}"
+        );
+    }
+    assert!(
+        flight
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("query_not_allowed")),
+        "the lookup-only habilitation's refusal is not on the trail"
+    );
 }

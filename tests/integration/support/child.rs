@@ -140,6 +140,8 @@ impl ChildGateway {
                 "serve",
                 "--listen",
                 "127.0.0.1:0",
+                "--flight-listen",
+                "127.0.0.1:0",
                 "--config",
             ])
             .arg(&self.config_file)

@@ -61,6 +61,8 @@ impl SharedHub {
         // … and its own pseudonymised extracts (built on first use: tests read both paths).
         config.pseudonymisation.extracts_dir =
             self.root.join(format!("extracts-{}", uuid::Uuid::new_v4()));
+        // Every test server opens Flight SQL too, on a free port.
+        config.flight.listen = Some("127.0.0.1:0".parse().unwrap());
         config.identity.jwks_min_refresh_secs = 0;
         config.identity.http_timeout_secs = 2;
         config
@@ -78,6 +80,8 @@ pub struct TestServer {
     pub audit_dir: PathBuf,
     _audit: Option<tempfile::TempDir>,
     pub base: String,
+    /// The Flight SQL listener's address, when one is open.
+    pub flight: Option<std::net::SocketAddr>,
     pub client: reqwest::Client,
 }
 
@@ -90,6 +94,10 @@ impl TestServer {
     }
 
     pub async fn start_with(mut config: Config) -> TestServer {
+        // Tests run side by side: a Flight listener always takes a free port.
+        if config.flight.listen.is_some() {
+            config.flight.listen = Some("127.0.0.1:0".parse().unwrap());
+        }
         // One writer per trail: a server of the shared hub gets a trail of its own.
         let mut audit = None;
         if config.audit.dir == hub().root.join("audit") {
@@ -101,6 +109,7 @@ impl TestServer {
         let running = passerelle::hub::start(config).await.unwrap();
         let base = format!("https://{}", running.addr);
         TestServer {
+            flight: running.flight_addr,
             running: Some(running),
             audit_dir,
             _audit: audit,
@@ -129,6 +138,13 @@ impl TestServer {
     /// The server's pseudonymised extracts, when they are on.
     pub fn extracts(&self) -> Option<&std::sync::Arc<passerelle::engine::Extracts>> {
         self.running.as_ref().and_then(|r| r.gateway().extracts())
+    }
+
+    /// `grpc+tls://…` of the Flight SQL listener (empty when none is open).
+    pub fn flight_url(&self) -> String {
+        self.flight
+            .map(|a| format!("grpc+tls://{a}"))
+            .unwrap_or_default()
     }
 
     pub fn url(&self, path: &str) -> String {
