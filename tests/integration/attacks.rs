@@ -27,6 +27,7 @@ use passerelle::pseudonym::kernels::departement_of_postcode;
 use passerelle::pseudonym::{KeyRing, MasterKey, PseudonymDomain};
 use serde_json::{Value, json};
 
+use crate::support::flight::FlightClient;
 use crate::support::{TestServer, hub};
 
 const PERSONA: &str = "chercheuse-diabete";
@@ -444,13 +445,38 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// One attack catalogue, two tests: over HTTPS (`attacks_…`) and over Flight SQL
+/// (`attacks_over_flight_…`), with the same expectations.
+macro_rules! over_both {
+    ($https:ident, $flight:ident, $catalogue:ident) => {
+        #[tokio::test]
+        async fn $https() {
+            $catalogue(Via::Https).await;
+        }
+
+        #[tokio::test]
+        async fn $flight() {
+            $catalogue(Via::Flight).await;
+        }
+    };
+}
+
 // ------------------------------------------------------------------------------------------
 // The attacker: one server, one token, every answer audited, every failure collected.
+
+/// The door the attacker knocks at: the HTTPS endpoint, or Flight SQL (the same corpus, the
+/// same expectations: one gate behind both).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Via {
+    Https,
+    Flight,
+}
 
 struct Attack {
     _dev: passerelle::demo::DevIssuer,
     server: TestServer,
     token: String,
+    flight: Option<FlightClient>,
     raw: &'static Raw,
     name: &'static str,
     queries: usize,
@@ -458,7 +484,7 @@ struct Attack {
 }
 
 impl Attack {
-    async fn start(name: &'static str) -> Attack {
+    async fn start(name: &'static str, via: Via) -> Attack {
         let raw = raw();
         let dev = passerelle::demo::DevIssuer::start().await.unwrap();
         let server = TestServer::start(vec![dev.issuer_config()]).await;
@@ -466,10 +492,17 @@ impl Attack {
         let token = dev
             .token_for(passerelle::demo::personas::persona(PERSONA).unwrap())
             .unwrap();
+        let flight = match via {
+            Via::Https => None,
+            Via::Flight => {
+                Some(FlightClient::connect(server.flight.unwrap(), &hub().ca_pem(), &token).await)
+            }
+        };
         Attack {
             _dev: dev,
             server,
             token,
+            flight,
             raw,
             name,
             queries: 0,
@@ -484,6 +517,20 @@ impl Attack {
     /// Sends `sql`; audits the answer whatever it is.
     async fn post(&mut self, sql: &str) -> (u16, Value) {
         self.queries += 1;
+        let (status, body) = match self.flight.as_mut() {
+            Some(flight) => flight.post(sql).await,
+            None => self.post_https(sql).await,
+        };
+        if status != 200 && !body["code"].is_string() {
+            self.fail(sql, format!("{status} without a problem+json code: {body}"));
+        }
+        for leak in self.raw.leaks(sql, status, &body) {
+            self.fail(sql, format!("LEAK: the answer {leak}: {body}"));
+        }
+        (status, body)
+    }
+
+    async fn post_https(&mut self, sql: &str) -> (u16, Value) {
         let response = self
             .server
             .client
@@ -495,12 +542,6 @@ impl Attack {
             .unwrap();
         let status = response.status().as_u16();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status != 200 && !body["code"].is_string() {
-            self.fail(sql, format!("{status} without a problem+json code: {body}"));
-        }
-        for leak in self.raw.leaks(sql, status, &body) {
-            self.fail(sql, format!("LEAK: the answer {leak}: {body}"));
-        }
         (status, body)
     }
 
@@ -844,9 +885,14 @@ const HIDDEN_LIKE_MISSING: &[(Probe, Probe)] = &[
     ),
 ];
 
-#[tokio::test]
-async fn attacks_hidden_columns_do_not_exist_by_any_route() {
-    let mut a = Attack::start("hidden columns").await;
+over_both!(
+    attacks_hidden_columns_do_not_exist_by_any_route,
+    attacks_over_flight_hidden_columns_do_not_exist_by_any_route,
+    hidden_columns_do_not_exist_by_any_route
+);
+
+async fn hidden_columns_do_not_exist_by_any_route(via: Via) {
+    let mut a = Attack::start("hidden columns", via).await;
     for sql in HIDDEN {
         a.refused(sql, "invalid_query").await;
     }
@@ -862,9 +908,14 @@ async fn attacks_hidden_columns_do_not_exist_by_any_route() {
 // ------------------------------------------------------------------------------------------
 // 2. Raw values behind pseudonyms and generalisations
 
-#[tokio::test]
-async fn attacks_masked_values_reveal_no_raw_value() {
-    let mut a = Attack::start("masked values").await;
+over_both!(
+    attacks_masked_values_reveal_no_raw_value,
+    attacks_over_flight_masked_values_reveal_no_raw_value,
+    masked_values_reveal_no_raw_value
+);
+
+async fn masked_values_reveal_no_raw_value(via: Via) {
+    let mut a = Attack::start("masked values", via).await;
     let raw = a.raw;
     let visible: Vec<&Stay> = raw.visible().collect();
     let pseudos: Vec<String> = visible.iter().map(|s| raw.pseudo(&s.nir)).collect();
@@ -1165,9 +1216,14 @@ async fn attacks_masked_values_reveal_no_raw_value() {
 // ------------------------------------------------------------------------------------------
 // 3. Rows outside the row filter
 
-#[tokio::test]
-async fn attacks_rows_outside_the_row_filter_are_unreachable() {
-    let mut a = Attack::start("row filter").await;
+over_both!(
+    attacks_rows_outside_the_row_filter_are_unreachable,
+    attacks_over_flight_rows_outside_the_row_filter_are_unreachable,
+    rows_outside_the_row_filter_are_unreachable
+);
+
+async fn rows_outside_the_row_filter_are_unreachable(via: Via) {
+    let mut a = Attack::start("row filter", via).await;
     let raw = a.raw;
     let n = raw.n();
     let per_nir = raw.per_nir();
@@ -1542,9 +1598,14 @@ const ORACLE_PREDICATES: &[&str] = &[
     "1 / (CASE WHEN length(code_postal) = 5 THEN 0 ELSE 1 END) = 1",
 ];
 
-#[tokio::test]
-async fn attacks_error_oracles_never_evaluate_hidden_rows() {
-    let mut a = Attack::start("error oracles").await;
+over_both!(
+    attacks_error_oracles_never_evaluate_hidden_rows,
+    attacks_over_flight_error_oracles_never_evaluate_hidden_rows,
+    error_oracles_never_evaluate_hidden_rows
+);
+
+async fn error_oracles_never_evaluate_hidden_rows(via: Via) {
+    let mut a = Attack::start("error oracles", via).await;
     let raw = a.raw;
     let n = raw.n();
     for p in ORACLE_PREDICATES {
@@ -1803,9 +1864,14 @@ const DATASET_LIKE_MISSING: &[(Probe, Probe)] = &[
     ),
 ];
 
-#[tokio::test]
-async fn attacks_catalog_and_metadata_show_only_the_callers_view() {
-    let mut a = Attack::start("metadata").await;
+over_both!(
+    attacks_catalog_and_metadata_show_only_the_callers_view,
+    attacks_over_flight_catalog_and_metadata_show_only_the_callers_view,
+    catalog_and_metadata_show_only_the_callers_view
+);
+
+async fn catalog_and_metadata_show_only_the_callers_view(via: Via) {
+    let mut a = Attack::start("metadata", via).await;
     for (sql, code) in METADATA {
         a.refused(sql, code).await;
     }
@@ -2039,9 +2105,14 @@ const FORBIDDEN: &[(&str, &str)] = &[
     ),
 ];
 
-#[tokio::test]
-async fn attacks_forbidden_statements_and_functions_are_refused() {
-    let mut a = Attack::start("forbidden statements").await;
+over_both!(
+    attacks_forbidden_statements_and_functions_are_refused,
+    attacks_over_flight_forbidden_statements_and_functions_are_refused,
+    forbidden_statements_and_functions_are_refused
+);
+
+async fn forbidden_statements_and_functions_are_refused(via: Via) {
+    let mut a = Attack::start("forbidden statements", via).await;
     for (sql, code) in FORBIDDEN {
         a.refused(sql, code).await;
     }
@@ -2095,12 +2166,18 @@ async fn attacks_forbidden_statements_and_functions_are_refused() {
 // ------------------------------------------------------------------------------------------
 // 7. User mistakes are client errors (400 with a reason), never internal errors
 
+over_both!(
+    attacks_user_errors_are_client_errors,
+    attacks_over_flight_user_errors_are_client_errors,
+    user_errors_are_client_errors
+);
+
 /// Queries that only concern the caller's own view: each must get a 4xx problem that says
 /// what is wrong, or its exact answer; a 500 tells the researcher nothing and pages the
 /// operator.
-#[tokio::test]
-async fn attacks_user_errors_are_client_errors() {
-    let mut a = Attack::start("user errors").await;
+
+async fn user_errors_are_client_errors(via: Via) {
+    let mut a = Attack::start("user errors", via).await;
     for sql in [
         "SELECT count(*) FROM sante.sejours WHERE regexp_like(diagnostic, '[')",
         "SELECT regexp_replace(diagnostic, '(', '') FROM sante.sejours",
@@ -2132,9 +2209,14 @@ async fn attacks_user_errors_are_client_errors() {
 // 8. Inferences through granted columns (policy level: the engine applies the plan exactly,
 //    but the plan grants columns from which protected values follow)
 
-#[tokio::test]
-async fn attacks_granted_columns_do_not_give_back_what_masks_hide() {
-    let mut a = Attack::start("inferences").await;
+over_both!(
+    attacks_granted_columns_do_not_give_back_what_masks_hide,
+    attacks_over_flight_granted_columns_do_not_give_back_what_masks_hide,
+    granted_columns_do_not_give_back_what_masks_hide
+);
+
+async fn granted_columns_do_not_give_back_what_masks_hide(via: Via) {
+    let mut a = Attack::start("inferences", via).await;
     let raw = a.raw;
 
     // Inferences that the demo policy itself allows (an exact newborn birth date from a

@@ -3,6 +3,7 @@
 //! trust the hub's demo CA.
 
 pub mod child;
+pub mod flight;
 pub mod issuer;
 
 use std::path::{Path, PathBuf};
