@@ -2175,7 +2175,6 @@ over_both!(
 /// Queries that only concern the caller's own view: each must get a 4xx problem that says
 /// what is wrong, or its exact answer; a 500 tells the researcher nothing and pages the
 /// operator.
-
 async fn user_errors_are_client_errors(via: Via) {
     let mut a = Attack::start("user errors", via).await;
     for sql in [
