@@ -25,21 +25,28 @@ struct Decoding {
     decoder: StreamDecoder,
     ready: VecDeque<RecordBatch>,
     ended: bool,
+    /// A whole answer cut at a limit: its end is an error, never a clean end.
+    truncated: bool,
 }
 
 impl Decoding {
     fn new(body: QueryBody) -> Self {
-        let chunks: AnswerStream = match body {
-            QueryBody::Whole { bytes, .. } => {
-                Box::pin(futures::stream::once(async move { Ok(bytes) }))
-            }
-            QueryBody::Streamed(stream) => stream,
+        let (chunks, truncated): (AnswerStream, bool) = match body {
+            QueryBody::Whole {
+                bytes, truncated, ..
+            } => (
+                Box::pin(futures::stream::once(async move { Ok(bytes) })),
+                truncated,
+            ),
+            // A streamed answer cut at a limit already ends with an error (gateway::query).
+            QueryBody::Streamed(stream) => (stream, false),
         };
         Decoding {
             chunks,
             decoder: StreamDecoder::new(),
             ready: VecDeque::new(),
             ended: false,
+            truncated,
         }
     }
 
@@ -59,6 +66,13 @@ impl Decoding {
             Some(Err(e)) => Err(FlightError::ExternalError(Box::new(e))),
             None => {
                 self.decoder.finish()?;
+                // SECURITY: Flight has no place to say "cut": a cut answer ends in an error.
+                if self.truncated {
+                    return Err(FlightError::Tonic(Box::new(Status::out_of_range(
+                        "answer_truncated: the answer reached the hub's row or byte limit \
+                         ([limits] max_result_rows, max_result_bytes): ask for fewer rows",
+                    ))));
+                }
                 Ok(false)
             }
         }

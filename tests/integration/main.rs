@@ -19,6 +19,7 @@ mod cli;
 mod clients;
 mod engine;
 mod faults;
+mod flight;
 mod foundation;
 mod hostile;
 mod identity;
