@@ -23,6 +23,36 @@ pub struct FlightConfig {
     /// split before it is sent).
     #[serde(default = "default_max_message")]
     pub max_message_bytes: usize,
+    /// `[flight.client_credentials]`: the Handshake's `Basic client_id:secret`, exchanged for
+    /// an access token at one trusted issuer's token endpoint. Absent (the default): Basic is
+    /// refused.
+    #[serde(default)]
+    pub client_credentials: Option<ClientCredentialsConfig>,
+}
+
+/// `[flight.client_credentials]`: which issuer exchanges a client's credentials for a token.
+///
+/// Only the OAuth 2.0 client-credentials grant is ever sent: a person's password is never
+/// exchanged (no password grant exists here).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentialsConfig {
+    /// The issuer, by its `[[identity.issuers]]` name or URL: its discovery document gives the
+    /// token endpoint, and the token it returns must be its own.
+    pub issuer: String,
+    /// RFC 8707 `resource` sent with the grant (e.g. `urn:passerelle`), if the issuer needs one.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// `scope` sent with the grant, if any.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// Exchanges in flight at once, for the whole gateway; a Handshake beyond is told to retry.
+    #[serde(default = "default_max_concurrent_exchanges")]
+    pub max_concurrent: usize,
+}
+
+fn default_max_concurrent_exchanges() -> usize {
+    4
 }
 
 impl Default for FlightConfig {
@@ -31,6 +61,7 @@ impl Default for FlightConfig {
             listen: None,
             statement_ttl_secs: default_statement_ttl(),
             max_message_bytes: default_max_message(),
+            client_credentials: None,
         }
     }
 }
@@ -49,6 +80,14 @@ impl FlightConfig {
             problems.push((
                 "flight.max_message_bytes".into(),
                 "must be between 65536 and 268435456".into(),
+            ));
+        }
+        if let Some(exchange) = &self.client_credentials
+            && !(1..=64).contains(&exchange.max_concurrent)
+        {
+            problems.push((
+                "flight.client_credentials.max_concurrent".into(),
+                "must be between 1 and 64".into(),
             ));
         }
         problems

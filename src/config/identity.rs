@@ -192,6 +192,13 @@ impl IssuerConfig {
 }
 
 impl IdentityConfig {
+    /// The trusted issuer called `name` in policies, or whose URL is `name`.
+    pub fn issuer_named(&self, name: &str) -> Option<&IssuerConfig> {
+        self.issuers
+            .iter()
+            .find(|i| i.policy_name() == name || i.issuer == name)
+    }
+
     /// Checks that need nothing but this section: `(key, message)` per problem.
     pub fn problems(&self) -> Vec<(String, String)> {
         let mut problems = Vec::new();

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 
 pub use audit::AuditConfig;
 pub use data::DataConfig;
-pub use flight::FlightConfig;
+pub use flight::{ClientCredentialsConfig, FlightConfig};
 pub use identity::{
     ALLOWED_ALGORITHMS, ATTRIBUTES, IdentityConfig, IssuerConfig, check_issuer_url,
 };
@@ -191,6 +191,14 @@ impl Config {
         problems.extend(self.identity.problems());
         problems.extend(self.pseudonymisation.problems());
         problems.extend(self.flight.problems());
+        if let Some(exchange) = &self.flight.client_credentials
+            && self.identity.issuer_named(&exchange.issuer).is_none()
+        {
+            problems.push((
+                "flight.client_credentials.issuer".into(),
+                "names no [[identity.issuers]] (by its name or its URL)".into(),
+            ));
+        }
         if self.audit.refusal_window_secs == 0 {
             problems.push((
                 "audit.refusal_window_secs".into(),
@@ -307,6 +315,35 @@ mod tests {
             .find(|p| p.key == "identity.issuers[1].issuer")
             .unwrap();
         assert_eq!(issuer.line, Some(10));
+    }
+
+    #[test]
+    fn the_client_credentials_exchange_names_a_trusted_issuer() {
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = "[[identity.issuers]]\nissuer = \"https://a.example\"\naudience = \"p\"\nname = \"admin\"\n";
+        let unknown = format!(
+            "{MINIMAL}[flight.client_credentials]\nissuer = \"https://b.example\"\nmax_concurrent = 0\n\n{issuer}"
+        );
+        let ConfigError::Invalid(problems) = load(&write(dir.path(), &unknown)).unwrap_err() else {
+            panic!("expected invalid")
+        };
+        let keys: Vec<_> = problems.iter().map(|p| p.key.as_str()).collect();
+        assert!(
+            keys.contains(&"flight.client_credentials.issuer"),
+            "{keys:?}"
+        );
+        assert!(
+            keys.contains(&"flight.client_credentials.max_concurrent"),
+            "{keys:?}"
+        );
+        for name in ["admin", "https://a.example"] {
+            let known =
+                format!("{MINIMAL}[flight.client_credentials]\nissuer = \"{name}\"\n\n{issuer}");
+            let config = load(&write(dir.path(), &known)).unwrap();
+            let exchange = config.flight.client_credentials.unwrap();
+            assert_eq!(exchange.max_concurrent, 4);
+            assert_eq!(exchange.resource, None);
+        }
     }
 
     #[test]

@@ -163,3 +163,22 @@ pub async fn parameter_row(
     arrow::compute::concat_batches(&schema, &rows)
         .map_err(|e| Status::invalid_argument(format!("parameters_invalid: {e}")))
 }
+
+/// `stream`, ended by `CANCELLED` when its principal cancels the statement (`CancelFlightInfo`);
+/// the rest of the answer is dropped, which stops the query (its outcome says so).
+pub fn cancellable(
+    stream: BoxStream<'static, Result<FlightData, Status>>,
+    cancellation: crate::gateway::Cancellation,
+) -> BoxStream<'static, Result<FlightData, Status>> {
+    futures::stream::unfold(Some((stream, cancellation)), |state| async move {
+        let (mut stream, mut cancellation) = state?;
+        tokio::select! {
+            item = stream.next() => item.map(|item| (item, Some((stream, cancellation)))),
+            () = cancellation.cancelled() => Some((
+                Err(Status::cancelled("cancelled: the statement was cancelled (CancelFlightInfo)")),
+                None,
+            )),
+        }
+    })
+    .boxed()
+}

@@ -95,34 +95,40 @@ impl FlightSql {
         kind: AuditKind,
         action: &str,
     ) -> Result<Caller, Status> {
-        let request_id = uuid::Uuid::new_v4().to_string();
-        let client_request_id = request
-            .metadata()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.chars().take(200).collect());
-        let record = RequestRecord::new(kind, request_id.clone(), format!("flight {action}"))
-            .with_client_request_id(client_request_id);
-        // SECURITY: the token leaves the call's metadata here, before anything else sees it.
-        let header = request.metadata_mut().remove("authorization");
-        let authorization = match header.as_ref().map(|v| v.to_str()) {
+        let call = Call::of(request, kind, action);
+        let authorization = match call.authorization.as_ref().map(|v| v.to_str()) {
             None => Authorization::Absent,
             Some(Err(_)) => Authorization::Unreadable,
             Some(Ok(value)) => Authorization::Value(value),
         };
-        let certificate = request
-            .extensions()
-            .get::<Arc<TlsInfo>>()
-            .and_then(|info| info.peer_certificates.first())
-            .map(|der| ClientCertificate::from_der(der));
-        let source = request
-            .extensions()
-            .get::<axum::extract::ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip());
         self.gateway
-            .authenticate(&record, authorization, certificate.as_ref(), source)
+            .authenticate(
+                &call.record,
+                authorization,
+                call.certificate.as_ref(),
+                call.source,
+            )
             .await
-            .map_err(|e| status(&e, &request_id))
+            .map_err(|e| status(&e, &call.record.request_id()))
+    }
+
+    /// The caller behind a Handshake's `Basic` credentials (`encoded`), exchanged by the
+    /// gateway for an access token: the caller and that token.
+    async fn exchanged<T>(
+        &self,
+        request: &mut Request<T>,
+        encoded: &str,
+    ) -> Result<(Caller, String), Status> {
+        let call = Call::of(request, AuditKind::Me, "Handshake");
+        self.gateway
+            .exchange_client_credentials(
+                &call.record,
+                encoded,
+                call.certificate.as_ref(),
+                call.source,
+            )
+            .await
+            .map_err(|e| status(&e, &call.record.request_id()))
     }
 
     /// Settles the record of a call whose use case wrote none (a transport refusal after
@@ -250,6 +256,44 @@ impl FlightSql {
     }
 }
 
+/// What a call carries for authentication, taken off its metadata and extensions.
+struct Call {
+    record: RequestRecord,
+    authorization: Option<tonic::metadata::AsciiMetadataValue>,
+    certificate: Option<ClientCertificate>,
+    source: Option<std::net::IpAddr>,
+}
+
+impl Call {
+    fn of<T>(request: &mut Request<T>, kind: AuditKind, action: &str) -> Call {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let client_request_id = request
+            .metadata()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.chars().take(200).collect());
+        let record = RequestRecord::new(kind, request_id, format!("flight {action}"))
+            .with_client_request_id(client_request_id);
+        // SECURITY: the token leaves the call's metadata here, before anything else sees it.
+        let authorization = request.metadata_mut().remove("authorization");
+        let certificate = request
+            .extensions()
+            .get::<Arc<TlsInfo>>()
+            .and_then(|info| info.peer_certificates.first())
+            .map(|der| ClientCertificate::from_der(der));
+        let source = request
+            .extensions()
+            .get::<axum::extract::ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip());
+        Call {
+            record,
+            authorization,
+            certificate,
+            source,
+        }
+    }
+}
+
 fn arrow_status(e: impl std::fmt::Display) -> Status {
     tracing::error!(error = %e, "a Flight SQL metadata answer could not be built");
     Status::internal("internal: the answer could not be built")
@@ -259,9 +303,10 @@ fn arrow_status(e: impl std::fmt::Display) -> Status {
 impl FlightSqlService for FlightSql {
     type FlightService = FlightSql;
 
-    /// Bearer tokens only: the handshake checks the call's `authorization` and hands the same
-    /// value back in the `authorization` header (as ADBC and JDBC expect). Basic credentials
-    /// (a person's password) are refused.
+    /// A bearer token, checked and handed back in the `authorization` header (as ADBC and
+    /// JDBC expect); or, when `[flight.client_credentials]` is set, `Basic client_id:secret`
+    /// exchanged at that issuer for an access token, checked the same way and handed back as
+    /// the bearer to send from then on. Without that setting, Basic is refused.
     async fn do_handshake(
         &self,
         mut request: Request<Streaming<HandshakeRequest>>,
@@ -269,29 +314,41 @@ impl FlightSqlService for FlightSql {
         Response<Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>>,
         Status,
     > {
-        let bearer = request
+        let value = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let basic = bearer
-            .as_deref()
-            .is_some_and(|v| v.len() >= 6 && v[..6].eq_ignore_ascii_case("basic "));
-        // SECURITY: Basic credentials (a person's password) are never accepted: the gateway
-        // refuses them like any value that is not a bearer token (counted in the refusals'
-        // summary), and the client is told what to send instead.
-        let caller = self
-            .caller(&mut request, AuditKind::Me, "Handshake")
-            .await
-            .map_err(|e| {
-                if basic {
-                    Status::unauthenticated(
-                        "unauthenticated: Basic credentials are not accepted: send `authorization: Bearer <access token>`",
-                    )
-                } else {
-                    e
-                }
-            })?;
+        let basic = value.as_deref().and_then(|v| {
+            v.get(..6)
+                .filter(|s| s.eq_ignore_ascii_case("basic "))
+                .map(|_| v[6..].to_string())
+        });
+        let exchanges = self.gateway.config().flight.client_credentials.is_some();
+        let (caller, bearer) = match basic {
+            Some(encoded) => {
+                // SECURITY: Basic is only ever a client-credentials exchange at the configured
+                // issuer (never a person's password); without one it is refused like any value
+                // that is not a bearer token (counted in the refusals' summary), and the client
+                // is told what to send instead.
+                let (caller, token) = self.exchanged(&mut request, &encoded).await.map_err(|e| {
+                    if !exchanges && e.code() == tonic::Code::Unauthenticated {
+                        Status::unauthenticated(
+                            "unauthenticated: Basic credentials are not accepted: send `authorization: Bearer <access token>`",
+                        )
+                    } else {
+                        e
+                    }
+                })?;
+                (caller, format!("Bearer {token}"))
+            }
+            None => {
+                let caller = self
+                    .caller(&mut request, AuditKind::Me, "Handshake")
+                    .await?;
+                (caller, value.unwrap_or_default())
+            }
+        };
         self.settled(&caller, Ok(())).await?;
         let mut response: Response<
             Pin<Box<dyn Stream<Item = Result<HandshakeResponse, Status>> + Send>>,
@@ -301,7 +358,7 @@ impl FlightSqlService for FlightSql {
                 payload: Default::default(),
             })
         })));
-        if let Some(value) = bearer.and_then(|b| b.parse().ok()) {
+        if let Ok(value) = bearer.parse() {
             response.metadata_mut().insert("authorization", value);
         }
         Ok(response)
@@ -381,7 +438,11 @@ impl FlightSqlService for FlightSql {
             .await
             .map_err(|e| status(&e, &request_id))?;
         let stream = flight_data(answer, self.max_message()).await?;
-        Ok(Response::new(stream))
+        let cancellation = self.gateway.cancellation(&caller, &ticket.statement_handle);
+        Ok(Response::new(super::answer::cancellable(
+            stream,
+            cancellation,
+        )))
     }
 
     async fn get_flight_info_catalogs(
@@ -755,6 +816,61 @@ impl FlightSqlService for FlightSql {
         Err(refused_kind(
             "cancelling by action (close the stream instead)",
         ))
+    }
+
+    /// `CancelFlightInfo`: stops the caller's answers of the statements whose tickets the
+    /// FlightInfo holds (those this gateway streams), which end with `CANCELLED`.
+    async fn do_action_fallback(
+        &self,
+        mut request: Request<arrow_flight::Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        if request.get_ref().r#type != "CancelFlightInfo" {
+            return Err(Status::invalid_argument(format!(
+                "unknown_action: `{}` is not an action of the hub",
+                request
+                    .get_ref()
+                    .r#type
+                    .chars()
+                    .take(80)
+                    .collect::<String>()
+            )));
+        }
+        let caller = self
+            .caller(&mut request, AuditKind::Query, "DoAction CancelFlightInfo")
+            .await?;
+        let cancel = arrow_flight::CancelFlightInfoRequest::decode(&*request.get_ref().body)
+            .map_err(|_| Status::invalid_argument("cancel_invalid: not a CancelFlightInfoRequest"));
+        let cancel = match cancel {
+            Ok(cancel) => cancel,
+            Err(e) => return self.settled(&caller, Err(e)).await,
+        };
+        let handles: Vec<bytes::Bytes> = cancel
+            .info
+            .into_iter()
+            .flat_map(|info| info.endpoint)
+            .filter_map(|endpoint| endpoint.ticket)
+            .filter_map(|ticket| Any::decode(&*ticket.ticket).ok())
+            .filter_map(|any| any.unpack::<TicketStatementQuery>().ok().flatten())
+            .map(|t| t.statement_handle)
+            .collect();
+        let handles: Vec<&[u8]> = handles.iter().map(|h| h.as_ref()).collect();
+        let cancelled = self
+            .gateway
+            .cancel(&caller, &handles)
+            .await
+            .map_err(|e| status(&e, &caller.record().request_id()))?;
+        let status = if cancelled {
+            arrow_flight::CancelStatus::Cancelled
+        } else {
+            arrow_flight::CancelStatus::NotCancellable
+        };
+        let result = arrow_flight::CancelFlightInfoResult::new(status);
+        let body = arrow_flight::Result {
+            body: result.encode_to_vec().into(),
+        };
+        Ok(Response::new(Box::pin(futures::stream::once(async {
+            Ok(body)
+        }))))
     }
 
     async fn do_get_fallback(

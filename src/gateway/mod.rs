@@ -43,7 +43,7 @@ pub use error::{ErrorKind, GatewayError, RateState};
 pub use lookup::{LookupAnswer, LookupRequest};
 pub use query::{AnswerStream, QueryAnswer, QueryBody, QueryRequest};
 pub use record::RequestRecord;
-pub use statement::{MAX_HANDLE_BYTES, PreparedStatement};
+pub use statement::{Cancellation, MAX_HANDLE_BYTES, PreparedStatement};
 
 pub use crate::audit::{AuditKind, Outcome};
 pub use crate::engine::Format;
@@ -100,6 +100,10 @@ pub struct Gateway {
     refusals: Arc<refusals::Refusals>,
     /// Seals the statement handles a transport gives out (Flight SQL tickets).
     sealer: statement::Sealer,
+    /// The answers of sealed statements being streamed, for their principal to cancel.
+    running: Arc<statement::Running>,
+    /// The Flight SQL Handshake's client-credentials exchange, when configured.
+    client_credentials: Option<crate::identity::ClientCredentials>,
     /// The audit trail: every request that reaches authentication is recorded before its
     /// answer leaves.
     audit: AuditLog,
@@ -213,6 +217,13 @@ impl Gateway {
             .purpose_key("statement handles")
             .and_then(|key| statement::Sealer::new(&key))
             .ok_or_else(|| std::io::Error::other("cannot derive the statement handles' key"))?;
+        let client_credentials = config
+            .flight
+            .client_credentials
+            .as_ref()
+            .map(|exchange| crate::identity::ClientCredentials::new(&config.identity, exchange))
+            .transpose()
+            .map_err(std::io::Error::other)?;
         Ok(Self {
             config,
             identity,
@@ -225,6 +236,8 @@ impl Gateway {
             lookup_limits: lookup::LookupLimits::default(),
             refusals,
             sealer,
+            running: Arc::default(),
+            client_credentials,
             audit,
         })
     }

@@ -12,11 +12,15 @@
 //! Must never: put SQL or any identity in clear in a handle, accept a handle for another
 //! principal, or run a statement without the full query gate.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
+use tokio::sync::watch;
 
 use super::error::GatewayError;
 use super::query::QueryRequest;
@@ -148,6 +152,65 @@ impl Sealer {
     }
 }
 
+/// Statements being answered on this gateway, by principal and handle: what a client's
+/// `CancelFlightInfo` may stop. Only the principal a statement was sealed for can cancel it;
+/// a gateway knows only the answers it streams itself.
+#[derive(Default)]
+pub struct Running {
+    streams: Mutex<HashMap<RunningKey, Vec<Stopper>>>,
+    next: AtomicU64,
+}
+
+/// A running answer's principal (its share key) and the SHA-256 of its handle.
+type RunningKey = (String, [u8; 32]);
+
+/// One running answer on this gateway: its id and the switch that cancels it.
+type Stopper = (u64, watch::Sender<bool>);
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Running").finish_non_exhaustive()
+    }
+}
+
+fn running_key(caller: &Caller, handle: &[u8]) -> RunningKey {
+    (caller.share_key(), sha2::Sha256::digest(handle).into())
+}
+
+/// One answer's cancellation: resolves [`Cancellation::cancelled`] when its principal cancels
+/// its statement; leaves the registry when dropped.
+pub struct Cancellation {
+    running: Arc<Running>,
+    key: RunningKey,
+    id: u64,
+    cancelled: watch::Receiver<bool>,
+}
+
+impl Cancellation {
+    /// Resolves once the statement is cancelled (never, otherwise).
+    pub async fn cancelled(&mut self) {
+        if self.cancelled.wait_for(|c| *c).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+impl Drop for Cancellation {
+    fn drop(&mut self) {
+        let mut streams = self
+            .running
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(list) = streams.get_mut(&self.key) {
+            list.retain(|(id, _)| *id != self.id);
+            if list.is_empty() {
+                streams.remove(&self.key);
+            }
+        }
+    }
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -252,6 +315,49 @@ impl Gateway {
             format: Format::ArrowIpc,
         };
         self.query(caller, request).await
+    }
+
+    /// Registers the answer being streamed for `caller` from the statement in `handle`, so that
+    /// [`Gateway::cancel`] can stop it.
+    pub fn cancellation(&self, caller: &Caller, handle: &[u8]) -> Cancellation {
+        let key = running_key(caller, handle);
+        let id = self.running.next.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = watch::channel(false);
+        self.running
+            .streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .push((id, tx));
+        Cancellation {
+            running: self.running.clone(),
+            key,
+            id,
+            cancelled: rx,
+        }
+    }
+
+    /// Cancels the answers this gateway streams for `caller` from the statements in `handles`:
+    /// true when one was running. Another principal's statements are out of reach.
+    pub async fn cancel(&self, caller: &Caller, handles: &[&[u8]]) -> Result<bool, GatewayError> {
+        let mut cancelled = false;
+        {
+            let streams = self
+                .running
+                .streams
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            for handle in handles {
+                // SECURITY: the key holds the caller's principal: no one cancels another's.
+                if let Some(list) = streams.get(&running_key(caller, handle)) {
+                    for (_, tx) in list {
+                        cancelled |= tx.send(true).is_ok();
+                    }
+                }
+            }
+        }
+        caller.record.settle(&self.audit, Ok(cancelled)).await
     }
 
     /// Binds `row` (one row: a value per placeholder, `$1` first) to the statement sealed in

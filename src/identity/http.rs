@@ -1,5 +1,6 @@
 //! The HTTP client identity uses to reach issuers: redirects off (an issuer that redirects its
-//! discovery or JWKS elsewhere is refused), short timeouts, bounded bodies, optional extra CA.
+//! discovery, JWKS or token endpoint elsewhere is refused), short timeouts, bounded bodies,
+//! optional extra CA.
 
 use std::time::Duration;
 
@@ -46,12 +47,35 @@ pub enum FetchError {
 
 /// GETs `url` and returns its body, bounded in size; any non-200 status is an error.
 pub async fn get_bounded(client: &reqwest::Client, url: &str) -> Result<Vec<u8>, FetchError> {
-    let mut response = client
+    let response = client
         .get(url)
         .header(reqwest::header::ACCEPT, "application/json")
         .send()
         .await
         .map_err(|e| FetchError::Request(without_url(&e)))?;
+    read_bounded(response).await
+}
+
+/// POSTs `form` to `url` with HTTP Basic client authentication (`basic`, already encoded) and
+/// returns the body, bounded in size; any non-200 status is an error.
+pub async fn post_form_bounded(
+    client: &reqwest::Client,
+    url: &str,
+    basic: &str,
+    form: &[(&str, &str)],
+) -> Result<Vec<u8>, FetchError> {
+    let response = client
+        .post(url)
+        .header(reqwest::header::ACCEPT, "application/json")
+        .header(reqwest::header::AUTHORIZATION, format!("Basic {basic}"))
+        .form(form)
+        .send()
+        .await
+        .map_err(|e| FetchError::Request(without_url(&e)))?;
+    read_bounded(response).await
+}
+
+async fn read_bounded(mut response: reqwest::Response) -> Result<Vec<u8>, FetchError> {
     if response.status() != reqwest::StatusCode::OK {
         return Err(FetchError::Status(response.status().as_u16()));
     }

@@ -8,6 +8,7 @@
 //! stays missing, so rules that need it deny), log or return a token, or tell a client *why* a
 //! token was refused (every refusal is the same 401; the cause is logged with the request id).
 
+mod exchange;
 mod http;
 mod keys;
 mod token;
@@ -21,6 +22,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::config::IdentityConfig;
+pub use exchange::{ClientCredentials, ExchangeError};
 pub use keys::{IssuerStatus, JwksKeyStore};
 pub use token::TokenValidator;
 

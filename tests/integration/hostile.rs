@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::support::child::ChildGateway;
+use crate::support::flight::FlightClient;
+use crate::support::hub;
 
 /// The process memory ceiling given to the child (`limits.process_memory_mb`).
 const CEILING_MB: u64 = 2048;
@@ -258,8 +260,33 @@ fn trail_text(gw: &ChildGateway) -> String {
         .unwrap_or_default()
 }
 
+/// The door the hostile researcher knocks at: the same corpus, the same expectations.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Door {
+    Https,
+    Flight,
+}
+
+/// The answer an HTTPS status stands for over Flight SQL, read back as HTTP by the test
+/// client: a query the hub will not run (422) is `INVALID_ARGUMENT`, as a bad one (400).
+fn over(door: Door, status: u16) -> u16 {
+    match (door, status) {
+        (Door::Flight, 422) => 400,
+        (_, status) => status,
+    }
+}
+
 #[tokio::test]
 async fn hostile_queries_end_in_clear_refusals_while_the_hub_stays_live() {
+    hostile_queries_through(Door::Https).await;
+}
+
+#[tokio::test]
+async fn hostile_queries_over_flight_end_in_clear_refusals_while_the_hub_stays_live() {
+    hostile_queries_through(Door::Flight).await;
+}
+
+async fn hostile_queries_through(door: Door) {
     let ceiling = CEILING_MB.to_string();
     let mut gw = ChildGateway::start(&[
         ("PASSERELLE_LIMITS__PROCESS_MEMORY_MB", ceiling.as_str()),
@@ -268,21 +295,42 @@ async fn hostile_queries_end_in_clear_refusals_while_the_hub_stays_live() {
     ])
     .await;
     let token = gw.token("chercheuse-diabete");
+    let mut flight = match door {
+        Door::Https => None,
+        Door::Flight => {
+            Some(FlightClient::connect(gw.flight_addr().await, &hub().ca_pem(), &token).await)
+        }
+    };
     let stop = Arc::new(AtomicBool::new(false));
     let prober = probe_liveness(&gw, stop.clone());
     let mut ids = Vec::new();
     let mut wrong = Vec::new();
     for (what, sql, expected) in corpus() {
         let started = Instant::now();
-        let r = gw
-            .post_json("/v1/query", &token, &json!({ "sql": sql }))
-            .await;
-        let got = r.status().as_u16();
-        ids.push(r.headers()["x-request-id"].to_str().unwrap().to_string());
-        let body: Value = r.json().await.unwrap_or(Value::Null);
+        let (got, body, id) = match flight.as_mut() {
+            Some(flight) => flight.post_recorded(&sql).await,
+            None => {
+                let r = gw
+                    .post_json("/v1/query", &token, &json!({ "sql": sql }))
+                    .await;
+                let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+                (
+                    r.status().as_u16(),
+                    r.json().await.unwrap_or(Value::Null),
+                    Some(id),
+                )
+            }
+        };
+        match id {
+            Some(id) => ids.push(id),
+            None => wrong.push(format!("{what}: the answer carries no request id")),
+        }
         let detail = body["detail"].as_str().unwrap_or_default().to_string();
         let code = body["code"].as_str().unwrap_or_default();
-        if !expected.contains(&(got, code)) {
+        if !expected
+            .iter()
+            .any(|(status, c)| (over(door, *status), *c) == (got, code))
+        {
             wrong.push(format!(
                 "{what}: expected one of {expected:?}, got {got} {body} after {:?}",
                 started.elapsed()
@@ -334,6 +382,15 @@ async fn hostile_queries_end_in_clear_refusals_while_the_hub_stays_live() {
         )
         .await;
     assert_eq!(r.status(), 200, "a plain query still answers");
+    if let Some(flight) = flight.as_mut() {
+        let answer = flight
+            .query("SELECT count(*) AS n FROM sante.sejours")
+            .await;
+        assert!(
+            answer.is_ok(),
+            "a plain query still answers over Flight: {answer:?}"
+        );
+    }
 }
 
 /// One researcher floods the hub: beyond its share it gets 503 with `Retry-After` at once,
@@ -388,6 +445,56 @@ async fn one_researcher_cannot_fill_the_hub() {
             }
             200 | 504 => {}
             other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert!(
+        busy >= 4,
+        "only the researcher's share runs: {busy} refused of 6"
+    );
+}
+
+/// The same flood over Flight SQL: beyond the researcher's share, `RESOURCE_EXHAUSTED busy`
+/// with `retry-after` at once; another researcher is answered over HTTPS meanwhile (one
+/// admission behind both doors).
+#[tokio::test]
+async fn one_researcher_cannot_fill_the_hub_over_flight() {
+    let gw = ChildGateway::start(&[("PASSERELLE_LIMITS__QUERY_TIMEOUT_SECS", "6")]).await;
+    let hostile = gw.token("chercheuse-diabete");
+    let other = gw.token("chercheur-emploi");
+    let addr = gw.flight_addr().await;
+    let flood = "SELECT count(*) FROM sante.sejours a, sante.sejours b, sante.sejours c, \
+                 sante.sejours d";
+    let mut running = Vec::new();
+    for _ in 0..6 {
+        let token = hostile.clone();
+        running.push(tokio::spawn(async move {
+            let mut client = FlightClient::connect(addr, &hub().ca_pem(), &token).await;
+            client.query(flood).await.map(|_| ())
+        }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = gw
+        .post_json(
+            "/v1/query",
+            &other,
+            &json!({"sql": "SELECT count(*) AS n FROM sante.sejours"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    let mut busy = 0;
+    for task in running {
+        match task.await.unwrap() {
+            Err(status) if status.code() == tonic::Code::ResourceExhausted => {
+                busy += 1;
+                assert!(status.message().starts_with("busy:"), "{status:?}");
+                assert!(
+                    status.metadata().get("retry-after").is_some(),
+                    "a busy answer says when to retry"
+                );
+            }
+            Ok(()) => {}
+            Err(status) if status.code() == tonic::Code::DeadlineExceeded => {}
+            Err(other) => panic!("unexpected {other:?}"),
         }
     }
     assert!(

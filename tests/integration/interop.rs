@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::support::flight::FlightClient;
 use crate::support::issuer::TestIssuer;
 use crate::support::{TestServer, trust};
 
@@ -67,44 +68,11 @@ async fn client_credentials_token_from_oidc_provider_is_accepted_beside_a_second
     };
     passerelle::install_crypto_provider();
     // A client-credentials token from the certified provider.
-    let http = reqwest::Client::new();
-    let token: serde_json::Value = http
-        .post(format!("{}/token", provider.issuer))
-        .basic_auth(
-            "caf-si-prestations",
-            Some("interop-test-secret-not-a-real-one"),
-        )
-        .form(&[
-            ("grant_type", "client_credentials"),
-            ("resource", "urn:passerelle"),
-            ("scope", "lookup"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let access_token = token["access_token"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no access token: {token}"))
-        .to_string();
+    let access_token = client_credentials_token(&provider).await;
 
     // The gateway trusts the provider and the in-test issuer at the same time.
     let second = TestIssuer::start().await;
-    // Each is trusted for what it asserts (the provider: organisations; the in-test issuer:
-    // research groups), so that no demo rule could be satisfied by both.
-    let mut researchers = trust(&second.issuer());
-    researchers.claims = vec!["groups".into()];
-    let server = TestServer::start(vec![researchers, {
-        // Its JWT access tokens are RFC 9068 `at+jwt`: only those are taken.
-        let mut real =
-            passerelle::config::IssuerConfig::new(provider.issuer.clone(), "urn:passerelle")
-                .asserting("oidc-provider", &["organisation"]);
-        real.require_typ = Some("at+jwt".into());
-        real
-    }])
-    .await;
+    let server = TestServer::start(vec![researchers_of(&second), provider_issuer(&provider)]).await;
     server.wait_ready(Duration::from_secs(20)).await;
 
     let me = server.get("/v1/me", Some(&access_token)).await;
@@ -126,4 +94,198 @@ async fn client_credentials_token_from_oidc_provider_is_accepted_beside_a_second
     // The same token with its signature cut is refused.
     let truncated = &access_token[..access_token.len() - 4];
     assert_eq!(server.get("/v1/me", Some(truncated)).await.status(), 401);
+}
+
+/// A client-credentials token of the provider's client `caf-si-prestations`.
+async fn client_credentials_token(provider: &NodeProvider) -> String {
+    let token: serde_json::Value = reqwest::Client::new()
+        .post(format!("{}/token", provider.issuer))
+        .basic_auth(CLIENT_ID, Some(CLIENT_SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("resource", "urn:passerelle"),
+            ("scope", "lookup"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    token["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access token: {token}"))
+        .to_string()
+}
+
+const CLIENT_ID: &str = "caf-si-prestations";
+const CLIENT_SECRET: &str = "interop-test-secret-not-a-real-one";
+
+/// The in-test issuer, trusted for research groups only, so that no demo rule could be
+/// satisfied by both it and the provider.
+fn researchers_of(second: &TestIssuer) -> passerelle::config::IssuerConfig {
+    let mut researchers = trust(&second.issuer());
+    researchers.claims = vec!["groups".into()];
+    researchers
+}
+
+/// The provider, trusted for organisations; its JWT access tokens are RFC 9068 `at+jwt`: only
+/// those are taken.
+fn provider_issuer(provider: &NodeProvider) -> passerelle::config::IssuerConfig {
+    let mut real = passerelle::config::IssuerConfig::new(provider.issuer.clone(), "urn:passerelle")
+        .asserting("oidc-provider", &["organisation"]);
+    real.require_typ = Some("at+jwt".into());
+    real
+}
+
+/// ADBC's and JDBC's `username`/`password` over Flight SQL: the Handshake's `Basic
+/// client_id:secret` is exchanged at the configured issuer (oidc-provider) with the
+/// client-credentials grant, and the client gets that issuer's access token back as its bearer;
+/// a wrong secret, or the same credentials on a gateway without the setting, are refused.
+#[tokio::test]
+async fn flight_handshake_exchanges_client_credentials_at_the_configured_issuer() {
+    let Some(provider) = start_provider() else {
+        return;
+    };
+    passerelle::install_crypto_provider();
+    let second = TestIssuer::start().await;
+    let mut config = crate::support::hub().config();
+    config.identity.issuers = vec![researchers_of(&second), provider_issuer(&provider)];
+    config.flight.listen = Some("127.0.0.1:0".parse().unwrap());
+    config.flight.client_credentials = Some(passerelle::config::ClientCredentialsConfig {
+        issuer: "oidc-provider".into(),
+        resource: Some("urn:passerelle".into()),
+        scope: Some("lookup".into()),
+        max_concurrent: 4,
+    });
+    let server = TestServer::start_with(config.clone()).await;
+    server.wait_ready(Duration::from_secs(20)).await;
+    let flight = server.flight.unwrap();
+    let ca = crate::support::hub().ca_pem();
+
+    let mut client = FlightClient::connect_with_credentials(flight, &ca, CLIENT_ID, CLIENT_SECRET)
+        .await
+        .unwrap();
+    let token = client.token().unwrap().to_string();
+    assert_eq!(
+        token.split('.').count(),
+        3,
+        "a JWT access token is handed back"
+    );
+    // The token is the provider's, for this client: the gateway takes it on HTTPS too.
+    let me: serde_json::Value = server
+        .get("/v1/me", Some(&token))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["principal"]["issuer"], provider.issuer, "{me}");
+    assert_eq!(me["principal"]["subject"], CLIENT_ID, "{me}");
+    // And the Flight client carries on with it.
+    client.catalogs().await.unwrap();
+
+    // A wrong secret: refused, with the one answer for every refused credential.
+    let wrong = FlightClient::connect_with_credentials(flight, &ca, CLIENT_ID, "not-the-secret")
+        .await
+        .err()
+        .unwrap();
+    assert!(wrong.contains("invalid_token"), "{wrong}");
+    assert!(!wrong.contains("not-the-secret"), "{wrong}");
+    // A client the issuer does not know: the same answer.
+    let unknown = FlightClient::connect_with_credentials(flight, &ca, "personne", "x")
+        .await
+        .err()
+        .unwrap();
+    assert!(unknown.contains("invalid_token"), "{unknown}");
+    // A bearer from the other trusted issuer still goes through the Handshake.
+    let bearer = second.sign("ec-1", &second.claims("chercheur"));
+    FlightClient::connect(flight, &ca, &bearer)
+        .await
+        .catalogs()
+        .await
+        .unwrap();
+    adbc_connects_with_client_credentials(flight, &ca).await;
+    drop(server);
+
+    // The same credentials on a gateway without `[flight.client_credentials]`: Basic refused,
+    // and the issuer is never asked.
+    config.flight.client_credentials = None;
+    let plain = TestServer::start_with(config).await;
+    plain.wait_ready(Duration::from_secs(20)).await;
+    let refused = FlightClient::connect_with_credentials(
+        plain.flight.unwrap(),
+        &ca,
+        CLIENT_ID,
+        CLIENT_SECRET,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(
+        refused.contains("Basic credentials are not accepted"),
+        "{refused}"
+    );
+}
+
+/// ADBC's own Flight SQL driver with `username` and `password` (its Basic handshake) against
+/// the gateway at `flight`: connected, it lists its catalogs; a wrong password is refused.
+/// Skipped with a message when the Python clients are missing (required in CI).
+async fn adbc_connects_with_client_credentials(flight: std::net::SocketAddr, ca: &[u8]) {
+    let required = std::env::var("PASSERELLE_CLIENTS").is_ok_and(|v| v == "required");
+    let script = r#"
+import os, sys
+import adbc_driver_flightsql.dbapi as flight_sql
+
+def connect(password):
+    return flight_sql.connect(os.environ["FLIGHT"], db_kwargs={
+        "username": os.environ["CLIENT_ID"], "password": password,
+        "adbc.flight.sql.client_option.tls_root_certs": open(os.environ["CA"]).read(),
+    })
+
+with connect(os.environ["CLIENT_SECRET"]) as conn:
+    catalogs = conn.adbc_get_objects(depth="catalogs").read_all()
+    print("catalogs", catalogs.column("catalog_name").to_pylist())
+try:
+    with connect("not-the-secret") as conn:
+        conn.adbc_get_objects(depth="catalogs").read_all()
+    sys.exit("a wrong secret was accepted")
+except Exception as e:
+    text = str(e)
+    assert "not-the-secret" not in text, text
+    assert "nauthenticated" in text or "invalid_token" in text, text
+    print("refused", type(e).__name__)
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import adbc_driver_flightsql"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        assert!(
+            !required,
+            "PASSERELLE_CLIENTS=required but adbc_driver_flightsql is missing"
+        );
+        eprintln!("skipped the ADBC part: pip install -r tests/clients/requirements.txt");
+        return;
+    }
+    let output = tokio::process::Command::new("python3")
+        .args(["-c", script])
+        .env("FLIGHT", format!("grpc+tls://{flight}"))
+        .env("CA", &ca_file)
+        .env("CLIENT_ID", CLIENT_ID)
+        .env("CLIENT_SECRET", CLIENT_SECRET)
+        .output()
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "ADBC with client credentials:\n{text}"
+    );
+    assert!(text.contains("refused"), "{text}");
 }

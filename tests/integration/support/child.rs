@@ -180,6 +180,29 @@ impl ChildGateway {
         self.base = format!("https://{address}");
     }
 
+    /// The Flight SQL listener's address, from the child's log (waits up to 10 s for it).
+    pub async fn flight_addr(&self) -> std::net::SocketAddr {
+        for _ in 0..200 {
+            let found = self.log().lines().find_map(|line| {
+                let v: Value = serde_json::from_str(line).ok()?;
+                let message = v["fields"]["message"].as_str().or(v["message"].as_str())?;
+                if !message.starts_with("Flight SQL listening") {
+                    return None;
+                }
+                v["fields"]["address"]
+                    .as_str()
+                    .or(v["address"].as_str())?
+                    .parse()
+                    .ok()
+            });
+            if let Some(addr) = found {
+                return addr;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the child opened no Flight SQL listener:\n{}", self.log());
+    }
+
     /// Waits until `/health/ready` answers 200 (panics after `timeout`, with the log).
     pub async fn wait_ready(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
