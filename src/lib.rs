@@ -20,6 +20,7 @@ pub mod lookup;
 pub mod policy;
 pub mod private_fs;
 pub mod pseudonym;
+pub mod secrecy;
 pub mod secret_file;
 pub mod server;
 pub mod telemetry;

@@ -59,6 +59,8 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("identity", &["config", "install_crypto_provider"]),
     ("audit", &["config", "private_fs", "secret_file"]),
     ("pseudonym", &["config", "secret_file"]),
+    // The statistical secret: cells in, a protection out (no microdata, no policy).
+    ("secrecy", &[]),
     ("config", &[]),
     ("telemetry", &[]),
     ("file_stamp", &[]),
@@ -90,6 +92,7 @@ const TRANSPORT_FREE: &[(&str, &[&str])] = &[
     ("identity", &["http"]),
     ("audit", &[]),
     ("pseudonym", &[]),
+    ("secrecy", &[]),
 ];
 
 #[test]

@@ -29,5 +29,6 @@ mod openapi;
 mod policy;
 mod policy_oracle;
 mod pseudonym;
+mod secrecy;
 mod soak;
 mod tpch;

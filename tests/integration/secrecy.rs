@@ -1,0 +1,467 @@
+//! The statistical secret against an independent oracle: tables computed here from random
+//! microdata (rows, distinct units, a magnitude with its contributors), protected by
+//! `passerelle::secrecy::protect`, then attacked with a linear program written here from the
+//! microdata's own relations and solved by the oracle's own simplex (the gateway uses
+//! `good_lp` with microlp). Every primary cell must be protected: a count's interval
+//! reaching the threshold and at least that wide, a magnitude's reaching the margin below and
+//! above; a table that cannot be protected must be refused, never published.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use passerelle::secrecy::{
+    CellFacts, Cube, Dimension, Measure, MeasureKind, PrimaryReason, Profile, ProtectError, Secret,
+    protect,
+};
+use rand::{Rng, SeedableRng};
+
+/// One microdata record: its statistical unit, its value on each dimension, a magnitude.
+struct Record {
+    unit: u32,
+    at: Vec<usize>,
+    amount: f64,
+}
+
+/// Random microdata: `records` rows over dimensions of `sizes`, skewed so that some cells are
+/// small, some units appear in several cells and some cells have a dominant contributor.
+fn microdata(seed: u64, sizes: &[usize], records: usize) -> Vec<Record> {
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let units = (records / 3).max(2) as u32;
+    (0..records)
+        .map(|_| {
+            let at = sizes
+                .iter()
+                .map(|&n| {
+                    // Skewed: the first values are common, the last ones rare.
+                    let x: f64 = rng.random::<f64>();
+                    ((x * x) * n as f64) as usize
+                })
+                .collect();
+            let unit = rng.random_range(0..units);
+            // A few units are giants.
+            let amount = if unit % 17 == 0 {
+                rng.random_range(5_000.0..50_000.0)
+            } else {
+                rng.random_range(10.0..500.0)
+            };
+            Record { unit, at, amount }
+        })
+        .collect()
+}
+
+/// The full table (margins included) of `records`, computed by brute force.
+fn table(
+    sizes: &[usize],
+    records: &[Record],
+) -> (Vec<Dimension>, Vec<Measure>, Vec<(Vec<usize>, CellFacts)>) {
+    let dims: Vec<Dimension> = sizes
+        .iter()
+        .enumerate()
+        .map(|(j, &n)| Dimension {
+            name: format!("d{j}"),
+            values: (0..n).map(|v| format!("v{v}")).collect(),
+        })
+        .collect();
+    let measures = vec![
+        Measure {
+            name: "lignes".into(),
+            kind: MeasureKind::Rows,
+        },
+        Measure {
+            name: "unites".into(),
+            kind: MeasureKind::Units,
+        },
+        Measure {
+            name: "montant".into(),
+            kind: MeasureKind::Sum,
+        },
+    ];
+    let mut cells = Vec::new();
+    for coords in grid(sizes) {
+        let inside: Vec<&Record> = records
+            .iter()
+            .filter(|r| {
+                coords
+                    .iter()
+                    .zip(&r.at)
+                    .zip(sizes)
+                    .all(|((&c, &a), &n)| c == n || c == a)
+            })
+            .collect();
+        let units: HashSet<u32> = inside.iter().map(|r| r.unit).collect();
+        let mut by_unit: HashMap<u32, f64> = HashMap::new();
+        for r in &inside {
+            *by_unit.entry(r.unit).or_default() += r.amount;
+        }
+        let sum: f64 = inside.iter().map(|r| r.amount).sum();
+        let largest = by_unit.values().copied().fold(0.0, f64::max);
+        cells.push((
+            coords,
+            CellFacts {
+                units: units.len() as u64,
+                values: vec![inside.len() as f64, units.len() as f64, sum],
+                largest: vec![0.0, 0.0, largest],
+            },
+        ));
+    }
+    (dims, measures, cells)
+}
+
+/// Every coordinate of a table of `sizes` (each dimension's margin is `size`).
+fn grid(sizes: &[usize]) -> Vec<Vec<usize>> {
+    let mut all = vec![Vec::new()];
+    for &n in sizes {
+        all = all
+            .into_iter()
+            .flat_map(|prefix: Vec<usize>| {
+                (0..=n).map(move |v| {
+                    let mut c = prefix.clone();
+                    c.push(v);
+                    c
+                })
+            })
+            .collect();
+    }
+    all
+}
+
+/// A row of the oracle's program: `coefficients · x (≤ | =) bound`.
+#[derive(Clone, Copy, PartialEq)]
+enum Sense {
+    Le,
+    Eq,
+}
+
+type Row = (Vec<f64>, Sense, f64);
+
+/// The oracle's own solver, independent of the gateway's: a dense two-phase simplex with
+/// Bland's rule (no cycling), for `x ≥ 0`. The optimum of `objective · x` (maximised or
+/// minimised), `None` when unbounded; panics when infeasible (the true values always satisfy
+/// the attacker's relations).
+fn simplex(n: usize, rows: &[Row], objective: &[f64], maximise: bool) -> Option<f64> {
+    const EPS: f64 = 1e-9;
+    let m = rows.len();
+    let slacks = rows.iter().filter(|r| r.1 == Sense::Le).count();
+    let width = n + slacks + m; // originals, slacks/surpluses, artificials (one per row)
+    let rhs = width;
+    let mut t = vec![vec![0.0; width + 1]; m];
+    let mut basis = vec![0; m];
+    let mut slack = n;
+    for (i, (a, sense, b)) in rows.iter().enumerate() {
+        let flip = if *b < 0.0 { -1.0 } else { 1.0 };
+        for (j, v) in a.iter().enumerate() {
+            t[i][j] = flip * v;
+        }
+        t[i][rhs] = flip * b;
+        let artificial = n + slacks + i;
+        if *sense == Sense::Le {
+            t[i][slack] = flip;
+            if flip > 0.0 {
+                basis[i] = slack;
+            } else {
+                t[i][artificial] = 1.0;
+                basis[i] = artificial;
+            }
+            slack += 1;
+        } else {
+            t[i][artificial] = 1.0;
+            basis[i] = artificial;
+        }
+    }
+    let is_artificial = |j: usize| j >= n + slacks && j < width;
+    // Maximises `d · x` over the columns allowed; `false` when unbounded.
+    let optimise = |t: &mut Vec<Vec<f64>>,
+                    basis: &mut Vec<usize>,
+                    d: &[f64],
+                    allowed: &dyn Fn(usize) -> bool|
+     -> bool {
+        // Reduced costs, kept up to date at each pivot.
+        let mut reduced: Vec<f64> = (0..width)
+            .map(|j| d[j] - (0..m).map(|i| d[basis[i]] * t[i][j]).sum::<f64>())
+            .collect();
+        for _ in 0..100_000 {
+            let entering = (0..width).find(|&j| allowed(j) && reduced[j] > EPS);
+            let Some(e) = entering else { return true };
+            let mut leaving: Option<usize> = None;
+            for i in 0..m {
+                if t[i][e] > EPS {
+                    let ratio = t[i][rhs] / t[i][e];
+                    let better = match leaving {
+                        None => true,
+                        Some(l) => {
+                            let best = t[l][rhs] / t[l][e];
+                            ratio < best - EPS || (ratio <= best + EPS && basis[i] < basis[l])
+                        }
+                    };
+                    if better {
+                        leaving = Some(i);
+                    }
+                }
+            }
+            let Some(l) = leaving else { return false };
+            let pivot = t[l][e];
+            for v in t[l].iter_mut() {
+                *v /= pivot;
+            }
+            let row = t[l].clone();
+            for (i, r) in t.iter_mut().enumerate() {
+                if i != l && r[e] != 0.0 {
+                    let f = r[e];
+                    for (v, w) in r.iter_mut().zip(&row) {
+                        *v -= f * w;
+                    }
+                }
+            }
+            let f = reduced[e];
+            for (v, w) in reduced.iter_mut().zip(&row) {
+                *v -= f * w;
+            }
+            basis[l] = e;
+        }
+        panic!("the oracle's simplex did not end");
+    };
+    // Phase 1: drive the artificials to zero.
+    let phase1: Vec<f64> = (0..width)
+        .map(|j| if is_artificial(j) { -1.0 } else { 0.0 })
+        .collect();
+    assert!(optimise(&mut t, &mut basis, &phase1, &|_| true));
+    let infeasibility: f64 = (0..m)
+        .filter(|&i| is_artificial(basis[i]))
+        .map(|i| t[i][rhs])
+        .sum();
+    assert!(
+        infeasibility < 1e-7,
+        "the oracle's program is infeasible ({infeasibility})"
+    );
+    // Phase 2: the objective, artificials never entering again.
+    let sign = if maximise { 1.0 } else { -1.0 };
+    let mut d = vec![0.0; width];
+    for (j, c) in objective.iter().enumerate() {
+        d[j] = sign * c;
+    }
+    if !optimise(&mut t, &mut basis, &d, &|j| !is_artificial(j)) {
+        return None;
+    }
+    Some((0..m).map(|i| d[basis[i]] * t[i][rhs]).sum::<f64>() * sign)
+}
+
+/// The oracle's attacker: the interval end of measure `m` of cell `target` given the published
+/// cells (`hidden` false), from relations written here: margins are sums for rows and amounts;
+/// for units, sums along the dimensions where the data adds up, else bounded by the largest part
+/// and the sum; units ≤ rows in each cell. Each measure is counted in its grand total.
+fn oracle_interval(
+    sizes: &[usize],
+    cells: &BTreeMap<Vec<usize>, Vec<f64>>,
+    hidden: &HashSet<Vec<usize>>,
+    target: &[usize],
+    m: usize,
+    maximise: bool,
+) -> Option<f64> {
+    let scale: Vec<f64> = (0..3).map(|k| cells[sizes][k].max(1.0)).collect();
+    let mut vars = HashMap::new();
+    for cell in hidden {
+        for k in 0..3 {
+            let id = vars.len();
+            vars.insert((cell.clone(), k), id);
+        }
+    }
+    let n = vars.len();
+    // Adds `coefficient × value(cell, k)` to a row under construction.
+    let add = |row: &mut Row, cell: &Vec<usize>, k: usize, coefficient: f64| match vars
+        .get(&(cell.clone(), k))
+    {
+        Some(&v) => row.0[v] += coefficient,
+        None => row.2 -= coefficient * cells[cell][k] / scale[k],
+    };
+    let mut rows: Vec<Row> = Vec::new();
+    for (j, &size) in sizes.iter().enumerate() {
+        let units_add = cells.keys().filter(|c| c[j] == size).all(|total| {
+            let parts: f64 = (0..size)
+                .map(|v| {
+                    let mut p = total.clone();
+                    p[j] = v;
+                    cells[&p][1]
+                })
+                .sum();
+            (parts - cells[total][1]).abs() < 1e-9
+        });
+        for total in cells.keys().filter(|c| c[j] == size) {
+            let parts: Vec<Vec<usize>> = (0..size)
+                .map(|v| {
+                    let mut p = total.clone();
+                    p[j] = v;
+                    p
+                })
+                .collect();
+            if !hidden.contains(total) && parts.iter().all(|p| !hidden.contains(p)) {
+                continue;
+            }
+            for k in 0..3 {
+                let equal = k != 1 || units_add;
+                let mut row: Row = (vec![0.0; n], if equal { Sense::Eq } else { Sense::Le }, 0.0);
+                add(&mut row, total, k, 1.0);
+                for p in &parts {
+                    add(&mut row, p, k, -1.0);
+                }
+                rows.push(row);
+                if !equal {
+                    for p in &parts {
+                        let mut row: Row = (vec![0.0; n], Sense::Le, 0.0);
+                        add(&mut row, p, k, 1.0);
+                        add(&mut row, total, k, -1.0);
+                        rows.push(row);
+                    }
+                }
+            }
+        }
+    }
+    for cell in hidden {
+        let mut row: Row = (vec![0.0; n], Sense::Le, 0.0);
+        add(&mut row, cell, 1, scale[1]);
+        add(&mut row, cell, 0, -scale[0]);
+        rows.push(row);
+    }
+    rows.retain(|r| r.0.iter().any(|v| *v != 0.0));
+    let mut objective = vec![0.0; n];
+    objective[vars[&(target.to_vec(), m)]] = 1.0;
+    simplex(n, &rows, &objective, maximise).map(|v| v * scale[m])
+}
+
+/// Protects the table of `records` and checks it against the oracle: `Ok(cells hidden)`, or
+/// the refusal.
+fn protect_and_check(
+    sizes: &[usize],
+    records: &[Record],
+    profile: &Profile,
+) -> Result<usize, ProtectError> {
+    let (dims, measures, facts) = table(sizes, records);
+    let cells: BTreeMap<Vec<usize>, Vec<f64>> = facts
+        .iter()
+        .map(|(c, f)| (c.clone(), f.values.clone()))
+        .collect();
+    let facts_by: HashMap<Vec<usize>, CellFacts> = facts.iter().cloned().collect();
+    let cube = Cube::new(dims, measures, facts).unwrap();
+    let protection = protect(&cube, profile)?;
+    let hidden: HashSet<Vec<usize>> = (0..cube.len())
+        .filter(|&i| protection.secrets[i].is_some())
+        .map(|i| cube.coords(i))
+        .collect();
+    for i in 0..cube.len() {
+        let coords = cube.coords(i);
+        let facts = &facts_by[&coords];
+        // The primary rules, recomputed here.
+        let small = facts.units > 0 && facts.units < profile.min_units;
+        let dominated = profile
+            .dominance
+            .is_some_and(|d| facts.values[2] > 0.0 && facts.largest[2] > d * facts.values[2]);
+        match protection.secrets[i] {
+            Some(Secret::Primary(reason)) => {
+                assert!(
+                    small || dominated,
+                    "{coords:?} is no primary secret: {facts:?}"
+                );
+                assert_eq!(reason == PrimaryReason::TooFewUnits, small, "{coords:?}");
+            }
+            _ => assert!(
+                !small && !dominated,
+                "{coords:?} should be a primary secret: {facts:?}"
+            ),
+        }
+        if !(small || dominated) {
+            continue;
+        }
+        // Counts protected by the threshold (small cells), magnitudes by the margin (all).
+        let threshold = profile.min_units as f64;
+        if small {
+            for k in [0, 1] {
+                let low = oracle_interval(sizes, &cells, &hidden, &coords, k, false).unwrap_or(0.0);
+                let high = oracle_interval(sizes, &cells, &hidden, &coords, k, true)
+                    .unwrap_or(f64::INFINITY);
+                let (low, high) = ((low - 1e-4).ceil().max(0.0), (high + 1e-4).floor());
+                assert!(
+                    high >= threshold && high - low >= threshold,
+                    "{coords:?} measure {k} = {} narrowed to [{low}, {high}]",
+                    facts.values[k]
+                );
+            }
+        }
+        let v = facts.values[2];
+        if v > 0.0 {
+            let low = oracle_interval(sizes, &cells, &hidden, &coords, 2, false).unwrap_or(0.0);
+            let high =
+                oracle_interval(sizes, &cells, &hidden, &coords, 2, true).unwrap_or(f64::INFINITY);
+            let margin = profile.magnitude_margin * v;
+            let slack = 1e-4 * v.max(1.0);
+            assert!(
+                low <= v - margin + slack && high >= v + margin - slack,
+                "{coords:?} amount {v} narrowed to [{low}, {high}]"
+            );
+        }
+    }
+    Ok(hidden.len())
+}
+
+/// Random tables of two and three dimensions under a business-like profile (counts and
+/// dominance): every one protected as the oracle checks, or refused.
+#[test]
+fn every_protected_table_withstands_the_oracles_attack() {
+    let profile = Profile {
+        min_units: 4,
+        ..Profile::named("business").unwrap()
+    };
+    let mut refused = 0;
+    let mut hidden = 0;
+    let cases: Vec<(u64, Vec<usize>, usize)> = (0..16u64)
+        .map(|seed| {
+            let sizes = if seed % 2 == 0 {
+                vec![3 + (seed as usize % 4), 2 + (seed as usize % 3)]
+            } else {
+                vec![3, 2 + (seed as usize % 3), 2]
+            };
+            (seed, sizes, 60 + 25 * seed as usize)
+        })
+        .collect();
+    for (seed, sizes, records) in &cases {
+        let data = microdata(*seed, sizes, *records);
+        match protect_and_check(sizes, &data, &profile) {
+            Ok(n) => hidden += n,
+            Err(ProtectError::Unprotectable { .. }) => refused += 1,
+            Err(e) => panic!("seed {seed}: {e}"),
+        }
+    }
+    assert!(hidden > 0, "the cases hide something");
+    assert!(
+        refused * 8 <= cases.len(),
+        "{refused} of {} tables refused",
+        cases.len()
+    );
+}
+
+/// The oracle is no rubber stamp: a small cell hidden alone is given back by its line, and
+/// hidden with a rectangle it is not.
+#[test]
+fn the_oracle_recovers_a_cell_hidden_alone() {
+    let sizes = [2, 3];
+    let inner = [[3.0, 20.0, 30.0], [40.0, 50.0, 60.0]];
+    let mut cells = BTreeMap::new();
+    for coords in grid(&sizes) {
+        let v: f64 = (0..2)
+            .filter(|&r| coords[0] == 2 || coords[0] == r)
+            .flat_map(|r| {
+                (0..3)
+                    .filter(|&c| coords[1] == 3 || coords[1] == c)
+                    .map(move |c| inner[r][c])
+            })
+            .sum();
+        cells.insert(coords, vec![v, v, v]);
+    }
+    let alone: HashSet<Vec<usize>> = [vec![0, 0]].into_iter().collect();
+    for maximise in [false, true] {
+        let end = oracle_interval(&sizes, &cells, &alone, &[0, 0], 0, maximise).unwrap();
+        assert!((end - 3.0).abs() < 1e-6, "{end}");
+    }
+    let rectangle: HashSet<Vec<usize>> = [vec![0, 0], vec![0, 1], vec![1, 0], vec![1, 1]]
+        .into_iter()
+        .collect();
+    let high = oracle_interval(&sizes, &cells, &rectangle, &[0, 0], 0, true).unwrap();
+    assert!((high - 23.0).abs() < 1e-6, "{high}");
+}
