@@ -59,8 +59,9 @@ class Https:
         self.habilitation = habilitation
 
     def run(self, sql):
+        # verify per request: a session's own is overridden by REQUESTS_CA_BUNDLE.
         with self.session.post(HUB + "/v1/query", json={"sql": sql, "habilitation": self.habilitation},
-                               stream=True, timeout=900) as r:
+                               stream=True, timeout=900, verify=CA) as r:
             r.raise_for_status()
             r.raw.decode_content = True
             reader = pa.ipc.open_stream(r.raw)

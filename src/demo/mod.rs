@@ -157,9 +157,9 @@ fn print_tour(
     if let Some(flight) = flight {
         println!();
         println!("# Arrow Flight SQL (ADBC, Python: pip install adbc-driver-flightsql pyarrow)");
-        println!("#   import adbc_driver_flightsql.dbapi as flight_sql, urllib.request");
+        println!("#   import adbc_driver_flightsql.dbapi as flight_sql, json, urllib.request");
         println!(
-            "#   token = urllib.request.urlopen('{}/token/chercheuse-diabete').read().decode()",
+            "#   token = json.load(urllib.request.urlopen('{}/token/chercheuse-diabete'))['access_token']",
             issuer.issuer()
         );
         println!(

@@ -219,7 +219,7 @@ fn best_hypercube(
             corners.push((cell, sign));
         }
         let cells: Vec<usize> = corners.iter().map(|(c, _)| *c).collect();
-        if !used.iter().any(|u| *u == cells) {
+        if !used.contains(&cells) {
             let room = room(cube, profile, reason, p, &corners);
             let cost: f64 = corners
                 .iter()

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Every ```python block of docs/*.md, run against a real hub.
+"""Every ```python block of docs/*.md and README.md, run against a real hub.
 
 Each block runs as a reader would paste it, in a fresh namespace where `token` is the
 researcher's bearer token, with two substitutions: the demo hub's address
@@ -14,6 +14,7 @@ no block is found.
 import glob
 import os
 import sys
+import textwrap
 import time
 import traceback
 
@@ -38,7 +39,8 @@ def python_blocks(path):
                 if fence.startswith("```") and fence[3:].strip().lower() in ("python", "py"):
                     code, start = [], number + 1
             elif fence.startswith("```"):
-                blocks.append((start, "".join(code)))
+                # A block inside a list item is indented with it.
+                blocks.append((start, textwrap.dedent("".join(code))))
                 code = None
             else:
                 code.append(line)
@@ -55,7 +57,7 @@ def localise(code):
 
 
 def main():
-    files = sorted(glob.glob("docs/*.md"))
+    files = sorted(glob.glob("docs/*.md")) + ["README.md"]
     if not files:
         print("no docs/*.md here: run from the repository root")
         return 1

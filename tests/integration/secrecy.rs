@@ -48,11 +48,11 @@ fn microdata(seed: u64, sizes: &[usize], records: usize) -> Vec<Record> {
         .collect()
 }
 
+/// A table as `Cube::new` takes it: dimensions, measures, cells by coordinates.
+type Table = (Vec<Dimension>, Vec<Measure>, Vec<(Vec<usize>, CellFacts)>);
+
 /// The full table (margins included) of `records`, computed by brute force.
-fn table(
-    sizes: &[usize],
-    records: &[Record],
-) -> (Vec<Dimension>, Vec<Measure>, Vec<(Vec<usize>, CellFacts)>) {
+fn table(sizes: &[usize], records: &[Record]) -> Table {
     let dims: Vec<Dimension> = sizes
         .iter()
         .enumerate()
