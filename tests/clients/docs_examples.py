@@ -6,6 +6,9 @@ researcher's bearer token, with two substitutions: the demo hub's address
 `https://127.0.0.1:8443` becomes HUB and `demo-hub/tls/ca.pem` becomes CA. Tracebacks name the
 Markdown file and its own line numbers. Run from the repository root.
 
+A block fenced ```python not-run is shown, not run: it needs a hub set up otherwise than the
+test hub (its text says which test covers it instead).
+
 Environment: HUB (https://127.0.0.1:PORT), CA (PEM of the hub's CA), TOKEN (a researcher's
 bearer token). Prints one line per block, then a summary; exits 1 when a block fails or when
 no block is found.
