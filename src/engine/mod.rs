@@ -21,6 +21,9 @@
 //! `IS NULL`) reach the raw Parquet scan for pruning only (`pushdown`); they are evaluated
 //! again above the barrier. Answers stream through the encoders (`encode`, `answer`).
 //!
+//! Tables of the statistical secret are computed here too (`tables`): the hub's own grouping
+//! queries over a source's raw file, protected by `secrecy` before anyone reads them.
+//!
 //! Not built yet: EXPLAIN (refused: no safe rendering yet).
 
 mod admission;
@@ -42,6 +45,7 @@ mod pushdown;
 mod run;
 mod session;
 mod statement;
+pub mod tables;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::error::ArrowError;

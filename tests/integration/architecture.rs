@@ -51,6 +51,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "policy",
             "private_fs",
             "pseudonym",
+            "secrecy",
         ],
     ),
     ("lookup", &["access", "file_stamp", "policy", "pseudonym"]),

@@ -1,0 +1,410 @@
+//! Tables of the statistical secret, computed by the hub: a table definition's cells from its
+//! source dataset's raw file, protected by `secrecy`, and the published table as one Arrow
+//! batch in which a hidden value is NULL beside its flag (`<measure>_secret`: `primary` or
+//! `secondary`).
+//!
+//! Owns: the grouping-set queries over the raw file (SQL built here from the operator's
+//! definition, one query per set of dimensions and one more per set for the largest
+//! contributors), the cells of the [`Cube`], and the published batch.
+//! Must never: run a reader's SQL over the microdata (only definitions written by operators in
+//! the policy set reach this module), or return a table whose protection did not pass its audit.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use arrow::array::{
+    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, RecordBatch, StringBuilder,
+};
+use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::secrecy::{
+    CellFacts, Cube, Dimension, Measure, MeasureKind, Profile, Protection, protect,
+};
+
+/// A table as an operator defines it.
+#[derive(Debug, Clone)]
+pub struct TableDefinition {
+    /// e.g. `stats.sejours_region_sexe_chapitre`.
+    pub id: String,
+    /// The source dataset's raw file (the hub's own, never an extract).
+    pub source: PathBuf,
+    pub dimensions: Vec<DimensionDefinition>,
+    /// The column of the statistical unit (patient, household, company).
+    pub unit: String,
+    pub measures: Vec<MeasureDefinition>,
+    pub profile: Profile,
+}
+
+/// A dimension: its name in the table and the SQL expression over the source that gives it
+/// (a column, or e.g. `substr(diagnostic, 1, 1)`).
+#[derive(Debug, Clone)]
+pub struct DimensionDefinition {
+    pub name: String,
+    pub expression: String,
+}
+
+/// A measure: a count of rows, a count of distinct units, or the sum of a non-negative column.
+#[derive(Debug, Clone)]
+pub struct MeasureDefinition {
+    pub name: String,
+    pub kind: MeasureKind,
+    /// The summed column (`sum` only).
+    pub column: Option<String>,
+}
+
+/// A table ready to be read: its cells, their protection, and the batch readers get.
+#[derive(Debug, Clone)]
+pub struct PublishedTable {
+    pub id: String,
+    pub cube: Cube,
+    pub protection: Protection,
+    pub batch: RecordBatch,
+}
+
+/// Why a table is not published (for the operator; never for a reader).
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("table `{0}`: the definition is not usable: {1}")]
+    Definition(String, String),
+    #[error("table `{0}`: computing its cells failed: {1}")]
+    Compute(String, String),
+    #[error("table `{0}`: {1}")]
+    Cells(String, crate::secrecy::CubeError),
+    #[error("table `{0}` is not published: {1}")]
+    Unprotected(String, crate::secrecy::ProtectError),
+}
+
+/// The cells of one grouping set, by their labels on its dimensions.
+type Cells = Vec<(Vec<String>, CellFacts)>;
+
+/// Most dimensions a table may have (a query per subset of them).
+pub const MAX_DIMENSIONS: usize = 4;
+
+/// Computes, protects and lays out the table `definition` describes.
+pub async fn build(definition: &TableDefinition) -> Result<PublishedTable, TableError> {
+    let id = definition.id.clone();
+    let bad = |m: String| TableError::Definition(id.clone(), m);
+    if definition.dimensions.is_empty() || definition.dimensions.len() > MAX_DIMENSIONS {
+        return Err(bad(format!("a table has 1 to {MAX_DIMENSIONS} dimensions")));
+    }
+    if definition.measures.is_empty() {
+        return Err(bad("a table has at least one measure".into()));
+    }
+    for m in &definition.measures {
+        if (m.kind == MeasureKind::Sum) != m.column.is_some() {
+            return Err(bad(format!(
+                "measure `{}`: a sum names its column, a count none",
+                m.name
+            )));
+        }
+    }
+    let compute =
+        |e: datafusion::error::DataFusionError| TableError::Compute(id.clone(), e.to_string());
+    let ctx = SessionContext::new();
+    let path = definition.source.to_string_lossy().to_string();
+    ctx.register_parquet("source", &path, ParquetReadOptions::default())
+        .await
+        .map_err(compute)?;
+    let n = definition.dimensions.len();
+    let dims_sql: Vec<String> = definition
+        .dimensions
+        .iter()
+        .map(|d| format!("CAST(({}) AS VARCHAR)", d.expression))
+        .collect();
+    // Rows with no value on a dimension are left out of every cell, margins included, so
+    // that margins stay the totals of their lines.
+    let filter = dims_sql
+        .iter()
+        .map(|d| format!("{d} IS NOT NULL"))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let unit = format!("\"{}\"", definition.unit.replace('"', "\"\""));
+    let mut rows_by_set: Vec<(u32, Cells)> = Vec::new();
+    for set in 0..(1u32 << n) {
+        let grouped: Vec<usize> = (0..n).filter(|j| set & (1 << j) != 0).collect();
+        let keys: Vec<String> = grouped
+            .iter()
+            .map(|&j| format!("{} AS k{j}", dims_sql[j]))
+            .collect();
+        let group_by = if grouped.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "GROUP BY {}",
+                (1..=grouped.len())
+                    .map(|i| i.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        let mut aggregates = vec![
+            "count(*) AS n_rows".to_string(),
+            format!("count(DISTINCT {unit}) AS n_units"),
+        ];
+        for (m, measure) in definition.measures.iter().enumerate() {
+            if let Some(column) = &measure.column {
+                aggregates.push(format!(
+                    "sum(CAST(\"{}\" AS DOUBLE)) AS s{m}",
+                    column.replace('"', "\"\"")
+                ));
+            }
+        }
+        let select: Vec<String> = keys.iter().cloned().chain(aggregates).collect();
+        let sql = format!(
+            "SELECT {} FROM source WHERE {filter} {group_by}",
+            select.join(", ")
+        );
+        let batches = ctx
+            .sql(&sql)
+            .await
+            .map_err(compute)?
+            .collect()
+            .await
+            .map_err(compute)?;
+        // Largest contributor of each sum, per cell.
+        let sums: Vec<usize> = (0..definition.measures.len())
+            .filter(|&m| definition.measures[m].column.is_some())
+            .collect();
+        let mut largest: HashMap<Vec<String>, Vec<f64>> = HashMap::new();
+        if !sums.is_empty() {
+            let inner_keys: Vec<String> = grouped
+                .iter()
+                .map(|&j| format!("{} AS k{j}", dims_sql[j]))
+                .collect();
+            let inner_sums: Vec<String> = sums
+                .iter()
+                .map(|&m| {
+                    format!(
+                        "sum(CAST(\"{}\" AS DOUBLE)) AS u{m}",
+                        definition.measures[m]
+                            .column
+                            .as_deref()
+                            .unwrap_or_default()
+                            .replace('"', "\"\"")
+                    )
+                })
+                .collect();
+            let inner_group = (1..=grouped.len() + 1)
+                .map(|i| i.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let inner = format!(
+                "SELECT {} FROM source WHERE {filter} GROUP BY {inner_group}",
+                inner_keys
+                    .iter()
+                    .cloned()
+                    .chain([format!("{unit} AS unit")])
+                    .chain(inner_sums)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            let outer_keys: Vec<String> = grouped.iter().map(|&j| format!("k{j}")).collect();
+            let outer_max: Vec<String> =
+                sums.iter().map(|&m| format!("max(u{m}) AS l{m}")).collect();
+            let outer_group = if grouped.is_empty() {
+                String::new()
+            } else {
+                format!("GROUP BY {}", outer_keys.join(", "))
+            };
+            let sql = format!(
+                "SELECT {} FROM ({inner}) {outer_group}",
+                outer_keys
+                    .iter()
+                    .cloned()
+                    .chain(outer_max)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            for batch in ctx
+                .sql(&sql)
+                .await
+                .map_err(compute)?
+                .collect()
+                .await
+                .map_err(compute)?
+            {
+                for row in 0..batch.num_rows() {
+                    let key = labels(&batch, grouped.len(), row);
+                    let values = (0..sums.len())
+                        .map(|i| {
+                            batch
+                                .column(grouped.len() + i)
+                                .as_primitive::<Float64Type>()
+                                .value(row)
+                        })
+                        .collect();
+                    largest.insert(key, values);
+                }
+            }
+        }
+        let mut cells = Vec::new();
+        for batch in batches {
+            for row in 0..batch.num_rows() {
+                let key = labels(&batch, grouped.len(), row);
+                let k = grouped.len();
+                let n_rows = batch.column(k).as_primitive::<Int64Type>().value(row) as f64;
+                let n_units = batch.column(k + 1).as_primitive::<Int64Type>().value(row) as u64;
+                let mut values = Vec::new();
+                let mut tops = Vec::new();
+                let mut s = 0;
+                for measure in &definition.measures {
+                    match measure.kind {
+                        MeasureKind::Rows => {
+                            values.push(n_rows);
+                            tops.push(0.0);
+                        }
+                        MeasureKind::Units => {
+                            values.push(n_units as f64);
+                            tops.push(0.0);
+                        }
+                        MeasureKind::Sum => {
+                            let column = batch.column(k + 2 + s);
+                            let column = column.as_primitive::<Float64Type>();
+                            values.push(if column.is_null(row) {
+                                0.0
+                            } else {
+                                column.value(row)
+                            });
+                            tops.push(largest.get(&key).map_or(0.0, |l| l[s]));
+                            s += 1;
+                        }
+                    }
+                }
+                cells.push((
+                    key,
+                    CellFacts {
+                        units: n_units,
+                        values,
+                        largest: tops,
+                    },
+                ));
+            }
+        }
+        rows_by_set.push((set, cells));
+    }
+    // The values of each dimension: those of the finest cells, sorted.
+    let full = (1u32 << n) - 1;
+    let mut values: Vec<Vec<String>> = vec![Vec::new(); n];
+    if let Some((_, cells)) = rows_by_set.iter().find(|(set, _)| *set == full) {
+        for (key, _) in cells {
+            for (j, label) in key.iter().enumerate() {
+                values[j].push(label.clone());
+            }
+        }
+    }
+    for v in &mut values {
+        v.sort();
+        v.dedup();
+    }
+    let dims: Vec<Dimension> = definition
+        .dimensions
+        .iter()
+        .zip(&values)
+        .map(|(d, v)| Dimension {
+            name: d.name.clone(),
+            values: v.clone(),
+        })
+        .collect();
+    if let Some(d) = dims.iter().find(|d| d.values.is_empty()) {
+        return Err(bad(format!(
+            "dimension `{}` has no value in the data",
+            d.name
+        )));
+    }
+    let index: Vec<HashMap<&str, usize>> = values
+        .iter()
+        .map(|v| v.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect())
+        .collect();
+    let mut facts = Vec::new();
+    for (set, cells) in rows_by_set {
+        let grouped: Vec<usize> = (0..n).filter(|j| set & (1 << j) != 0).collect();
+        for (key, cell) in cells {
+            let mut coords: Vec<usize> = dims.iter().map(Dimension::total).collect();
+            for (label, &j) in key.iter().zip(&grouped) {
+                coords[j] = index[j][label.as_str()];
+            }
+            facts.push((coords, cell));
+        }
+    }
+    let measures: Vec<Measure> = definition
+        .measures
+        .iter()
+        .map(|m| Measure {
+            name: m.name.clone(),
+            kind: m.kind,
+        })
+        .collect();
+    let cube = Cube::new(dims, measures, facts).map_err(|e| TableError::Cells(id.clone(), e))?;
+    let protection =
+        protect(&cube, &definition.profile).map_err(|e| TableError::Unprotected(id.clone(), e))?;
+    let batch =
+        publish(&cube, &protection).map_err(|e| TableError::Compute(id.clone(), e.to_string()))?;
+    Ok(PublishedTable {
+        id,
+        cube,
+        protection,
+        batch,
+    })
+}
+
+/// The string keys of a grouping-set row (its first `k` columns).
+fn labels(batch: &RecordBatch, k: usize, row: usize) -> Vec<String> {
+    (0..k)
+        .map(|j| {
+            let column = batch.column(j);
+            match column.as_string_opt::<i32>() {
+                Some(s) => s.value(row).to_string(),
+                None => column.as_string_view().value(row).to_string(),
+            }
+        })
+        .collect()
+}
+
+/// The published batch: every cell (margins labelled `Ensemble`), each measure's value or NULL,
+/// and its flag.
+pub fn publish(
+    cube: &Cube,
+    protection: &Protection,
+) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let mut fields = Vec::new();
+    let mut columns: Vec<ArrayRef> = Vec::new();
+    for (j, dim) in cube.dims().iter().enumerate() {
+        fields.push(Field::new(&dim.name, DataType::Utf8, false));
+        let mut b = StringBuilder::new();
+        for i in 0..cube.len() {
+            b.append_value(dim.label(cube.coords(i)[j]));
+        }
+        columns.push(Arc::new(b.finish()));
+    }
+    for (m, measure) in cube.measures().iter().enumerate() {
+        let hidden = |i: usize| protection.secrets[i].is_some();
+        if measure.kind.is_count() {
+            fields.push(Field::new(&measure.name, DataType::Int64, true));
+            let mut b = Int64Builder::new();
+            for i in 0..cube.len() {
+                b.append_option((!hidden(i)).then(|| cube.value(i, m) as i64));
+            }
+            columns.push(Arc::new(b.finish()));
+        } else {
+            fields.push(Field::new(&measure.name, DataType::Float64, true));
+            let mut b = Float64Builder::new();
+            for i in 0..cube.len() {
+                b.append_option((!hidden(i)).then(|| cube.value(i, m)));
+            }
+            columns.push(Arc::new(b.finish()));
+        }
+        fields.push(Field::new(
+            format!("{}_secret", measure.name),
+            DataType::Utf8,
+            true,
+        ));
+        let mut b = StringBuilder::new();
+        for secret in &protection.secrets {
+            b.append_option(secret.map(|s| s.flag()));
+        }
+        columns.push(Arc::new(b.finish()));
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
