@@ -426,14 +426,7 @@ async fn one_researcher_cannot_fill_the_hub() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Meanwhile another researcher is served.
-    let r = gw
-        .post_json(
-            "/v1/query",
-            &other,
-            &json!({"sql": "SELECT count(*) AS n FROM sante.sejours"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    served_meanwhile(&gw, &other).await;
     let mut busy = 0;
     for task in running {
         let (status, retry, body) = task.await.unwrap();
@@ -451,6 +444,18 @@ async fn one_researcher_cannot_fill_the_hub() {
         busy >= 4,
         "only the researcher's share runs: {busy} refused of 6"
     );
+}
+
+/// Another researcher's query is answered over HTTPS while the flood runs.
+async fn served_meanwhile(gw: &ChildGateway, token: &str) {
+    let r = gw
+        .post_json(
+            "/v1/query",
+            token,
+            &json!({"sql": "SELECT count(*) AS n FROM sante.sejours"}),
+        )
+        .await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
 }
 
 /// The same flood over Flight SQL: beyond the researcher's share, `RESOURCE_EXHAUSTED busy`
@@ -473,14 +478,7 @@ async fn one_researcher_cannot_fill_the_hub_over_flight() {
         }));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let r = gw
-        .post_json(
-            "/v1/query",
-            &other,
-            &json!({"sql": "SELECT count(*) AS n FROM sante.sejours"}),
-        )
-        .await;
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    served_meanwhile(&gw, &other).await;
     let mut busy = 0;
     for task in running {
         match task.await.unwrap() {

@@ -58,6 +58,14 @@ impl FlightClient {
             .execute(sql.to_string(), None)
             .await
             .map_err(status_of)?;
+        self.redeem(info).await
+    }
+
+    /// DoGet of each endpoint of `info`: the schema and every batch, or the status.
+    async fn redeem(
+        &mut self,
+        info: arrow_flight::FlightInfo,
+    ) -> Result<(Option<SchemaRef>, Vec<RecordBatch>), tonic::Status> {
         let mut batches = Vec::new();
         let mut schema = None;
         for endpoint in info.endpoint {
@@ -76,18 +84,18 @@ impl FlightClient {
     /// `GetCatalogs`: the habilitations this caller may use.
     pub async fn catalogs(&mut self) -> Result<Vec<String>, tonic::Status> {
         let info = self.client.get_catalogs().await.map_err(status_of)?;
-        let mut names = Vec::new();
-        for endpoint in info.endpoint {
-            let ticket = endpoint
-                .ticket
-                .ok_or_else(|| tonic::Status::internal("an endpoint without a ticket"))?;
-            let mut stream = self.client.do_get(ticket).await.map_err(status_of)?;
-            while let Some(batch) = stream.try_next().await.map_err(status_of)? {
+        let (_, batches) = self.redeem(info).await?;
+        Ok(batches
+            .iter()
+            .flat_map(|batch| {
                 let column = arrow::array::AsArray::as_string::<i32>(batch.column(0));
-                names.extend(column.iter().flatten().map(str::to_string));
-            }
-        }
-        Ok(names)
+                column
+                    .iter()
+                    .flatten()
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .collect())
     }
 
     /// The FlightInfo of `sql` (its ticket not redeemed yet).
