@@ -64,9 +64,7 @@ impl Gateway {
         self.admit(record, source)?;
         // SECURITY: no configured exchange, no Basic (never a person's password).
         let Some(exchange) = &self.client_credentials else {
-            return self
-                .authenticated(record, Err(AuthError::NotBearer.reason()), source)
-                .map(|caller| (caller, String::new()));
+            return Err(self.refused(record, source, AuthError::NotBearer.reason()));
         };
         match exchange.exchange(encoded).await {
             Ok(token) => {
@@ -101,9 +99,7 @@ impl Gateway {
                     "the identity provider's token endpoint cannot be reached: try again later",
                 ))
             }
-            Err(e) => self
-                .authenticated(record, Err(e.reason()), source)
-                .map(|caller| (caller, String::new())),
+            Err(e) => Err(self.refused(record, source, e.reason())),
         }
     }
 
@@ -152,16 +148,24 @@ impl Gateway {
                     record: record.clone(),
                 })
             }
-            Err(reason) => {
-                // SECURITY: the cause is logged (with the request id, from the span) and
-                // counted, never returned: every refusal gets the same answer. Its evidence is
-                // the window's summary record (source, reason, count), so that a flood of bad
-                // tokens costs bounded disk.
-                tracing::info!(reason, "token refused");
-                self.unheard(record, source, reason);
-                Err(GatewayError::unauthenticated())
-            }
+            Err(reason) => Err(self.refused(record, source, reason)),
         }
+    }
+
+    /// The single refusal of a request whose credentials were refused for `reason`.
+    fn refused(
+        &self,
+        record: &RequestRecord,
+        source: Option<IpAddr>,
+        reason: &'static str,
+    ) -> GatewayError {
+        // SECURITY: the cause is logged (with the request id, from the span) and counted,
+        // never returned: every refusal gets the same answer. Its evidence is the window's
+        // summary record (source, reason, count), so that a flood of bad tokens costs bounded
+        // disk.
+        tracing::info!(reason, "token refused");
+        self.unheard(record, source, reason);
+        GatewayError::unauthenticated()
     }
 
     /// Counts a request that got no caller in the window's summary, for its source.

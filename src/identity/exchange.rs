@@ -147,10 +147,7 @@ impl ClientCredentials {
             issuer: String,
             token_endpoint: String,
         }
-        let url = format!(
-            "{}/.well-known/openid-configuration",
-            self.issuer.trim_end_matches('/')
-        );
+        let url = super::keys::discovery_url(&self.issuer);
         let body = http::get_bounded(&self.client, &url)
             .await
             .map_err(|e| format!("discovery failed: {e}"))?;

@@ -277,7 +277,7 @@ impl JwksKeyStore {
 }
 
 /// `{issuer}/.well-known/openid-configuration` (one slash between them, as OIDC Discovery 4).
-fn discovery_url(issuer: &str) -> String {
+pub(super) fn discovery_url(issuer: &str) -> String {
     format!(
         "{}/.well-known/openid-configuration",
         issuer.trim_end_matches('/')
