@@ -64,10 +64,14 @@ pub struct Attacker<'a> {
     /// simplex's tolerances meaningful, and a sum's rounding far below them).
     scale: Vec<f64>,
     variables: HashMap<(usize, usize), usize>,
+    /// Each variable's true value (scaled): a feasible point of every program.
+    truth: Vec<f64>,
     relations: Vec<Relation>,
     /// Group of each variable, and the relations of each group.
     group: Vec<usize>,
     by_group: HashMap<usize, Vec<usize>>,
+    /// The relations each variable appears in.
+    by_variable: Vec<Vec<usize>>,
 }
 
 impl<'a> Attacker<'a> {
@@ -167,73 +171,225 @@ impl<'a> Attacker<'a> {
         for (i, r) in relations.iter().enumerate() {
             by_group.entry(group[r.terms[0].0]).or_default().push(i);
         }
+        let mut truth = vec![0.0; variables.len()];
+        for (&(cell, m), &v) in &variables {
+            truth[v] = cube.value(cell, m) / scale[m];
+        }
+        let mut by_variable = vec![Vec::new(); variables.len()];
+        for (i, r) in relations.iter().enumerate() {
+            for &(v, _) in &r.terms {
+                if by_variable[v].last() != Some(&i) {
+                    by_variable[v].push(i);
+                }
+            }
+        }
         Attacker {
             cube,
             scale,
             variables,
+            truth,
             relations,
             group,
             by_group,
+            by_variable,
         }
+    }
+
+    /// How far the hidden values can move together along `direction` (`(cell, measure,
+    /// change per unit of t)`, in the measure's own unit) from the truth while every relation
+    /// holds: the interval of `t`, which contains 0 (unbounded ends are infinite). Exact, and
+    /// cheap: one pass over the relations the direction touches. A direction through a
+    /// published cell cannot move.
+    pub fn segment(&self, direction: &[(usize, usize, f64)]) -> (f64, f64) {
+        const EPS: f64 = 1e-12;
+        let mut d: HashMap<usize, f64> = HashMap::new();
+        for &(cell, m, change) in direction {
+            match self.variable(cell, m) {
+                Some(v) => *d.entry(v).or_default() += change / self.scale[m],
+                None if change != 0.0 => return (0.0, 0.0),
+                None => {}
+            }
+        }
+        let (mut low, mut high) = (f64::NEG_INFINITY, f64::INFINITY);
+        let mut bound = |slope: f64, room: f64| {
+            // slope × t ≤ room, with room ≥ 0.
+            if slope > EPS {
+                high = high.min(room / slope);
+            } else if slope < -EPS {
+                low = low.max(room / slope);
+            }
+        };
+        let mut seen = std::collections::HashSet::new();
+        for (&v, &dv) in &d {
+            // Non-negative: −dv × t ≤ truth.
+            bound(-dv, self.truth[v].max(0.0));
+            for &r in &self.by_variable[v] {
+                if !seen.insert(r) {
+                    continue;
+                }
+                let relation = &self.relations[r];
+                let mut at_truth = relation.constant;
+                let mut slope = 0.0;
+                for &(w, coefficient) in &relation.terms {
+                    at_truth += coefficient * self.truth[w];
+                    slope += coefficient * d.get(&w).copied().unwrap_or(0.0);
+                }
+                if relation.equal {
+                    if slope.abs() > EPS {
+                        return (0.0, 0.0);
+                    }
+                } else {
+                    bound(slope, (-at_truth).max(0.0));
+                }
+            }
+        }
+        (low.min(0.0), high.max(0.0))
     }
 
     /// The interval the attacker narrows measure `m` of hidden cell `cell` to (a published
     /// cell: its value).
     pub fn interval(&self, cell: usize, m: usize) -> Result<Interval, AuditError> {
-        let Some(&target) = self.variables.get(&(cell, m)) else {
+        let Some(target) = self.variable(cell, m) else {
             let v = self.cube.value(cell, m);
             return Ok(Interval { low: v, high: v });
         };
-        let low = self.optimum(target, false)?.unwrap_or(0.0).max(0.0);
-        let high = self.optimum(target, true)?.unwrap_or(f64::INFINITY);
+        let low = self.optimum(&[(target, 1.0)], false)?.value;
+        let high = self.optimum(&[(target, 1.0)], true)?.value;
         Ok(Interval {
-            low: low * self.scale[m],
-            high: high * self.scale[m],
+            low: low.unwrap_or(0.0).max(0.0) * self.scale[m],
+            high: high.unwrap_or(f64::INFINITY) * self.scale[m],
         })
     }
 
-    /// The smallest (or largest) value of variable `target`; `None` when unbounded.
-    fn optimum(&self, target: usize, maximise: bool) -> Result<Option<f64>, AuditError> {
-        let group = self.group[target];
+    /// The variable of measure `m` of hidden cell `cell`.
+    fn variable(&self, cell: usize, m: usize) -> Option<usize> {
+        self.variables.get(&(cell, m)).copied()
+    }
+
+    /// The smallest (or largest) value of `Σ weight × variable` over the variables' group (they
+    /// must share one), and a point of the program that reaches it; no value when unbounded.
+    fn optimum(&self, objective: &[(usize, f64)], maximise: bool) -> Result<Optimum, AuditError> {
+        let Some(&(first, _)) = objective.first() else {
+            return Ok(Optimum::default());
+        };
+        let group = self.group[first];
         let relations = self.by_group.get(&group).map(Vec::as_slice).unwrap_or(&[]);
         if relations.is_empty() {
             // No relation bounds it: anything non-negative.
-            return Ok(if maximise { None } else { Some(0.0) });
+            return Ok(Optimum {
+                value: (!maximise).then_some(0.0),
+                point: Vec::new(),
+            });
         }
+        // The program is solved in deviations from the truth (x = truth + y, y free): every
+        // relation holds at y = 0, so the simplex starts from a feasible point instead of
+        // searching for one (that search was most of the time on tables of thousands of cells).
         let mut problem = ProblemVariables::new();
         let mut lp_vars = HashMap::new();
         for &r in relations {
             for &(v, _) in &self.relations[r].terms {
-                lp_vars
-                    .entry(v)
-                    .or_insert_with(|| problem.add(variable().min(0.0)));
+                lp_vars.entry(v).or_insert_with(|| problem.add(variable()));
             }
         }
-        let objective = lp_vars[&target];
+        let mut goal = Expression::from(0.0);
+        for &(v, weight) in objective {
+            goal.add_mul(weight, lp_vars[&v]);
+        }
         let unsolved = if maximise {
-            problem.maximise(objective)
+            problem.maximise(goal.clone())
         } else {
-            problem.minimise(objective)
+            problem.minimise(goal.clone())
         };
         let mut model = unsolved.using(microlp);
         for &r in relations {
             let relation = &self.relations[r];
-            let mut expression = Expression::from(relation.constant);
+            let mut constant = relation.constant;
+            let mut expression = Expression::from(0.0);
             for &(v, coefficient) in &relation.terms {
                 expression.add_mul(coefficient, lp_vars[&v]);
+                constant += coefficient * self.truth[v];
             }
+            // At the truth an equality's constant is 0 and an inequality's at most 0, up to
+            // rounding: never let rounding make y = 0 infeasible.
+            let constant = if relation.equal {
+                0.0
+            } else {
+                constant.min(0.0)
+            };
             model.add_constraint(if relation.equal {
                 expression.eq(0.0)
             } else {
-                expression.leq(0.0)
+                (expression + constant).leq(0.0)
             });
         }
+        // Non-negative values: y ≥ −truth.
+        for (&v, &lp) in &lp_vars {
+            model.add_constraint(Expression::from(lp).geq(-self.truth[v]));
+        }
+        let base: f64 = objective.iter().map(|&(v, w)| w * self.truth[v]).sum();
         match model.solve() {
-            Ok(solution) => Ok(Some(solution.value(objective))),
-            Err(ResolutionError::Unbounded) => Ok(None),
+            Ok(solution) => Ok(Optimum {
+                value: Some(base + solution.eval(&goal)),
+                point: lp_vars
+                    .iter()
+                    .map(|(&v, &lp)| (v, self.truth[v] + solution.value(lp)))
+                    .collect(),
+            }),
+            Err(ResolutionError::Unbounded) => Ok(Optimum::default()),
             Err(e) => Err(AuditError(e.to_string())),
         }
     }
+}
+
+/// What one linear program gave: the optimum (none: unbounded), and the feasible point that
+/// reaches it (every variable of the group).
+#[derive(Default)]
+struct Optimum {
+    value: Option<f64>,
+    point: Vec<(usize, f64)>,
+}
+
+/// The values an attacker cannot exclude, as far as the programs solved so far show: every
+/// feasible point found widens each variable's range. A cell whose witnessed range already
+/// protects it needs no program of its own (its true interval can only be wider).
+struct Witnesses {
+    low: Vec<f64>,
+    high: Vec<f64>,
+    /// Variables found unbounded above.
+    unbounded: Vec<bool>,
+}
+
+impl Witnesses {
+    fn see(&mut self, point: &[(usize, f64)]) {
+        for &(v, x) in point {
+            self.low[v] = self.low[v].min(x);
+            self.high[v] = self.high[v].max(x);
+        }
+    }
+
+    /// The witnessed range of `variable`, in the measure's own unit.
+    fn interval(&self, variable: usize, scale: f64) -> Interval {
+        Interval {
+            low: self.low[variable].max(0.0) * scale,
+            high: if self.unbounded[variable] {
+                f64::INFINITY
+            } else {
+                self.high[variable] * scale
+            },
+        }
+    }
+}
+
+/// Unsettled targets in a group above which the bulk programs (largest and smallest sum) are
+/// worth solving before each target's own.
+const BULK_FROM: usize = 8;
+
+/// A hidden primary value the audit must find protected.
+struct Target {
+    cell: usize,
+    measure: usize,
+    variable: usize,
+    value: f64,
 }
 
 /// The primary cells (of `primaries`) that `hidden` leaves unprotected under `profile`, with the
@@ -244,32 +400,153 @@ pub fn audit(
     primaries: &[Option<PrimaryReason>],
     profile: &Profile,
 ) -> Result<Vec<Finding>, AuditError> {
+    let cells: Vec<usize> = (0..cube.len()).collect();
+    audit_cells(cube, hidden, primaries, profile, &cells, &[])
+}
+
+/// A way the hidden cells may move together without changing anything published (the
+/// corners of a hypercube and their signs): `(cell, ±1)`.
+pub type Move = Vec<(usize, f64)>;
+
+/// [`audit`] restricted to the primary cells among `cells` (hiding more cells only widens an
+/// attacker's intervals, so a cell found protected stays protected when more are hidden).
+///
+/// The attacker's program is solved as few times as the answer allows. Every feasible point
+/// found is a witness: values the attacker cannot exclude. The first witnesses come from
+/// `moves` (the suppression's hypercubes: each is followed as far as every relation allows,
+/// an exact and cheap computation), then, while many targets are unsettled, from the largest
+/// and smallest sum of the targets of each group; a target whose witnessed range already
+/// protects it is done, and only the others get their own programs, whose points serve the
+/// next ones. A target found exposed is always judged on its exact interval (both of its own
+/// programs).
+pub fn audit_cells(
+    cube: &Cube,
+    hidden: &[bool],
+    primaries: &[Option<PrimaryReason>],
+    profile: &Profile,
+    cells: &[usize],
+    moves: &[Move],
+) -> Result<Vec<Finding>, AuditError> {
     let attacker = Attacker::new(cube, hidden);
-    let mut findings = Vec::new();
-    for (cell, reason) in primaries.iter().enumerate() {
-        let Some(reason) = reason else { continue };
+    let mut targets = Vec::new();
+    for &cell in cells {
+        let Some(reason) = primaries[cell] else {
+            continue;
+        };
         if !hidden[cell] {
             return Err(AuditError(format!("primary cell {cell} is published")));
         }
         for (m, measure) in cube.measures().iter().enumerate() {
             let value = cube.value(cell, m);
             let needs = if measure.kind.is_count() {
-                *reason != PrimaryReason::Dominance
+                reason != PrimaryReason::Dominance
             } else {
                 value > 0.0
             };
-            if !needs {
-                continue;
-            }
-            let interval = attacker.interval(cell, m)?;
-            if !protected(measure.kind, value, interval, profile) {
-                findings.push(Finding {
+            if let (true, Some(variable)) = (needs, attacker.variable(cell, m)) {
+                targets.push(Target {
                     cell,
                     measure: m,
+                    variable,
                     value,
-                    interval,
                 });
             }
+        }
+    }
+    // The true values are a feasible point.
+    let mut seen = Witnesses {
+        low: attacker.truth.clone(),
+        high: attacker.truth.clone(),
+        unbounded: vec![false; attacker.variables.len()],
+    };
+    // Witnesses along the moves: the counts together (rows and units move alike, so no cell
+    // gets more units than rows), each sum alone.
+    let measures = cube.measures();
+    let mut kinds: Vec<Vec<usize>> = vec![
+        (0..measures.len())
+            .filter(|&m| measures[m].kind.is_count())
+            .collect(),
+    ];
+    kinds.extend(
+        (0..measures.len())
+            .filter(|&m| !measures[m].kind.is_count())
+            .map(|m| vec![m]),
+    );
+    for corners in moves {
+        for ms in kinds.iter().filter(|ms| !ms.is_empty()) {
+            let direction: Vec<(usize, usize, f64)> = corners
+                .iter()
+                .flat_map(|&(cell, sign)| ms.iter().map(move |&m| (cell, m, sign)))
+                .collect();
+            let (low, high) = attacker.segment(&direction);
+            for t in [low, high] {
+                let mut point = Vec::with_capacity(direction.len());
+                for &(cell, m, sign) in &direction {
+                    let Some(v) = attacker.variable(cell, m) else {
+                        continue;
+                    };
+                    if t.is_infinite() {
+                        if sign * t > 0.0 {
+                            seen.unbounded[v] = true;
+                        }
+                    } else {
+                        point.push((v, attacker.truth[v] + t * sign / attacker.scale[m]));
+                    }
+                }
+                seen.see(&point);
+            }
+        }
+    }
+    let settled = |seen: &Witnesses, t: &Target| {
+        let kind = cube.measures()[t.measure].kind;
+        protected(
+            kind,
+            t.value,
+            seen.interval(t.variable, attacker.scale[t.measure]),
+            profile,
+        )
+    };
+    let mut by_group: HashMap<usize, Vec<(usize, f64)>> = HashMap::new();
+    for t in targets.iter().filter(|t| !settled(&seen, t)) {
+        by_group
+            .entry(attacker.group[t.variable])
+            .or_default()
+            .push((t.variable, 1.0));
+    }
+    for objective in by_group.values().filter(|o| o.len() > BULK_FROM) {
+        for maximise in [true, false] {
+            seen.see(&attacker.optimum(objective, maximise)?.point);
+        }
+    }
+    let mut findings = Vec::new();
+    for t in &targets {
+        let kind = cube.measures()[t.measure].kind;
+        let scale = attacker.scale[t.measure];
+        if protected(kind, t.value, seen.interval(t.variable, scale), profile) {
+            continue;
+        }
+        let up = attacker.optimum(&[(t.variable, 1.0)], true)?;
+        seen.see(&up.point);
+        match up.value {
+            Some(high) => seen.high[t.variable] = seen.high[t.variable].max(high),
+            None => seen.unbounded[t.variable] = true,
+        }
+        if protected(kind, t.value, seen.interval(t.variable, scale), profile) {
+            continue;
+        }
+        let down = attacker.optimum(&[(t.variable, 1.0)], false)?;
+        seen.see(&down.point);
+        if let Some(low) = down.value {
+            seen.low[t.variable] = seen.low[t.variable].min(low);
+        }
+        let interval = seen.interval(t.variable, scale);
+        if !protected(kind, t.value, interval, profile) {
+            findings.push(Finding {
+                cell: t.cell,
+                measure: t.measure,
+                value: t.value,
+                interval,
+            });
         }
     }
     Ok(findings)
@@ -341,6 +618,30 @@ mod tests {
         let hidden = hide(&cube, &[[0, 0], [0, 1]]);
         let findings = audit(&cube, &hidden, &primaries, &profile).unwrap();
         assert_eq!(findings.len(), 1, "{findings:?}");
+    }
+
+    #[test]
+    fn a_move_goes_as_far_as_every_relation_allows() {
+        let cube = counts(&[&[3, 20, 30], &[40, 50, 60]]);
+        let hidden = hide(&cube, &[[0, 0], [0, 1], [1, 0], [1, 1]]);
+        let attacker = Attacker::new(&cube, &hidden);
+        let at = |c: [usize; 2], sign: f64| (cube.index(&c), 0, sign);
+        // The rectangle: (0,0) and (1,1) up by t, (0,1) and (1,0) down: every margin holds;
+        // (0,0) ≥ 0 and (0,1) ≥ 0 bound it.
+        let rectangle = [
+            at([0, 0], 1.0),
+            at([0, 1], -1.0),
+            at([1, 0], -1.0),
+            at([1, 1], 1.0),
+        ];
+        assert_eq!(attacker.segment(&rectangle), (-3.0, 20.0));
+        // Two corners only: the column margins change, so it cannot move at all.
+        assert_eq!(
+            attacker.segment(&[at([0, 0], 1.0), at([0, 1], -1.0)]),
+            (0.0, 0.0)
+        );
+        // Through a published cell: no move.
+        assert_eq!(attacker.segment(&[at([0, 2], 1.0)]), (0.0, 0.0));
     }
 
     #[test]

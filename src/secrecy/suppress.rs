@@ -15,7 +15,7 @@
 
 use serde::Serialize;
 
-use super::audit::{AuditError, Finding, audit};
+use super::audit::{AuditError, Finding, Move, audit_cells};
 use super::cube::Cube;
 use super::profile::{PrimaryReason, Profile};
 
@@ -108,7 +108,7 @@ pub fn primaries(cube: &Cube, profile: &Profile) -> Vec<Option<PrimaryReason>> {
 pub fn protect(cube: &Cube, profile: &Profile) -> Result<Protection, ProtectError> {
     let primaries = primaries(cube, profile);
     let mut hidden: Vec<bool> = primaries.iter().map(Option::is_some).collect();
-    let mut used: Vec<Vec<Vec<usize>>> = vec![Vec::new(); cube.len()];
+    let mut used: Vec<Vec<Move>> = vec![Vec::new(); cube.len()];
     // Largest primaries first: their hypercubes are the hardest to find, and the smaller ones
     // often fit in the corners already hidden.
     let mut order: Vec<usize> = (0..cube.len())
@@ -117,16 +117,20 @@ pub fn protect(cube: &Cube, profile: &Profile) -> Result<Protection, ProtectErro
     order.sort_by(|a, b| cube.cell(*b).units.cmp(&cube.cell(*a).units).then(a.cmp(b)));
     for &p in &order {
         if let Some(corners) = best_hypercube(cube, profile, &primaries, &hidden, p, &used[p]) {
-            for &c in &corners {
+            for &(c, _) in &corners {
                 hidden[c] = true;
             }
             used[p].push(corners);
         }
     }
+    // Hiding more cells only widens the attacker's intervals: a primary found protected in one
+    // round stays protected, so later rounds audit only the cells found exposed.
+    let mut suspects: Vec<usize> = order.clone();
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let findings = audit(cube, &hidden, &primaries, profile)?;
+        let moves: Vec<Move> = suspects.iter().flat_map(|&p| used[p].clone()).collect();
+        let findings = audit_cells(cube, &hidden, &primaries, profile, &suspects, &moves)?;
         if findings.is_empty() {
             break;
         }
@@ -135,11 +139,12 @@ pub fn protect(cube: &Cube, profile: &Profile) -> Result<Protection, ProtectErro
         }
         let mut exposed: Vec<usize> = findings.iter().map(|f| f.cell).collect();
         exposed.dedup();
+        suspects = exposed.clone();
         let mut progress = false;
         for p in exposed {
             if let Some(corners) = best_hypercube(cube, profile, &primaries, &hidden, p, &used[p]) {
-                progress |= corners.iter().any(|&c| !hidden[c]);
-                for &c in &corners {
+                progress |= corners.iter().any(|&(c, _)| !hidden[c]);
+                for &(c, _) in &corners {
                     hidden[c] = true;
                 }
                 used[p].push(corners);
@@ -160,15 +165,15 @@ pub fn protect(cube: &Cube, profile: &Profile) -> Result<Protection, ProtectErro
 }
 
 /// The cheapest hypercube through primary `p` not in `used` whose corners leave `p` enough room
-/// (else the roomiest); its corners, `p` included.
+/// (else the roomiest); its corners, `p` included, with the sign each moves by when `p` moves.
 fn best_hypercube(
     cube: &Cube,
     profile: &Profile,
     primaries: &[Option<PrimaryReason>],
     hidden: &[bool],
     p: usize,
-    used: &[Vec<usize>],
-) -> Option<Vec<usize>> {
+    used: &[Move],
+) -> Option<Move> {
     let dims = cube.dims().len();
     let coords = cube.coords(p);
     // Per dimension, the other coordinates to try, and whether moving there flips the sign of
@@ -201,7 +206,7 @@ fn best_hypercube(
         );
     }
     let reason = primaries[p]?;
-    let mut best: Option<(bool, f64, f64, Vec<usize>)> = None;
+    let mut best: Option<(bool, f64, f64, Move)> = None;
     let mut pick = vec![0usize; dims];
     'outer: loop {
         // The corners of this hypercube and their signs.
@@ -218,8 +223,7 @@ fn best_hypercube(
             }
             corners.push((cell, sign));
         }
-        let cells: Vec<usize> = corners.iter().map(|(c, _)| *c).collect();
-        if !used.contains(&cells) {
+        if !used.contains(&corners) {
             let room = room(cube, profile, reason, p, &corners);
             let cost: f64 = corners
                 .iter()
@@ -237,7 +241,7 @@ fn best_hypercube(
                 },
             };
             if better {
-                best = Some((enough, room, cost, cells));
+                best = Some((enough, room, cost, corners));
             }
         }
         // Next combination.
@@ -295,6 +299,7 @@ fn room(
 
 #[cfg(test)]
 mod tests {
+    use super::super::audit::audit;
     use super::super::cube::tests::counts;
     use super::*;
 
