@@ -143,8 +143,8 @@ fn filter(dataset: &str, i: usize) -> Option<&'static str> {
     }
 }
 
-/// The rules of habilitation `i`: dataset-level rules first (query, filter, lookup,
-/// aggregate), then one `read` per column, then class and `*` reads; the first
+/// The rules of habilitation `i`: dataset-level rules first (query, filter, lookup; not
+/// `aggregate`, which grants tables of the statistical secret only), then one `read` per column, then class and `*` reads; the first
 /// `RULES_PER_HABILITATION` are kept. Each (dataset, target, act) appears once, so no two
 /// allow rules contradict each other.
 fn rules_of(i: usize, catalog: &Catalog) -> Vec<String> {
@@ -165,9 +165,6 @@ fn rules_of(i: usize, catalog: &Catalog) -> Vec<String> {
             .map(|f| f.name.get_ref().clone());
         if let Some(key) = key {
             dataset_level.push(format!("p, {id}, {name}, *, lookup, allow, {key}"));
-        }
-        if i.is_multiple_of(2) {
-            dataset_level.push(format!("p, {id}, {name}, *, aggregate, allow, -"));
         }
         for field in &dataset.fields {
             let column = field.name.get_ref();
@@ -241,6 +238,7 @@ fn texts(variant: u32) -> PolicyTexts {
         rules: policy_csv(&catalog, variant),
         habilitations: habilitations_toml(),
         datasets: DATASETS.to_string(),
+        tables: String::new(),
     }
 }
 

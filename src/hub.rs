@@ -128,7 +128,13 @@ pub async fn start_with_audit(
     record_policy_events(&policy, &audit);
     let identity = OidcAuthenticator::start(&config.identity)?;
     let summary = HubSummary {
-        datasets: set.catalog.names(),
+        datasets: set
+            .catalog
+            .datasets
+            .iter()
+            .filter(|d| d.kind == crate::policy::DatasetKind::Microdata)
+            .map(|d| d.name().to_string())
+            .collect(),
     };
     let gateway = Gateway::new(
         config,
@@ -144,6 +150,7 @@ pub async fn start_with_audit(
     )
     .map_err(|e| HubError::Engine(e.to_string()))?;
     gateway.spawn_refusal_summaries();
+    gateway.spawn_table_refresher();
     let state = AppState(Arc::new(App::new(Arc::new(gateway))));
     Ok(crate::server::start(state).await?)
 }

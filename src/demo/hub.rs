@@ -23,6 +23,7 @@ pub const POLICY_FILES: &[(&str, &str)] = &[
         "datasets.toml",
         include_str!("../../policies/datasets.toml"),
     ),
+    ("tables.toml", include_str!("../../policies/tables.toml")),
 ];
 
 /// Where things live inside a hub folder.

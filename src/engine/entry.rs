@@ -85,6 +85,7 @@ impl Engine {
                             .map_err(EngineError::Internal)
                     },
                     data.extracts.as_ref(),
+                    Some(&|id: &str| data.tables.servable(&policy, id)),
                 )
             })
         };
@@ -122,6 +123,7 @@ impl Engine {
                 crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal)
             },
             data.extracts.as_ref(),
+            Some(&|id: &str| data.tables.servable(policy, id)),
         )?;
         let root = ctx
             .catalog(CATALOG)

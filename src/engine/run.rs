@@ -45,6 +45,8 @@ pub struct HubData {
     pub keys: Arc<KeyRing>,
     /// Pseudonymised extracts (`None` when `pseudonymisation.extracts` is off).
     pub extracts: Option<Arc<Extracts>>,
+    /// Tables of the statistical secret and which of them may be read.
+    pub tables: Arc<super::tables::PublishedTables>,
 }
 
 impl std::fmt::Debug for HubData {
@@ -145,6 +147,11 @@ impl Engine {
     /// The pseudonymised extracts, when they are on.
     pub fn extracts(&self) -> Option<&Arc<Extracts>> {
         self.data.extracts.as_ref()
+    }
+
+    /// The hub's tables of the statistical secret.
+    pub fn tables(&self) -> &Arc<super::tables::PublishedTables> {
+        &self.data.tables
     }
 
     pub fn runtime(&self) -> &EngineRuntime {
@@ -498,6 +505,9 @@ mod tests {
                 Vec::new(),
             )),
             extracts: None,
+            tables: Arc::new(crate::engine::tables::PublishedTables::new(
+                std::path::PathBuf::new(),
+            )),
         }
     }
 

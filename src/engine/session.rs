@@ -24,7 +24,7 @@ use super::functions::{CallBudget, FunctionSet};
 use super::guard::GuardWideRows;
 use super::provider::SecureTableProvider;
 use super::{EngineError, QueryLimits};
-use crate::policy::{AccessPlan, Catalog, ColumnTreatment, DatasetPlan};
+use crate::policy::{AccessPlan, Catalog, ColumnTreatment, DatasetKind, DatasetPlan};
 use crate::pseudonym::KeyRing;
 
 /// Catalog name of the caller's view.
@@ -97,11 +97,12 @@ pub fn secure_session(
         today,
         raw_schema,
         None,
+        None,
     )
 }
 
 /// Registers the caller's datasets in `ctx` (from [`new_session`]), reading pseudonymised
-/// extracts from `extracts` when they are ready.
+/// extracts from `extracts` when they are ready, and the tables `tables` says are servable.
 #[allow(
     clippy::too_many_arguments,
     reason = "one call site, `Engine::query` (entry.rs); `secure_session` for tests and benchmarks"
@@ -115,6 +116,7 @@ pub(crate) fn secure_session_in(
     today: chrono::NaiveDate,
     raw_schema: &dyn Fn(&Path) -> Result<SchemaRef, EngineError>,
     extracts: Option<&Arc<Extracts>>,
+    tables: Option<&dyn Fn(&str) -> bool>,
 ) -> Result<SessionContext, EngineError> {
     let domain = keys
         .domain_on(&plan.habilitation().pseudonymisation_domain, today)
@@ -126,6 +128,13 @@ pub(crate) fn secure_session_in(
         let Some(entry) = catalog.dataset(dataset.name()) else {
             continue;
         };
+        // SECURITY: a table of the statistical secret is registered only while its current,
+        // audited version is published (`tables` says which); without that, never.
+        if entry.kind == DatasetKind::Table
+            && !tables.is_some_and(|servable| servable(entry.name()))
+        {
+            continue;
+        }
         let Some((schema_name, table)) = dataset.name().split_once('.') else {
             continue;
         };

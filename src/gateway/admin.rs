@@ -27,7 +27,8 @@ use crate::policy::{PolicySet, PolicyTexts, Problem, ReloadOutcome};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PolicySubmission {
-    /// `model.conf`, `policy.csv`, `habilitations.toml` and `datasets.toml`, by name.
+    /// `model.conf`, `policy.csv`, `habilitations.toml` and `datasets.toml`, by name, and
+    /// `tables.toml` when the set has tables.
     #[schema(value_type = PolicyTexts)]
     pub files: BTreeMap<String, String>,
     #[serde(default)]
@@ -50,7 +51,7 @@ fn submitted_texts(files: &BTreeMap<String, String>) -> Result<PolicyTexts, Gate
     problems.extend(
         files
             .keys()
-            .filter(|name| !NAMES.contains(&name.as_str()))
+            .filter(|name| !NAMES.contains(&name.as_str()) && name.as_str() != "tables.toml")
             .map(|name| {
                 Problem::new(
                     Path::new("submission"),
@@ -72,6 +73,7 @@ fn submitted_texts(files: &BTreeMap<String, String>) -> Result<PolicyTexts, Gate
         rules: text("policy.csv"),
         habilitations: text("habilitations.toml"),
         datasets: text("datasets.toml"),
+        tables: text("tables.toml"),
     })
 }
 

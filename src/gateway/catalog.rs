@@ -44,8 +44,8 @@ pub struct DatasetView {
     pub query: bool,
     /// Per-record lookups allowed, by this key column.
     pub lookup_key: Option<String>,
-    /// The `aggregate` act is granted (its name in the answer predates the statistical
-    /// secret; thresholds are not enforced yet).
+    /// A table of the statistical secret, granted by the `aggregate` act: every value in it
+    /// was protected and audited before publication (`GET /v1/tables/{name}` describes it).
     pub aggregate_only: bool,
     /// The habilitation restricts which rows are visible.
     pub rows_restricted: bool,

@@ -28,6 +28,7 @@ mod query;
 mod record;
 mod refusals;
 mod statement;
+mod tables;
 
 use std::sync::Arc;
 
@@ -44,6 +45,7 @@ pub use lookup::{LookupAnswer, LookupRequest};
 pub use query::{AnswerStream, QueryAnswer, QueryBody, QueryRequest};
 pub use record::RequestRecord;
 pub use statement::{Cancellation, MAX_HANDLE_BYTES, PreparedStatement};
+pub use tables::{DimensionView, MeasureView, ProfileView, TableInfo};
 
 pub use crate::audit::{AuditKind, Outcome};
 pub use crate::engine::Format;
@@ -52,6 +54,7 @@ pub use crate::lookup::TraceabilityParams;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
+use crate::engine::tables::PublishedTables;
 use crate::engine::{Engine, Extracts, HubData};
 use crate::identity::{Authenticator, Principal};
 use crate::lookup::Lookups;
@@ -166,6 +169,20 @@ impl Gateway {
         )
     }
 
+    /// Keeps the tables of the statistical secret current: at start, then every
+    /// `TABLE_REFRESH` (a new policy version or a replaced source file is noticed within it),
+    /// rebuilding what is stale one table at a time (call once, inside the runtime).
+    pub fn spawn_table_refresher(&self) -> tokio::task::JoinHandle<()> {
+        let tables = self.engine.tables().clone();
+        let policy = self.policy.clone();
+        tokio::spawn(async move {
+            loop {
+                tables.refresh(&policy.current()).await;
+                tokio::time::sleep(TABLE_REFRESH).await;
+            }
+        })
+    }
+
     /// Writes the current window's summaries now (at shutdown: no count is lost).
     pub async fn flush_refusal_summaries(&self) {
         self.refusals.flush(&self.audit).await;
@@ -187,6 +204,9 @@ pub fn trusted_issuers(
         .collect()
 }
 
+/// How often the tables of the statistical secret are checked against their sources.
+pub const TABLE_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl Gateway {
     /// Assembles the hub; fails only when the query lanes' threads cannot start.
     pub fn new(config: Config, loaded: Loaded) -> std::io::Result<Self> {
@@ -207,6 +227,7 @@ impl Gateway {
             dir: config.data.dir.clone(),
             keys: pseudonyms.clone(),
             extracts,
+            tables: Arc::new(PublishedTables::new(config.data.dir.clone())),
         };
         let engine = Engine::start(&config.limits, data)?;
         let refusals = Arc::new(refusals::Refusals::new(
@@ -274,7 +295,13 @@ impl Gateway {
         let memory = self.engine.runtime().memory();
         let details = json!({
             "identity": { "ready": identity_ready, "issuers": self.identity.status() },
-            "data": { "ready": true, "datasets": self.hub.datasets },
+            "data": {
+                "ready": true,
+                "datasets": self.hub.datasets,
+                // Tables of the statistical secret: a table not published is unreadable, the
+                // hub stays ready.
+                "tables": self.engine.tables().states(),
+            },
             "audit": { "ready": audit_ready },
             // A refused reload keeps the previous set serving: ready, but operators must look.
             "policy": {

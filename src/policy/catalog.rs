@@ -105,6 +105,20 @@ pub struct Dataset {
     #[serde(default)]
     pub primary_key: Vec<String>,
     pub fields: Vec<Field>,
+    /// Microdata (datasets.toml) or a table of the statistical secret (tables.toml).
+    #[serde(skip)]
+    pub kind: DatasetKind,
+}
+
+/// What a dataset holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DatasetKind {
+    /// Records about people or companies: read under `query`, `lookup` and `read` rules.
+    #[default]
+    Microdata,
+    /// A protected table of aggregates (`policy::tables`): read under the `aggregate` act only.
+    Table,
 }
 
 impl Dataset {
@@ -262,10 +276,15 @@ impl Catalog {
     }
 
     /// Checks that each dataset's Parquet file exists under `data_dir` and that its columns and
-    /// types match the catalog. For `passerelle check` and start-up.
+    /// types match the catalog. For `passerelle check` and start-up. (Tables of the statistical
+    /// secret are written by the hub itself, after start: not checked here.)
     pub fn check_files(&self, data_dir: &Path) -> Vec<Problem> {
         let mut problems = Vec::new();
-        for dataset in &self.datasets {
+        for dataset in self
+            .datasets
+            .iter()
+            .filter(|d| d.kind == DatasetKind::Microdata)
+        {
             let path = data_dir.join(&dataset.path);
             let name = dataset.name();
             let schema = match parquet_arrow_schema(&path) {
@@ -316,7 +335,7 @@ impl Catalog {
     }
 }
 
-fn is_dataset_name(name: &str) -> bool {
+pub(crate) fn is_dataset_name(name: &str) -> bool {
     let mut parts = name.split('.');
     let ok = |p: Option<&str>| {
         p.is_some_and(|p| {

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use casbin::{Adapter, CoreApi, DefaultModel, Enforcer, Filter, Model};
 
-use super::catalog::{Catalog, Dataset};
+use super::catalog::{Catalog, Dataset, DatasetKind};
 use super::habilitation::Habilitation;
 use super::hierarchy::MAX_DEPTH;
 use super::plan::{ColumnPlan, DatasetPlan, Reason, RowFilter};
@@ -365,10 +365,38 @@ impl<'a> Decider<'a> {
             .map(|field| self.column(name, field))
             .collect::<Result<Vec<_>, String>>()?;
 
+        if dataset.kind == DatasetKind::Table {
+            // SECURITY: a table of the statistical secret is read under `aggregate` only,
+            // whole (every cell of it passed the attacker's audit), and nothing else grants
+            // it: `check` refuses `query`, `lookup`, `read` and `filter` rules on a table.
+            let columns = dataset
+                .fields
+                .iter()
+                .map(|field| {
+                    let treatment = if aggregate {
+                        ColumnTreatment::Clear
+                    } else {
+                        ColumnTreatment::Hidden
+                    };
+                    ColumnPlan::decided(field.name.get_ref(), field.class, treatment, Vec::new())
+                })
+                .collect();
+            return Ok(DatasetPlan::decided(
+                dataset,
+                aggregate,
+                aggregate,
+                None,
+                Vec::new(),
+                columns,
+                reasons,
+            ));
+        }
+
         Ok(DatasetPlan::decided(
             dataset,
             query,
-            aggregate,
+            // `aggregate` grants tables only: on microdata it gives nothing.
+            false,
             lookup_key,
             row_filters,
             columns,

@@ -23,9 +23,11 @@ use super::source::{PolicyFiles, Problem};
 /// The commit point of an apply: present once every new file is durable under its staged name.
 pub const INTENT: &str = ".apply-intent";
 
-/// The four files of a set, in the order they are written.
-const FILES: [&str; 4] = [
+/// The files of a set, in the order they are written (`tables.toml` always, empty when the
+/// set has no table).
+const FILES: [&str; 5] = [
     PolicyFiles::DATASETS,
+    PolicyFiles::TABLES,
     PolicyFiles::HABILITATIONS,
     PolicyFiles::MODEL,
     PolicyFiles::RULES,
@@ -72,6 +74,7 @@ fn steps(texts: &PolicyTexts) -> Vec<Step> {
         PolicyFiles::MODEL => texts.model.clone(),
         PolicyFiles::RULES => texts.rules.clone(),
         PolicyFiles::HABILITATIONS => texts.habilitations.clone(),
+        PolicyFiles::TABLES => texts.tables.clone(),
         _ => texts.datasets.clone(),
     };
     let mut steps: Vec<Step> = FILES.iter().map(|n| Step::Stage(n, text(n))).collect();
@@ -270,6 +273,7 @@ mod tests {
             rules: format!("rules {tag}\n"),
             habilitations: format!("habilitations {tag}\n"),
             datasets: format!("datasets {tag}\n"),
+            tables: format!("tables {tag}\n"),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Policy: the law of the hub made executable.
 //!
 //! Owns: the policy set on disk (Casbin `model.conf` and `policy.csv`, `habilitations.toml`,
-//! `datasets.toml`), its validation with `file:line` problems, habilitations and their
+//! `datasets.toml`, optional `tables.toml`), its validation with `file:line` problems, habilitations and their
 //! validity, `AccessPlan`s decided by Casbin's enforcer (`enforcer`, with the lines that
 //! decided each item and the profile and group chains they came through), explain, dry-run
 //! diffs, hot reload and version history, and the crash-safe writing of the folder (`folder`).
@@ -25,17 +25,20 @@ pub mod rules;
 mod set;
 mod source;
 pub mod store;
+pub mod tables;
 pub mod treatment;
 mod warnings;
 
 pub use catalog::{
-    Catalog, CatalogError, ColumnClass, Dataset, Field, FieldType, table_schema_pattern,
+    Catalog, CatalogError, ColumnClass, Dataset, DatasetKind, Field, FieldType,
+    table_schema_pattern,
 };
 pub use habilitation::{Habilitation, Habilitations, TrustedIssuer, Validity};
 pub use plan::{AccessPlan, ColumnPlan, DatasetPlan, Reason, RowFilter};
 pub use set::{PolicySet, PolicyTexts, Refusal};
 pub use source::{PolicyFiles, Problem};
 pub use store::{PolicyEvent, PolicyStore, ReloadOutcome};
+pub use tables::{TableSpec, Tables};
 pub use treatment::ColumnTreatment;
 
 #[cfg(test)]

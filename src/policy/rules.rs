@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::catalog::{Catalog, ColumnClass, Dataset, FieldType};
+use super::catalog::{Catalog, ColumnClass, Dataset, DatasetKind, FieldType};
 use super::filter::FilterExpr;
 use super::habilitation::Habilitations;
 use super::hierarchy::{Hierarchy, Link};
@@ -459,6 +459,24 @@ fn parse_line(f: &[String], context: &Context<'_>) -> Result<Rule, String> {
             f[4]
         )
     })?;
+    // SECURITY: tables of the statistical secret are granted by `aggregate` only, and
+    // `aggregate` grants tables only (it gave nothing on microdata and still does not).
+    let named = |kind: DatasetKind| {
+        matches!(&dataset, DatasetSelector::Dataset(_)) && covered.iter().all(|d| d.kind == kind)
+    };
+    if act == Act::Aggregate && !covered.iter().any(|d| d.kind == DatasetKind::Table) {
+        return Err(format!(
+            "`aggregate` grants tables of tables.toml; `{}` covers none (microdata is granted by `query` or `lookup`)",
+            f[2]
+        ));
+    }
+    if act != Act::Aggregate && named(DatasetKind::Table) {
+        return Err(format!(
+            "`{}` is a table of tables.toml: it is granted whole by `aggregate`, never by `{}`",
+            f[2],
+            act.as_str()
+        ));
+    }
     let target = match f[3].as_str() {
         "*" => Target::All,
         class if class.starts_with('@') => Target::Class(parse_class(&class[1..])?),

@@ -17,12 +17,13 @@ use super::model::{ModelFeatures, casbin_model, check_model};
 use super::plan::{AccessPlan, DatasetPlan, HabilitationSummary};
 use super::rules::{PolicyLines, Rule, parse_rules};
 use super::source::{PolicyFiles, Problem};
+use super::tables::Tables;
 use crate::identity::Principal;
 
 /// Plans kept per policy version before the cache is emptied.
 const PLAN_CACHE_LIMIT: usize = 10_000;
 
-/// The four files of a policy set, as text.
+/// The files of a policy set, as text (`tables.toml` may be absent: no table).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PolicyTexts {
     #[serde(rename = "model.conf")]
@@ -33,6 +34,12 @@ pub struct PolicyTexts {
     pub habilitations: String,
     #[serde(rename = "datasets.toml")]
     pub datasets: String,
+    #[serde(
+        rename = "tables.toml",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub tables: String,
 }
 
 impl PolicyTexts {
@@ -42,10 +49,21 @@ impl PolicyTexts {
         super::folder::read(dir)
     }
 
-    /// The four files, each read from `path_of(name)`.
+    /// The files, each read from `path_of(name)` (`tables.toml` may be missing).
     pub(crate) fn read_files(
         path_of: impl Fn(&str) -> std::path::PathBuf,
     ) -> Result<PolicyTexts, Vec<Problem>> {
+        let tables = match std::fs::read_to_string(path_of(PolicyFiles::TABLES)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => {
+                return Err(vec![Problem::new(
+                    &path_of(PolicyFiles::TABLES),
+                    None,
+                    format!("cannot read: {}", e.kind()),
+                )]);
+            }
+        };
         let read = |name: &str| {
             let file = path_of(name);
             std::fs::read_to_string(&file)
@@ -67,6 +85,7 @@ impl PolicyTexts {
             rules,
             habilitations,
             datasets,
+            tables,
         })
     }
 
@@ -81,6 +100,11 @@ impl PolicyTexts {
         ] {
             hash.update((text.len() as u64).to_le_bytes());
             hash.update(text.as_bytes());
+        }
+        // Without tables, a set keeps the version it had before tables.toml existed.
+        if !self.tables.is_empty() {
+            hash.update((self.tables.len() as u64).to_le_bytes());
+            hash.update(self.tables.as_bytes());
         }
         hex::encode(&hash.finalize()[..8])
     }
@@ -152,7 +176,9 @@ pub struct PolicySet {
     pub version: String,
     pub loaded_at: chrono::DateTime<chrono::Utc>,
     pub texts: PolicyTexts,
+    /// Datasets of datasets.toml, then one per table of tables.toml.
     pub catalog: Catalog,
+    pub tables: Tables,
     pub habilitations: Habilitations,
     /// What model.conf lets policy.csv say.
     pub features: ModelFeatures,
@@ -184,7 +210,7 @@ impl PolicySet {
         let catalog = Catalog::parse(&dir.join(PolicyFiles::DATASETS), &texts.datasets);
         let habilitations =
             Habilitations::parse(&dir.join(PolicyFiles::HABILITATIONS), &texts.habilitations);
-        let (catalog, habilitations) = match (catalog, habilitations) {
+        let (mut catalog, habilitations) = match (catalog, habilitations) {
             (Ok(c), Ok(h)) => (c, h),
             (c, h) => {
                 problems.extend(c.err().unwrap_or_default());
@@ -192,6 +218,14 @@ impl PolicySet {
                 return Err(problems);
             }
         };
+        let tables =
+            match Tables::parse(&dir.join(PolicyFiles::TABLES), &texts.tables, &mut catalog) {
+                Ok(tables) => tables,
+                Err(p) => {
+                    problems.extend(p);
+                    return Err(problems);
+                }
+            };
         let lines = match parse_rules(
             &dir.join(PolicyFiles::RULES),
             &texts.rules,
@@ -215,18 +249,64 @@ impl PolicySet {
                 format!("Casbin refuses the model: {e}"),
             )]
         })?;
-        Ok(PolicySet {
+        let set = PolicySet {
             version: texts.version(),
             loaded_at: chrono::Utc::now(),
             texts,
             catalog,
+            tables,
             habilitations,
             features,
             model: CasbinModel(model),
             lines: Arc::new(lines),
             decisions: RwLock::new(HashMap::new()),
             cache: RwLock::new(HashMap::new()),
-        })
+        };
+        let problems = set.aggregate_only_problems(dir);
+        if problems.is_empty() {
+            Ok(set)
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// A habilitation whose own rules are all `aggregate` is aggregate-only: it reads tables of
+    /// the statistical secret and must never reach microdata, whatever it inherits (a profile,
+    /// a rule for `*`). One problem per microdata dataset its decisions would grant.
+    fn aggregate_only_problems(&self, dir: &Path) -> Vec<Problem> {
+        use super::catalog::DatasetKind;
+        use super::rules::Act;
+        let mut problems = Vec::new();
+        for habilitation in &self.habilitations.list {
+            let own: Vec<&Rule> = self
+                .lines
+                .rules
+                .iter()
+                .filter(|r| r.habilitation.as_deref() == Some(habilitation.id.as_str()))
+                .collect();
+            if own.is_empty() || own.iter().any(|r| r.act != Act::Aggregate) {
+                continue;
+            }
+            for d in self.decide_now(habilitation) {
+                let microdata = self
+                    .catalog
+                    .dataset(d.name())
+                    .is_some_and(|c| c.kind == DatasetKind::Microdata);
+                // SECURITY: aggregate-only means no microdata, ever.
+                if microdata && (d.query_allowed() || d.lookup_allowed()) {
+                    problems.push(Problem::new(
+                        &dir.join(PolicyFiles::HABILITATIONS),
+                        Some(habilitation.line),
+                        format!(
+                            "habilitation `{}` is aggregate-only (its rules are all `aggregate`) but would reach microdata `{}`: remove what grants it (a profile, a rule for `*`)",
+                            habilitation.id,
+                            d.name()
+                        ),
+                    ));
+                }
+            }
+        }
+        problems
     }
 
     pub fn rules(&self) -> &[Rule] {
@@ -422,6 +502,7 @@ mod tests {
             rules: include_str!("../../policies/policy.csv").into(),
             habilitations: include_str!("../../policies/habilitations.toml").into(),
             datasets: include_str!("../../policies/datasets.toml").into(),
+            tables: include_str!("../../policies/tables.toml").into(),
         };
         PolicySet::from_texts(Path::new("policies"), texts).unwrap()
     }

@@ -10,6 +10,8 @@ impl PolicyFiles {
     pub const RULES: &'static str = "policy.csv";
     pub const HABILITATIONS: &'static str = "habilitations.toml";
     pub const DATASETS: &'static str = "datasets.toml";
+    /// Optional: the tables of the statistical secret.
+    pub const TABLES: &'static str = "tables.toml";
 }
 
 /// One problem in a policy file, for `passerelle check` and readiness details.

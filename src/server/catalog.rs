@@ -1,14 +1,15 @@
-//! `GET /v1/me` and `GET /v1/datasets[?habilitation=ID]`: what the caller is and may see, as
-//! the gateway's views, in JSON.
+//! `GET /v1/me`, `GET /v1/datasets[?habilitation=ID]` and `GET /v1/tables/{id}`: what the
+//! caller is and may see, as the gateway's views, in JSON.
 
 use axum::Json;
+use axum::extract::rejection::PathRejection;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, State};
 use serde::Deserialize;
 
 use super::error::ApiError;
 use super::{AppState, Authenticated};
-use crate::gateway::{DatasetsView, MeView};
+use crate::gateway::{DatasetsView, MeView, TableInfo};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -46,5 +47,25 @@ pub async fn datasets(
     let Query(query) = query?;
     Ok(Json(
         state.gateway.datasets(&caller, query.habilitation).await?,
+    ))
+}
+
+/// `GET /v1/tables/{id}`.
+#[utoipa::path(
+    get, path = "/v1/tables/{id}", tag = "catalog",
+    summary = "A table of the statistical secret: its dimensions, rules, hidden cells and data version",
+    params(("id" = String, Path, description = "The table, `schema.table`"), DatasetsQuery),
+    responses((status = OK, description = "The table as its habilitation (or an operator) sees it; 404 when no such table is granted to it", body = TableInfo)),
+)]
+pub async fn table(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    id: Result<Path<String>, PathRejection>,
+    query: Result<Query<DatasetsQuery>, QueryRejection>,
+) -> Result<Json<TableInfo>, ApiError> {
+    let Path(id) = id?;
+    let Query(query) = query?;
+    Ok(Json(
+        state.gateway.table(&caller, query.habilitation, id).await?,
     ))
 }

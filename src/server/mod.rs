@@ -107,6 +107,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(health::details))
         .routes(routes!(catalog::me))
         .routes(routes!(catalog::datasets))
+        .routes(routes!(catalog::table))
         .routes(routes!(query::query))
         .routes(routes!(lookup::lookup))
         .routes(routes!(lookup::lookup_batch))

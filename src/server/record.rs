@@ -25,7 +25,7 @@ fn kind_of(route: &str) -> Option<AuditKind> {
         Some(AuditKind::Query)
     } else if route.starts_with("/v1/lookup") {
         Some(AuditKind::Lookup)
-    } else if route.starts_with("/v1/datasets") {
+    } else if route.starts_with("/v1/datasets") || route.starts_with("/v1/tables") {
         Some(AuditKind::Datasets)
     } else if route.starts_with("/v1/me") {
         Some(AuditKind::Me)

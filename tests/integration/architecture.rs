@@ -38,6 +38,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "lookup",
             "policy",
             "pseudonym",
+            "secrecy",
             "telemetry",
         ],
     ),
@@ -56,7 +57,8 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ),
     ("lookup", &["access", "file_stamp", "policy", "pseudonym"]),
     ("access", &["policy", "pseudonym"]),
-    ("policy", &["file_stamp", "identity"]),
+    // Policy names the secrecy profiles and measures of its tables.
+    ("policy", &["file_stamp", "identity", "secrecy"]),
     ("identity", &["config", "install_crypto_provider"]),
     ("audit", &["config", "private_fs", "secret_file"]),
     ("pseudonym", &["config", "secret_file"]),

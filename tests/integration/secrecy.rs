@@ -8,121 +8,11 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use passerelle::secrecy::{
-    CellFacts, Cube, Dimension, Measure, MeasureKind, PrimaryReason, Profile, ProtectError, Secret,
-    protect,
-};
-use rand::{Rng, SeedableRng};
+#[path = "secrecy_data.rs"]
+mod data;
 
-/// One microdata record: its statistical unit, its value on each dimension, a magnitude.
-struct Record {
-    unit: u32,
-    at: Vec<usize>,
-    amount: f64,
-}
-
-/// Random microdata: `records` rows over dimensions of `sizes`, skewed so that some cells are
-/// small, some units appear in several cells and some cells have a dominant contributor.
-fn microdata(seed: u64, sizes: &[usize], records: usize) -> Vec<Record> {
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let units = (records / 3).max(2) as u32;
-    (0..records)
-        .map(|_| {
-            let at = sizes
-                .iter()
-                .map(|&n| {
-                    // Skewed: the first values are common, the last ones rare.
-                    let x: f64 = rng.random::<f64>();
-                    ((x * x) * n as f64) as usize
-                })
-                .collect();
-            let unit = rng.random_range(0..units);
-            // A few units are giants.
-            let amount = if unit % 17 == 0 {
-                rng.random_range(5_000.0..50_000.0)
-            } else {
-                rng.random_range(10.0..500.0)
-            };
-            Record { unit, at, amount }
-        })
-        .collect()
-}
-
-/// A table as `Cube::new` takes it: dimensions, measures, cells by coordinates.
-type Table = (Vec<Dimension>, Vec<Measure>, Vec<(Vec<usize>, CellFacts)>);
-
-/// The full table (margins included) of `records`, computed by brute force.
-fn table(sizes: &[usize], records: &[Record]) -> Table {
-    let dims: Vec<Dimension> = sizes
-        .iter()
-        .enumerate()
-        .map(|(j, &n)| Dimension {
-            name: format!("d{j}"),
-            values: (0..n).map(|v| format!("v{v}")).collect(),
-        })
-        .collect();
-    let measures = vec![
-        Measure {
-            name: "lignes".into(),
-            kind: MeasureKind::Rows,
-        },
-        Measure {
-            name: "unites".into(),
-            kind: MeasureKind::Units,
-        },
-        Measure {
-            name: "montant".into(),
-            kind: MeasureKind::Sum,
-        },
-    ];
-    let mut cells = Vec::new();
-    for coords in grid(sizes) {
-        let inside: Vec<&Record> = records
-            .iter()
-            .filter(|r| {
-                coords
-                    .iter()
-                    .zip(&r.at)
-                    .zip(sizes)
-                    .all(|((&c, &a), &n)| c == n || c == a)
-            })
-            .collect();
-        let units: HashSet<u32> = inside.iter().map(|r| r.unit).collect();
-        let mut by_unit: HashMap<u32, f64> = HashMap::new();
-        for r in &inside {
-            *by_unit.entry(r.unit).or_default() += r.amount;
-        }
-        let sum: f64 = inside.iter().map(|r| r.amount).sum();
-        let largest = by_unit.values().copied().fold(0.0, f64::max);
-        cells.push((
-            coords,
-            CellFacts {
-                units: units.len() as u64,
-                values: vec![inside.len() as f64, units.len() as f64, sum],
-                largest: vec![0.0, 0.0, largest],
-            },
-        ));
-    }
-    (dims, measures, cells)
-}
-
-/// Every coordinate of a table of `sizes` (each dimension's margin is `size`).
-fn grid(sizes: &[usize]) -> Vec<Vec<usize>> {
-    let mut all = vec![Vec::new()];
-    for &n in sizes {
-        all = all
-            .into_iter()
-            .flat_map(|prefix: Vec<usize>| {
-                (0..=n).map(move |v| {
-                    let mut c = prefix.clone();
-                    c.push(v);
-                    c
-                })
-            })
-            .collect();
-    }
-    all
-}
+use data::{Record, grid, microdata, table};
+use passerelle::secrecy::{CellFacts, Cube, PrimaryReason, Profile, ProtectError, Secret, protect};
 
 /// A row of the oracle's program: `coefficients · x (≤ | =) bound`.
 #[derive(Clone, Copy, PartialEq)]
@@ -516,40 +406,42 @@ fn the_oracle_recovers_a_cell_hidden_alone() {
 #[tokio::test]
 async fn a_table_of_the_hubs_stays_publishes_exact_values_and_protects_its_small_cells() {
     use arrow::array::{Array, AsArray};
-    use passerelle::engine::tables::{
-        DimensionDefinition, MeasureDefinition, TableDefinition, build,
-    };
+    use passerelle::engine::tables::build;
+    use passerelle::policy::{Catalog, Tables};
 
     let source = crate::support::hub()
         .root
         .join("data/sante/sejours.parquet");
-    let dimension = |name: &str, expression: &str| DimensionDefinition {
-        name: name.into(),
-        expression: expression.into(),
-    };
-    let measure = |name: &str, kind, column: Option<&str>| MeasureDefinition {
-        name: name.into(),
-        kind,
-        column: column.map(str::to_string),
-    };
-    let profile = Profile::named("medical").unwrap();
-    let definition = TableDefinition {
-        id: "stats.sejours_region_chapitre".into(),
-        source: source.clone(),
-        dimensions: vec![
-            dimension("region", "region"),
-            dimension("chapitre", "substr(diagnostic, 1, 1)"),
-        ],
-        unit: "nir".into(),
-        measures: vec![
-            measure("sejours", MeasureKind::Rows, None),
-            measure("patients", MeasureKind::Units, None),
-            measure("cout", MeasureKind::Sum, Some("cout")),
-        ],
-        profile: profile.clone(),
-    };
+    let mut catalog = Catalog::parse(
+        std::path::Path::new("datasets.toml"),
+        include_str!("../../policies/datasets.toml"),
+    )
+    .unwrap();
+    let tables = Tables::parse(
+        std::path::Path::new("tables.toml"),
+        r#"
+[[tables]]
+id = "stats.sejours_region_chapitre"
+title = "Séjours, patients et coût par région et lettre de la CIM-10"
+source = "sante.sejours"
+unit = "nir"
+profile = "medical"
+dimensions = [
+  { name = "region", column = "region" },
+  { name = "chapitre", column = "diagnostic", prefix = 1 },
+]
+measures = [
+  { name = "sejours", kind = "rows" },
+  { name = "patients", kind = "units" },
+  { name = "cout", kind = "sum", column = "cout" },
+]
+"#,
+        &mut catalog,
+    )
+    .unwrap();
+    let definition = tables.list[0].clone();
     let started = std::time::Instant::now();
-    let table = build(&definition).await.unwrap();
+    let table = build(&definition, &source).await.unwrap();
     let (primary, secondary) = table.protection.counts();
     eprintln!(
         "secrecy: {} cells, {primary} primary, {secondary} secondary, {} rounds, built in {:?}",
@@ -720,4 +612,245 @@ async fn a_table_of_the_hubs_stays_publishes_exact_values_and_protects_its_small
         primaries.len(),
         started.elapsed()
     );
+}
+
+/// The published tables of a hub, through the gateway: an aggregate-only habilitation reads its
+/// protected table with any SQL and never reaches microdata; every published count of patients
+/// is 0 or at least 11, every hidden one is flagged; the business table hides dominated cells;
+/// a researcher does not see the observatory's table; `GET /v1/tables/{id}` describes it to
+/// its habilitation and to operators (why a table failed: operators only), never to others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
+    use serde_json::{Value, json};
+    let h = crate::support::DemoServer::start_with(|_| {}).await;
+    let c = &h.server.client;
+    let observatory = h.token("observatoire-sante");
+    let business = h.token("observatoire-entreprises");
+    let researcher = h.token("chercheuse-diabete");
+    let operator = h.token("operateur");
+    let info = |id: &str, token: &str| {
+        c.get(h.server.url(&format!("/v1/tables/{id}")))
+            .bearer_auth(token.to_string())
+            .send()
+    };
+    let sejours = "stats.sejours_region_age_chapitre";
+    let etablissements = "stats.etablissements_naf_region";
+    // Published by the hub in the background, after start.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    for (id, token) in [(sejours, &observatory), (etablissements, &business)] {
+        loop {
+            let answer = info(id, token).await.unwrap();
+            assert_eq!(answer.status(), 200);
+            let view: Value = answer.json().await.unwrap();
+            match view["status"]["state"].as_str() {
+                Some("published") => {
+                    let summary = &view["status"]["summary"];
+                    assert!(summary["primary"].as_u64().unwrap() > 0, "{view}");
+                    assert!(summary["cells"].as_u64().unwrap() > 100, "{view}");
+                    assert_eq!(view["id"], id);
+                    break;
+                }
+                Some("pending") => {}
+                other => panic!("{id}: {other:?} {view}"),
+            }
+            assert!(std::time::Instant::now() < deadline, "{id} never published");
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
+    }
+    let query = |token: &str, sql: &str| {
+        c.post(h.server.url("/v1/query"))
+            .bearer_auth(token.to_string())
+            .json(&json!({ "sql": sql }))
+            .send()
+    };
+    // Any SQL over the table; the small cells are hidden and flagged.
+    let answer = query(
+        &observatory,
+        "SELECT region, tranche_age, chapitre, sejours, patients, patients_secret FROM stats.sejours_region_age_chapitre",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    let rows = body["rows"].as_array().unwrap();
+    assert!(rows.len() > 100);
+    let mut hidden = 0;
+    for row in rows {
+        match row["patients"].as_i64() {
+            Some(n) => {
+                assert!(n == 0 || n >= 11, "a published cell of {n} patients: {row}");
+                assert!(row["patients_secret"].is_null(), "{row}");
+            }
+            None => {
+                hidden += 1;
+                let flag = row["patients_secret"].as_str().unwrap();
+                assert!(flag == "primary" || flag == "secondary", "{row}");
+                assert!(row["sejours"].is_null(), "{row}");
+            }
+        }
+    }
+    assert!(hidden > 0);
+    let answer = query(
+        &observatory,
+        "SELECT sejours, sejours_secret FROM stats.sejours_region_age_chapitre WHERE region = 'Ensemble' AND tranche_age = 'Ensemble' AND chapitre = 'Ensemble'",
+    )
+    .await
+    .unwrap();
+    let body: Value = answer.json().await.unwrap();
+    // The grand total: published, or (on the test hub's 2 000 stays over 2 000 cells, where
+    // only hypercubes through the margins protect some cells) a secondary secret.
+    let total = &body["rows"][0];
+    assert!(
+        total["sejours"].as_i64().is_some_and(|n| n > 1000)
+            || total["sejours_secret"] == "secondary",
+        "{body}"
+    );
+    let answer = query(
+        &observatory,
+        "SELECT chapitre, sum(sejours) AS s FROM stats.sejours_region_age_chapitre WHERE region <> 'Ensemble' AND tranche_age = 'Ensemble' GROUP BY chapitre",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+
+    // Never the microdata, by any name.
+    for sql in [
+        "SELECT count(*) FROM sante.sejours",
+        "SELECT * FROM entreprises.etablissements LIMIT 1",
+    ] {
+        let answer = query(&observatory, sql).await.unwrap();
+        assert!(
+            answer.status().is_client_error(),
+            "{sql}: {}",
+            answer.status()
+        );
+    }
+    // The business table: dominated cells hidden too.
+    let answer = query(
+        &business,
+        "SELECT count(*) AS n FROM stats.etablissements_naf_region WHERE chiffre_affaires_secret IS NOT NULL",
+    )
+    .await
+    .unwrap();
+    let body: Value = answer.json().await.unwrap();
+    assert!(body["rows"][0]["n"].as_i64().unwrap() > 0, "{body}");
+    let view: Value = info(etablissements, &business)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        view["status"]["summary"]["primary_dominance"]
+            .as_u64()
+            .unwrap()
+            > 0,
+        "{view}"
+    );
+    assert_eq!(view["profile"]["dominance"], 0.85);
+
+    // A researcher: no table, and nothing said about it.
+    let answer = query(
+        &researcher,
+        "SELECT * FROM stats.sejours_region_age_chapitre",
+    )
+    .await
+    .unwrap();
+    assert!(answer.status().is_client_error());
+    assert_eq!(info(sejours, &researcher).await.unwrap().status(), 404);
+    assert_eq!(
+        info("stats.nulle_part", &observatory)
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    // One observatory does not see the other's table.
+    assert_eq!(
+        info(etablissements, &observatory).await.unwrap().status(),
+        404
+    );
+    // The operator sees every table.
+    let view: Value = info(sejours, &operator)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(view["status"]["state"], "published", "{view}");
+    h.server.shutdown(std::time::Duration::from_secs(5)).await;
+}
+
+/// Only the current version of a table is readable: once its source file changes (or a
+/// published file is replaced), the table is unreadable until it is rebuilt, and the rebuilt
+/// version carries the new data version; a copy of the same source keeps the version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_is_readable_only_while_it_is_the_current_version() {
+    use passerelle::engine::tables::{PublishedTables, TableStatus};
+    use passerelle::policy::{PolicySet, PolicyTexts};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let source = data.join("entreprises/etablissements.parquet");
+    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+    let hub_source = crate::support::hub()
+        .root
+        .join("data/entreprises/etablissements.parquet");
+    std::fs::copy(&hub_source, &source).unwrap();
+    let texts = PolicyTexts::read(&crate::support::hub().layout().policies()).unwrap();
+    let set = PolicySet::from_texts(&dir.path().join("policies"), texts).unwrap();
+    let id = "stats.etablissements_naf_region";
+    let tables = PublishedTables::new(data.clone());
+    assert!(!tables.servable(&set, id), "nothing published yet");
+    tables.refresh(&set).await;
+    assert!(tables.servable(&set, id));
+    let version = |tables: &PublishedTables| match tables.status(id) {
+        Some(TableStatus::Published { summary }) => summary.data_version,
+        other => panic!("{other:?}"),
+    };
+    let first = version(&tables);
+
+    // A copy of the same file (new modification time): same version, still readable.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::copy(&hub_source, &source).unwrap();
+    assert!(tables.servable(&set, id));
+
+    // The source changes: unreadable at once, until it is rebuilt.
+    let bytes = std::fs::read(&hub_source).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(bytes),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let fewer = batches[0].slice(0, batches[0].num_rows() / 2);
+    let file = std::fs::File::create(&source).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, fewer.schema(), None).unwrap();
+    writer.write(&fewer).unwrap();
+    writer.close().unwrap();
+    assert!(
+        !tables.servable(&set, id),
+        "a table of the previous data is not read"
+    );
+    tables.refresh(&set).await;
+    assert!(tables.servable(&set, id));
+    assert_ne!(version(&tables), first);
+
+    // The published file replaced behind the hub's back: unreadable until adopted or rebuilt.
+    let published = data.join(".tables").join(format!("{id}.parquet"));
+    let kept = std::fs::read(&published).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(&published, &kept).unwrap();
+    assert!(!tables.servable(&set, id));
+    tables.refresh(&set).await;
+    assert!(
+        tables.servable(&set, id),
+        "the same provenance is adopted again"
+    );
+
+    // A new hub process finds the published file and adopts it without rebuilding.
+    let again = PublishedTables::new(data.clone());
+    again.refresh(&set).await;
+    assert!(again.servable(&set, id));
 }

@@ -1,16 +1,15 @@
-//! Tables of the statistical secret, computed by the hub: a table definition's cells from its
-//! source dataset's raw file, protected by `secrecy`, and the published table as one Arrow
-//! batch in which a hidden value is NULL beside its flag (`<measure>_secret`: `primary` or
-//! `secondary`).
+//! Computing one table: its cells from its source dataset's raw file, protected by `secrecy`,
+//! and the published table as one Arrow batch in which a hidden value is NULL beside its flag
+//! (`<measure>_secret`: `primary` or `secondary`).
 //!
-//! Owns: the grouping-set queries over the raw file (SQL built here from the operator's
-//! definition, one query per set of dimensions and one more per set for the largest
-//! contributors), the cells of the [`Cube`], and the published batch.
-//! Must never: run a reader's SQL over the microdata (only definitions written by operators in
-//! the policy set reach this module), or return a table whose protection did not pass its audit.
+//! Owns: the grouping-set queries over the raw file (SQL built here from the typed definition
+//! of `policy::tables`, one query per set of dimensions and one more per set for the largest
+//! contributors), the SQL of each derivation, the cells of the [`Cube`], the published batch.
+//! Must never: run a reader's SQL over the microdata (only definitions validated in the policy
+//! set reach this module), or return a table whose protection did not pass its audit.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{
@@ -19,40 +18,8 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
-use crate::secrecy::{
-    CellFacts, Cube, Dimension, Measure, MeasureKind, Profile, Protection, protect,
-};
-
-/// A table as an operator defines it.
-#[derive(Debug, Clone)]
-pub struct TableDefinition {
-    /// e.g. `stats.sejours_region_sexe_chapitre`.
-    pub id: String,
-    /// The source dataset's raw file (the hub's own, never an extract).
-    pub source: PathBuf,
-    pub dimensions: Vec<DimensionDefinition>,
-    /// The column of the statistical unit (patient, household, company).
-    pub unit: String,
-    pub measures: Vec<MeasureDefinition>,
-    pub profile: Profile,
-}
-
-/// A dimension: its name in the table and the SQL expression over the source that gives it
-/// (a column, or e.g. `substr(diagnostic, 1, 1)`).
-#[derive(Debug, Clone)]
-pub struct DimensionDefinition {
-    pub name: String,
-    pub expression: String,
-}
-
-/// A measure: a count of rows, a count of distinct units, or the sum of a non-negative column.
-#[derive(Debug, Clone)]
-pub struct MeasureDefinition {
-    pub name: String,
-    pub kind: MeasureKind,
-    /// The summed column (`sum` only).
-    pub column: Option<String>,
-}
+use crate::policy::tables::{Derivation, MAX_DIMENSIONS, TableDimension, TableSpec};
+use crate::secrecy::{CellFacts, Cube, Dimension, Measure, MeasureKind, Protection, protect};
 
 /// A table ready to be read: its cells, their protection, and the batch readers get.
 #[derive(Debug, Clone)]
@@ -79,40 +46,25 @@ pub enum TableError {
 /// The cells of one grouping set, by their labels on its dimensions.
 type Cells = Vec<(Vec<String>, CellFacts)>;
 
-/// Most dimensions a table may have (a query per subset of them).
-pub const MAX_DIMENSIONS: usize = 4;
-
-/// Computes, protects and lays out the table `definition` describes.
-pub async fn build(definition: &TableDefinition) -> Result<PublishedTable, TableError> {
+/// Computes, protects and lays out the table `spec` describes from `source` (its source
+/// dataset's raw file).
+pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, TableError> {
+    let definition = spec;
     let id = definition.id.clone();
     let bad = |m: String| TableError::Definition(id.clone(), m);
+    // policy::tables validated the definition; these bounds keep the queries few regardless.
     if definition.dimensions.is_empty() || definition.dimensions.len() > MAX_DIMENSIONS {
         return Err(bad(format!("a table has 1 to {MAX_DIMENSIONS} dimensions")));
-    }
-    if definition.measures.is_empty() {
-        return Err(bad("a table has at least one measure".into()));
-    }
-    for m in &definition.measures {
-        if (m.kind == MeasureKind::Sum) != m.column.is_some() {
-            return Err(bad(format!(
-                "measure `{}`: a sum names its column, a count none",
-                m.name
-            )));
-        }
     }
     let compute =
         |e: datafusion::error::DataFusionError| TableError::Compute(id.clone(), e.to_string());
     let ctx = SessionContext::new();
-    let path = definition.source.to_string_lossy().to_string();
+    let path = source.to_string_lossy().to_string();
     ctx.register_parquet("source", &path, ParquetReadOptions::default())
         .await
         .map_err(compute)?;
     let n = definition.dimensions.len();
-    let dims_sql: Vec<String> = definition
-        .dimensions
-        .iter()
-        .map(|d| format!("CAST(({}) AS VARCHAR)", d.expression))
-        .collect();
+    let dims_sql: Vec<String> = definition.dimensions.iter().map(dimension_sql).collect();
     // Rows with no value on a dimension are left out of every cell, margins included, so
     // that margins stay the totals of their lines.
     let filter = dims_sql
@@ -294,8 +246,8 @@ pub async fn build(definition: &TableDefinition) -> Result<PublishedTable, Table
             }
         }
     }
-    for v in &mut values {
-        v.sort();
+    for (v, d) in values.iter_mut().zip(&definition.dimensions) {
+        v.sort_by_key(|label| label_order(&d.derivation, label));
         v.dedup();
     }
     let dims: Vec<Dimension> = definition
@@ -337,8 +289,14 @@ pub async fn build(definition: &TableDefinition) -> Result<PublishedTable, Table
         })
         .collect();
     let cube = Cube::new(dims, measures, facts).map_err(|e| TableError::Cells(id.clone(), e))?;
-    let protection =
-        protect(&cube, &definition.profile).map_err(|e| TableError::Unprotected(id.clone(), e))?;
+    // The suppression and the audit are CPU work: off the async threads.
+    let protection = {
+        let (cube, profile) = (cube.clone(), definition.profile.clone());
+        tokio::task::spawn_blocking(move || protect(&cube, &profile))
+            .await
+            .map_err(|e| TableError::Compute(id.clone(), e.to_string()))?
+            .map_err(|e| TableError::Unprotected(id.clone(), e))?
+    };
     let batch =
         publish(&cube, &protection).map_err(|e| TableError::Compute(id.clone(), e.to_string()))?;
     Ok(PublishedTable {
@@ -347,6 +305,155 @@ pub async fn build(definition: &TableDefinition) -> Result<PublishedTable, Table
         protection,
         batch,
     })
+}
+
+/// `"name"` quoted for SQL (names are validated lower-case identifiers; quoting is belt and
+/// braces).
+fn quoted(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The SQL giving a dimension's label (text; NULL leaves the row out of the table).
+fn dimension_sql(d: &TableDimension) -> String {
+    let c = quoted(&d.column);
+    let bands = |value: String, bounds: &[i64]| {
+        let mut sql = format!(
+            "CASE WHEN {value} IS NULL OR {value} < {} THEN NULL",
+            bounds[0]
+        );
+        for w in bounds.windows(2) {
+            sql.push_str(&format!(
+                " WHEN {value} < {} THEN '{}-{}'",
+                w[1],
+                w[0],
+                w[1] - 1
+            ));
+        }
+        let last = bounds[bounds.len() - 1];
+        sql.push_str(&format!(" ELSE '{last}+' END"));
+        sql
+    };
+    match &d.derivation {
+        Derivation::Value => format!("CAST({c} AS VARCHAR)"),
+        Derivation::Prefix { n } => format!("substr(CAST({c} AS VARCHAR), 1, {n})"),
+        Derivation::Bands { bounds } => bands(format!("CAST({c} AS DOUBLE)"), bounds),
+        Derivation::AgeBands { at, bounds } => {
+            let at = quoted(at);
+            // Whole years between the birth date and `at`.
+            let age = format!(
+                "(date_part('year', {at}) - date_part('year', {c}) - CASE WHEN date_part('month', {at}) * 100 + date_part('day', {at}) < date_part('month', {c}) * 100 + date_part('day', {c}) THEN 1 ELSE 0 END)"
+            );
+            bands(age, bounds)
+        }
+        Derivation::Icd10Chapter => {
+            let code = format!("upper(substr(CAST({c} AS VARCHAR), 1, 3))");
+            let mut sql = format!("CASE WHEN {code} < 'A00' OR {code} > 'Z99' THEN NULL");
+            for (below, chapter) in ICD10_CHAPTERS {
+                sql.push_str(&format!(" WHEN {code} < '{below}' THEN '{chapter}'"));
+            }
+            sql.push_str(" ELSE 'XXI' END");
+            sql
+        }
+        Derivation::NafSection => {
+            let division = format!("try_cast(substr(CAST({c} AS VARCHAR), 1, 2) AS INT)");
+            let mut sql = format!("CASE WHEN {division} IS NULL OR {division} < 1 THEN NULL");
+            for (last, section) in NAF_SECTIONS {
+                sql.push_str(&format!(" WHEN {division} <= {last} THEN '{section}'"));
+            }
+            sql.push_str(" ELSE NULL END");
+            sql
+        }
+    }
+}
+
+/// ICD-10 chapters by the first code past them (`Z00` and above: XXI).
+const ICD10_CHAPTERS: [(&str, &str); 21] = [
+    ("C00", "I"),
+    ("D50", "II"),
+    ("E00", "III"),
+    ("F00", "IV"),
+    ("G00", "V"),
+    ("H00", "VI"),
+    ("H60", "VII"),
+    ("I00", "VIII"),
+    ("J00", "IX"),
+    ("K00", "X"),
+    ("L00", "XI"),
+    ("M00", "XII"),
+    ("N00", "XIII"),
+    ("O00", "XIV"),
+    ("P00", "XV"),
+    ("Q00", "XVI"),
+    ("R00", "XVII"),
+    ("S00", "XVIII"),
+    ("U00", "XIX"),
+    ("V00", "XXII"),
+    ("Z00", "XX"),
+];
+
+/// NAF rév. 2 sections by their last division.
+const NAF_SECTIONS: [(u32, &str); 21] = [
+    (3, "A"),
+    (9, "B"),
+    (33, "C"),
+    (35, "D"),
+    (39, "E"),
+    (43, "F"),
+    (47, "G"),
+    (53, "H"),
+    (56, "I"),
+    (63, "J"),
+    (66, "K"),
+    (68, "L"),
+    (75, "M"),
+    (82, "N"),
+    (84, "O"),
+    (85, "P"),
+    (88, "Q"),
+    (93, "R"),
+    (96, "S"),
+    (98, "T"),
+    (99, "U"),
+];
+
+/// Where a label sorts among its dimension's values: bands by their lower bound, ICD-10
+/// chapters by number, anything else as text.
+fn label_order(derivation: &Derivation, label: &str) -> (i64, String) {
+    match derivation {
+        Derivation::Bands { .. } | Derivation::AgeBands { .. } => {
+            let low = label
+                .split(['-', '+'])
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(i64::MAX);
+            (low, label.to_string())
+        }
+        Derivation::Icd10Chapter => (roman(label), label.to_string()),
+        _ => (0, label.to_string()),
+    }
+}
+
+/// The value of a Roman numeral up to XXII (0 when it is not one).
+fn roman(text: &str) -> i64 {
+    let digit = |c: char| match c {
+        'I' => 1,
+        'V' => 5,
+        'X' => 10,
+        _ => 0,
+    };
+    let values: Vec<i64> = text.chars().map(digit).collect();
+    if values.contains(&0) {
+        return 0;
+    }
+    let mut total = 0;
+    for (i, v) in values.iter().enumerate() {
+        if values.get(i + 1).is_some_and(|next| next > v) {
+            total -= v;
+        } else {
+            total += v;
+        }
+    }
+    total
 }
 
 /// The string keys of a grouping-set row (its first `k` columns).

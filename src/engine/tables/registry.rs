@@ -1,0 +1,270 @@
+//! Which version of each table is published, and keeping them current.
+//!
+//! A table is servable only when its published file was built from the current definition
+//! and from the source file as it is now (same stamp), and the file is the one written: a
+//! source replaced since, a changed definition or a file replaced behind the hub's back makes
+//! it unreadable until it is rebuilt. [`PublishedTables::refresh`] rebuilds what is stale, one
+//! table at a time; a table whose protection fails is refused (the operator sees why in
+//! `GET /v1/tables/{id}`) and stays unreadable.
+//!
+//! Owns: the status of each table, the decision that a table may be read. Must never: let a
+//! table be read that is not the current, audited version.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use super::compute::{TableError, build};
+use super::store::{self, TableSummary};
+use crate::file_stamp::FileStamp;
+use crate::policy::{DatasetKind, PolicySet, TableSpec};
+
+/// Where a table stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TableStatus {
+    /// Not built for the current data and definition yet (being built, or waiting its turn).
+    Pending,
+    /// The current version, readable.
+    Published { summary: TableSummary },
+    /// Its protection failed: not published. `reason` is for operators.
+    Refused { reason: String },
+    /// It could not be computed: not published. `reason` is for operators.
+    Failed { reason: String },
+}
+
+#[derive(Debug, Clone)]
+struct TableState {
+    definition: String,
+    source_stamp: Option<String>,
+    /// The published file's stamp once written or adopted.
+    file: Option<FileStamp>,
+    status: TableStatus,
+}
+
+/// The hub's published tables.
+#[derive(Debug)]
+pub struct PublishedTables {
+    data_dir: PathBuf,
+    states: Mutex<HashMap<String, TableState>>,
+    /// The data version of each source file, while its stamp is unchanged.
+    versions: Mutex<HashMap<PathBuf, (FileStamp, String)>>,
+    /// One build at a time (a build holds a whole table's cells and solves linear programs).
+    building: tokio::sync::Mutex<()>,
+}
+
+impl PublishedTables {
+    pub fn new(data_dir: PathBuf) -> PublishedTables {
+        PublishedTables {
+            data_dir,
+            states: Mutex::default(),
+            versions: Mutex::default(),
+            building: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn locked(&self) -> std::sync::MutexGuard<'_, HashMap<String, TableState>> {
+        self.states.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The source file of `spec` and its data version now.
+    fn source(&self, set: &PolicySet, spec: &TableSpec) -> Option<(PathBuf, String)> {
+        let dataset = set
+            .catalog
+            .dataset(&spec.source)
+            .filter(|d| d.kind == DatasetKind::Microdata)?;
+        let path = self.data_dir.join(&dataset.path);
+        let stamp = FileStamp::of(&path)?;
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((known, version)) = versions.get(&path)
+            && *known == stamp
+        {
+            return Some((path, version.clone()));
+        }
+        let version = content_version(&path)?;
+        // SECURITY: a file replaced while it was read gets no version (tried again later).
+        if FileStamp::of(&path) != Some(stamp) {
+            return None;
+        }
+        versions.insert(path.clone(), (stamp, version.clone()));
+        Some((path, version))
+    }
+
+    /// Whether table `id` of `set` may be read now: published from the current definition and
+    /// source, from the very file written.
+    pub fn servable(&self, set: &PolicySet, id: &str) -> bool {
+        let Some(spec) = set.tables.get(id) else {
+            return false;
+        };
+        let Some((_, stamp)) = self.source(set, spec) else {
+            return false;
+        };
+        let definition = store::definition_hash(spec);
+        let file = FileStamp::of(&store::path_in(&self.data_dir, spec));
+        // SECURITY: only the current, audited version of a table is read.
+        self.locked().get(id).is_some_and(|s| {
+            matches!(s.status, TableStatus::Published { .. })
+                && s.definition == definition
+                && s.source_stamp.as_deref() == Some(stamp.as_str())
+                && s.file.is_some()
+                && s.file == file
+        })
+    }
+
+    /// Each table's state (`pending`, `published`, `refused`, `failed`), for operators.
+    pub fn states(&self) -> std::collections::BTreeMap<String, &'static str> {
+        self.locked()
+            .iter()
+            .map(|(id, s)| {
+                let state = match s.status {
+                    TableStatus::Pending => "pending",
+                    TableStatus::Published { .. } => "published",
+                    TableStatus::Refused { .. } => "refused",
+                    TableStatus::Failed { .. } => "failed",
+                };
+                (id.clone(), state)
+            })
+            .collect()
+    }
+
+    /// Where table `id` stands (none: not a table of the sets seen so far).
+    pub fn status(&self, id: &str) -> Option<TableStatus> {
+        self.locked().get(id).map(|s| s.status.clone())
+    }
+
+    /// Brings every table of `set` up to date: adopts a published file built from the current
+    /// definition and source (after a restart), rebuilds the others, one at a time.
+    pub async fn refresh(&self, set: &PolicySet) {
+        for spec in &set.tables.list {
+            let definition = store::definition_hash(spec);
+            let source = self.source(set, spec);
+            let stamp = source.as_ref().map(|(_, s)| s.clone());
+            let file = FileStamp::of(&store::path_in(&self.data_dir, spec));
+            let current = self.locked().get(&spec.id).is_some_and(|s| {
+                s.definition == definition
+                    && s.source_stamp == stamp
+                    && match s.status {
+                        TableStatus::Published { .. } => s.file.is_some() && s.file == file,
+                        TableStatus::Refused { .. } | TableStatus::Failed { .. } => true,
+                        TableStatus::Pending => false,
+                    }
+            });
+            if current {
+                continue;
+            }
+            let Some((source_path, stamp)) = source else {
+                self.set(
+                    spec,
+                    &definition,
+                    None,
+                    None,
+                    TableStatus::Failed {
+                        reason: format!("the source `{}` cannot be read", spec.source),
+                    },
+                );
+                continue;
+            };
+            if let Some(p) = store::read(&self.data_dir, spec)
+                && p.definition == definition
+                && p.source_stamp == stamp
+            {
+                self.set(
+                    spec,
+                    &definition,
+                    Some(stamp),
+                    file,
+                    TableStatus::Published { summary: p.summary },
+                );
+                continue;
+            }
+            self.set(
+                spec,
+                &definition,
+                Some(stamp.clone()),
+                None,
+                TableStatus::Pending,
+            );
+            let _one_at_a_time = self.building.lock().await;
+            let started = std::time::Instant::now();
+            let status = match build(spec, &source_path).await {
+                Ok(table) => match store::write(&self.data_dir, spec, &table, &stamp) {
+                    Ok(provenance) => TableStatus::Published {
+                        summary: provenance.summary,
+                    },
+                    Err(reason) => TableStatus::Failed { reason },
+                },
+                Err(TableError::Unprotected(_, e)) => TableStatus::Refused {
+                    reason: e.to_string(),
+                },
+                Err(e) => TableStatus::Failed {
+                    reason: e.to_string(),
+                },
+            };
+            match &status {
+                TableStatus::Published { summary } => tracing::info!(
+                    table = %spec.id,
+                    cells = summary.cells,
+                    primary = summary.primary,
+                    secondary = summary.secondary,
+                    rounds = summary.audit_rounds,
+                    ms = started.elapsed().as_millis() as u64,
+                    "table published"
+                ),
+                TableStatus::Refused { reason } | TableStatus::Failed { reason } => {
+                    tracing::error!(table = %spec.id, %reason, "table not published")
+                }
+                TableStatus::Pending => {}
+            }
+            let file = FileStamp::of(&store::path_in(&self.data_dir, spec));
+            self.set(spec, &definition, Some(stamp), file, status);
+        }
+    }
+
+    fn set(
+        &self,
+        spec: &TableSpec,
+        definition: &str,
+        source_stamp: Option<String>,
+        file: Option<FileStamp>,
+        status: TableStatus,
+    ) {
+        let file = match status {
+            TableStatus::Published { .. } => file,
+            _ => None,
+        };
+        self.locked().insert(
+            spec.id.clone(),
+            TableState {
+                definition: definition.to_string(),
+                source_stamp,
+                file,
+                status,
+            },
+        );
+    }
+
+    /// The folder the published files live in (tests).
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+}
+
+/// A data file's version: its length and a digest of its last 64 KiB (a Parquet file's footer:
+/// row groups, sizes, statistics), so that a copy of the same file keeps its version while any
+/// rewrite changes it.
+fn content_version(path: &Path) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, SeekFrom};
+    const TAIL: u64 = 64 * 1024;
+    let mut file = std::fs::File::open(path).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(TAIL))).ok()?;
+    let mut tail = Vec::with_capacity(TAIL as usize);
+    file.read_to_end(&mut tail).ok()?;
+    Some(format!(
+        "{len}:{}",
+        hex::encode(&Sha256::digest(&tail)[..16])
+    ))
+}

@@ -1,0 +1,175 @@
+//! Published tables on disk: `<data.dir>/.tables/<id>.parquet`, one file per table, replaced
+//! whole (temporary file, fsync, rename) so that a reader sees the previous version or the new
+//! one, never a mix, and only ever the current one.
+//!
+//! Each file records in its key-value metadata what it was built from: the source file's
+//! stamp (the data version), the hash of the table's definition, and the summary that
+//! `GET /v1/tables/{id}` shows.
+//!
+//! Owns: writing and reading those files and their metadata. Must never: write a table whose
+//! protection did not pass (callers hand over a [`PublishedTable`] only), or leave a partial
+//! file under the final name.
+
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::compute::PublishedTable;
+use crate::policy::tables::{TableSpec, published_path};
+use crate::secrecy::{PrimaryReason, Secret};
+
+const SOURCE_KEY: &str = "passerelle.table.source";
+const DEFINITION_KEY: &str = "passerelle.table.definition";
+const SUMMARY_KEY: &str = "passerelle.table.summary";
+
+/// What a published version holds, as operators and readers may see it (counts only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TableSummary {
+    /// Cells published, margins included.
+    pub cells: usize,
+    /// Cells whose values are hidden because they break the profile's rule, by rule.
+    pub primary: usize,
+    pub primary_too_few_units: usize,
+    pub primary_dominance: usize,
+    pub primary_empty: usize,
+    /// Cells hidden so that no primary cell can be recovered from the margins.
+    pub secondary: usize,
+    /// Audit rounds until the pattern passed.
+    pub audit_rounds: usize,
+    /// The data version: a digest of the source file's stamp (never its path).
+    pub data_version: String,
+    /// When this version was published (RFC 3339).
+    pub published_at: String,
+}
+
+impl TableSummary {
+    fn of(table: &PublishedTable, source_stamp: &str) -> TableSummary {
+        let count = |reason: PrimaryReason| {
+            table
+                .protection
+                .secrets
+                .iter()
+                .filter(|s| **s == Some(Secret::Primary(reason)))
+                .count()
+        };
+        let (primary, secondary) = table.protection.counts();
+        TableSummary {
+            cells: table.cube.len(),
+            primary,
+            primary_too_few_units: count(PrimaryReason::TooFewUnits),
+            primary_dominance: count(PrimaryReason::Dominance),
+            primary_empty: count(PrimaryReason::Empty),
+            secondary,
+            audit_rounds: table.protection.rounds,
+            data_version: data_version(source_stamp),
+            published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
+}
+
+/// The data version shown for a source stamp (a digest: the stamp itself says nothing useful).
+pub fn data_version(source_stamp: &str) -> String {
+    hex::encode(&Sha256::digest(source_stamp.as_bytes())[..8])
+}
+
+/// The hash of a table's definition (a new definition is a new table).
+pub fn definition_hash(spec: &TableSpec) -> String {
+    let text = serde_json::to_string(spec).unwrap_or_default();
+    hex::encode(&Sha256::digest(text.as_bytes())[..8])
+}
+
+/// What a published file records of its origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Provenance {
+    pub source_stamp: String,
+    pub definition: String,
+    pub summary: TableSummary,
+}
+
+/// The file of table `spec` in `data_dir`.
+pub fn path_in(data_dir: &Path, spec: &TableSpec) -> PathBuf {
+    data_dir.join(published_path(&spec.id))
+}
+
+/// Writes `table` as the published version of `spec` (built from a source of version
+/// `source_stamp`):
+/// temporary file (0600), fsync, rename over the previous version.
+pub fn write(
+    data_dir: &Path,
+    spec: &TableSpec,
+    table: &PublishedTable,
+    source_stamp: &str,
+) -> Result<Provenance, String> {
+    let path = path_in(data_dir, spec);
+    let dir = path.parent().ok_or("no folder for published tables")?;
+    crate::private_fs::create_dir_all(dir).map_err(|e| format!("tables folder: {}", e.kind()))?;
+    let summary = TableSummary::of(table, source_stamp);
+    let provenance = Provenance {
+        source_stamp: source_stamp.to_string(),
+        definition: definition_hash(spec),
+        summary,
+    };
+    let summary_json = serde_json::to_string(&provenance.summary).map_err(|e| e.to_string())?;
+    let props = WriterProperties::builder()
+        .set_created_by("passerelle published table".to_string())
+        .set_key_value_metadata(Some(vec![
+            KeyValue::new(SOURCE_KEY.into(), provenance.source_stamp.clone()),
+            KeyValue::new(DEFINITION_KEY.into(), provenance.definition.clone()),
+            KeyValue::new(SUMMARY_KEY.into(), summary_json),
+        ]))
+        .build();
+    // Unique per build: several hubs (or test servers) may share a data folder; the last
+    // rename wins, and every file is whole.
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let temporary = path.with_extension(format!(
+        "parquet.tmp-{}-{}",
+        std::process::id(),
+        BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let written = (|| -> Result<(), String> {
+        let file = crate::private_fs::create_file(&temporary)
+            .map_err(|e| format!("table file: {}", e.kind()))?;
+        let mut writer =
+            ArrowWriter::try_new(BufWriter::new(file), table.batch.schema(), Some(props))
+                .map_err(|e| e.to_string())?;
+        writer.write(&table.batch).map_err(|e| e.to_string())?;
+        let file = writer
+            .into_inner()
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .map_err(|e| e.to_string())?;
+        file.sync_all()
+            .map_err(|e| format!("table file: {}", e.kind()))?;
+        std::fs::rename(&temporary, &path).map_err(|e| format!("table file: {}", e.kind()))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("tables folder: {}", e.kind()))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written.map(|()| provenance)
+}
+
+/// What the published file of `spec` records, if there is a readable one.
+pub fn read(data_dir: &Path, spec: &TableSpec) -> Option<Provenance> {
+    let file = std::fs::File::open(path_in(data_dir, spec)).ok()?;
+    let reader =
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
+    let kv = reader.metadata().file_metadata().key_value_metadata()?;
+    let get = |key: &str| {
+        kv.iter()
+            .find(|k| k.key == key)
+            .and_then(|k| k.value.clone())
+    };
+    Some(Provenance {
+        source_stamp: get(SOURCE_KEY)?,
+        definition: get(DEFINITION_KEY)?,
+        summary: serde_json::from_str(&get(SUMMARY_KEY)?).ok()?,
+    })
+}

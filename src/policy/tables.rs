@@ -1,0 +1,538 @@
+//! `tables.toml`: the tables of the statistical secret, defined in advance by operators.
+//!
+//! A table is computed by the hub from one microdata dataset (its `source`), protected as a
+//! whole by `secrecy` and published; aggregate-only habilitations read tables, never the
+//! microdata. A table is declared here in a typed form (dimensions as a column and one of a
+//! few derivations, measures as counts or sums of a column, the statistical unit, a secrecy
+//! profile), never as free SQL, so that every name is checked against the catalog and the
+//! engine builds its queries from known parts only.
+//!
+//! Each table becomes a dataset of the catalog (`DatasetKind::Table`) whose columns are its
+//! dimensions (labels, margins `Ensemble`), its measures and their `<measure>_secret` flags,
+//! all of class `public`: rules grant it with the `aggregate` act like any dataset, and
+//! explain and diffs show it with the rest.
+//!
+//! Owns: parsing and validating `tables.toml` (`file:line` problems), the profiles in force
+//! (built-in ones, overridden by the file's `[profiles.<name>]`), the catalog entries of
+//! tables. Must never: read data or touch DataFusion (the engine computes the tables).
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use super::catalog::{
+    Catalog, ColumnClass, Constraints, Dataset, DatasetKind, Field, FieldType, is_dataset_name,
+};
+use super::source::{Problem, line_of};
+use crate::secrecy::{MeasureKind, Profile};
+
+/// Most dimensions a table may have (the hub runs one query per subset of them).
+pub const MAX_DIMENSIONS: usize = 4;
+
+/// How a dimension's label is derived from its column.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Derivation {
+    /// The column's value as text.
+    Value,
+    /// Its first `n` characters (the département of a commune code: 2; the ICD-10 letter: 1).
+    Prefix { n: u32 },
+    /// The band of a number: `bounds` `[0, 18, 40]` give `0-17`, `18-39`, `40+`.
+    Bands { bounds: Vec<i64> },
+    /// The band of an age in whole years between a birth date (the column) and the date in
+    /// column `at`.
+    AgeBands { at: String, bounds: Vec<i64> },
+    /// The ICD-10 chapter (`I` to `XXII`) of a diagnosis code.
+    Icd10Chapter,
+    /// The NAF rev. 2 section (`A` to `U`) of an activity code (`56.10A` → `I`).
+    NafSection,
+}
+
+/// One dimension of a table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableDimension {
+    pub name: String,
+    pub title: String,
+    pub column: String,
+    pub derivation: Derivation,
+}
+
+/// One measure of a table: rows, distinct units, or the sum of a non-negative column.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableMeasure {
+    pub name: String,
+    pub title: String,
+    pub kind: MeasureKind,
+    /// The summed column (`sum` only).
+    pub column: Option<String>,
+}
+
+/// A table as an operator defines it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TableSpec {
+    /// `schema.table`, e.g. `stats.sejours_region_age_chapitre`.
+    pub id: String,
+    pub title: String,
+    pub description: String,
+    /// The microdata dataset it is computed from.
+    pub source: String,
+    /// The column of the statistical unit (patient, household, company).
+    pub unit: String,
+    pub dimensions: Vec<TableDimension>,
+    pub measures: Vec<TableMeasure>,
+    /// The profile's name and its rules in force.
+    pub profile_name: String,
+    pub profile: Profile,
+}
+
+impl TableSpec {
+    /// The catalog entry readers see: dimensions, measures and flags, all `public`.
+    fn dataset(&self) -> Dataset {
+        let field = |name: &str, title: &str, field_type: FieldType, description: &str| Field {
+            name: Spanned::new(0..0, name.to_string()),
+            title: title.to_string(),
+            description: description.to_string(),
+            field_type,
+            format: None,
+            example: None,
+            class: ColumnClass::Public,
+            constraints: Constraints::default(),
+        };
+        let mut fields: Vec<Field> = self
+            .dimensions
+            .iter()
+            .map(|d| {
+                field(
+                    &d.name,
+                    &d.title,
+                    FieldType::String,
+                    "Dimension; `Ensemble` on a margin.",
+                )
+            })
+            .collect();
+        for m in &self.measures {
+            let kind = if m.kind.is_count() {
+                FieldType::Integer
+            } else {
+                FieldType::Number
+            };
+            fields.push(field(
+                &m.name,
+                &m.title,
+                kind,
+                "NULL when hidden (see the flag).",
+            ));
+            fields.push(field(
+                &format!("{}_secret", m.name),
+                &format!("{} : secret", m.title),
+                FieldType::String,
+                "`primary` (the cell breaks the profile's rule), `secondary` (hidden to protect one), NULL (published).",
+            ));
+        }
+        Dataset {
+            name: Spanned::new(0..0, self.id.clone()),
+            title: self.title.clone(),
+            description: self.description.clone(),
+            path: published_path(&self.id),
+            secret: format!("statistical ({})", self.profile_name),
+            legal_basis: None,
+            primary_key: self.dimensions.iter().map(|d| d.name.clone()).collect(),
+            fields,
+            kind: DatasetKind::Table,
+        }
+    }
+}
+
+/// Where the published version of table `id` lives, relative to the data folder.
+pub fn published_path(id: &str) -> PathBuf {
+    Path::new(PUBLISHED_DIR).join(format!("{id}.parquet"))
+}
+
+/// The folder of published tables inside the data folder.
+pub const PUBLISHED_DIR: &str = ".tables";
+
+/// The tables of a policy version.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Tables {
+    pub list: Vec<TableSpec>,
+}
+
+impl Tables {
+    pub fn get(&self, id: &str) -> Option<&TableSpec> {
+        self.list.iter().find(|t| t.id == id)
+    }
+
+    /// Parses and validates `text` (`file` names it in problems) against the microdata
+    /// datasets of `catalog`, and adds a dataset per table to it.
+    pub fn parse(file: &Path, text: &str, catalog: &mut Catalog) -> Result<Tables, Vec<Problem>> {
+        if text.trim().is_empty() {
+            return Ok(Tables::default());
+        }
+        let parsed: TablesFile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            vec![Problem::new(file, line, e.message().to_string())]
+        })?;
+        let mut problems = Vec::new();
+        let mut profiles: BTreeMap<String, Profile> = Profile::NAMES
+            .iter()
+            .filter_map(|n| Some((n.to_string(), Profile::named(n)?)))
+            .collect();
+        for (name, profile) in &parsed.profiles {
+            let line = Some(line_of(text, name.span().start));
+            for (key, message) in profile.get_ref().problems() {
+                problems.push(Problem::new(
+                    file,
+                    line,
+                    format!("profile `{}`: {key} {message}", name.get_ref()),
+                ));
+            }
+            profiles.insert(name.get_ref().clone(), profile.get_ref().clone());
+        }
+        let mut list = Vec::new();
+        let mut ids = HashSet::new();
+        for table in parsed.tables {
+            let line = Some(line_of(text, table.id.span().start));
+            let id = table.id.get_ref().clone();
+            let mut bad =
+                |m: String| problems.push(Problem::new(file, line, format!("table `{id}`: {m}")));
+            if !is_dataset_name(&id) {
+                bad("ids are `schema.table` in lower case (a-z, 0-9, _)".into());
+            }
+            if !ids.insert(id.clone()) || catalog.dataset(&id).is_some() {
+                bad("this name is already a table or a dataset".into());
+            }
+            let source = catalog
+                .dataset(&table.source)
+                .filter(|d| d.kind == DatasetKind::Microdata);
+            let Some(source) = source else {
+                bad(format!(
+                    "source `{}` is not a dataset of datasets.toml",
+                    table.source
+                ));
+                continue;
+            };
+            let has = |column: &str| source.field(column).is_some();
+            if !has(&table.unit) {
+                bad(format!(
+                    "unit `{}` is not a column of `{}`",
+                    table.unit, table.source
+                ));
+            }
+            let profile = match profiles.get(&table.profile) {
+                Some(p) => p.clone(),
+                None => {
+                    bad(format!(
+                        "unknown profile `{}` (built in: {}; or define [profiles.{}])",
+                        table.profile,
+                        Profile::NAMES.join(", "),
+                        table.profile
+                    ));
+                    continue;
+                }
+            };
+            if table.dimensions.is_empty() || table.dimensions.len() > MAX_DIMENSIONS {
+                bad(format!("a table has 1 to {MAX_DIMENSIONS} dimensions"));
+            }
+            if table.measures.is_empty() {
+                bad("a table has at least one measure".into());
+            }
+            let mut names = HashSet::new();
+            let mut dimensions = Vec::new();
+            for d in table.dimensions {
+                if !is_column_name(&d.name) || !names.insert(d.name.clone()) {
+                    bad(format!(
+                        "dimension `{}`: names are unique, lower case (a-z, 0-9, _)",
+                        d.name
+                    ));
+                }
+                if !has(&d.column) {
+                    bad(format!(
+                        "dimension `{}`: `{}` is not a column of `{}`",
+                        d.name, d.column, table.source
+                    ));
+                }
+                match d.derivation() {
+                    Ok(derivation) => {
+                        if let Derivation::AgeBands { at, .. } = &derivation
+                            && !has(at)
+                        {
+                            bad(format!(
+                                "dimension `{}`: `{at}` is not a column of `{}`",
+                                d.name, table.source
+                            ));
+                        }
+                        dimensions.push(TableDimension {
+                            title: d.title.unwrap_or_else(|| d.name.clone()),
+                            name: d.name,
+                            column: d.column,
+                            derivation,
+                        });
+                    }
+                    Err(m) => bad(format!("dimension `{}`: {m}", d.name)),
+                }
+            }
+            let mut measures = Vec::new();
+            for m in table.measures {
+                if !is_column_name(&m.name)
+                    || m.name.ends_with("_secret")
+                    || !names.insert(m.name.clone())
+                {
+                    bad(format!(
+                        "measure `{}`: names are unique, lower case (a-z, 0-9, _), not ending in `_secret`",
+                        m.name
+                    ));
+                }
+                match (&m.kind, &m.column) {
+                    (MeasureKind::Sum, Some(c)) if has(c) => {}
+                    (MeasureKind::Sum, Some(c)) => bad(format!(
+                        "measure `{}`: `{c}` is not a column of `{}`",
+                        m.name, table.source
+                    )),
+                    (MeasureKind::Sum, None) => {
+                        bad(format!("measure `{}`: a sum names its `column`", m.name))
+                    }
+                    (_, Some(_)) => bad(format!(
+                        "measure `{}`: a count names no `column` (rows counts rows, units the table's unit)",
+                        m.name
+                    )),
+                    (_, None) => {}
+                }
+                measures.push(TableMeasure {
+                    title: m.title.unwrap_or_else(|| m.name.clone()),
+                    name: m.name,
+                    kind: m.kind,
+                    column: m.column,
+                });
+            }
+            list.push(TableSpec {
+                id,
+                title: table.title,
+                description: table.description,
+                source: table.source,
+                unit: table.unit,
+                dimensions,
+                measures,
+                profile_name: table.profile,
+                profile,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        for spec in &list {
+            catalog.datasets.push(spec.dataset());
+        }
+        Ok(Tables { list })
+    }
+}
+
+/// Lower-case SQL identifier (a-z, 0-9, _; not starting with a digit).
+fn is_column_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TablesFile {
+    #[serde(default)]
+    profiles: BTreeMap<Spanned<String>, Spanned<Profile>>,
+    #[serde(default)]
+    tables: Vec<TableEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TableEntry {
+    id: Spanned<String>,
+    title: String,
+    #[serde(default)]
+    description: String,
+    source: String,
+    unit: String,
+    profile: String,
+    dimensions: Vec<DimensionEntry>,
+    measures: Vec<MeasureEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DimensionEntry {
+    name: String,
+    #[serde(default)]
+    title: Option<String>,
+    column: String,
+    #[serde(default)]
+    prefix: Option<u32>,
+    #[serde(default)]
+    bands: Option<Vec<i64>>,
+    /// With `bands`: the column is a birth date, banded by age at this date column.
+    #[serde(default)]
+    age_at: Option<String>,
+    /// `icd10_chapter` or `naf_section`.
+    #[serde(default)]
+    code: Option<String>,
+}
+
+impl DimensionEntry {
+    fn derivation(&self) -> Result<Derivation, String> {
+        let bands = |b: &Vec<i64>| {
+            if b.is_empty() || b.windows(2).any(|w| w[0] >= w[1]) {
+                Err("`bands` are increasing bounds, at least one".to_string())
+            } else {
+                Ok(b.clone())
+            }
+        };
+        match (&self.prefix, &self.bands, &self.age_at, &self.code) {
+            (None, None, None, None) => Ok(Derivation::Value),
+            (Some(n), None, None, None) if (1..=16).contains(n) => Ok(Derivation::Prefix { n: *n }),
+            (Some(_), None, None, None) => Err("`prefix` is 1 to 16 characters".into()),
+            (None, Some(b), None, None) => Ok(Derivation::Bands { bounds: bands(b)? }),
+            (None, Some(b), Some(at), None) => Ok(Derivation::AgeBands {
+                at: at.clone(),
+                bounds: bands(b)?,
+            }),
+            (None, None, None, Some(code)) => match code.as_str() {
+                "icd10_chapter" => Ok(Derivation::Icd10Chapter),
+                "naf_section" => Ok(Derivation::NafSection),
+                other => Err(format!(
+                    "unknown code `{other}` (icd10_chapter, naf_section)"
+                )),
+            },
+            (None, None, Some(_), None) => Err("`age_at` goes with `bands`".into()),
+            _ => Err("one derivation at most: `prefix`, `bands` (with `age_at`) or `code`".into()),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MeasureEntry {
+    name: String,
+    #[serde(default)]
+    title: Option<String>,
+    kind: MeasureKind,
+    #[serde(default)]
+    column: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog::parse(
+            Path::new("datasets.toml"),
+            include_str!("../../policies/datasets.toml"),
+        )
+        .unwrap()
+    }
+
+    const SEJOURS: &str = r#"
+[[tables]]
+id = "stats.sejours_region_chapitre"
+title = "Séjours par région et chapitre"
+source = "sante.sejours"
+unit = "nir"
+profile = "medical"
+dimensions = [
+  { name = "region", column = "region" },
+  { name = "chapitre", column = "diagnostic", code = "icd10_chapter" },
+]
+measures = [
+  { name = "sejours", kind = "rows" },
+  { name = "patients", kind = "units" },
+]
+"#;
+
+    #[test]
+    fn a_table_becomes_a_public_dataset_of_the_catalog() {
+        let mut catalog = catalog();
+        let tables = Tables::parse(Path::new("tables.toml"), SEJOURS, &mut catalog).unwrap();
+        assert_eq!(tables.list.len(), 1);
+        let d = catalog.dataset("stats.sejours_region_chapitre").unwrap();
+        assert_eq!(d.kind, DatasetKind::Table);
+        let names: Vec<&str> = d.fields.iter().map(|f| f.name.get_ref().as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "region",
+                "chapitre",
+                "sejours",
+                "sejours_secret",
+                "patients",
+                "patients_secret"
+            ]
+        );
+        assert!(d.fields.iter().all(|f| f.class == ColumnClass::Public));
+        assert_eq!(tables.list[0].profile.min_units, 11);
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_its_line() {
+        let text = r#"
+[profiles.strict]
+min_units = 0
+
+[[tables]]
+id = "stats.t"
+title = "t"
+source = "sante.inconnu"
+unit = "nir"
+profile = "medical"
+dimensions = [{ name = "region", column = "region" }]
+measures = [{ name = "n", kind = "rows" }]
+
+[[tables]]
+id = "sante.sejours"
+title = "t"
+source = "sante.sejours"
+unit = "personne"
+profile = "secret"
+dimensions = [{ name = "r", column = "region" }]
+measures = [{ name = "n", kind = "rows" }]
+
+[[tables]]
+id = "stats.u"
+title = "u"
+source = "sante.sejours"
+unit = "nir"
+profile = "medical"
+dimensions = [{ name = "r", column = "nulle_part", prefix = 2, code = "naf_section" }]
+measures = [{ name = "n_secret", kind = "sum" }]
+"#;
+        let problems = Tables::parse(Path::new("tables.toml"), text, &mut catalog()).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(Problem::named).collect();
+        let expect = [
+            "tables.toml:2: profile `strict`: min_units must be at least 1",
+            "tables.toml:6: table `stats.t`: source `sante.inconnu` is not a dataset",
+            "tables.toml:15: table `sante.sejours`: this name is already a table or a dataset",
+            "tables.toml:15: table `sante.sejours`: unit `personne` is not a column",
+            "tables.toml:15: table `sante.sejours`: unknown profile `secret`",
+            "tables.toml:24: table `stats.u`: dimension `r`: `nulle_part` is not a column",
+            "tables.toml:24: table `stats.u`: dimension `r`: one derivation at most",
+            "tables.toml:24: table `stats.u`: measure `n_secret`: names are unique",
+            "tables.toml:24: table `stats.u`: measure `n_secret`: a sum names its `column`",
+        ];
+        for e in expect {
+            assert!(shown.iter().any(|s| s.starts_with(e)), "{e}\nin {shown:#?}");
+        }
+    }
+
+    #[test]
+    fn no_file_means_no_table() {
+        let mut c = catalog();
+        let before = c.datasets.len();
+        assert_eq!(
+            Tables::parse(Path::new("tables.toml"), "\n", &mut c).unwrap(),
+            Tables::default()
+        );
+        assert_eq!(c.datasets.len(), before);
+    }
+}
