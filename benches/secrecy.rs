@@ -26,14 +26,19 @@ use passerelle::secrecy::{Cube, Profile, protect};
 const RUNS: usize = 3;
 
 fn main() {
+    // Sparse tables (few records a cell) hide most cells; dense ones few.
     let cases: &[(&str, &[usize], usize)] = &[
-        ("10 × 8", &[10, 8], 20_000),
-        ("18 × 6 × 5", &[18, 6, 5], 60_000),
+        ("22 × 19", &[22, 19], 2_000),
+        ("18 × 6 × 22", &[18, 6, 22], 20_000),
+        ("18 × 6 × 22", &[18, 6, 22], 60_000),
         ("18 × 6 × 22", &[18, 6, 22], 300_000),
+        ("14 × 9 × 23", &[14, 9, 23], 40_000),
+        ("10 × 6 × 5 × 4", &[10, 6, 5, 4], 30_000),
     ];
-    println!("| table | profile | cells | primary | secondary | rounds | protect |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("| table | records | profile | cells | primary | secondary | rounds | protect |");
+    println!("|---|---:|---|---:|---:|---:|---:|---:|");
     for &(name, sizes, records) in cases {
+        let count = records;
         let records = data::microdata(11, sizes, records);
         let (dims, measures, cells) = data::table(sizes, &records);
         let cube = Cube::new(dims, measures, cells).unwrap();
@@ -55,7 +60,7 @@ fn main() {
                 Err(e) => ("refused".into(), e.to_string(), "-".into()),
             };
             println!(
-                "| {name} | {profile} | {} | {primary} | {secondary} | {rounds} | {:.1} ms |",
+                "| {name} | {count} | {profile} | {} | {primary} | {secondary} | {rounds} | {:.1} ms |",
                 cube.len(),
                 best.as_secs_f64() * 1e3
             );

@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 mod data;
 
 use data::{Record, grid, microdata, table};
-use passerelle::secrecy::{CellFacts, Cube, PrimaryReason, Profile, ProtectError, Secret, protect};
+use passerelle::secrecy::{
+    CellFacts, Cube, MeasureKind, PrimaryReason, Profile, ProtectError, Secret, protect,
+};
 
 /// A row of the oracle's program: `coefficients · x (≤ | =) bound`.
 #[derive(Clone, Copy, PartialEq)]
@@ -189,10 +191,35 @@ fn oracle_interval(
     m: usize,
     maximise: bool,
 ) -> Option<f64> {
-    let scale: Vec<f64> = (0..3).map(|k| cells[sizes][k].max(1.0)).collect();
+    use MeasureKind::{Rows, Sum, Units};
+    oracle_interval_of(
+        &[Rows, Units, Sum],
+        sizes,
+        cells,
+        hidden,
+        target,
+        m,
+        maximise,
+    )
+}
+
+/// [`oracle_interval`] for a table whose measures are `kinds`.
+fn oracle_interval_of(
+    kinds: &[MeasureKind],
+    sizes: &[usize],
+    cells: &BTreeMap<Vec<usize>, Vec<f64>>,
+    hidden: &HashSet<Vec<usize>>,
+    target: &[usize],
+    m: usize,
+    maximise: bool,
+) -> Option<f64> {
+    let measures = kinds.len();
+    let units = kinds.iter().position(|k| *k == MeasureKind::Units);
+    let rows_at = kinds.iter().position(|k| *k == MeasureKind::Rows);
+    let scale: Vec<f64> = (0..measures).map(|k| cells[sizes][k].max(1.0)).collect();
     let mut vars = HashMap::new();
     for cell in hidden {
-        for k in 0..3 {
+        for k in 0..measures {
             let id = vars.len();
             vars.insert((cell.clone(), k), id);
         }
@@ -207,15 +234,17 @@ fn oracle_interval(
     };
     let mut rows: Vec<Row> = Vec::new();
     for (j, &size) in sizes.iter().enumerate() {
-        let units_add = cells.keys().filter(|c| c[j] == size).all(|total| {
-            let parts: f64 = (0..size)
-                .map(|v| {
-                    let mut p = total.clone();
-                    p[j] = v;
-                    cells[&p][1]
-                })
-                .sum();
-            (parts - cells[total][1]).abs() < 1e-9
+        let units_add = units.is_none_or(|u| {
+            cells.keys().filter(|c| c[j] == size).all(|total| {
+                let parts: f64 = (0..size)
+                    .map(|v| {
+                        let mut p = total.clone();
+                        p[j] = v;
+                        cells[&p][u]
+                    })
+                    .sum();
+                (parts - cells[total][u]).abs() < 1e-9
+            })
         });
         for total in cells.keys().filter(|c| c[j] == size) {
             let parts: Vec<Vec<usize>> = (0..size)
@@ -228,8 +257,8 @@ fn oracle_interval(
             if !hidden.contains(total) && parts.iter().all(|p| !hidden.contains(p)) {
                 continue;
             }
-            for k in 0..3 {
-                let equal = k != 1 || units_add;
+            for k in 0..measures {
+                let equal = Some(k) != units || units_add;
                 let mut row: Row = (vec![0.0; n], if equal { Sense::Eq } else { Sense::Le }, 0.0);
                 add(&mut row, total, k, 1.0);
                 for p in &parts {
@@ -247,11 +276,13 @@ fn oracle_interval(
             }
         }
     }
-    for cell in hidden {
-        let mut row: Row = (vec![0.0; n], Sense::Le, 0.0);
-        add(&mut row, cell, 1, scale[1]);
-        add(&mut row, cell, 0, -scale[0]);
-        rows.push(row);
+    if let (Some(u), Some(r)) = (units, rows_at) {
+        for cell in hidden {
+            let mut row: Row = (vec![0.0; n], Sense::Le, 0.0);
+            add(&mut row, cell, u, scale[u]);
+            add(&mut row, cell, r, -scale[r]);
+            rows.push(row);
+        }
     }
     rows.retain(|r| r.0.iter().any(|v| *v != 0.0));
     let mut objective = vec![0.0; n];
@@ -853,4 +884,488 @@ async fn a_table_is_readable_only_while_it_is_the_current_version() {
     let again = PublishedTables::new(data.clone());
     again.refresh(&set).await;
     assert!(again.servable(&set, id));
+}
+
+/// A dimension's label of one source row, computed here independently of the hub's SQL: the
+/// official ICD-10 chapters and NAF sections, ages in whole years.
+fn oracle_label(
+    derivation: &passerelle::policy::tables::Derivation,
+    text: Option<String>,
+    at: Option<chrono::NaiveDate>,
+    birth: Option<chrono::NaiveDate>,
+) -> Option<String> {
+    use chrono::Datelike;
+    use passerelle::policy::tables::Derivation;
+    let band = |x: i64, bounds: &[i64]| -> Option<String> {
+        if x < bounds[0] {
+            return None;
+        }
+        let i = bounds.iter().rposition(|b| x >= *b)?;
+        Some(match bounds.get(i + 1) {
+            Some(next) => format!("{}-{}", bounds[i], next - 1),
+            None => format!("{}+", bounds[i]),
+        })
+    };
+    match derivation {
+        Derivation::Value => text,
+        Derivation::Prefix { n } => text.map(|t| t.chars().take(*n as usize).collect()),
+        Derivation::Bands { bounds } => band(text?.parse::<f64>().ok()?.floor() as i64, bounds),
+        Derivation::AgeBands { bounds, .. } => {
+            let (birth, at) = (birth?, at?);
+            let mut age = i64::from(at.year() - birth.year());
+            if (at.month(), at.day()) < (birth.month(), birth.day()) {
+                age -= 1;
+            }
+            band(age, bounds)
+        }
+        Derivation::Icd10Chapter => {
+            let code = text?.to_uppercase();
+            let code: String = code.chars().take(3).collect();
+            // Official ranges (first and last code of each chapter).
+            let chapters = [
+                ("A00", "B99", "I"),
+                ("C00", "D48", "II"),
+                ("D50", "D89", "III"),
+                ("E00", "E90", "IV"),
+                ("F00", "F99", "V"),
+                ("G00", "G99", "VI"),
+                ("H00", "H59", "VII"),
+                ("H60", "H95", "VIII"),
+                ("I00", "I99", "IX"),
+                ("J00", "J99", "X"),
+                ("K00", "K93", "XI"),
+                ("L00", "L99", "XII"),
+                ("M00", "M99", "XIII"),
+                ("N00", "N99", "XIV"),
+                ("O00", "O99", "XV"),
+                ("P00", "P96", "XVI"),
+                ("Q00", "Q99", "XVII"),
+                ("R00", "R99", "XVIII"),
+                ("S00", "T98", "XIX"),
+                ("V01", "Y98", "XX"),
+                ("Z00", "Z99", "XXI"),
+                ("U00", "U99", "XXII"),
+            ];
+            let found = chapters
+                .iter()
+                .find(|(first, last, _)| code.as_str() >= *first && code.as_str() <= *last);
+            assert!(found.is_some(), "a diagnosis outside every chapter: {code}");
+            found.map(|(_, _, c)| c.to_string())
+        }
+        Derivation::NafSection => {
+            let division: u32 = text?.get(..2)?.parse().ok()?;
+            let sections = [
+                (1, 3, "A"),
+                (5, 9, "B"),
+                (10, 33, "C"),
+                (35, 35, "D"),
+                (36, 39, "E"),
+                (41, 43, "F"),
+                (45, 47, "G"),
+                (49, 53, "H"),
+                (55, 56, "I"),
+                (58, 63, "J"),
+                (64, 66, "K"),
+                (68, 68, "L"),
+                (69, 75, "M"),
+                (77, 82, "N"),
+                (84, 84, "O"),
+                (85, 85, "P"),
+                (86, 88, "Q"),
+                (90, 93, "R"),
+                (94, 96, "S"),
+                (97, 98, "T"),
+                (99, 99, "U"),
+            ];
+            let found = sections
+                .iter()
+                .find(|(first, last, _)| (*first..=*last).contains(&division));
+            assert!(
+                found.is_some(),
+                "an activity outside every section: {division}"
+            );
+            found.map(|(_, _, s)| s.to_string())
+        }
+    }
+}
+
+/// Every table of the demo's `tables.toml`, built on the test hub, against the oracle: each
+/// cell recomputed here from the source file (read with the parquet crate, labels derived
+/// independently) equals every published value; exactly the cells breaking the profile's rule
+/// are primary secrets; and the oracle's own simplex finds every primary cell protected (of the
+/// tables small enough for it: see below).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_demo_table_is_exact_and_withstands_the_oracle() {
+    use arrow::array::{Array, AsArray};
+    use arrow::datatypes::{DataType, Date32Type, Float64Type};
+    use passerelle::engine::tables::build;
+    use passerelle::policy::tables::Derivation;
+    use passerelle::policy::{PolicySet, PolicyTexts};
+
+    let hub = crate::support::hub();
+    let texts = PolicyTexts::read(&hub.layout().policies()).unwrap();
+    let set = PolicySet::from_texts(&hub.layout().policies(), texts).unwrap();
+    assert_eq!(set.tables.list.len(), 2, "the demo's tables");
+    for spec in &set.tables.list {
+        let source = hub
+            .root
+            .join("data")
+            .join(&set.catalog.dataset(&spec.source).unwrap().path);
+        let table = build(spec, &source).await.unwrap();
+        let n = spec.dimensions.len();
+
+        // The microdata, cell by cell: rows, units, each sum, each unit's share of each sum.
+        #[derive(Default)]
+        struct Truth {
+            rows: f64,
+            units: HashSet<String>,
+            sums: Vec<f64>,
+            by_unit: Vec<HashMap<String, f64>>,
+        }
+        let sums: Vec<usize> = (0..spec.measures.len())
+            .filter(|&m| spec.measures[m].kind == MeasureKind::Sum)
+            .collect();
+        let mut truth: HashMap<Vec<String>, Truth> = HashMap::new();
+        let file = std::fs::File::open(&source).unwrap();
+        let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap();
+        let text_of = |batch: &arrow::record_batch::RecordBatch, column: &str| {
+            arrow::compute::cast(batch.column_by_name(column).unwrap(), &DataType::Utf8).unwrap()
+        };
+        for batch in reader {
+            let batch = batch.unwrap();
+            let texts: Vec<_> = spec
+                .dimensions
+                .iter()
+                .map(|d| text_of(&batch, &d.column))
+                .collect();
+            let dates = |column: &str| {
+                arrow::compute::cast(batch.column_by_name(column).unwrap(), &DataType::Date32)
+                    .unwrap()
+            };
+            let ages: Vec<Option<(_, _)>> = spec
+                .dimensions
+                .iter()
+                .map(|d| match &d.derivation {
+                    Derivation::AgeBands { at, .. } => Some((dates(&d.column), dates(at))),
+                    _ => None,
+                })
+                .collect();
+            let unit = text_of(&batch, &spec.unit);
+            let amounts: Vec<_> = sums
+                .iter()
+                .map(|&m| {
+                    let column = spec.measures[m].column.as_deref().unwrap();
+                    arrow::compute::cast(batch.column_by_name(column).unwrap(), &DataType::Float64)
+                        .unwrap()
+                })
+                .collect();
+            'rows: for row in 0..batch.num_rows() {
+                let mut labels = Vec::with_capacity(n);
+                for (j, d) in spec.dimensions.iter().enumerate() {
+                    let text = texts[j].as_string::<i32>();
+                    let text = (!text.is_null(row)).then(|| text.value(row).to_string());
+                    let date = |a: &arrow::array::ArrayRef| {
+                        let a = a.as_primitive::<Date32Type>();
+                        (!a.is_null(row))
+                            .then(|| {
+                                chrono::NaiveDate::from_num_days_from_ce_opt(a.value(row) + 719_163)
+                            })
+                            .flatten()
+                    };
+                    let (birth, at) = match &ages[j] {
+                        Some((b, a)) => (date(b), date(a)),
+                        None => (None, None),
+                    };
+                    match oracle_label(&d.derivation, text, at, birth) {
+                        Some(label) => labels.push(label),
+                        None => continue 'rows,
+                    }
+                }
+                let unit = unit.as_string::<i32>().value(row).to_string();
+                // The row counts in its cell and in every margin above it.
+                for set_mask in 0..(1u32 << n) {
+                    let key: Vec<String> = (0..n)
+                        .map(|j| {
+                            if set_mask & (1 << j) != 0 {
+                                labels[j].clone()
+                            } else {
+                                "Ensemble".to_string()
+                            }
+                        })
+                        .collect();
+                    let t = truth.entry(key).or_insert_with(|| Truth {
+                        sums: vec![0.0; sums.len()],
+                        by_unit: vec![HashMap::new(); sums.len()],
+                        ..Truth::default()
+                    });
+                    t.rows += 1.0;
+                    t.units.insert(unit.clone());
+                    for (s, a) in amounts.iter().enumerate() {
+                        let a = a.as_primitive::<Float64Type>();
+                        let v = if a.is_null(row) { 0.0 } else { a.value(row) };
+                        t.sums[s] += v;
+                        *t.by_unit[s].entry(unit.clone()).or_default() += v;
+                    }
+                }
+            }
+        }
+
+        // The published table, cell by cell, against the truth.
+        let batch = &table.batch;
+        let label = |name: &str, row: usize| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_string::<i32>()
+                .value(row)
+                .to_string()
+        };
+        let value = |name: &str, row: usize| -> Option<f64> {
+            let c = arrow::compute::cast(batch.column_by_name(name).unwrap(), &DataType::Float64)
+                .unwrap();
+            let c = c.as_primitive::<Float64Type>();
+            (!c.is_null(row)).then(|| c.value(row))
+        };
+        let mut values: Vec<Vec<String>> = vec![Vec::new(); n];
+        let mut rows_of: Vec<(Vec<String>, usize)> = Vec::new();
+        for row in 0..batch.num_rows() {
+            let key: Vec<String> = spec
+                .dimensions
+                .iter()
+                .map(|d| label(&d.name, row))
+                .collect();
+            for (j, l) in key.iter().enumerate() {
+                if l != "Ensemble" && !values[j].contains(l) {
+                    values[j].push(l.clone());
+                }
+            }
+            rows_of.push((key, row));
+        }
+        for key in truth.keys() {
+            assert!(
+                rows_of.iter().any(|(k, _)| k == key),
+                "{}: cell {key:?} missing",
+                spec.id
+            );
+        }
+        let sizes: Vec<usize> = values.iter().map(Vec::len).collect();
+        let mut cells: BTreeMap<Vec<usize>, Vec<f64>> = BTreeMap::new();
+        let mut hidden: HashSet<Vec<usize>> = HashSet::new();
+        let mut primaries: Vec<(Vec<usize>, bool)> = Vec::new();
+        let mut published = 0;
+        for (key, row) in &rows_of {
+            let coords: Vec<usize> = key
+                .iter()
+                .enumerate()
+                .map(|(j, l)| values[j].iter().position(|v| v == l).unwrap_or(sizes[j]))
+                .collect();
+            let t = truth.get(key);
+            let units = t.map_or(0, |t| t.units.len()) as u64;
+            let expected: Vec<f64> = spec
+                .measures
+                .iter()
+                .map(|m| match m.kind {
+                    MeasureKind::Rows => t.map_or(0.0, |t| t.rows),
+                    MeasureKind::Units => units as f64,
+                    MeasureKind::Sum => {
+                        let s = sums
+                            .iter()
+                            .position(|&i| spec.measures[i].name == m.name)
+                            .unwrap();
+                        t.map_or(0.0, |t| t.sums[s])
+                    }
+                })
+                .collect();
+            let small = units > 0 && units < spec.profile.min_units;
+            let dominated = spec.profile.dominance.is_some_and(|d| {
+                t.is_some_and(|t| {
+                    (0..sums.len()).any(|s| {
+                        let largest = t.by_unit[s].values().copied().fold(0.0, f64::max);
+                        t.sums[s] > 0.0 && largest > d * t.sums[s]
+                    })
+                })
+            });
+            let flag = label(&format!("{}_secret", spec.measures[0].name), *row);
+            let flag = (!batch
+                .column_by_name(&format!("{}_secret", spec.measures[0].name))
+                .unwrap()
+                .is_null(*row))
+            .then_some(flag);
+            assert_eq!(
+                flag.as_deref() == Some("primary"),
+                small || dominated,
+                "{}: {key:?} ({units} units, dominated {dominated}) flagged {flag:?}",
+                spec.id
+            );
+            for (m, measure) in spec.measures.iter().enumerate() {
+                match value(&measure.name, *row) {
+                    Some(v) => {
+                        published += 1;
+                        let e = expected[m];
+                        assert!(
+                            (v - e).abs() <= 1e-6 * e.abs().max(1.0),
+                            "{}: {key:?} {} published {v}, microdata {e}",
+                            spec.id,
+                            measure.name
+                        );
+                    }
+                    None => assert!(flag.is_some(), "{}: {key:?} NULL without a flag", spec.id),
+                }
+            }
+            if flag.is_some() {
+                hidden.insert(coords.clone());
+            }
+            if small || dominated {
+                primaries.push((coords.clone(), small));
+            }
+            cells.insert(coords, expected);
+        }
+        assert!(published > 0 && !primaries.is_empty(), "{}", spec.id);
+
+        // The oracle's attack on a sample of primaries (its dense simplex is slow in the test
+        // build; SECRECY_ORACLE=all attacks every one).
+        let kinds: Vec<MeasureKind> = spec.measures.iter().map(|m| m.kind).collect();
+        let every = std::env::var("SECRECY_ORACLE").is_ok_and(|v| v == "all");
+        // The oracle's dense simplex grows with the square of the hidden values: past a few
+        // hundred (the 3-dimension stays table on the test hub hides ~1 500 cells) one program
+        // takes many minutes in the test build, so only SECRECY_ORACLE=all attacks those.
+        if !every && hidden.len() * kinds.len() > 800 {
+            eprintln!(
+                "secrecy: {}: {} hidden values: exactness and primaries checked, the oracle's attack left to SECRECY_ORACLE=all",
+                spec.id,
+                hidden.len() * kinds.len()
+            );
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let mut attacked = 0;
+        for (coords, small) in &primaries {
+            for (m, kind) in kinds.iter().enumerate() {
+                let v = cells[coords][m];
+                let needed = if kind.is_count() { *small } else { v > 0.0 };
+                if !needed {
+                    continue;
+                }
+                let high = oracle_interval_of(&kinds, &sizes, &cells, &hidden, coords, m, true)
+                    .unwrap_or(f64::INFINITY);
+                let low = oracle_interval_of(&kinds, &sizes, &cells, &hidden, coords, m, false)
+                    .unwrap_or(0.0);
+                if kind.is_count() {
+                    let threshold = spec.profile.min_units as f64;
+                    let (low, high) = ((low - 1e-4).ceil().max(0.0), (high + 1e-4).floor());
+                    assert!(
+                        high >= threshold && high - low >= threshold,
+                        "{}: {coords:?} measure {m} = {v} narrowed to [{low}, {high}]",
+                        spec.id
+                    );
+                } else {
+                    let margin = spec.profile.magnitude_margin * v;
+                    let slack = 1e-4 * v.max(1.0);
+                    assert!(
+                        low <= v - margin + slack && high >= v + margin - slack,
+                        "{}: {coords:?} sum {v} narrowed to [{low}, {high}]",
+                        spec.id
+                    );
+                }
+                attacked += 1;
+            }
+        }
+        eprintln!(
+            "secrecy: {}: {} cells, {} hidden, {} primary; {attacked} intervals attacked by the oracle in {:?}",
+            spec.id,
+            rows_of.len(),
+            hidden.len(),
+            primaries.len(),
+            started.elapsed()
+        );
+    }
+}
+
+/// Linked tables (the same source): a table whose cells shared with a published neighbour
+/// (margins over their common dimensions, the grand total) are all published in both stands
+/// beside it; one that hides a shared cell is refused, since the two are not audited jointly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn linked_tables_never_hide_a_cell_they_share() {
+    use passerelle::engine::tables::{PublishedTables, TableStatus};
+    use passerelle::policy::{PolicySet, PolicyTexts};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let source = data.join("sante/sejours.parquet");
+    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+    std::fs::copy(
+        crate::support::hub()
+            .root
+            .join("data/sante/sejours.parquet"),
+        &source,
+    )
+    .unwrap();
+    let mut texts = PolicyTexts::read(&crate::support::hub().layout().policies()).unwrap();
+    // Without the demo's tables (and their rules): these three only.
+    texts.rules = texts
+        .rules
+        .lines()
+        .filter(|l| !l.contains("stats."))
+        .collect::<Vec<_>>()
+        .join("\n");
+    // Three tables of the stays: by sex and letter, by sex and age band (sharing the sex
+    // margins and the grand total, all large and published), and by letter alone (sharing the
+    // letters' margins with the first, where small letters are hidden).
+    texts.tables = r#"
+[[tables]]
+id = "stats.a"
+title = "a"
+source = "sante.sejours"
+unit = "nir"
+profile = "medical"
+dimensions = [{ name = "sexe", column = "sexe" }, { name = "lettre", column = "diagnostic", prefix = 1 }]
+measures = [{ name = "patients", kind = "units" }]
+
+[[tables]]
+id = "stats.b"
+title = "b"
+source = "sante.sejours"
+unit = "nir"
+profile = "medical"
+dimensions = [{ name = "sexe", column = "sexe" }, { name = "age", column = "date_naissance", age_at = "date_entree", bands = [0, 40, 75] }]
+measures = [{ name = "patients", kind = "units" }]
+
+[[tables]]
+id = "stats.c"
+title = "c"
+source = "sante.sejours"
+unit = "nir"
+profile = "medical"
+dimensions = [{ name = "lettre", column = "diagnostic", prefix = 1 }]
+measures = [{ name = "patients", kind = "units" }]
+"#
+    .into();
+    let set = PolicySet::from_texts(&dir.path().join("policies"), texts).unwrap();
+    let tables = PublishedTables::new(data);
+    tables.refresh(&set).await;
+    let state = |id: &str| tables.status(id).unwrap();
+    assert!(
+        matches!(state("stats.a"), TableStatus::Published { .. }),
+        "{:?}",
+        state("stats.a")
+    );
+    assert!(
+        matches!(state("stats.b"), TableStatus::Published { .. }),
+        "{:?}",
+        state("stats.b")
+    );
+    // stats.c shares the letters' margins with stats.a: the small letters hidden in one are
+    // hidden in the other, and the pair is refused.
+    match state("stats.c") {
+        TableStatus::Refused { reason } => {
+            assert!(reason.contains("linked with `stats.a`"), "{reason}");
+            assert!(reason.contains("lettre = "), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(tables.servable(&set, "stats.a") && tables.servable(&set, "stats.b"));
+    assert!(!tables.servable(&set, "stats.c"));
 }

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use arrow::array::RecordBatch;
 use serde::Serialize;
 
 use super::compute::{TableError, build};
@@ -189,11 +190,14 @@ impl PublishedTables {
             let _one_at_a_time = self.building.lock().await;
             let started = std::time::Instant::now();
             let status = match build(spec, &source_path).await {
-                Ok(table) => match store::write(&self.data_dir, spec, &table, &stamp) {
-                    Ok(provenance) => TableStatus::Published {
-                        summary: provenance.summary,
+                Ok(table) => match self.linked_conflict(set, spec, &table.batch) {
+                    Some(reason) => TableStatus::Refused { reason },
+                    None => match store::write(&self.data_dir, spec, &table, &stamp) {
+                        Ok(provenance) => TableStatus::Published {
+                            summary: provenance.summary,
+                        },
+                        Err(reason) => TableStatus::Failed { reason },
                     },
-                    Err(reason) => TableStatus::Failed { reason },
                 },
                 Err(TableError::Unprotected(_, e)) => TableStatus::Refused {
                     reason: e.to_string(),
@@ -220,6 +224,38 @@ impl PublishedTables {
             let file = FileStamp::of(&store::path_in(&self.data_dir, spec));
             self.set(spec, &definition, Some(stamp), file, status);
         }
+    }
+
+    /// Why `spec`'s new version (`batch`) cannot stand beside the published tables of the same
+    /// source, if it cannot ([`super::linked`]).
+    fn linked_conflict(
+        &self,
+        set: &PolicySet,
+        spec: &TableSpec,
+        batch: &RecordBatch,
+    ) -> Option<String> {
+        for other in set
+            .tables
+            .list
+            .iter()
+            .filter(|o| o.id != spec.id && o.source == spec.source)
+        {
+            // Only current neighbours: a stale one is rebuilt (and checked) in its turn.
+            if !self.servable(set, &other.id) {
+                continue;
+            }
+            // SECURITY: a published neighbour that cannot be read cannot be compared: refuse.
+            let Some(other_batch) = store::read_batch(&self.data_dir, other) else {
+                return Some(format!(
+                    "linked with `{}` (same source): its published file cannot be read",
+                    other.id
+                ));
+            };
+            if let Some(reason) = super::linked::conflict(spec, batch, other, &other_batch) {
+                return Some(reason);
+            }
+        }
+        None
     }
 
     fn set(

@@ -173,3 +173,15 @@ pub fn read(data_dir: &Path, spec: &TableSpec) -> Option<Provenance> {
         summary: serde_json::from_str(&get(SUMMARY_KEY)?).ok()?,
     })
 }
+
+/// The published batch of `spec`, if there is a readable file.
+pub fn read_batch(data_dir: &Path, spec: &TableSpec) -> Option<arrow::array::RecordBatch> {
+    let file = std::fs::File::open(path_in(data_dir, spec)).ok()?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .ok()?
+        .build()
+        .ok()?;
+    let batches: Vec<_> = reader.collect::<Result<_, _>>().ok()?;
+    let schema = batches.first()?.schema();
+    arrow::compute::concat_batches(&schema, &batches).ok()
+}
