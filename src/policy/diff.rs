@@ -1,5 +1,6 @@
 //! Dry-run diff between two policy sets: which habilitations gain or lose which datasets,
-//! actions, columns (or column treatments) and row filters.
+//! actions, columns (or column treatments) and row filters, and which tables they read change
+//! definition.
 
 use std::collections::BTreeMap;
 
@@ -42,6 +43,11 @@ fn view(set: &PolicySet) -> BTreeMap<String, View> {
             }
             for c in d.visible_columns() {
                 items.insert(format!("column {}", c.name()), c.treatment().label());
+            }
+            // A table's definition (rules, dimensions, measures): a stricter or looser profile
+            // is a change of what the habilitation learns.
+            if let Some(table) = set.tables.get(d.name()) {
+                items.insert("table definition".to_string(), table.summary());
             }
             datasets.insert(d.name().to_string(), items);
         }

@@ -88,6 +88,61 @@ pub struct TableSpec {
 }
 
 impl TableSpec {
+    /// The definition in one line, for diffs and explain: source, unit, profile and its rules,
+    /// dimensions with their derivations, measures.
+    pub fn summary(&self) -> String {
+        let p = &self.profile;
+        let mut rules = format!("at least {} units", p.min_units);
+        if let Some(d) = p.dominance {
+            rules.push_str(&format!(", no unit above {}%", d * 100.0));
+        }
+        if p.empty_is_secret {
+            rules.push_str(", empty cells secret");
+        }
+        rules.push_str(&format!(
+            ", sums kept {}% uncertain",
+            p.magnitude_margin * 100.0
+        ));
+        let dimensions: Vec<String> = self
+            .dimensions
+            .iter()
+            .map(|d| match &d.derivation {
+                Derivation::Value => d.column.clone(),
+                Derivation::Prefix { n } => format!("{} (first {n})", d.column),
+                Derivation::Bands { bounds } => format!("{} (bands {bounds:?})", d.column),
+                Derivation::AgeBands { at, bounds } => {
+                    format!("{} (age at {at}, bands {bounds:?})", d.column)
+                }
+                Derivation::Icd10Chapter => format!("{} (ICD-10 chapter)", d.column),
+                Derivation::NafSection => format!("{} (NAF section)", d.column),
+            })
+            .collect();
+        let measures: Vec<String> = self
+            .measures
+            .iter()
+            .map(|m| match &m.column {
+                Some(c) => format!("{} (sum of {c})", m.name),
+                None => format!(
+                    "{} ({})",
+                    m.name,
+                    if m.kind == MeasureKind::Rows {
+                        "rows"
+                    } else {
+                        "units"
+                    }
+                ),
+            })
+            .collect();
+        format!(
+            "from {} by unit {}, profile {} ({rules}); dimensions {}; measures {}",
+            self.source,
+            self.unit,
+            self.profile_name,
+            dimensions.join(", "),
+            measures.join(", ")
+        )
+    }
+
     /// The catalog entry readers see: dimensions, measures and flags, all `public`.
     fn dataset(&self) -> Dataset {
         let field = |name: &str, title: &str, field_type: FieldType, description: &str| Field {
@@ -523,6 +578,29 @@ measures = [{ name = "n_secret", kind = "sum" }]
         for e in expect {
             assert!(shown.iter().any(|s| s.starts_with(e)), "{e}\nin {shown:#?}");
         }
+    }
+
+    #[test]
+    fn a_looser_profile_shows_in_the_summary() {
+        let mut catalog = catalog();
+        let strict = Tables::parse(Path::new("tables.toml"), SEJOURS, &mut catalog).unwrap();
+        let looser = SEJOURS.to_string() + "\n[profiles.medical]\nmin_units = 5\n";
+        let loose = Tables::parse(
+            Path::new("tables.toml"),
+            &looser,
+            &mut super::super::catalog::Catalog::parse(
+                Path::new("datasets.toml"),
+                include_str!("../../policies/datasets.toml"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let (a, b) = (strict.list[0].summary(), loose.list[0].summary());
+        assert!(
+            a.contains("at least 11 units") && b.contains("at least 5 units"),
+            "{a}\n{b}"
+        );
+        assert!(a.contains("diagnostic (ICD-10 chapter)"), "{a}");
     }
 
     #[test]

@@ -1341,7 +1341,7 @@ mod parser_properties {
 
         #[test]
         fn edited_policy_files_get_problems_or_a_set(
-            file in 0usize..4,
+            file in 0usize..5,
             edits in edits(),
         ) {
             let mut texts = shipped();
@@ -1349,6 +1349,7 @@ mod parser_properties {
                 0 => &mut texts.rules,
                 1 => &mut texts.habilitations,
                 2 => &mut texts.datasets,
+                3 => &mut texts.tables,
                 _ => &mut texts.model,
             };
             *target = edited(target, &edits);
@@ -1362,7 +1363,7 @@ mod parser_properties {
                     for p in &problems {
                         let name = p.file.file_name().and_then(|n| n.to_str()).unwrap_or("");
                         prop_assert!(
-                            ["policy.csv", "habilitations.toml", "datasets.toml", "model.conf", "policies"].contains(&name),
+                            ["policy.csv", "habilitations.toml", "datasets.toml", "tables.toml", "model.conf", "policies"].contains(&name),
                             "{p}"
                         );
                     }
