@@ -812,6 +812,21 @@ async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
     h.server.shutdown(std::time::Duration::from_secs(5)).await;
 }
 
+/// A data folder of its own holding a copy of the test hub's `relative` file: (the folder's
+/// temporary parent, the data folder, the copy).
+fn data_folder_with(relative: &str) -> (tempfile::TempDir, std::path::PathBuf, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let copy = data.join(relative);
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(
+        crate::support::hub().root.join("data").join(relative),
+        &copy,
+    )
+    .unwrap();
+    (dir, data, copy)
+}
+
 /// Only the current version of a table is readable: once its source file changes (or a
 /// published file is replaced), the table is unreadable until it is rebuilt, and the rebuilt
 /// version carries the new data version; a copy of the same source keeps the version.
@@ -820,14 +835,10 @@ async fn a_table_is_readable_only_while_it_is_the_current_version() {
     use passerelle::engine::tables::{PublishedTables, TableStatus};
     use passerelle::policy::{PolicySet, PolicyTexts};
 
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let source = data.join("entreprises/etablissements.parquet");
-    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
+    let (dir, data, source) = data_folder_with("entreprises/etablissements.parquet");
     let hub_source = crate::support::hub()
         .root
         .join("data/entreprises/etablissements.parquet");
-    std::fs::copy(&hub_source, &source).unwrap();
     let texts = PolicyTexts::read(&crate::support::hub().layout().policies()).unwrap();
     let set = PolicySet::from_texts(&dir.path().join("policies"), texts).unwrap();
     let id = "stats.etablissements_naf_region";
@@ -1292,17 +1303,7 @@ async fn linked_tables_never_hide_a_cell_they_share() {
     use passerelle::engine::tables::{PublishedTables, TableStatus};
     use passerelle::policy::{PolicySet, PolicyTexts};
 
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let source = data.join("sante/sejours.parquet");
-    std::fs::create_dir_all(source.parent().unwrap()).unwrap();
-    std::fs::copy(
-        crate::support::hub()
-            .root
-            .join("data/sante/sejours.parquet"),
-        &source,
-    )
-    .unwrap();
+    let (dir, data, _) = data_folder_with("sante/sejours.parquet");
     let mut texts = PolicyTexts::read(&crate::support::hub().layout().policies()).unwrap();
     // Without the demo's tables (and their rules): these three only.
     texts.rules = texts
