@@ -652,6 +652,7 @@ measures = [
 /// its habilitation and to operators (why a table failed: operators only), never to others.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
+    use arrow::array::AsArray;
     use serde_json::{Value, json};
     let h = crate::support::DemoServer::start_with(|_| {}).await;
     let c = &h.server.client;
@@ -809,6 +810,25 @@ async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
         .await
         .unwrap();
     assert_eq!(view["status"]["state"], "published", "{view}");
+
+    // Over Flight SQL alike: the table, not the microdata.
+    let mut flight = crate::support::flight::FlightClient::connect(
+        h.server.flight.unwrap(),
+        &crate::support::hub().ca_pem(),
+        &observatory,
+    )
+    .await;
+    let (_, batches) = flight
+        .query("SELECT count(*) AS n FROM stats.sejours_region_age_chapitre WHERE patients_secret IS NOT NULL")
+        .await
+        .unwrap();
+    let n = batches[0]
+        .column(0)
+        .as_primitive::<arrow::datatypes::Int64Type>()
+        .value(0);
+    assert_eq!(n as usize, hidden, "the same hidden cells over Flight");
+    let refused = flight.query("SELECT count(*) FROM sante.sejours").await;
+    assert!(refused.is_err(), "microdata over Flight");
     h.server.shutdown(std::time::Duration::from_secs(5)).await;
 }
 
