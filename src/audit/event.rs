@@ -88,6 +88,9 @@ pub enum AuditKind {
     AuthRefused,
     PolicyChange,
     PolicyReload,
+    /// A table of the statistical secret published (counts of hidden cells, data version) or
+    /// refused (why): the hub's own act, with no principal.
+    TablePublication,
     /// Written by the trail itself when it can be written again after an outage: from when
     /// to when it was unavailable (every request refused meanwhile).
     AuditUnavailable,

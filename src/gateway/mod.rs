@@ -54,7 +54,7 @@ pub use crate::lookup::TraceabilityParams;
 
 use crate::audit::AuditLog;
 use crate::config::Config;
-use crate::engine::tables::PublishedTables;
+use crate::engine::tables::{PublishedTables, TableStatus};
 use crate::engine::{Engine, Extracts, HubData};
 use crate::identity::{Authenticator, Principal};
 use crate::lookup::Lookups;
@@ -172,12 +172,34 @@ impl Gateway {
     /// Keeps the tables of the statistical secret current: at start, then every
     /// `TABLE_REFRESH` (a new policy version or a replaced source file is noticed within it),
     /// rebuilding what is stale one table at a time (call once, inside the runtime).
+    ///
+    /// Every publication and refusal is an audit record (`table_publication`): which version of
+    /// which table readers may see, and why one may not be seen.
     pub fn spawn_table_refresher(&self) -> tokio::task::JoinHandle<()> {
         let tables = self.engine.tables().clone();
         let policy = self.policy.clone();
+        let audit = self.audit.clone();
         tokio::spawn(async move {
+            let mut recorded: std::collections::HashMap<String, TableStatus> = Default::default();
             loop {
-                tables.refresh(&policy.current()).await;
+                let set = policy.current();
+                tables.refresh(&set).await;
+                for spec in &set.tables.list {
+                    let Some(status) = tables.status(&spec.id) else {
+                        continue;
+                    };
+                    if recorded.get(&spec.id) == Some(&status) {
+                        continue;
+                    }
+                    if let Some(event) = publication_event(&spec.id, &status) {
+                        if let Err(e) = audit.record(event).await {
+                            tracing::error!(error = %e, table = %spec.id, "table publication could not be recorded in the audit trail");
+                            // Tried again at the next pass.
+                            continue;
+                        }
+                    }
+                    recorded.insert(spec.id.clone(), status);
+                }
                 tokio::time::sleep(TABLE_REFRESH).await;
             }
         })
@@ -202,6 +224,38 @@ pub fn trusted_issuers(
             attributes: i.claims.clone(),
         })
         .collect()
+}
+
+/// The audit record of a table's new status (none while it is pending).
+fn publication_event(id: &str, status: &TableStatus) -> Option<crate::audit::AuditEvent> {
+    use crate::audit::{AuditEvent, AuditKind, Outcome};
+    match status {
+        TableStatus::Pending => None,
+        TableStatus::Published { summary } => Some(AuditEvent::new(
+            AuditKind::TablePublication,
+            "",
+            format!(
+                "table {id} published: {} cells, {} primary and {} secondary secrets, data version {}",
+                summary.cells, summary.primary, summary.secondary, summary.data_version
+            ),
+        )),
+        TableStatus::Refused { reason } => Some(
+            AuditEvent::new(
+                AuditKind::TablePublication,
+                "",
+                format!("table {id} not published: {reason}"),
+            )
+            .with_outcome(Outcome::Refused, Some("table_refused")),
+        ),
+        TableStatus::Failed { reason } => Some(
+            AuditEvent::new(
+                AuditKind::TablePublication,
+                "",
+                format!("table {id} not published: {reason}"),
+            )
+            .with_outcome(Outcome::Error, Some("table_failed")),
+        ),
+    }
 }
 
 /// How often the tables of the statistical secret are checked against their sources.

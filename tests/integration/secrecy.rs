@@ -829,6 +829,33 @@ async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
     assert_eq!(n as usize, hidden, "the same hidden cells over Flight");
     let refused = flight.query("SELECT count(*) FROM sante.sejours").await;
     assert!(refused.is_err(), "microdata over Flight");
+
+    // Each publication is on the audit trail: which table, how many cells hidden, which data.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        use passerelle::audit::{AuditKind, Outcome};
+        let events = passerelle::audit::read_events(&h.server.audit_dir).unwrap();
+        let published: Vec<&str> = events
+            .iter()
+            .filter(|e| e.kind == AuditKind::TablePublication && e.outcome == Outcome::Allowed)
+            .map(|e| e.action.as_str())
+            .collect();
+        if published.len() >= 2 {
+            for id in [sejours, etablissements] {
+                let action = published
+                    .iter()
+                    .find(|a| a.contains(id))
+                    .unwrap_or_else(|| panic!("{id}: {published:?}"));
+                assert!(
+                    action.contains("primary") && action.contains("data version"),
+                    "{action}"
+                );
+            }
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{published:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
     h.server.shutdown(std::time::Duration::from_secs(5)).await;
 }
 
