@@ -191,12 +191,12 @@ impl Gateway {
                     if recorded.get(&spec.id) == Some(&status) {
                         continue;
                     }
-                    if let Some(event) = publication_event(&spec.id, &status) {
-                        if let Err(e) = audit.record(event).await {
-                            tracing::error!(error = %e, table = %spec.id, "table publication could not be recorded in the audit trail");
-                            // Tried again at the next pass.
-                            continue;
-                        }
+                    if let Some(event) = publication_event(&spec.id, &status)
+                        && let Err(e) = audit.record(event).await
+                    {
+                        tracing::error!(error = %e, table = %spec.id, "table publication could not be recorded in the audit trail");
+                        // Tried again at the next pass.
+                        continue;
                     }
                     recorded.insert(spec.id.clone(), status);
                 }
