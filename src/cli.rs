@@ -49,9 +49,11 @@ pub enum Command {
         /// Seed of the synthetic data generator (same rows and seed: same files).
         #[arg(long, default_value_t = demo::DEFAULT_SEED)]
         seed: u64,
-        /// Address to serve HTTPS on.
-        #[arg(long, default_value = "127.0.0.1:8443")]
-        listen: SocketAddr,
+        /// Address to serve HTTPS on (default: the hub's configuration, 127.0.0.1:8443, with
+        /// metrics on 9464 and Flight SQL on 8444; given, those two take free ports of its
+        /// address so that several demos can run side by side).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
         /// Write the hub folder, then exit without serving.
         #[arg(long)]
         generate_only: bool,
@@ -144,7 +146,7 @@ pub fn run() -> ExitCode {
                 dir,
                 rows,
                 seed,
-                listen: Some(listen),
+                listen,
                 generate_only,
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
