@@ -67,6 +67,10 @@ pub struct TableMeasure {
     pub kind: MeasureKind,
     /// The summed column (`sum` only).
     pub column: Option<String>,
+    /// `sum` only: the column holds one value per unit, repeated on each of its rows (a
+    /// household's tax on each member's row), and is summed once per unit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_unit: bool,
 }
 
 /// A table as an operator defines it.
@@ -121,6 +125,7 @@ impl TableSpec {
             .measures
             .iter()
             .map(|m| match &m.column {
+                Some(c) if m.per_unit => format!("{} (sum of {c}, once per unit)", m.name),
                 Some(c) => format!("{} (sum of {c})", m.name),
                 None => format!(
                     "{} ({})",
@@ -354,11 +359,18 @@ impl Tables {
                     )),
                     (_, None) => {}
                 }
+                if m.per_unit && m.kind != MeasureKind::Sum {
+                    bad(format!(
+                        "measure `{}`: only a sum is taken once per unit (`per_unit`)",
+                        m.name
+                    ));
+                }
                 measures.push(TableMeasure {
                     title: m.title.unwrap_or_else(|| m.name.clone()),
                     name: m.name,
                     kind: m.kind,
                     column: m.column,
+                    per_unit: m.per_unit,
                 });
             }
             list.push(TableSpec {
@@ -475,6 +487,8 @@ struct MeasureEntry {
     kind: MeasureKind,
     #[serde(default)]
     column: Option<String>,
+    #[serde(default)]
+    per_unit: bool,
 }
 
 #[cfg(test)]
@@ -560,7 +574,7 @@ source = "sante.sejours"
 unit = "nir"
 profile = "medical"
 dimensions = [{ name = "r", column = "nulle_part", prefix = 2, code = "naf_section" }]
-measures = [{ name = "n_secret", kind = "sum" }]
+measures = [{ name = "n_secret", kind = "sum" }, { name = "m", kind = "rows", per_unit = true }]
 "#;
         let problems = Tables::parse(Path::new("tables.toml"), text, &mut catalog()).unwrap_err();
         let shown: Vec<String> = problems.iter().map(Problem::named).collect();
@@ -574,6 +588,7 @@ measures = [{ name = "n_secret", kind = "sum" }]
             "tables.toml:24: table `stats.u`: dimension `r`: one derivation at most",
             "tables.toml:24: table `stats.u`: measure `n_secret`: names are unique",
             "tables.toml:24: table `stats.u`: measure `n_secret`: a sum names its `column`",
+            "tables.toml:24: table `stats.u`: measure `m`: only a sum is taken once per unit",
         ];
         for e in expect {
             assert!(shown.iter().any(|s| s.starts_with(e)), "{e}\nin {shown:#?}");

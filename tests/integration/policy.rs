@@ -1198,7 +1198,7 @@ fn member_rules_are_bound_to_one_issuer() {
         .map(ToString::to_string)
         .collect();
     // Every habilitation and the operators: each could be satisfied by both.
-    assert_eq!(problems.len(), 7, "{problems:#?}");
+    assert_eq!(problems.len(), 8, "{problems:#?}");
     assert!(
         problems
             .iter()

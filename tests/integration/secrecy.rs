@@ -658,6 +658,7 @@ async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
     let c = &h.server.client;
     let observatory = h.token("observatoire-sante");
     let business = h.token("observatoire-entreprises");
+    let fiscal = h.token("observatoire-fiscal");
     let researcher = h.token("chercheuse-diabete");
     let operator = h.token("operateur");
     let info = |id: &str, token: &str| {
@@ -667,9 +668,14 @@ async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
     };
     let sejours = "stats.sejours_region_age_chapitre";
     let etablissements = "stats.etablissements_naf_region";
+    let foyers = "stats.foyers_situation_revenu";
     // Published by the hub in the background, after start.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
-    for (id, token) in [(sejours, &observatory), (etablissements, &business)] {
+    for (id, token) in [
+        (sejours, &observatory),
+        (etablissements, &business),
+        (foyers, &fiscal),
+    ] {
         loop {
             let answer = info(id, token).await.unwrap();
             assert_eq!(answer.status(), 200);
@@ -678,7 +684,7 @@ async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
                 Some("published") => {
                     let summary = &view["status"]["summary"];
                     assert!(summary["primary"].as_u64().unwrap() > 0, "{view}");
-                    assert!(summary["cells"].as_u64().unwrap() > 100, "{view}");
+                    assert!(summary["cells"].as_u64().unwrap() >= 40, "{view}");
                     assert_eq!(view["id"], id);
                     break;
                 }
@@ -781,6 +787,49 @@ async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
     );
     assert_eq!(view["profile"]["dominance"], 0.85);
 
+    // The tax table: households counted once (not their members), their tax summed once per
+    // household, every published count of households 0 or at least 11; and no microdata.
+    let answer = query(
+        &fiscal,
+        "SELECT situation, tranche_revenu, foyers, personnes, impot, foyers_secret FROM stats.foyers_situation_revenu",
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status(), 200);
+    let body: Value = answer.json().await.unwrap();
+    let rows = body["rows"].as_array().unwrap();
+    assert!(rows.len() >= 40, "{body}");
+    for row in rows {
+        match row["foyers"].as_i64() {
+            Some(n) => {
+                assert!(
+                    n == 0 || n >= 11,
+                    "a published cell of {n} households: {row}"
+                );
+                assert!(row["personnes"].as_i64().unwrap() >= n, "{row}");
+            }
+            None => assert!(
+                row["impot"].is_null() && row["foyers_secret"].is_string(),
+                "{row}"
+            ),
+        }
+    }
+    let grand = rows
+        .iter()
+        .find(|r| r["situation"] == "Ensemble" && r["tranche_revenu"] == "Ensemble")
+        .unwrap();
+    assert!(
+        grand["personnes"].as_i64() > grand["foyers"].as_i64(),
+        "several people in some households: {grand}"
+    );
+    for sql in [
+        "SELECT count(*) FROM fiscal.revenus",
+        "SELECT * FROM stats.sejours_region_age_chapitre",
+    ] {
+        let answer = query(&fiscal, sql).await.unwrap();
+        assert!(answer.status().is_client_error(), "{sql}");
+    }
+
     // A researcher: no table, and nothing said about it.
     let answer = query(
         &researcher,
@@ -840,8 +889,8 @@ async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
             .filter(|e| e.kind == AuditKind::TablePublication && e.outcome == Outcome::Allowed)
             .map(|e| e.action.as_str())
             .collect();
-        if published.len() >= 2 {
-            for id in [sejours, etablissements] {
+        if published.len() >= 3 {
+            for id in [sejours, etablissements, foyers] {
                 let action = published
                     .iter()
                     .find(|a| a.contains(id))
@@ -1063,7 +1112,7 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
     let hub = crate::support::hub();
     let texts = PolicyTexts::read(&hub.layout().policies()).unwrap();
     let set = PolicySet::from_texts(&hub.layout().policies(), texts).unwrap();
-    assert_eq!(set.tables.list.len(), 2, "the demo's tables");
+    assert_eq!(set.tables.list.len(), 3, "the demo's tables");
     for spec in &set.tables.list {
         let source = hub
             .root
@@ -1164,8 +1213,21 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
                     for (s, a) in amounts.iter().enumerate() {
                         let a = a.as_primitive::<Float64Type>();
                         let v = if a.is_null(row) { 0.0 } else { a.value(row) };
-                        t.sums[s] += v;
-                        *t.by_unit[s].entry(unit.clone()).or_default() += v;
+                        if spec.measures[sums[s]].per_unit {
+                            // One value per unit (a household's tax on each member's row).
+                            let previous = t.by_unit[s].insert(unit.clone(), v);
+                            assert!(
+                                previous.is_none_or(|p| p == v),
+                                "{}: a unit with two values of a per-unit sum",
+                                spec.id
+                            );
+                            if previous.is_none() {
+                                t.sums[s] += v;
+                            }
+                        } else {
+                            t.sums[s] += v;
+                            *t.by_unit[s].entry(unit.clone()).or_default() += v;
+                        }
                     }
                 }
             }

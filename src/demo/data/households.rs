@@ -5,7 +5,7 @@
 //! income or benefit data, and never touch the network. Writing the files is the job of
 //! `population_files`.
 
-use super::population::Person;
+use super::population::{Person, Population};
 use super::random::{DOMAIN_CAF, DOMAIN_HOUSEHOLD, DOMAIN_NUMBERING, Rng64, discrete, permute};
 
 /// The tax household (foyer fiscal) a person belongs to; minors and some young adults are
@@ -25,6 +25,51 @@ impl Household {
     fn couple(&self) -> bool {
         matches!(self.situation, "M" | "O")
     }
+}
+
+/// Persons looked back at to find the household a dependant joins.
+const LOOK_BACK: u64 = 64;
+
+/// The household person `i` lives in, as `(the index of its declarant, the household)`: a
+/// dependant (a minor, or a young adult attached to their parents) joins the household of the
+/// nearest preceding independent adult 18 to 45 years older (within [`LOOK_BACK`] persons), so
+/// that one household has several members who share its situation, parts, income and tax;
+/// everyone else (and a dependant with no such adult nearby) declares their own.
+pub(super) fn household_of(
+    seed: u64,
+    population: &Population<'_>,
+    i: u64,
+    person: &Person,
+) -> (u64, Household) {
+    let own = derive_household(seed, i, person);
+    if !own.attached {
+        return (i, own);
+    }
+    for j in (i.saturating_sub(LOOK_BACK)..i).rev() {
+        let adult = population.person(j);
+        if !(person.age + 18..=person.age + 45).contains(&adult.age) {
+            continue;
+        }
+        let head = derive_household(seed, j, &adult);
+        if !head.attached {
+            // A dependant keeps its own status (no CAF file of its own).
+            return (
+                j,
+                Household {
+                    attached: true,
+                    ..head
+                },
+            );
+        }
+    }
+    (i, own)
+}
+
+/// The tax household number (`id_foyer`) of the household declared by person `declarant`:
+/// 13 digits, a keyed permutation of the index (so numbers say nothing of the order).
+pub(super) fn foyer_number(seed: u64, declarant: u64) -> u64 {
+    let key = Rng64::stream(seed, DOMAIN_NUMBERING, 1, 0).next_u64();
+    1_000_000_000_000 + permute(declarant, 1 << 38, 19, key)
 }
 
 pub(super) fn derive_household(seed: u64, i: u64, person: &Person) -> Household {

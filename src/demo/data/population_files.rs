@@ -10,7 +10,7 @@ use arrow::array::{ArrayRef, Float64Array, Int32Array, Int64Array, StringBuilder
 use arrow::datatypes::{DataType, SchemaRef};
 use arrow::record_batch::RecordBatch;
 
-use super::households::{MAX_CAF_FILES, caf_number, derive_caf, derive_household};
+use super::households::{MAX_CAF_FILES, caf_number, derive_caf, foyer_number, household_of};
 use super::population::INCOME_YEAR;
 use super::writer::{CHUNK, Output, field, push_digits, schema};
 use super::{ALLOCATAIRES, Ctx, GenerateError, REVENUS};
@@ -18,6 +18,7 @@ use super::{ALLOCATAIRES, Ctx, GenerateError, REVENUS};
 fn revenus_schema() -> SchemaRef {
     schema(vec![
         field("nir", DataType::Utf8),
+        field("id_foyer", DataType::Utf8),
         field("annee", DataType::Int32),
         field("revenu_fiscal_reference", DataType::Int64),
         field("nombre_parts", DataType::Float64),
@@ -108,13 +109,17 @@ pub(super) fn write_population_files(ctx: &Ctx<'_>) -> Result<(u64, u64), Genera
     while start < size {
         let n = (size - start).min(CHUNK as u64) as usize;
         let mut nir = StringBuilder::with_capacity(n, n * 13);
+        let mut foyer = StringBuilder::with_capacity(n, n * 13);
         let mut rfr = Vec::with_capacity(n);
         let mut parts = Vec::with_capacity(n);
         let mut tax = Vec::with_capacity(n);
         let mut situation = StringBuilder::with_capacity(n, n);
         for i in start..start + n as u64 {
             let person = ctx.population.person(i);
-            let hh = derive_household(seed, i, &person);
+            let (declarant, hh) = household_of(seed, ctx.population, i, &person);
+            text.clear();
+            push_digits(&mut text, foyer_number(seed, declarant), 13);
+            foyer.append_value(&text);
             text.clear();
             push_digits(&mut text, person.nir, 13);
             nir.append_value(&text);
@@ -144,6 +149,7 @@ pub(super) fn write_population_files(ctx: &Ctx<'_>) -> Result<(u64, u64), Genera
         }
         let columns: Vec<ArrayRef> = vec![
             Arc::new(nir.finish()),
+            Arc::new(foyer.finish()),
             Arc::new(Int32Array::from(vec![INCOME_YEAR; n])),
             Arc::new(Int64Array::from(rfr)),
             Arc::new(Float64Array::from(parts)),

@@ -131,6 +131,37 @@ fn datasets_are_consistent() {
             .iter()
             .all(|s| ["M", "C", "D", "V", "O"].contains(&s.as_str()))
     );
+    // Households (id_foyer): the members of one share its situation, parts, income and tax;
+    // dependants make some households larger than one person.
+    let foyers = strings(&revenus, "id_foyer");
+    let situations = strings(&revenus, "situation_familiale");
+    let incomes = ints64(&revenus, "revenu_fiscal_reference");
+    let mut households: HashMap<&str, (i64, i64, u64, &str, usize)> = HashMap::new();
+    for k in 0..foyers.len() {
+        assert!(foyers[k].len() == 13 && foyers[k].bytes().all(|b| b.is_ascii_digit()));
+        let this = (
+            incomes[k],
+            taxes[k],
+            parts[k].to_bits(),
+            situations[k].as_str(),
+        );
+        let entry = households
+            .entry(foyers[k].as_str())
+            .or_insert((this.0, this.1, this.2, this.3, 0));
+        assert_eq!(
+            (entry.0, entry.1, entry.2, entry.3),
+            this,
+            "household {}",
+            foyers[k]
+        );
+        entry.4 += 1;
+    }
+    let shared = households.values().filter(|h| h.4 > 1).count();
+    assert!(
+        households.len() < 950 && shared > 50,
+        "{} households, {shared} of several people",
+        households.len()
+    );
 
     // sante.sejours.
     let ids = ints64(&stays, "id_sejour");

@@ -73,6 +73,29 @@ pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, Ta
         .collect::<Vec<_>>()
         .join(" AND ");
     let unit = format!("\"{}\"", definition.unit.replace('"', "\"\""));
+    // A sum taken once per unit needs one value per unit.
+    for measure in definition.measures.iter().filter(|m| m.per_unit) {
+        let column = quoted(measure.column.as_deref().unwrap_or_default());
+        let sql = format!(
+            "SELECT count(*) AS n FROM (SELECT {unit} FROM source WHERE {filter} GROUP BY {unit} \
+             HAVING min({column}) <> max({column}))"
+        );
+        let varying: i64 = ctx
+            .sql(&sql)
+            .await
+            .map_err(compute)?
+            .collect()
+            .await
+            .map_err(compute)?
+            .first()
+            .map_or(0, |b| b.column(0).as_primitive::<Int64Type>().value(0));
+        if varying > 0 {
+            return Err(bad(format!(
+                "measure `{}` is summed once per unit, but {varying} unit(s) have different values of it on their rows",
+                measure.name
+            )));
+        }
+    }
     let mut rows_by_set: Vec<(u32, Cells)> = Vec::new();
     for set in 0..(1u32 << n) {
         let grouped: Vec<usize> = (0..n).filter(|j| set & (1 << j) != 0).collect();
@@ -115,11 +138,11 @@ pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, Ta
             .collect()
             .await
             .map_err(compute)?;
-        // Largest contributor of each sum, per cell.
+        // Largest contributor of each sum, per cell, and the sums taken once per unit.
         let sums: Vec<usize> = (0..definition.measures.len())
             .filter(|&m| definition.measures[m].column.is_some())
             .collect();
-        let mut largest: HashMap<Vec<String>, Vec<f64>> = HashMap::new();
+        let mut largest: HashMap<Vec<String>, (Vec<f64>, Vec<f64>)> = HashMap::new();
         if !sums.is_empty() {
             let inner_keys: Vec<String> = grouped
                 .iter()
@@ -128,13 +151,12 @@ pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, Ta
             let inner_sums: Vec<String> = sums
                 .iter()
                 .map(|&m| {
+                    let measure = &definition.measures[m];
+                    // A unit's contribution: the sum of its rows, or its one value.
                     format!(
-                        "sum(CAST(\"{}\" AS DOUBLE)) AS u{m}",
-                        definition.measures[m]
-                            .column
-                            .as_deref()
-                            .unwrap_or_default()
-                            .replace('"', "\"\"")
+                        "{}(CAST({} AS DOUBLE)) AS u{m}",
+                        if measure.per_unit { "max" } else { "sum" },
+                        quoted(measure.column.as_deref().unwrap_or_default())
                     )
                 })
                 .collect();
@@ -153,8 +175,11 @@ pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, Ta
                     .join(", ")
             );
             let outer_keys: Vec<String> = grouped.iter().map(|&j| format!("k{j}")).collect();
-            let outer_max: Vec<String> =
-                sums.iter().map(|&m| format!("max(u{m}) AS l{m}")).collect();
+            let outer_max: Vec<String> = sums
+                .iter()
+                .map(|&m| format!("max(u{m}) AS l{m}"))
+                .chain(sums.iter().map(|&m| format!("sum(u{m}) AS t{m}")))
+                .collect();
             let outer_group = if grouped.is_empty() {
                 String::new()
             } else {
@@ -179,15 +204,18 @@ pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, Ta
             {
                 for row in 0..batch.num_rows() {
                     let key = labels(&batch, grouped.len(), row);
-                    let values = (0..sums.len())
-                        .map(|i| {
-                            batch
-                                .column(grouped.len() + i)
-                                .as_primitive::<Float64Type>()
-                                .value(row)
-                        })
-                        .collect();
-                    largest.insert(key, values);
+                    let value = |i: usize| {
+                        let column = batch.column(grouped.len() + i);
+                        let column = column.as_primitive::<Float64Type>();
+                        if column.is_null(row) {
+                            0.0
+                        } else {
+                            column.value(row)
+                        }
+                    };
+                    let tops = (0..sums.len()).map(value).collect();
+                    let totals = (sums.len()..2 * sums.len()).map(value).collect();
+                    largest.insert(key, (tops, totals));
                 }
             }
         }
@@ -202,6 +230,7 @@ pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, Ta
                 let mut tops = Vec::new();
                 let mut s = 0;
                 for measure in &definition.measures {
+                    let per_cell = largest.get(&key);
                     match measure.kind {
                         MeasureKind::Rows => {
                             values.push(n_rows);
@@ -214,12 +243,14 @@ pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, Ta
                         MeasureKind::Sum => {
                             let column = batch.column(k + 2 + s);
                             let column = column.as_primitive::<Float64Type>();
-                            values.push(if column.is_null(row) {
+                            values.push(if measure.per_unit {
+                                per_cell.map_or(0.0, |(_, totals)| totals[s])
+                            } else if column.is_null(row) {
                                 0.0
                             } else {
                                 column.value(row)
                             });
-                            tops.push(largest.get(&key).map_or(0.0, |l| l[s]));
+                            tops.push(per_cell.map_or(0.0, |(l, _)| l[s]));
                             s += 1;
                         }
                     }
