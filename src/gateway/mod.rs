@@ -226,6 +226,25 @@ pub fn trusted_issuers(
         .collect()
 }
 
+/// What a publication was audited with, for its audit record.
+fn joint_audit(summary: &crate::engine::tables::TableSummary) -> String {
+    let mut with = Vec::new();
+    if let Some(previous) = &summary.audited_with_previous {
+        with.push(format!("the version it replaces (data version {previous})"));
+    }
+    if summary.audited_with_linked > 0 {
+        with.push(format!(
+            "{} linked table(s) of the same source",
+            summary.audited_with_linked
+        ));
+    }
+    if with.is_empty() {
+        String::new()
+    } else {
+        format!(", audited together with {}", with.join(" and "))
+    }
+}
+
 /// The audit record of a table's new status (none while it is pending).
 fn publication_event(id: &str, status: &TableStatus) -> Option<crate::audit::AuditEvent> {
     use crate::audit::{AuditEvent, AuditKind, Outcome};
@@ -235,8 +254,12 @@ fn publication_event(id: &str, status: &TableStatus) -> Option<crate::audit::Aud
             AuditKind::TablePublication,
             "",
             format!(
-                "table {id} published: {} cells, {} primary and {} secondary secrets, data version {}",
-                summary.cells, summary.primary, summary.secondary, summary.data_version
+                "table {id} published: {} cells, {} primary and {} secondary secrets, data version {}{}",
+                summary.cells,
+                summary.primary,
+                summary.secondary,
+                summary.data_version,
+                joint_audit(summary)
             ),
         )),
         TableStatus::Refused { reason } => Some(

@@ -32,7 +32,7 @@ use crate::secrecy::{MeasureKind, Profile};
 pub const MAX_DIMENSIONS: usize = 4;
 
 /// How a dimension's label is derived from its column.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Derivation {
     /// The column's value as text.
@@ -51,7 +51,7 @@ pub enum Derivation {
 }
 
 /// One dimension of a table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableDimension {
     pub name: String,
     pub title: String,
@@ -60,7 +60,7 @@ pub struct TableDimension {
 }
 
 /// One measure of a table: rows, distinct units, or the sum of a non-negative column.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableMeasure {
     pub name: String,
     pub title: String,
@@ -74,7 +74,7 @@ pub struct TableMeasure {
 }
 
 /// A table as an operator defines it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableSpec {
     /// `schema.table`, e.g. `stats.sejours_region_age_chapitre`.
     pub id: String,

@@ -12,6 +12,13 @@
 //! least that wide (the ends rounded to whole units, as an attacker would); a magnitude cell
 //! when its interval reaches `magnitude_margin` of its value below and above it.
 //!
+//! The attacker may read other tables beside the one audited ([`Neighbour`]): the version of
+//! the same table that readers saw before (differencing across data versions), and the tables
+//! published from the same source (linked tables). Each comes with the [`Tie`]s that hold
+//! between its cells and the audited table's (a shared cell is equal in both; a cell of the new
+//! version is equal to, at least or at most its old value), and the audit then covers every
+//! primary cell of every table read together.
+//!
 //! Owns: the linear program (with `good_lp` and its pure-Rust `microlp` solver), the
 //! protection test of each primary cell. Must never: pass a table whose program could not be
 //! solved (a solver failure is a failed audit).
@@ -37,6 +44,8 @@ pub struct Interval {
 /// A hidden primary cell the attacker narrows too much.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Finding {
+    /// 0: the audited table; `k`: its `k`-th neighbour.
+    pub table: usize,
     pub cell: usize,
     pub measure: usize,
     pub value: f64,
@@ -56,14 +65,63 @@ struct Relation {
     equal: bool,
 }
 
-/// The attacker's knowledge of one table with `hidden` cells: a variable per hidden cell and
-/// measure, the relations between them, split into independent groups.
+/// How a value of the audited table relates to a value of a neighbour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tie {
+    /// The same cell of the same data (linked tables), or a cell unchanged between versions.
+    Equal,
+    /// The new version's value is at least the old one (the cell grew).
+    AtLeast,
+    /// The new version's value is at most the old one (the cell shrank).
+    AtMost,
+}
+
+impl Tie {
+    /// The tie that holds between a new value and an old one.
+    pub fn between(new: f64, old: f64) -> Tie {
+        if super::cube::close(new, old) {
+            Tie::Equal
+        } else if new > old {
+            Tie::AtLeast
+        } else {
+            Tie::AtMost
+        }
+    }
+}
+
+/// One value of the audited table tied to one value of a neighbour.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Link {
+    pub cell: usize,
+    pub measure: usize,
+    pub other_cell: usize,
+    pub other_measure: usize,
+    pub tie: Tie,
+}
+
+/// A table an attacker reads beside the audited one: its cells (true values), what it hides
+/// and why, its profile, and the ties between its values and the audited table's.
+#[derive(Debug, Clone)]
+pub struct Neighbour<'a> {
+    pub cube: &'a Cube,
+    pub hidden: Vec<bool>,
+    pub primaries: Vec<Option<PrimaryReason>>,
+    pub profile: Profile,
+    pub links: Vec<Link>,
+}
+
+/// The attacker's knowledge of one table with `hidden` cells (and of its neighbours): a
+/// variable per hidden cell and measure, the relations between them, split into independent
+/// groups.
 pub struct Attacker<'a> {
-    cube: &'a Cube,
-    /// Each measure's unit in the program: its grand total (values of one order keep the
-    /// simplex's tolerances meaningful, and a sum's rounding far below them).
-    scale: Vec<f64>,
-    variables: HashMap<(usize, usize), usize>,
+    /// The audited table first, then its neighbours.
+    tables: Vec<&'a Cube>,
+    /// Each table's measures' unit in the program: their grand totals (values of one order
+    /// keep the simplex's tolerances meaningful, and a sum's rounding far below them).
+    scale: Vec<Vec<f64>>,
+    /// `(table, cell, measure)` → variable.
+    variables: HashMap<(usize, usize, usize), usize>,
     /// Each variable's true value (scaled): a feasible point of every program.
     truth: Vec<f64>,
     relations: Vec<Relation>,
@@ -77,76 +135,119 @@ pub struct Attacker<'a> {
 impl<'a> Attacker<'a> {
     /// What an attacker knows of `cube` once the cells marked in `hidden` are hidden.
     pub fn new(cube: &'a Cube, hidden: &[bool]) -> Attacker<'a> {
+        Attacker::joint(cube, hidden, &[])
+    }
+
+    /// What an attacker knows of `cube` with `hidden` cells, read together with `neighbours`.
+    pub fn joint(cube: &'a Cube, hidden: &[bool], neighbours: &[Neighbour<'a>]) -> Attacker<'a> {
+        let tables: Vec<&'a Cube> = std::iter::once(cube)
+            .chain(neighbours.iter().map(|n| n.cube))
+            .collect();
+        let hiddens: Vec<&[bool]> = std::iter::once(hidden)
+            .chain(neighbours.iter().map(|n| n.hidden.as_slice()))
+            .collect();
         let mut variables = HashMap::new();
-        for (cell, _) in hidden.iter().enumerate().filter(|(_, h)| **h) {
-            for m in 0..cube.measures().len() {
-                let id = variables.len();
-                variables.insert((cell, m), id);
+        for (t, table) in tables.iter().enumerate() {
+            for (cell, _) in hiddens[t].iter().enumerate().filter(|(_, h)| **h) {
+                for m in 0..table.measures().len() {
+                    let id = variables.len();
+                    variables.insert((t, cell, m), id);
+                }
             }
         }
-        let grand = cube.index(&cube.dims().iter().map(|d| d.total()).collect::<Vec<_>>());
-        let scale: Vec<f64> = (0..cube.measures().len())
-            .map(|m| cube.value(grand, m).max(1.0))
+        let scale: Vec<Vec<f64>> = tables
+            .iter()
+            .map(|table| {
+                let grand =
+                    table.index(&table.dims().iter().map(|d| d.total()).collect::<Vec<_>>());
+                (0..table.measures().len())
+                    .map(|m| table.value(grand, m).max(1.0))
+                    .collect()
+            })
             .collect();
-        let term = |cell: usize, m: usize, coefficient: f64, r: &mut Relation| match variables
-            .get(&(cell, m))
-        {
-            Some(&id) => r.terms.push((id, coefficient)),
-            None => r.constant += coefficient * cube.value(cell, m) / scale[m],
-        };
+        // `coefficient × value` in the program, the value in units of `per` (a published value
+        // is a constant).
+        let term =
+            |t: usize, cell: usize, m: usize, coefficient: f64, per: f64, r: &mut Relation| {
+                match variables.get(&(t, cell, m)) {
+                    Some(&id) => r.terms.push((id, coefficient * scale[t][m] / per)),
+                    None => r.constant += coefficient * tables[t].value(cell, m) / per,
+                }
+            };
         let mut relations = Vec::new();
-        for m in 0..cube.measures().len() {
-            for dim in 0..cube.dims().len() {
-                let additive = cube.additive(m, dim);
-                for line in cube.lines(dim) {
-                    let touched = hidden[line.total] || line.parts.iter().any(|&c| hidden[c]);
-                    if !touched {
-                        continue;
-                    }
-                    // Σ parts − margin = 0 (additive) or ≥ 0 (distinct units).
-                    let mut sum = Relation {
-                        terms: Vec::new(),
-                        constant: 0.0,
-                        equal: additive,
-                    };
-                    term(line.total, m, 1.0, &mut sum);
-                    for &part in &line.parts {
-                        term(part, m, -1.0, &mut sum);
-                    }
-                    relations.push(sum);
-                    if !additive {
-                        // Each part ≤ the margin.
+        for (t, table) in tables.iter().enumerate() {
+            let hidden = hiddens[t];
+            for (m, &per) in scale[t].iter().enumerate() {
+                for dim in 0..table.dims().len() {
+                    let additive = table.additive(m, dim);
+                    for line in table.lines(dim) {
+                        let touched = hidden[line.total] || line.parts.iter().any(|&c| hidden[c]);
+                        if !touched {
+                            continue;
+                        }
+                        // Σ parts − margin = 0 (additive) or ≥ 0 (distinct units).
+                        let mut sum = Relation {
+                            terms: Vec::new(),
+                            constant: 0.0,
+                            equal: additive,
+                        };
+                        term(t, line.total, m, 1.0, per, &mut sum);
                         for &part in &line.parts {
-                            if hidden[part] || hidden[line.total] {
-                                let mut le = Relation {
-                                    terms: Vec::new(),
-                                    constant: 0.0,
-                                    equal: false,
-                                };
-                                term(part, m, 1.0, &mut le);
-                                term(line.total, m, -1.0, &mut le);
-                                relations.push(le);
+                            term(t, part, m, -1.0, per, &mut sum);
+                        }
+                        relations.push(sum);
+                        if !additive {
+                            // Each part ≤ the margin.
+                            for &part in &line.parts {
+                                if hidden[part] || hidden[line.total] {
+                                    let mut le = Relation {
+                                        terms: Vec::new(),
+                                        constant: 0.0,
+                                        equal: false,
+                                    };
+                                    term(t, part, m, 1.0, per, &mut le);
+                                    term(t, line.total, m, -1.0, per, &mut le);
+                                    relations.push(le);
+                                }
                             }
                         }
                     }
                 }
             }
+            // In each hidden cell, no more distinct units than rows.
+            let kinds: Vec<MeasureKind> = table.measures().iter().map(|m| m.kind).collect();
+            if let (Some(u), Some(r)) = (
+                kinds.iter().position(|k| *k == MeasureKind::Units),
+                kinds.iter().position(|k| *k == MeasureKind::Rows),
+            ) {
+                let per = scale[t][u].max(scale[t][r]);
+                for (cell, _) in hidden.iter().enumerate().filter(|(_, h)| **h) {
+                    let mut le = Relation {
+                        terms: Vec::new(),
+                        constant: 0.0,
+                        equal: false,
+                    };
+                    term(t, cell, u, 1.0, per, &mut le);
+                    term(t, cell, r, -1.0, per, &mut le);
+                    relations.push(le);
+                }
+            }
         }
-        // In each hidden cell, no more distinct units than rows.
-        let kinds: Vec<MeasureKind> = cube.measures().iter().map(|m| m.kind).collect();
-        if let (Some(u), Some(r)) = (
-            kinds.iter().position(|k| *k == MeasureKind::Units),
-            kinds.iter().position(|k| *k == MeasureKind::Rows),
-        ) {
-            for (cell, _) in hidden.iter().enumerate().filter(|(_, h)| **h) {
-                let mut le = Relation {
+        // The ties between the audited table and each neighbour.
+        for (k, neighbour) in neighbours.iter().enumerate() {
+            let t = k + 1;
+            for link in &neighbour.links {
+                let per = scale[0][link.measure].max(scale[t][link.other_measure]);
+                // new − old, = 0 or ≤ 0; old − new ≤ 0.
+                let sign = if link.tie == Tie::AtLeast { -1.0 } else { 1.0 };
+                let mut r = Relation {
                     terms: Vec::new(),
                     constant: 0.0,
-                    equal: false,
+                    equal: link.tie == Tie::Equal,
                 };
-                term(cell, u, scale[u], &mut le);
-                term(cell, r, -scale[r], &mut le);
-                relations.push(le);
+                term(0, link.cell, link.measure, sign, per, &mut r);
+                term(t, link.other_cell, link.other_measure, -sign, per, &mut r);
+                relations.push(r);
             }
         }
         relations.retain(|r| !r.terms.is_empty());
@@ -172,8 +273,8 @@ impl<'a> Attacker<'a> {
             by_group.entry(group[r.terms[0].0]).or_default().push(i);
         }
         let mut truth = vec![0.0; variables.len()];
-        for (&(cell, m), &v) in &variables {
-            truth[v] = cube.value(cell, m) / scale[m];
+        for (&(t, cell, m), &v) in &variables {
+            truth[v] = tables[t].value(cell, m) / scale[t][m];
         }
         let mut by_variable = vec![Vec::new(); variables.len()];
         for (i, r) in relations.iter().enumerate() {
@@ -184,7 +285,7 @@ impl<'a> Attacker<'a> {
             }
         }
         Attacker {
-            cube,
+            tables,
             scale,
             variables,
             truth,
@@ -195,17 +296,17 @@ impl<'a> Attacker<'a> {
         }
     }
 
-    /// How far the hidden values can move together along `direction` (`(cell, measure,
-    /// change per unit of t)`, in the measure's own unit) from the truth while every relation
-    /// holds: the interval of `t`, which contains 0 (unbounded ends are infinite). Exact, and
-    /// cheap: one pass over the relations the direction touches. A direction through a
-    /// published cell cannot move.
-    pub fn segment(&self, direction: &[(usize, usize, f64)]) -> (f64, f64) {
+    /// How far the hidden values can move together along `direction` (`(table, cell,
+    /// measure, change per unit of t)`, in the measure's own unit) from the truth while every
+    /// relation holds: the interval of `t`, which contains 0 (unbounded ends are infinite).
+    /// Exact, and cheap: one pass over the relations the direction touches. A direction through
+    /// a published cell cannot move.
+    pub fn segment(&self, direction: &[(usize, usize, usize, f64)]) -> (f64, f64) {
         const EPS: f64 = 1e-12;
         let mut d: HashMap<usize, f64> = HashMap::new();
-        for &(cell, m, change) in direction {
-            match self.variable(cell, m) {
-                Some(v) => *d.entry(v).or_default() += change / self.scale[m],
+        for &(t, cell, m, change) in direction {
+            match self.variable(t, cell, m) {
+                Some(v) => *d.entry(v).or_default() += change / self.scale[t][m],
                 None if change != 0.0 => return (0.0, 0.0),
                 None => {}
             }
@@ -246,24 +347,29 @@ impl<'a> Attacker<'a> {
         (low.min(0.0), high.max(0.0))
     }
 
-    /// The interval the attacker narrows measure `m` of hidden cell `cell` to (a published
-    /// cell: its value).
+    /// The interval the attacker narrows measure `m` of hidden cell `cell` of the audited
+    /// table to (a published cell: its value).
     pub fn interval(&self, cell: usize, m: usize) -> Result<Interval, AuditError> {
-        let Some(target) = self.variable(cell, m) else {
-            let v = self.cube.value(cell, m);
+        self.interval_in(0, cell, m)
+    }
+
+    /// [`Attacker::interval`] in table `t` (0: the audited table, `k`: its `k`-th neighbour).
+    pub fn interval_in(&self, t: usize, cell: usize, m: usize) -> Result<Interval, AuditError> {
+        let Some(target) = self.variable(t, cell, m) else {
+            let v = self.tables[t].value(cell, m);
             return Ok(Interval { low: v, high: v });
         };
         let low = self.optimum(&[(target, 1.0)], false)?.value;
         let high = self.optimum(&[(target, 1.0)], true)?.value;
         Ok(Interval {
-            low: low.unwrap_or(0.0).max(0.0) * self.scale[m],
-            high: high.unwrap_or(f64::INFINITY) * self.scale[m],
+            low: low.unwrap_or(0.0).max(0.0) * self.scale[t][m],
+            high: high.unwrap_or(f64::INFINITY) * self.scale[t][m],
         })
     }
 
-    /// The variable of measure `m` of hidden cell `cell`.
-    fn variable(&self, cell: usize, m: usize) -> Option<usize> {
-        self.variables.get(&(cell, m)).copied()
+    /// The variable of measure `m` of hidden cell `cell` of table `t`.
+    fn variable(&self, t: usize, cell: usize, m: usize) -> Option<usize> {
+        self.variables.get(&(t, cell, m)).copied()
     }
 
     /// The smallest (or largest) value of `Σ weight × variable` over the variables' group (they
@@ -385,11 +491,14 @@ impl Witnesses {
 const BULK_FROM: usize = 8;
 
 /// A hidden primary value the audit must find protected.
-struct Target {
+struct Target<'p> {
+    table: usize,
     cell: usize,
     measure: usize,
+    kind: MeasureKind,
     variable: usize,
     value: f64,
+    profile: &'p Profile,
 }
 
 /// The primary cells (of `primaries`) that `hidden` leaves unprotected under `profile`, with the
@@ -410,15 +519,6 @@ pub type Move = Vec<(usize, f64)>;
 
 /// [`audit`] restricted to the primary cells among `cells` (hiding more cells only widens an
 /// attacker's intervals, so a cell found protected stays protected when more are hidden).
-///
-/// The attacker's program is solved as few times as the answer allows. Every feasible point
-/// found is a witness: values the attacker cannot exclude. The first witnesses come from
-/// `moves` (the suppression's hypercubes: each is followed as far as every relation allows,
-/// an exact and cheap computation), then, while many targets are unsettled, from the largest
-/// and smallest sum of the targets of each group; a target whose witnessed range already
-/// protects it is done, and only the others get their own programs, whose points serve the
-/// next ones. A target found exposed is always judged on its exact interval (both of its own
-/// programs).
 pub fn audit_cells(
     cube: &Cube,
     hidden: &[bool],
@@ -427,31 +527,43 @@ pub fn audit_cells(
     cells: &[usize],
     moves: &[Move],
 ) -> Result<Vec<Finding>, AuditError> {
-    let attacker = Attacker::new(cube, hidden);
+    audit_joint(cube, hidden, primaries, profile, cells, moves, &[])
+}
+
+/// [`audit_cells`] with the attacker reading `neighbours` too: the primary cells among `cells`
+/// of the audited table and every hidden primary cell of every neighbour must be protected
+/// (a finding's `table` says whose it is).
+///
+/// The attacker's program is solved as few times as the answer allows. Every feasible point
+/// found is a witness: values the attacker cannot exclude. The first witnesses come from
+/// `moves` (the suppression's hypercubes, mirrored in each neighbour through the cells they
+/// share: each is followed as far as every relation allows, an exact and cheap computation),
+/// then, while many targets are unsettled, from the largest and smallest sum of the targets
+/// of each group; a target whose witnessed range already protects it is done, and only the
+/// others get their own programs, whose points serve the next ones. A target found exposed is
+/// always judged on its exact interval (both of its own programs).
+pub fn audit_joint(
+    cube: &Cube,
+    hidden: &[bool],
+    primaries: &[Option<PrimaryReason>],
+    profile: &Profile,
+    cells: &[usize],
+    moves: &[Move],
+    neighbours: &[Neighbour<'_>],
+) -> Result<Vec<Finding>, AuditError> {
+    let attacker = Attacker::joint(cube, hidden, neighbours);
     let mut targets = Vec::new();
-    for &cell in cells {
-        let Some(reason) = primaries[cell] else {
-            continue;
-        };
-        if !hidden[cell] {
-            return Err(AuditError(format!("primary cell {cell} is published")));
-        }
-        for (m, measure) in cube.measures().iter().enumerate() {
-            let value = cube.value(cell, m);
-            let needs = if measure.kind.is_count() {
-                reason != PrimaryReason::Dominance
-            } else {
-                value > 0.0
-            };
-            if let (true, Some(variable)) = (needs, attacker.variable(cell, m)) {
-                targets.push(Target {
-                    cell,
-                    measure: m,
-                    variable,
-                    value,
-                });
-            }
-        }
+    attacker.targets(0, hidden, primaries, profile, cells, &mut targets)?;
+    for (k, n) in neighbours.iter().enumerate() {
+        let all: Vec<usize> = (0..n.cube.len()).collect();
+        attacker.targets(
+            k + 1,
+            &n.hidden,
+            &n.primaries,
+            &n.profile,
+            &all,
+            &mut targets,
+        )?;
     }
     // The true values are a feasible point.
     let mut seen = Witnesses {
@@ -460,7 +572,8 @@ pub fn audit_cells(
         unbounded: vec![false; attacker.variables.len()],
     };
     // Witnesses along the moves: the counts together (rows and units move alike, so no cell
-    // gets more units than rows), each sum alone.
+    // gets more units than rows), each sum alone; each corner's equal cells in the neighbours
+    // move with it.
     let measures = cube.measures();
     let mut kinds: Vec<Vec<usize>> = vec![
         (0..measures.len())
@@ -472,17 +585,34 @@ pub fn audit_cells(
             .filter(|&m| !measures[m].kind.is_count())
             .map(|m| vec![m]),
     );
+    // Each value's equal values in the neighbours: `(cell, measure)` → `(table, cell, measure)`.
+    type Mirrors = HashMap<(usize, usize), Vec<(usize, usize, usize)>>;
+    let mut mirrors: Mirrors = HashMap::new();
+    for (k, n) in neighbours.iter().enumerate() {
+        for link in n.links.iter().filter(|l| l.tie == Tie::Equal) {
+            mirrors.entry((link.cell, link.measure)).or_default().push((
+                k + 1,
+                link.other_cell,
+                link.other_measure,
+            ));
+        }
+    }
     for corners in moves {
         for ms in kinds.iter().filter(|ms| !ms.is_empty()) {
-            let direction: Vec<(usize, usize, f64)> = corners
-                .iter()
-                .flat_map(|&(cell, sign)| ms.iter().map(move |&m| (cell, m, sign)))
-                .collect();
+            let mut direction: Vec<(usize, usize, usize, f64)> = Vec::new();
+            for &(cell, sign) in corners {
+                for &m in ms {
+                    direction.push((0, cell, m, sign));
+                    for &(t, other, om) in mirrors.get(&(cell, m)).into_iter().flatten() {
+                        direction.push((t, other, om, sign));
+                    }
+                }
+            }
             let (low, high) = attacker.segment(&direction);
             for t in [low, high] {
                 let mut point = Vec::with_capacity(direction.len());
-                for &(cell, m, sign) in &direction {
-                    let Some(v) = attacker.variable(cell, m) else {
+                for &(table, cell, m, sign) in &direction {
+                    let Some(v) = attacker.variable(table, cell, m) else {
                         continue;
                     };
                     if t.is_infinite() {
@@ -490,7 +620,7 @@ pub fn audit_cells(
                             seen.unbounded[v] = true;
                         }
                     } else {
-                        point.push((v, attacker.truth[v] + t * sign / attacker.scale[m]));
+                        point.push((v, attacker.truth[v] + t * sign / attacker.scale[table][m]));
                     }
                 }
                 seen.see(&point);
@@ -498,12 +628,11 @@ pub fn audit_cells(
         }
     }
     let settled = |seen: &Witnesses, t: &Target| {
-        let kind = cube.measures()[t.measure].kind;
         protected(
-            kind,
+            t.kind,
             t.value,
-            seen.interval(t.variable, attacker.scale[t.measure]),
-            profile,
+            seen.interval(t.variable, attacker.scale[t.table][t.measure]),
+            t.profile,
         )
     };
     let mut by_group: HashMap<usize, Vec<(usize, f64)>> = HashMap::new();
@@ -520,9 +649,7 @@ pub fn audit_cells(
     }
     let mut findings = Vec::new();
     for t in &targets {
-        let kind = cube.measures()[t.measure].kind;
-        let scale = attacker.scale[t.measure];
-        if protected(kind, t.value, seen.interval(t.variable, scale), profile) {
+        if settled(&seen, t) {
             continue;
         }
         let up = attacker.optimum(&[(t.variable, 1.0)], true)?;
@@ -531,7 +658,7 @@ pub fn audit_cells(
             Some(high) => seen.high[t.variable] = seen.high[t.variable].max(high),
             None => seen.unbounded[t.variable] = true,
         }
-        if protected(kind, t.value, seen.interval(t.variable, scale), profile) {
+        if settled(&seen, t) {
             continue;
         }
         let down = attacker.optimum(&[(t.variable, 1.0)], false)?;
@@ -539,9 +666,10 @@ pub fn audit_cells(
         if let Some(low) = down.value {
             seen.low[t.variable] = seen.low[t.variable].min(low);
         }
-        let interval = seen.interval(t.variable, scale);
-        if !protected(kind, t.value, interval, profile) {
+        let interval = seen.interval(t.variable, attacker.scale[t.table][t.measure]);
+        if !protected(t.kind, t.value, interval, t.profile) {
             findings.push(Finding {
+                table: t.table,
                 cell: t.cell,
                 measure: t.measure,
                 value: t.value,
@@ -550,6 +678,51 @@ pub fn audit_cells(
         }
     }
     Ok(findings)
+}
+
+impl Attacker<'_> {
+    /// The hidden primary values of table `t` among `cells` the audit must find protected.
+    fn targets<'p>(
+        &self,
+        t: usize,
+        hidden: &[bool],
+        primaries: &[Option<PrimaryReason>],
+        profile: &'p Profile,
+        cells: &[usize],
+        targets: &mut Vec<Target<'p>>,
+    ) -> Result<(), AuditError> {
+        let table = self.tables[t];
+        for &cell in cells {
+            let Some(reason) = primaries[cell] else {
+                continue;
+            };
+            if !hidden[cell] {
+                return Err(AuditError(format!(
+                    "primary cell {cell} of table {t} is published"
+                )));
+            }
+            for (m, measure) in table.measures().iter().enumerate() {
+                let value = table.value(cell, m);
+                let needs = if measure.kind.is_count() {
+                    reason != PrimaryReason::Dominance
+                } else {
+                    value > 0.0
+                };
+                if let (true, Some(variable)) = (needs, self.variable(t, cell, m)) {
+                    targets.push(Target {
+                        table: t,
+                        cell,
+                        measure: m,
+                        kind: measure.kind,
+                        variable,
+                        value,
+                        profile,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Whether `interval` protects a hidden cell of `value`.
@@ -625,7 +798,7 @@ mod tests {
         let cube = counts(&[&[3, 20, 30], &[40, 50, 60]]);
         let hidden = hide(&cube, &[[0, 0], [0, 1], [1, 0], [1, 1]]);
         let attacker = Attacker::new(&cube, &hidden);
-        let at = |c: [usize; 2], sign: f64| (cube.index(&c), 0, sign);
+        let at = |c: [usize; 2], sign: f64| (0, cube.index(&c), 0, sign);
         // The rectangle: (0,0) and (1,1) up by t, (0,1) and (1,0) down: every margin holds;
         // (0,0) ≥ 0 and (0,1) ≥ 0 bound it.
         let rectangle = [

@@ -67,7 +67,7 @@ pub struct Measure {
 /// What the hub computed for one cell: its distinct statistical units, the value of each
 /// measure, and for each magnitude its largest contributor's share (one unit's total in the
 /// cell; 0 for counts).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CellFacts {
     pub units: u64,
     pub values: Vec<f64>,

@@ -16,7 +16,10 @@ pub mod cube;
 pub mod profile;
 pub mod suppress;
 
-pub use audit::{Attacker, AuditError, Finding, Interval, Move, audit, audit_cells};
+pub use audit::{
+    Attacker, AuditError, Finding, Interval, Link, Move, Neighbour, Tie, audit, audit_cells,
+    audit_joint,
+};
 pub use cube::{CellFacts, Cube, CubeError, Dimension, Line, Measure, MeasureKind, TOTAL_LABEL};
 pub use profile::{PrimaryReason, Profile};
-pub use suppress::{ProtectError, Protection, Secret, primaries, protect};
+pub use suppress::{ProtectError, Protection, Secret, primaries, protect, protect_with};

@@ -15,7 +15,7 @@
 
 use serde::Serialize;
 
-use super::audit::{AuditError, Finding, Move, audit_cells};
+use super::audit::{AuditError, Finding, Move, Neighbour, Tie, audit_joint};
 use super::cube::Cube;
 use super::profile::{PrimaryReason, Profile};
 
@@ -106,8 +106,32 @@ pub fn primaries(cube: &Cube, profile: &Profile) -> Vec<Option<PrimaryReason>> {
 /// Protects `cube` under `profile`: primary secrets, secondary suppression, and an audit that
 /// passed; or why it cannot be published.
 pub fn protect(cube: &Cube, profile: &Profile) -> Result<Protection, ProtectError> {
+    protect_with(cube, profile, &[])
+}
+
+/// [`protect`] for a table read beside `neighbours` (the version it replaces, the tables
+/// published from the same source). A cell equal to a neighbour's hidden cell is hidden here
+/// too; a cell equal to a neighbour's published cell is known, and never chosen as a secondary
+/// secret (hiding it would hide nothing). The audit covers the tables together: a neighbour's
+/// primary cell that the new table exposes gets a hypercube through its cells here; a table
+/// whose primary cell a neighbour publishes cannot be protected.
+pub fn protect_with(
+    cube: &Cube,
+    profile: &Profile,
+    neighbours: &[Neighbour<'_>],
+) -> Result<Protection, ProtectError> {
     let primaries = primaries(cube, profile);
     let mut hidden: Vec<bool> = primaries.iter().map(Option::is_some).collect();
+    let mut known = vec![false; cube.len()];
+    for n in neighbours {
+        for link in n.links.iter().filter(|l| l.tie == Tie::Equal) {
+            if n.hidden[link.other_cell] {
+                hidden[link.cell] = true;
+            } else {
+                known[link.cell] = true;
+            }
+        }
+    }
     let mut used: Vec<Vec<Move>> = vec![Vec::new(); cube.len()];
     // Largest primaries first: their hypercubes are the hardest to find, and the smaller ones
     // often fit in the corners already hidden.
@@ -115,40 +139,105 @@ pub fn protect(cube: &Cube, profile: &Profile) -> Result<Protection, ProtectErro
         .filter(|&c| primaries[c].is_some())
         .collect();
     order.sort_by(|a, b| cube.cell(*b).units.cmp(&cube.cell(*a).units).then(a.cmp(b)));
+    let hypercube = |p: usize,
+                     reason: PrimaryReason,
+                     hidden: &mut Vec<bool>,
+                     used: &mut Vec<Vec<Move>>|
+     -> bool {
+        let Some(corners) = best_hypercube(cube, profile, reason, hidden, &known, p, &used[p])
+        else {
+            return false;
+        };
+        let progress = corners.iter().any(|&(c, _)| !hidden[c]);
+        for &(c, _) in &corners {
+            hidden[c] = true;
+        }
+        used[p].push(corners);
+        progress
+    };
     for &p in &order {
-        if let Some(corners) = best_hypercube(cube, profile, &primaries, &hidden, p, &used[p]) {
-            for &(c, _) in &corners {
-                hidden[c] = true;
-            }
-            used[p].push(corners);
+        if let Some(reason) = primaries[p] {
+            hypercube(p, reason, &mut hidden, &mut used);
         }
     }
     // Hiding more cells only widens the attacker's intervals: a primary found protected in one
-    // round stays protected, so later rounds audit only the cells found exposed.
+    // round stays protected, so later rounds audit only the cells found exposed (and every
+    // neighbour's primaries).
     let mut suspects: Vec<usize> = order.clone();
     let mut rounds = 0;
     loop {
         rounds += 1;
-        let moves: Vec<Move> = suspects.iter().flat_map(|&p| used[p].clone()).collect();
-        let findings = audit_cells(cube, &hidden, &primaries, profile, &suspects, &moves)?;
+        let moves: Vec<Move> = used.iter().flatten().cloned().collect();
+        let findings = audit_joint(
+            cube, &hidden, &primaries, profile, &suspects, &moves, neighbours,
+        )?;
         if findings.is_empty() {
             break;
         }
         if rounds >= MAX_ROUNDS {
             return Err(ProtectError::Unprotectable { findings, rounds });
         }
-        let mut exposed: Vec<usize> = findings.iter().map(|f| f.cell).collect();
-        exposed.dedup();
-        suspects = exposed.clone();
-        let mut progress = false;
-        for p in exposed {
-            if let Some(corners) = best_hypercube(cube, profile, &primaries, &hidden, p, &used[p]) {
-                progress |= corners.iter().any(|&(c, _)| !hidden[c]);
-                for &(c, _) in &corners {
-                    hidden[c] = true;
-                }
-                used[p].push(corners);
+        // Each exposed primary, here or (through the cells tied to it) in a neighbour. A
+        // neighbour's primary is exposed by what this table publishes of the cells that hid
+        // it: those on its lines hidden there are hidden here too, and if that is not enough,
+        // everything the neighbour hides.
+        let mut exposed: Vec<(usize, PrimaryReason)> = Vec::new();
+        let mut carried = false;
+        for f in &findings {
+            if f.table == 0 {
+                exposed.extend(primaries[f.cell].map(|r| (f.cell, r)));
+                continue;
             }
+            let n = &neighbours[f.table - 1];
+            let Some(reason) = n.primaries[f.cell] else {
+                continue;
+            };
+            for link in n.links.iter().filter(|l| l.other_cell == f.cell) {
+                exposed.push((link.cell, reason));
+            }
+            // On its lines: the cells hidden there, and the published ones that changed (the
+            // difference between their versions is a sum of the hidden cells' changes).
+            let mut around = vec![f.cell];
+            for dim in 0..n.cube.dims().len() {
+                let line = n.cube.line_through(f.cell, dim);
+                around.extend(line.parts.iter().chain([&line.total]));
+            }
+            for link in n.links.iter().filter(|l| around.contains(&l.other_cell)) {
+                let changed = link.tie != Tie::Equal && !n.hidden[link.other_cell];
+                if (n.hidden[link.other_cell] || changed) && !hidden[link.cell] {
+                    hidden[link.cell] = true;
+                    carried = true;
+                    if changed {
+                        // Hidden here, it needs a hypercube of its own.
+                        exposed.push((link.cell, reason));
+                    }
+                }
+            }
+        }
+        if !carried && findings.iter().any(|f| f.table > 0) {
+            for n in neighbours {
+                for link in n.links.iter().filter(|l| n.hidden[l.other_cell]) {
+                    if !hidden[link.cell] {
+                        hidden[link.cell] = true;
+                        carried = true;
+                    }
+                }
+            }
+        }
+        exposed.sort_by_key(|(c, _)| *c);
+        exposed.dedup_by_key(|(c, _)| *c);
+        suspects = exposed
+            .iter()
+            .map(|(c, _)| *c)
+            .filter(|&c| primaries[c].is_some())
+            .collect();
+        let mut progress = carried;
+        for (p, reason) in exposed {
+            if !hidden[p] {
+                hidden[p] = true;
+                progress = true;
+            }
+            progress |= hypercube(p, reason, &mut hidden, &mut used);
         }
         if !progress {
             return Err(ProtectError::Unprotectable { findings, rounds });
@@ -169,8 +258,9 @@ pub fn protect(cube: &Cube, profile: &Profile) -> Result<Protection, ProtectErro
 fn best_hypercube(
     cube: &Cube,
     profile: &Profile,
-    primaries: &[Option<PrimaryReason>],
+    reason: PrimaryReason,
     hidden: &[bool],
+    known: &[bool],
     p: usize,
     used: &[Move],
 ) -> Option<Move> {
@@ -205,7 +295,6 @@ fn best_hypercube(
                 .collect(),
         );
     }
-    let reason = primaries[p]?;
     let mut best: Option<(bool, f64, f64, Move)> = None;
     let mut pick = vec![0usize; dims];
     'outer: loop {
@@ -223,7 +312,9 @@ fn best_hypercube(
             }
             corners.push((cell, sign));
         }
-        if !used.contains(&corners) {
+        // A corner whose value a neighbour publishes cannot move.
+        let movable = corners.iter().all(|&(c, _)| c == p || !known[c]);
+        if movable && !used.contains(&corners) {
             let room = room(cube, profile, reason, p, &corners);
             let cost: f64 = corners
                 .iter()
@@ -299,9 +390,130 @@ fn room(
 
 #[cfg(test)]
 mod tests {
-    use super::super::audit::audit;
+    use super::super::audit::{Attacker, Link, audit};
     use super::super::cube::tests::counts;
     use super::*;
+
+    fn hide(cube: &Cube, cells: &[[usize; 2]]) -> Vec<bool> {
+        let mut hidden = vec![false; cube.len()];
+        for c in cells {
+            hidden[cube.index(c)] = true;
+        }
+        hidden
+    }
+
+    /// `new` read beside `old` (the same layout: every cell shared), tied as the values hold.
+    fn beside<'a>(
+        new: &Cube,
+        old: &'a Cube,
+        hidden: Vec<bool>,
+        profile: &Profile,
+    ) -> Neighbour<'a> {
+        Neighbour {
+            cube: old,
+            hidden,
+            primaries: primaries(old, profile),
+            profile: profile.clone(),
+            links: (0..new.len())
+                .map(|c| Link {
+                    cell: c,
+                    measure: 0,
+                    other_cell: c,
+                    other_measure: 0,
+                    tie: Tie::between(new.value(c, 0), old.value(c, 0)),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn differencing_two_versions_recovers_a_cell_each_hides_unless_audited_together() {
+        let profile = Profile::named("medical").unwrap();
+        // Version 1: the small cell (3) hidden in a rectangle over columns 0 and 1.
+        let old = counts(&[&[3, 20, 30], &[40, 50, 60]]);
+        let rectangle = [[0, 0], [0, 1], [1, 0], [1, 1]];
+        let old_hidden = hide(&old, &rectangle);
+        assert!(
+            audit(&old, &old_hidden, &primaries(&old, &profile), &profile)
+                .unwrap()
+                .is_empty()
+        );
+        // Version 2: one cell grew (60 → 70). Protected alone, a rectangle over columns 0 and
+        // 2 is as good, and the version is safe on its own.
+        let new = counts(&[&[3, 20, 30], &[40, 50, 70]]);
+        let alone = hide(&new, &[[0, 0], [0, 2], [1, 0], [1, 2]]);
+        let new_primaries = primaries(&new, &profile);
+        assert!(
+            audit(&new, &alone, &new_primaries, &profile)
+                .unwrap()
+                .is_empty()
+        );
+        // Read together: (0, 1) did not change and version 2 publishes it, so version 1's
+        // row 0 gives its small cell away, and version 2's with it.
+        let neighbours = [beside(&new, &old, old_hidden, &profile)];
+        let attacker = Attacker::joint(&new, &alone, &neighbours);
+        for (t, cube) in [(0, &new), (1, &old)] {
+            let i = attacker.interval_in(t, cube.index(&[0, 0]), 0).unwrap();
+            assert!(
+                (i.low - 3.0).abs() < 1e-6 && (i.high - 3.0).abs() < 1e-6,
+                "version {t}: {i:?}"
+            );
+        }
+        let every: Vec<usize> = (0..new.len()).collect();
+        let findings = audit_joint(
+            &new,
+            &alone,
+            &new_primaries,
+            &profile,
+            &every,
+            &[],
+            &neighbours,
+        )
+        .unwrap();
+        assert!(findings.iter().any(|f| f.table == 1), "{findings:?}");
+        // Protected together: what version 1 hid and did not change stays hidden, and the
+        // two versions withstand the attacker together.
+        let protection = protect_with(&new, &profile, &neighbours).unwrap();
+        let hidden = protection.hidden();
+        for c in rectangle {
+            assert!(hidden[new.index(&c)], "{c:?}");
+        }
+        assert!(
+            audit_joint(
+                &new,
+                &hidden,
+                &new_primaries,
+                &profile,
+                &every,
+                &[],
+                &neighbours
+            )
+            .unwrap()
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_linked_table_hides_what_its_neighbour_hides_and_nothing_it_publishes() {
+        let profile = Profile::named("medical").unwrap();
+        let cube = counts(&[&[3, 20, 30], &[40, 50, 60]]);
+        // A neighbour sharing every cell, which hid the small cell with columns 0 and 2.
+        let theirs = [[0, 0], [0, 2], [1, 0], [1, 2]];
+        let neighbours = [beside(&cube, &cube, hide(&cube, &theirs), &profile)];
+        let protection = protect_with(&cube, &profile, &neighbours).unwrap();
+        assert_eq!(protection.hidden(), hide(&cube, &theirs), "{protection:?}");
+        // A neighbour with a looser rule publishes the small cell: no pattern here can hide
+        // it again, and the table is refused.
+        let mut loose = profile.clone();
+        loose.min_units = 3;
+        let mut neighbour = beside(&cube, &cube, vec![false; cube.len()], &loose);
+        neighbour.primaries = primaries(&cube, &loose);
+        let refused = protect_with(&cube, &profile, &[neighbour]);
+        assert!(
+            matches!(refused, Err(ProtectError::Unprotectable { .. })),
+            "{refused:?}"
+        );
+    }
 
     #[test]
     fn a_small_cell_gets_a_rectangle_and_the_audit_passes() {

@@ -18,8 +18,11 @@ use arrow::array::{
 use arrow::datatypes::{DataType, Field, Float64Type, Int64Type, Schema};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
+use super::store::Truth;
 use crate::policy::tables::{Derivation, MAX_DIMENSIONS, TableDimension, TableSpec};
-use crate::secrecy::{CellFacts, Cube, Dimension, Measure, MeasureKind, Protection, protect};
+use crate::secrecy::{
+    CellFacts, Cube, Dimension, Measure, MeasureKind, Neighbour, Protection, protect_with,
+};
 
 /// A table ready to be read: its cells, their protection, and the batch readers get.
 #[derive(Debug, Clone)]
@@ -28,6 +31,10 @@ pub struct PublishedTable {
     pub cube: Cube,
     pub protection: Protection,
     pub batch: RecordBatch,
+    /// The source stamp of the version it replaced and was audited with, if any.
+    pub previous: Option<String>,
+    /// The tables of the same source it was audited with.
+    pub linked: Vec<String>,
 }
 
 /// Why a table is not published (for the operator; never for a reader).
@@ -46,9 +53,17 @@ pub enum TableError {
 /// The cells of one grouping set, by their labels on its dimensions.
 type Cells = Vec<(Vec<String>, CellFacts)>;
 
+/// A published version the new table will be read beside (the version it replaces, a table of
+/// the same source): its truth and its cells.
+pub type Beside = (Truth, Cube);
+
 /// Computes, protects and lays out the table `spec` describes from `source` (its source
-/// dataset's raw file).
-pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, TableError> {
+/// dataset's raw file), protected together with the published versions `beside` it.
+pub async fn build(
+    spec: &TableSpec,
+    source: &Path,
+    beside: Vec<Beside>,
+) -> Result<PublishedTable, TableError> {
     let definition = spec;
     let id = definition.id.clone();
     let bad = |m: String| TableError::Definition(id.clone(), m);
@@ -322,11 +337,23 @@ pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, Ta
     let cube = Cube::new(dims, measures, facts).map_err(|e| TableError::Cells(id.clone(), e))?;
     // The suppression and the audit are CPU work: off the async threads.
     let protection = {
-        let (cube, profile) = (cube.clone(), definition.profile.clone());
-        tokio::task::spawn_blocking(move || protect(&cube, &profile))
-            .await
-            .map_err(|e| TableError::Compute(id.clone(), e.to_string()))?
-            .map_err(|e| TableError::Unprotected(id.clone(), e))?
+        let (cube, spec) = (cube.clone(), definition.clone());
+        tokio::task::spawn_blocking(move || {
+            let neighbours: Vec<Neighbour<'_>> = beside
+                .iter()
+                .map(|(truth, other)| Neighbour {
+                    cube: other,
+                    hidden: truth.hidden.clone(),
+                    primaries: truth.primaries.clone(),
+                    profile: truth.spec.profile.clone(),
+                    links: super::linked::links(&spec, &cube, &truth.spec, other),
+                })
+                .collect();
+            protect_with(&cube, &spec.profile, &neighbours)
+        })
+        .await
+        .map_err(|e| TableError::Compute(id.clone(), e.to_string()))?
+        .map_err(|e| TableError::Unprotected(id.clone(), e))?
     };
     let batch =
         publish(&cube, &protection).map_err(|e| TableError::Compute(id.clone(), e.to_string()))?;
@@ -335,6 +362,8 @@ pub async fn build(spec: &TableSpec, source: &Path) -> Result<PublishedTable, Ta
         cube,
         protection,
         batch,
+        previous: None,
+        linked: Vec::new(),
     })
 }
 

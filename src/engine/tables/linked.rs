@@ -1,119 +1,97 @@
-//! Linked tables: tables computed from the same source share cells — the grand total, and every
-//! margin over the dimensions they have in common (same column, same derivation). A shared cell
-//! hidden in one table and published in the other gives it back; hidden in both, it ties the
-//! two attackers' programs together, which each table's own audit does not see.
+//! What ties a table's cells to another table's: the version it replaces (differencing across
+//! data versions) and the tables published from the same source (linked tables).
 //!
-//! While shared cells are published in both tables, the tables' hidden cells are tied by no
-//! relation but those published margins (any two tables of counts with equal shared margins are
-//! the margins of some non-negative table crossing them), so each table's own audit holds for
-//! both together. This module checks exactly that; a table that breaks it is not published (a
-//! joint protection of linked tables is not implemented).
+//! Two tables of one source share cells: the grand total, and every margin over the dimensions
+//! they have in common (same column, same derivation); two versions of a table share every cell
+//! whose labels both have. A shared value is tied by what holds between the two: equal (linked
+//! tables of one data version, or a cell unchanged between versions), at least or at most (a
+//! cell that grew or shrank). An attacker who reads both knows those ties; the audit then covers
+//! the tables together (`secrecy::audit_joint`).
 //!
-//! Owns: finding the shared cells of two published batches and any hidden among them. Must
-//! never: let a table through whose shared cells it could not compare (unreadable: refused).
+//! Owns: finding the shared cells and measures of two tables and the tie of each. Must never:
+//! tie values that are not the same quantity (different sources, units, columns or
+//! derivations are not shared).
 
 use std::collections::HashMap;
 
-use arrow::array::{Array, AsArray, RecordBatch};
-
 use crate::policy::tables::TableSpec;
-use crate::secrecy::TOTAL_LABEL;
+use crate::secrecy::{Cube, Link, MeasureKind, Tie};
 
-/// Why `spec` (published as `batch`) cannot be published beside `other` (published as
-/// `other_batch`), if it cannot.
-pub fn conflict(
-    spec: &TableSpec,
-    batch: &RecordBatch,
-    other: &TableSpec,
-    other_batch: &RecordBatch,
-) -> Option<String> {
-    if spec.source != other.source {
-        return None;
+/// The ties between `cube` (of `spec`) and `other` (of `other_spec`); none when they are not
+/// computed from the same source.
+pub fn links(spec: &TableSpec, cube: &Cube, other_spec: &TableSpec, other: &Cube) -> Vec<Link> {
+    if spec.source != other_spec.source {
+        return Vec::new();
     }
-    // Dimensions in common: (index in spec, index in other).
-    let common: Vec<(usize, usize)> = spec
-        .dimensions
-        .iter()
-        .enumerate()
-        .filter_map(|(i, d)| {
-            other
-                .dimensions
-                .iter()
-                .position(|o| o.column == d.column && o.derivation == d.derivation)
-                .map(|k| (i, k))
-        })
-        .collect();
-    let mine: Vec<usize> = common.iter().map(|(i, _)| *i).collect();
-    let theirs: Vec<usize> = common.iter().map(|(_, k)| *k).collect();
-    let (Some(a), Some(b)) = (
-        shared_cells(spec, batch, &mine),
-        shared_cells(other, other_batch, &theirs),
-    ) else {
-        return Some(format!(
-            "linked with `{}` (same source): its cells cannot be compared",
-            other.id
-        ));
-    };
-    let mut keys: Vec<&Vec<String>> = a
-        .iter()
-        .filter(|(key, hidden)| **hidden || b.get(*key).copied().unwrap_or(false))
-        .map(|(key, _)| key)
-        .collect();
-    keys.sort();
-    keys.first().map(|key| {
-        let names: Vec<String> = mine
-            .iter()
-            .zip(key.iter())
-            .map(|(&i, label)| format!("{} = {label}", spec.dimensions[i].name))
-            .collect();
-        let cell = if names.is_empty() {
-            "the grand total".to_string()
-        } else {
-            names.join(", ")
-        };
-        format!(
-            "linked with `{}` (same source): their shared cell ({cell}) is hidden in one of them, and linked tables are not protected jointly; define them over dimensions that share only published margins, or publish one",
-            other.id
-        )
-    })
-}
-
-/// The cells of `batch` every other table of the source may share (all dimensions but
-/// `common` at their margin), by their labels on `common`, and whether each is hidden.
-fn shared_cells(
-    spec: &TableSpec,
-    batch: &RecordBatch,
-    common: &[usize],
-) -> Option<HashMap<Vec<String>, bool>> {
-    let labels: Vec<_> = spec
-        .dimensions
-        .iter()
-        .map(|d| {
-            batch
-                .column_by_name(&d.name)?
-                .as_string_opt::<i32>()
-                .cloned()
-        })
-        .collect::<Option<Vec<_>>>()?;
-    let flags: Vec<_> = spec
+    // Dimensions in common: (index here, index there).
+    let mut common: Vec<(usize, usize)> = Vec::new();
+    for (i, d) in spec.dimensions.iter().enumerate() {
+        let found = other_spec.dimensions.iter().enumerate().position(|(k, o)| {
+            o.column == d.column && o.derivation == d.derivation && !common.iter().any(|c| c.1 == k)
+        });
+        if let Some(k) = found {
+            common.push((i, k));
+        }
+    }
+    // Measures that are the same quantity: (index here, index there).
+    let measures: Vec<(usize, usize)> = spec
         .measures
         .iter()
-        .map(|m| batch.column_by_name(&format!("{}_secret", m.name)).cloned())
-        .collect::<Option<Vec<_>>>()?;
-    let mut cells = HashMap::new();
-    for row in 0..batch.num_rows() {
-        let outside_at_margin = (0..labels.len())
-            .filter(|j| !common.contains(j))
-            .all(|j| labels[j].value(row) == TOTAL_LABEL);
-        if !outside_at_margin {
+        .enumerate()
+        .filter_map(|(m, a)| {
+            other_spec
+                .measures
+                .iter()
+                .position(|b| {
+                    a.kind == b.kind
+                        && a.column == b.column
+                        && a.per_unit == b.per_unit
+                        && (a.kind != MeasureKind::Units || spec.unit == other_spec.unit)
+                })
+                .map(|o| (m, o))
+        })
+        .collect();
+    if measures.is_empty()
+        || cube.dims().len() != spec.dimensions.len()
+        || other.dims().len() != other_spec.dimensions.len()
+    {
+        return Vec::new();
+    }
+    // Each common dimension's coordinates there, by label (the margin to the margin).
+    let there: Vec<HashMap<&str, usize>> = common
+        .iter()
+        .map(|&(_, k)| {
+            let d = &other.dims()[k];
+            (0..d.size()).map(|v| (d.label(v), v)).collect()
+        })
+        .collect();
+    let mut links = Vec::new();
+    'cells: for cell in 0..cube.len() {
+        let coords = cube.coords(cell);
+        // Shared: every dimension not in common at its margin.
+        let at_margin = |j: usize| coords[j] == cube.dims()[j].total();
+        if !(0..coords.len()).all(|j| common.iter().any(|c| c.0 == j) || at_margin(j)) {
             continue;
         }
-        let key: Vec<String> = common
-            .iter()
-            .map(|&j| labels[j].value(row).to_string())
-            .collect();
-        let hidden = flags.iter().any(|f| !f.is_null(row));
-        cells.insert(key, hidden);
+        let mut other_coords: Vec<usize> = other.dims().iter().map(|d| d.total()).collect();
+        for (n, &(i, k)) in common.iter().enumerate() {
+            let label = cube.dims()[i].label(coords[i]);
+            match there[n].get(label) {
+                Some(&v) => other_coords[k] = v,
+                // A value the other table does not have: nothing shared.
+                None => continue 'cells,
+            }
+        }
+        let other_cell = other.index(&other_coords);
+        for &(m, o) in &measures {
+            links.push(Link {
+                cell,
+                measure: m,
+                other_cell,
+                other_measure: o,
+                tie: Tie::between(cube.value(cell, m), other.value(other_cell, o)),
+            });
+        }
     }
-    Some(cells)
+    links
 }

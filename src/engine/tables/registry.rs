@@ -14,10 +14,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use arrow::array::RecordBatch;
 use serde::Serialize;
 
-use super::compute::{TableError, build};
+use super::compute::{Beside, TableError, build};
 use super::store::{self, TableSummary};
 use crate::file_stamp::FileStamp;
 use crate::policy::{DatasetKind, PolicySet, TableSpec};
@@ -189,22 +188,31 @@ impl PublishedTables {
             );
             let _one_at_a_time = self.building.lock().await;
             let started = std::time::Instant::now();
-            let status = match build(spec, &source_path).await {
-                Ok(table) => match self.linked_conflict(set, spec, &table.batch) {
-                    Some(reason) => TableStatus::Refused { reason },
-                    None => match store::write(&self.data_dir, spec, &table, &stamp) {
-                        Ok(provenance) => TableStatus::Published {
-                            summary: provenance.summary,
+            let status = match self.beside(set, spec) {
+                // SECURITY: a version that cannot be audited with what readers saw beside it
+                // is not published.
+                Err(reason) => TableStatus::Refused { reason },
+                Ok((beside, previous, linked)) => {
+                    let names = beside_names(&previous, &linked);
+                    match build(spec, &source_path, beside).await {
+                        Ok(mut table) => {
+                            table.previous = previous;
+                            table.linked = linked;
+                            match store::write(&self.data_dir, spec, &table, &stamp) {
+                                Ok(provenance) => TableStatus::Published {
+                                    summary: provenance.summary,
+                                },
+                                Err(reason) => TableStatus::Failed { reason },
+                            }
+                        }
+                        Err(TableError::Unprotected(_, e)) => TableStatus::Refused {
+                            reason: format!("{e}{names}"),
                         },
-                        Err(reason) => TableStatus::Failed { reason },
-                    },
-                },
-                Err(TableError::Unprotected(_, e)) => TableStatus::Refused {
-                    reason: e.to_string(),
-                },
-                Err(e) => TableStatus::Failed {
-                    reason: e.to_string(),
-                },
+                        Err(e) => TableStatus::Failed {
+                            reason: e.to_string(),
+                        },
+                    }
+                }
             };
             match &status {
                 TableStatus::Published { summary } => tracing::info!(
@@ -213,6 +221,8 @@ impl PublishedTables {
                     primary = summary.primary,
                     secondary = summary.secondary,
                     rounds = summary.audit_rounds,
+                    with_previous = summary.audited_with_previous.is_some(),
+                    with_linked = summary.audited_with_linked,
                     ms = started.elapsed().as_millis() as u64,
                     "table published"
                 ),
@@ -226,36 +236,52 @@ impl PublishedTables {
         }
     }
 
-    /// Why `spec`'s new version (`batch`) cannot stand beside the published tables of the same
-    /// source, if it cannot ([`super::linked`]).
-    fn linked_conflict(
-        &self,
-        set: &PolicySet,
-        spec: &TableSpec,
-        batch: &RecordBatch,
-    ) -> Option<String> {
+    /// The published versions `spec`'s new version is read beside, which its audit must
+    /// cover: the version it replaces (whatever its definition or data), then the current
+    /// tables of its source; with the replaced version's source stamp and the linked tables'
+    /// ids. Refused (fail closed) when one of them is published but its truth cannot be read.
+    fn beside(&self, set: &PolicySet, spec: &TableSpec) -> Result<ReadBeside, String> {
+        let truth_of = |table: &TableSpec, what: &str| -> Result<Option<Beside>, String> {
+            let Some(provenance) = store::read(&self.data_dir, table) else {
+                return Ok(None);
+            };
+            store::read_truth(&self.data_dir, &table.id, &provenance)
+                .and_then(|truth| truth.cube().map(|cube| (truth, cube)))
+                .map(Some)
+                .ok_or_else(|| {
+                    format!(
+                        "{what} `{}` is published but its cells were not kept, so this version cannot be audited with it; remove `{}` from the data folder to publish without it",
+                        table.id,
+                        crate::policy::tables::published_path(&table.id).display()
+                    )
+                })
+        };
+        let mut beside = Vec::new();
+        let previous = truth_of(spec, "the version it replaces of")?;
+        let previous_stamp = previous.as_ref().map(|(t, _)| t.source_stamp.clone());
+        beside.extend(previous);
+        let mut linked = Vec::new();
         for other in set
             .tables
             .list
             .iter()
             .filter(|o| o.id != spec.id && o.source == spec.source)
         {
-            // Only current neighbours: a stale one is rebuilt (and checked) in its turn.
+            // Only current neighbours: a stale one is rebuilt (and audited with this one) in
+            // its turn.
             if !self.servable(set, &other.id) {
                 continue;
             }
-            // SECURITY: a published neighbour that cannot be read cannot be compared: refuse.
-            let Some(other_batch) = store::read_batch(&self.data_dir, other) else {
-                return Some(format!(
-                    "linked with `{}` (same source): its published file cannot be read",
+            let Some(truth) = truth_of(other, "the linked table")? else {
+                return Err(format!(
+                    "the linked table `{}` cannot be read, so this version cannot be audited with it",
                     other.id
                 ));
             };
-            if let Some(reason) = super::linked::conflict(spec, batch, other, &other_batch) {
-                return Some(reason);
-            }
+            beside.push(truth);
+            linked.push(other.id.clone());
         }
-        None
+        Ok((beside, previous_stamp, linked))
     }
 
     fn set(
@@ -303,4 +329,22 @@ fn content_version(path: &Path) -> Option<String> {
         "{len}:{}",
         hex::encode(&Sha256::digest(&tail)[..16])
     ))
+}
+
+/// What a new version is audited with: the published versions beside it, the source stamp of
+/// the version it replaces, and the linked tables' ids.
+type ReadBeside = (Vec<Beside>, Option<String>, Vec<String>);
+
+/// For a refusal: the tables the audit read together.
+fn beside_names(previous: &Option<String>, linked: &[String]) -> String {
+    let mut with = Vec::new();
+    if previous.is_some() {
+        with.push("the version it replaces".to_string());
+    }
+    with.extend(linked.iter().map(|id| format!("`{id}`")));
+    if with.is_empty() {
+        String::new()
+    } else {
+        format!(" (audited together with {})", with.join(", "))
+    }
 }

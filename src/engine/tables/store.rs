@@ -6,6 +6,11 @@
 //! stamp (the data version), the hash of the table's definition, and the summary that
 //! `GET /v1/tables/{id}` shows.
 //!
+//! Beside each published version, the hub keeps what the attacker's audit of the next version
+//! needs and no reader may see: the true value of every cell, hidden ones included, and why each
+//! is hidden ([`Truth`], `<id>.truth-<definition>-<data version>.json`, 0600, never registered
+//! as a dataset). A new version, and every table of the same source, is audited jointly with it.
+//!
 //! Owns: writing and reading those files and their metadata. Must never: write a table whose
 //! protection did not pass (callers hand over a [`PublishedTable`] only), or leave a partial
 //! file under the final name.
@@ -21,7 +26,7 @@ use sha2::{Digest, Sha256};
 
 use super::compute::PublishedTable;
 use crate::policy::tables::{TableSpec, published_path};
-use crate::secrecy::{PrimaryReason, Secret};
+use crate::secrecy::{CellFacts, Cube, Dimension, Measure, PrimaryReason, Secret};
 
 const SOURCE_KEY: &str = "passerelle.table.source";
 const DEFINITION_KEY: &str = "passerelle.table.definition";
@@ -41,6 +46,13 @@ pub struct TableSummary {
     pub secondary: usize,
     /// Audit rounds until the pattern passed.
     pub audit_rounds: usize,
+    /// The data version of the version this one replaced, with which it was audited
+    /// (differencing across versions); none for a first publication.
+    #[serde(default)]
+    pub audited_with_previous: Option<String>,
+    /// How many tables of the same source it was audited with (linked tables).
+    #[serde(default)]
+    pub audited_with_linked: usize,
     /// The data version: a digest of the source file's stamp (never its path).
     pub data_version: String,
     /// When this version was published (RFC 3339).
@@ -66,6 +78,8 @@ impl TableSummary {
             primary_empty: count(PrimaryReason::Empty),
             secondary,
             audit_rounds: table.protection.rounds,
+            audited_with_previous: table.previous.as_deref().map(data_version),
+            audited_with_linked: table.linked.len(),
             data_version: data_version(source_stamp),
             published_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         }
@@ -96,9 +110,126 @@ pub fn path_in(data_dir: &Path, spec: &TableSpec) -> PathBuf {
     data_dir.join(published_path(&spec.id))
 }
 
+/// A published version's cells as the hub computed them (hidden values included) and why each
+/// is hidden: what the audits of the tables read beside it need. Never shown to anyone.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Truth {
+    /// The definition this version was built from.
+    pub spec: TableSpec,
+    pub source_stamp: String,
+    pub dims: Vec<Dimension>,
+    pub measures: Vec<Measure>,
+    pub cells: Vec<CellFacts>,
+    pub hidden: Vec<bool>,
+    pub primaries: Vec<Option<PrimaryReason>>,
+}
+
+impl Truth {
+    fn of(spec: &TableSpec, table: &PublishedTable, source_stamp: &str) -> Truth {
+        let cube = &table.cube;
+        Truth {
+            spec: spec.clone(),
+            source_stamp: source_stamp.to_string(),
+            dims: cube.dims().to_vec(),
+            measures: cube.measures().to_vec(),
+            cells: (0..cube.len()).map(|c| cube.cell(c).clone()).collect(),
+            hidden: table.protection.hidden(),
+            primaries: table
+                .protection
+                .secrets
+                .iter()
+                .map(|s| match s {
+                    Some(Secret::Primary(reason)) => Some(*reason),
+                    _ => None,
+                })
+                .collect(),
+        }
+    }
+
+    /// The table of cells again (checked as when it was built).
+    pub fn cube(&self) -> Option<Cube> {
+        let probe = Cube::new(
+            self.dims.clone(),
+            self.measures.clone(),
+            std::iter::empty::<(Vec<usize>, CellFacts)>(),
+        )
+        .ok()?;
+        if self.cells.len() != probe.len()
+            || self.hidden.len() != probe.len()
+            || self.primaries.len() != probe.len()
+        {
+            return None;
+        }
+        Cube::new(
+            self.dims.clone(),
+            self.measures.clone(),
+            self.cells
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (probe.coords(i), c.clone())),
+        )
+        .ok()
+    }
+}
+
+/// The truth file of the version of `spec`'s table built from `definition` and `source_stamp`.
+fn truth_path(data_dir: &Path, id: &str, definition: &str, source_stamp: &str) -> PathBuf {
+    data_dir.join(published_path(id)).with_file_name(format!(
+        "{id}.truth-{definition}-{}.json",
+        data_version(source_stamp)
+    ))
+}
+
+/// The truth of the version of table `id` that `provenance` describes, if it was kept.
+pub fn read_truth(data_dir: &Path, id: &str, provenance: &Provenance) -> Option<Truth> {
+    let path = truth_path(
+        data_dir,
+        id,
+        &provenance.definition,
+        &provenance.source_stamp,
+    );
+    let truth: Truth = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    (truth.spec.id == id
+        && truth.source_stamp == provenance.source_stamp
+        && definition_hash(&truth.spec) == provenance.definition)
+        .then_some(truth)
+}
+
+/// Writes `bytes` under `path`: temporary file (0600), fsync, rename, fsync of the folder.
+fn replace_file(
+    path: &Path,
+    write: impl FnOnce(std::fs::File) -> Result<std::fs::File, String>,
+) -> Result<(), String> {
+    let dir = path.parent().ok_or("no folder for published tables")?;
+    crate::private_fs::create_dir_all(dir).map_err(|e| format!("tables folder: {}", e.kind()))?;
+    // Unique per build: several hubs (or test servers) may share a data folder; the last
+    // rename wins, and every file is whole.
+    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let temporary = path.with_extension(format!(
+        "tmp-{}-{}",
+        std::process::id(),
+        BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    ));
+    let written = (|| -> Result<(), String> {
+        let file = crate::private_fs::create_file(&temporary)
+            .map_err(|e| format!("table file: {}", e.kind()))?;
+        let file = write(file)?;
+        file.sync_all()
+            .map_err(|e| format!("table file: {}", e.kind()))?;
+        std::fs::rename(&temporary, path).map_err(|e| format!("table file: {}", e.kind()))?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| format!("tables folder: {}", e.kind()))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
 /// Writes `table` as the published version of `spec` (built from a source of version
-/// `source_stamp`):
-/// temporary file (0600), fsync, rename over the previous version.
+/// `source_stamp`): its truth first, then the table itself (temporary file, 0600, fsync,
+/// rename over the previous version); the truths of older versions are then removed.
 pub fn write(
     data_dir: &Path,
     spec: &TableSpec,
@@ -106,14 +237,21 @@ pub fn write(
     source_stamp: &str,
 ) -> Result<Provenance, String> {
     let path = path_in(data_dir, spec);
-    let dir = path.parent().ok_or("no folder for published tables")?;
-    crate::private_fs::create_dir_all(dir).map_err(|e| format!("tables folder: {}", e.kind()))?;
     let summary = TableSummary::of(table, source_stamp);
     let provenance = Provenance {
         source_stamp: source_stamp.to_string(),
         definition: definition_hash(spec),
         summary,
     };
+    let truth =
+        serde_json::to_vec(&Truth::of(spec, table, source_stamp)).map_err(|e| e.to_string())?;
+    let truth_file = truth_path(data_dir, &spec.id, &provenance.definition, source_stamp);
+    replace_file(&truth_file, |mut file| {
+        use std::io::Write;
+        file.write_all(&truth)
+            .map_err(|e| format!("truth file: {}", e.kind()))?;
+        Ok(file)
+    })?;
     let summary_json = serde_json::to_string(&provenance.summary).map_err(|e| e.to_string())?;
     let props = WriterProperties::builder()
         .set_created_by("passerelle published table".to_string())
@@ -123,37 +261,30 @@ pub fn write(
             KeyValue::new(SUMMARY_KEY.into(), summary_json),
         ]))
         .build();
-    // Unique per build: several hubs (or test servers) may share a data folder; the last
-    // rename wins, and every file is whole.
-    static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let temporary = path.with_extension(format!(
-        "parquet.tmp-{}-{}",
-        std::process::id(),
-        BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    ));
-    let written = (|| -> Result<(), String> {
-        let file = crate::private_fs::create_file(&temporary)
-            .map_err(|e| format!("table file: {}", e.kind()))?;
+    replace_file(&path, |file| {
         let mut writer =
             ArrowWriter::try_new(BufWriter::new(file), table.batch.schema(), Some(props))
                 .map_err(|e| e.to_string())?;
         writer.write(&table.batch).map_err(|e| e.to_string())?;
-        let file = writer
+        writer
             .into_inner()
             .map_err(|e| e.to_string())?
             .into_inner()
-            .map_err(|e| e.to_string())?;
-        file.sync_all()
-            .map_err(|e| format!("table file: {}", e.kind()))?;
-        std::fs::rename(&temporary, &path).map_err(|e| format!("table file: {}", e.kind()))?;
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| format!("tables folder: {}", e.kind()))
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
+            .map_err(|e| e.to_string())
+    })?;
+    // The truths of versions no reader can see any more.
+    if let (Some(dir), Some(keep)) = (truth_file.parent(), truth_file.file_name())
+        && let Ok(entries) = std::fs::read_dir(dir)
+    {
+        let prefix = format!("{}.truth-", spec.id);
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if name != keep && name.to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
     }
-    written.map(|()| provenance)
+    Ok(provenance)
 }
 
 /// What the published file of `spec` records, if there is a readable one.
