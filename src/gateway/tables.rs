@@ -66,6 +66,19 @@ pub struct DimensionView {
     /// `icd10_chapter`, `naf_section`), margins labelled `Ensemble`.
     #[schema(value_type = Object)]
     pub derivation: Derivation,
+    /// In a hierarchy, the coarser levels this dimension nests in, coarsest first (each a
+    /// column of the table: a value's label at its level and above, `Ensemble` below).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub within: Vec<LevelView>,
+}
+
+/// One coarser level of a hierarchical dimension.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct LevelView {
+    pub name: String,
+    pub title: String,
+    #[schema(value_type = Object)]
+    pub derivation: Derivation,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -149,6 +162,15 @@ fn view(spec: &TableSpec, status: TableStatus, policy_version: &str) -> TableInf
                 name: d.name.clone(),
                 title: d.title.clone(),
                 derivation: d.derivation.clone(),
+                within: d
+                    .within
+                    .iter()
+                    .map(|l| LevelView {
+                        name: l.name.clone(),
+                        title: l.title.clone(),
+                        derivation: l.derivation.clone(),
+                    })
+                    .collect(),
             })
             .collect(),
         measures: spec

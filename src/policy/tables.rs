@@ -50,14 +50,33 @@ pub enum Derivation {
     NafSection,
 }
 
-/// One dimension of a table.
+/// One dimension of a table: its finest level, and where it is a hierarchy (NAF division →
+/// section, commune → département → région), the coarser levels it nests in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableDimension {
     pub name: String,
     pub title: String,
     pub column: String,
     pub derivation: Derivation,
+    /// The coarser levels, coarsest first (each a published column too, with no `within`
+    /// of its own); empty for a flat dimension.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub within: Vec<TableDimension>,
 }
+
+impl TableDimension {
+    /// Its levels, coarsest first, this one last.
+    pub fn levels(&self) -> impl Iterator<Item = &TableDimension> {
+        self.within.iter().chain(std::iter::once(self))
+    }
+}
+
+/// Most levels of one dimension (the finest included).
+pub const MAX_LEVELS: usize = 3;
+
+/// Most grouping sets of a table (the product over its dimensions of their levels plus one):
+/// each is one query over the source.
+pub const MAX_GROUPINGS: usize = 64;
 
 /// One measure of a table: rows, distinct units, or the sum of a non-negative column.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,19 +126,20 @@ impl TableSpec {
             ", sums kept {}% uncertain",
             p.magnitude_margin * 100.0
         ));
+        let level = |d: &TableDimension| match &d.derivation {
+            Derivation::Value => d.column.clone(),
+            Derivation::Prefix { n } => format!("{} (first {n})", d.column),
+            Derivation::Bands { bounds } => format!("{} (bands {bounds:?})", d.column),
+            Derivation::AgeBands { at, bounds } => {
+                format!("{} (age at {at}, bands {bounds:?})", d.column)
+            }
+            Derivation::Icd10Chapter => format!("{} (ICD-10 chapter)", d.column),
+            Derivation::NafSection => format!("{} (NAF section)", d.column),
+        };
         let dimensions: Vec<String> = self
             .dimensions
             .iter()
-            .map(|d| match &d.derivation {
-                Derivation::Value => d.column.clone(),
-                Derivation::Prefix { n } => format!("{} (first {n})", d.column),
-                Derivation::Bands { bounds } => format!("{} (bands {bounds:?})", d.column),
-                Derivation::AgeBands { at, bounds } => {
-                    format!("{} (age at {at}, bands {bounds:?})", d.column)
-                }
-                Derivation::Icd10Chapter => format!("{} (ICD-10 chapter)", d.column),
-                Derivation::NafSection => format!("{} (NAF section)", d.column),
-            })
+            .map(|d| d.levels().map(level).collect::<Vec<_>>().join(" > "))
             .collect();
         let measures: Vec<String> = self
             .measures
@@ -163,12 +183,13 @@ impl TableSpec {
         let mut fields: Vec<Field> = self
             .dimensions
             .iter()
+            .flat_map(TableDimension::levels)
             .map(|d| {
                 field(
                     &d.name,
                     &d.title,
                     FieldType::String,
-                    "Dimension; `Ensemble` on a margin.",
+                    "Dimension (or one level of a hierarchy); `Ensemble` on a margin.",
                 )
             })
             .collect();
@@ -198,7 +219,12 @@ impl TableSpec {
             path: published_path(&self.id),
             secret: format!("statistical ({})", self.profile_name),
             legal_basis: None,
-            primary_key: self.dimensions.iter().map(|d| d.name.clone()).collect(),
+            primary_key: self
+                .dimensions
+                .iter()
+                .flat_map(TableDimension::levels)
+                .map(|d| d.name.clone())
+                .collect(),
             fields,
             kind: DatasetKind::Table,
         }
@@ -300,38 +326,41 @@ impl Tables {
             }
             let mut names = HashSet::new();
             let mut dimensions = Vec::new();
-            for d in table.dimensions {
-                if !is_column_name(&d.name) || !names.insert(d.name.clone()) {
+            let groupings: usize = table
+                .dimensions
+                .iter()
+                .map(|d| d.within.as_ref().map_or(0, Vec::len) + 2)
+                .product();
+            if groupings > MAX_GROUPINGS {
+                bad(format!(
+                    "{groupings} combinations of levels: at most {MAX_GROUPINGS} (fewer dimensions or levels)"
+                ));
+            }
+            for mut d in table.dimensions {
+                let within = d.within.take().unwrap_or_default();
+                if within.len() + 1 > MAX_LEVELS {
                     bad(format!(
-                        "dimension `{}`: names are unique, lower case (a-z, 0-9, _)",
+                        "dimension `{}`: at most {MAX_LEVELS} levels",
                         d.name
                     ));
                 }
-                if !has(&d.column) {
-                    bad(format!(
-                        "dimension `{}`: `{}` is not a column of `{}`",
-                        d.name, d.column, table.source
+                let mut levels = Vec::new();
+                for level in within {
+                    if level.within.is_some() {
+                        bad(format!(
+                            "dimension `{}`: level `{}` has no `within` of its own (list every level in one `within`, coarsest first)",
+                            d.name, level.name
+                        ));
+                    }
+                    levels.extend(level.parse(
+                        &mut names,
+                        &has,
+                        &table.source,
+                        &mut bad,
+                        Vec::new(),
                     ));
                 }
-                match d.derivation() {
-                    Ok(derivation) => {
-                        if let Derivation::AgeBands { at, .. } = &derivation
-                            && !has(at)
-                        {
-                            bad(format!(
-                                "dimension `{}`: `{at}` is not a column of `{}`",
-                                d.name, table.source
-                            ));
-                        }
-                        dimensions.push(TableDimension {
-                            title: d.title.unwrap_or_else(|| d.name.clone()),
-                            name: d.name,
-                            column: d.column,
-                            derivation,
-                        });
-                    }
-                    Err(m) => bad(format!("dimension `{}`: {m}", d.name)),
-                }
+                dimensions.extend(d.parse(&mut names, &has, &table.source, &mut bad, levels));
             }
             let mut measures = Vec::new();
             for m in table.measures {
@@ -445,9 +474,58 @@ struct DimensionEntry {
     /// `icd10_chapter` or `naf_section`.
     #[serde(default)]
     code: Option<String>,
+    /// The coarser levels this dimension nests in, coarsest first.
+    #[serde(default)]
+    within: Option<Vec<DimensionEntry>>,
 }
 
 impl DimensionEntry {
+    /// The dimension (or level) this entry defines, its problems reported through `bad`.
+    fn parse(
+        self,
+        names: &mut HashSet<String>,
+        has: &dyn Fn(&str) -> bool,
+        source: &str,
+        bad: &mut dyn FnMut(String),
+        within: Vec<TableDimension>,
+    ) -> Option<TableDimension> {
+        if !is_column_name(&self.name) || !names.insert(self.name.clone()) {
+            bad(format!(
+                "dimension `{}`: names are unique, lower case (a-z, 0-9, _)",
+                self.name
+            ));
+        }
+        if !has(&self.column) {
+            bad(format!(
+                "dimension `{}`: `{}` is not a column of `{source}`",
+                self.name, self.column
+            ));
+        }
+        match self.derivation() {
+            Ok(derivation) => {
+                if let Derivation::AgeBands { at, .. } = &derivation
+                    && !has(at)
+                {
+                    bad(format!(
+                        "dimension `{}`: `{at}` is not a column of `{source}`",
+                        self.name
+                    ));
+                }
+                Some(TableDimension {
+                    title: self.title.unwrap_or_else(|| self.name.clone()),
+                    name: self.name,
+                    column: self.column,
+                    derivation,
+                    within,
+                })
+            }
+            Err(m) => {
+                bad(format!("dimension `{}`: {m}", self.name));
+                None
+            }
+        }
+    }
+
     fn derivation(&self) -> Result<Derivation, String> {
         let bands = |b: &Vec<i64>| {
             if b.is_empty() || b.windows(2).any(|w| w[0] >= w[1]) {
@@ -616,6 +694,61 @@ measures = [{ name = "n_secret", kind = "sum" }, { name = "m", kind = "rows", pe
             "{a}\n{b}"
         );
         assert!(a.contains("diagnostic (ICD-10 chapter)"), "{a}");
+    }
+
+    #[test]
+    fn a_hierarchy_is_one_dimension_with_a_column_per_level() {
+        let text = r#"
+[[tables]]
+id = "stats.h"
+title = "h"
+source = "entreprises.etablissements"
+unit = "siren"
+profile = "business"
+dimensions = [
+  { name = "division", column = "naf", prefix = 2, within = [{ name = "section", column = "naf", code = "naf_section" }] },
+  { name = "region", column = "region" },
+]
+measures = [{ name = "n", kind = "rows" }]
+"#;
+        let mut c = catalog();
+        let tables = Tables::parse(Path::new("tables.toml"), text, &mut c).unwrap();
+        let spec = &tables.list[0];
+        let levels: Vec<&str> = spec.dimensions[0]
+            .levels()
+            .map(|l| l.name.as_str())
+            .collect();
+        assert_eq!(levels, ["section", "division"]);
+        assert!(
+            spec.summary().contains("naf (NAF section) > naf (first 2)"),
+            "{}",
+            spec.summary()
+        );
+        let d = c.dataset("stats.h").unwrap();
+        assert_eq!(d.primary_key, ["section", "division", "region"]);
+        // Nested `within`, too many levels, a level named twice: refused at the line.
+        let bad = r#"
+[[tables]]
+id = "stats.h"
+title = "h"
+source = "entreprises.etablissements"
+unit = "siren"
+profile = "business"
+dimensions = [
+  { name = "a", column = "naf", within = [{ name = "b", column = "naf", within = [] }, { name = "c", column = "naf" }, { name = "region", column = "region" }] },
+  { name = "region", column = "region" },
+]
+measures = [{ name = "n", kind = "rows" }]
+"#;
+        let problems = Tables::parse(Path::new("tables.toml"), bad, &mut catalog()).unwrap_err();
+        let shown: Vec<String> = problems.iter().map(Problem::named).collect();
+        for e in [
+            "tables.toml:3: table `stats.h`: dimension `a`: at most 3 levels",
+            "tables.toml:3: table `stats.h`: dimension `a`: level `b` has no `within`",
+            "tables.toml:3: table `stats.h`: dimension `region`: names are unique",
+        ] {
+            assert!(shown.iter().any(|s| s.starts_with(e)), "{e}\nin {shown:#?}");
+        }
     }
 
     #[test]

@@ -14,14 +14,29 @@ use serde::{Deserialize, Serialize};
 /// The label of a dimension's margin in published tables.
 pub const TOTAL_LABEL: &str = "Ensemble";
 
-/// One dimension of a table: its values (the margin comes after them).
+/// One dimension of a table: its values (the margin comes after them), and where the
+/// dimension is a hierarchy (NAF division → section, commune → département → région), the
+/// parent of each value: a value is then also the margin of its children.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Dimension {
     pub name: String,
     pub values: Vec<String>,
+    /// The coordinate of each value's parent (the margin for the top level); empty for a flat
+    /// dimension, whose values all add up to the margin.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<usize>,
 }
 
 impl Dimension {
+    /// A flat dimension of `values`.
+    pub fn flat(name: impl Into<String>, values: Vec<String>) -> Dimension {
+        Dimension {
+            name: name.into(),
+            values,
+            parents: Vec::new(),
+        }
+    }
+
     /// The coordinate of this dimension's margin.
     pub fn total(&self) -> usize {
         self.values.len()
@@ -35,6 +50,121 @@ impl Dimension {
     /// The label of coordinate `i`.
     pub fn label(&self, i: usize) -> &str {
         self.values.get(i).map_or(TOTAL_LABEL, String::as_str)
+    }
+
+    /// The labels of coordinate `v` from the coarsest level down (the margin: none).
+    pub fn path(&self, v: usize) -> Vec<&str> {
+        let mut path = Vec::new();
+        let mut at = Some(v);
+        while let Some(n) = at.filter(|&n| n < self.total()) {
+            path.push(self.label(n));
+            at = self.parent(n);
+        }
+        path.reverse();
+        path
+    }
+
+    /// The parent of value `v` (the margin's own parent is none).
+    pub fn parent(&self, v: usize) -> Option<usize> {
+        if v >= self.total() {
+            return None;
+        }
+        Some(self.parents.get(v).copied().unwrap_or(self.total()))
+    }
+
+    /// The children of each coordinate (values, then the margin).
+    pub fn children(&self) -> Vec<Vec<usize>> {
+        let mut children = vec![Vec::new(); self.size()];
+        for v in 0..self.total() {
+            if let Some(p) = self.parent(v) {
+                children[p].push(v);
+            }
+        }
+        children
+    }
+
+    /// Whether the parents form a tree under the margin (every chain reaches it).
+    fn is_tree(&self) -> bool {
+        if self.parents.is_empty() {
+            return true;
+        }
+        if self.parents.len() != self.values.len() {
+            return false;
+        }
+        (0..self.total()).all(|v| {
+            let mut at = v;
+            for _ in 0..=self.total() {
+                match self.parents.get(at) {
+                    Some(&p) if p == self.total() => return true,
+                    Some(&p) if p < self.total() && p != at => at = p,
+                    _ => return false,
+                }
+            }
+            false
+        })
+    }
+
+    /// The ways coordinate `here` can move by +1 while every relation of this dimension
+    /// holds, each as `(coordinate, sign)` with `here` first at +1: along a path from a value
+    /// without children up to the margin (all +1), or from one such value to another through
+    /// their closest common ancestor (+1 on `here`'s side, −1 on the other, the ancestor
+    /// unchanged). On a flat dimension: `here` and another value (−1), or `here` and the
+    /// margin (+1).
+    pub fn moves_through(&self, here: usize) -> Vec<Vec<(usize, f64)>> {
+        let children = self.children();
+        let total = self.total();
+        let chain_up = |mut v: usize| {
+            let mut path = vec![v];
+            while let Some(p) = self.parent(v) {
+                path.push(p);
+                v = p;
+            }
+            path
+        };
+        // Values without children under `c` (itself if it has none).
+        let leaves_under = |c: usize| {
+            let mut stack = vec![c];
+            let mut leaves = Vec::new();
+            while let Some(n) = stack.pop() {
+                if children[n].is_empty() {
+                    leaves.push(n);
+                } else {
+                    stack.extend(children[n].iter().rev());
+                }
+            }
+            leaves
+        };
+        let mut moves: Vec<Vec<(usize, f64)>> = Vec::new();
+        let up_from_here = chain_up(here);
+        for leaf in leaves_under(here) {
+            if leaf == total {
+                continue;
+            }
+            // The path from this leaf up to `here`, then `here`'s ancestors.
+            let mut below: Vec<usize> = chain_up(leaf);
+            below.truncate(below.iter().position(|&n| n == here).unwrap_or(0));
+            // Up to the margin: every node +1.
+            let mut to_margin: Vec<(usize, f64)> = vec![(here, 1.0)];
+            to_margin.extend(below.iter().map(|&n| (n, 1.0)));
+            to_margin.extend(up_from_here[1..].iter().map(|&n| (n, 1.0)));
+            moves.push(to_margin);
+            // Across to another leaf, through each strict ancestor of `here`.
+            for (k, &ancestor) in up_from_here.iter().enumerate().skip(1) {
+                let side = up_from_here[k - 1];
+                for &other in children[ancestor].iter().filter(|&&c| c != side) {
+                    for other_leaf in leaves_under(other) {
+                        let mut across: Vec<(usize, f64)> = vec![(here, 1.0)];
+                        across.extend(below.iter().map(|&n| (n, 1.0)));
+                        across.extend(up_from_here[1..k].iter().map(|&n| (n, 1.0)));
+                        let mut down = chain_up(other_leaf);
+                        down.truncate(down.iter().position(|&n| n == ancestor).unwrap_or(0));
+                        across.extend(down.iter().map(|&n| (n, -1.0)));
+                        moves.push(across);
+                    }
+                }
+            }
+        }
+        moves
     }
 }
 
@@ -88,6 +218,8 @@ pub enum CubeError {
     Empty,
     #[error("dimension `{0}` has no value")]
     EmptyDimension(String),
+    #[error("the levels of dimension `{0}` do not form a hierarchy under its margin")]
+    NotATree(String),
     #[error("a cell is outside the table or given twice")]
     BadCell,
     #[error("a cell has {got} values for {expected} measures")]
@@ -133,6 +265,9 @@ impl Cube {
         }
         if let Some(d) = dims.iter().find(|d| d.values.is_empty()) {
             return Err(CubeError::EmptyDimension(d.name.clone()));
+        }
+        if let Some(d) = dims.iter().find(|d| !d.is_tree()) {
+            return Err(CubeError::NotATree(d.name.clone()));
         }
         let mut strides = vec![0; dims.len()];
         let mut len = 1usize;
@@ -258,33 +393,39 @@ impl Cube {
         self.additive[m][dim]
     }
 
-    /// Every line along dimension `dim`: a margin and the cells it totals.
+    /// Every line along dimension `dim`: a margin and the cells it totals (in a hierarchy, a
+    /// value and its children too).
     pub fn lines(&self, dim: usize) -> impl Iterator<Item = Line> + '_ {
         let stride = self.strides[dim];
         let size = self.dims[dim].size();
-        let total = self.dims[dim].total();
-        (0..self.cells.len())
-            .filter(move |i| (i / stride) % size == total)
-            .map(move |t| {
-                let base = t - total * stride;
-                Line {
-                    total: t,
-                    parts: (0..total).map(|v| base + v * stride).collect(),
-                }
+        let children = self.dims[dim].children();
+        (0..self.cells.len()).flat_map(move |t| {
+            let here = (t / stride) % size;
+            let base = t - here * stride;
+            (!children[here].is_empty()).then(|| Line {
+                total: t,
+                parts: children[here].iter().map(|v| base + v * stride).collect(),
             })
+        })
     }
 
-    /// The line along `dim` through cell `index`.
-    pub fn line_through(&self, index: usize, dim: usize) -> Line {
+    /// The lines along `dim` that cell `index` is in: as a part of its parent's, and as the
+    /// margin of its own children's.
+    pub fn lines_through(&self, index: usize, dim: usize) -> Vec<Line> {
+        let d = &self.dims[dim];
         let stride = self.strides[dim];
-        let size = self.dims[dim].size();
-        let here = (index / stride) % size;
+        let here = (index / stride) % d.size();
         let base = index - here * stride;
-        let total = self.dims[dim].total();
-        Line {
-            total: base + total * stride,
-            parts: (0..total).map(|v| base + v * stride).collect(),
-        }
+        let children = d.children();
+        d.parent(here)
+            .into_iter()
+            .chain(std::iter::once(here))
+            .filter(|&n| !children[n].is_empty())
+            .map(|n| Line {
+                total: base + n * stride,
+                parts: children[n].iter().map(|v| base + v * stride).collect(),
+            })
+            .collect()
     }
 
     /// The cell `index` moved to coordinate `to` along `dim`.
@@ -307,14 +448,8 @@ pub(crate) mod tests {
     /// A table of one count of rows from its inner cells (margins computed).
     pub fn counts(rows: &[&[u64]]) -> Cube {
         let dims = vec![
-            Dimension {
-                name: "r".into(),
-                values: (0..rows.len()).map(|i| format!("r{i}")).collect(),
-            },
-            Dimension {
-                name: "c".into(),
-                values: (0..rows[0].len()).map(|i| format!("c{i}")).collect(),
-            },
+            Dimension::flat("r", (0..rows.len()).map(|i| format!("r{i}")).collect()),
+            Dimension::flat("c", (0..rows[0].len()).map(|i| format!("c{i}")).collect()),
         ];
         let (nr, nc) = (rows.len(), rows[0].len());
         let mut facts = Vec::new();
@@ -362,9 +497,10 @@ pub(crate) mod tests {
             "one line per column, margin included"
         );
         assert_eq!(cube.lines(1).count(), 3);
-        let line = cube.line_through(cube.index(&[1, 1]), 1);
-        assert_eq!(line.total, cube.index(&[1, 3]));
-        assert_eq!(line.parts.len(), 3);
+        let lines = cube.lines_through(cube.index(&[1, 1]), 1);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].total, cube.index(&[1, 3]));
+        assert_eq!(lines[0].parts.len(), 3);
         assert_eq!(cube.moved(cube.index(&[1, 1]), 0, 0), cube.index(&[0, 1]));
         assert!(cube.additive(0, 0) && cube.additive(0, 1));
         assert_eq!(cube.dims()[0].label(2), TOTAL_LABEL);
@@ -372,10 +508,7 @@ pub(crate) mod tests {
 
     #[test]
     fn rows_that_do_not_add_up_are_refused() {
-        let dims = vec![Dimension {
-            name: "d".into(),
-            values: vec!["a".into(), "b".into()],
-        }];
+        let dims = vec![Dimension::flat("d", vec!["a".into(), "b".into()])];
         let measures = vec![Measure {
             name: "n".into(),
             kind: MeasureKind::Rows,
@@ -411,10 +544,7 @@ pub(crate) mod tests {
     fn distinct_units_are_additive_only_where_the_data_says_so() {
         // Patients by chapter: one patient has stays in both chapters, so the margin (2) is
         // less than the sum of its parts (3).
-        let dims = vec![Dimension {
-            name: "chapitre".into(),
-            values: vec!["A".into(), "B".into()],
-        }];
+        let dims = vec![Dimension::flat("chapitre", vec!["A".into(), "B".into()])];
         let measures = vec![Measure {
             name: "patients".into(),
             kind: MeasureKind::Units,

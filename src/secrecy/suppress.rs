@@ -199,8 +199,9 @@ pub fn protect_with(
             // difference between their versions is a sum of the hidden cells' changes).
             let mut around = vec![f.cell];
             for dim in 0..n.cube.dims().len() {
-                let line = n.cube.line_through(f.cell, dim);
-                around.extend(line.parts.iter().chain([&line.total]));
+                for line in n.cube.lines_through(f.cell, dim) {
+                    around.extend(line.parts.iter().chain([&line.total]));
+                }
             }
             for link in n.links.iter().filter(|l| around.contains(&l.other_cell)) {
                 let changed = link.tie != Tie::Equal && !n.hidden[link.other_cell];
@@ -266,51 +267,48 @@ fn best_hypercube(
 ) -> Option<Move> {
     let dims = cube.dims().len();
     let coords = cube.coords(p);
-    // Per dimension, the other coordinates to try, and whether moving there flips the sign of
-    // a corner's change (two values of a line move in opposite directions; a value and its
-    // margin in the same one).
-    let mut choices: Vec<Vec<(usize, f64)>> = Vec::with_capacity(dims);
+    // Per dimension, the ways to move the primary's coordinate (`(coordinate, sign)`: another
+    // value of its line at −1, its margin at +1; in a hierarchy, paths through the levels):
+    // through the margin first, then those whose cells on the primary's line are largest.
+    let mut choices: Vec<Vec<Vec<(usize, f64)>>> = Vec::with_capacity(dims);
     for (j, dim) in cube.dims().iter().enumerate() {
-        let here = coords[j];
         let total = dim.total();
-        let mut others: Vec<usize> = (0..dim.size()).filter(|&v| v != here).collect();
-        let weight = |v: usize| cube.cell(cube.moved(p, j, v)).units;
-        others.sort_by(|a, b| {
-            (*b == total)
-                .cmp(&(*a == total))
-                .then(weight(*b).cmp(&weight(*a)))
+        let weight = |path: &[(usize, f64)]| {
+            path.iter()
+                .skip(1)
+                .map(|&(v, _)| cube.cell(cube.moved(p, j, v)).units)
+                .min()
+                .unwrap_or(0)
+        };
+        let mut moves = dim.moves_through(coords[j]);
+        moves.sort_by(|a, b| {
+            let margin = |m: &[(usize, f64)]| m.iter().any(|&(v, _)| v == total);
+            margin(b)
+                .cmp(&margin(a))
+                .then(weight(b).cmp(&weight(a)))
+                .then(a.len().cmp(&b.len()))
         });
-        others.truncate(CANDIDATES_PER_DIMENSION);
-        choices.push(
-            others
-                .into_iter()
-                .map(|v| {
-                    let sign = if here != total && v != total {
-                        -1.0
-                    } else {
-                        1.0
-                    };
-                    (v, sign)
-                })
-                .collect(),
-        );
+        moves.truncate(CANDIDATES_PER_DIMENSION);
+        choices.push(moves);
+    }
+    if choices.iter().any(Vec::is_empty) {
+        return None;
     }
     let mut best: Option<(bool, f64, f64, Move)> = None;
     let mut pick = vec![0usize; dims];
     'outer: loop {
-        // The corners of this hypercube and their signs.
-        let mut corners = Vec::with_capacity(1 << dims);
-        for mask in 0..(1usize << dims) {
-            let mut cell = p;
-            let mut sign = 1.0;
-            for (j, choice) in choices.iter().enumerate() {
-                if mask & (1 << j) != 0 {
-                    let (v, s) = choice[pick[j]];
-                    cell = cube.moved(cell, j, v);
-                    sign *= s;
+        // The corners of this hypercube (one coordinate of each dimension's move) and their
+        // signs (the product of the coordinates').
+        let mut corners: Move = vec![(p, 1.0)];
+        for (j, choice) in choices.iter().enumerate() {
+            let path = &choice[pick[j]];
+            let mut next = Vec::with_capacity(corners.len() * path.len());
+            for &(cell, sign) in &corners {
+                for &(v, s) in path {
+                    next.push((cube.moved(cell, j, v), sign * s));
                 }
             }
-            corners.push((cell, sign));
+            corners = next;
         }
         // A corner whose value a neighbour publishes cannot move.
         let movable = corners.iter().all(|&(c, _)| c == p || !known[c]);

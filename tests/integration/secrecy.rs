@@ -216,6 +216,7 @@ fn oracle_interval_of(
     let table = OracleTable {
         kinds,
         sizes,
+        children: flat_children(sizes),
         cells,
         hidden,
     };
@@ -225,9 +226,25 @@ fn oracle_interval_of(
 /// One table as the oracle's attacker reads it: true values of every cell, which are hidden.
 struct OracleTable<'a> {
     kinds: &'a [MeasureKind],
+    /// Values per dimension (the margin's coordinate).
     sizes: &'a [usize],
+    /// Per dimension, the coordinates each coordinate totals (the margin: the top level; in a
+    /// hierarchy, a value: its children).
+    children: Vec<Vec<Vec<usize>>>,
     cells: &'a BTreeMap<Vec<usize>, Vec<f64>>,
     hidden: &'a HashSet<Vec<usize>>,
+}
+
+/// The children of flat dimensions: the margin totals every value.
+fn flat_children(sizes: &[usize]) -> Vec<Vec<Vec<usize>>> {
+    sizes
+        .iter()
+        .map(|&n| {
+            let mut c = vec![Vec::new(); n + 1];
+            c[n] = (0..n).collect();
+            c
+        })
+        .collect()
 }
 
 /// A value of one table tied to a value of another (`(table, cell, measure)` twice): `Eq`
@@ -275,27 +292,30 @@ fn oracle_joint(
     for (i, t) in tables.iter().enumerate() {
         let units = t.kinds.iter().position(|k| *k == MeasureKind::Units);
         let rows_at = t.kinds.iter().position(|k| *k == MeasureKind::Rows);
-        for (j, &size) in t.sizes.iter().enumerate() {
-            let units_add = units.is_none_or(|u| {
-                t.cells.keys().filter(|c| c[j] == size).all(|total| {
-                    let parts: f64 = (0..size)
-                        .map(|v| {
-                            let mut p = total.clone();
-                            p[j] = v;
-                            t.cells[&p][u]
-                        })
-                        .sum();
-                    (parts - t.cells[total][u]).abs() < 1e-9
-                })
-            });
-            for total in t.cells.keys().filter(|c| c[j] == size) {
-                let parts: Vec<Vec<usize>> = (0..size)
-                    .map(|v| {
+        for (j, children) in t.children.iter().enumerate() {
+            let parts_of = |total: &Vec<usize>| -> Vec<Vec<usize>> {
+                children[total[j]]
+                    .iter()
+                    .map(|&v| {
                         let mut p = total.clone();
                         p[j] = v;
                         p
                     })
-                    .collect();
+                    .collect()
+            };
+            let totals: Vec<&Vec<usize>> = t
+                .cells
+                .keys()
+                .filter(|c| !children[c[j]].is_empty())
+                .collect();
+            let units_add = units.is_none_or(|u| {
+                totals.iter().all(|total| {
+                    let parts: f64 = parts_of(total).iter().map(|p| t.cells[p][u]).sum();
+                    (parts - t.cells[*total][u]).abs() < 1e-9
+                })
+            });
+            for total in totals {
+                let parts = parts_of(total);
                 if !t.hidden.contains(total) && parts.iter().all(|p| !t.hidden.contains(p)) {
                     continue;
                 }
@@ -554,12 +574,14 @@ fn a_new_version_read_with_the_one_it_replaces_withstands_the_oracle() {
             OracleTable {
                 kinds: &kinds,
                 sizes: &sizes,
+                children: flat_children(&sizes),
                 cells: &new_cells,
                 hidden: &new_hidden,
             },
             OracleTable {
                 kinds: &kinds,
                 sizes: &sizes,
+                children: flat_children(&sizes),
                 cells: &old_cells,
                 hidden: &old_hidden,
             },
@@ -625,6 +647,146 @@ fn a_new_version_read_with_the_one_it_replaces_withstands_the_oracle() {
         exposed_alone > 0,
         "the attack is real: some version alone exposes a cell"
     );
+}
+
+/// Hierarchies: a dimension of six values in two groups (a NAF division within its section)
+/// crossed with a flat one, every level published (values, group subtotals, margin). The
+/// oracle, knowing that each group is the sum of its values and the margin the sum of the
+/// groups, finds every primary cell protected, at the finer level and at the coarser one.
+#[test]
+fn a_hierarchy_withstands_the_oracle_at_every_level() {
+    use passerelle::secrecy::{CellFacts, Dimension, Measure};
+    let profile = Profile {
+        min_units: 4,
+        ..Profile::named("business").unwrap()
+    };
+    let kinds = [MeasureKind::Rows, MeasureKind::Units, MeasureKind::Sum];
+    // Coordinates of the hierarchical dimension: group 0, its values 0-2, group 1, its values
+    // 3-5; the margin is 8.
+    let leaf = |v: usize| 1 + v + v / 3;
+    let group = |v: usize| 4 * (v / 3);
+    let hierarchy = Dimension {
+        name: "division".into(),
+        values: ["S0", "d0", "d1", "d2", "S1", "d3", "d4", "d5"]
+            .map(String::from)
+            .to_vec(),
+        parents: vec![8, 0, 0, 0, 8, 4, 4, 4],
+    };
+    let mut children = vec![Vec::new(); 9];
+    children[0] = vec![1, 2, 3];
+    children[4] = vec![5, 6, 7];
+    children[8] = vec![0, 4];
+    let (mut checked, mut refused, mut coarse) = (0, 0, 0);
+    for seed in 0..8u64 {
+        let records = microdata(seed, &[6, 3], 80 + 15 * seed as usize);
+        let mut facts = Vec::new();
+        for c0 in 0..=8 {
+            for c1 in 0..=3 {
+                let inside: Vec<&Record> = records
+                    .iter()
+                    .filter(|r| {
+                        (c0 == 8 || c0 == leaf(r.at[0]) || c0 == group(r.at[0]))
+                            && (c1 == 3 || c1 == r.at[1])
+                    })
+                    .collect();
+                let units: HashSet<u32> = inside.iter().map(|r| r.unit).collect();
+                let mut by_unit: HashMap<u32, f64> = HashMap::new();
+                for r in &inside {
+                    *by_unit.entry(r.unit).or_default() += r.amount;
+                }
+                facts.push((
+                    vec![c0, c1],
+                    CellFacts {
+                        units: units.len() as u64,
+                        values: vec![
+                            inside.len() as f64,
+                            units.len() as f64,
+                            inside.iter().map(|r| r.amount).sum(),
+                        ],
+                        largest: vec![0.0, 0.0, by_unit.values().copied().fold(0.0, f64::max)],
+                    },
+                ));
+            }
+        }
+        let measures = ["lignes", "unites", "montant"]
+            .iter()
+            .zip(kinds)
+            .map(|(name, kind)| Measure {
+                name: name.to_string(),
+                kind,
+            })
+            .collect();
+        let dims = vec![
+            hierarchy.clone(),
+            Dimension::flat("region", vec!["r0".into(), "r1".into(), "r2".into()]),
+        ];
+        let cube = Cube::new(dims, measures, facts).unwrap();
+        let protection = match protect(&cube, &profile) {
+            Ok(p) => p,
+            Err(ProtectError::Unprotectable { .. }) => {
+                refused += 1;
+                continue;
+            }
+            Err(e) => panic!("seed {seed}: {e}"),
+        };
+        let sizes = [8, 3];
+        let cells: BTreeMap<Vec<usize>, Vec<f64>> = (0..cube.len())
+            .map(|i| (cube.coords(i), (0..3).map(|k| cube.value(i, k)).collect()))
+            .collect();
+        let hidden: HashSet<Vec<usize>> = (0..cube.len())
+            .filter(|&i| protection.secrets[i].is_some())
+            .map(|i| cube.coords(i))
+            .collect();
+        let tables = [OracleTable {
+            kinds: &kinds,
+            sizes: &sizes,
+            children: vec![children.clone(), flat_children(&[3])[0].clone()],
+            cells: &cells,
+            hidden: &hidden,
+        }];
+        for i in 0..cube.len() {
+            let Some(Secret::Primary(reason)) = protection.secrets[i] else {
+                continue;
+            };
+            let coords = cube.coords(i);
+            coarse += usize::from(coords[0] == 0 || coords[0] == 4);
+            for (k, kind) in kinds.iter().enumerate() {
+                let v = cube.value(i, k);
+                let needed = if kind.is_count() {
+                    reason != PrimaryReason::Dominance
+                } else {
+                    v > 0.0
+                };
+                if !needed {
+                    continue;
+                }
+                let low = oracle_joint(&tables, &[], (0, &coords, k), false).unwrap_or(0.0);
+                let high =
+                    oracle_joint(&tables, &[], (0, &coords, k), true).unwrap_or(f64::INFINITY);
+                if kind.is_count() {
+                    let threshold = profile.min_units as f64;
+                    let (low, high) = ((low - 1e-4).ceil().max(0.0), (high + 1e-4).floor());
+                    assert!(
+                        high >= threshold && high - low >= threshold,
+                        "seed {seed}: {coords:?} measure {k} = {v} narrowed to [{low}, {high}]"
+                    );
+                } else {
+                    let margin = profile.magnitude_margin * v;
+                    let slack = 1e-4 * v.max(1.0);
+                    assert!(
+                        low <= v - margin + slack && high >= v + margin - slack,
+                        "seed {seed}: {coords:?} amount {v} narrowed to [{low}, {high}]"
+                    );
+                }
+                checked += 1;
+            }
+        }
+    }
+    eprintln!(
+        "secrecy: hierarchy: {checked} hidden values attacked, {coarse} primaries at the coarser level, {refused} of 8 refused"
+    );
+    assert!(checked > 50 && coarse > 0, "{checked} {coarse}");
+    assert!(refused <= 1, "{refused} of 8 refused");
 }
 
 /// The oracle is no rubber stamp: a small cell hidden alone is given back by its line, and
@@ -1013,6 +1175,59 @@ async fn an_observatory_reads_its_protected_tables_and_never_the_microdata() {
         "{view}"
     );
     assert_eq!(view["profile"]["dominance"], 0.85);
+    // The hierarchy (NAF division within its section): published with the sections'
+    // subtotals, each section hidden or published alike in the table by section and region
+    // (they share it), and every published section the sum of its published divisions when
+    // none is hidden.
+    let rows = |token: &str, sql: &str| {
+        let request = query(token, sql);
+        async move {
+            let body: Value = request.await.unwrap().json().await.unwrap();
+            body["rows"].as_array().unwrap().clone()
+        }
+    };
+    let activite = rows(
+        &business,
+        "SELECT section, division, etablissements FROM stats.etablissements_activite",
+    )
+    .await;
+    let by_region = rows(
+        &business,
+        "SELECT section, etablissements FROM stats.etablissements_naf_region WHERE region = 'Ensemble'",
+    )
+    .await;
+    assert!(activite.len() > 10, "{activite:?}");
+    let mut sections = 0;
+    for s in by_region.iter().filter(|r| r["section"] != "Ensemble") {
+        let total = activite
+            .iter()
+            .find(|r| r["section"] == s["section"] && r["division"] == "Ensemble")
+            .unwrap_or_else(|| panic!("{s}"));
+        assert_eq!(total["etablissements"], s["etablissements"], "section {s}");
+        let parts: Vec<Option<i64>> = activite
+            .iter()
+            .filter(|r| r["section"] == s["section"] && r["division"] != "Ensemble")
+            .map(|r| r["etablissements"].as_i64())
+            .collect();
+        if let (Some(t), true) = (
+            total["etablissements"].as_i64(),
+            parts.iter().all(Option::is_some),
+        ) {
+            assert_eq!(parts.iter().flatten().sum::<i64>(), t, "section {s}");
+        }
+        sections += 1;
+    }
+    assert!(sections > 5);
+    let view: Value = info("stats.etablissements_activite", &business)
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        view["dimensions"][0]["within"][0]["name"], "section",
+        "{view}"
+    );
 
     // The tax table: households counted once (not their members), their tax summed once per
     // household, every published count of households 0 or at least 11; and no microdata.
@@ -1385,14 +1600,64 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
     let hub = crate::support::hub();
     let texts = PolicyTexts::read(&hub.layout().policies()).unwrap();
     let set = PolicySet::from_texts(&hub.layout().policies(), texts).unwrap();
-    assert_eq!(set.tables.list.len(), 3, "the demo's tables");
+    assert_eq!(set.tables.list.len(), 4, "the demo's tables");
+    // Each table as the oracle reads it, for the joint attack on linked tables: its spec, its
+    // level columns, its cells by their labels (true values) and which are hidden.
+    struct Read<'s> {
+        spec: &'s passerelle::policy::tables::TableSpec,
+        /// Its level columns' names, and each cell's coordinates by its labels.
+        names: Vec<String>,
+        coords: HashMap<Vec<String>, Vec<usize>>,
+        sizes: Vec<usize>,
+        children: Vec<Vec<Vec<usize>>>,
+        cells: BTreeMap<Vec<usize>, Vec<f64>>,
+        hidden: HashSet<Vec<usize>>,
+        primaries: Vec<(Vec<usize>, bool)>,
+    }
+    let mut read: Vec<Read<'_>> = Vec::new();
+    let mut built: Vec<(
+        &passerelle::policy::tables::TableSpec,
+        passerelle::engine::tables::PublishedTable,
+    )> = Vec::new();
     for spec in &set.tables.list {
         let source = hub
             .root
             .join("data")
             .join(&set.catalog.dataset(&spec.source).unwrap().path);
-        let table = build(spec, &source, Vec::new()).await.unwrap();
-        let n = spec.dimensions.len();
+        // Built as the hub builds it: beside the tables of its source built before.
+        let beside = built
+            .iter()
+            .filter(|(other, _)| other.source == spec.source)
+            .map(|(other, t)| {
+                let truth = passerelle::engine::tables::store::Truth {
+                    spec: (*other).clone(),
+                    source_stamp: String::new(),
+                    dims: t.cube.dims().to_vec(),
+                    measures: t.cube.measures().to_vec(),
+                    cells: (0..t.cube.len()).map(|c| t.cube.cell(c).clone()).collect(),
+                    hidden: t.protection.hidden(),
+                    primaries: t
+                        .protection
+                        .secrets
+                        .iter()
+                        .map(|s| match s {
+                            Some(Secret::Primary(r)) => Some(*r),
+                            _ => None,
+                        })
+                        .collect(),
+                };
+                (truth, t.cube.clone())
+            })
+            .collect();
+        let table = build(spec, &source, beside).await.unwrap();
+        // One key column per level of each dimension, coarsest first.
+        let levels: Vec<(usize, &passerelle::policy::tables::TableDimension)> = spec
+            .dimensions
+            .iter()
+            .enumerate()
+            .flat_map(|(j, d)| d.levels().map(move |l| (j, l)))
+            .collect();
+        let n = levels.len();
 
         // The microdata, cell by cell: rows, units, each sum, each unit's share of each sum.
         #[derive(Default)]
@@ -1416,19 +1681,17 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
         };
         for batch in reader {
             let batch = batch.unwrap();
-            let texts: Vec<_> = spec
-                .dimensions
+            let texts: Vec<_> = levels
                 .iter()
-                .map(|d| text_of(&batch, &d.column))
+                .map(|(_, d)| text_of(&batch, &d.column))
                 .collect();
             let dates = |column: &str| {
                 arrow::compute::cast(batch.column_by_name(column).unwrap(), &DataType::Date32)
                     .unwrap()
             };
-            let ages: Vec<Option<(_, _)>> = spec
-                .dimensions
+            let ages: Vec<Option<(_, _)>> = levels
                 .iter()
-                .map(|d| match &d.derivation {
+                .map(|(_, d)| match &d.derivation {
                     Derivation::AgeBands { at, .. } => Some((dates(&d.column), dates(at))),
                     _ => None,
                 })
@@ -1444,7 +1707,7 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
                 .collect();
             'rows: for row in 0..batch.num_rows() {
                 let mut labels = Vec::with_capacity(n);
-                for (j, d) in spec.dimensions.iter().enumerate() {
+                for (j, (_, d)) in levels.iter().enumerate() {
                     let text = texts[j].as_string::<i32>();
                     let text = (!text.is_null(row)).then(|| text.value(row).to_string());
                     let date = |a: &arrow::array::ArrayRef| {
@@ -1465,8 +1728,17 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
                     }
                 }
                 let unit = unit.as_string::<i32>().value(row).to_string();
-                // The row counts in its cell and in every margin above it.
+                // The row counts in its cell and in every margin above it (a level is
+                // grouped only with the coarser levels of its dimension).
                 for set_mask in 0..(1u32 << n) {
+                    let nested = (1..n).all(|k| {
+                        set_mask & (1 << k) == 0
+                            || levels[k - 1].0 != levels[k].0
+                            || set_mask & (1 << (k - 1)) != 0
+                    });
+                    if !nested {
+                        continue;
+                    }
                     let key: Vec<String> = (0..n)
                         .map(|j| {
                             if set_mask & (1 << j) != 0 {
@@ -1522,17 +1794,23 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
             let c = c.as_primitive::<Float64Type>();
             (!c.is_null(row)).then(|| c.value(row))
         };
-        let mut values: Vec<Vec<String>> = vec![Vec::new(); n];
+        // Each dimension's values: the paths of its levels' labels (a value of a coarser level
+        // ends in `Ensemble`), the margin all `Ensemble`.
+        let dims = spec.dimensions.len();
+        let path_of = |key: &[String], j: usize| -> Vec<String> {
+            (0..n)
+                .filter(|&k| levels[k].0 == j)
+                .map(|k| key[k].clone())
+                .collect()
+        };
+        let mut values: Vec<Vec<Vec<String>>> = vec![Vec::new(); dims];
         let mut rows_of: Vec<(Vec<String>, usize)> = Vec::new();
         for row in 0..batch.num_rows() {
-            let key: Vec<String> = spec
-                .dimensions
-                .iter()
-                .map(|d| label(&d.name, row))
-                .collect();
-            for (j, l) in key.iter().enumerate() {
-                if l != "Ensemble" && !values[j].contains(l) {
-                    values[j].push(l.clone());
+            let key: Vec<String> = levels.iter().map(|(_, d)| label(&d.name, row)).collect();
+            for (j, v) in values.iter_mut().enumerate() {
+                let path = path_of(&key, j);
+                if path[0] != "Ensemble" && !v.contains(&path) {
+                    v.push(path);
                 }
             }
             rows_of.push((key, row));
@@ -1545,15 +1823,35 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
             );
         }
         let sizes: Vec<usize> = values.iter().map(Vec::len).collect();
+        // A value's parent: its path with its finest label set to `Ensemble`.
+        let children: Vec<Vec<Vec<usize>>> = values
+            .iter()
+            .map(|v| {
+                let mut c = vec![Vec::new(); v.len() + 1];
+                for (i, path) in v.iter().enumerate() {
+                    let depth = path.iter().take_while(|l| *l != "Ensemble").count();
+                    let mut parent = path.clone();
+                    parent[depth - 1] = "Ensemble".into();
+                    let at = v.iter().position(|p| *p == parent).unwrap_or(v.len());
+                    c[at].push(i);
+                }
+                c
+            })
+            .collect();
         let mut cells: BTreeMap<Vec<usize>, Vec<f64>> = BTreeMap::new();
         let mut hidden: HashSet<Vec<usize>> = HashSet::new();
         let mut primaries: Vec<(Vec<usize>, bool)> = Vec::new();
         let mut published = 0;
+        let mut coords_of: HashMap<Vec<String>, Vec<usize>> = HashMap::new();
         for (key, row) in &rows_of {
-            let coords: Vec<usize> = key
-                .iter()
-                .enumerate()
-                .map(|(j, l)| values[j].iter().position(|v| v == l).unwrap_or(sizes[j]))
+            let coords: Vec<usize> = (0..dims)
+                .map(|j| {
+                    let path = path_of(key, j);
+                    values[j]
+                        .iter()
+                        .position(|v| *v == path)
+                        .unwrap_or(sizes[j])
+                })
                 .collect();
             let t = truth.get(key);
             let units = t.map_or(0, |t| t.units.len()) as u64;
@@ -1614,9 +1912,21 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
             if small || dominated {
                 primaries.push((coords.clone(), small));
             }
+            coords_of.insert(key.clone(), coords.clone());
             cells.insert(coords, expected);
         }
-        assert!(published > 0 && !primaries.is_empty(), "{}", spec.id);
+        read.push(Read {
+            spec,
+            names: levels.iter().map(|(_, d)| d.name.clone()).collect(),
+            coords: coords_of,
+            sizes: sizes.clone(),
+            children: children.clone(),
+            cells: cells.clone(),
+            hidden: hidden.clone(),
+            primaries: primaries.clone(),
+        });
+        built.push((spec, table.clone()));
+        assert!(published > 0, "{}", spec.id);
 
         // The oracle's attack on a sample of primaries (its dense simplex is slow in the test
         // build; SECRECY_ORACLE=all attacks every one).
@@ -1642,10 +1952,15 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
                 if !needed {
                     continue;
                 }
-                let high = oracle_interval_of(&kinds, &sizes, &cells, &hidden, coords, m, true)
-                    .unwrap_or(f64::INFINITY);
-                let low = oracle_interval_of(&kinds, &sizes, &cells, &hidden, coords, m, false)
-                    .unwrap_or(0.0);
+                let alone = [OracleTable {
+                    kinds: &kinds,
+                    sizes: &sizes,
+                    children: children.clone(),
+                    cells: &cells,
+                    hidden: &hidden,
+                }];
+                let high = oracle_joint(&alone, &[], (0, coords, m), true).unwrap_or(f64::INFINITY);
+                let low = oracle_joint(&alone, &[], (0, coords, m), false).unwrap_or(0.0);
                 if kind.is_count() {
                     let threshold = spec.profile.min_units as f64;
                     let (low, high) = ((low - 1e-4).ceil().max(0.0), (high + 1e-4).floor());
@@ -1675,6 +1990,119 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
             started.elapsed()
         );
     }
+
+    // Linked tables read together (the two tables of establishments share the sections'
+    // margins and the grand total): the oracle ties their shared cells (same labels on the
+    // level columns both have, `Ensemble` on the others) and attacks every primary of both.
+    let mut joint = 0;
+    for (a, b) in (0..read.len()).flat_map(|a| (a + 1..read.len()).map(move |b| (a, b))) {
+        let (x, y) = (&read[a], &read[b]);
+        if x.spec.source != y.spec.source {
+            continue;
+        }
+        let kinds_of =
+            |r: &Read<'_>| -> Vec<MeasureKind> { r.spec.measures.iter().map(|m| m.kind).collect() };
+        let (kx, ky) = (kinds_of(x), kinds_of(y));
+        let mut ties: Vec<OracleTie> = Vec::new();
+        for (key, cx) in &x.coords {
+            let mut other = vec!["Ensemble".to_string(); y.names.len()];
+            let shared = x.names.iter().zip(key).all(|(name, label)| {
+                match y.names.iter().position(|n| n == name) {
+                    Some(k) => {
+                        other[k] = label.clone();
+                        true
+                    }
+                    None => label == "Ensemble",
+                }
+            });
+            let Some(cy) = shared.then(|| y.coords.get(&other)).flatten() else {
+                continue;
+            };
+            for (m, measure) in x.spec.measures.iter().enumerate() {
+                let Some(o) = y.spec.measures.iter().position(|n| n.name == measure.name) else {
+                    continue;
+                };
+                let (vx, vy) = (x.cells[cx][m], y.cells[cy][o]);
+                let (p, q) = ((0, cx.clone(), m), (1, cy.clone(), o));
+                ties.push(if (vx - vy).abs() < 1e-6 * vx.abs().max(1.0) {
+                    (p, q, Sense::Eq)
+                } else if vx < vy {
+                    (p, q, Sense::Le)
+                } else {
+                    (q, p, Sense::Le)
+                });
+            }
+        }
+        assert!(
+            !ties.is_empty(),
+            "{} and {} share cells",
+            x.spec.id,
+            y.spec.id
+        );
+        let tables = [
+            OracleTable {
+                kinds: &kx,
+                sizes: &x.sizes,
+                children: x.children.clone(),
+                cells: &x.cells,
+                hidden: &x.hidden,
+            },
+            OracleTable {
+                kinds: &ky,
+                sizes: &y.sizes,
+                children: y.children.clone(),
+                cells: &y.cells,
+                hidden: &y.hidden,
+            },
+        ];
+        let every = std::env::var("SECRECY_ORACLE").is_ok_and(|v| v == "all");
+        let values = x.hidden.len() * kx.len() + y.hidden.len() * ky.len();
+        if !every && values > 800 {
+            eprintln!(
+                "secrecy: {} with {}: {values} hidden values, the joint attack left to SECRECY_ORACLE=all",
+                x.spec.id, y.spec.id
+            );
+            continue;
+        }
+        for (t, r, kinds) in [(0, x, &kx), (1, y, &ky)] {
+            for (coords, small) in &r.primaries {
+                for (m, kind) in kinds.iter().enumerate() {
+                    let v = r.cells[coords][m];
+                    if !(if kind.is_count() { *small } else { v > 0.0 }) {
+                        continue;
+                    }
+                    let high =
+                        oracle_joint(&tables, &ties, (t, coords, m), true).unwrap_or(f64::INFINITY);
+                    let low = oracle_joint(&tables, &ties, (t, coords, m), false).unwrap_or(0.0);
+                    if kind.is_count() {
+                        let threshold = r.spec.profile.min_units as f64;
+                        let (low, high) = ((low - 1e-4).ceil().max(0.0), (high + 1e-4).floor());
+                        assert!(
+                            high >= threshold && high - low >= threshold,
+                            "{} read with its linked table: {coords:?} measure {m} = {v} narrowed to [{low}, {high}]",
+                            r.spec.id
+                        );
+                    } else {
+                        let margin = r.spec.profile.magnitude_margin * v;
+                        let slack = 1e-4 * v.max(1.0);
+                        assert!(
+                            low <= v - margin + slack && high >= v + margin - slack,
+                            "{} read with its linked table: {coords:?} sum {v} narrowed to [{low}, {high}]",
+                            r.spec.id
+                        );
+                    }
+                    joint += 1;
+                }
+            }
+        }
+        eprintln!(
+            "secrecy: {} read with {}: {} ties, every primary of both protected",
+            x.spec.id,
+            y.spec.id,
+            ties.len()
+        );
+    }
+    assert!(joint > 0, "the linked tables were attacked together");
 }
 
 /// Linked tables (the same source): a table is protected and audited together with every

@@ -48,10 +48,7 @@ pub fn table(sizes: &[usize], records: &[Record]) -> Table {
     let dims: Vec<Dimension> = sizes
         .iter()
         .enumerate()
-        .map(|(j, &n)| Dimension {
-            name: format!("d{j}"),
-            values: (0..n).map(|v| format!("v{v}")).collect(),
-        })
+        .map(|(j, &n)| Dimension::flat(format!("d{j}"), (0..n).map(|v| format!("v{v}")).collect()))
         .collect();
     let measures = vec![
         Measure {

@@ -21,7 +21,8 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use super::store::Truth;
 use crate::policy::tables::{Derivation, MAX_DIMENSIONS, TableDimension, TableSpec};
 use crate::secrecy::{
-    CellFacts, Cube, Dimension, Measure, MeasureKind, Neighbour, Protection, protect_with,
+    CellFacts, Cube, Dimension, Measure, MeasureKind, Neighbour, Protection, TOTAL_LABEL,
+    protect_with,
 };
 
 /// A table ready to be read: its cells, their protection, and the batch readers get.
@@ -78,10 +79,17 @@ pub async fn build(
     ctx.register_parquet("source", &path, ParquetReadOptions::default())
         .await
         .map_err(compute)?;
-    let n = definition.dimensions.len();
-    let dims_sql: Vec<String> = definition.dimensions.iter().map(dimension_sql).collect();
-    // Rows with no value on a dimension are left out of every cell, margins included, so
-    // that margins stay the totals of their lines.
+    // One key column per level of each dimension (coarsest first), in the dimensions' order.
+    let levels: Vec<(usize, &TableDimension)> = definition
+        .dimensions
+        .iter()
+        .enumerate()
+        .flat_map(|(j, d)| d.levels().map(move |l| (j, l)))
+        .collect();
+    let n = levels.len();
+    let dims_sql: Vec<String> = levels.iter().map(|(_, l)| dimension_sql(l)).collect();
+    // Rows with no value on a dimension (at any level) are left out of every cell, margins
+    // included, so that margins stay the totals of their lines.
     let filter = dims_sql
         .iter()
         .map(|d| format!("{d} IS NOT NULL"))
@@ -113,6 +121,13 @@ pub async fn build(
     }
     let mut rows_by_set: Vec<(u32, Cells)> = Vec::new();
     for set in 0..(1u32 << n) {
+        // A level is grouped only with every coarser level of its dimension.
+        let nested = (1..n).all(|k| {
+            set & (1 << k) == 0 || levels[k - 1].0 != levels[k].0 || set & (1 << (k - 1)) != 0
+        });
+        if !nested {
+            continue;
+        }
         let grouped: Vec<usize> = (0..n).filter(|j| set & (1 << j) != 0).collect();
         let keys: Vec<String> = grouped
             .iter()
@@ -282,27 +297,68 @@ pub async fn build(
         }
         rows_by_set.push((set, cells));
     }
-    // The values of each dimension: those of the finest cells, sorted.
+    // The values of each dimension: those of the finest cells and, in a hierarchy, each of
+    // their coarser levels (a value is the path of its labels from the coarsest level), sorted
+    // level by level.
+    let dimensions = definition.dimensions.len();
     let full = (1u32 << n) - 1;
-    let mut values: Vec<Vec<String>> = vec![Vec::new(); n];
+    let mut paths: Vec<Vec<Vec<String>>> = vec![Vec::new(); dimensions];
     if let Some((_, cells)) = rows_by_set.iter().find(|(set, _)| *set == full) {
         for (key, _) in cells {
-            for (j, label) in key.iter().enumerate() {
-                values[j].push(label.clone());
+            for (j, path) in paths.iter_mut().enumerate() {
+                let own: Vec<String> = (0..n)
+                    .filter(|&k| levels[k].0 == j)
+                    .map(|k| key[k].clone())
+                    .collect();
+                for depth in 1..=own.len() {
+                    path.push(own[..depth].to_vec());
+                }
             }
         }
     }
-    for (v, d) in values.iter_mut().zip(&definition.dimensions) {
-        v.sort_by_key(|label| label_order(&d.derivation, label));
-        v.dedup();
+    for (path, d) in paths.iter_mut().zip(&definition.dimensions) {
+        let orders: Vec<&Derivation> = d.levels().map(|l| &l.derivation).collect();
+        path.sort_by(|a, b| {
+            let key = |p: &[String]| -> Vec<(i64, String)> {
+                p.iter()
+                    .zip(&orders)
+                    .map(|(label, derivation)| label_order(derivation, label))
+                    .collect()
+            };
+            key(a).cmp(&key(b))
+        });
+        path.dedup();
     }
+    let index: Vec<HashMap<&[String], usize>> = paths
+        .iter()
+        .map(|p| {
+            p.iter()
+                .enumerate()
+                .map(|(i, s)| (s.as_slice(), i))
+                .collect()
+        })
+        .collect();
     let dims: Vec<Dimension> = definition
         .dimensions
         .iter()
-        .zip(&values)
-        .map(|(d, v)| Dimension {
+        .zip(&paths)
+        .zip(&index)
+        .map(|((d, p), index)| Dimension {
             name: d.name.clone(),
-            values: v.clone(),
+            values: p
+                .iter()
+                .map(|path| path.last().cloned().unwrap_or_default())
+                .collect(),
+            parents: if d.within.is_empty() {
+                Vec::new()
+            } else {
+                p.iter()
+                    .map(|path| match path.len() {
+                        0 | 1 => p.len(),
+                        l => index.get(&path[..l - 1]).copied().unwrap_or(p.len()),
+                    })
+                    .collect()
+            },
         })
         .collect();
     if let Some(d) = dims.iter().find(|d| d.values.is_empty()) {
@@ -311,17 +367,21 @@ pub async fn build(
             d.name
         )));
     }
-    let index: Vec<HashMap<&str, usize>> = values
-        .iter()
-        .map(|v| v.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect())
-        .collect();
     let mut facts = Vec::new();
     for (set, cells) in rows_by_set {
-        let grouped: Vec<usize> = (0..n).filter(|j| set & (1 << j) != 0).collect();
+        let grouped: Vec<usize> = (0..n).filter(|k| set & (1 << k) != 0).collect();
         for (key, cell) in cells {
             let mut coords: Vec<usize> = dims.iter().map(Dimension::total).collect();
-            for (label, &j) in key.iter().zip(&grouped) {
-                coords[j] = index[j][label.as_str()];
+            for (j, c) in coords.iter_mut().enumerate() {
+                let path: Vec<String> = key
+                    .iter()
+                    .zip(&grouped)
+                    .filter(|(_, k)| levels[**k].0 == j)
+                    .map(|(label, _)| label.clone())
+                    .collect();
+                if !path.is_empty() {
+                    *c = index[j][path.as_slice()];
+                }
             }
             facts.push((coords, cell));
         }
@@ -355,8 +415,8 @@ pub async fn build(
         .map_err(|e| TableError::Compute(id.clone(), e.to_string()))?
         .map_err(|e| TableError::Unprotected(id.clone(), e))?
     };
-    let batch =
-        publish(&cube, &protection).map_err(|e| TableError::Compute(id.clone(), e.to_string()))?;
+    let batch = publish(definition, &cube, &protection)
+        .map_err(|e| TableError::Compute(id.clone(), e.to_string()))?;
     Ok(PublishedTable {
         id,
         cube,
@@ -532,18 +592,23 @@ fn labels(batch: &RecordBatch, k: usize, row: usize) -> Vec<String> {
 /// The published batch: every cell (margins labelled `Ensemble`), each measure's value or NULL,
 /// and its flag.
 pub fn publish(
+    spec: &TableSpec,
     cube: &Cube,
     protection: &Protection,
 ) -> Result<RecordBatch, arrow::error::ArrowError> {
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
-    for (j, dim) in cube.dims().iter().enumerate() {
-        fields.push(Field::new(&dim.name, DataType::Utf8, false));
-        let mut b = StringBuilder::new();
-        for i in 0..cube.len() {
-            b.append_value(dim.label(cube.coords(i)[j]));
+    for (j, (dim, d)) in cube.dims().iter().zip(&spec.dimensions).enumerate() {
+        // One column per level: a value's label at its level and above, `Ensemble` below.
+        for (level, l) in d.levels().enumerate() {
+            fields.push(Field::new(&l.name, DataType::Utf8, false));
+            let mut b = StringBuilder::new();
+            for i in 0..cube.len() {
+                let path = dim.path(cube.coords(i)[j]);
+                b.append_value(path.get(level).copied().unwrap_or(TOTAL_LABEL));
+            }
+            columns.push(Arc::new(b.finish()));
         }
-        columns.push(Arc::new(b.finish()));
     }
     for (m, measure) in cube.measures().iter().enumerate() {
         let hidden = |i: usize| protection.secrets[i].is_some();

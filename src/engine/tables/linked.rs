@@ -17,20 +17,85 @@ use std::collections::HashMap;
 use crate::policy::tables::TableSpec;
 use crate::secrecy::{Cube, Link, MeasureKind, Tie};
 
-/// The ties between `cube` (of `spec`) and `other` (of `other_spec`); none when they are not
-/// computed from the same source.
-pub fn links(spec: &TableSpec, cube: &Cube, other_spec: &TableSpec, other: &Cube) -> Vec<Link> {
+/// Why `spec` and `other_spec` (of the same source) cannot be audited together, if they
+/// cannot: a column that both break down, but not along levels they share from the coarsest
+/// (different bands or prefixes of one column, or a level of one that is not the top of the
+/// other's hierarchy). Their cells are then related by sums this module does not tie, and an
+/// audit without them would be too weak.
+pub fn incompatible(spec: &TableSpec, other_spec: &TableSpec) -> Option<String> {
     if spec.source != other_spec.source {
+        return None;
+    }
+    for d in &spec.dimensions {
+        for o in &other_spec.dimensions {
+            let shares_a_column = d.levels().any(|a| o.levels().any(|b| a.column == b.column));
+            if !shares_a_column {
+                continue;
+            }
+            let common = d
+                .levels()
+                .zip(o.levels())
+                .take_while(|(a, b)| a.column == b.column && a.derivation == b.derivation)
+                .count();
+            let same_column_elsewhere = d
+                .levels()
+                .skip(common)
+                .any(|a| o.levels().skip(common).any(|b| a.column == b.column));
+            let level_of_one_in_other = d.levels().skip(common).any(|a| {
+                o.levels()
+                    .any(|b| a.column == b.column && a.derivation == b.derivation)
+            }) || o.levels().skip(common).any(|b| {
+                d.levels()
+                    .any(|a| a.column == b.column && a.derivation == b.derivation)
+            });
+            if common == 0 || same_column_elsewhere || level_of_one_in_other {
+                return Some(format!(
+                    "`{}` and `{}` both break down column `{}` but not along levels they share from the coarsest (dimension `{}` here, `{}` there); tables of one source are audited together only then: use the same levels, or nest the finer one under the coarser with `within`",
+                    spec.id,
+                    other_spec.id,
+                    d.levels()
+                        .find(|a| o.levels().any(|b| a.column == b.column))
+                        .map_or("", |a| a.column.as_str()),
+                    d.name,
+                    o.name
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The ties between `cube` (of `spec`) and `other` (of `other_spec`); none when they are not
+/// computed from the same source. Only for tables that are not [`incompatible`].
+pub fn links(spec: &TableSpec, cube: &Cube, other_spec: &TableSpec, other: &Cube) -> Vec<Link> {
+    if spec.source != other_spec.source
+        || cube.dims().len() != spec.dimensions.len()
+        || other.dims().len() != other_spec.dimensions.len()
+    {
         return Vec::new();
     }
-    // Dimensions in common: (index here, index there).
-    let mut common: Vec<(usize, usize)> = Vec::new();
+    // Dimensions in common and how many levels they share, coarsest first (a flat dimension
+    // shares its one level with the top level of a hierarchy on the same column and
+    // derivation): (index here, index there, levels shared).
+    let mut common: Vec<(usize, usize, usize)> = Vec::new();
     for (i, d) in spec.dimensions.iter().enumerate() {
-        let found = other_spec.dimensions.iter().enumerate().position(|(k, o)| {
-            o.column == d.column && o.derivation == d.derivation && !common.iter().any(|c| c.1 == k)
-        });
-        if let Some(k) = found {
-            common.push((i, k));
+        let best = other_spec
+            .dimensions
+            .iter()
+            .enumerate()
+            .filter(|(k, _)| !common.iter().any(|c| c.1 == *k))
+            .map(|(k, o)| {
+                let shared = d
+                    .levels()
+                    .zip(o.levels())
+                    .take_while(|(a, b)| a.column == b.column && a.derivation == b.derivation)
+                    .count();
+                (k, shared)
+            })
+            .filter(|(_, shared)| *shared > 0)
+            .max_by_key(|(_, shared)| *shared);
+        if let Some((k, shared)) = best {
+            common.push((i, k, shared));
         }
     }
     // Measures that are the same quantity: (index here, index there).
@@ -51,35 +116,32 @@ pub fn links(spec: &TableSpec, cube: &Cube, other_spec: &TableSpec, other: &Cube
                 .map(|o| (m, o))
         })
         .collect();
-    if measures.is_empty()
-        || cube.dims().len() != spec.dimensions.len()
-        || other.dims().len() != other_spec.dimensions.len()
-    {
+    if measures.is_empty() {
         return Vec::new();
     }
-    // Each common dimension's coordinates there, by label (the margin to the margin).
-    let there: Vec<HashMap<&str, usize>> = common
+    // Each common dimension's coordinates there, by their labels' path (the margin: none).
+    let there: Vec<HashMap<Vec<&str>, usize>> = common
         .iter()
-        .map(|&(_, k)| {
+        .map(|&(_, k, _)| {
             let d = &other.dims()[k];
-            (0..d.size()).map(|v| (d.label(v), v)).collect()
+            (0..d.size()).map(|v| (d.path(v), v)).collect()
         })
         .collect();
     let mut links = Vec::new();
     'cells: for cell in 0..cube.len() {
         let coords = cube.coords(cell);
-        // Shared: every dimension not in common at its margin.
-        let at_margin = |j: usize| coords[j] == cube.dims()[j].total();
-        if !(0..coords.len()).all(|j| common.iter().any(|c| c.0 == j) || at_margin(j)) {
-            continue;
-        }
         let mut other_coords: Vec<usize> = other.dims().iter().map(|d| d.total()).collect();
-        for (n, &(i, k)) in common.iter().enumerate() {
-            let label = cube.dims()[i].label(coords[i]);
-            match there[n].get(label) {
-                Some(&v) => other_coords[k] = v,
-                // A value the other table does not have: nothing shared.
-                None => continue 'cells,
+        for (j, dim) in cube.dims().iter().enumerate() {
+            let path = dim.path(coords[j]);
+            match common.iter().position(|c| c.0 == j) {
+                // Shared down to the levels both tables have, and only values the other has.
+                Some(n) if path.len() <= common[n].2 => match there[n].get(&path) {
+                    Some(&v) => other_coords[common[n].1] = v,
+                    None => continue 'cells,
+                },
+                // Not shared: only its margin.
+                _ if path.is_empty() => {}
+                _ => continue 'cells,
             }
         }
         let other_cell = other.index(&other_coords);

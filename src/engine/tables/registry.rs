@@ -258,6 +258,14 @@ impl PublishedTables {
         };
         let mut beside = Vec::new();
         let previous = truth_of(spec, "the version it replaces of")?;
+        // SECURITY: a table related to one beside it by sums the joint audit does not tie
+        // (other bands or prefixes of a shared column) is not published.
+        if let Some(reason) = previous
+            .as_ref()
+            .and_then(|(truth, _)| super::linked::incompatible(spec, &truth.spec))
+        {
+            return Err(format!("the version it replaces: {reason}"));
+        }
         let previous_stamp = previous.as_ref().map(|(t, _)| t.source_stamp.clone());
         beside.extend(previous);
         let mut linked = Vec::new();
@@ -271,6 +279,9 @@ impl PublishedTables {
             // its turn.
             if !self.servable(set, &other.id) {
                 continue;
+            }
+            if let Some(reason) = super::linked::incompatible(spec, other) {
+                return Err(reason);
             }
             let Some(truth) = truth_of(other, "the linked table")? else {
                 return Err(format!(
