@@ -2115,16 +2115,16 @@ async fn linked_tables_are_protected_together() {
 
     let (dir, data, _) = data_folder_with("sante/sejours.parquet");
     let mut texts = PolicyTexts::read(&crate::support::hub().layout().policies()).unwrap();
-    // Without the demo's tables (and their rules): these three only.
+    // Without the demo's tables (and their rules): these four only.
     texts.rules = texts
         .rules
         .lines()
         .filter(|l| !l.contains("stats."))
         .collect::<Vec<_>>()
         .join("\n");
-    // Three tables of the stays: by sex and letter, by sex and age band (sharing the sex
-    // margins and the grand total, all large and published), and by letter alone (sharing the
-    // letters' margins with the first, where small letters are hidden).
+    // Four tables of the stays: by sex and letter, by sex and age band (sharing the sex
+    // margins and the grand total, all large and published), by letter alone (sharing the
+    // letters' margins with the first, where small letters are hidden), and by category.
     texts.tables = r#"
 [[tables]]
 id = "stats.a"
@@ -2151,6 +2151,15 @@ source = "sante.sejours"
 unit = "nir"
 profile = "medical"
 dimensions = [{ name = "lettre", column = "diagnostic", prefix = 1 }]
+measures = [{ name = "patients", kind = "units" }]
+
+[[tables]]
+id = "stats.d"
+title = "d"
+source = "sante.sejours"
+unit = "nir"
+profile = "medical"
+dimensions = [{ name = "categorie", column = "diagnostic", prefix = 3 }]
 measures = [{ name = "patients", kind = "units" }]
 "#
     .into();
@@ -2180,6 +2189,17 @@ measures = [{ name = "patients", kind = "units" }]
     for id in ["stats.a", "stats.b", "stats.c"] {
         assert!(tables.servable(&set, id), "{id}");
     }
+    // stats.d breaks the diagnoses down by their first three characters, which nest in the
+    // letters of stats.a and stats.c without being a level of theirs: the sums that tie them
+    // are not in the joint audit, so it is refused (fail closed), saying why.
+    match state("stats.d") {
+        TableStatus::Refused { reason } => assert!(
+            reason.contains("both break down column `diagnostic`") && reason.contains("within"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    assert!(!tables.servable(&set, "stats.d"));
     // Each shared cell (a letter's margin over every sex in stats.a, that letter in stats.c)
     // is hidden in both or published in both with one value: no neighbour gives back what
     // the other hides.
