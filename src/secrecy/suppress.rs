@@ -3,12 +3,15 @@
 //! the last word.
 //!
 //! Secondary suppression is the hypercube heuristic (Repsilber; Giessing's τ-ARGUS): for each
-//! primary cell, hide the corners of a hypercube through it, one other coordinate per
-//! dimension (another value, or the margin), so that moving the primary by t moves every
-//! corner by ±t without changing any published total. Of the hypercubes whose corners leave the
-//! primary enough room, the one that hides the fewest units not hidden yet is chosen. The audit
-//! then solves the attacker's program over the whole pattern; a primary it still finds exposed
-//! gets another hypercube, round after round, and a table that cannot be protected is refused.
+//! primary cell, hide the corners of a hypercube through it, one move per dimension (another
+//! value at −1, or the margin at +1; in a hierarchy, a path through the levels that keeps every
+//! subtotal: [`crate::secrecy::Dimension::moves_through`]), the corners being every
+//! combination of the moves' coordinates, so that moving the primary by t moves every corner by
+//! ±t without changing any published total. Of the hypercubes whose corners leave the primary
+//! enough room, the one that hides the fewest units not hidden yet is chosen. The audit then
+//! solves the attacker's program over the whole pattern (and the tables read beside it); a
+//! primary it still finds exposed gets another hypercube, round after round, and a table that
+//! cannot be protected is refused.
 //!
 //! Owns: the pattern of hidden cells and why each is hidden. Must never: return a pattern the
 //! audit has not passed.
