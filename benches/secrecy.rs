@@ -7,6 +7,11 @@
 //! to one the size of the demo's stays table (18 regions × 6 age bands × 22 chapters), and
 //! prints, per table: cells, primary and secondary secrets, audit rounds, and the time of
 //! `protect` (best of `RUNS`).
+//!
+//! Then the cost of a new version audited together with the one it replaces
+//! (`protect_with`): one record in twenty removed and 5 % new ones, protected alone and
+//! beside the previous version, with the secondary secrets each needs and whether the version
+//! protected alone leaves a primary of either exposed to an attacker who reads both.
 
 #![allow(
     clippy::unwrap_used,
@@ -21,7 +26,9 @@ mod data;
 
 use std::time::{Duration, Instant};
 
-use passerelle::secrecy::{Cube, Profile, protect};
+use passerelle::secrecy::{
+    Cube, Link, Neighbour, Profile, Tie, audit_joint, primaries, protect, protect_with,
+};
 
 const RUNS: usize = 3;
 
@@ -63,6 +70,104 @@ fn main() {
                 "| {name} | {count} | {profile} | {} | {primary} | {secondary} | {rounds} | {:.1} ms |",
                 cube.len(),
                 best.as_secs_f64() * 1e3
+            );
+        }
+    }
+    versions();
+}
+
+/// A new version alone and beside the one it replaces.
+fn versions() {
+    let cases: &[(&str, &[usize], usize)] = &[
+        ("22 × 19", &[22, 19], 2_000),
+        ("18 × 6 × 22", &[18, 6, 22], 20_000),
+        ("18 × 6 × 22", &[18, 6, 22], 60_000),
+        ("10 × 6 × 5 × 4", &[10, 6, 5, 4], 30_000),
+    ];
+    println!();
+    println!(
+        "| table | records | profile | secondary alone | exposed alone | secondary together | protect alone | protect together |"
+    );
+    println!("|---|---:|---|---:|---|---:|---:|---:|");
+    for &(name, sizes, count) in cases {
+        let old_records = data::microdata(11, sizes, count);
+        let mut new_records: Vec<data::Record> = old_records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 20 != 0)
+            .map(|(_, r)| data::Record {
+                unit: r.unit,
+                at: r.at.clone(),
+                amount: r.amount,
+            })
+            .collect();
+        new_records.extend(data::microdata(12, sizes, count / 20));
+        let cube_of = |records: &[data::Record]| {
+            let (dims, measures, cells) = data::table(sizes, records);
+            Cube::new(dims, measures, cells).unwrap()
+        };
+        let (old, new) = (cube_of(&old_records), cube_of(&new_records));
+        for profile in ["medical", "business"] {
+            let p = Profile::named(profile).unwrap();
+            let Ok(old_protection) = protect(&old, &p) else {
+                continue;
+            };
+            let links: Vec<Link> = (0..new.len())
+                .flat_map(|c| {
+                    let (new, old) = (&new, &old);
+                    (0..3).map(move |m| Link {
+                        cell: c,
+                        measure: m,
+                        other_cell: c,
+                        other_measure: m,
+                        tie: Tie::between(new.value(c, m), old.value(c, m)),
+                    })
+                })
+                .collect();
+            let neighbours = [Neighbour {
+                cube: &old,
+                hidden: old_protection.hidden(),
+                primaries: primaries(&old, &p),
+                profile: p.clone(),
+                links,
+            }];
+            let (mut alone_time, mut together_time) = (Duration::MAX, Duration::MAX);
+            let (mut alone, mut together) = (None, None);
+            for _ in 0..RUNS {
+                let start = Instant::now();
+                alone = Some(protect(&new, &p));
+                alone_time = alone_time.min(start.elapsed());
+                let start = Instant::now();
+                together = Some(protect_with(&new, &p, &neighbours));
+                together_time = together_time.min(start.elapsed());
+            }
+            let describe = |r: Option<Result<passerelle::secrecy::Protection, _>>| match r {
+                Some(Ok(protection)) => (protection.counts().1.to_string(), Some(protection)),
+                Some(Err(e)) => (format!("refused ({e})"), None),
+                None => ("-".into(), None),
+            };
+            let (alone_secondary, alone_protection) = describe(alone);
+            let (together_secondary, _) = describe(together);
+            let exposed = alone_protection.map_or("-".to_string(), |a| {
+                let every: Vec<usize> = (0..new.len()).collect();
+                let findings = audit_joint(
+                    &new,
+                    &a.hidden(),
+                    &primaries(&new, &p),
+                    &p,
+                    &every,
+                    &[],
+                    &neighbours,
+                )
+                .unwrap();
+                let old_cells = findings.iter().filter(|f| f.table == 1).count();
+                let new_cells = findings.len() - old_cells;
+                format!("{new_cells} new, {old_cells} old")
+            });
+            println!(
+                "| {name} | {count} | {profile} | {alone_secondary} | {exposed} | {together_secondary} | {:.1} ms | {:.1} ms |",
+                alone_time.as_secs_f64() * 1e3,
+                together_time.as_secs_f64() * 1e3
             );
         }
     }
