@@ -75,6 +75,9 @@ pub enum Tie {
     AtLeast,
     /// The new version's value is at most the old one (the cell shrank).
     AtMost,
+    /// The same cell with another value, in no direction an attacker knows: no relation (the
+    /// audit's witnesses still move the two together).
+    Changed,
 }
 
 impl Tie {
@@ -236,7 +239,7 @@ impl<'a> Attacker<'a> {
         // The ties between the audited table and each neighbour.
         for (k, neighbour) in neighbours.iter().enumerate() {
             let t = k + 1;
-            for link in &neighbour.links {
+            for link in neighbour.links.iter().filter(|l| l.tie != Tie::Changed) {
                 let per = scale[0][link.measure].max(scale[t][link.other_measure]);
                 // new − old, = 0 or ≤ 0; old − new ≤ 0.
                 let sign = if link.tie == Tie::AtLeast { -1.0 } else { 1.0 };
@@ -375,11 +378,65 @@ impl<'a> Attacker<'a> {
     /// The smallest (or largest) value of `Σ weight × variable` over the variables' group (they
     /// must share one), and a point of the program that reaches it; no value when unbounded.
     fn optimum(&self, objective: &[(usize, f64)], maximise: bool) -> Result<Optimum, AuditError> {
+        self.optimum_over(objective, maximise, None)
+    }
+
+    /// The variables within `hops` relations of `from`, at most `cap` of them.
+    fn around(&self, from: usize, hops: usize, cap: usize) -> std::collections::HashSet<usize> {
+        let mut near = std::collections::HashSet::from([from]);
+        let mut frontier = vec![from];
+        for _ in 0..hops {
+            let mut next = Vec::new();
+            for v in frontier {
+                for &r in &self.by_variable[v] {
+                    for &(w, _) in &self.relations[r].terms {
+                        if near.len() >= cap {
+                            return near;
+                        }
+                        if near.insert(w) {
+                            next.push(w);
+                        }
+                    }
+                }
+            }
+            frontier = next;
+        }
+        near
+    }
+
+    /// [`Attacker::optimum`] with only the variables in `only` free, every other one held at
+    /// its true value (`None`: all free). Held values keep every relation satisfiable, so each
+    /// point found is one the attacker cannot exclude: a local program gives an interval inside
+    /// the true one, enough to find a cell protected, never to find it exposed.
+    fn optimum_over(
+        &self,
+        objective: &[(usize, f64)],
+        maximise: bool,
+        only: Option<&std::collections::HashSet<usize>>,
+    ) -> Result<Optimum, AuditError> {
         let Some(&(first, _)) = objective.first() else {
             return Ok(Optimum::default());
         };
         let group = self.group[first];
-        let relations = self.by_group.get(&group).map(Vec::as_slice).unwrap_or(&[]);
+        let all = self.by_group.get(&group).map(Vec::as_slice).unwrap_or(&[]);
+        let local: Vec<usize>;
+        let relations = match only {
+            None => all,
+            Some(only) => {
+                local = all
+                    .iter()
+                    .copied()
+                    .filter(|&r| {
+                        self.relations[r]
+                            .terms
+                            .iter()
+                            .any(|(v, _)| only.contains(v))
+                    })
+                    .collect();
+                local.as_slice()
+            }
+        };
+        let free = |v: &usize| only.is_none_or(|o| o.contains(v));
         if relations.is_empty() {
             // No relation bounds it: anything non-negative.
             return Ok(Optimum {
@@ -393,7 +450,7 @@ impl<'a> Attacker<'a> {
         let mut problem = ProblemVariables::new();
         let mut lp_vars = HashMap::new();
         for &r in relations {
-            for &(v, _) in &self.relations[r].terms {
+            for &(v, _) in self.relations[r].terms.iter().filter(|(v, _)| free(v)) {
                 lp_vars.entry(v).or_insert_with(|| problem.add(variable()));
             }
         }
@@ -412,7 +469,10 @@ impl<'a> Attacker<'a> {
             let mut constant = relation.constant;
             let mut expression = Expression::from(0.0);
             for &(v, coefficient) in &relation.terms {
-                expression.add_mul(coefficient, lp_vars[&v]);
+                // A held variable stays at its true value: no deviation.
+                if let Some(&lp) = lp_vars.get(&v) {
+                    expression.add_mul(coefficient, lp);
+                }
                 constant += coefficient * self.truth[v];
             }
             // At the truth an equality's constant is 0 and an inequality's at most 0, up to
@@ -490,6 +550,16 @@ impl Witnesses {
 /// worth solving before each target's own.
 const BULK_FROM: usize = 8;
 
+/// Variables of a group above which its bulk programs are not solved.
+const BULK_MAX_VARIABLES: usize = 3_000;
+
+/// Variables of a group above which a target's whole program is not solved (its local ones
+/// decide, on the safe side).
+pub const WHOLE_MAX_VARIABLES: usize = 3_000;
+
+/// The local programs tried before a target's whole one: (relations away, most variables).
+const LOCAL_PROGRAMS: [(usize, usize); 2] = [(3, 300), (5, 800)];
+
 /// A hidden primary value the audit must find protected.
 struct Target<'p> {
     table: usize,
@@ -540,8 +610,13 @@ pub fn audit_cells(
 /// share: each is followed as far as every relation allows, an exact and cheap computation),
 /// then, while many targets are unsettled, from the largest and smallest sum of the targets
 /// of each group; a target whose witnessed range already protects it is done, and only the
-/// others get their own programs, whose points serve the next ones. A target found exposed is
-/// always judged on its exact interval (both of its own programs).
+/// others get their own programs: first local ones (the target and the hidden values within a
+/// few relations of it free, every other one at its true value: each point is still one the
+/// attacker cannot exclude), then the whole one, whose points serve the next targets. A target
+/// found exposed is judged on its exact interval (both of its whole programs), except in a
+/// group of more than [`WHOLE_MAX_VARIABLES`] values, where one whole program costs minutes:
+/// there a target its local programs cannot show protected counts as exposed, so that the
+/// suppression hides more (or the table is refused), erring on the safe side only.
 pub fn audit_joint(
     cube: &Cube,
     hidden: &[bool],
@@ -550,6 +625,34 @@ pub fn audit_joint(
     cells: &[usize],
     moves: &[Move],
     neighbours: &[Neighbour<'_>],
+) -> Result<Vec<Finding>, AuditError> {
+    audit_tables(
+        cube,
+        hidden,
+        primaries,
+        profile,
+        cells,
+        moves,
+        neighbours,
+        &[],
+    )
+}
+
+/// [`audit_joint`] with moves of the neighbours' own (`(table, corners)`, the table counted
+/// from 1) as witnesses too.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the audit's inputs: one table, its neighbours, the witnesses of each"
+)]
+pub(crate) fn audit_tables(
+    cube: &Cube,
+    hidden: &[bool],
+    primaries: &[Option<PrimaryReason>],
+    profile: &Profile,
+    cells: &[usize],
+    moves: &[Move],
+    neighbours: &[Neighbour<'_>],
+    neighbour_moves: &[(usize, Move)],
 ) -> Result<Vec<Finding>, AuditError> {
     let attacker = Attacker::joint(cube, hidden, neighbours);
     let mut targets = Vec::new();
@@ -572,58 +675,82 @@ pub fn audit_joint(
         unbounded: vec![false; attacker.variables.len()],
     };
     // Witnesses along the moves: the counts together (rows and units move alike, so no cell
-    // gets more units than rows), each sum alone; each corner's equal cells in the neighbours
-    // move with it.
-    let measures = cube.measures();
-    let mut kinds: Vec<Vec<usize>> = vec![
-        (0..measures.len())
-            .filter(|&m| measures[m].kind.is_count())
-            .collect(),
-    ];
-    kinds.extend(
-        (0..measures.len())
-            .filter(|&m| !measures[m].kind.is_count())
-            .map(|m| vec![m]),
-    );
-    // Each value's equal values in the neighbours: `(cell, measure)` → `(table, cell, measure)`.
-    type Mirrors = HashMap<(usize, usize), Vec<(usize, usize, usize)>>;
+    // gets more units than rows), each sum alone. A move of one table is tried twice: with
+    // every tied hidden value of the other tables moving alike (a move through cells that
+    // changed between versions keeps each tie's slack), and with the equal ones only.
+    let kinds_of = |table: &Cube| -> Vec<Vec<usize>> {
+        let measures = table.measures();
+        let mut kinds: Vec<Vec<usize>> = vec![
+            (0..measures.len())
+                .filter(|&m| measures[m].kind.is_count())
+                .collect(),
+        ];
+        kinds.extend(
+            (0..measures.len())
+                .filter(|&m| !measures[m].kind.is_count())
+                .map(|m| vec![m]),
+        );
+        kinds.retain(|ms| !ms.is_empty());
+        kinds
+    };
+    // Each value's tied values in the other tables, both ways: `(table, cell, measure)` →
+    // `(table, cell, measure, equal)`.
+    type Mirrors = HashMap<(usize, usize, usize), Vec<(usize, usize, usize, bool)>>;
     let mut mirrors: Mirrors = HashMap::new();
     for (k, n) in neighbours.iter().enumerate() {
-        for link in n.links.iter().filter(|l| l.tie == Tie::Equal) {
-            mirrors.entry((link.cell, link.measure)).or_default().push((
-                k + 1,
-                link.other_cell,
-                link.other_measure,
-            ));
+        for link in &n.links {
+            let equal = link.tie == Tie::Equal;
+            mirrors
+                .entry((0, link.cell, link.measure))
+                .or_default()
+                .push((k + 1, link.other_cell, link.other_measure, equal));
+            mirrors
+                .entry((k + 1, link.other_cell, link.other_measure))
+                .or_default()
+                .push((0, link.cell, link.measure, equal));
         }
     }
-    for corners in moves {
-        for ms in kinds.iter().filter(|ms| !ms.is_empty()) {
-            let mut direction: Vec<(usize, usize, usize, f64)> = Vec::new();
-            for &(cell, sign) in corners {
-                for &m in ms {
-                    direction.push((0, cell, m, sign));
-                    for &(t, other, om) in mirrors.get(&(cell, m)).into_iter().flatten() {
-                        direction.push((t, other, om, sign));
-                    }
-                }
-            }
-            let (low, high) = attacker.segment(&direction);
-            for t in [low, high] {
-                let mut point = Vec::with_capacity(direction.len());
-                for &(table, cell, m, sign) in &direction {
-                    let Some(v) = attacker.variable(table, cell, m) else {
-                        continue;
-                    };
-                    if t.is_infinite() {
-                        if sign * t > 0.0 {
-                            seen.unbounded[v] = true;
+    let tagged = moves
+        .iter()
+        .map(|m| (0, m))
+        .chain(neighbour_moves.iter().map(|(t, m)| (*t, m)));
+    for (table, corners) in tagged {
+        for ms in kinds_of(attacker.tables[table]) {
+            for every_tie in [true, false] {
+                let mut direction: Vec<(usize, usize, usize, f64)> = Vec::new();
+                for &(cell, sign) in corners {
+                    for &m in &ms {
+                        direction.push((table, cell, m, sign));
+                        for &(t, other, om, equal) in
+                            mirrors.get(&(table, cell, m)).into_iter().flatten()
+                        {
+                            if (equal || every_tie) && attacker.variable(t, other, om).is_some() {
+                                direction.push((t, other, om, sign));
+                            }
                         }
-                    } else {
-                        point.push((v, attacker.truth[v] + t * sign / attacker.scale[table][m]));
                     }
                 }
-                seen.see(&point);
+                let (low, high) = attacker.segment(&direction);
+                for t in [low, high] {
+                    let mut point = Vec::with_capacity(direction.len());
+                    for &(table, cell, m, sign) in &direction {
+                        let Some(v) = attacker.variable(table, cell, m) else {
+                            continue;
+                        };
+                        if t.is_infinite() {
+                            if sign * t > 0.0 {
+                                seen.unbounded[v] = true;
+                            }
+                        } else {
+                            point
+                                .push((v, attacker.truth[v] + t * sign / attacker.scale[table][m]));
+                        }
+                    }
+                    seen.see(&point);
+                }
+                if neighbours.is_empty() {
+                    break;
+                }
             }
         }
     }
@@ -642,7 +769,16 @@ pub fn audit_joint(
             .or_default()
             .push((t.variable, 1.0));
     }
-    for objective in by_group.values().filter(|o| o.len() > BULK_FROM) {
+    // (Not on the largest groups, where one whole program costs more than the local ones of
+    // every target.)
+    let mut group_size: HashMap<usize, usize> = HashMap::new();
+    for &g in &attacker.group {
+        *group_size.entry(g).or_default() += 1;
+    }
+    for (_, objective) in by_group
+        .iter()
+        .filter(|(g, o)| o.len() > BULK_FROM && group_size[*g] <= BULK_MAX_VARIABLES)
+    {
         for maximise in [true, false] {
             seen.see(&attacker.optimum(objective, maximise)?.point);
         }
@@ -650,6 +786,39 @@ pub fn audit_joint(
     let mut findings = Vec::new();
     for t in &targets {
         if settled(&seen, t) {
+            continue;
+        }
+        // Local programs first (cheap, and each point a witness), the whole one last.
+        for (hops, cap) in LOCAL_PROGRAMS {
+            if settled(&seen, t) {
+                break;
+            }
+            let near = attacker.around(t.variable, hops, cap);
+            for maximise in [true, false] {
+                let local = attacker.optimum_over(&[(t.variable, 1.0)], maximise, Some(&near))?;
+                seen.see(&local.point);
+                match (maximise, local.value) {
+                    (true, None) => seen.unbounded[t.variable] = true,
+                    (true, Some(high)) => seen.high[t.variable] = seen.high[t.variable].max(high),
+                    (false, Some(low)) => seen.low[t.variable] = seen.low[t.variable].min(low),
+                    (false, None) => {}
+                }
+            }
+        }
+        if settled(&seen, t) {
+            continue;
+        }
+        // On the largest groups the whole program costs minutes: a cell its local programs
+        // cannot show protected counts as exposed (more cells are hidden, or the table is
+        // refused), which errs on the safe side only.
+        if group_size[&attacker.group[t.variable]] > WHOLE_MAX_VARIABLES {
+            findings.push(Finding {
+                table: t.table,
+                cell: t.cell,
+                measure: t.measure,
+                value: t.value,
+                interval: seen.interval(t.variable, attacker.scale[t.table][t.measure]),
+            });
             continue;
         }
         let up = attacker.optimum(&[(t.variable, 1.0)], true)?;

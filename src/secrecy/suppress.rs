@@ -16,9 +16,11 @@
 //! Owns: the pattern of hidden cells and why each is hidden. Must never: return a pattern the
 //! audit has not passed.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
-use super::audit::{AuditError, Finding, Move, Neighbour, Tie, audit_joint};
+use super::audit::{AuditError, Finding, Move, Neighbour, Tie, audit_tables};
 use super::cube::Cube;
 use super::profile::{PrimaryReason, Profile};
 
@@ -125,13 +127,63 @@ pub fn protect_with(
 ) -> Result<Protection, ProtectError> {
     let primaries = primaries(cube, profile);
     let mut hidden: Vec<bool> = primaries.iter().map(Option::is_some).collect();
-    let mut known = vec![false; cube.len()];
+    let mut standing = vec![Standing::Free; cube.len()];
     for n in neighbours {
-        for link in n.links.iter().filter(|l| l.tie == Tie::Equal) {
-            if n.hidden[link.other_cell] {
-                hidden[link.cell] = true;
-            } else {
-                known[link.cell] = true;
+        for link in &n.links {
+            match (link.tie, n.hidden[link.other_cell]) {
+                (Tie::Equal, true) => {
+                    hidden[link.cell] = true;
+                    standing[link.cell] = Standing::Shared;
+                }
+                (Tie::Equal, false) => standing[link.cell] = Standing::Known,
+                // A cell the neighbour hides is a cheap secondary here: patterns that agree
+                // give the attacker who reads both little more than either.
+                (_, true) if standing[link.cell] == Standing::Free => {
+                    standing[link.cell] = Standing::Preferred
+                }
+                _ => {}
+            }
+        }
+    }
+    // Witnesses of the neighbours' own: for each of their primaries, a hypercube of cells
+    // they hide (cells they publish cannot move).
+    let mut neighbour_moves: Vec<(usize, Move)> = Vec::new();
+    for (k, n) in neighbours.iter().enumerate() {
+        let published: Vec<Standing> = n
+            .hidden
+            .iter()
+            .map(|&h| if h { Standing::Free } else { Standing::Known })
+            .collect();
+        for (p, reason) in n
+            .primaries
+            .iter()
+            .enumerate()
+            .filter_map(|(p, r)| r.map(|r| (p, r)))
+        {
+            if let Some(corners) =
+                best_hypercube(n.cube, &n.profile, reason, &n.hidden, &published, p, &[])
+            {
+                neighbour_moves.push((k + 1, corners));
+            }
+        }
+    }
+    // What hides a neighbour's primary stays hidden here: the cells tied to the corners of
+    // its hypercubes (so that they can still move together, here and there).
+    let mut tied: HashMap<(usize, usize), Vec<usize>> = HashMap::new();
+    for (k, n) in neighbours.iter().enumerate() {
+        for link in &n.links {
+            tied.entry((k + 1, link.other_cell))
+                .or_default()
+                .push(link.cell);
+        }
+    }
+    for (t, corners) in &neighbour_moves {
+        for (c, _) in corners {
+            for &here in tied.get(&(*t, *c)).into_iter().flatten() {
+                hidden[here] = true;
+                if standing[here] != Standing::Known {
+                    standing[here] = Standing::Shared;
+                }
             }
         }
     }
@@ -147,7 +199,7 @@ pub fn protect_with(
                      hidden: &mut Vec<bool>,
                      used: &mut Vec<Vec<Move>>|
      -> bool {
-        let Some(corners) = best_hypercube(cube, profile, reason, hidden, &known, p, &used[p])
+        let Some(corners) = best_hypercube(cube, profile, reason, hidden, &standing, p, &used[p])
         else {
             return false;
         };
@@ -158,8 +210,41 @@ pub fn protect_with(
         used[p].push(corners);
         progress
     };
+    // A primary equal to a neighbour's hidden primary first takes that neighbour's hypercube,
+    // when every corner has its cell here (then both move together, and the audit sees it).
+    let mut back: HashMap<(usize, usize), usize> = HashMap::new();
+    for (k, n) in neighbours.iter().enumerate() {
+        for link in n.links.iter().filter(|l| l.tie == Tie::Equal) {
+            back.insert((k + 1, link.other_cell), link.cell);
+        }
+    }
+    for (t, corners) in &neighbour_moves {
+        let Some(&(first, _)) = corners.first() else {
+            continue;
+        };
+        let Some(&p) = back.get(&(*t, first)) else {
+            continue;
+        };
+        let Some(reason) = primaries[p] else {
+            continue;
+        };
+        let here: Option<Move> = corners
+            .iter()
+            .map(|&(c, sign)| back.get(&(*t, c)).map(|&h| (h, sign)))
+            .collect();
+        if let Some(here) = here
+            && room(cube, profile, reason, p, &here) >= 1.0
+        {
+            for &(c, _) in &here {
+                hidden[c] = true;
+            }
+            used[p].push(here);
+        }
+    }
     for &p in &order {
-        if let Some(reason) = primaries[p] {
+        if let Some(reason) = primaries[p]
+            && used[p].is_empty()
+        {
             hypercube(p, reason, &mut hidden, &mut used);
         }
     }
@@ -171,8 +256,15 @@ pub fn protect_with(
     loop {
         rounds += 1;
         let moves: Vec<Move> = used.iter().flatten().cloned().collect();
-        let findings = audit_joint(
-            cube, &hidden, &primaries, profile, &suspects, &moves, neighbours,
+        let findings = audit_tables(
+            cube,
+            &hidden,
+            &primaries,
+            profile,
+            &suspects,
+            &moves,
+            neighbours,
+            &neighbour_moves,
         )?;
         if findings.is_empty() {
             break;
@@ -259,12 +351,25 @@ pub fn protect_with(
 
 /// The cheapest hypercube through primary `p` not in `used` whose corners leave `p` enough room
 /// (else the roomiest); its corners, `p` included, with the sign each moves by when `p` moves.
+/// What a neighbour says of a cell, for the choice of secondary secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standing {
+    /// Not tied to a cell a neighbour hides.
+    Free,
+    /// A neighbour publishes its value: hiding it hides nothing.
+    Known,
+    /// A neighbour hides it: a cheap secondary.
+    Preferred,
+    /// Hidden here because a neighbour hides it (equal, or a corner of its hypercubes).
+    Shared,
+}
+
 fn best_hypercube(
     cube: &Cube,
     profile: &Profile,
     reason: PrimaryReason,
     hidden: &[bool],
-    known: &[bool],
+    standing: &[Standing],
     p: usize,
     used: &[Move],
 ) -> Option<Move> {
@@ -314,14 +419,30 @@ fn best_hypercube(
             corners = next;
         }
         // A corner whose value a neighbour publishes cannot move.
-        let movable = corners.iter().all(|&(c, _)| c == p || !known[c]);
+        let movable = corners
+            .iter()
+            .all(|&(c, _)| c == p || standing[c] != Standing::Known);
         if movable && !used.contains(&corners) {
             let room = room(cube, profile, reason, p, &corners);
-            let cost: f64 = corners
+            let mut cost: f64 = corners
                 .iter()
                 .filter(|(c, _)| !hidden[*c])
-                .map(|(c, _)| 1.0 + cube.cell(*c).units as f64)
+                .map(|(c, _)| match standing[*c] {
+                    Standing::Preferred => 0.5,
+                    _ => 1.0 + cube.cell(*c).units as f64,
+                })
                 .sum();
+            // A hypercube moves with the neighbours' cells only if all its corners are hidden
+            // there too, or none is tied to one: any other is a witness the audit cannot use
+            // (its linear program then decides, at far greater cost).
+            let shared = |c: usize| matches!(standing[c], Standing::Shared | Standing::Preferred);
+            let consistent = corners.iter().all(|&(c, _)| shared(c))
+                || corners
+                    .iter()
+                    .all(|&(c, _)| standing[c] != Standing::Shared);
+            if !consistent {
+                cost += 1e6;
+            }
             let enough = room >= 1.0;
             let better = match &best {
                 None => true,
@@ -391,7 +512,7 @@ fn room(
 
 #[cfg(test)]
 mod tests {
-    use super::super::audit::{Attacker, Link, audit};
+    use super::super::audit::{Attacker, Link, audit, audit_joint};
     use super::super::cube::tests::counts;
     use super::*;
 

@@ -406,7 +406,12 @@ pub async fn build(
                     hidden: truth.hidden.clone(),
                     primaries: truth.primaries.clone(),
                     profile: truth.spec.profile.clone(),
-                    links: super::linked::links(&spec, &cube, &truth.spec, other),
+                    // The version it replaces (same id), or a linked table of the source.
+                    links: if truth.spec.id == spec.id {
+                        super::linked::version_links(&spec, &cube, &truth.spec, other)
+                    } else {
+                        super::linked::links(&spec, &cube, &truth.spec, other)
+                    },
                 })
                 .collect();
             protect_with(&cube, &spec.profile, &neighbours)

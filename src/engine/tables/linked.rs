@@ -17,6 +17,23 @@ use std::collections::HashMap;
 use crate::policy::tables::TableSpec;
 use crate::secrecy::{Cube, Link, MeasureKind, Tie};
 
+/// The ties between a table's new version (`cube` of `spec`) and the version it replaces
+/// (`old` of `old_spec`): a cell unchanged is equal in both. Where the source only grew (no
+/// value of any cell went down, as when records are only ever added) an attacker may know it,
+/// and each cell that grew is at least its old value; likewise where it only shrank. Where
+/// values went both ways, which cells grew is not public: a changed cell is tied by nothing.
+pub fn version_links(spec: &TableSpec, cube: &Cube, old_spec: &TableSpec, old: &Cube) -> Vec<Link> {
+    let mut links = links(spec, cube, old_spec, old);
+    let grew = links.iter().any(|l| l.tie == Tie::AtLeast);
+    let shrank = links.iter().any(|l| l.tie == Tie::AtMost);
+    if grew && shrank {
+        for link in links.iter_mut().filter(|l| l.tie != Tie::Equal) {
+            link.tie = Tie::Changed;
+        }
+    }
+    links
+}
+
 /// Why `spec` and `other_spec` (of the same source) cannot be audited together, if they
 /// cannot: a column that both break down, but not along levels they share from the coarsest
 /// (different bands or prefixes of one column, or a level of one that is not the top of the
