@@ -362,6 +362,38 @@ fn oracle_joint(
     simplex(n, &rows, &objective, maximise).map(|v| v * scale[t][m])
 }
 
+/// Attacks the hidden value `target` (`(table, cell, measure)`) of `tables`, read with their
+/// `ties`, with the oracle, and asserts that it is protected under `profile`: a count's interval
+/// reaches the threshold and is at least that wide (ends rounded to whole units), a sum's
+/// reaches the margin below and above its value.
+fn assert_oracle_protects(
+    tables: &[OracleTable<'_>],
+    ties: &[OracleTie],
+    target: (usize, &[usize], usize),
+    kind: MeasureKind,
+    value: f64,
+    profile: &Profile,
+    what: &str,
+) {
+    let low = oracle_joint(tables, ties, target, false).unwrap_or(0.0);
+    let high = oracle_joint(tables, ties, target, true).unwrap_or(f64::INFINITY);
+    if kind.is_count() {
+        let threshold = profile.min_units as f64;
+        let (low, high) = ((low - 1e-4).ceil().max(0.0), (high + 1e-4).floor());
+        assert!(
+            high >= threshold && high - low >= threshold,
+            "{what}: {target:?} = {value} narrowed to [{low}, {high}]"
+        );
+    } else {
+        let margin = profile.magnitude_margin * value;
+        let slack = 1e-4 * value.max(1.0);
+        assert!(
+            low <= value - margin + slack && high >= value + margin - slack,
+            "{what}: {target:?} sum {value} narrowed to [{low}, {high}]"
+        );
+    }
+}
+
 /// Protects the table of `records` and checks it against the oracle: `Ok(cells hidden)`, or
 /// the refusal.
 fn protect_and_check(
@@ -616,24 +648,15 @@ fn a_new_version_read_with_the_one_it_replaces_withstands_the_oracle() {
                     if !needed {
                         continue;
                     }
-                    let low = oracle_joint(&tables, &ties, (t, &coords, k), false).unwrap_or(0.0);
-                    let high = oracle_joint(&tables, &ties, (t, &coords, k), true)
-                        .unwrap_or(f64::INFINITY);
-                    if kind.is_count() {
-                        let threshold = profile.min_units as f64;
-                        let (low, high) = ((low - 1e-4).ceil().max(0.0), (high + 1e-4).floor());
-                        assert!(
-                            high >= threshold && high - low >= threshold,
-                            "seed {seed}: version {t} {coords:?} measure {k} = {v} narrowed to [{low}, {high}]"
-                        );
-                    } else {
-                        let margin = profile.magnitude_margin * v;
-                        let slack = 1e-4 * v.max(1.0);
-                        assert!(
-                            low <= v - margin + slack && high >= v + margin - slack,
-                            "seed {seed}: version {t} {coords:?} amount {v} narrowed to [{low}, {high}]"
-                        );
-                    }
+                    assert_oracle_protects(
+                        &tables,
+                        &ties,
+                        (t, &coords, k),
+                        *kind,
+                        v,
+                        &profile,
+                        &format!("seed {seed}: version {t}"),
+                    );
                     checked += 1;
                 }
             }
@@ -760,24 +783,15 @@ fn a_hierarchy_withstands_the_oracle_at_every_level() {
                 if !needed {
                     continue;
                 }
-                let low = oracle_joint(&tables, &[], (0, &coords, k), false).unwrap_or(0.0);
-                let high =
-                    oracle_joint(&tables, &[], (0, &coords, k), true).unwrap_or(f64::INFINITY);
-                if kind.is_count() {
-                    let threshold = profile.min_units as f64;
-                    let (low, high) = ((low - 1e-4).ceil().max(0.0), (high + 1e-4).floor());
-                    assert!(
-                        high >= threshold && high - low >= threshold,
-                        "seed {seed}: {coords:?} measure {k} = {v} narrowed to [{low}, {high}]"
-                    );
-                } else {
-                    let margin = profile.magnitude_margin * v;
-                    let slack = 1e-4 * v.max(1.0);
-                    assert!(
-                        low <= v - margin + slack && high >= v + margin - slack,
-                        "seed {seed}: {coords:?} amount {v} narrowed to [{low}, {high}]"
-                    );
-                }
+                assert_oracle_protects(
+                    &tables,
+                    &[],
+                    (0, &coords, k),
+                    *kind,
+                    v,
+                    &profile,
+                    &format!("seed {seed}"),
+                );
                 checked += 1;
             }
         }
@@ -1959,25 +1973,15 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
                     cells: &cells,
                     hidden: &hidden,
                 }];
-                let high = oracle_joint(&alone, &[], (0, coords, m), true).unwrap_or(f64::INFINITY);
-                let low = oracle_joint(&alone, &[], (0, coords, m), false).unwrap_or(0.0);
-                if kind.is_count() {
-                    let threshold = spec.profile.min_units as f64;
-                    let (low, high) = ((low - 1e-4).ceil().max(0.0), (high + 1e-4).floor());
-                    assert!(
-                        high >= threshold && high - low >= threshold,
-                        "{}: {coords:?} measure {m} = {v} narrowed to [{low}, {high}]",
-                        spec.id
-                    );
-                } else {
-                    let margin = spec.profile.magnitude_margin * v;
-                    let slack = 1e-4 * v.max(1.0);
-                    assert!(
-                        low <= v - margin + slack && high >= v + margin - slack,
-                        "{}: {coords:?} sum {v} narrowed to [{low}, {high}]",
-                        spec.id
-                    );
-                }
+                assert_oracle_protects(
+                    &alone,
+                    &[],
+                    (0, coords, m),
+                    *kind,
+                    v,
+                    &spec.profile,
+                    &spec.id,
+                );
                 attacked += 1;
             }
         }
@@ -2071,26 +2075,15 @@ async fn every_demo_table_is_exact_and_withstands_the_oracle() {
                     if !(if kind.is_count() { *small } else { v > 0.0 }) {
                         continue;
                     }
-                    let high =
-                        oracle_joint(&tables, &ties, (t, coords, m), true).unwrap_or(f64::INFINITY);
-                    let low = oracle_joint(&tables, &ties, (t, coords, m), false).unwrap_or(0.0);
-                    if kind.is_count() {
-                        let threshold = r.spec.profile.min_units as f64;
-                        let (low, high) = ((low - 1e-4).ceil().max(0.0), (high + 1e-4).floor());
-                        assert!(
-                            high >= threshold && high - low >= threshold,
-                            "{} read with its linked table: {coords:?} measure {m} = {v} narrowed to [{low}, {high}]",
-                            r.spec.id
-                        );
-                    } else {
-                        let margin = r.spec.profile.magnitude_margin * v;
-                        let slack = 1e-4 * v.max(1.0);
-                        assert!(
-                            low <= v - margin + slack && high >= v + margin - slack,
-                            "{} read with its linked table: {coords:?} sum {v} narrowed to [{low}, {high}]",
-                            r.spec.id
-                        );
-                    }
+                    assert_oracle_protects(
+                        &tables,
+                        &ties,
+                        (t, coords, m),
+                        *kind,
+                        v,
+                        &r.spec.profile,
+                        &format!("{} read with its linked table", r.spec.id),
+                    );
                     joint += 1;
                 }
             }
