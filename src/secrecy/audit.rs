@@ -526,6 +526,18 @@ struct Witnesses {
 }
 
 impl Witnesses {
+    /// What one program maximising (or minimising) `variable` found: its point, and the bound
+    /// it reached (none when maximised: unbounded above).
+    fn record(&mut self, variable: usize, maximise: bool, optimum: &Optimum) {
+        self.see(&optimum.point);
+        match (maximise, optimum.value) {
+            (true, None) => self.unbounded[variable] = true,
+            (true, Some(high)) => self.high[variable] = self.high[variable].max(high),
+            (false, Some(low)) => self.low[variable] = self.low[variable].min(low),
+            (false, None) => {}
+        }
+    }
+
     fn see(&mut self, point: &[(usize, f64)]) {
         for &(v, x) in point {
             self.low[v] = self.low[v].min(x);
@@ -796,13 +808,7 @@ pub(crate) fn audit_tables(
             let near = attacker.around(t.variable, hops, cap);
             for maximise in [true, false] {
                 let local = attacker.optimum_over(&[(t.variable, 1.0)], maximise, Some(&near))?;
-                seen.see(&local.point);
-                match (maximise, local.value) {
-                    (true, None) => seen.unbounded[t.variable] = true,
-                    (true, Some(high)) => seen.high[t.variable] = seen.high[t.variable].max(high),
-                    (false, Some(low)) => seen.low[t.variable] = seen.low[t.variable].min(low),
-                    (false, None) => {}
-                }
+                seen.record(t.variable, maximise, &local);
             }
         }
         if settled(&seen, t) {
@@ -822,19 +828,12 @@ pub(crate) fn audit_tables(
             continue;
         }
         let up = attacker.optimum(&[(t.variable, 1.0)], true)?;
-        seen.see(&up.point);
-        match up.value {
-            Some(high) => seen.high[t.variable] = seen.high[t.variable].max(high),
-            None => seen.unbounded[t.variable] = true,
-        }
+        seen.record(t.variable, true, &up);
         if settled(&seen, t) {
             continue;
         }
         let down = attacker.optimum(&[(t.variable, 1.0)], false)?;
-        seen.see(&down.point);
-        if let Some(low) = down.value {
-            seen.low[t.variable] = seen.low[t.variable].min(low);
-        }
+        seen.record(t.variable, false, &down);
         let interval = seen.interval(t.variable, attacker.scale[t.table][t.measure]);
         if !protected(t.kind, t.value, interval, t.profile) {
             findings.push(Finding {
