@@ -242,7 +242,11 @@ impl PolicySet {
         if !problems.is_empty() {
             return Err(problems);
         }
-        let model = casbin_model(&texts.model).map_err(|e| {
+        // SECURITY: Casbin parses the family's own text for the member `model.conf` was
+        // recognised as, never the file itself: the check compares texts with their spacing
+        // removed, and an effect spaced inside a word (`s ome(where …`) passed it, then made
+        // Casbin's effector panic at the first decision (found by the parser's property test).
+        let model = casbin_model(&super::model::model_text(features)).map_err(|e| {
             vec![Problem::new(
                 &model_file,
                 None,
@@ -526,6 +530,27 @@ mod tests {
                 .iter()
                 .all(|d| !d.accessible() && d.refused().is_some() && d.columns().is_empty())
         );
+    }
+
+    /// A `model.conf` spaced inside a word still names the family's member (its check ignores
+    /// spacing), and Casbin decides from the member's own text: no panic at the first decision
+    /// (found by `policy::parser_properties`: Casbin's effector panicked on `s ome(where …`).
+    #[test]
+    fn a_model_spaced_inside_words_decides_like_the_shipped_one() {
+        let texts = PolicyTexts {
+            model: include_str!("../../policies/model.conf").replace(
+                "some(where (p.eft == allow))",
+                "s ome(where (p.eft == allow))",
+            ),
+            rules: include_str!("../../policies/policy.csv").into(),
+            habilitations: include_str!("../../policies/habilitations.toml").into(),
+            datasets: include_str!("../../policies/datasets.toml").into(),
+            tables: include_str!("../../policies/tables.toml").into(),
+        };
+        assert!(texts.model.contains("s ome(where"));
+        let set = PolicySet::from_texts(Path::new("policies"), texts).unwrap();
+        let h = set.habilitations.get("projet-diabete").unwrap().clone();
+        assert!(set.evaluate(&h, None).iter().any(DatasetPlan::accessible));
     }
 
     /// Decisions are made once per habilitation and version: the second plan is the cached one.
