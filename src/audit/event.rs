@@ -88,6 +88,8 @@ pub enum AuditKind {
     AuthRefused,
     PolicyChange,
     PolicyReload,
+    /// A request of the operators' console in the browser (sign-in, pages, forms, sign-out).
+    Console,
     /// A table of the statistical secret published (counts of hidden cells, data version) or
     /// refused (why): the hub's own act, with no principal.
     TablePublication,

@@ -36,6 +36,20 @@ pub fn read_events(dir: &Path) -> Result<Vec<AuditEvent>, AuditError> {
     Ok(events)
 }
 
+/// Every allowed lookup that returned the record of `key`, whatever its dataset (a citizen's
+/// journal: one scan of the trail for all of them).
+pub fn journal_of_key(dir: &Path, key: &AuditKey) -> Result<Vec<AuditEvent>, AuditError> {
+    Ok(read_events(dir)?
+        .into_iter()
+        .filter(|e| e.kind == AuditKind::Lookup && e.outcome == Outcome::Allowed && e.rows > 0)
+        .filter(|e| {
+            e.lookup
+                .as_ref()
+                .is_some_and(|l| l.key.as_ref() == Some(key) || l.keys.contains(key))
+        })
+        .collect())
+}
+
 /// The lookups that served the record of `dataset` whose key pseudonymises to `key`.
 pub fn journal(dir: &Path, dataset: &str, key: &AuditKey) -> Result<Vec<AuditEvent>, AuditError> {
     Ok(read_events(dir)?

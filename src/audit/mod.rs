@@ -76,7 +76,7 @@ pub use event::{
     AuditEvent, AuditHabilitation, AuditKey, AuditKeyError, AuditKind, AuditPrincipal, AuditStage,
     ColumnAccess, DatasetAccess, KeyVersion, LookupTrace, MAX_SQL_BYTES, Outcome, SqlText,
 };
-pub use journal::{journal, read_events};
+pub use journal::{journal, journal_of_key, read_events};
 pub use key::{PublicKey, SigningKey, SigningKeyError, public_key_path};
 pub use table::{events_batch, events_schema};
 pub use writer::MAX_BATCH;

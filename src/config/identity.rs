@@ -15,8 +15,9 @@ pub const ALLOWED_ALGORITHMS: &[&str] = &["RS256", "PS256", "ES256", "EdDSA"];
 
 /// Principal attributes an issuer may be trusted to assert (`claims`), as policies name them
 /// (whatever the token's claim is called: `groups_claim`, `roles_claim`, …). The subject is
-/// always the issuer's own.
-pub const ATTRIBUTES: &[&str] = &["groups", "roles", "organisation", "idp", "email"];
+/// always the issuer's own. `nir` is never a policy attribute: it opens a citizen's own journal
+/// (`/moi`) when the issuer that signed the person in is trusted to assert it.
+pub const ATTRIBUTES: &[&str] = &["groups", "roles", "organisation", "idp", "email", "nir"];
 
 /// `[identity]`: which OpenID Connect issuers are trusted, and how tokens are checked.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -18,6 +18,7 @@
 //! keys and are ignored here.
 
 mod audit;
+mod console;
 mod data;
 mod flight;
 mod identity;
@@ -34,6 +35,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use audit::AuditConfig;
+pub use console::{ACR_LEVELS, ConsoleConfig};
 pub use data::DataConfig;
 pub use flight::{ClientCredentialsConfig, FlightConfig};
 pub use identity::{
@@ -67,6 +69,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub flight: FlightConfig,
+    /// `[console]`: the operators' console and citizens' journal; absent, no page is served.
+    #[serde(default)]
+    pub console: Option<ConsoleConfig>,
     /// The configuration file this was read from (empty when built in code).
     #[serde(skip)]
     pub source: PathBuf,
@@ -181,6 +186,13 @@ impl Config {
         if let Some(dir) = self.limits.spill_dir.as_mut() {
             resolve(dir);
         }
+        if let Some(secret) = self
+            .console
+            .as_mut()
+            .and_then(|c| c.client_secret_file.as_mut())
+        {
+            resolve(secret);
+        }
     }
 
     /// Checks that need nothing but the configuration: `(key, message)` per problem, section
@@ -198,6 +210,15 @@ impl Config {
                 "flight.client_credentials.issuer".into(),
                 "names no [[identity.issuers]] (by its name or its URL)".into(),
             ));
+        }
+        if let Some(console) = &self.console {
+            problems.extend(console.problems());
+            if self.identity.issuer_named(&console.issuer).is_none() {
+                problems.push((
+                    "console.issuer".into(),
+                    "names no [[identity.issuers]] (by its name or its URL)".into(),
+                ));
+            }
         }
         if self.audit.refusal_window_secs == 0 {
             problems.push((

@@ -1,5 +1,6 @@
-//! The demo's local development issuer: OpenID discovery and a JWKS on loopback, and signed
-//! access tokens for every demo persona.
+//! The demo's local development issuer: OpenID discovery and a JWKS on loopback, signed
+//! access tokens for every demo persona, and a sign-in page for the console (authorization
+//! code with PKCE, [`super::login`]).
 //!
 //! It exists only under `passerelle demo`: its key is generated in memory at each start and
 //! never written to disk, it binds 127.0.0.1 only, and nothing in `config` can name it, so
@@ -19,20 +20,27 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 
 use super::DemoError;
-use super::personas::{PERSONAS, Persona, persona};
+pub(super) use super::personas::{PERSONAS, Persona, persona};
 use crate::config::IssuerConfig;
 
 /// Audience of the tokens the development issuer signs.
 pub const DEMO_AUDIENCE: &str = "passerelle";
 
+/// The console's client id at the development issuer (a public client: PKCE alone).
+pub const CONSOLE_CLIENT: &str = "passerelle-console";
+
 /// How long a demo token is valid.
 pub const TOKEN_LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-struct Signer {
-    issuer: String,
+pub(super) struct Signer {
+    pub(super) issuer: String,
     kid: String,
     key: EncodingKey,
     jwks: Value,
+    /// Authorization codes waiting for the token endpoint (bounded, short-lived).
+    pub(super) grants: super::login::Grants,
+    /// The NIR the citizen persona's ID token asserts, once the demo has chosen one.
+    citizen_nir: std::sync::RwLock<Option<String>>,
 }
 
 /// A running development issuer.
@@ -81,11 +89,18 @@ impl DevIssuer {
             kid,
             key,
             jwks,
+            grants: Default::default(),
+            citizen_nir: std::sync::RwLock::new(None),
         });
         let router = Router::new()
             .route("/.well-known/openid-configuration", get(discovery))
             .route("/jwks.json", get(jwks_handler))
             .route("/token/{persona}", get(token_handler))
+            .route(
+                "/authorize",
+                get(super::login::authorize_page).post(super::login::authorize),
+            )
+            .route("/oauth/token", axum::routing::post(super::login::token))
             .with_state(signer.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, router).await {
@@ -110,6 +125,20 @@ impl DevIssuer {
         config
     }
 
+    /// The `[console]` that signs in with this issuer, for a gateway served at `public_url`
+    /// (its sign-in page lists the personas).
+    pub fn console_config(&self, public_url: &str) -> crate::config::ConsoleConfig {
+        crate::config::ConsoleConfig::new("demo", CONSOLE_CLIENT, public_url)
+    }
+
+    /// The NIR the citizen persona (`citoyen`) asserts when it signs in (a person of the hub's
+    /// data, so that its journal has something to show).
+    pub fn set_citizen_nir(&self, nir: &str) {
+        if let Ok(mut slot) = self.signer.citizen_nir.write() {
+            *slot = Some(nir.to_string());
+        }
+    }
+
     /// A signed access token for `persona`.
     pub fn token_for(&self, persona: &Persona) -> Result<String, DemoError> {
         self.signer.sign(persona)
@@ -125,7 +154,36 @@ impl DevIssuer {
 }
 
 impl Signer {
-    fn sign(&self, persona: &Persona) -> Result<String, DemoError> {
+    /// An OpenID Connect ID token for `persona`, for the console `client_id` (five minutes).
+    pub(super) fn sign_id_token(
+        &self,
+        persona: &Persona,
+        client_id: &str,
+        nonce: &str,
+    ) -> Result<String, DemoError> {
+        let now = chrono::Utc::now().timestamp();
+        let mut claims = serde_json::Map::new();
+        claims.insert("iss".into(), json!(self.issuer));
+        claims.insert("aud".into(), json!(client_id));
+        claims.insert("sub".into(), json!(persona.subject));
+        claims.insert("iat".into(), json!(now));
+        claims.insert("exp".into(), json!(now + 300));
+        claims.insert("nonce".into(), json!(nonce));
+        claims.insert("acr".into(), json!(persona.acr.unwrap_or("eidas1")));
+        if persona.id == super::personas::CITIZEN
+            && let Ok(nir) = self.citizen_nir.read()
+            && let Some(nir) = nir.as_ref()
+        {
+            claims.insert("nir".into(), json!(nir));
+        }
+        let mut header = Header::new(Algorithm::ES256);
+        header.kid = Some(self.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, &claims, &self.key)
+            .map_err(|e| DemoError::Issuer(format!("signing failed: {e}")))
+    }
+
+    pub(super) fn sign(&self, persona: &Persona) -> Result<String, DemoError> {
         let now = chrono::Utc::now().timestamp();
         let mut claims = serde_json::Map::new();
         claims.insert("iss".into(), json!(self.issuer));
@@ -165,15 +223,25 @@ impl Signer {
     }
 }
 
-type SignerState = State<std::sync::Arc<Signer>>;
+pub(super) type SignerState = State<std::sync::Arc<Signer>>;
 
 async fn discovery(State(signer): SignerState) -> Json<Value> {
     let issuer = &signer.issuer;
-    // A development issuer mints access tokens only: it has no authorization endpoint.
+    // Access tokens by persona, and the console's sign-in: authorization code with PKCE
+    // (S256 only), for loopback redirect URIs only.
     Json(json!({
         "issuer": issuer,
         "jwks_uri": format!("{issuer}/jwks.json"),
-        "grant_types_supported": ["client_credentials"],
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "token_endpoint": format!("{issuer}/oauth/token"),
+        "response_types_supported": ["code"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "scopes_supported": ["openid"],
+        "grant_types_supported": ["authorization_code"],
+        "acr_values_supported": ["eidas1", "eidas2", "eidas3"],
     }))
 }
 

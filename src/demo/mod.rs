@@ -12,6 +12,7 @@
 pub mod data;
 pub mod hub;
 pub mod issuer;
+mod login;
 pub mod personas;
 
 use std::net::SocketAddr;
@@ -99,8 +100,25 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         config.flight.listen = Some(SocketAddr::from(([127, 0, 0, 1], 8444)));
     }
     let issuer = DevIssuer::start().await?;
+    // The citizen persona is the first CAF recipient of the data: its journal shows the CAF's
+    // lookups of the tour.
+    let citizen = first_recipient(&layout.data().join("social/allocataires.parquet"));
+    if let Some(nir) = &citizen {
+        issuer.set_citizen_nir(nir);
+    }
     // The development issuer is trusted in memory only, for this process.
     config.identity.issuers.push(issuer.issuer_config());
+    // The operators' console signs in with the development issuer (its redirect URI names the
+    // listener, so a listener on port 0 has no console).
+    if config.console.is_none() && config.server.listen.port() != 0 {
+        let listen = config.server.listen;
+        let host = if listen.ip().is_unspecified() {
+            format!("127.0.0.1:{}", listen.port())
+        } else {
+            listen.to_string()
+        };
+        config.console = Some(issuer.console_config(&format!("https://{host}")));
+    }
     let running = crate::hub::start(config).await?;
     print_tour(
         &options.dir,
@@ -108,6 +126,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         running.metrics_addr,
         running.flight_addr,
         &issuer,
+        citizen.as_deref(),
     )?;
     running
         .run_until_signal()
@@ -127,6 +146,7 @@ fn print_tour(
     metrics: Option<SocketAddr>,
     flight: Option<SocketAddr>,
     issuer: &DevIssuer,
+    citizen: Option<&str>,
 ) -> Result<(), DemoError> {
     let host = |addr: SocketAddr| {
         if addr.ip().is_unspecified() {
@@ -144,6 +164,10 @@ fn print_tour(
         "development issuer (demo only, loopback): {}",
         issuer.issuer()
     );
+    println!("operators' console (sign in as `operateur`): {base}/console");
+    if let Some(nir) = citizen {
+        println!("citizens' journal (sign in as `citoyen`, NIR {nir}): {base}/moi");
+    }
     println!();
     println!("  curl --cacert {ca} {base}/health/ready");
     if let Some(metrics) = metrics {
@@ -188,4 +212,23 @@ fn shell_quote(s: &str) -> String {
     } else {
         format!("'{}'", s.replace('\'', r"'\''"))
     }
+}
+
+/// The NIR of the first row of `social.allocataires` (the demo's citizen), if it can be read.
+fn first_recipient(file: &Path) -> Option<String> {
+    use arrow::array::{Array, AsArray};
+    let file = std::fs::File::open(file).ok()?;
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+        .ok()?
+        .with_batch_size(1)
+        .build()
+        .ok()?;
+    for batch in reader.flatten() {
+        let column = batch.column_by_name("nir")?;
+        let nir = column.as_string_opt::<i32>()?;
+        if nir.len() > 0 && nir.is_valid(0) {
+            return Some(nir.value(0).to_string());
+        }
+    }
+    None
 }

@@ -18,6 +18,9 @@ pub struct Persona {
     pub usual_name: Option<&'static str>,
     /// OAuth2 client id, for machine-to-machine personas (client credentials).
     pub client_id: Option<&'static str>,
+    /// The assurance level the development issuer asserts at sign-in (`acr`; `eidas1` when
+    /// unset).
+    pub acr: Option<&'static str>,
 }
 
 /// Every demo persona, in the order the tour presents them.
@@ -34,6 +37,7 @@ pub const PERSONAS: &[Persona] = &[
         given_name: Some("Claire"),
         usual_name: Some("Martin"),
         client_id: None,
+        acr: None,
     },
     Persona {
         id: "chercheur-emploi",
@@ -47,6 +51,7 @@ pub const PERSONAS: &[Persona] = &[
         given_name: Some("Karim"),
         usual_name: Some("Benali"),
         client_id: None,
+        acr: None,
     },
     Persona {
         id: "caf",
@@ -60,6 +65,7 @@ pub const PERSONAS: &[Persona] = &[
         given_name: None,
         usual_name: None,
         client_id: Some("caf-si-prestations"),
+        acr: None,
     },
     Persona {
         id: "chercheur-expire",
@@ -73,6 +79,7 @@ pub const PERSONAS: &[Persona] = &[
         given_name: Some("Paul"),
         usual_name: Some("Durand"),
         client_id: None,
+        acr: None,
     },
     Persona {
         id: "observatoire-sante",
@@ -86,6 +93,7 @@ pub const PERSONAS: &[Persona] = &[
         given_name: Some("Léa"),
         usual_name: Some("Moreau"),
         client_id: None,
+        acr: None,
     },
     Persona {
         id: "observatoire-entreprises",
@@ -99,6 +107,7 @@ pub const PERSONAS: &[Persona] = &[
         given_name: Some("Hugo"),
         usual_name: Some("Petit"),
         client_id: None,
+        acr: None,
     },
     Persona {
         id: "observatoire-fiscal",
@@ -112,6 +121,7 @@ pub const PERSONAS: &[Persona] = &[
         given_name: Some("Nina"),
         usual_name: Some("Roux"),
         client_id: None,
+        acr: None,
     },
     Persona {
         id: "operateur",
@@ -125,8 +135,27 @@ pub const PERSONAS: &[Persona] = &[
         given_name: Some("Sophie"),
         usual_name: Some("Leroy"),
         client_id: None,
+        acr: None,
+    },
+    Persona {
+        id: "citoyen",
+        title: "A citizen reading who consulted their records (/moi; the NIR is the demo's first CAF recipient)",
+        subject: "f1a2b3c4-citoyen-0005",
+        idp_id: Some("franceconnect"),
+        groups: &[],
+        roles: &[],
+        siret: None,
+        email: Some("camille.dubois@example.fr"),
+        given_name: Some("Camille"),
+        usual_name: Some("Dubois"),
+        client_id: None,
+        acr: Some("eidas2"),
     },
 ];
+
+/// The persona whose ID token carries the NIR the development issuer was given
+/// (`DevIssuer::set_citizen_nir`).
+pub const CITIZEN: &str = "citoyen";
 
 pub fn persona(id: &str) -> Option<&'static Persona> {
     PERSONAS.iter().find(|p| p.id == id)

@@ -134,6 +134,14 @@ pub struct SubmittedVersion {
     pub warnings: Vec<String>,
 }
 
+/// A stored version and what putting it in force would change (the console's confirmation).
+#[derive(Debug, Serialize)]
+pub struct VersionPreview {
+    pub version: VersionMeta,
+    pub diff: Vec<Change>,
+    pub in_force: String,
+}
+
 /// `GET /v1/admin/policy/versions`: the history.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VersionsView {
@@ -170,7 +178,7 @@ pub struct Journal {
 }
 
 /// One consultation of a record.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Consultation {
     /// RFC 3339, milliseconds, UTC.
     pub time: String,
@@ -186,6 +194,27 @@ pub struct Consultation {
     pub request_id: String,
 }
 
+impl Consultation {
+    /// The consultation an allowed lookup's record describes.
+    pub(super) fn of(e: &crate::audit::AuditEvent) -> Self {
+        Consultation {
+            time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            organisation: e.principal.as_ref().and_then(|p| p.organisation.clone()),
+            habilitation: e.habilitation.as_ref().map(|h| h.id.clone()),
+            legal_basis: e.habilitation.as_ref().map(|h| h.legal_basis.clone()),
+            context: e.lookup.as_ref().map(|l| l.context.clone()),
+            recipient: e.lookup.as_ref().map(|l| l.recipient.clone()),
+            object: e.lookup.as_ref().map(|l| l.object.clone()),
+            fields: e
+                .datasets
+                .iter()
+                .flat_map(|d| d.columns.iter().map(|c| c.column.clone()))
+                .collect(),
+            request_id: e.request_id.clone(),
+        }
+    }
+}
+
 fn author(p: &Principal) -> String {
     p.email
         .clone()
@@ -197,7 +226,7 @@ fn problem_list(problems: &[Problem]) -> Vec<String> {
     problems.iter().map(Problem::named).collect()
 }
 
-fn invalid(problems: &[Problem]) -> GatewayError {
+pub(super) fn invalid(problems: &[Problem]) -> GatewayError {
     GatewayError::unprocessable(
         "policy_invalid",
         "Policy set refused",
@@ -220,7 +249,7 @@ impl Gateway {
     }
 
     /// Runs an operator's use case and records it (one record).
-    async fn as_operator<T>(
+    pub(super) async fn as_operator<T>(
         &self,
         caller: &Caller,
         work: impl Future<Output = Result<T, GatewayError>>,
@@ -414,24 +443,7 @@ impl Gateway {
                     GatewayError::internal()
                 })?
             };
-            let consultations = found
-                .iter()
-                .map(|e| Consultation {
-                    time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-                    organisation: e.principal.as_ref().and_then(|p| p.organisation.clone()),
-                    habilitation: e.habilitation.as_ref().map(|h| h.id.clone()),
-                    legal_basis: e.habilitation.as_ref().map(|h| h.legal_basis.clone()),
-                    context: e.lookup.as_ref().map(|l| l.context.clone()),
-                    recipient: e.lookup.as_ref().map(|l| l.recipient.clone()),
-                    object: e.lookup.as_ref().map(|l| l.object.clone()),
-                    fields: e
-                        .datasets
-                        .iter()
-                        .flat_map(|d| d.columns.iter().map(|c| c.column.clone()))
-                        .collect(),
-                    request_id: e.request_id.clone(),
-                })
-                .collect();
+            let consultations = found.iter().map(Consultation::of).collect();
             Ok(Journal {
                 dataset,
                 consultations,

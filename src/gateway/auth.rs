@@ -153,7 +153,7 @@ impl Gateway {
     }
 
     /// The single refusal of a request whose credentials were refused for `reason`.
-    fn refused(
+    pub(super) fn refused(
         &self,
         record: &RequestRecord,
         source: Option<IpAddr>,

@@ -22,6 +22,7 @@
 mod admin;
 mod auth;
 mod catalog;
+mod console;
 mod error;
 mod lookup;
 mod query;
@@ -34,12 +35,16 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+pub use crate::identity::sign_in::{PendingSignIn, SignInStart};
+pub use crate::policy::PolicyTexts;
+pub use crate::policy::diff::Change;
 pub use admin::{
     Consultation, ExplainRequest, Explanation, HealthView, InForceView, Journal, PolicyInForce,
-    PolicySubmission, Readiness, SubmittedVersion, VersionsView,
+    PolicySubmission, Readiness, SubmittedVersion, VersionPreview, VersionsView,
 };
 pub use auth::Authorization;
 pub use catalog::{ColumnView, DatasetView, DatasetsView, MeView, TableView, TablesView};
+pub use console::{CitizenJournal, CitizenSignIn, ConsoleSignIn, SignedInView};
 pub use error::{ErrorKind, GatewayError, RateState};
 pub use lookup::{LookupAnswer, LookupRequest};
 pub use query::{AnswerStream, QueryAnswer, QueryBody, QueryRequest};
@@ -107,6 +112,8 @@ pub struct Gateway {
     running: Arc<statement::Running>,
     /// The Flight SQL Handshake's client-credentials exchange, when configured.
     client_credentials: Option<crate::identity::ClientCredentials>,
+    /// The console's sign-in (authorization code with PKCE), when `[console]` is set.
+    sign_in: Option<crate::identity::sign_in::SignIn>,
     /// The audit trail: every request that reaches authentication is recorded before its
     /// answer leaves.
     audit: AuditLog,
@@ -315,6 +322,11 @@ impl Gateway {
             .purpose_key("statement handles")
             .and_then(|key| statement::Sealer::new(&key))
             .ok_or_else(|| std::io::Error::other("cannot derive the statement handles' key"))?;
+        let sign_in = config.console.as_ref().and_then(|console| {
+            crate::identity::sign_in::SignIn::new(console, &config.identity)
+                .map_err(|e| tracing::error!(error = %e, "the console cannot sign anyone in"))
+                .ok()
+        });
         let client_credentials = config
             .flight
             .client_credentials
@@ -336,6 +348,7 @@ impl Gateway {
             sealer,
             running: Arc::default(),
             client_credentials,
+            sign_in,
             audit,
         })
     }

@@ -11,6 +11,7 @@
 mod exchange;
 mod http;
 mod keys;
+pub mod sign_in;
 mod token;
 mod verified;
 

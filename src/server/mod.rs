@@ -16,6 +16,7 @@ mod admin;
 mod auth;
 mod body;
 mod catalog;
+pub mod console;
 pub mod error;
 mod health;
 mod lookup;
@@ -63,6 +64,8 @@ pub struct App {
     shutting_down: AtomicBool,
     /// Reverse proxies whose `Forwarded` header names the client (`server.trusted_proxies`).
     proxies: Vec<ipnet::IpNet>,
+    /// The operators' console (`[console]`), when configured.
+    pub console: Option<Arc<console::Console>>,
 }
 
 /// Shared state of the router.
@@ -79,7 +82,9 @@ impl std::ops::Deref for AppState {
 impl App {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         let proxies = gateway.config().server.proxy_networks();
+        let console = console::Console::from_config(gateway.config());
         Self {
+            console,
             gateway,
             metrics: crate::telemetry::metrics_handle(),
             shutting_down: AtomicBool::new(false),
@@ -125,6 +130,13 @@ pub fn app(state: AppState) -> Router {
     let timeout = Duration::from_secs(state.server().request_timeout_secs);
     let max_body = state.server().max_body_bytes;
     let (router, _) = routes().split_for_parts();
+    // The console's pages are not API operations: outside the OpenAPI document, and only
+    // when `[console]` is set.
+    let router = if state.console.is_some() {
+        router.merge(console::routes())
+    } else {
+        router
+    };
     router
         .fallback(middleware::fallback)
         .with_state(state.clone())

@@ -31,6 +31,10 @@ fn kind_of(route: &str) -> Option<AuditKind> {
         Some(AuditKind::Me)
     } else if route.starts_with("/v1/admin") || route == "/metrics" {
         Some(AuditKind::Admin)
+    } else if (route.starts_with("/console") && !route.starts_with("/console/static"))
+        || route.starts_with("/moi")
+    {
+        Some(AuditKind::Console)
     } else {
         None
     }

@@ -59,7 +59,11 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("access", &["policy", "pseudonym"]),
     // Policy names the secrecy profiles and measures of its tables.
     ("policy", &["file_stamp", "identity", "secrecy"]),
-    ("identity", &["config", "install_crypto_provider"]),
+    // Identity reads the console's client secret file (`identity::sign_in`).
+    (
+        "identity",
+        &["config", "install_crypto_provider", "secret_file"],
+    ),
     ("audit", &["config", "private_fs", "secret_file"]),
     ("pseudonym", &["config", "secret_file"]),
     // The statistical secret: cells in, a protection out (no microdata, no policy).

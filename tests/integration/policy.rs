@@ -588,7 +588,7 @@ async fn decisions_agree_with_casbins_own_enforcer() {
 // ---------------------------------------------------------------- over HTTPS
 
 /// A private copy of the shared hub (tests that change policies must not touch the shared one).
-fn private_hub() -> (tempfile::TempDir, passerelle::config::Config) {
+pub(crate) fn private_hub() -> (tempfile::TempDir, passerelle::config::Config) {
     let dir = tempfile::tempdir().unwrap();
     copy_dir(&hub().root, &dir.path().join("hub"));
     let mut config =

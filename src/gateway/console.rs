@@ -1,0 +1,246 @@
+//! The console's own use cases (its pages call the operators' use cases for the rest): a
+//! sign-in (authorization code with PKCE: started, then finished into a caller), a sign-out,
+//! and the dry run of a stored version before it is put in force. Each writes its request's
+//! record; the operator right is checked on every call.
+//!
+//! Must never: open a console session for anyone but an operator, for an access token the hub
+//! would not accept as a bearer token, or for an ID token whose subject is not the access
+//! token's.
+
+use std::net::IpAddr;
+
+use ::secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use super::admin::VersionPreview;
+use super::auth::Authorization;
+use super::error::GatewayError;
+use super::record::RequestRecord;
+use super::{Caller, Gateway};
+use crate::identity::sign_in::{PendingSignIn, SignInStart};
+use crate::policy::diff::diff;
+
+/// A citizen signed in to the journal: the caller, the token the session keeps, and the NIR
+/// the issuer asserted (kept server side, never shown in a page or a record).
+pub struct CitizenSignIn {
+    pub caller: Caller,
+    pub access_token: SecretString,
+    pub nir: SecretString,
+}
+
+/// A citizen's journal: every consultation of a record keyed on their NIR.
+#[derive(Debug, Serialize)]
+pub struct CitizenJournal {
+    /// `(dataset, consultation)`, most recent first.
+    pub consultations: Vec<(String, super::admin::Consultation)>,
+}
+
+/// Who signed in, for the pages' header (never a token).
+#[derive(Debug, Clone, Serialize)]
+pub struct SignedInView {
+    pub subject: String,
+    pub name: String,
+    pub organisation: Option<String>,
+}
+
+/// An operator signed in: the caller, and the access token the session keeps (validated again
+/// on every request).
+pub struct ConsoleSignIn {
+    pub caller: Caller,
+    pub access_token: SecretString,
+    pub acr: Option<String>,
+}
+
+impl Gateway {
+    /// Starts a console sign-in that comes back to `redirect_uri`: where to send the browser.
+    pub async fn console_sign_in_start(
+        &self,
+        redirect_uri: &str,
+    ) -> Result<SignInStart, GatewayError> {
+        let sign_in = self.sign_in.as_ref().ok_or_else(GatewayError::internal)?;
+        sign_in.start(redirect_uri).await.map_err(|e| {
+            tracing::error!(error = %e, "console sign-in could not start");
+            GatewayError::unavailable("the identity provider cannot be reached")
+        })
+    }
+
+    /// Finishes a console sign-in: the code for tokens, the access token validated like any
+    /// bearer token, the ID token's subject compared, the operator right checked; recorded.
+    pub async fn console_sign_in_finish(
+        &self,
+        record: &RequestRecord,
+        pending: PendingSignIn,
+        code: &str,
+        source: Option<IpAddr>,
+    ) -> Result<ConsoleSignIn, GatewayError> {
+        let sign_in = self.sign_in.as_ref().ok_or_else(GatewayError::internal)?;
+        let signed_in = match sign_in.finish(pending, code).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "console sign-in refused");
+                // Counted with the other refusals (no principal: no record of its own).
+                return Err(self.refused(record, source, "sign_in_failed"));
+            }
+        };
+        let bearer = format!("Bearer {}", signed_in.access_token.expose_secret());
+        let caller = self
+            .authenticate(record, Authorization::Value(&bearer), None, source)
+            .await?;
+        // SECURITY: the ID token and the access token must name the same person.
+        if caller.principal.subject != signed_in.subject {
+            let refused = Err(GatewayError::forbidden(
+                "sign_in_mismatch",
+                "the ID token and the access token name different subjects",
+            ));
+            return caller.record.settle(&self.audit, refused).await;
+        }
+        // SECURITY: only operators get a console session.
+        self.as_operator(&caller, async { Ok(()) }).await?;
+        Ok(ConsoleSignIn {
+            caller,
+            access_token: signed_in.access_token,
+            acr: signed_in.acr,
+        })
+    }
+
+    /// Finishes a citizen's sign-in to the journal: the access token validated like any
+    /// bearer token, the ID token's subject compared, its `acr` at least `min_acr`, and a NIR
+    /// asserted by an issuer trusted for it; recorded.
+    pub async fn citizen_sign_in_finish(
+        &self,
+        record: &RequestRecord,
+        pending: PendingSignIn,
+        code: &str,
+        source: Option<IpAddr>,
+    ) -> Result<CitizenSignIn, GatewayError> {
+        let sign_in = self.sign_in.as_ref().ok_or_else(GatewayError::internal)?;
+        let signed_in = match sign_in.finish(pending, code).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "journal sign-in refused");
+                return Err(self.refused(record, source, "sign_in_failed"));
+            }
+        };
+        let bearer = format!("Bearer {}", signed_in.access_token.expose_secret());
+        let caller = self
+            .authenticate(record, Authorization::Value(&bearer), None, source)
+            .await?;
+        let min_acr = self
+            .config
+            .console
+            .as_ref()
+            .map_or("eidas1", |c| c.citizen_acr.as_str());
+        let level = |acr: &str| crate::config::ACR_LEVELS.iter().position(|l| *l == acr);
+        let checked = if caller.principal.subject != signed_in.subject {
+            // SECURITY: the ID token and the access token must name the same person.
+            Err(GatewayError::forbidden(
+                "sign_in_mismatch",
+                "the ID token and the access token name different subjects",
+            ))
+        } else if signed_in.acr.as_deref().and_then(level) < level(min_acr) {
+            // SECURITY: below the configured assurance level (or none said): no journal.
+            Err(GatewayError::forbidden(
+                "assurance_too_low",
+                format!("the journal needs a sign-in at level {min_acr} or above"),
+            ))
+        } else if signed_in.nir.is_none() {
+            // SECURITY: only a NIR asserted by an issuer trusted for it opens a journal.
+            Err(GatewayError::forbidden(
+                "no_nir",
+                "the identity provider did not assert a NIR it is trusted for",
+            ))
+        } else {
+            Ok(())
+        };
+        caller.record.settle(&self.audit, checked).await?;
+        let nir = signed_in.nir.ok_or_else(GatewayError::internal)?;
+        Ok(CitizenSignIn {
+            caller,
+            access_token: signed_in.access_token,
+            nir,
+        })
+    }
+
+    /// A citizen's own journal: the lookups that read a record keyed on `nir` (the session's,
+    /// asserted at sign-in), whatever the dataset; recorded without the NIR.
+    pub async fn citizen_journal(
+        &self,
+        caller: &Caller,
+        nir: &SecretString,
+    ) -> Result<CitizenJournal, GatewayError> {
+        let work = async {
+            let key = self.audit_key(nir.expose_secret())?;
+            let dir = self.config.audit.dir.clone();
+            let found =
+                tokio::task::spawn_blocking(move || crate::audit::journal_of_key(&dir, &key))
+                    .await
+                    .map_err(|_| GatewayError::internal())?
+                    .map_err(|e| {
+                        tracing::error!(error = %e, "journal could not be read");
+                        GatewayError::internal()
+                    })?;
+            let mut consultations: Vec<(String, super::admin::Consultation)> = found
+                .iter()
+                .flat_map(|e| {
+                    let consultation = super::admin::Consultation::of(e);
+                    e.datasets
+                        .iter()
+                        .map(move |d| (d.dataset.clone(), consultation.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            consultations.sort_by(|a, b| b.1.time.cmp(&a.1.time));
+            Ok(CitizenJournal { consultations })
+        };
+        let result = work.await;
+        caller.record.settle(&self.audit, result).await
+    }
+
+    /// Who the caller is, for the pages (no record: the page's own use case writes it).
+    pub fn signed_in(&self, caller: &Caller) -> SignedInView {
+        let p = &caller.principal;
+        SignedInView {
+            subject: p.subject.clone(),
+            name: p.email.clone().unwrap_or_else(|| p.subject.clone()),
+            organisation: p.organisation_siret.clone(),
+        }
+    }
+
+    /// A console sign-out (recorded; the transport closes the session whatever happens).
+    pub async fn console_sign_out(&self, caller: &Caller) -> Result<(), GatewayError> {
+        caller.record.settle(&self.audit, Ok(())).await
+    }
+
+    /// The dry run of stored version `number` against the set in force: what each habilitation
+    /// would gain or lose if it were put in force (an apply, or a rollback to it).
+    pub async fn preview_version(
+        &self,
+        caller: &Caller,
+        number: u64,
+    ) -> Result<VersionPreview, GatewayError> {
+        self.as_operator(caller, async {
+            let (meta, texts) = self.history.get(number).ok_or_else(|| {
+                GatewayError::not_found(
+                    "policy_version_not_found",
+                    "Not found",
+                    format!("no stored policy version {number}"),
+                )
+            })?;
+            let current = self.policy.current();
+            let in_force = current.version.clone();
+            let changes = tokio::task::spawn_blocking(move || {
+                crate::policy::PolicySet::from_texts(std::path::Path::new(""), texts)
+                    .map(|candidate| diff(&current, &candidate))
+            })
+            .await
+            .map_err(|_| GatewayError::internal())?
+            .map_err(|p| super::admin::invalid(&p))?;
+            Ok(VersionPreview {
+                in_force,
+                version: meta,
+                diff: changes,
+            })
+        })
+        .await
+    }
+}

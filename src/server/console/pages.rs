@@ -1,0 +1,323 @@
+//! The console's pages: one askama template per page (escaped by default), rendered with the
+//! headers every page carries (a strict Content-Security-Policy without any script,
+//! `frame-ancestors 'none'`, no caching, no referrer).
+//!
+//! Must never: put a token, a key or a hub path in a page; allow inline script or style.
+
+use askama::Template;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+
+use crate::gateway::{Change, SignedInView};
+
+/// The Content-Security-Policy of every console page: the page's own stylesheet, nothing else.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A rendered page with its status and the console's headers.
+pub fn page(status: StatusCode, template: &impl Template) -> Response {
+    match template.render() {
+        Ok(html) => with_headers((status, Html(html)).into_response()),
+        Err(e) => {
+            tracing::error!(error = %e, "a console page could not be rendered");
+            with_headers(
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Html("<!doctype html><title>Erreur</title><p>Erreur interne.</p>".to_string()),
+                )
+                    .into_response(),
+            )
+        }
+    }
+}
+
+/// The console's security headers on any answer.
+pub fn with_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::CONTENT_SECURITY_POLICY, CONTENT_SECURITY_POLICY),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            HeaderName::from_static("cross-origin-opener-policy"),
+            "same-origin",
+        ),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+/// The header of every page: who is signed in, and the form token of the sign-out.
+pub struct Frame {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+}
+
+impl Frame {
+    pub fn anonymous() -> Self {
+        Self {
+            who: None,
+            csrf: String::new(),
+            section: "",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/message.html")]
+pub struct Message {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub heading: String,
+    pub text: String,
+    /// `info`, `success` or `error`.
+    pub tone: &'static str,
+    pub link: Option<(String, String)>,
+}
+
+impl Message {
+    pub fn new(frame: Frame, heading: &str, text: &str, tone: &'static str) -> Self {
+        Self {
+            who: frame.who,
+            csrf: frame.csrf,
+            section: frame.section,
+            heading: heading.into(),
+            text: text.into(),
+            tone,
+            link: None,
+        }
+    }
+
+    pub fn link(mut self, href: &str, label: &str) -> Self {
+        self.link = Some((href.into(), label.into()));
+        self
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/signed_in.html")]
+pub struct SignedInPage {
+    pub to: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/home.html")]
+pub struct Home {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub policy: crate::gateway::PolicyInForce,
+    pub loaded_at: String,
+    pub files: Vec<(String, String)>,
+}
+
+/// One row of the history.
+pub struct VersionRow {
+    pub number: u64,
+    pub version: String,
+    pub author: String,
+    pub comment: String,
+    pub submitted: String,
+    pub applied: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "console/versions.html")]
+pub struct Versions {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub in_force: String,
+    pub versions: Vec<VersionRow>,
+}
+
+/// A problem found in a file, at a line when it has one.
+pub struct FileProblem {
+    pub line: Option<usize>,
+    pub message: String,
+    /// The text of that line, shown under the problem.
+    pub excerpt: String,
+}
+
+/// One policy file in the editor, with its problems.
+pub struct EditedFile {
+    pub name: String,
+    pub anchor: String,
+    pub text: String,
+    pub problems: Vec<FileProblem>,
+}
+
+impl EditedFile {
+    /// The textarea's height: the file's lines, within bounds.
+    pub fn rows(&self) -> usize {
+        self.text.lines().count().clamp(4, 30) + 1
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/edit.html")]
+pub struct Edit {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub comment: String,
+    pub files: Vec<EditedFile>,
+    /// Problems that name no file of the set.
+    pub general: Vec<String>,
+    pub problem_count: usize,
+}
+
+/// One line of an access delta.
+pub struct DeltaRow {
+    pub habilitation: String,
+    pub kind: String,
+    pub what: String,
+}
+
+impl DeltaRow {
+    pub fn label(&self) -> &'static str {
+        match self.kind.as_str() {
+            "gains" => "gagne",
+            "loses" => "perd",
+            _ => "change",
+        }
+    }
+}
+
+impl From<&Change> for DeltaRow {
+    fn from(c: &Change) -> Self {
+        Self {
+            habilitation: c.habilitation.clone(),
+            kind: c.kind.to_string(),
+            what: c.what.clone(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/preview.html")]
+pub struct Preview {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub just_stored: bool,
+    pub number: u64,
+    pub version: String,
+    pub author: String,
+    pub comment: String,
+    pub in_force: String,
+    pub warnings: Vec<String>,
+    pub delta: Vec<DeltaRow>,
+}
+
+#[derive(Template)]
+#[template(path = "console/applied.html")]
+pub struct Applied {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub number: u64,
+    pub in_force: String,
+    pub changed: bool,
+    pub delta: Vec<DeltaRow>,
+}
+
+/// One consultation of the citizen's record, as the journal shows it.
+pub struct JournalRow {
+    pub time: String,
+    pub organisation: String,
+    pub habilitation: String,
+    pub legal_basis: String,
+    pub purpose: String,
+    pub recipient: String,
+    pub object: String,
+    pub dataset: String,
+    pub fields: String,
+}
+
+impl JournalRow {
+    pub fn new(dataset: &str, c: crate::gateway::Consultation) -> Self {
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "—".into());
+        let time = chrono::DateTime::parse_from_rfc3339(&c.time)
+            .map(|t| when(&t.with_timezone(&chrono::Utc)))
+            .unwrap_or(c.time);
+        Self {
+            time,
+            organisation: c
+                .organisation
+                .map_or_else(|| "—".into(), |s| format!("SIRET {s}")),
+            habilitation: or_dash(c.habilitation),
+            legal_basis: or_dash(c.legal_basis),
+            purpose: or_dash(c.context),
+            recipient: or_dash(c.recipient),
+            object: or_dash(c.object),
+            dataset: dataset.to_string(),
+            fields: c.fields.join(", "),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/journal.html")]
+pub struct JournalPage {
+    pub csrf: String,
+    pub rows: Vec<JournalRow>,
+}
+
+/// The time of an event, as the pages show it (UTC).
+pub fn when(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%d/%m/%Y %H:%M:%S UTC").to_string()
+}
+
+/// Splits the gateway's `file:line: message` problem lines per policy file.
+pub fn problems_by_file(detail: &str, names: &[&str]) -> (Vec<(String, FileProblem)>, Vec<String>) {
+    let mut placed = Vec::new();
+    let mut general = Vec::new();
+    for line in detail.lines().filter(|l| !l.trim().is_empty()) {
+        let found = names.iter().find_map(|name| {
+            let rest = line.strip_prefix(name)?.strip_prefix(':')?;
+            let (number, message) = match rest.split_once(':') {
+                Some((n, m)) if n.trim().parse::<usize>().is_ok() => {
+                    (n.trim().parse::<usize>().ok(), m.trim())
+                }
+                _ => (None, rest.trim()),
+            };
+            Some((
+                (*name).to_string(),
+                FileProblem {
+                    line: number,
+                    message: message.to_string(),
+                    excerpt: String::new(),
+                },
+            ))
+        });
+        match found {
+            Some(p) => placed.push(p),
+            None => general.push(line.to_string()),
+        }
+    }
+    (placed, general)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problems_are_placed_in_their_file_at_their_line() {
+        let (placed, general) = problems_by_file(
+            "policy.csv:3: unknown act `raed`\ndatasets.toml: missing\nsubmission: `x` is not a policy file",
+            &["policy.csv", "datasets.toml"],
+        );
+        assert_eq!(placed.len(), 2);
+        assert_eq!(placed[0].0, "policy.csv");
+        assert_eq!(placed[0].1.line, Some(3));
+        assert_eq!(placed[0].1.message, "unknown act `raed`");
+        assert_eq!(placed[1].1.line, None);
+        assert_eq!(general, vec!["submission: `x` is not a policy file"]);
+    }
+}
