@@ -35,6 +35,41 @@ pub struct CitizenJournal {
     pub consultations: Vec<(String, super::admin::Consultation)>,
 }
 
+/// A habilitation as the console lists it: what it is for and how long it holds.
+#[derive(Debug, Clone, Serialize)]
+pub struct HabilitationRow {
+    pub id: String,
+    pub title: String,
+    pub kind: String,
+    pub legal_basis: String,
+    pub start: String,
+    pub end: String,
+    /// `active`, `expiring` (within [`EXPIRING_WITHIN_DAYS`]), `expired`, `not_started`,
+    /// `revoked` or `obsolete`.
+    pub validity: &'static str,
+    /// Days until the end date (negative once ended).
+    pub days_left: i64,
+}
+
+/// A habilitation ending within this many days is `expiring`.
+pub const EXPIRING_WITHIN_DAYS: i64 = 30;
+
+/// A table of the statistical secret as the console lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableRow {
+    pub id: String,
+    pub title: String,
+    pub profile: String,
+    /// `published`, `pending`, `refused` or `failed`.
+    pub status: &'static str,
+    pub cells: usize,
+    pub primary: usize,
+    pub secondary: usize,
+    pub data_version: String,
+    /// Why a table is not published (operators only: it may name the source).
+    pub reason: String,
+}
+
 /// Who signed in, for the pages' header (never a token).
 #[derive(Debug, Clone, Serialize)]
 pub struct SignedInView {
@@ -194,6 +229,91 @@ impl Gateway {
         };
         let result = work.await;
         caller.record.settle(&self.audit, result).await
+    }
+
+    /// Every habilitation of the set in force with its validity today (operators).
+    pub async fn habilitations_overview(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<HabilitationRow>, GatewayError> {
+        use crate::policy::habilitation::Validity;
+        self.as_operator(caller, async {
+            let set = self.policy.current();
+            let today = chrono::Utc::now().date_naive();
+            Ok(set
+                .habilitations
+                .list
+                .iter()
+                .map(|h| {
+                    let days_left = (h.end - today).num_days();
+                    let validity = match h.validity(today) {
+                        Validity::Active if days_left <= EXPIRING_WITHIN_DAYS => "expiring",
+                        Validity::Active => "active",
+                        Validity::Expired => "expired",
+                        Validity::NotStarted => "not_started",
+                        Validity::Revoked => "revoked",
+                        Validity::Obsolete => "obsolete",
+                    };
+                    HabilitationRow {
+                        id: h.id.clone(),
+                        title: h.title.clone(),
+                        kind: format!("{:?}", h.kind).to_lowercase(),
+                        legal_basis: h.legal_basis.nature.clone(),
+                        start: h.start.to_string(),
+                        end: h.end.to_string(),
+                        validity,
+                        days_left,
+                    }
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Every table of the statistical secret with where it stands (operators).
+    pub async fn tables_overview(&self, caller: &Caller) -> Result<Vec<TableRow>, GatewayError> {
+        use crate::engine::tables::TableStatus;
+        self.as_operator(caller, async {
+            let set = self.policy.current();
+            Ok(set
+                .tables
+                .list
+                .iter()
+                .map(|spec| {
+                    let mut row = TableRow {
+                        id: spec.id.clone(),
+                        title: spec.title.clone(),
+                        profile: spec.profile_name.clone(),
+                        status: "pending",
+                        cells: 0,
+                        primary: 0,
+                        secondary: 0,
+                        data_version: String::new(),
+                        reason: String::new(),
+                    };
+                    match self.engine.tables().status(&spec.id) {
+                        Some(TableStatus::Published { summary }) => {
+                            row.status = "published";
+                            row.cells = summary.cells;
+                            row.primary = summary.primary;
+                            row.secondary = summary.secondary;
+                            row.data_version = summary.data_version.clone();
+                        }
+                        Some(TableStatus::Refused { reason }) => {
+                            row.status = "refused";
+                            row.reason = reason;
+                        }
+                        Some(TableStatus::Failed { reason }) => {
+                            row.status = "failed";
+                            row.reason = reason;
+                        }
+                        Some(TableStatus::Pending) | None => {}
+                    }
+                    row
+                })
+                .collect())
+        })
+        .await
     }
 
     /// Who the caller is, for the pages (no record: the page's own use case writes it).

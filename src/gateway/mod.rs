@@ -44,7 +44,9 @@ pub use admin::{
 };
 pub use auth::Authorization;
 pub use catalog::{ColumnView, DatasetView, DatasetsView, MeView, TableView, TablesView};
-pub use console::{CitizenJournal, CitizenSignIn, ConsoleSignIn, SignedInView};
+pub use console::{
+    CitizenJournal, CitizenSignIn, ConsoleSignIn, HabilitationRow, SignedInView, TableRow,
+};
 pub use error::{ErrorKind, GatewayError, RateState};
 pub use lookup::{LookupAnswer, LookupRequest};
 pub use query::{AnswerStream, QueryAnswer, QueryBody, QueryRequest};

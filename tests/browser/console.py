@@ -126,6 +126,24 @@ with sync_playwright() as p:
     page.wait_for_selector(f"h1:has-text('Version {number - 1} en vigueur')")
     shot(page, auditor, "09-rolled-back")
 
+    # The habilitations, "who sees what" and the tables.
+    page.click("nav >> text=Habilitations")
+    page.wait_for_selector("h1:has-text('Habilitations')")
+    expect("échue" in page.inner_text("table"), "the expired habilitation is shown as such")
+    shot(page, auditor, "13-habilitations")
+    page.click("nav >> text=Qui voit quoi")
+    page.wait_for_selector("h1:has-text('Qui voit quoi')")
+    page.fill("#issuer", "demo")
+    page.fill("#siret", "18003502400017")
+    page.fill("#groups", "projet-diabete")
+    page.click("button:has-text('Expliquer')")
+    page.wait_for_selector("#explication")
+    expect("sante.sejours" in page.inner_text("#explication"), "explain names the datasets")
+    shot(page, auditor, "14-who-sees-what")
+    page.click("nav >> text=Tableaux")
+    page.wait_for_selector("h1:has-text('Tableaux')")
+    shot(page, auditor, "15-tables")
+
     # Sign out.
     page.click("button:has-text('Se déconnecter')")
     page.wait_for_selector("h1:has-text('déconnecté')")

@@ -403,6 +403,42 @@ async fn an_operator_edits_dry_runs_applies_and_rolls_back_in_the_console() {
         .await;
     assert_eq!(rolled.status, 200, "{}", rolled.body);
 
+    // The habilitations with their validity, the tables with their hidden cells, and "who
+    // sees what" for a researcher described by their claims.
+    let habilitations = b.get(&gw.url("/console/habilitations")).await;
+    assert_eq!(habilitations.status, 200, "{}", habilitations.body);
+    assert!(
+        habilitations.body.contains("projet-expire") && habilitations.body.contains("échue"),
+        "{}",
+        habilitations.body
+    );
+    let tables = b.get(&gw.url("/console/tableaux")).await;
+    assert_eq!(tables.status, 200, "{}", tables.body);
+    assert!(
+        tables.body.contains("stats.sejours_region_age_chapitre"),
+        "{}",
+        tables.body
+    );
+    let explained = b
+        .post_owned(
+            gw.url("/console/qui-voit-quoi"),
+            vec![
+                ("csrf".into(), csrf.clone()),
+                ("issuer".into(), "demo".into()),
+                ("sub".into(), "someone".into()),
+                ("siret".into(), "18003502400017".into()),
+                ("groups".into(), "projet-diabete".into()),
+            ],
+            true,
+        )
+        .await;
+    assert_eq!(explained.status, 200, "{}", explained.body);
+    assert!(
+        explained.body.contains("projet-diabete") && explained.body.contains("sante.sejours"),
+        "{}",
+        explained.body
+    );
+
     // Sign out: the session is gone on the server, the cookie removed.
     let out = b
         .post_owned(

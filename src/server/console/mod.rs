@@ -86,6 +86,9 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console/versions/{number}", get(preview))
         .route("/console/versions/{number}/vigueur", post(put_in_force))
         .route("/console/static/console.css", get(stylesheet))
+        .route("/console/habilitations", get(habilitations))
+        .route("/console/tableaux", get(tables))
+        .route("/console/qui-voit-quoi", get(explain_form).post(explain))
         .route("/moi", get(journal))
         .route("/moi/connexion", get(start_journal_sign_in))
         .route("/moi/callback", get(journal_callback))
@@ -870,5 +873,128 @@ async fn journal_sign_out(
             .link("/moi/connexion", "Se reconnecter"),
         ),
         &session::session_cookie(""),
+    )
+}
+
+/// `GET /console/habilitations`: every habilitation with its validity.
+async fn habilitations(State(state): State<AppState>, operator: Operator) -> Response {
+    match state.gateway.habilitations_overview(&operator.caller).await {
+        Ok(rows) => {
+            let frame = operator.frame(&state, "habilitations");
+            let count = |v: &str| rows.iter().filter(|h| h.validity == v).count();
+            let (expiring, expired) = (count("expiring"), count("expired"));
+            page(
+                StatusCode::OK,
+                &pages::Habilitations {
+                    who: frame.who,
+                    csrf: frame.csrf,
+                    section: frame.section,
+                    rows: rows.into_iter().map(pages::HabilitationLine).collect(),
+                    expiring,
+                    expired,
+                },
+            )
+        }
+        Err(e) => refused_page(&e),
+    }
+}
+
+/// `GET /console/tableaux`: the tables of the statistical secret and their hidden cells.
+async fn tables(State(state): State<AppState>, operator: Operator) -> Response {
+    match state.gateway.tables_overview(&operator.caller).await {
+        Ok(rows) => {
+            let frame = operator.frame(&state, "tables");
+            page(
+                StatusCode::OK,
+                &pages::Tables {
+                    who: frame.who,
+                    csrf: frame.csrf,
+                    section: frame.section,
+                    rows: rows.into_iter().map(pages::TableLine).collect(),
+                },
+            )
+        }
+        Err(e) => refused_page(&e),
+    }
+}
+
+/// `GET /console/qui-voit-quoi`: the form (checked as an operator's request: it is recorded).
+async fn explain_form(State(state): State<AppState>, operator: Operator) -> Response {
+    // The form alone reads nothing; the operator right is checked like every page's.
+    if let Err(e) = state.gateway.metrics_access(&operator.caller).await {
+        return refused_page(&e);
+    }
+    let frame = operator.frame(&state, "explain");
+    page(
+        StatusCode::OK,
+        &pages::Explain {
+            who: frame.who,
+            csrf: frame.csrf,
+            section: frame.section,
+            form: pages::ExplainForm::default(),
+            answer: None,
+            problem: None,
+        },
+    )
+}
+
+/// `POST /console/qui-voit-quoi`: what a principal with these claims sees, and why.
+async fn explain(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    operator: Operator,
+    Form(mut form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = refused_form(&headers, &operator.csrf, form.get("csrf")) {
+        return refused;
+    }
+    let mut take = |name: &str| form.remove(name).unwrap_or_default().trim().to_string();
+    let typed = pages::ExplainForm {
+        issuer: take("issuer"),
+        sub: take("sub"),
+        siret: take("siret"),
+        groups: take("groups"),
+        roles: take("roles"),
+        habilitation: take("habilitation"),
+    };
+    let list = |text: &str| -> Vec<String> {
+        text.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    let mut claims = serde_json::Map::new();
+    for (name, value) in [
+        ("issuer", &typed.issuer),
+        ("sub", &typed.sub),
+        ("siret", &typed.siret),
+    ] {
+        if !value.is_empty() {
+            claims.insert(name.into(), serde_json::Value::String(value.clone()));
+        }
+    }
+    claims.insert("groups".into(), list(&typed.groups).into());
+    claims.insert("roles".into(), list(&typed.roles).into());
+    let request = crate::gateway::ExplainRequest {
+        claims: serde_json::Value::Object(claims),
+        habilitation: (!typed.habilitation.is_empty()).then(|| typed.habilitation.clone()),
+    };
+    let (answer, problem, status) = match state.gateway.explain(&operator.caller, request).await {
+        Ok(e) => (Some(e.text), None, StatusCode::OK),
+        Err(e) if e.kind == ErrorKind::Forbidden => return refused_page(&e),
+        Err(e) => (None, Some(e.detail), StatusCode::UNPROCESSABLE_ENTITY),
+    };
+    let frame = operator.frame(&state, "explain");
+    page(
+        status,
+        &pages::Explain {
+            who: frame.who,
+            csrf: frame.csrf,
+            section: frame.section,
+            form: typed,
+            answer,
+            problem,
+        },
     )
 }

@@ -8,7 +8,7 @@ use askama::Template;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::gateway::{Change, SignedInView};
+use crate::gateway::{Change, HabilitationRow, SignedInView, TableRow};
 
 /// The Content-Security-Policy of every console page: the page's own stylesheet, nothing else.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -266,6 +266,92 @@ impl JournalRow {
 pub struct JournalPage {
     pub csrf: String,
     pub rows: Vec<JournalRow>,
+}
+
+/// A habilitation's row, with its validity in words.
+pub struct HabilitationLine(pub HabilitationRow);
+
+impl std::ops::Deref for HabilitationLine {
+    type Target = HabilitationRow;
+    fn deref(&self) -> &HabilitationRow {
+        &self.0
+    }
+}
+
+impl HabilitationLine {
+    pub fn label(&self) -> &'static str {
+        match self.0.validity {
+            "active" => "en cours",
+            "expiring" => "bientôt échue",
+            "expired" => "échue",
+            "not_started" => "pas encore commencée",
+            "revoked" => "révoquée",
+            _ => "remplacée",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/habilitations.html")]
+pub struct Habilitations {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub rows: Vec<HabilitationLine>,
+    pub expiring: usize,
+    pub expired: usize,
+}
+
+/// A table's row, with its state in words.
+pub struct TableLine(pub TableRow);
+
+impl std::ops::Deref for TableLine {
+    type Target = TableRow;
+    fn deref(&self) -> &TableRow {
+        &self.0
+    }
+}
+
+impl TableLine {
+    pub fn label(&self) -> &'static str {
+        match self.0.status {
+            "published" => "publié",
+            "pending" => "en calcul",
+            "refused" => "refusé par l'audit",
+            _ => "en échec",
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "console/tables.html")]
+pub struct Tables {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub rows: Vec<TableLine>,
+}
+
+/// The fields of the "who sees what" form, as typed.
+#[derive(Default)]
+pub struct ExplainForm {
+    pub issuer: String,
+    pub sub: String,
+    pub siret: String,
+    pub groups: String,
+    pub roles: String,
+    pub habilitation: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/explain.html")]
+pub struct Explain {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub form: ExplainForm,
+    pub answer: Option<String>,
+    pub problem: Option<String>,
 }
 
 /// The time of an event, as the pages show it (UTC).
