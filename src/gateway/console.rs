@@ -70,6 +70,46 @@ pub struct TableRow {
     pub reason: String,
 }
 
+/// What an operator searches the trail for (every field optional).
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    /// From this day (UTC), inclusive.
+    pub from: Option<chrono::NaiveDate>,
+    /// Up to this day (UTC), inclusive.
+    pub to: Option<chrono::NaiveDate>,
+    pub habilitation: Option<String>,
+    pub dataset: Option<String>,
+    /// `allowed`, `refused` or `error`.
+    pub outcome: Option<String>,
+}
+
+/// One record of the trail as the console lists it (never a token, a key or a value).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditRow {
+    pub time: String,
+    pub kind: String,
+    pub outcome: String,
+    pub who: String,
+    pub habilitation: String,
+    pub datasets: String,
+    pub action: String,
+    pub reason: String,
+    pub request_id: String,
+}
+
+/// A search of the trail: the most recent matches, how many matched, and whether the trail
+/// verifies (hash chain and signed head).
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditSearch {
+    pub rows: Vec<AuditRow>,
+    pub matched: usize,
+    /// `Ok(summary)` when the trail verifies, `Err(problem)` when it does not.
+    pub verification: Result<String, String>,
+}
+
+/// At most this many records are listed (the most recent).
+pub const AUDIT_ROWS: usize = 200;
+
 /// Who signed in, for the pages' header (never a token).
 #[derive(Debug, Clone, Serialize)]
 pub struct SignedInView {
@@ -316,6 +356,22 @@ impl Gateway {
         .await
     }
 
+    /// The trail's records matching `filter`, most recent first (at most [`AUDIT_ROWS`]), and
+    /// the trail's verification (operators).
+    pub async fn audit_search(
+        &self,
+        caller: &Caller,
+        filter: AuditFilter,
+    ) -> Result<AuditSearch, GatewayError> {
+        self.as_operator(caller, async {
+            let dir = self.config.audit.dir.clone();
+            tokio::task::spawn_blocking(move || search_trail(&dir, &filter))
+                .await
+                .map_err(|_| GatewayError::internal())?
+        })
+        .await
+    }
+
     /// Who the caller is, for the pages (no record: the page's own use case writes it).
     pub fn signed_in(&self, caller: &Caller) -> SignedInView {
         let p = &caller.principal;
@@ -363,4 +419,73 @@ impl Gateway {
         })
         .await
     }
+}
+
+/// Reads the trail, keeps what `filter` asks for, verifies the chain.
+fn search_trail(dir: &std::path::Path, filter: &AuditFilter) -> Result<AuditSearch, GatewayError> {
+    let events = crate::audit::read_events(dir).map_err(|e| {
+        tracing::error!(error = %e, "the audit trail could not be read");
+        GatewayError::internal()
+    })?;
+    let wanted = |e: &crate::audit::AuditEvent| {
+        let day = e.time.date_naive();
+        filter.from.is_none_or(|from| day >= from)
+            && filter.to.is_none_or(|to| day <= to)
+            && filter
+                .habilitation
+                .as_ref()
+                .is_none_or(|h| e.habilitation.as_ref().is_some_and(|x| &x.id == h))
+            && filter
+                .dataset
+                .as_ref()
+                .is_none_or(|d| e.datasets.iter().any(|x| &x.dataset == d))
+            && filter.outcome.as_ref().is_none_or(|o| {
+                serde_json::to_value(e.outcome).is_ok_and(|v| v.as_str() == Some(o.as_str()))
+            })
+    };
+    let matched: Vec<&crate::audit::AuditEvent> = events.iter().filter(|e| wanted(e)).collect();
+    let name = |v: serde_json::Result<serde_json::Value>| {
+        v.ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let rows = matched
+        .iter()
+        .rev()
+        .take(AUDIT_ROWS)
+        .map(|e| AuditRow {
+            time: e.time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            kind: name(serde_json::to_value(e.kind)),
+            outcome: name(serde_json::to_value(e.outcome)),
+            who: e
+                .principal
+                .as_ref()
+                .map_or_else(String::new, |p| match &p.organisation {
+                    Some(o) => format!("{} (SIRET {o})", p.subject),
+                    None => p.subject.clone(),
+                }),
+            habilitation: e
+                .habilitation
+                .as_ref()
+                .map(|h| h.id.clone())
+                .unwrap_or_default(),
+            datasets: e
+                .datasets
+                .iter()
+                .map(|d| d.dataset.clone())
+                .collect::<Vec<_>>()
+                .join(", "),
+            action: e.action.clone(),
+            reason: e.reason.clone().unwrap_or_default(),
+            request_id: e.request_id.clone(),
+        })
+        .collect();
+    let verification = crate::audit::verify_dir(dir, None)
+        .map(|report| report.to_string())
+        .map_err(|problem| problem.to_string());
+    Ok(AuditSearch {
+        rows,
+        matched: matched.len(),
+        verification,
+    })
 }

@@ -45,7 +45,8 @@ pub use admin::{
 pub use auth::Authorization;
 pub use catalog::{ColumnView, DatasetView, DatasetsView, MeView, TableView, TablesView};
 pub use console::{
-    CitizenJournal, CitizenSignIn, ConsoleSignIn, HabilitationRow, SignedInView, TableRow,
+    AuditFilter, AuditRow, AuditSearch, CitizenJournal, CitizenSignIn, ConsoleSignIn,
+    HabilitationRow, SignedInView, TableRow,
 };
 pub use error::{ErrorKind, GatewayError, RateState};
 pub use lookup::{LookupAnswer, LookupRequest};

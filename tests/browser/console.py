@@ -143,6 +143,13 @@ with sync_playwright() as p:
     page.click("nav >> text=Tableaux")
     page.wait_for_selector("h1:has-text('Tableaux')")
     shot(page, auditor, "15-tables")
+    page.click("nav >> text=Audit")
+    page.wait_for_selector("h1:has-text('Journal d')")
+    page.select_option("#issue", "refused")
+    page.click("button:has-text('Rechercher')")
+    page.wait_for_selector("caption")
+    expect("Chaîne vérifiée" in page.content(), "the trail verifies")
+    shot(page, auditor, "16-audit-search")
 
     # Sign out.
     page.click("button:has-text('Se déconnecter')")

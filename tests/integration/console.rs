@@ -439,6 +439,27 @@ async fn an_operator_edits_dry_runs_applies_and_rolls_back_in_the_console() {
         explained.body
     );
 
+    // The trail, searched: the apply's records under this hub's policy operations, and the
+    // chain verified.
+    let audit = b
+        .get(&gw.url(&format!(
+            "/console/audit?du={}&issue=allowed",
+            chrono::Utc::now().date_naive()
+        )))
+        .await;
+    assert_eq!(audit.status, 200, "{}", audit.body);
+    assert!(audit.body.contains("Chaîne vérifiée"), "{}", audit.body);
+    assert!(
+        audit
+            .body
+            .contains("POST /console/versions/{number}/vigueur"),
+        "{}",
+        audit.body
+    );
+    assert!(!audit.body.contains("eyJ"), "no token in the page");
+    let bad_day = b.get(&gw.url("/console/audit?du=hier")).await;
+    assert_eq!(bad_day.status, StatusCode::UNPROCESSABLE_ENTITY);
+
     // Sign out: the session is gone on the server, the cookie removed.
     let out = b
         .post_owned(

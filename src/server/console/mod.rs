@@ -87,6 +87,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console/versions/{number}/vigueur", post(put_in_force))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/habilitations", get(habilitations))
+        .route("/console/audit", get(audit))
         .route("/console/tableaux", get(tables))
         .route("/console/qui-voit-quoi", get(explain_form).post(explain))
         .route("/moi", get(journal))
@@ -997,4 +998,75 @@ async fn explain(
             problem,
         },
     )
+}
+
+/// `GET /console/audit`: the trail searched by day, habilitation, dataset and outcome, with
+/// its verification.
+async fn audit(
+    State(state): State<AppState>,
+    operator: Operator,
+    Query(mut query): Query<HashMap<String, String>>,
+) -> Response {
+    let mut take = |name: &str| query.remove(name).unwrap_or_default().trim().to_string();
+    let form = pages::AuditForm {
+        from: take("du"),
+        to: take("au"),
+        habilitation: take("habilitation"),
+        dataset: take("jeu"),
+        outcome: take("issue"),
+    };
+    let day = |text: &str| -> Result<Option<chrono::NaiveDate>, String> {
+        if text.is_empty() {
+            return Ok(None);
+        }
+        chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+            .map(Some)
+            .map_err(|_| format!("« {text} » n'est pas une date AAAA-MM-JJ"))
+    };
+    let (from, to) = match (day(&form.from), day(&form.to)) {
+        (Ok(from), Ok(to)) => (from, to),
+        (Err(p), _) | (_, Err(p)) => {
+            let frame = operator.frame(&state, "audit");
+            return page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &pages::Audit {
+                    who: frame.who,
+                    csrf: frame.csrf,
+                    section: frame.section,
+                    form,
+                    rows: Vec::new(),
+                    matched: 0,
+                    verification: None,
+                    problem: Some(p),
+                },
+            );
+        }
+    };
+    let optional = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    let filter = crate::gateway::AuditFilter {
+        from,
+        to,
+        habilitation: optional(&form.habilitation),
+        dataset: optional(&form.dataset),
+        outcome: optional(&form.outcome),
+    };
+    match state.gateway.audit_search(&operator.caller, filter).await {
+        Ok(found) => {
+            let frame = operator.frame(&state, "audit");
+            page(
+                StatusCode::OK,
+                &pages::Audit {
+                    who: frame.who,
+                    csrf: frame.csrf,
+                    section: frame.section,
+                    form,
+                    rows: found.rows,
+                    matched: found.matched,
+                    verification: Some(found.verification),
+                    problem: None,
+                },
+            )
+        }
+        Err(e) => refused_page(&e),
+    }
 }

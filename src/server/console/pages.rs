@@ -8,7 +8,7 @@ use askama::Template;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 
-use crate::gateway::{Change, HabilitationRow, SignedInView, TableRow};
+use crate::gateway::{AuditRow, Change, HabilitationRow, SignedInView, TableRow};
 
 /// The Content-Security-Policy of every console page: the page's own stylesheet, nothing else.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -351,6 +351,30 @@ pub struct Explain {
     pub section: &'static str,
     pub form: ExplainForm,
     pub answer: Option<String>,
+    pub problem: Option<String>,
+}
+
+/// The audit search's fields, as typed.
+#[derive(Default)]
+pub struct AuditForm {
+    pub from: String,
+    pub to: String,
+    pub habilitation: String,
+    pub dataset: String,
+    pub outcome: String,
+}
+
+#[derive(Template)]
+#[template(path = "console/audit.html")]
+pub struct Audit {
+    pub who: Option<SignedInView>,
+    pub csrf: String,
+    pub section: &'static str,
+    pub form: AuditForm,
+    pub rows: Vec<AuditRow>,
+    pub matched: usize,
+    /// The trail's verification, when the search ran.
+    pub verification: Option<Result<String, String>>,
     pub problem: Option<String>,
 }
 
