@@ -19,6 +19,12 @@ pub struct PolicyConfig {
     /// still reloads).
     #[serde(default = "default_watch")]
     pub watch_interval_secs: u64,
+    /// How many distinct operators must stand behind a version before it is put in force
+    /// through the operator API or the console: 1 (the default) lets the operator who applies
+    /// it alone; 2 needs another operator's approval first (never the version's author's), 3
+    /// two others'. Putting back a version that was in force before needs none.
+    #[serde(default = "default_approvals")]
+    pub approvals: usize,
 }
 
 impl Default for PolicyConfig {
@@ -27,6 +33,7 @@ impl Default for PolicyConfig {
             dir: "policies".into(),
             history_dir: default_history_dir(),
             watch_interval_secs: default_watch(),
+            approvals: default_approvals(),
         }
     }
 }
@@ -36,4 +43,7 @@ fn default_history_dir() -> PathBuf {
 }
 fn default_watch() -> u64 {
     2
+}
+fn default_approvals() -> usize {
+    1
 }

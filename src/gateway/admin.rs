@@ -370,11 +370,31 @@ impl Gateway {
                     format!("no stored policy version {number}"),
                 )
             })?;
+            // SECURITY: four eyes when the hub asks for them: a version never in force before
+            // needs `policy.approvals` distinct operators, the one applying it included.
+            let needed = self.config.policy.approvals;
+            let who = author(&caller.principal);
+            if needed > 1 && meta.applied.is_empty() {
+                let mut behind: Vec<&str> =
+                    meta.approvals.iter().map(|(_, a)| a.as_str()).collect();
+                behind.push(&who);
+                behind.sort_unstable();
+                behind.dedup();
+                if behind.len() < needed {
+                    return Err(GatewayError::forbidden(
+                        "approval_missing",
+                        format!(
+                            "policy version {number} needs the approval of {} operator(s) besides the one who applies it (policy.approvals = {needed}); it has {}",
+                            needed - 1,
+                            behind.len() - 1
+                        ),
+                    ));
+                }
+            }
             let before = self.policy.current();
             let outcome = self.policy.apply(texts).await.map_err(|p| invalid(&p))?;
             let after = self.policy.current();
             let changes = diff(&before, &after);
-            let who = author(&caller.principal);
             if let Err(e) = self.history.mark_applied(number, &who) {
                 tracing::error!(error = %e.kind(), "cannot record a policy application");
             }
@@ -386,6 +406,45 @@ impl Gateway {
                 changed: applied,
                 diff: changes,
             })
+        })
+        .await
+    }
+
+    /// Records the caller's approval of stored version `number` (`policy.approvals`): never its
+    /// author's, once per operator.
+    pub async fn approve(&self, caller: &Caller, number: u64) -> Result<VersionMeta, GatewayError> {
+        self.as_operator(caller, async {
+            let (meta, _) = self.history.get(number).ok_or_else(|| {
+                GatewayError::not_found(
+                    "policy_version_not_found",
+                    "Not found",
+                    format!("no stored policy version {number}"),
+                )
+            })?;
+            let who = author(&caller.principal);
+            // SECURITY: the second pair of eyes is never the author's own.
+            if meta.author == who {
+                return Err(GatewayError::forbidden(
+                    "own_version",
+                    "an operator cannot approve a version they submitted",
+                ));
+            }
+            if meta.approvals.iter().any(|(_, a)| *a == who) {
+                return Err(GatewayError::forbidden(
+                    "already_approved",
+                    "this operator has already approved this version",
+                ));
+            }
+            let meta = self
+                .history
+                .approve(number, &who)
+                .map_err(|e| {
+                    tracing::error!(error = %e.kind(), "cannot record a policy approval");
+                    GatewayError::internal()
+                })?
+                .ok_or_else(GatewayError::internal)?;
+            tracing::info!(number, version = %meta.version, approver = %who, "policy version approved");
+            Ok(meta)
         })
         .await
     }

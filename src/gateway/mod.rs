@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 pub use crate::identity::sign_in::{PendingSignIn, SignInStart};
 pub use crate::policy::PolicyTexts;
 pub use crate::policy::diff::Change;
+pub use crate::policy::history::VersionMeta;
 pub use admin::{
     Consultation, ExplainRequest, Explanation, HealthView, InForceView, Journal, PolicyInForce,
     PolicySubmission, Readiness, SubmittedVersion, VersionPreview, VersionsView,

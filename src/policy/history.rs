@@ -24,6 +24,11 @@ pub struct VersionMeta {
     #[serde(default)]
     #[schema(value_type = Vec<Vec<String>>)]
     pub applied: Vec<(DateTime<Utc>, String)>,
+    /// Every operator who approved this version before it was put in force, and when
+    /// (`policy.approvals`).
+    #[serde(default)]
+    #[schema(value_type = Vec<Vec<String>>)]
+    pub approvals: Vec<(DateTime<Utc>, String)>,
 }
 
 /// The history folder.
@@ -95,6 +100,7 @@ impl PolicyHistory {
             comment: comment.to_string(),
             submitted_at: Utc::now(),
             applied: Vec::new(),
+            approvals: Vec::new(),
         };
         self.write_meta(&meta)?;
         Ok(meta)
@@ -110,6 +116,17 @@ impl PolicyHistory {
     }
 
     /// Makes sure the set in force at start is in the history (so it can be rolled back to).
+    /// Records `who`'s approval of version `number`; its metadata after, or `None` when there
+    /// is no such version.
+    pub fn approve(&self, number: u64, who: &str) -> std::io::Result<Option<VersionMeta>> {
+        let Some((mut meta, _)) = self.get(number) else {
+            return Ok(None);
+        };
+        meta.approvals.push((Utc::now(), who.to_string()));
+        self.write_meta(&meta)?;
+        Ok(Some(meta))
+    }
+
     pub fn ensure_recorded(&self, texts: &PolicyTexts) -> std::io::Result<()> {
         let version = texts.version();
         if self.list().iter().any(|m| m.version == version) {

@@ -15,7 +15,7 @@ use super::query::QueryAnswerJson;
 use super::{AppState, Authenticated};
 use crate::gateway::{
     ExplainRequest, Explanation, InForceView, Journal, PolicyInForce, PolicySubmission,
-    SubmittedVersion, VersionsView,
+    SubmittedVersion, VersionMeta, VersionsView,
 };
 
 /// `GET /v1/admin/policy`: the set in force.
@@ -75,6 +75,22 @@ pub async fn apply(
 ) -> Result<Json<InForceView>, ApiError> {
     let Path(number) = number?;
     Ok(Json(state.gateway.put_in_force(&caller, number).await?))
+}
+
+/// `POST /v1/admin/policy/versions/{number}/approve`: a second operator's approval.
+#[utoipa::path(
+    post, path = "/v1/admin/policy/versions/{number}/approve", tag = "admin",
+    summary = "Approve a stored policy version (policy.approvals: another operator than its author)",
+    params(("number" = u64, Path, description = "The version's number in the history")),
+    responses((status = OK, description = "The version with its approvals", body = VersionMeta)),
+)]
+pub async fn approve(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    number: Result<Path<u64>, PathRejection>,
+) -> Result<Json<VersionMeta>, ApiError> {
+    let Path(number) = number?;
+    Ok(Json(state.gateway.approve(&caller, number).await?))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -119,6 +119,7 @@ fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::policy))
         .routes(routes!(admin::versions, admin::submit))
         .routes(routes!(admin::apply))
+        .routes(routes!(admin::approve))
         .routes(routes!(admin::rollback))
         .routes(routes!(admin::explain))
         .routes(routes!(admin::journal))

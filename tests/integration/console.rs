@@ -750,3 +750,98 @@ async fn a_citizen_below_the_required_assurance_level_gets_no_journal() {
     assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
     assert!(!citizen.cookies.contains_key("__Host-passerelle-session"));
 }
+
+/// Four eyes (`policy.approvals = 2`): a new version is put in force only once another
+/// operator than its author approved it, and never by the approver alone; its author cannot
+/// approve it; a version in force before goes back without approval.
+#[tokio::test]
+async fn a_second_operator_approves_a_version_before_it_is_put_in_force() {
+    let (dir, _dev, gw) = console_hub_with(|c| c.policy.approvals = 2).await;
+    let mut author = Browser::new();
+    author.sign_in(&gw, "/console/connexion", "operateur").await;
+    let editor = author.get(&gw.url("/console/versions/nouvelle")).await;
+    let csrf = editor.hidden("csrf");
+    let texts = passerelle::policy::PolicySet::load(&dir.path().join("hub/policies"))
+        .unwrap()
+        .texts
+        .clone();
+    let rules = texts
+        .rules
+        .replace("g, projet-emploi, profil-recherche-sante\n", "");
+    let form: Vec<(String, String)> = vec![
+        ("csrf".into(), csrf.clone()),
+        ("comment".into(), "quatre yeux".into()),
+        ("policy.csv".into(), rules),
+        ("habilitations.toml".into(), texts.habilitations.clone()),
+        ("datasets.toml".into(), texts.datasets.clone()),
+        ("tables.toml".into(), texts.tables.clone()),
+        ("model.conf".into(), texts.model.clone()),
+    ];
+    let stored = author
+        .post_owned(gw.url("/console/versions"), form, true)
+        .await;
+    assert_eq!(stored.status, StatusCode::CREATED, "{}", stored.body);
+    let number = version_number(&stored.body);
+    let confirm = |csrf: &str| -> Vec<(String, String)> {
+        vec![
+            ("csrf".into(), csrf.into()),
+            ("confirmer".into(), "oui".into()),
+        ]
+    };
+    let apply = gw.url(&format!("/console/versions/{number}/vigueur"));
+    let approve = gw.url(&format!("/console/versions/{number}/approbation"));
+
+    // Not yet approved: refused; the author's own approval: refused.
+    let early = author.post_owned(apply.clone(), confirm(&csrf), true).await;
+    assert_eq!(early.status, StatusCode::FORBIDDEN, "{}", early.body);
+    assert!(
+        early.body.contains("policy.approvals = 2"),
+        "{}",
+        early.body
+    );
+    let own = author
+        .post_owned(approve.clone(), vec![("csrf".into(), csrf.clone())], true)
+        .await;
+    assert_eq!(own.status, StatusCode::FORBIDDEN, "{}", own.body);
+
+    // The second operator sees the approval form, approves, and cannot apply alone.
+    let mut second = Browser::new();
+    second
+        .sign_in(&gw, "/console/connexion", "operatrice")
+        .await;
+    let preview = second
+        .get(&gw.url(&format!("/console/versions/{number}")))
+        .await;
+    assert!(
+        preview.body.contains("Approuver la version"),
+        "{}",
+        preview.body
+    );
+    let second_csrf = preview.hidden("csrf");
+    let approved = second
+        .post_owned(
+            approve.clone(),
+            vec![("csrf".into(), second_csrf.clone())],
+            true,
+        )
+        .await;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let twice = second
+        .post_owned(approve, vec![("csrf".into(), second_csrf.clone())], true)
+        .await;
+    assert_eq!(twice.status, StatusCode::FORBIDDEN, "{}", twice.body);
+    let alone = second
+        .post_owned(apply.clone(), confirm(&second_csrf), true)
+        .await;
+    assert_eq!(alone.status, StatusCode::FORBIDDEN, "{}", alone.body);
+
+    // The author applies it: two operators stand behind it.
+    let applied = author.post_owned(apply, confirm(&csrf), true).await;
+    assert_eq!(applied.status, 200, "{}", applied.body);
+
+    // Version 1 was in force before: it goes back without approval.
+    let back = author
+        .post_owned(gw.url("/console/versions/1/vigueur"), confirm(&csrf), true)
+        .await;
+    assert_eq!(back.status, 200, "{}", back.body);
+}

@@ -85,6 +85,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/console/versions/nouvelle", get(edit))
         .route("/console/versions/{number}", get(preview))
         .route("/console/versions/{number}/vigueur", post(put_in_force))
+        .route("/console/versions/{number}/approbation", post(approve))
         .route("/console/static/console.css", get(stylesheet))
         .route("/console/habilitations", get(habilitations))
         .route("/console/audit", get(audit))
@@ -708,6 +709,10 @@ async fn submit(
                     in_force: stored.in_force.clone(),
                     warnings: stored.warnings.clone(),
                     delta: stored.diff.iter().map(DeltaRow::from).collect(),
+                    approvals_needed: state.gateway.config().policy.approvals,
+                    approvals: Vec::new(),
+                    applied_before: false,
+                    can_approve: false,
                 },
             )
         }
@@ -736,9 +741,25 @@ async fn preview(
     {
         Ok(p) => {
             let frame = operator.frame(&state, "versions");
+            let me = frame
+                .who
+                .as_ref()
+                .map(|w| w.name.clone())
+                .unwrap_or_default();
+            let can_approve =
+                p.version.author != me && p.version.approvals.iter().all(|(_, a)| *a != me);
             page(
                 StatusCode::OK,
                 &Preview {
+                    approvals_needed: state.gateway.config().policy.approvals,
+                    approvals: p
+                        .version
+                        .approvals
+                        .iter()
+                        .map(|(t, who)| format!("{who}, le {}", when(t)))
+                        .collect(),
+                    applied_before: !p.version.applied.is_empty(),
+                    can_approve,
                     who: frame.who,
                     csrf: frame.csrf,
                     section: frame.section,
@@ -1065,6 +1086,35 @@ async fn audit(
                     verification: Some(found.verification),
                     problem: None,
                 },
+            )
+        }
+        Err(e) => refused_page(&e),
+    }
+}
+
+/// `POST /console/versions/{number}/approbation`: the viewer's approval of a version.
+async fn approve(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    operator: Operator,
+    Path(number): Path<u64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = refused_form(&headers, &operator.csrf, form.get("csrf")) {
+        return refused;
+    }
+    match state.gateway.approve(&operator.caller, number).await {
+        Ok(_) => {
+            let frame = operator.frame(&state, "versions");
+            page(
+                StatusCode::OK,
+                &Message::new(
+                    frame,
+                    &format!("Version {number} approuvée"),
+                    "Votre approbation est enregistrée. Un autre opérateur peut maintenant la mettre en vigueur.",
+                    "success",
+                )
+                .link(&format!("/console/versions/{number}"), "Revenir à la version"),
             )
         }
         Err(e) => refused_page(&e),

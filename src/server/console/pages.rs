@@ -212,6 +212,14 @@ pub struct Preview {
     pub in_force: String,
     pub warnings: Vec<String>,
     pub delta: Vec<DeltaRow>,
+    /// `policy.approvals`.
+    pub approvals_needed: usize,
+    /// Who approved, and when.
+    pub approvals: Vec<String>,
+    /// Put in force before: no approval needed to put it back.
+    pub applied_before: bool,
+    /// The viewer may approve it (not its author, not approved yet).
+    pub can_approve: bool,
 }
 
 #[derive(Template)]
