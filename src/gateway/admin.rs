@@ -363,13 +363,7 @@ impl Gateway {
         number: u64,
     ) -> Result<InForceView, GatewayError> {
         self.as_operator(caller, async {
-            let (meta, texts) = self.history.get(number).ok_or_else(|| {
-                GatewayError::not_found(
-                    "policy_version_not_found",
-                    "Not found",
-                    format!("no stored policy version {number}"),
-                )
-            })?;
+            let (meta, texts) = self.stored_version(number)?;
             // SECURITY: four eyes when the hub asks for them: a version never in force before
             // needs `policy.approvals` distinct operators, the one applying it included.
             let needed = self.config.policy.approvals;
@@ -410,17 +404,25 @@ impl Gateway {
         .await
     }
 
+    /// Stored version `number`, or the not-found every operator use case answers.
+    pub(super) fn stored_version(
+        &self,
+        number: u64,
+    ) -> Result<(VersionMeta, PolicyTexts), GatewayError> {
+        self.history.get(number).ok_or_else(|| {
+            GatewayError::not_found(
+                "policy_version_not_found",
+                "Not found",
+                format!("no stored policy version {number}"),
+            )
+        })
+    }
+
     /// Records the caller's approval of stored version `number` (`policy.approvals`): never its
     /// author's, once per operator.
     pub async fn approve(&self, caller: &Caller, number: u64) -> Result<VersionMeta, GatewayError> {
         self.as_operator(caller, async {
-            let (meta, _) = self.history.get(number).ok_or_else(|| {
-                GatewayError::not_found(
-                    "policy_version_not_found",
-                    "Not found",
-                    format!("no stored policy version {number}"),
-                )
-            })?;
+            let (meta, _) = self.stored_version(number)?;
             let who = author(&caller.principal);
             // SECURITY: the second pair of eyes is never the author's own.
             if meta.author == who {

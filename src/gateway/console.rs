@@ -148,19 +148,7 @@ impl Gateway {
         code: &str,
         source: Option<IpAddr>,
     ) -> Result<ConsoleSignIn, GatewayError> {
-        let sign_in = self.sign_in.as_ref().ok_or_else(GatewayError::internal)?;
-        let signed_in = match sign_in.finish(pending, code).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "console sign-in refused");
-                // Counted with the other refusals (no principal: no record of its own).
-                return Err(self.refused(record, source, "sign_in_failed"));
-            }
-        };
-        let bearer = format!("Bearer {}", signed_in.access_token.expose_secret());
-        let caller = self
-            .authenticate(record, Authorization::Value(&bearer), None, source)
-            .await?;
+        let (caller, signed_in) = self.signed_in_caller(record, pending, code, source).await?;
         // SECURITY: the ID token and the access token must name the same person.
         if caller.principal.subject != signed_in.subject {
             let refused = Err(GatewayError::forbidden(
@@ -178,6 +166,31 @@ impl Gateway {
         })
     }
 
+    /// The code for tokens, then the access token validated like any bearer token: the caller
+    /// and what the ID token said. A refused exchange is counted with the other refusals (no
+    /// principal: no record of its own).
+    async fn signed_in_caller(
+        &self,
+        record: &RequestRecord,
+        pending: PendingSignIn,
+        code: &str,
+        source: Option<IpAddr>,
+    ) -> Result<(Caller, crate::identity::sign_in::SignedIn), GatewayError> {
+        let sign_in = self.sign_in.as_ref().ok_or_else(GatewayError::internal)?;
+        let signed_in = match sign_in.finish(pending, code).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "sign-in refused");
+                return Err(self.refused(record, source, "sign_in_failed"));
+            }
+        };
+        let bearer = format!("Bearer {}", signed_in.access_token.expose_secret());
+        let caller = self
+            .authenticate(record, Authorization::Value(&bearer), None, source)
+            .await?;
+        Ok((caller, signed_in))
+    }
+
     /// Finishes a citizen's sign-in to the journal: the access token validated like any
     /// bearer token, the ID token's subject compared, its `acr` at least `min_acr`, and a NIR
     /// asserted by an issuer trusted for it; recorded.
@@ -188,18 +201,7 @@ impl Gateway {
         code: &str,
         source: Option<IpAddr>,
     ) -> Result<CitizenSignIn, GatewayError> {
-        let sign_in = self.sign_in.as_ref().ok_or_else(GatewayError::internal)?;
-        let signed_in = match sign_in.finish(pending, code).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(error = %e, "journal sign-in refused");
-                return Err(self.refused(record, source, "sign_in_failed"));
-            }
-        };
-        let bearer = format!("Bearer {}", signed_in.access_token.expose_secret());
-        let caller = self
-            .authenticate(record, Authorization::Value(&bearer), None, source)
-            .await?;
+        let (caller, signed_in) = self.signed_in_caller(record, pending, code, source).await?;
         let min_acr = self
             .config
             .console
@@ -395,13 +397,7 @@ impl Gateway {
         number: u64,
     ) -> Result<VersionPreview, GatewayError> {
         self.as_operator(caller, async {
-            let (meta, texts) = self.history.get(number).ok_or_else(|| {
-                GatewayError::not_found(
-                    "policy_version_not_found",
-                    "Not found",
-                    format!("no stored policy version {number}"),
-                )
-            })?;
+            let (meta, texts) = self.stored_version(number)?;
             let current = self.policy.current();
             let in_force = current.version.clone();
             let changes = tokio::task::spawn_blocking(move || {
