@@ -12,20 +12,49 @@ use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use crate::support::{TestServer, hub};
 
 /// A browser: its own cookie jar, no automatic redirects.
-struct Browser {
+pub(crate) struct Browser {
     client: reqwest::Client,
     cookies: HashMap<String, String>,
 }
 
 /// One answer, read whole.
-struct Page {
-    status: StatusCode,
+pub(crate) struct Page {
+    pub status: StatusCode,
     headers: HeaderMap,
-    body: String,
+    pub body: String,
 }
 
 impl Page {
-    fn location(&self) -> String {
+    /// The `action` of the page's first form.
+    pub fn form_action(&self) -> Option<String> {
+        let start = self.body.find("<form")?;
+        let tag = &self.body[start..start + self.body[start..].find('>')?];
+        let at = tag.find("action=\"")? + "action=\"".len();
+        let end = tag[at..].find('"')?;
+        Some(tag[at..at + end].replace("&amp;", "&"))
+    }
+
+    /// Every hidden input of the page, by name.
+    pub fn hidden_fields(&self) -> Vec<(String, String)> {
+        let mut fields = Vec::new();
+        for input in self.body.split("<input").skip(1) {
+            let tag = &input[..input.find('>').unwrap_or(input.len())];
+            if !tag.contains("type=\"hidden\"") {
+                continue;
+            }
+            let value_of = |attr: &str| -> Option<String> {
+                let at = tag.find(&format!("{attr}=\""))? + attr.len() + 2;
+                let end = tag[at..].find('"')?;
+                Some(tag[at..at + end].to_string())
+            };
+            if let (Some(name), Some(value)) = (value_of("name"), value_of("value")) {
+                fields.push((name, value));
+            }
+        }
+        fields
+    }
+
+    pub fn location(&self) -> String {
         self.headers
             .get(LOCATION)
             .map(|v| v.to_str().unwrap().to_string())
@@ -54,7 +83,7 @@ impl Page {
 }
 
 impl Browser {
-    fn new() -> Self {
+    pub fn new() -> Self {
         passerelle::install_crypto_provider();
         Self {
             client: reqwest::Client::builder()
@@ -102,7 +131,7 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, url: &str) -> Page {
+    pub async fn get(&mut self, url: &str) -> Page {
         let request = self.client.get(url);
         self.read(request).await
     }
@@ -115,7 +144,7 @@ impl Browser {
         self.read(request).await
     }
 
-    async fn post_owned(
+    pub async fn post_owned(
         &mut self,
         url: String,
         form: Vec<(String, String)>,

@@ -1,6 +1,6 @@
 //! Interoperability with a real, certified OpenID provider: the npm package `oidc-provider`,
 //! configured for client credentials with JWT access tokens for the resource
-//! `urn:passerelle`. `.ci/run` installs it and sets `PASSERELLE_INTEROP=required`; elsewhere the
+//! `urn:passerelle`, and for the console's sign-in (authorization code with PKCE). `.ci/run` installs it and sets `PASSERELLE_INTEROP=required`; elsewhere the
 //! test is skipped (with a message) when the package is not installed.
 
 use std::io::{BufRead, BufReader};
@@ -30,6 +30,11 @@ fn interop_dir() -> PathBuf {
 
 /// Starts oidc-provider on a free loopback port, or explains why it cannot.
 fn start_provider() -> Option<NodeProvider> {
+    start_provider_for(None)
+}
+
+/// [`start_provider`], with the console's client when `console` (its base URL) is given.
+fn start_provider_for(console: Option<&str>) -> Option<NodeProvider> {
     let dir = interop_dir();
     let required = std::env::var("PASSERELLE_INTEROP").is_ok_and(|v| v == "required");
     if !dir.join("node_modules/oidc-provider").exists() {
@@ -45,6 +50,7 @@ fn start_provider() -> Option<NodeProvider> {
     let mut child = Command::new("node")
         .arg("oidc-provider.mjs")
         .arg("0")
+        .args(console)
         .current_dir(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -288,4 +294,72 @@ except Exception as e:
         "ADBC with client credentials:\n{text}"
     );
     assert!(text.contains("refused"), "{text}");
+}
+
+/// The console against the certified provider: an operator signs in through oidc-provider's
+/// own login and consent pages (authorization code with PKCE, the resource `urn:passerelle`
+/// for a JWT access token), the gateway validates its access token like any bearer and its ID
+/// token with the provider's keys, and the console opens.
+#[tokio::test]
+async fn an_operator_signs_in_to_the_console_at_oidc_provider() {
+    // The gateway's port, held until the provider has taken its own.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let base = format!("https://127.0.0.1:{port}");
+    let Some(provider) = start_provider_for(Some(&base)) else {
+        return;
+    };
+    drop(held);
+    let (_dir, mut config) = crate::policy::private_hub();
+    let mut issuer = provider_issuer(&provider);
+    issuer.claims = vec!["organisation".into(), "roles".into()];
+    config.identity.issuers = vec![issuer];
+    config.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut console =
+        passerelle::config::ConsoleConfig::new("oidc-provider", "passerelle-console", &base);
+    console.resource = Some("urn:passerelle".into());
+    config.console = Some(console);
+    let gw = TestServer::start_with(config).await;
+    gw.wait_ready(Duration::from_secs(10)).await;
+
+    let mut browser = crate::console::Browser::new();
+    let mut page = browser.get(&gw.url("/console/connexion")).await;
+    // Follow the provider's redirects and submit its pages (login, then consent) until it
+    // sends the browser back to the console.
+    for _ in 0..20 {
+        if page.status.is_redirection() {
+            let location = page.location();
+            let next = if location.starts_with('/') {
+                format!("{}{location}", provider.issuer)
+            } else {
+                location
+            };
+            if next.starts_with(&gw.url("/console/callback")) {
+                page = browser.get(&next).await;
+                break;
+            }
+            page = browser.get(&next).await;
+            continue;
+        }
+        assert_eq!(page.status, 200, "{}", page.body);
+        let action = page
+            .form_action()
+            .expect("a page of the provider with a form");
+        let mut fields = page.hidden_fields();
+        if page.body.contains("name=\"login\"") {
+            fields.push(("login".into(), "sophie-leroy".into()));
+            fields.push(("password".into(), "any".into()));
+        }
+        let url = if action.starts_with('/') {
+            format!("{}{action}", provider.issuer)
+        } else {
+            action
+        };
+        page = browser.post_owned(url, fields, false).await;
+    }
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("url=/console"), "{}", page.body);
+    let home = browser.get(&gw.url("/console")).await;
+    assert_eq!(home.status, 200, "{}", home.body);
+    assert!(home.body.contains("Politique d"), "{}", home.body);
 }
