@@ -132,6 +132,9 @@ pub struct SubmittedVersion {
     pub in_force: String,
     /// `passerelle check`'s warnings on the new version (file names only).
     pub warnings: Vec<String>,
+    /// Who each habilitation of the diff admits (its members rule, in the new version or, for
+    /// one it removes, the one in force): the people a change concerns.
+    pub concerned: BTreeMap<String, String>,
 }
 
 /// A stored version and what putting it in force would change (the console's confirmation).
@@ -140,6 +143,8 @@ pub struct VersionPreview {
     pub version: VersionMeta,
     pub diff: Vec<Change>,
     pub in_force: String,
+    /// As [`SubmittedVersion::concerned`].
+    pub concerned: BTreeMap<String, String>,
 }
 
 /// `GET /v1/admin/policy/versions`: the history.
@@ -226,6 +231,24 @@ fn problem_list(problems: &[Problem]) -> Vec<String> {
     problems.iter().map(Problem::named).collect()
 }
 
+/// Who each habilitation named by `changes` admits, from `new` (or `old` for one it removes).
+pub(super) fn concerned(
+    changes: &[Change],
+    new: &PolicySet,
+    old: &PolicySet,
+) -> BTreeMap<String, String> {
+    changes
+        .iter()
+        .filter_map(|c| {
+            let h = new
+                .habilitations
+                .get(&c.habilitation)
+                .or_else(|| old.habilitations.get(&c.habilitation))?;
+            Some((c.habilitation.clone(), h.members.describe()))
+        })
+        .collect()
+}
+
 pub(super) fn invalid(problems: &[Problem]) -> GatewayError {
     GatewayError::unprocessable(
         "policy_invalid",
@@ -310,7 +333,7 @@ impl Gateway {
             let current = self.policy.current();
             // Parsing, validating and deciding every habilitation's plan twice (for the diff)
             // takes tens of milliseconds on a large set: off the async workers.
-            let (changes, warnings) = {
+            let (changes, warnings, concerned) = {
                 let (store, texts, current) = (self.policy.clone(), texts.clone(), current.clone());
                 tokio::task::spawn_blocking(move || {
                     let candidate =
@@ -318,7 +341,9 @@ impl Gateway {
                     // SECURITY: member rules must be bound to the trusted issuers (as at apply).
                     store.check_issuers(&candidate).map_err(|p| invalid(&p))?;
                     let warnings = problem_list(&candidate.warnings(Path::new("")));
-                    Ok::<_, GatewayError>((diff(&current, &candidate), warnings))
+                    let changes = diff(&current, &candidate);
+                    let concerned = concerned(&changes, &candidate, &current);
+                    Ok::<_, GatewayError>((changes, warnings, concerned))
                 })
                 .await
                 .map_err(|_| GatewayError::internal())??
@@ -340,6 +365,7 @@ impl Gateway {
                 diff: changes,
                 in_force: current.version.clone(),
                 warnings,
+                concerned,
             })
         })
         .await

@@ -400,9 +400,14 @@ impl Gateway {
             let (meta, texts) = self.stored_version(number)?;
             let current = self.policy.current();
             let in_force = current.version.clone();
-            let changes = tokio::task::spawn_blocking(move || {
-                crate::policy::PolicySet::from_texts(std::path::Path::new(""), texts)
-                    .map(|candidate| diff(&current, &candidate))
+            let (changes, concerned) = tokio::task::spawn_blocking(move || {
+                crate::policy::PolicySet::from_texts(std::path::Path::new(""), texts).map(
+                    |candidate| {
+                        let changes = diff(&current, &candidate);
+                        let concerned = super::admin::concerned(&changes, &candidate, &current);
+                        (changes, concerned)
+                    },
+                )
             })
             .await
             .map_err(|_| GatewayError::internal())?
@@ -411,6 +416,7 @@ impl Gateway {
                 in_force,
                 version: meta,
                 diff: changes,
+                concerned,
             })
         })
         .await

@@ -58,6 +58,26 @@ pub struct Members {
 }
 
 impl Members {
+    /// Who the rule admits, in words (for the dry run's "who is concerned").
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        for (name, values) in [
+            ("groups", &self.groups),
+            ("organisations", &self.organisations),
+            ("roles", &self.roles),
+            ("subjects", &self.subjects),
+        ] {
+            if !values.is_empty() {
+                parts.push(format!("{name} {}", values.join(", ")));
+            }
+        }
+        let mut text = parts.join("; ");
+        if let Some(issuer) = &self.issuer {
+            text.push_str(&format!(" (issuer {issuer})"));
+        }
+        text
+    }
+
     fn is_empty(&self) -> bool {
         self.groups.is_empty()
             && self.organisations.is_empty()

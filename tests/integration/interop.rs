@@ -1,7 +1,8 @@
 //! Interoperability with a real, certified OpenID provider: the npm package `oidc-provider`,
 //! configured for client credentials with JWT access tokens for the resource
-//! `urn:passerelle`, and for the console's sign-in (authorization code with PKCE). `.ci/run` installs it and sets `PASSERELLE_INTEROP=required`; elsewhere the
-//! test is skipped (with a message) when the package is not installed.
+//! `urn:passerelle`, and for the console's sign-in (authorization code with PKCE). `.ci/run`
+//! installs it and sets `PASSERELLE_INTEROP=required`; elsewhere the test is skipped (with a
+//! message) when the package is not installed.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

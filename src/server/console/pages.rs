@@ -176,6 +176,8 @@ pub struct DeltaRow {
     pub habilitation: String,
     pub kind: String,
     pub what: String,
+    /// Who the habilitation admits (its members rule), when known.
+    pub concerned: String,
 }
 
 impl DeltaRow {
@@ -188,13 +190,21 @@ impl DeltaRow {
     }
 }
 
-impl From<&Change> for DeltaRow {
-    fn from(c: &Change) -> Self {
+impl DeltaRow {
+    /// A change with who it concerns (`concerned`: members rule by habilitation).
+    pub fn of(c: &Change, concerned: &std::collections::BTreeMap<String, String>) -> Self {
         Self {
             habilitation: c.habilitation.clone(),
             kind: c.kind.to_string(),
             what: c.what.clone(),
+            concerned: concerned.get(&c.habilitation).cloned().unwrap_or_default(),
         }
+    }
+}
+
+impl From<&Change> for DeltaRow {
+    fn from(c: &Change) -> Self {
+        Self::of(c, &Default::default())
     }
 }
 

@@ -205,7 +205,11 @@ pub(super) async fn submit(
                     comment: stored.version.comment.clone(),
                     in_force: stored.in_force.clone(),
                     warnings: stored.warnings.clone(),
-                    delta: stored.diff.iter().map(DeltaRow::from).collect(),
+                    delta: stored
+                        .diff
+                        .iter()
+                        .map(|c| DeltaRow::of(c, &stored.concerned))
+                        .collect(),
                     approvals_needed: state.gateway.config().policy.approvals,
                     approvals: Vec::new(),
                     applied_before: false,
@@ -267,7 +271,11 @@ pub(super) async fn preview(
                     comment: p.version.comment.clone(),
                     in_force: p.in_force.clone(),
                     warnings: Vec::new(),
-                    delta: p.diff.iter().map(DeltaRow::from).collect(),
+                    delta: p
+                        .diff
+                        .iter()
+                        .map(|c| DeltaRow::of(c, &p.concerned))
+                        .collect(),
                 },
             )
         }
