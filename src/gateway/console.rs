@@ -384,6 +384,11 @@ impl Gateway {
         }
     }
 
+    /// A console page that reads nothing (a form): the operator right checked, recorded.
+    pub async fn console_page(&self, caller: &Caller) -> Result<(), GatewayError> {
+        self.as_operator(caller, async { Ok(()) }).await
+    }
+
     /// A console sign-out (recorded; the transport closes the session whatever happens).
     pub async fn console_sign_out(&self, caller: &Caller) -> Result<(), GatewayError> {
         caller.record.settle(&self.audit, Ok(())).await

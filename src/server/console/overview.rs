@@ -61,7 +61,7 @@ pub(super) async fn tables(State(state): State<AppState>, operator: Operator) ->
 /// `GET /console/qui-voit-quoi`: the form (checked as an operator's request: it is recorded).
 pub(super) async fn explain_form(State(state): State<AppState>, operator: Operator) -> Response {
     // The form alone reads nothing; the operator right is checked like every page's.
-    if let Err(e) = state.gateway.metrics_access(&operator.caller).await {
+    if let Err(e) = state.gateway.console_page(&operator.caller).await {
         return refused_page(&e);
     }
     let frame = operator.frame(&state, "explain");
