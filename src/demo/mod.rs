@@ -108,8 +108,14 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     }
     // The development issuer is trusted in memory only, for this process.
     config.identity.issuers.push(issuer.issuer_config());
-    // The operators' console signs in with the development issuer (its redirect URI names the
-    // listener, so a listener on port 0 has no console).
+    // The operators' console signs in with the development issuer: its redirect URI names the
+    // listener, so a listener asked on port 0 gets a free port chosen now.
+    if config.server.listen.port() == 0
+        && let Ok(free) = std::net::TcpListener::bind(config.server.listen)
+        && let Ok(addr) = free.local_addr()
+    {
+        config.server.listen = addr;
+    }
     if config.console.is_none() && config.server.listen.port() != 0 {
         let listen = config.server.listen;
         let host = if listen.ip().is_unspecified() {

@@ -236,6 +236,35 @@ fn demo_prints_curl_lines_that_work_as_printed_and_stops_on_sigterm() {
         }
     }
 
+    // The operators' console it prints sends a browser to the development issuer's sign-in.
+    let console = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("operators' console (sign in as `operateur`): "))
+        .unwrap_or_else(|| panic!("no console line: {lines:#?}"))
+        .trim()
+        .to_string();
+    let out = Command::new("curl")
+        .args(["--cacert", "demo-hub/tls/ca.pem", "-s", "-o", "/dev/null"])
+        .args([
+            "-w",
+            "%{http_code} %{redirect_url}",
+            &format!("{console}/connexion"),
+        ])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let answer = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        answer.starts_with("303 http://127.0.0.1:") && answer.contains("/authorize?"),
+        "{answer}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("citizens' journal (sign in as `citoyen`")),
+        "{lines:#?}"
+    );
+
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
