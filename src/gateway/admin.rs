@@ -516,6 +516,7 @@ impl Gateway {
         key: String,
     ) -> Result<Journal, GatewayError> {
         self.as_operator(caller, async {
+            let _permit = self.trail_reads.scan()?;
             let audit_key = self.audit_key(&key)?;
             let dir = self.config.audit.dir.clone();
             let found = {

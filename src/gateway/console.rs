@@ -110,6 +110,77 @@ pub struct AuditSearch {
 /// At most this many records are listed (the most recent).
 pub const AUDIT_ROWS: usize = 200;
 
+/// Reads of the whole audit trail (a citizen's journal, the console's audit search) at once,
+/// for the whole gateway: each reads every segment, so a flood of them must not take the
+/// machine.
+pub const TRAIL_SCANS: usize = 2;
+
+/// A person opens their journal at most once per this many seconds.
+pub const JOURNAL_INTERVAL_SECS: u64 = 5;
+
+/// At most this many people are remembered for [`JOURNAL_INTERVAL_SECS`] (older entries go
+/// first).
+const JOURNAL_READERS: usize = 10_000;
+
+/// The bounds on reading the whole trail (see [`TRAIL_SCANS`], [`JOURNAL_INTERVAL_SECS`]).
+pub struct TrailReads {
+    scans: tokio::sync::Semaphore,
+    last_journal: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+impl Default for TrailReads {
+    fn default() -> Self {
+        Self {
+            scans: tokio::sync::Semaphore::new(TRAIL_SCANS),
+            last_journal: Default::default(),
+        }
+    }
+}
+
+impl TrailReads {
+    /// A permit to read the whole trail now, or the refusal to try again shortly.
+    pub(super) fn scan(&self) -> Result<tokio::sync::SemaphorePermit<'_>, GatewayError> {
+        // SECURITY: at most TRAIL_SCANS whole-trail reads at once, whoever asks.
+        self.scans.try_acquire().map_err(|_| {
+            let mut e = GatewayError::new(
+                super::error::ErrorKind::Busy,
+                "busy",
+                "Busy",
+                "the audit trail is being read by other requests: try again in a few seconds",
+            );
+            e.retry_after = Some(2);
+            e
+        })
+    }
+
+    /// Whether `who` may open their journal now (at most once per JOURNAL_INTERVAL_SECS).
+    fn journal(&self, who: &str) -> Result<(), GatewayError> {
+        let interval = std::time::Duration::from_secs(JOURNAL_INTERVAL_SECS);
+        let mut last = self
+            .last_journal
+            .lock()
+            .map_err(|_| GatewayError::internal())?;
+        let now = std::time::Instant::now();
+        if last
+            .get(who)
+            .is_some_and(|t| now.duration_since(*t) < interval)
+        {
+            return Err(GatewayError::rate_limited(
+                "Too many requests",
+                format!("the journal can be opened once every {JOURNAL_INTERVAL_SECS} seconds"),
+                JOURNAL_INTERVAL_SECS,
+            ));
+        }
+        if last.len() >= JOURNAL_READERS {
+            last.retain(|_, t| now.duration_since(*t) < interval);
+        }
+        if last.len() < JOURNAL_READERS {
+            last.insert(who.to_string(), now);
+        }
+        Ok(())
+    }
+}
+
 /// Who signed in, for the pages' header (never a token).
 #[derive(Debug, Clone, Serialize)]
 pub struct SignedInView {
@@ -246,6 +317,13 @@ impl Gateway {
         nir: &SecretString,
     ) -> Result<CitizenJournal, GatewayError> {
         let work = async {
+            // SECURITY: a journal reads the whole trail: once per person per few seconds, and
+            // a bounded number at once for the gateway.
+            self.trail_reads.journal(&format!(
+                "{}\n{}",
+                caller.principal.issuer, caller.principal.subject
+            ))?;
+            let _permit = self.trail_reads.scan()?;
             let key = self.audit_key(nir.expose_secret())?;
             let dir = self.config.audit.dir.clone();
             let found =
@@ -366,6 +444,7 @@ impl Gateway {
         filter: AuditFilter,
     ) -> Result<AuditSearch, GatewayError> {
         self.as_operator(caller, async {
+            let _permit = self.trail_reads.scan()?;
             let dir = self.config.audit.dir.clone();
             tokio::task::spawn_blocking(move || search_trail(&dir, &filter))
                 .await

@@ -118,6 +118,8 @@ pub struct Gateway {
     client_credentials: Option<crate::identity::ClientCredentials>,
     /// The console's sign-in (authorization code with PKCE), when `[console]` is set.
     sign_in: Option<crate::identity::sign_in::SignIn>,
+    /// Bounds on reading the whole audit trail (journals, the console's audit search).
+    trail_reads: console::TrailReads,
     /// The audit trail: every request that reaches authentication is recorded before its
     /// answer leaves.
     audit: AuditLog,
@@ -353,6 +355,7 @@ impl Gateway {
             running: Arc::default(),
             client_credentials,
             sign_in,
+            trail_reads: console::TrailReads::default(),
             audit,
         })
     }

@@ -693,6 +693,16 @@ async fn a_citizen_sees_who_consulted_their_record_and_nothing_else() {
     assert_eq!(signed_in.status, 200, "{}", signed_in.body);
     let journal = citizen.get(&gw.url("/moi")).await;
     assert_eq!(journal.status, 200, "{}", journal.body);
+    // A journal reads the whole trail: once per person per few seconds (a reload loop costs
+    // the hub nothing more).
+    let again = citizen.get(&gw.url("/moi")).await;
+    assert_eq!(
+        again.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        again.body
+    );
+    assert!(again.headers.contains_key("retry-after"));
     assert!(
         journal.body.contains("SIRET 13000170500016"),
         "{}",

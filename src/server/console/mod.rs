@@ -296,10 +296,13 @@ fn refused_page(e: &GatewayError) -> Response {
         ErrorKind::Forbidden => StatusCode::FORBIDDEN,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
         ErrorKind::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Busy => StatusCode::SERVICE_UNAVAILABLE,
         _ if e.is_the_hubs() => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::BAD_REQUEST,
     };
     let (heading, text) = match e.code {
+        "rate_limited" | "busy" => ("Réessayez dans quelques secondes", e.detail.clone()),
         "not_operator" => (
             "Accès refusé",
             "La console est réservée aux opérateurs du hub. Votre compte n'a pas ce rôle."
@@ -312,10 +315,16 @@ fn refused_page(e: &GatewayError) -> Response {
         ),
         _ => ("Demande refusée", e.detail.clone()),
     };
-    page(
+    let mut response = page(
         status,
         &Message::new(Frame::anonymous(), heading, &text, "error"),
-    )
+    );
+    if let Some(seconds) = e.retry_after
+        && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// SECURITY: a form is accepted only with the session's form token, and never from another
