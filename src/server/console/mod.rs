@@ -14,11 +14,13 @@ mod policy;
 pub mod session;
 mod sign_in;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ::secrecy::ExposeSecret;
-use axum::extract::FromRequestParts;
+use axum::Form;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -131,12 +133,15 @@ fn return_path(area: Area, wanted: Option<&str>) -> String {
     }
 }
 
-/// A signed-in operator's request: the caller (its token validated again now) and the
-/// session's form token.
-pub struct Operator {
-    caller: Caller,
-    csrf: String,
-    console: Arc<Console>,
+/// A signed-in operator's request: its session's caller (the token validated again now) and
+/// form token.
+pub struct Operator(SessionCaller);
+
+impl std::ops::Deref for Operator {
+    type Target = SessionCaller;
+    fn deref(&self) -> &SessionCaller {
+        &self.0
+    }
 }
 
 impl Operator {
@@ -153,47 +158,75 @@ impl FromRequestParts<AppState> for Operator {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let signed = session_caller(parts, state, Area::Console)
+        session_caller(parts, state, Area::Console)
             .await
-            .map_err(|r| *r)?;
-        Ok(Operator {
-            caller: signed.caller,
-            csrf: signed.csrf,
-            console: signed.console,
-        })
+            .map(Operator)
+            .map_err(|r| *r)
     }
 }
 
-/// A signed-in citizen's request: the caller (its token validated again now), the NIR the
-/// issuer asserted at sign-in, and the session's form token.
+/// A signed-in citizen's request: its session's caller, and the NIR the issuer asserted at
+/// sign-in.
 pub struct Citizen {
-    caller: Caller,
-    csrf: String,
+    session: SessionCaller,
     nir: ::secrecy::SecretString,
-    console: Arc<Console>,
+}
+
+impl std::ops::Deref for Citizen {
+    type Target = SessionCaller;
+    fn deref(&self) -> &SessionCaller {
+        &self.session
+    }
 }
 
 impl FromRequestParts<AppState> for Citizen {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
-        let signed = session_caller(parts, state, Area::Journal)
+        let mut session = session_caller(parts, state, Area::Journal)
             .await
             .map_err(|r| *r)?;
-        let Some(nir) = signed.nir else {
+        let Some(nir) = session.nir.take() else {
             return Err(refused_page(&GatewayError::internal()));
         };
-        Ok(Citizen {
-            caller: signed.caller,
-            csrf: signed.csrf,
-            nir,
-            console: signed.console,
-        })
+        Ok(Citizen { session, nir })
+    }
+}
+
+/// A form sent by a signed-in operator or citizen (`T`), its fields by name.
+///
+/// SECURITY: the only way a handler receives a form: the session's form token is checked here
+/// (constant time), and a form the browser says comes from another site is refused.
+pub struct SignedForm<T> {
+    pub who: T,
+    pub fields: HashMap<String, String>,
+}
+
+impl<T> FromRequest<AppState> for SignedForm<T>
+where
+    T: FromRequestParts<AppState, Rejection = Response>
+        + std::ops::Deref<Target = SessionCaller>
+        + Send,
+{
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = request.into_parts();
+        let who = T::from_request_parts(&mut parts, state).await?;
+        let headers = parts.headers.clone();
+        let Form(fields) =
+            Form::<HashMap<String, String>>::from_request(Request::from_parts(parts, body), state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        if let Some(refused) = refused_form(&headers, &who.csrf, fields.get("csrf")) {
+            return Err(refused);
+        }
+        Ok(Self { who, fields })
     }
 }
 
 /// What a live session of `area` gives a request.
-struct SessionCaller {
+pub struct SessionCaller {
     caller: Caller,
     csrf: String,
     nir: Option<::secrecy::SecretString>,

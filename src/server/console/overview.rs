@@ -6,13 +6,12 @@
 
 use std::collections::HashMap;
 
-use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::pages::{self, page};
-use super::{Operator, refused_form, refused_page};
+use super::{Operator, SignedForm, refused_page};
 use crate::gateway::ErrorKind;
 use crate::server::AppState;
 
@@ -81,13 +80,11 @@ pub(super) async fn explain_form(State(state): State<AppState>, operator: Operat
 /// `POST /console/qui-voit-quoi`: what a principal with these claims sees, and why.
 pub(super) async fn explain(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    operator: Operator,
-    Form(mut form): Form<HashMap<String, String>>,
+    SignedForm {
+        who: operator,
+        fields: mut form,
+    }: SignedForm<Operator>,
 ) -> Response {
-    if let Some(refused) = refused_form(&headers, &operator.csrf, form.get("csrf")) {
-        return refused;
-    }
     let mut take = |name: &str| form.remove(name).unwrap_or_default().trim().to_string();
     let typed = pages::ExplainForm {
         issuer: take("issuer"),

@@ -4,11 +4,8 @@
 //! Must never: put a version in force without the confirmation box, or decide anything itself
 //! (the gateway's operator use cases do).
 
-use std::collections::HashMap;
-
-use axum::Form;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::POLICY_FILES;
@@ -16,7 +13,7 @@ use super::pages::{
     self, Applied, DeltaRow, Edit, EditedFile, Frame, Home, Message, Preview, VersionRow, Versions,
     page, when,
 };
-use super::{Operator, refused_form, refused_page};
+use super::{Operator, SignedForm, refused_page};
 use crate::gateway::{PolicySubmission, PolicyTexts};
 use crate::server::AppState;
 
@@ -165,13 +162,11 @@ pub(super) async fn edit(State(state): State<AppState>, operator: Operator) -> R
 /// problems at their lines.
 pub(super) async fn submit(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    operator: Operator,
-    Form(mut form): Form<HashMap<String, String>>,
+    SignedForm {
+        who: operator,
+        fields: mut form,
+    }: SignedForm<Operator>,
 ) -> Response {
-    if let Some(refused) = refused_form(&headers, &operator.csrf, form.get("csrf")) {
-        return refused;
-    }
     let comment = form.remove("comment").unwrap_or_default();
     // Browsers send text areas with CRLF line ends: the policy files keep LF.
     let files: Vec<(String, String)> = POLICY_FILES
@@ -287,14 +282,12 @@ pub(super) async fn preview(
 /// rollback), once confirmed.
 pub(super) async fn put_in_force(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    operator: Operator,
     Path(number): Path<u64>,
-    Form(form): Form<HashMap<String, String>>,
+    SignedForm {
+        who: operator,
+        fields: form,
+    }: SignedForm<Operator>,
 ) -> Response {
-    if let Some(refused) = refused_form(&headers, &operator.csrf, form.get("csrf")) {
-        return refused;
-    }
     if form.get("confirmer").map(String::as_str) != Some("oui") {
         let frame = operator.frame(&state, "versions");
         return page(
@@ -334,14 +327,9 @@ pub(super) async fn put_in_force(
 /// `POST /console/versions/{number}/approbation`: the viewer's approval of a version.
 pub(super) async fn approve(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    operator: Operator,
     Path(number): Path<u64>,
-    Form(form): Form<HashMap<String, String>>,
+    SignedForm { who: operator, .. }: SignedForm<Operator>,
 ) -> Response {
-    if let Some(refused) = refused_form(&headers, &operator.csrf, form.get("csrf")) {
-        return refused;
-    }
     match state.gateway.approve(&operator.caller, number).await {
         Ok(_) => {
             let frame = operator.frame(&state, "versions");

@@ -4,9 +4,6 @@
 //! Must never: open a session the gateway did not grant, or send the browser after sign-in
 //! anywhere but a path of the area it signed in to.
 
-use std::collections::HashMap;
-
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -15,7 +12,7 @@ use serde::Deserialize;
 use super::pages::{self, Frame, Message, SignedInPage, page};
 use super::session::{self, Area, SESSION_COOKIE, SIGN_IN_COOKIE};
 use super::{
-    Citizen, Operator, SessionCaller, console_of, no_console, refused_form, refused_page,
+    Citizen, Operator, SessionCaller, SignedForm, console_of, no_console, refused_page,
     return_path, with_cookie,
 };
 use crate::gateway::{ErrorKind, GatewayError, RequestRecord};
@@ -186,34 +183,27 @@ async fn callback_of(
 pub(super) async fn sign_out(
     State(state): State<AppState>,
     headers: HeaderMap,
-    operator: Operator,
-    Form(form): Form<HashMap<String, String>>,
+    form: SignedForm<Operator>,
 ) -> Response {
-    let Operator {
-        caller,
-        csrf,
-        console,
-    } = operator;
-    let session = SessionCaller {
-        caller,
-        csrf,
-        nir: None,
-        console,
-    };
-    signed_out(&state, &headers, session, form.get("csrf"), Area::Console).await
+    signed_out(&state, &headers, &form.who, Area::Console).await
 }
 
-/// Ends the request's session of `area` (the form token checked), recorded.
+/// `POST /moi/deconnexion`.
+pub(super) async fn journal_sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    form: SignedForm<Citizen>,
+) -> Response {
+    signed_out(&state, &headers, &form.who, Area::Journal).await
+}
+
+/// Ends the request's session of `area` (its form already checked), recorded.
 async fn signed_out(
     state: &AppState,
     headers: &HeaderMap,
-    session: SessionCaller,
-    sent: Option<&String>,
+    session: &SessionCaller,
     area: Area,
 ) -> Response {
-    if let Some(refused) = refused_form(headers, &session.csrf, sent) {
-        return refused;
-    }
     if let Some(id) = headers
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
@@ -234,26 +224,4 @@ async fn signed_out(
         ),
         &session::session_cookie(""),
     )
-}
-
-/// `POST /moi/deconnexion`.
-pub(super) async fn journal_sign_out(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    citizen: Citizen,
-    Form(form): Form<HashMap<String, String>>,
-) -> Response {
-    let Citizen {
-        caller,
-        csrf,
-        nir,
-        console,
-    } = citizen;
-    let session = SessionCaller {
-        caller,
-        csrf,
-        nir: Some(nir),
-        console,
-    };
-    signed_out(&state, &headers, session, form.get("csrf"), Area::Journal).await
 }
