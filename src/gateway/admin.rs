@@ -231,13 +231,11 @@ fn problem_list(problems: &[Problem]) -> Vec<String> {
     problems.iter().map(Problem::named).collect()
 }
 
-/// Who each habilitation named by `changes` admits, from `new` (or `old` for one it removes).
-pub(super) fn concerned(
-    changes: &[Change],
-    new: &PolicySet,
-    old: &PolicySet,
-) -> BTreeMap<String, String> {
-    changes
+/// What putting `new` in force instead of `old` would change, and who each habilitation of the
+/// diff admits (its members rule in `new`, or in `old` for one `new` removes).
+pub(super) fn delta(old: &PolicySet, new: &PolicySet) -> (Vec<Change>, BTreeMap<String, String>) {
+    let changes = diff(old, new);
+    let concerned = changes
         .iter()
         .filter_map(|c| {
             let h = new
@@ -246,7 +244,8 @@ pub(super) fn concerned(
                 .or_else(|| old.habilitations.get(&c.habilitation))?;
             Some((c.habilitation.clone(), h.members.describe()))
         })
-        .collect()
+        .collect();
+    (changes, concerned)
 }
 
 pub(super) fn invalid(problems: &[Problem]) -> GatewayError {
@@ -301,9 +300,10 @@ impl Gateway {
         .await
     }
 
-    /// The hub's metrics on the main listener: operators only (the metrics listener, on
-    /// loopback by default, needs no token). `Ok` lets the transport render them.
-    pub async fn metrics_access(&self, caller: &Caller) -> Result<(), GatewayError> {
+    /// An operator's request that reads nothing through the gateway, recorded: the hub's
+    /// metrics on the main listener (the metrics listener, on loopback by default, needs no
+    /// token), a console form. `Ok` lets the transport render it.
+    pub async fn operator_only(&self, caller: &Caller) -> Result<(), GatewayError> {
         self.as_operator(caller, async { Ok(()) }).await
     }
 
@@ -341,8 +341,7 @@ impl Gateway {
                     // SECURITY: member rules must be bound to the trusted issuers (as at apply).
                     store.check_issuers(&candidate).map_err(|p| invalid(&p))?;
                     let warnings = problem_list(&candidate.warnings(Path::new("")));
-                    let changes = diff(&current, &candidate);
-                    let concerned = concerned(&changes, &candidate, &current);
+                    let (changes, concerned) = delta(&current, &candidate);
                     Ok::<_, GatewayError>((changes, warnings, concerned))
                 })
                 .await

@@ -18,7 +18,6 @@ use super::error::GatewayError;
 use super::record::RequestRecord;
 use super::{Caller, Gateway};
 use crate::identity::sign_in::{PendingSignIn, SignInStart};
-use crate::policy::diff::diff;
 
 /// A citizen signed in to the journal: the caller, the token the session keeps, and the NIR
 /// the issuer asserted (kept server side, never shown in a page or a record).
@@ -463,11 +462,6 @@ impl Gateway {
         }
     }
 
-    /// A console page that reads nothing (a form): the operator right checked, recorded.
-    pub async fn console_page(&self, caller: &Caller) -> Result<(), GatewayError> {
-        self.as_operator(caller, async { Ok(()) }).await
-    }
-
     /// A console sign-out (recorded; the transport closes the session whatever happens).
     pub async fn console_sign_out(&self, caller: &Caller) -> Result<(), GatewayError> {
         caller.record.settle(&self.audit, Ok(())).await
@@ -485,13 +479,8 @@ impl Gateway {
             let current = self.policy.current();
             let in_force = current.version.clone();
             let (changes, concerned) = tokio::task::spawn_blocking(move || {
-                crate::policy::PolicySet::from_texts(std::path::Path::new(""), texts).map(
-                    |candidate| {
-                        let changes = diff(&current, &candidate);
-                        let concerned = super::admin::concerned(&changes, &candidate, &current);
-                        (changes, concerned)
-                    },
-                )
+                crate::policy::PolicySet::from_texts(std::path::Path::new(""), texts)
+                    .map(|candidate| super::admin::delta(&current, &candidate))
             })
             .await
             .map_err(|_| GatewayError::internal())?

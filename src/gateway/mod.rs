@@ -4,7 +4,7 @@
 //! Owns: one function per use case — [`Gateway::authenticate`], [`Gateway::query`],
 //! [`Gateway::lookup`], [`Gateway::datasets`], [`Gateway::me`], and the operators' ones
 //! (`policy_in_force`, `versions`, `submit`, `put_in_force`, `explain`, `journal`,
-//! `audit_query`, `health`, `metrics_access`) — each taking an authenticated [`Caller`] and a
+//! `audit_query`, `health`, `operator_only`) — each taking an authenticated [`Caller`] and a
 //! typed request, returning a typed outcome or a [`GatewayError`], and writing its own audit
 //! record(s) (`record`) before its answer may leave. It also owns readiness (`is_ready` for
 //! anyone, `readiness` behind the operators' `health`) and re-exports what transports need

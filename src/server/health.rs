@@ -104,7 +104,7 @@ pub async fn operators_metrics(
     Authenticated(caller): Authenticated,
 ) -> Result<Response, ApiError> {
     // SECURITY: the hub's activity is the operators' to see.
-    state.gateway.metrics_access(&caller).await?;
+    state.gateway.operator_only(&caller).await?;
     Ok(metrics(State(state)).await)
 }
 

@@ -25,9 +25,7 @@ pub(super) async fn habilitations(State(state): State<AppState>, operator: Opera
             page(
                 StatusCode::OK,
                 &pages::Habilitations {
-                    who: frame.who,
-                    csrf: frame.csrf,
-                    section: frame.section,
+                    frame,
                     rows: rows.into_iter().map(pages::HabilitationLine).collect(),
                     expiring,
                     expired,
@@ -46,9 +44,7 @@ pub(super) async fn tables(State(state): State<AppState>, operator: Operator) ->
             page(
                 StatusCode::OK,
                 &pages::Tables {
-                    who: frame.who,
-                    csrf: frame.csrf,
-                    section: frame.section,
+                    frame,
                     rows: rows.into_iter().map(pages::TableLine).collect(),
                 },
             )
@@ -60,16 +56,14 @@ pub(super) async fn tables(State(state): State<AppState>, operator: Operator) ->
 /// `GET /console/qui-voit-quoi`: the form (checked as an operator's request: it is recorded).
 pub(super) async fn explain_form(State(state): State<AppState>, operator: Operator) -> Response {
     // The form alone reads nothing; the operator right is checked like every page's.
-    if let Err(e) = state.gateway.console_page(&operator.caller).await {
+    if let Err(e) = state.gateway.operator_only(&operator.caller).await {
         return refused_page(&e);
     }
     let frame = operator.frame(&state, "explain");
     page(
         StatusCode::OK,
         &pages::Explain {
-            who: frame.who,
-            csrf: frame.csrf,
-            section: frame.section,
+            frame,
             form: pages::ExplainForm::default(),
             answer: None,
             problem: None,
@@ -126,9 +120,7 @@ pub(super) async fn explain(
     page(
         status,
         &pages::Explain {
-            who: frame.who,
-            csrf: frame.csrf,
-            section: frame.section,
+            frame,
             form: typed,
             answer,
             problem,
@@ -166,9 +158,7 @@ pub(super) async fn audit(
             return page(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 &pages::Audit {
-                    who: frame.who,
-                    csrf: frame.csrf,
-                    section: frame.section,
+                    frame,
                     form,
                     rows: Vec::new(),
                     matched: 0,
@@ -192,9 +182,7 @@ pub(super) async fn audit(
             page(
                 StatusCode::OK,
                 &pages::Audit {
-                    who: frame.who,
-                    csrf: frame.csrf,
-                    section: frame.section,
+                    frame,
                     form,
                     rows: found.rows,
                     matched: found.matched,

@@ -69,9 +69,7 @@ impl Frame {
 #[derive(Template)]
 #[template(path = "console/message.html")]
 pub struct Message {
-    pub who: Option<SignedInView>,
-    pub csrf: String,
-    pub section: &'static str,
+    pub frame: Frame,
     pub heading: String,
     pub text: String,
     /// `info`, `success` or `error`.
@@ -82,9 +80,7 @@ pub struct Message {
 impl Message {
     pub fn new(frame: Frame, heading: &str, text: &str, tone: &'static str) -> Self {
         Self {
-            who: frame.who,
-            csrf: frame.csrf,
-            section: frame.section,
+            frame,
             heading: heading.into(),
             text: text.into(),
             tone,
@@ -107,9 +103,7 @@ pub struct SignedInPage {
 #[derive(Template)]
 #[template(path = "console/home.html")]
 pub struct Home {
-    pub who: Option<SignedInView>,
-    pub csrf: String,
-    pub section: &'static str,
+    pub frame: Frame,
     pub policy: crate::gateway::PolicyInForce,
     pub loaded_at: String,
     pub files: Vec<(String, String)>,
@@ -128,9 +122,7 @@ pub struct VersionRow {
 #[derive(Template)]
 #[template(path = "console/versions.html")]
 pub struct Versions {
-    pub who: Option<SignedInView>,
-    pub csrf: String,
-    pub section: &'static str,
+    pub frame: Frame,
     pub in_force: String,
     pub versions: Vec<VersionRow>,
 }
@@ -161,9 +153,7 @@ impl EditedFile {
 #[derive(Template)]
 #[template(path = "console/edit.html")]
 pub struct Edit {
-    pub who: Option<SignedInView>,
-    pub csrf: String,
-    pub section: &'static str,
+    pub frame: Frame,
     pub comment: String,
     pub files: Vec<EditedFile>,
     /// Problems that name no file of the set.
@@ -211,9 +201,7 @@ impl From<&Change> for DeltaRow {
 #[derive(Template)]
 #[template(path = "console/preview.html")]
 pub struct Preview {
-    pub who: Option<SignedInView>,
-    pub csrf: String,
-    pub section: &'static str,
+    pub frame: Frame,
     pub just_stored: bool,
     pub number: u64,
     pub version: String,
@@ -235,9 +223,7 @@ pub struct Preview {
 #[derive(Template)]
 #[template(path = "console/applied.html")]
 pub struct Applied {
-    pub who: Option<SignedInView>,
-    pub csrf: String,
-    pub section: &'static str,
+    pub frame: Frame,
     pub number: u64,
     pub in_force: String,
     pub changed: bool,
@@ -312,9 +298,7 @@ impl HabilitationLine {
 #[derive(Template)]
 #[template(path = "console/habilitations.html")]
 pub struct Habilitations {
-    pub who: Option<SignedInView>,
-    pub csrf: String,
-    pub section: &'static str,
+    pub frame: Frame,
     pub rows: Vec<HabilitationLine>,
     pub expiring: usize,
     pub expired: usize,
@@ -344,9 +328,7 @@ impl TableLine {
 #[derive(Template)]
 #[template(path = "console/tables.html")]
 pub struct Tables {
-    pub who: Option<SignedInView>,
-    pub csrf: String,
-    pub section: &'static str,
+    pub frame: Frame,
     pub rows: Vec<TableLine>,
 }
 
@@ -364,9 +346,7 @@ pub struct ExplainForm {
 #[derive(Template)]
 #[template(path = "console/explain.html")]
 pub struct Explain {
-    pub who: Option<SignedInView>,
-    pub csrf: String,
-    pub section: &'static str,
+    pub frame: Frame,
     pub form: ExplainForm,
     pub answer: Option<String>,
     pub problem: Option<String>,
@@ -385,9 +365,7 @@ pub struct AuditForm {
 #[derive(Template)]
 #[template(path = "console/audit.html")]
 pub struct Audit {
-    pub who: Option<SignedInView>,
-    pub csrf: String,
-    pub section: &'static str,
+    pub frame: Frame,
     pub form: AuditForm,
     pub rows: Vec<AuditRow>,
     pub matched: usize,

@@ -26,9 +26,7 @@ pub(super) async fn home(State(state): State<AppState>, operator: Operator) -> R
             page(
                 StatusCode::OK,
                 &Home {
-                    who: frame.who,
-                    csrf: frame.csrf,
-                    section: frame.section,
+                    frame,
                     loaded_at: when(&policy.loaded_at),
                     files,
                     policy,
@@ -81,9 +79,7 @@ pub(super) async fn versions(State(state): State<AppState>, operator: Operator) 
             page(
                 StatusCode::OK,
                 &Versions {
-                    who: frame.who,
-                    csrf: frame.csrf,
-                    section: frame.section,
+                    frame,
                     in_force: view.in_force,
                     versions: rows,
                 },
@@ -134,9 +130,7 @@ fn editor(
         })
         .collect();
     Edit {
-        who: frame.who,
-        csrf: frame.csrf,
-        section: frame.section,
+        frame,
         comment,
         files,
         general,
@@ -190,9 +184,7 @@ pub(super) async fn submit(
             page(
                 StatusCode::CREATED,
                 &Preview {
-                    who: frame.who,
-                    csrf: frame.csrf,
-                    section: frame.section,
+                    frame,
                     just_stored: true,
                     number: stored.version.number,
                     version: stored.version.version.clone(),
@@ -256,9 +248,7 @@ pub(super) async fn preview(
                         .collect(),
                     applied_before: !p.version.applied.is_empty(),
                     can_approve,
-                    who: frame.who,
-                    csrf: frame.csrf,
-                    section: frame.section,
+                    frame,
                     just_stored: false,
                     number,
                     version: p.version.version.clone(),
@@ -310,9 +300,7 @@ pub(super) async fn put_in_force(
             page(
                 StatusCode::OK,
                 &Applied {
-                    who: frame.who,
-                    csrf: frame.csrf,
-                    section: frame.section,
+                    frame,
                     number: view.number,
                     in_force: view.in_force.clone(),
                     changed: view.changed,
