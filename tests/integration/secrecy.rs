@@ -58,7 +58,7 @@ fn optimum(
             .collect();
         simplex(n, &dense, objective, maximise)
     } else {
-        interior_point(n, rows, objective, maximise, upper)
+        Some(interior_point(n, rows, objective, maximise, upper))
     }
 }
 
@@ -72,7 +72,7 @@ fn interior_point(
     objective: &[f64],
     maximise: bool,
     upper: &[f64],
-) -> Option<f64> {
+) -> f64 {
     use clarabel::algebra::CscMatrix;
     use clarabel::solver::{
         DefaultSettingsBuilder, DefaultSolver, IPSolver, SolverStatus, SupportedConeT,
@@ -129,13 +129,11 @@ fn interior_point(
             SolverStatus::Solved | SolverStatus::AlmostSolved
         );
         if solved || solver.info.res_primal <= 1e-7 {
-            return Some(
-                objective
-                    .iter()
-                    .zip(&solver.solution.x)
-                    .map(|(c, x)| c * x)
-                    .sum(),
-            );
+            return objective
+                .iter()
+                .zip(&solver.solution.x)
+                .map(|(c, x)| c * x)
+                .sum();
         }
     }
     panic!(
@@ -392,20 +390,13 @@ fn oracle_joint(
         }
     }
     let n = vars.len();
-    // The dense simplex works on values scaled by their grand totals (its pivots compare with
-    // an absolute epsilon); clarabel scales its program itself.
-    let scaled = true;
+    // Values scaled by their grand totals: the dense simplex's pivots compare with an absolute
+    // epsilon, and clarabel's numerical errors were fewer on the scaled programs too.
     let scale: Vec<Vec<f64>> = tables
         .iter()
         .map(|t| {
             (0..t.kinds.len())
-                .map(|k| {
-                    if scaled {
-                        t.cells[t.sizes][k].max(1.0)
-                    } else {
-                        1.0
-                    }
-                })
+                .map(|k| t.cells[t.sizes][k].max(1.0))
                 .collect()
         })
         .collect();
