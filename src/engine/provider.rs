@@ -14,19 +14,14 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::Session;
-use datafusion::common::DFSchema;
 use datafusion::common::{Column, Result};
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::datasource::{TableProvider, TableType};
-use datafusion::logical_expr::simplify::SimplifyContext;
-use datafusion::logical_expr::{Expr, ScalarUDF, TableProviderFilterPushDown};
-use datafusion::optimizer::simplify_expressions::ExprSimplifier;
+use datafusion::datasource::{TableProvider, TableType, provider_as_source};
+use datafusion::logical_expr::{Expr, LogicalPlanBuilder, ScalarUDF, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use datafusion::physical_plan::filter::FilterExec;
-use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 
 use super::barrier::BarrierExec;
 use super::extracts::Extracts;
@@ -130,7 +125,7 @@ impl SecureTableProvider {
     /// pseudonyms of this domain and key version.
     fn mask_expr(&self, column: &VisibleColumn, precomputed: bool) -> Expr {
         let raw = Expr::Column(Column::from_name(column.name.clone()));
-        match column.treatment {
+        let expr = match column.treatment {
             ColumnTreatment::Clear => raw,
             // SECURITY: only when `Extracts::find` gave an extract made with this very domain
             // and key version (probe checked) from the data file as it is now.
@@ -146,7 +141,8 @@ impl SecureTableProvider {
                     vec![raw],
                 ))
             }
-        }
+        };
+        expr.alias(column.name.clone())
     }
 }
 
@@ -200,8 +196,13 @@ impl TableProvider for SecureTableProvider {
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
-            .with_schema(raw_schema.clone());
+            .with_schema(raw_schema);
         let raw = Arc::new(ListingTable::try_new(config)?);
+        let mut builder = LogicalPlanBuilder::scan("raw", provider_as_source(raw), None)?;
+        if let Some(filter) = &self.row_filter {
+            // INVARIANT: the row filter runs on raw rows, before any mask and below the barrier.
+            builder = builder.filter(filter.clone())?;
+        }
         // Pruning only: re-checked so that nothing but a leak-proof predicate ever reaches
         // raw rows, whatever the optimizer hands us.
         let pruning = filters
@@ -209,6 +210,9 @@ impl TableProvider for SecureTableProvider {
             .filter(|f| is_leak_proof(f, &self.clear))
             .filter_map(for_raw_scan)
             .reduce(Expr::and);
+        if let Some(pruning) = pruning {
+            builder = builder.filter(pruning)?;
+        }
         let wanted: Vec<&VisibleColumn> = match projection {
             Some(indices) => indices
                 .iter()
@@ -216,69 +220,20 @@ impl TableProvider for SecureTableProvider {
                 .collect(),
             None => self.columns.iter().collect(),
         };
-        // The physical plan is built here, node by node (raw scan → filter → masks), rather
-        // than planned from a logical plan: the query's physical optimizer then goes over it
-        // once with the rest of the query (it pushes the filter into the Parquet reader).
-        // Columns read: the wanted ones, and those the row filter and the pruning predicate
-        // need.
-        let mut read: Vec<usize> = Vec::new();
-        let mut need = |name: &str| -> Result<()> {
-            let index = raw_schema.index_of(name)?;
-            if !read.contains(&index) {
-                read.push(index);
-            }
-            Ok(())
-        };
-        for c in &wanted {
-            need(&c.name)?;
-        }
-        for expr in self.row_filter.iter().chain(pruning.iter()) {
-            for column in expr.column_refs() {
-                need(&column.name)?;
-            }
-        }
-        read.sort_unstable();
-        let read_schema = Arc::new(raw_schema.project(&read)?);
-        let read_df = Arc::new(DFSchema::try_from(read_schema.clone())?);
-        let mut physical = raw.scan(state, Some(&read), &[], None).await?;
-        // INVARIANT: the row filter runs on raw rows, before any mask and below the barrier
-        // (the pruning predicate beside it is leak-proof, and only lets the reader skip data).
-        let predicate = self
-            .row_filter
-            .iter()
-            .chain(pruning.iter())
-            .cloned()
-            .reduce(Expr::and);
-        if let Some(predicate) = predicate {
-            // Typed and simplified as the logical optimizer would (`CAST(col) > lit` becomes
-            // `col > lit'`), so that the reader's statistics can prune on it.
-            let simplifier = ExprSimplifier::new(
-                SimplifyContext::builder()
-                    .with_schema(read_df.clone())
-                    .build(),
-            );
-            let predicate = simplifier.simplify(simplifier.coerce(predicate, &read_df)?)?;
-            let predicate = state.create_physical_expr(predicate, &read_df)?;
-            physical = Arc::new(FilterExec::try_new(predicate, physical)?);
-        }
         if wanted.is_empty() {
             // `count(*)` asks for no column: keep the filtered rows, then drop every column.
-            let none: Vec<ProjectionExpr> = Vec::new();
-            let empty =
-                ProjectionExec::try_new_with_schema_metadata(none, physical, &Schema::empty())?;
+            let plan = builder
+                .project(vec![datafusion::logical_expr::lit(true).alias("row")])?
+                .build()?;
+            let physical = state.create_physical_plan(&plan).await?;
+            let none: Vec<datafusion::physical_plan::projection::ProjectionExpr> = Vec::new();
+            let empty = datafusion::physical_plan::projection::ProjectionExec::try_new_with_schema_metadata(none, physical, &Schema::empty())?;
             return Ok(Arc::new(BarrierExec::new(Arc::new(empty))));
         }
-        let masks = wanted
-            .iter()
-            .map(|c| {
-                let expr = state.create_physical_expr(self.mask_expr(c, precomputed), &read_df)?;
-                Ok(ProjectionExpr {
-                    expr,
-                    alias: c.name.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let physical: Arc<dyn ExecutionPlan> = Arc::new(ProjectionExec::try_new(masks, physical)?);
+        let plan = builder
+            .project(wanted.iter().map(|c| self.mask_expr(c, precomputed)))?
+            .build()?;
+        let physical = state.create_physical_plan(&plan).await?;
         // SECURITY: statistics go up only for columns in clear of a dataset without row filter
         // (what the caller could compute with SQL); masked columns and filtered datasets give
         // sizes only.
@@ -367,10 +322,9 @@ mod tests {
             .collect()
     }
 
-    /// The scan's physical plan reads only the columns it needs, runs the row filter below the
-    /// barrier, and the query's physical optimizer hands the row filter and the leak-proof user
-    /// predicate to the Parquet reader for pruning (the filter stays above the reader: pruning
-    /// only skips data).
+    /// The scan runs the row filter below the barrier, and the row filter and the leak-proof
+    /// user predicate reach the Parquet reader for pruning (the filter stays above the reader:
+    /// pruning only skips data).
     #[tokio::test]
     async fn the_row_filter_and_a_leak_proof_predicate_prune_the_parquet_scan() {
         let dir = tempfile::tempdir().unwrap();
