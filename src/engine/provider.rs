@@ -278,10 +278,15 @@ mod tests {
         }
     }
 
-    /// The statistics above the barrier of `SELECT age, name`, per column: null count.
-    async fn null_counts_above_the_barrier(row_filter: bool) -> Vec<Precision<usize>> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.parquet");
+    /// A Parquet file of `(age, name)` rows in `dir`, and a session whose table `t` is that
+    /// file seen through `plan(row_filter)`.
+    fn table_of(
+        dir: &std::path::Path,
+        ages: Vec<i32>,
+        names: Vec<Option<&str>>,
+        row_filter: bool,
+    ) -> SessionContext {
+        let path = dir.join("t.parquet");
         let schema = Arc::new(Schema::new(vec![
             Field::new("age", DataType::Int32, true),
             Field::new("name", DataType::Utf8, true),
@@ -289,8 +294,8 @@ mod tests {
         let batch = RecordBatch::try_new(
             schema.clone(),
             vec![
-                Arc::new(Int32Array::from(vec![17, 42])),
-                Arc::new(StringArray::from(vec![Some("Ada"), None])),
+                Arc::new(Int32Array::from(ages)),
+                Arc::new(StringArray::from(names)),
             ],
         )
         .unwrap();
@@ -301,6 +306,18 @@ mod tests {
         let provider = SecureTableProvider::new(&plan(row_filter), path, schema, None).unwrap();
         let ctx = SessionContext::new();
         ctx.register_table("t", Arc::new(provider)).unwrap();
+        ctx
+    }
+
+    /// The statistics above the barrier of `SELECT age, name`, per column: null count.
+    async fn null_counts_above_the_barrier(row_filter: bool) -> Vec<Precision<usize>> {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = table_of(
+            dir.path(),
+            vec![17, 42],
+            vec![Some("Ada"), None],
+            row_filter,
+        );
         let physical = ctx
             .sql("SELECT age, name FROM t")
             .await
@@ -328,26 +345,12 @@ mod tests {
     #[tokio::test]
     async fn the_row_filter_and_a_leak_proof_predicate_prune_the_parquet_scan() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("t.parquet");
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("age", DataType::Int32, true),
-            Field::new("name", DataType::Utf8, true),
-        ]));
-        let batch = RecordBatch::try_new(
-            schema.clone(),
-            vec![
-                Arc::new(Int32Array::from(vec![-1, 17, 42])),
-                Arc::new(StringArray::from(vec![Some("Eve"), Some("Ada"), None])),
-            ],
-        )
-        .unwrap();
-        let file = std::fs::File::create(&path).unwrap();
-        let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema.clone(), None).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
-        let provider = SecureTableProvider::new(&plan(true), path, schema, None).unwrap();
-        let ctx = SessionContext::new();
-        ctx.register_table("t", Arc::new(provider)).unwrap();
+        let ctx = table_of(
+            dir.path(),
+            vec![-1, 17, 42],
+            vec![Some("Eve"), Some("Ada"), None],
+            true,
+        );
         let frame = ctx.sql("SELECT name FROM t WHERE age < 30").await.unwrap();
         let physical = frame.clone().create_physical_plan().await.unwrap();
         let shown = datafusion::physical_plan::displayable(physical.as_ref())
