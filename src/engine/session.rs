@@ -47,6 +47,12 @@ pub fn new_session(runtime: Arc<RuntimeEnv>, limits: &QueryLimits) -> SessionCon
         .set_bool("datafusion.sql_parser.enable_ident_normalization", true)
         // SECURITY: a failing rule (the planning deadline) fails the query, it is not skipped.
         .set_bool("datafusion.optimizer.skip_failed_rules", false)
+        // SECURITY: no Bloom filter is read. Pruning a row group because a caller's value is
+        // not in its filter would time a value hidden by the row filter (its row group is
+        // read) apart from one that does not exist (nothing is read): a membership test per
+        // value, finer than the row-group ranges of min/max statistics. (The hub's own files
+        // have no filter to read: reading them cost every query its time.)
+        .set_bool("datafusion.execution.parquet.bloom_filter_on_read", false)
         .with_option_extension(budget)
         .with_extension(clock.clone());
     let functions = FunctionSet::get();
@@ -216,6 +222,15 @@ mod tests {
             crate::policy::filter::Comparison::Eq,
             Box::new(FilterExpr::Literal(Literal::String(value.to_string()))),
         )
+    }
+
+    /// No session of the hub reads Parquet Bloom filters (a per-value timing oracle on rows
+    /// the row filter hides).
+    #[test]
+    fn sessions_read_no_bloom_filter() {
+        let ctx = new_session(Arc::new(RuntimeEnv::default()), &QueryLimits::default());
+        let options = ctx.state().config().options().clone();
+        assert!(!options.execution.parquet.bloom_filter_on_read);
     }
 
     /// A row filter on a pseudonymised column needs raw values: never an extract; on another
