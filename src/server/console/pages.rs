@@ -426,4 +426,30 @@ mod tests {
         assert_eq!(placed[1].1.line, None);
         assert_eq!(general, vec!["submission: `x` is not a policy file"]);
     }
+
+    /// The console's pages and the citizen's journal share one skeleton: each keeps its own
+    /// title, banner and footer, and only the console's has the operators' menu.
+    #[test]
+    fn console_and_journal_pages_keep_their_own_head_and_banner() {
+        let console = Message::new(Frame::anonymous(), "Accès refusé", "Non.", "error")
+            .render()
+            .unwrap();
+        assert!(console.contains("<title>Accès refusé — Console de passerelle</title>"));
+        assert!(console.contains(r#"<a href="/console">Console de passerelle</a>"#));
+        assert!(console.contains("Chaque action de cette console est inscrite"));
+        let journal = JournalPage {
+            csrf: "t".into(),
+            rows: Vec::new(),
+        }
+        .render()
+        .unwrap();
+        assert!(journal.contains("<title>Qui a consulté mes données — passerelle</title>"));
+        assert!(journal.contains(r#"action="/moi/deconnexion""#));
+        assert!(!journal.contains("Menu principal"));
+        assert!(journal.contains("chaque ouverture de ce journal"));
+        for page in [&console, &journal] {
+            assert!(page.contains(r#"<link rel="stylesheet" href="/console/static/console.css">"#));
+            assert!(page.contains(r#"<main id="contenu" tabindex="-1">"#));
+        }
+    }
 }
