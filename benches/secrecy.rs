@@ -11,7 +11,8 @@
 //! Then the cost of a new version audited together with the one it replaces
 //! (`protect_with`): one record in twenty removed and 5 % new ones, protected alone and
 //! beside the previous version, with the secondary secrets each needs
-//! (`SECRECY_VERSIONS_ONLY=1` runs this part alone).
+//! (`SECRECY_VERSIONS_ONLY=1` runs this part alone; `SECRECY_RECORDS=60000` only the tables
+//! of that many records).
 
 #![allow(
     clippy::unwrap_used,
@@ -90,7 +91,10 @@ fn versions() {
         "| table | records | profile | secondary alone | secondary together | protect alone | protect together |"
     );
     println!("|---|---:|---|---:|---:|---:|---:|");
-    for &(name, sizes, count) in cases {
+    let only: Option<usize> = std::env::var("SECRECY_RECORDS")
+        .ok()
+        .and_then(|r| r.parse().ok());
+    for &(name, sizes, count) in cases.iter().filter(|c| only.is_none_or(|r| r == c.2)) {
         let old_records = data::microdata(11, sizes, count);
         let mut new_records: Vec<data::Record> = old_records
             .iter()

@@ -2,8 +2,9 @@
 //! microdata (rows, distinct units, a magnitude with its contributors), protected by
 //! `passerelle::secrecy::protect`, then attacked with a linear program written here from the
 //! microdata's own relations and solved by the oracle's own simplex, or for programs too large
-//! for a dense tableau by clarabel's interior-point method (the gateway uses `good_lp` with
-//! microlp: neither shares its code). Every primary cell must be protected: a count's interval
+//! for a dense tableau by clarabel's interior-point method (the gateway solves with `good_lp`
+//! and microlp, and uses clarabel only to choose which values an exact microlp program frees:
+//! no interval the gateway relies on comes from clarabel). Every primary cell must be protected: a count's interval
 //! reaching the threshold and at least that wide, a magnitude's reaching the margin below and
 //! above; a table that cannot be protected must be refused, never published.
 
