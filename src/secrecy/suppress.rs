@@ -336,6 +336,9 @@ pub fn protect_with(
             progress |= hypercube(p, reason, &mut hidden, &mut used);
         }
         if !progress {
+            progress = widen_lines(cube, &findings, &mut hidden);
+        }
+        if !progress {
             return Err(ProtectError::Unprotectable { findings, rounds });
         }
     }
@@ -347,6 +350,33 @@ pub fn protect_with(
         })
         .collect();
     Ok(Protection { secrets, rounds })
+}
+
+/// When no hypercube is left to add for the exposed cells of `findings` (of this table): on
+/// each line through each of them, the largest value still published is hidden too, room for
+/// the attacker's interval. Whether any cell was hidden (none: every such line is hidden).
+fn widen_lines(cube: &Cube, findings: &[Finding], hidden: &mut [bool]) -> bool {
+    let mut progress = false;
+    for f in findings.iter().filter(|f| f.table == 0) {
+        for dim in 0..cube.dims().len() {
+            for line in cube.lines_through(f.cell, dim) {
+                let largest = line
+                    .parts
+                    .iter()
+                    .chain([&line.total])
+                    .filter(|&&c| !hidden[c])
+                    .max_by(|&&a, &&b| {
+                        cube.value(a, f.measure)
+                            .total_cmp(&cube.value(b, f.measure))
+                    });
+                if let Some(&c) = largest {
+                    hidden[c] = true;
+                    progress = true;
+                }
+            }
+        }
+    }
+    progress
 }
 
 /// The cheapest hypercube through primary `p` not in `used` whose corners leave `p` enough room
@@ -546,6 +576,40 @@ mod tests {
                 })
                 .collect(),
         }
+    }
+
+    /// With no hypercube left, each line through an exposed cell gives up its largest
+    /// published value, until none is left.
+    #[test]
+    fn an_exposed_cell_with_no_hypercube_left_widens_its_lines() {
+        let cube = counts(&[&[3, 20, 30], &[40, 50, 60]]);
+        let p = cube.index(&[0, 0]);
+        let mut hidden = hide(&cube, &[[0, 0], [0, 1], [1, 0], [1, 1]]);
+        let finding = Finding {
+            table: 0,
+            cell: p,
+            measure: 0,
+            value: 3.0,
+            interval: super::super::audit::Interval {
+                low: 3.0,
+                high: 3.0,
+            },
+        };
+        assert!(widen_lines(
+            &cube,
+            std::slice::from_ref(&finding),
+            &mut hidden
+        ));
+        // Row 0: its margin (53, above 30); column 0: its margin (43).
+        let now: Vec<usize> = (0..cube.len()).filter(|&c| hidden[c]).collect();
+        let mut expected: Vec<usize> = [[0, 0], [0, 1], [1, 0], [1, 1], [0, 3], [2, 0]]
+            .iter()
+            .map(|c| cube.index(c))
+            .collect();
+        expected.sort_unstable();
+        assert_eq!(now, expected);
+        let mut all = vec![true; cube.len()];
+        assert!(!widen_lines(&cube, &[finding], &mut all));
     }
 
     #[test]
