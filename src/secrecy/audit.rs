@@ -752,8 +752,10 @@ pub fn audit_cells(
 /// attacker cannot exclude), then the whole one, whose points serve the next targets. A target
 /// found exposed is judged on its exact interval (both of its whole programs), except in a
 /// group of more than [`WHOLE_MAX_VARIABLES`] values, where one whole program costs minutes:
-/// there a target its local programs cannot show protected counts as exposed, so that the
-/// suppression hides more (or the table is refused), erring on the safe side only.
+/// there the local programs are followed by local programs over the values the target's
+/// sparsest optimum moves ([`Attacker::moving_at_optimum`]), and a target none of them shows
+/// protected counts as exposed, so that the suppression hides more (or the table is refused),
+/// erring on the safe side only.
 pub fn audit_joint(
     cube: &Cube,
     hidden: &[bool],
@@ -939,14 +941,13 @@ pub(crate) fn audit_tables(
         if settled(&seen, t) {
             continue;
         }
-        // On the largest groups the whole program costs minutes: a cell its local programs
-        // cannot show protected counts as exposed (more cells are hidden, or the table is
-        // refused), which errs on the safe side only.
-        // Then local programs over the values the target's sparsest optimum moves (its way
-        // through the whole group, as an interior-point solver finds it in about a second
-        // where the exact program over thousands of values takes minutes).
+        // On the largest groups, where no exact whole program is solved: local programs over
+        // the values the target's sparsest optimum moves (its way through the whole group, as
+        // an interior-point solver finds it in about a second where the exact program over
+        // thousands of values takes minutes).
+        let largest = group_size[&attacker.group[t.variable]] > WHOLE_MAX_VARIABLES;
         for maximise in [true, false] {
-            if settled(&seen, t) || (!maximise && seen.low[t.variable] <= 0.0) {
+            if !largest || settled(&seen, t) || (!maximise && seen.low[t.variable] <= 0.0) {
                 continue;
             }
             let Some(moving) = attacker.moving_at_optimum(t.variable, maximise) else {
@@ -964,7 +965,10 @@ pub(crate) fn audit_tables(
         if settled(&seen, t) {
             continue;
         }
-        if group_size[&attacker.group[t.variable]] > WHOLE_MAX_VARIABLES {
+        // There the whole program costs minutes: a cell no local program shows protected
+        // counts as exposed (more cells are hidden, or the table is refused), which errs on
+        // the safe side only.
+        if largest {
             findings.push(Finding {
                 table: t.table,
                 cell: t.cell,
