@@ -197,7 +197,14 @@ impl TableProvider for SecureTableProvider {
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(raw_schema);
-        let raw = Arc::new(ListingTable::try_new(config)?);
+        // The file's statistics (what planning and pruning read of its row groups) are kept in
+        // the hub's shared cache, checked against the file's size and modification time:
+        // without it every scan derived them again from the footer. They are the raw file's,
+        // the same for every caller; what a caller may see is decided above them.
+        let raw = Arc::new(
+            ListingTable::try_new(config)?
+                .with_cache(state.runtime_env().cache_manager.get_file_statistic_cache()),
+        );
         let mut builder = LogicalPlanBuilder::scan("raw", provider_as_source(raw), None)?;
         if let Some(filter) = &self.row_filter {
             // INVARIANT: the row filter runs on raw rows, before any mask and below the barrier.
@@ -307,6 +314,29 @@ mod tests {
         let ctx = SessionContext::new();
         ctx.register_table("t", Arc::new(provider)).unwrap();
         ctx
+    }
+
+    /// A scan keeps its file's statistics in the runtime's shared cache (one entry per file,
+    /// reused by the next query instead of derived from the footer again).
+    #[tokio::test]
+    async fn a_scan_keeps_its_files_statistics_in_the_shared_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = table_of(dir.path(), vec![-1, 17, 42], vec![None, None, None], true);
+        let cache = ctx
+            .runtime_env()
+            .cache_manager
+            .get_file_statistic_cache()
+            .unwrap();
+        assert_eq!(cache.len(), 0);
+        for _ in 0..2 {
+            ctx.sql("SELECT age FROM t WHERE age < 30")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            assert_eq!(cache.len(), 1);
+        }
     }
 
     /// The statistics above the barrier of `SELECT age, name`, per column: null count.
