@@ -793,6 +793,51 @@ pub(crate) fn audit_tables(
     neighbours: &[Neighbour<'_>],
     neighbour_moves: &[(usize, Move)],
 ) -> Result<Vec<Finding>, AuditError> {
+    audit_within(
+        Means::HUB,
+        cube,
+        hidden,
+        primaries,
+        profile,
+        cells,
+        moves,
+        neighbours,
+        neighbour_moves,
+    )
+}
+
+/// The programs an audit may solve: the local ones around each target, and the size of group
+/// above which no whole program is solved. The hub's are fixed; tests narrow them to judge one
+/// way of finding witnesses alone.
+#[derive(Debug, Clone, Copy)]
+struct Means {
+    local: &'static [(usize, usize)],
+    whole_max: usize,
+}
+
+impl Means {
+    const HUB: Means = Means {
+        local: &LOCAL_PROGRAMS,
+        whole_max: WHOLE_MAX_VARIABLES,
+    };
+}
+
+/// [`audit_tables`] within `means`.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the audit's inputs: one table, its neighbours, the witnesses of each"
+)]
+fn audit_within(
+    means: Means,
+    cube: &Cube,
+    hidden: &[bool],
+    primaries: &[Option<PrimaryReason>],
+    profile: &Profile,
+    cells: &[usize],
+    moves: &[Move],
+    neighbours: &[Neighbour<'_>],
+    neighbour_moves: &[(usize, Move)],
+) -> Result<Vec<Finding>, AuditError> {
     let attacker = Attacker::joint(cube, hidden, neighbours);
     let mut targets = Vec::new();
     attacker.targets(0, hidden, primaries, profile, cells, &mut targets)?;
@@ -928,7 +973,7 @@ pub(crate) fn audit_tables(
             continue;
         }
         // Local programs first (cheap, and each point a witness), the whole one last.
-        for (hops, cap) in LOCAL_PROGRAMS {
+        for &(hops, cap) in means.local {
             if settled(&seen, t) {
                 break;
             }
@@ -945,7 +990,7 @@ pub(crate) fn audit_tables(
         // the values the target's sparsest optimum moves (its way through the whole group, as
         // an interior-point solver finds it in about a second where the exact program over
         // thousands of values takes minutes).
-        let largest = group_size[&attacker.group[t.variable]] > WHOLE_MAX_VARIABLES;
+        let largest = group_size[&attacker.group[t.variable]] > means.whole_max;
         for maximise in [true, false] {
             if !largest || settled(&seen, t) || (!maximise && seen.low[t.variable] <= 0.0) {
                 continue;
@@ -1140,6 +1185,110 @@ mod tests {
         let whole = attacker.optimum(&[(target, 1.0)], true).unwrap();
         assert!((local.value.unwrap() - whole.value.unwrap()).abs() < 1e-9);
         assert!((whole.value.unwrap() * attacker.scale[0][0] - 23.0).abs() < 1e-6);
+    }
+
+    /// The hint path alone (no hypercube, no local program, no whole program: every target
+    /// judged on the programs over the values its sparsest optimum moves) never finds a cell
+    /// protected that the exact intervals expose, and on these tables finds what they find.
+    #[test]
+    fn the_hinted_programs_alone_agree_with_the_exact_intervals() {
+        let profile = Profile::named("medical").unwrap();
+        let hint_only = Means {
+            local: &[],
+            whole_max: 0,
+        };
+        let cube = counts(&[
+            &[3, 20, 30, 40, 12],
+            &[40, 50, 2, 70, 9],
+            &[15, 25, 35, 45, 30],
+            &[5, 60, 22, 18, 41],
+        ]);
+        let primary_cells = [[0, 0], [1, 2], [3, 0]];
+        let primaries: Vec<_> = (0..cube.len())
+            .map(|c| {
+                primary_cells
+                    .iter()
+                    .any(|p| cube.index(p) == c)
+                    .then_some(PrimaryReason::TooFewUnits)
+            })
+            .collect();
+        let patterns: [&[[usize; 2]]; 4] = [
+            // Rectangles through each primary: protected.
+            &[
+                [0, 0],
+                [0, 1],
+                [1, 0],
+                [1, 1],
+                [1, 2],
+                [1, 3],
+                [2, 2],
+                [2, 3],
+                [3, 0],
+                [3, 1],
+                [2, 0],
+                [2, 1],
+            ],
+            // One rectangle shared by two primaries, the third hidden alone: it is exposed.
+            &[[0, 0], [0, 2], [1, 0], [1, 2], [3, 0]],
+            // A longer cycle only (through three rows).
+            &[
+                [0, 0],
+                [0, 1],
+                [1, 1],
+                [1, 2],
+                [2, 2],
+                [2, 0],
+                [3, 0],
+                [3, 3],
+                [2, 3],
+            ],
+            // Everything on the primaries' lines.
+            &[
+                [0, 0],
+                [0, 1],
+                [0, 2],
+                [0, 3],
+                [0, 4],
+                [1, 0],
+                [2, 0],
+                [3, 0],
+                [1, 2],
+                [1, 1],
+                [2, 2],
+                [3, 2],
+                [3, 1],
+                [3, 3],
+            ],
+        ];
+        let every: Vec<usize> = (0..cube.len()).collect();
+        for pattern in patterns {
+            let hidden = hide(&cube, pattern);
+            let attacker = Attacker::new(&cube, &hidden);
+            let exposed: Vec<usize> = primary_cells
+                .iter()
+                .map(|p| cube.index(p))
+                .filter(|&c| {
+                    let i = attacker.interval(c, 0).unwrap();
+                    !protected(MeasureKind::Rows, cube.value(c, 0), i, &profile)
+                })
+                .collect();
+            let hinted: Vec<usize> = audit_within(
+                hint_only,
+                &cube,
+                &hidden,
+                &primaries,
+                &profile,
+                &every,
+                &[],
+                &[],
+                &[],
+            )
+            .unwrap()
+            .iter()
+            .map(|f| f.cell)
+            .collect();
+            assert_eq!(hinted, exposed, "pattern {pattern:?}");
+        }
     }
 
     #[test]
