@@ -766,6 +766,7 @@ pub fn audit_joint(
     neighbours: &[Neighbour<'_>],
 ) -> Result<Vec<Finding>, AuditError> {
     audit_tables(
+        Means::HUB,
         cube,
         hidden,
         primaries,
@@ -777,57 +778,29 @@ pub fn audit_joint(
     )
 }
 
-/// [`audit_joint`] with moves of the neighbours' own (`(table, corners)`, the table counted
-/// from 1) as witnesses too.
-#[allow(
-    clippy::too_many_arguments,
-    reason = "the audit's inputs: one table, its neighbours, the witnesses of each"
-)]
-pub(crate) fn audit_tables(
-    cube: &Cube,
-    hidden: &[bool],
-    primaries: &[Option<PrimaryReason>],
-    profile: &Profile,
-    cells: &[usize],
-    moves: &[Move],
-    neighbours: &[Neighbour<'_>],
-    neighbour_moves: &[(usize, Move)],
-) -> Result<Vec<Finding>, AuditError> {
-    audit_within(
-        Means::HUB,
-        cube,
-        hidden,
-        primaries,
-        profile,
-        cells,
-        moves,
-        neighbours,
-        neighbour_moves,
-    )
-}
-
 /// The programs an audit may solve: the local ones around each target, and the size of group
-/// above which no whole program is solved. The hub's are fixed; tests narrow them to judge one
-/// way of finding witnesses alone.
+/// above which no whole program is solved. The hub's are fixed ([`Means::HUB`]); tests narrow
+/// them to judge one way of finding witnesses alone.
 #[derive(Debug, Clone, Copy)]
-struct Means {
+pub(crate) struct Means {
     local: &'static [(usize, usize)],
     whole_max: usize,
 }
 
 impl Means {
-    const HUB: Means = Means {
+    pub(crate) const HUB: Means = Means {
         local: &LOCAL_PROGRAMS,
         whole_max: WHOLE_MAX_VARIABLES,
     };
 }
 
-/// [`audit_tables`] within `means`.
+/// [`audit_joint`] within `means`, with moves of the neighbours' own (`(table, corners)`, the
+/// table counted from 1) as witnesses too.
 #[allow(
     clippy::too_many_arguments,
     reason = "the audit's inputs: one table, its neighbours, the witnesses of each"
 )]
-fn audit_within(
+pub(crate) fn audit_tables(
     means: Means,
     cube: &Cube,
     hidden: &[bool],
@@ -1272,7 +1245,7 @@ mod tests {
                     !protected(MeasureKind::Rows, cube.value(c, 0), i, &profile)
                 })
                 .collect();
-            let hinted: Vec<usize> = audit_within(
+            let hinted: Vec<usize> = audit_tables(
                 hint_only,
                 &cube,
                 &hidden,

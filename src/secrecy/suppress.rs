@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::audit::{AuditError, Finding, Move, Neighbour, Tie, audit_tables};
+use super::audit::{AuditError, Finding, Means, Move, Neighbour, Tie, audit_tables};
 use super::cube::Cube;
 use super::profile::{PrimaryReason, Profile};
 
@@ -257,6 +257,7 @@ pub fn protect_with(
         rounds += 1;
         let moves: Vec<Move> = used.iter().flatten().cloned().collect();
         let findings = audit_tables(
+            Means::HUB,
             cube,
             &hidden,
             &primaries,
