@@ -2,8 +2,10 @@
 //!
 //! It wraps the secure scan (raw scan → row filter → masks) and passes its batches through
 //! unchanged. It keeps DataFusion's default `gather_filters_for_pushdown`, which marks every
-//! parent filter unsupported, swaps with no projection and accepts no limit: nothing the user
-//! wrote can be evaluated on rows the row filter hides or on values before their mask.
+//! parent filter unsupported, and swaps with no projection: nothing the user wrote can be
+//! evaluated on rows the row filter hides or on values before their mask. A limit passes
+//! down as a count of rows (no expression): the row filter stops once it has that many rows,
+//! the reader of an unfiltered dataset reads no more.
 //! (Checked on DataFusion 55: without such a wrapper, physical filter pushdown moves a parent
 //! `FilterExec` into the provider's plan and `CAST(b AS INT)` fails on a hidden row.)
 
@@ -129,8 +131,17 @@ impl ExecutionPlan for BarrierExec {
         Ok(Arc::new(out))
     }
 
-    // SECURITY: no `gather_filters_for_pushdown`, `try_swapping_with_projection`,
-    // `supports_limit_pushdown` or `with_fetch` override: the defaults refuse them all.
+    /// A limit passes: it keeps the first rows of the stream the barrier lets through, whatever
+    /// their values, and carries no expression. Below, it stops at the row filter (a
+    /// `FilterExec` takes it as its own fetch) or reaches the reader of an unfiltered dataset.
+    fn supports_limit_pushdown(&self) -> bool {
+        // SECURITY: a count of rows, not a predicate: the answer's rows are the same first
+        // rows of the filtered, masked stream; only less is read.
+        true
+    }
+
+    // SECURITY: no `gather_filters_for_pushdown` or `try_swapping_with_projection` override:
+    // the defaults refuse every parent filter and projection.
 }
 
 #[cfg(test)]

@@ -461,6 +461,68 @@ mod tests {
         assert_eq!(names, vec!["***"], "only 17 passes both, its name redacted");
     }
 
+    /// The physical plan of `sql` in `ctx`, one line per node.
+    async fn physical_plan(ctx: &SessionContext, sql: &str) -> String {
+        let frame = ctx.sql(sql).await.unwrap();
+        let physical = frame.create_physical_plan().await.unwrap();
+        datafusion::physical_plan::displayable(physical.as_ref())
+            .indent(true)
+            .to_string()
+    }
+
+    /// A `LIMIT` crosses the barrier as a count (the row filter stops after that many rows;
+    /// an unfiltered dataset's reader reads no more), never with a user predicate: above a
+    /// user filter it stays above the barrier. Answers are those of the limit above.
+    #[tokio::test]
+    async fn a_limit_crosses_the_barrier_as_a_count_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let ages: Vec<i32> = (-50..50).collect();
+        let names = vec![Some("Eve"); ages.len()];
+        let filtered = table_of(dir.path(), ages.clone(), names.clone(), true);
+        let shown = physical_plan(&filtered, "SELECT age, name FROM t LIMIT 3").await;
+        let barrier = shown.find("SecureBarrier").unwrap();
+        let fetch = shown.find("FilterExec: age@0 > 0, fetch=3").expect(&shown);
+        assert!(barrier < fetch, "the row filter takes the limit: {shown}");
+        let rows = filtered.sql("SELECT age FROM t LIMIT 3").await.unwrap();
+        let batches = rows.collect().await.unwrap();
+        let ages_seen: Vec<i32> = batches
+            .iter()
+            .flat_map(|b| {
+                let a = b.column(0).as_any().downcast_ref::<Int32Array>().unwrap();
+                a.values().to_vec()
+            })
+            .collect();
+        assert_eq!(ages_seen.len(), 3);
+        assert!(ages_seen.iter().all(|a| *a > 0), "{ages_seen:?}");
+
+        let user = physical_plan(&filtered, "SELECT age FROM t WHERE name = 'x' LIMIT 3").await;
+        let barrier = user.find("SecureBarrier").unwrap();
+        assert!(
+            user[barrier..].lines().all(|l| !l.contains("fetch=")),
+            "above a user filter the limit stays above the barrier: {user}"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let unfiltered = table_of(dir.path(), ages, names, false);
+        let shown = physical_plan(&unfiltered, "SELECT age FROM t LIMIT 3").await;
+        let reader = shown
+            .lines()
+            .find(|l| l.contains("DataSourceExec"))
+            .unwrap();
+        assert!(reader.contains("limit=3"), "{shown}");
+        let n: usize = unfiltered
+            .sql("SELECT age FROM t LIMIT 3")
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum();
+        assert_eq!(n, 3);
+    }
+
     /// Column statistics go up for a clear column of a dataset without row filter only.
     #[tokio::test]
     async fn statistics_cross_for_clear_columns_of_unfiltered_datasets_only() {
