@@ -17,6 +17,7 @@ use tokio::time::Instant;
 use super::audit_table::audit_session;
 use super::encode::{AnswerInfo, Format};
 use super::limits::QueryLimits;
+use super::plan_cache::{PlanInputs, PlanKey};
 use super::run::{Engine, QueryJob, SessionFactory, StartedQuery};
 use super::session::{CATALOG, new_session, secure_session_in};
 use super::{EngineError, Share};
@@ -24,6 +25,8 @@ use crate::policy::{AccessPlan, PolicySet};
 
 /// One query under an access plan.
 pub struct SecureQuery {
+    /// Who asks (issuer, identity provider, subject): a kept plan is never lent to another.
+    pub principal: String,
     /// The caller's plan: the only datasets, rows and column treatments the session holds.
     pub plan: Arc<AccessPlan>,
     /// The policy version the plan was made from (its catalog says where each file is).
@@ -56,6 +59,7 @@ impl Engine {
         share: Share,
     ) -> Result<StartedQuery, EngineError> {
         let SecureQuery {
+            principal,
             plan,
             policy,
             sql,
@@ -70,6 +74,18 @@ impl Engine {
         };
         let today = chrono::Utc::now().date_naive();
         let data = self.data().clone();
+        let plan_key = PlanKey::of(
+            &PlanInputs {
+                principal: &principal,
+                plan: &plan,
+                policy: &policy,
+                data: &data,
+                today,
+                limits: &limits,
+            },
+            &sql,
+            &params,
+        );
         let session: SessionFactory = {
             let limits = limits.clone();
             Box::new(move |runtime| {
@@ -98,6 +114,7 @@ impl Engine {
             limits,
             head_bytes,
             session,
+            plan_key,
         };
         self.run(job, share).await
     }
@@ -176,6 +193,8 @@ impl Engine {
             limits,
             head_bytes: usize::MAX,
             session,
+            // The trail's events change with every request: planned each time.
+            plan_key: None,
         };
         self.run(job, share).await
     }

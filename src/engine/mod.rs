@@ -40,6 +40,7 @@ mod guard;
 mod limits;
 mod masks;
 mod memory;
+mod plan_cache;
 mod provider;
 mod pushdown;
 mod run;
@@ -68,6 +69,7 @@ pub use extracts::{Extract, Extracts};
 pub use functions::FunctionSet;
 pub use limits::{EngineRuntime, QueryLimits};
 pub use memory::HubMemory;
+pub use plan_cache::PlanCache;
 pub use provider::SecureTableProvider;
 pub use run::HubData;
 pub use run::{AnswerBody, Engine, Piece, QueryEnd, QueryJob, SessionFactory, StartedQuery};
@@ -136,9 +138,34 @@ pub struct PlannedQuery {
     pub input_bytes: u64,
     /// It joins two relations without any equality (a cross or nested-loop join).
     pub unbounded_join: bool,
+    /// It calls a function the optimizer fixed at planning time (`now()`, …): never kept.
+    reads_the_clock: bool,
 }
 
 impl PlannedQuery {
+    /// What the plan cache keeps of this query (`None` when it may not be kept).
+    fn to_cache(&self) -> Option<plan_cache::CachedPlan> {
+        (!self.reads_the_clock).then(|| plan_cache::CachedPlan {
+            logical: self.logical.clone(),
+            datasets: self.datasets.clone(),
+            input_bytes: self.input_bytes,
+            unbounded_join: self.unbounded_join,
+        })
+    }
+
+    /// A kept plan, to be planned physically in `ctx` (a fresh session of the query's runtime
+    /// and limits: the plan's tables are in it already).
+    fn from_cache(ctx: &SessionContext, cached: &plan_cache::CachedPlan) -> Self {
+        Self {
+            state: ctx.state(),
+            logical: cached.logical.clone(),
+            datasets: cached.datasets.clone(),
+            input_bytes: cached.input_bytes,
+            unbounded_join: cached.unbounded_join,
+            reads_the_clock: false,
+        }
+    }
+
     /// Cheap under `limits`: little data, and no join that multiplies rows without bound.
     pub fn is_cheap(&self, limits: &QueryLimits) -> bool {
         self.input_bytes <= limits.cheap_input_bytes && !self.unbounded_join
@@ -225,6 +252,7 @@ pub async fn plan_query_with(
             .map_err(|e| user_error(e, limits))?
     };
     budget::check_plan_size(&plan, limits.max_plan_nodes)?;
+    let reads_the_clock = plan_cache::reads_the_clock(&plan);
     // SECURITY: the plan-level allow-list, whatever front end produced the plan.
     let datasets = statement::check_plan(&plan, limits.allow_recursive)?;
     // SECURITY: every function call is a reviewed, bounded one (the SQL planner builds some
@@ -239,6 +267,7 @@ pub async fn plan_query_with(
         datasets,
         input_bytes,
         unbounded_join,
+        reads_the_clock,
     })
 }
 

@@ -33,6 +33,8 @@ use super::encode::{AnswerInfo, Format};
 use super::executor::{Lane, QueryLanes};
 use super::extracts::Extracts;
 use super::limits::{EngineRuntime, QueryLimits};
+use super::plan_cache::{PlanCache, PlanKey};
+use super::session::new_session;
 use super::{EngineError, PlannedQuery, plan_query_with};
 use crate::config::LimitsConfig;
 use crate::pseudonym::KeyRing;
@@ -76,6 +78,8 @@ pub struct QueryJob {
     /// Bytes of answer gathered before it is handed back.
     pub head_bytes: usize,
     pub session: SessionFactory,
+    /// Where the plan cache keeps this query's plan (`None`: planned every time).
+    pub plan_key: Option<PlanKey>,
 }
 
 /// How a query ended: what it sent.
@@ -126,6 +130,8 @@ pub struct Engine {
     admission: Arc<Admission>,
     /// What secure sessions read (`entry.rs`).
     data: Arc<HubData>,
+    /// Checked, optimised logical plans of queries asked again (`plan_cache`).
+    plans: Arc<PlanCache>,
 }
 
 impl Engine {
@@ -136,7 +142,13 @@ impl Engine {
             lanes: QueryLanes::start(limits)?,
             admission: Admission::new(limits),
             data: Arc::new(data),
+            plans: Arc::new(PlanCache::default()),
         })
+    }
+
+    /// The plan cache (its size, for tests and metrics).
+    pub fn plans(&self) -> &Arc<PlanCache> {
+        &self.plans
     }
 
     /// The hub's data as queries read it.
@@ -233,16 +245,30 @@ async fn plan_then_run(engine: Engine, job: QueryJob, held: Held, head_tx: HeadS
         deadline,
         head_bytes,
         session,
+        plan_key,
     } = job;
     let planning = async {
         let runtime = engine
             .runtime
             .for_query(&limits)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
+        // SECURITY: a kept plan is found only under a key holding everything it depends on
+        // (`plan_cache`); it runs in a fresh session of this query's runtime and limits.
+        if let Some(cached) = plan_key.as_ref().and_then(|key| engine.plans.get(key)) {
+            return Ok(PlannedQuery::from_cache(
+                &new_session(runtime, &limits),
+                &cached,
+            ));
+        }
         let ctx = session(runtime)?;
-        tokio::time::timeout_at(deadline, plan_query_with(&ctx, &sql, &params, &limits))
-            .await
-            .map_err(|_| EngineError::Timeout(limits.timeout.as_secs()))?
+        let planned =
+            tokio::time::timeout_at(deadline, plan_query_with(&ctx, &sql, &params, &limits))
+                .await
+                .map_err(|_| EngineError::Timeout(limits.timeout.as_secs()))??;
+        if let (Some(key), Some(cached)) = (plan_key, planned.to_cache()) {
+            engine.plans.insert(key, cached);
+        }
+        Ok(planned)
     };
     let mut head_tx = head_tx;
     let planned = tokio::select! {
@@ -478,7 +504,6 @@ impl Drop for RunningGauge {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::new_session;
 
     fn job(sql: &str, session: SessionFactory) -> QueryJob {
         QueryJob {
@@ -492,6 +517,7 @@ mod tests {
             limits: QueryLimits::default(),
             deadline: Instant::now() + std::time::Duration::from_secs(30),
             head_bytes: 1024 * 1024,
+            plan_key: None,
             session,
         }
     }

@@ -152,6 +152,18 @@ impl Caller {
     fn share_key(&self) -> String {
         format!("{}\n{}", self.principal.issuer, self.principal.subject)
     }
+
+    /// The principal whole (issuer, identity provider in a federation, subject): what the
+    /// plan cache keys a caller's plans by.
+    fn principal_key(&self) -> String {
+        let p = &self.principal;
+        format!(
+            "{}\n{}\n{}",
+            p.issuer,
+            p.idp_id.as_deref().unwrap_or(""),
+            p.subject
+        )
+    }
 }
 
 impl Gateway {
@@ -373,6 +385,11 @@ impl Gateway {
     /// The hub's pseudonymised extracts (tests observe which scans read them).
     pub fn extracts(&self) -> Option<&Arc<Extracts>> {
         self.engine.extracts()
+    }
+
+    /// The engine's plan cache (tests observe which queries share a kept plan).
+    pub fn plans(&self) -> &Arc<crate::engine::PlanCache> {
+        self.engine.plans()
     }
 
     /// Ready or not, and nothing more: what anyone may know (load balancers, probes).

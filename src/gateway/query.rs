@@ -81,6 +81,7 @@ impl Gateway {
         let outcome = record.decide(&self.audit).await?;
         let habilitation = plan.habilitation().clone();
         let query = SecureQuery {
+            principal: caller.principal_key(),
             plan: plan.clone(),
             policy: set,
             sql: request.sql,

@@ -497,3 +497,64 @@ async fn only_the_datasets_a_query_reads_get_an_extract() {
         "{names:?}"
     );
 }
+
+/// The plan cache keeps a caller's plan for the same query asked again, and never lends it:
+/// a second researcher of the same project, or a researcher of another project, asking the
+/// very same SQL, gets a plan of their own (and the answer of their own row filter); a query
+/// that reads the clock is never kept.
+#[tokio::test]
+async fn kept_plans_are_never_shared_between_principals() {
+    let engine = Engine::start().await;
+    let plans = engine.server.plans();
+    assert!(plans.is_empty());
+    let sql = "SELECT count(*) AS n FROM sante.sejours";
+    let count = |body: Value| body["rows"][0]["n"].as_i64().unwrap();
+    let (status, first) = engine.query(sql).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(plans.len(), 1);
+    let (_, again) = engine.query(sql).await;
+    assert_eq!(plans.len(), 1, "asked again: the kept plan");
+    assert_eq!(count(again), count(first.clone()));
+
+    let colleague = engine.dev.token_for(&{
+        let mut p = passerelle::demo::personas::persona("chercheuse-diabete")
+            .unwrap()
+            .clone();
+        p.subject = "another-researcher-of-projet-diabete";
+        p
+    });
+    let r = engine
+        .server
+        .client
+        .post(engine.server.url("/v1/query"))
+        .bearer_auth(colleague.unwrap())
+        .json(&json!({ "sql": sql }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let theirs: Value = r.json().await.unwrap();
+    assert_eq!(plans.len(), 2, "another principal: a plan of their own");
+    assert_eq!(
+        count(theirs),
+        count(first.clone()),
+        "same project, same rows"
+    );
+
+    let (status, other_project) = engine.query_as("chercheur-emploi", sql).await;
+    assert_eq!(status, 200, "{other_project}");
+    assert_eq!(plans.len(), 3);
+    assert_ne!(
+        count(other_project),
+        count(first),
+        "another project's row filter, not the kept plan's"
+    );
+
+    for _ in 0..2 {
+        let (status, body) = engine
+            .query("SELECT now() AS t, count(*) AS n FROM sante.sejours")
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert_eq!(plans.len(), 3, "a query that reads the clock is never kept");
+}

@@ -141,6 +141,11 @@ impl TestServer {
         self.running.as_ref().and_then(|r| r.gateway().extracts())
     }
 
+    /// The engine's plan cache.
+    pub fn plans(&self) -> &std::sync::Arc<passerelle::engine::PlanCache> {
+        self.running.as_ref().unwrap().gateway().plans()
+    }
+
     /// `grpc+tls://…` of the Flight SQL listener (empty when none is open).
     pub fn flight_url(&self) -> String {
         self.flight

@@ -1,0 +1,200 @@
+//! The plan cache: a caller's checked, optimised logical plans, kept so that the same query
+//! asked again skips parsing, the statement gate, the budgets and logical optimisation (a
+//! fifth of a small query's CPU). Physical plans are never kept (they hold run state): a hit
+//! is planned physically again, in a fresh session under the query's own runtime and limits.
+//!
+//! Owns: [`PlanKey`] (everything a logical plan depends on) and [`PlanCache`], bounded.
+//! Must never: lend a plan to another principal, another access plan (habilitation, policy
+//! version, row filters with the principal's attributes, column treatments), another day,
+//! another pseudonymisation key version, another version of a data file or table, other
+//! limits or other SQL and parameters; nor keep a plan that read the clock (`now()` and its
+//! kin fold to the instant the query was planned).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::scalar::ScalarValue;
+
+use super::limits::QueryLimits;
+use super::run::HubData;
+use crate::file_stamp::FileStamp;
+use crate::policy::{AccessPlan, DatasetKind, PolicySet};
+
+/// Plans kept at most; beyond, an arbitrary one makes room.
+pub const CAPACITY: usize = 1024;
+
+/// Everything a query's logical plan depends on, as one exact text (no hash: two keys are
+/// equal only when every part is).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PlanKey(String);
+
+/// What a query's logical plan is built from, besides its SQL.
+pub struct PlanInputs<'a> {
+    /// Who asks (issuer, identity provider, subject).
+    pub principal: &'a str,
+    pub plan: &'a AccessPlan,
+    pub policy: &'a PolicySet,
+    pub data: &'a HubData,
+    pub today: chrono::NaiveDate,
+    pub limits: &'a QueryLimits,
+}
+
+impl PlanKey {
+    /// The key of `sql` with `params` under `inputs`, or `None` when a part cannot be pinned
+    /// down (a data file whose size and time cannot be read): such a query is not cached.
+    pub fn of(inputs: &PlanInputs<'_>, sql: &str, params: &[ScalarValue]) -> Option<PlanKey> {
+        let PlanInputs {
+            principal,
+            plan,
+            policy,
+            data,
+            today,
+            limits,
+        } = inputs;
+        // SECURITY: every part below is written with its length, so that no two different
+        // sets of parts give the same text.
+        let mut key = String::with_capacity(1024 + sql.len());
+        let mut part = |text: &str| {
+            key.push_str(&text.len().to_string());
+            key.push(':');
+            key.push_str(text);
+        };
+        part(principal);
+        // The whole access plan: habilitation, policy version, datasets, column treatments
+        // and row filters with the principal's attributes already in them.
+        part(&serde_json::to_string(plan).ok()?);
+        part(&today.to_string());
+        let domain = &plan.habilitation().pseudonymisation_domain;
+        part(&data.keys.version_on(domain, *today).to_string());
+        part(&format!("{limits:?}"));
+        for dataset in plan.datasets().filter(|d| d.query_allowed()) {
+            let Some(entry) = policy.catalog.dataset(dataset.name()) else {
+                part("-");
+                continue;
+            };
+            part(dataset.name());
+            // SECURITY: a replaced file (new data, a new version of a table) is a new key.
+            part(&FileStamp::of(&data.dir.join(&entry.path))?.token());
+            if entry.kind == DatasetKind::Table {
+                part(if data.tables.servable(policy, entry.name()) {
+                    "servable"
+                } else {
+                    "not servable"
+                });
+            }
+        }
+        part(sql);
+        part(&format!("{params:?}"));
+        Some(PlanKey(key))
+    }
+}
+
+/// A checked, optimised logical plan and what the runner needs from its planning.
+#[derive(Debug, Clone)]
+pub struct CachedPlan {
+    pub logical: LogicalPlan,
+    pub datasets: Vec<String>,
+    pub input_bytes: u64,
+    pub unbounded_join: bool,
+}
+
+/// The hub's plan cache (shared by its lanes).
+#[derive(Debug, Default)]
+pub struct PlanCache {
+    plans: Mutex<HashMap<PlanKey, Arc<CachedPlan>>>,
+}
+
+impl PlanCache {
+    pub fn get(&self, key: &PlanKey) -> Option<Arc<CachedPlan>> {
+        let hit = self
+            .plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned();
+        metrics::counter!(
+            "passerelle_plan_cache_total",
+            "outcome" => if hit.is_some() { "hit" } else { "miss" }
+        )
+        .increment(1);
+        hit
+    }
+
+    /// Keeps `plan` under `key` (an arbitrary plan makes room when the cache is full).
+    pub fn insert(&self, key: PlanKey, plan: CachedPlan) {
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if plans.len() >= CAPACITY
+            && !plans.contains_key(&key)
+            && let Some(evicted) = plans.keys().next().cloned()
+        {
+            plans.remove(&evicted);
+        }
+        plans.insert(key, Arc::new(plan));
+    }
+
+    /// Plans kept.
+    pub fn len(&self) -> usize {
+        self.plans.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Does `plan` (its subqueries included) call a function whose value the optimizer fixes at
+/// planning time (`now()`, `current_date`, …: volatility `Stable`)? Such a plan is never kept.
+pub fn reads_the_clock(plan: &LogicalPlan) -> bool {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut found = false;
+    let walked = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|e| {
+            found |= e
+                .exists(|e| {
+                    Ok(matches!(e, Expr::ScalarFunction(f)
+                        if f.func.signature().volatility == Volatility::Stable))
+                })
+                .unwrap_or(true);
+            Ok(if found {
+                TreeNodeRecursion::Stop
+            } else {
+                TreeNodeRecursion::Continue
+            })
+        })
+    });
+    // SECURITY: a walk that fails is taken as reading the clock (not kept).
+    found || walked.is_err()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::SessionContext;
+
+    async fn plan(sql: &str) -> LogicalPlan {
+        SessionContext::new()
+            .state()
+            .create_logical_plan(sql)
+            .await
+            .unwrap()
+    }
+
+    /// `now()` and its kin fold to the instant of planning: such plans are never kept, even
+    /// when the call hides in a subquery; other functions (volatile ones included, evaluated
+    /// when the query runs) do not stop a plan from being kept.
+    #[tokio::test]
+    async fn plans_that_read_the_clock_are_found_in_subqueries_too() {
+        for sql in [
+            "SELECT now()",
+            "SELECT current_date",
+            "SELECT 1 WHERE 2 IN (SELECT extract(year FROM current_date))",
+            "SELECT 1 WHERE EXISTS (SELECT 1 WHERE current_time() IS NOT NULL)",
+        ] {
+            assert!(reads_the_clock(&plan(sql).await), "{sql}");
+        }
+        for sql in ["SELECT 1", "SELECT random()", "SELECT upper('a') || 'b'"] {
+            assert!(!reads_the_clock(&plan(sql).await), "{sql}");
+        }
+    }
+}
