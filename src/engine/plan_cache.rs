@@ -24,6 +24,13 @@ use crate::policy::{AccessPlan, DatasetKind, PolicySet};
 /// Plans kept at most; beyond, an arbitrary one makes room.
 pub const CAPACITY: usize = 1024;
 
+/// What the kept plans may weigh together, approximately (each plan counted as its key and
+/// its text with schemas): a caller sending distinct queries only pushes others out.
+pub const BUDGET_BYTES: usize = 32 * 1024 * 1024;
+
+/// Heavier plans are not kept (1/64 of the budget).
+const MAX_PLAN_BYTES: usize = BUDGET_BYTES / 64;
+
 /// Everything a query's logical plan depends on, as one exact text (no hash: two keys are
 /// equal only when every part is).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -41,8 +48,8 @@ pub struct PlanInputs<'a> {
 }
 
 impl PlanKey {
-    /// The key of `sql` with `params` under `inputs`, or `None` when a part cannot be pinned
-    /// down (a data file whose size and time cannot be read): such a query is not cached.
+    /// The key of `sql` with `params` under `inputs`, or `None` when the access plan cannot be
+    /// written out: such a query is not cached.
     pub fn of(inputs: &PlanInputs<'_>, sql: &str, params: &[ScalarValue]) -> Option<PlanKey> {
         let PlanInputs {
             principal,
@@ -74,8 +81,12 @@ impl PlanKey {
                 continue;
             };
             part(dataset.name());
-            // SECURITY: a replaced file (new data, a new version of a table) is a new key.
-            part(&FileStamp::of(&data.dir.join(&entry.path))?.token());
+            // SECURITY: a replaced file (new data, a new version of a table) is a new key; so
+            // is a file that appears where there was none.
+            part(
+                &FileStamp::of(&data.dir.join(&entry.path))
+                    .map_or_else(|| "absent".to_string(), |s| s.token()),
+            );
             if entry.kind == DatasetKind::Table {
                 part(if data.tables.servable(policy, entry.name()) {
                     "servable"
@@ -99,20 +110,27 @@ pub struct CachedPlan {
     pub unbounded_join: bool,
 }
 
-/// The hub's plan cache (shared by its lanes).
+/// The hub's plan cache (shared by its lanes), bounded in count and in approximate bytes.
 #[derive(Debug, Default)]
 pub struct PlanCache {
-    plans: Mutex<HashMap<PlanKey, Arc<CachedPlan>>>,
+    kept: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    plans: HashMap<PlanKey, (Arc<CachedPlan>, usize)>,
+    bytes: usize,
 }
 
 impl PlanCache {
     pub fn get(&self, key: &PlanKey) -> Option<Arc<CachedPlan>> {
         let hit = self
-            .plans
+            .kept
             .lock()
             .unwrap_or_else(|p| p.into_inner())
+            .plans
             .get(key)
-            .cloned();
+            .map(|(plan, _)| plan.clone());
         metrics::counter!(
             "passerelle_plan_cache_total",
             "outcome" => if hit.is_some() { "hit" } else { "miss" }
@@ -121,21 +139,37 @@ impl PlanCache {
         hit
     }
 
-    /// Keeps `plan` under `key` (an arbitrary plan makes room when the cache is full).
+    /// Keeps `plan` under `key`, arbitrary plans making room when the cache is full; a plan
+    /// heavier than 1/64 of the budget is not kept.
     pub fn insert(&self, key: PlanKey, plan: CachedPlan) {
-        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        if plans.len() >= CAPACITY
-            && !plans.contains_key(&key)
-            && let Some(evicted) = plans.keys().next().cloned()
-        {
-            plans.remove(&evicted);
+        // SECURITY (availability): what a plan holds grows with its text and schemas.
+        let weight = key.0.len() + plan.logical.display_indent_schema().to_string().len();
+        if weight > MAX_PLAN_BYTES {
+            return;
         }
-        plans.insert(key, Arc::new(plan));
+        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, old)) = kept.plans.remove(&key) {
+            kept.bytes -= old;
+        }
+        while kept.plans.len() >= CAPACITY || kept.bytes + weight > BUDGET_BYTES {
+            let Some(evicted) = kept.plans.keys().next().cloned() else {
+                break;
+            };
+            if let Some((_, old)) = kept.plans.remove(&evicted) {
+                kept.bytes -= old;
+            }
+        }
+        kept.plans.insert(key, (Arc::new(plan), weight));
+        kept.bytes += weight;
     }
 
     /// Plans kept.
     pub fn len(&self) -> usize {
-        self.plans.lock().unwrap_or_else(|p| p.into_inner()).len()
+        self.kept
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .plans
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -178,6 +212,44 @@ mod tests {
             .create_logical_plan(sql)
             .await
             .unwrap()
+    }
+
+    fn kept(sql: &str, logical: LogicalPlan) -> (PlanKey, CachedPlan) {
+        (
+            PlanKey(sql.to_string()),
+            CachedPlan {
+                logical,
+                datasets: Vec::new(),
+                input_bytes: 0,
+                unbounded_join: false,
+            },
+        )
+    }
+
+    /// The cache stays within its count and byte bounds whatever a caller sends: distinct
+    /// queries push others out, a plan heavier than its share is not kept.
+    #[tokio::test]
+    async fn kept_plans_stay_within_count_and_bytes() {
+        let cache = PlanCache::default();
+        let small = plan("SELECT 1").await;
+        for i in 0..CAPACITY + 10 {
+            let (key, plan) = kept(&format!("SELECT 1 -- {i}"), small.clone());
+            cache.insert(key, plan);
+        }
+        assert_eq!(cache.len(), CAPACITY);
+        let heavy = "x".repeat(MAX_PLAN_BYTES);
+        let (key, plan) = kept(&heavy, small.clone());
+        cache.insert(key.clone(), plan);
+        assert!(
+            cache.get(&key).is_none(),
+            "heavier than its share: not kept"
+        );
+        let bytes = cache.kept.lock().unwrap().bytes;
+        assert!(bytes <= BUDGET_BYTES, "{bytes}");
+        let (key, plan) = kept("SELECT 1 -- again", small);
+        cache.insert(key.clone(), plan);
+        assert!(cache.get(&key).is_some());
+        assert_eq!(cache.len(), CAPACITY);
     }
 
     /// `now()` and its kin fold to the instant of planning: such plans are never kept, even
