@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::MemorySchemaProvider;
 use datafusion::common::TableReference;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::SessionStateDefaults;
 use datafusion::execution::context::SessionContext;
 use datafusion::execution::runtime_env::RuntimeEnv;
 use datafusion::prelude::SessionConfig;
@@ -59,7 +60,11 @@ pub fn new_session(runtime: Arc<RuntimeEnv>, limits: &QueryLimits) -> SessionCon
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
-        .with_default_features()
+        // The SQL planner's expression planners only: DataFusion's default functions would be
+        // built per session and thrown away (the reviewed ones replace them below), and its
+        // file formats and table factories serve statements the gate refuses (`CREATE
+        // EXTERNAL TABLE`, `COPY`).
+        .with_expr_planners(SessionStateDefaults::default_expr_planners())
         // SECURITY: only the reviewed functions exist in a session; no table function (files,
         // series), no lambda.
         .with_scalar_functions(functions.scalars())
