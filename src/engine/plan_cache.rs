@@ -17,9 +17,10 @@ use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::scalar::ScalarValue;
 
 use super::limits::QueryLimits;
-use super::run::HubData;
+use super::tables::PublishedTables;
 use crate::file_stamp::FileStamp;
 use crate::policy::{AccessPlan, DatasetKind, PolicySet};
+use crate::pseudonym::KeyRing;
 
 /// Plans kept at most; beyond, an arbitrary one makes room.
 pub const CAPACITY: usize = 1024;
@@ -42,7 +43,10 @@ pub struct PlanInputs<'a> {
     pub principal: &'a str,
     pub plan: &'a AccessPlan,
     pub policy: &'a PolicySet,
-    pub data: &'a HubData,
+    /// The folder the catalog's paths are relative to.
+    pub data_dir: &'a std::path::Path,
+    pub keys: &'a KeyRing,
+    pub tables: &'a PublishedTables,
     pub today: chrono::NaiveDate,
     pub limits: &'a QueryLimits,
 }
@@ -55,7 +59,9 @@ impl PlanKey {
             principal,
             plan,
             policy,
-            data,
+            data_dir,
+            keys,
+            tables,
             today,
             limits,
         } = inputs;
@@ -73,7 +79,7 @@ impl PlanKey {
         part(&serde_json::to_string(plan).ok()?);
         part(&today.to_string());
         let domain = &plan.habilitation().pseudonymisation_domain;
-        part(&data.keys.version_on(domain, *today).to_string());
+        part(&keys.version_on(domain, *today).to_string());
         part(&format!("{limits:?}"));
         for dataset in plan.datasets().filter(|d| d.query_allowed()) {
             let Some(entry) = policy.catalog.dataset(dataset.name()) else {
@@ -84,11 +90,11 @@ impl PlanKey {
             // SECURITY: a replaced file (new data, a new version of a table) is a new key; so
             // is a file that appears where there was none.
             part(
-                &FileStamp::of(&data.dir.join(&entry.path))
+                &FileStamp::of(&data_dir.join(&entry.path))
                     .map_or_else(|| "absent".to_string(), |s| s.token()),
             );
             if entry.kind == DatasetKind::Table {
-                part(if data.tables.servable(policy, entry.name()) {
+                part(if tables.servable(policy, entry.name()) {
                     "servable"
                 } else {
                     "not servable"

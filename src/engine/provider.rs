@@ -129,7 +129,7 @@ impl SecureTableProvider {
     /// pseudonyms of this domain and key version.
     fn mask_expr(&self, column: &VisibleColumn, precomputed: bool) -> Expr {
         let raw = Expr::Column(Column::from_name(column.name.clone()));
-        let expr = match column.treatment {
+        match column.treatment {
             ColumnTreatment::Clear => raw,
             // SECURITY: only when `Extracts::find` gave an extract made with this very domain
             // and key version (probe checked) from the data file as it is now.
@@ -145,8 +145,7 @@ impl SecureTableProvider {
                     vec![raw],
                 ))
             }
-        };
-        expr
+        }
     }
 }
 
