@@ -25,8 +25,9 @@ use crate::pseudonym::KeyRing;
 /// Plans kept at most; beyond, an arbitrary one makes room.
 pub const CAPACITY: usize = 1024;
 
-/// What the kept plans may weigh together, approximately (each plan counted as its key and
-/// its text with schemas): a caller sending distinct queries only pushes others out.
+/// What the kept plans may weigh together, approximately (each plan counted as its key, its
+/// nodes and schemas, its expressions and the size of every literal): a caller sending
+/// distinct queries only pushes others out.
 pub const BUDGET_BYTES: usize = 32 * 1024 * 1024;
 
 /// Heavier plans are not kept (1/64 of the budget).
@@ -102,9 +103,57 @@ impl PlanKey {
             }
         }
         part(sql);
-        part(&format!("{params:?}"));
+        // SECURITY: each parameter exactly (its type, then its value in Arrow IPC): their
+        // `Debug` text does not escape strings, so two vectors could print alike.
+        part(&params.len().to_string());
+        for param in params {
+            part(&format!("{:?}", param.data_type()));
+            part(&exact_value(param)?);
+        }
         Some(PlanKey(key))
     }
+}
+
+/// `value` as the hex of a one-row Arrow IPC stream: equal texts only for equal values.
+fn exact_value(value: &ScalarValue) -> Option<String> {
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::arrow::record_batch::RecordBatch;
+    let array = value.to_array().ok()?;
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "v",
+        array.data_type().clone(),
+        true,
+    )]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![array]).ok()?;
+    let mut bytes = Vec::new();
+    let mut writer =
+        datafusion::arrow::ipc::writer::StreamWriter::try_new(&mut bytes, &schema).ok()?;
+    writer.write(&batch).ok()?;
+    writer.finish().ok()?;
+    drop(writer);
+    Some(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// What a kept plan weighs, approximately: its key, each node with its schema, each
+/// expression, and every literal's own size (a `VALUES` list or a folded constant can hold far
+/// more than its SQL text or its display shows).
+fn weight(key: &PlanKey, plan: &LogicalPlan) -> usize {
+    use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+    let mut bytes = key.0.len();
+    let walked = plan.apply_with_subqueries(|node| {
+        bytes += 256 + 64 * node.schema().fields().len();
+        node.apply_expressions(|e| {
+            e.apply(|e| {
+                bytes += 64;
+                if let Expr::Literal(value, _) = e {
+                    bytes += value.size();
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    // SECURITY (availability): a plan that cannot be walked is weighed as too heavy to keep.
+    if walked.is_err() { usize::MAX } else { bytes }
 }
 
 /// A checked, optimised logical plan and what the runner needs from its planning.
@@ -148,8 +197,8 @@ impl PlanCache {
     /// Keeps `plan` under `key`, arbitrary plans making room when the cache is full; a plan
     /// heavier than 1/64 of the budget is not kept.
     pub fn insert(&self, key: PlanKey, plan: CachedPlan) {
-        // SECURITY (availability): what a plan holds grows with its text and schemas.
-        let weight = key.0.len() + plan.logical.display_indent_schema().to_string().len();
+        // SECURITY (availability): what a plan holds grows with its literals and schemas.
+        let weight = weight(&key, &plan.logical);
         if weight > MAX_PLAN_BYTES {
             return;
         }
@@ -256,6 +305,51 @@ mod tests {
         cache.insert(key.clone(), plan);
         assert!(cache.get(&key).is_some());
         assert_eq!(cache.len(), CAPACITY);
+    }
+
+    /// Two parameter vectors that print alike (`Debug` does not escape strings) are two keys.
+    #[test]
+    fn parameters_are_keyed_exactly() {
+        let two = [
+            ScalarValue::Utf8(Some("a".into())),
+            ScalarValue::Utf8(Some("b".into())),
+        ];
+        let one = [ScalarValue::Utf8(Some("a\"), Utf8(\"b".into()))];
+        assert_eq!(
+            format!("{two:?}"),
+            format!("{one:?}"),
+            "the ambiguity is real"
+        );
+        let exact = |params: &[ScalarValue]| {
+            params
+                .iter()
+                .map(|p| format!("{:?}/{}", p.data_type(), exact_value(p).unwrap()))
+                .collect::<Vec<_>>()
+        };
+        assert_ne!(exact(&two), exact(&one));
+        assert_ne!(
+            exact(&[ScalarValue::Int32(Some(1))]),
+            exact(&[ScalarValue::Int64(Some(1))])
+        );
+    }
+
+    /// A `VALUES` list of large folded constants weighs what it holds, not what it displays
+    /// (DataFusion shows five rows of a `VALUES` node).
+    #[tokio::test]
+    async fn a_plans_weight_counts_every_literal() {
+        let ctx = SessionContext::new();
+        let state = ctx.state();
+        let sql = "SELECT * FROM (VALUES ('a'), ('a'), ('a'), ('a'), ('a'), \
+                   (repeat('x', 100000)), (repeat('x', 100000)))";
+        let optimised = state
+            .optimize(&state.create_logical_plan(sql).await.unwrap())
+            .unwrap();
+        let key = PlanKey(sql.to_string());
+        assert!(
+            weight(&key, &optimised) > 200_000,
+            "{}",
+            weight(&key, &optimised)
+        );
     }
 
     /// `now()` and its kin fold to the instant of planning: such plans are never kept, even

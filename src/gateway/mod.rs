@@ -157,10 +157,16 @@ impl Caller {
     /// plan cache keys a caller's plans by.
     fn principal_key(&self) -> String {
         let p = &self.principal;
+        // Each part with its length (no two principals give one text); no idp is not "".
+        let idp = p
+            .idp_id
+            .as_ref()
+            .map_or("-".to_string(), |i| format!("{}:{i}", i.len()));
         format!(
-            "{}\n{}\n{}",
+            "{}:{} {idp} {}:{}",
+            p.issuer.len(),
             p.issuer,
-            p.idp_id.as_deref().unwrap_or(""),
+            p.subject.len(),
             p.subject
         )
     }
