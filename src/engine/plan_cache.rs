@@ -238,17 +238,15 @@ pub fn reads_the_clock(plan: &LogicalPlan) -> bool {
     use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
     let mut found = false;
     let walked = plan.apply_with_subqueries(|node| {
-        node.apply_expressions(|e| {
-            found |= e
-                .exists(|e| {
-                    Ok(matches!(e, Expr::ScalarFunction(f)
-                        if f.func.signature().volatility == Volatility::Stable))
-                })
-                .unwrap_or(true);
-            Ok(if found {
-                TreeNodeRecursion::Stop
-            } else {
-                TreeNodeRecursion::Continue
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility == Volatility::Stable
+                {
+                    found = true;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
             })
         })
     });
