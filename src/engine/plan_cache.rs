@@ -305,6 +305,156 @@ mod tests {
         assert_eq!(cache.len(), CAPACITY);
     }
 
+    /// Each thing a kept plan depends on is a part of its key: the access plan (habilitation,
+    /// row filters, treatments), the day, the pseudonymisation key in force, a data file that
+    /// appears or is replaced, the limits, the SQL and its parameters, and who asks (also
+    /// end to end: `engine::kept_plans_are_never_shared_between_principals`).
+    #[test]
+    fn a_plan_key_changes_with_everything_the_plan_depends_on() {
+        use crate::config::RotationConfig;
+        use crate::identity::Principal;
+        use crate::policy::PolicyTexts;
+        use crate::pseudonym::MasterKey;
+        use serde_json::json;
+
+        let texts = PolicyTexts {
+            model: include_str!("../../policies/model.conf").into(),
+            rules: include_str!("../../policies/policy.csv").into(),
+            habilitations: include_str!("../../policies/habilitations.toml").into(),
+            datasets: include_str!("../../policies/datasets.toml").into(),
+            tables: include_str!("../../policies/tables.toml").into(),
+        };
+        let policy = PolicySet::from_texts(std::path::Path::new("policies"), texts).unwrap();
+        let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
+        let plan_of = |project: &str| {
+            let member = Principal::for_explain(&json!({
+                "sub": "someone", "idp_id": "federation-recherche", "groups": [project]
+            }))
+            .unwrap();
+            let habilitation = policy.resolve(&member, None, today).unwrap();
+            policy.plan(&member, habilitation)
+        };
+        let plan = plan_of("projet-diabete");
+        let other_plan = plan_of("projet-emploi");
+        let domain = plan.habilitation().pseudonymisation_domain.clone();
+        let master = || MasterKey::from_bytes([7; 32]);
+        let keys = KeyRing::new(master(), Vec::new());
+        let rotated = KeyRing::new(
+            master(),
+            vec![RotationConfig {
+                domain,
+                version: 2,
+                from: today,
+            }],
+        );
+        let data = tempfile::tempdir().unwrap();
+        let tables = PublishedTables::new(data.path().to_path_buf());
+        let limits = QueryLimits::default();
+        let fewer_rows = QueryLimits {
+            max_rows: 10,
+            ..QueryLimits::default()
+        };
+        let inputs = PlanInputs {
+            principal: "7:someone",
+            plan: &plan,
+            policy: &policy,
+            data_dir: data.path(),
+            keys: &keys,
+            tables: &tables,
+            today,
+            limits: &limits,
+        };
+        let sql = "SELECT count(*) FROM sante.sejours WHERE age > $1";
+        let one = [ScalarValue::Int64(Some(1))];
+        let key = |inputs: &PlanInputs<'_>, sql: &str, params: &[ScalarValue]| {
+            PlanKey::of(inputs, sql, params).unwrap()
+        };
+        let first = key(&inputs, sql, &one);
+        assert_eq!(
+            first,
+            key(&inputs, sql, &one),
+            "the same inputs: the same key"
+        );
+
+        let mut seen = vec![first];
+        let mut changes = |what: &str, new: PlanKey| {
+            assert!(!seen.contains(&new), "{what}: must be a new key");
+            seen.push(new);
+        };
+        let stays = data.path().join(
+            &policy
+                .catalog
+                .dataset("sante.sejours")
+                .expect("the shipped catalog has sante.sejours")
+                .path,
+        );
+        std::fs::create_dir_all(stays.parent().unwrap()).unwrap();
+        std::fs::write(&stays, b"first version").unwrap();
+        changes("the data file appears", key(&inputs, sql, &one));
+        std::fs::write(&stays, b"second, longer version").unwrap();
+        changes("the data file is replaced", key(&inputs, sql, &one));
+        changes(
+            "another principal",
+            key(
+                &PlanInputs {
+                    principal: "7:someon",
+                    ..inputs
+                },
+                sql,
+                &one,
+            ),
+        );
+        changes(
+            "another access plan",
+            key(
+                &PlanInputs {
+                    plan: &other_plan,
+                    ..inputs
+                },
+                sql,
+                &one,
+            ),
+        );
+        changes(
+            "the next day",
+            key(
+                &PlanInputs {
+                    today: today.succ_opt().unwrap(),
+                    ..inputs
+                },
+                sql,
+                &one,
+            ),
+        );
+        changes(
+            "a new pseudonymisation key in force",
+            key(
+                &PlanInputs {
+                    keys: &rotated,
+                    ..inputs
+                },
+                sql,
+                &one,
+            ),
+        );
+        changes(
+            "other limits",
+            key(
+                &PlanInputs {
+                    limits: &fewer_rows,
+                    ..inputs
+                },
+                sql,
+                &one,
+            ),
+        );
+        changes("other SQL", key(&inputs, &format!("{sql} "), &one));
+        changes(
+            "another parameter",
+            key(&inputs, sql, &[ScalarValue::Int64(Some(2))]),
+        );
+    }
+
     /// Two parameter vectors that print alike (`Debug` does not escape strings) are two keys.
     #[test]
     fn parameters_are_keyed_exactly() {
