@@ -23,7 +23,20 @@
 //! `TPCH_THREADS` (default 2), `TPCH_QUERIES` (e.g. `1,6,18`; default all 22), `TPCH_DIR`
 //! (data folder; default `/var/cache/passerelle/tpch-sf<SF>`, else the temporary folder),
 //! `TPCH_DUCKDB` (`0` to skip DuckDB), `TPCH_PYTHON` (default `python3`), `TPCH_OUT` (also
-//! write the table to this file).
+//! write the table to this file), and two for experiments:
+//!
+//! - `TPCH_LAYOUT`: how the files are written, a comma-separated list of `rg=<rows>` (row
+//!   group size), `none`/`snappy`/`zstd` (compression), `nodict` (no dictionary), `chunk`
+//!   (column-chunk statistics only: no page index), `sorted` (`lineitem` on `l_shipdate`,
+//!   `orders` on `o_orderdate`) or `unsorted` (generation order, i.e. key order); the files go
+//!   to `<dir>-<layout>`, except `unsorted` alone: `<dir>`. Default `sorted`, the layout
+//!   docs/benchmarks.md recommends (measured there against the others): the `ArrowWriter`'s
+//!   defaults (no compression, row groups of 1 048 576 rows, dictionary, page statistics),
+//!   the two fact tables sorted on their date.
+//! - `TPCH_EXPLAIN=1`: print bare DataFusion's `EXPLAIN ANALYZE` of each query (after one
+//!   warm-up run) instead of timing anything.
+//! - `TPCH_SET`: DataFusion settings for (a), (b) and (c) alike, `key=value` separated by `;`
+//!   (e.g. `datafusion.execution.parquet.pushdown_filters=true`), set after the thread count.
 
 #![allow(
     clippy::unwrap_used,
@@ -64,6 +77,8 @@ struct Settings {
     duckdb: bool,
     python: String,
     out: Option<PathBuf>,
+    layout: String,
+    set: Vec<(String, String)>,
 }
 
 fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -91,6 +106,16 @@ impl Settings {
                 .collect(),
             _ => (1..=22).collect(),
         };
+        let layout = std::env::var("TPCH_LAYOUT").unwrap_or_else(|_| "sorted".into());
+        let set = std::env::var("TPCH_SET")
+            .unwrap_or_default()
+            .split(';')
+            .filter(|kv| !kv.trim().is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').expect("TPCH_SET: key=value;key=value");
+                (k.trim().to_string(), v.trim().to_string())
+            })
+            .collect();
         let dir = match std::env::var("TPCH_DIR") {
             Ok(d) if !d.is_empty() => PathBuf::from(d),
             _ => {
@@ -110,16 +135,60 @@ impl Settings {
             runs: env_or("TPCH_RUNS", 5usize).max(1),
             threads: env_or("TPCH_THREADS", 2usize).max(1),
             queries,
-            dir,
             duckdb: std::env::var("TPCH_DUCKDB").map_or(true, |v| v != "0"),
             python: std::env::var("TPCH_PYTHON").unwrap_or_else(|_| "python3".into()),
             out: std::env::var("TPCH_OUT").ok().map(PathBuf::from),
+            dir: if layout.is_empty() || layout == "unsorted" {
+                dir
+            } else {
+                let name = dir.file_name().unwrap().to_string_lossy();
+                let suffix: String = layout
+                    .chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect();
+                dir.with_file_name(format!("{name}-{suffix}"))
+            },
+            layout,
+            set,
         }
     }
 }
 
+/// The writer's layout from `TPCH_LAYOUT` (see the module's documentation).
+fn layout(spec: &str) -> data::Layout {
+    use parquet::basic::{Compression, ZstdLevel};
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    let mut props = WriterProperties::builder();
+    let mut sorted = false;
+    for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        props = match part {
+            "none" => props.set_compression(Compression::UNCOMPRESSED),
+            "snappy" => props.set_compression(Compression::SNAPPY),
+            "zstd" => props.set_compression(Compression::ZSTD(ZstdLevel::default())),
+            "nodict" => props.set_dictionary_enabled(false),
+            "chunk" => props.set_statistics_enabled(EnabledStatistics::Chunk),
+            "sorted" => {
+                sorted = true;
+                props
+            }
+            "unsorted" => {
+                sorted = false;
+                props
+            }
+            other => match other.strip_prefix("rg=") {
+                Some(rows) => props.set_max_row_group_row_count(Some(rows.parse().unwrap())),
+                None => panic!("TPCH_LAYOUT: unknown part `{other}`"),
+            },
+        };
+    }
+    data::Layout {
+        props: props.build(),
+        sorted,
+    }
+}
+
 /// Generates the tables once; a marker file says the folder is complete.
-fn ensure_data(dir: &Path, scale_factor: f64) {
+fn ensure_data(dir: &Path, scale_factor: f64, layout: &data::Layout) {
     let marker = dir.join(".complete");
     if marker.exists() {
         eprintln!("data: reusing {}", dir.display());
@@ -133,7 +202,7 @@ fn ensure_data(dir: &Path, scale_factor: f64) {
     if dir.exists() {
         std::fs::remove_dir_all(dir).unwrap();
     }
-    data::generate(dir, scale_factor).unwrap();
+    data::generate(dir, scale_factor, layout).unwrap();
     std::fs::write(&marker, format!("{scale_factor}\n")).unwrap();
     eprintln!("data: generated in {:.1} s", start.elapsed().as_secs_f64());
 }
@@ -188,15 +257,20 @@ fn secure(dir: &Path, plan: &AccessPlan, catalog: &Catalog) -> SessionContext {
     passerelle::engine::secure_session(plan, catalog, dir, &keys, today, &raw_schema).unwrap()
 }
 
-async fn set_threads(ctx: &SessionContext, threads: usize) {
-    ctx.sql(&format!(
-        "SET datafusion.execution.target_partitions = {threads}"
-    ))
-    .await
-    .unwrap()
-    .collect()
-    .await
-    .unwrap();
+/// The thread count, then `TPCH_SET`'s settings.
+async fn configure(ctx: &SessionContext, threads: usize, set: &[(String, String)]) {
+    let target = (
+        "datafusion.execution.target_partitions".to_string(),
+        threads.to_string(),
+    );
+    for (key, value) in std::iter::once(&target).chain(set) {
+        ctx.sql(&format!("SET {key} = {value}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -286,7 +360,11 @@ fn ratio(num: f64, den: Option<f64>) -> String {
 fn main() {
     let settings = Settings::from_env();
     // `cargo bench` passes `--bench`; a filter argument is not supported (use TPCH_QUERIES).
-    ensure_data(&settings.dir, settings.scale_factor);
+    ensure_data(
+        &settings.dir,
+        settings.scale_factor,
+        &layout(&settings.layout),
+    );
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.threads)
@@ -319,7 +397,29 @@ fn main() {
             ),
         ];
         for (_, ctx) in &sessions {
-            set_threads(ctx, settings.threads).await;
+            configure(ctx, settings.threads, &settings.set).await;
+        }
+        if std::env::var("TPCH_EXPLAIN").is_ok_and(|v| v == "1") {
+            let bare = &sessions[0].1;
+            for &n in &settings.queries {
+                let sql = data::QUERIES[n - 1];
+                bare.sql(sql).await.unwrap().collect().await.unwrap();
+                let explained = bare
+                    .sql(&format!("EXPLAIN ANALYZE {sql}"))
+                    .await
+                    .unwrap()
+                    .collect()
+                    .await
+                    .unwrap();
+                println!("Q{n:02}");
+                for batch in &explained {
+                    let plans = batch.column(1);
+                    let plans = datafusion::arrow::array::AsArray::as_string_opt::<i32>(plans)
+                        .expect("EXPLAIN gives its plans as text");
+                    plans.iter().flatten().for_each(|plan| println!("{plan}"));
+                }
+            }
+            std::process::exit(0);
         }
         for &n in &settings.queries {
             let sql = data::QUERIES[n - 1];
@@ -366,8 +466,18 @@ fn main() {
     let mut table = String::new();
     let _ = writeln!(
         table,
-        "TPC-H SF {}, {} threads, {} runs after 1 warm-up, medians in ms{}",
+        "TPC-H SF {}{}{}, {} threads, {} runs after 1 warm-up, medians in ms{}",
         settings.scale_factor,
+        if settings.layout.is_empty() {
+            String::new()
+        } else {
+            format!(", layout `{}`", settings.layout)
+        },
+        settings
+            .set
+            .iter()
+            .map(|(k, v)| format!(", `{k} = {v}`"))
+            .collect::<String>(),
         settings.threads,
         settings.runs,
         duck.as_ref()

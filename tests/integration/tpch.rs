@@ -104,7 +104,7 @@ async fn compare(dir: &Path, n: usize) -> Result<(), String> {
 #[tokio::test]
 async fn secure_engine_answers_the_22_queries_as_bare_datafusion() {
     let dir = tempfile::tempdir().unwrap();
-    data::generate(dir.path(), SCALE_FACTOR).unwrap();
+    data::generate(dir.path(), SCALE_FACTOR, &data::Layout::default()).unwrap();
     let mut failures = Vec::new();
     for n in 1..=data::QUERIES.len() {
         if let Err(why) = compare(dir.path(), n).await {

@@ -10,10 +10,14 @@ use std::error::Error;
 use std::fs::File;
 use std::path::Path;
 
+use datafusion::arrow::compute::{
+    SortColumn, concat_batches, lexsort_to_indices, take_record_batch,
+};
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatchReader;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use parquet::arrow::ArrowWriter;
+use parquet::file::properties::WriterProperties;
 use passerelle::engine::EngineError;
 use passerelle::policy::habilitation::{HabilitationKind, LegalBasis};
 use passerelle::policy::plan::HabilitationSummary;
@@ -108,16 +112,51 @@ pub fn schema(table: &str) -> Result<SchemaRef> {
     })
 }
 
-/// Writes the eight tables at `scale_factor` under `dir`, one folder per table.
-pub fn generate(dir: &Path, scale_factor: f64) -> Result<()> {
+/// How the tables are written: the Parquet writer's properties (row groups, compression,
+/// dictionary, statistics) and whether the two fact tables are sorted on their date
+/// (`lineitem` on `l_shipdate`, `orders` on `o_orderdate`; the generator writes them in key
+/// order). The default is the `ArrowWriter`'s defaults in generation order.
+#[derive(Default)]
+pub struct Layout {
+    pub props: WriterProperties,
+    pub sorted: bool,
+}
+
+/// The column a sorted layout orders `table` by.
+fn sort_column(table: &str) -> Option<&'static str> {
+    match table {
+        "lineitem" => Some("l_shipdate"),
+        "orders" => Some("o_orderdate"),
+        _ => None,
+    }
+}
+
+/// Writes the eight tables at `scale_factor` under `dir` in `layout`, one folder per table.
+pub fn generate(dir: &Path, scale_factor: f64, layout: &Layout) -> Result<()> {
     for table in TABLES {
         let folder = dir.join(table);
         std::fs::create_dir_all(&folder)?;
         let reader = generator(table, scale_factor)?;
+        let schema = reader.schema();
         let file = File::create(folder.join(format!("{table}.parquet")))?;
-        let mut writer = ArrowWriter::try_new(file, reader.schema(), None)?;
-        for batch in reader {
-            writer.write(&batch?)?;
+        let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(layout.props.clone()))?;
+        match sort_column(table).filter(|_| layout.sorted) {
+            Some(column) => {
+                let batches = reader.collect::<std::result::Result<Vec<_>, _>>()?;
+                let all = concat_batches(&schema, &batches)?;
+                drop(batches);
+                let key = SortColumn {
+                    values: all.column(schema.index_of(column)?).clone(),
+                    options: None,
+                };
+                let order = lexsort_to_indices(&[key], None)?;
+                writer.write(&take_record_batch(&all, &order)?)?;
+            }
+            None => {
+                for batch in reader {
+                    writer.write(&batch?)?;
+                }
+            }
         }
         writer.close()?;
     }
