@@ -10,7 +10,9 @@
 #   (2) exports of HTTP_EXPORT_ROWS (10 000 000) rows as CSV and as Arrow IPC stream with curl,
 #       body to /dev/null: wall time, rows/s, MB/s, and the server's RSS before and peak RSS
 #       during each export (peak reset with `echo 5 > /proc/$PID/clear_refs`, read from
-#       VmHWM). The row count of a streamed answer is not in its headers (docs/api.md), so it is
+#       VmHWM), and the anonymous part of it (RssAnon: VmRSS also counts the binary's code
+#       pages, tens of MB that the first queries fault in), before and at its peak, sampled
+#       every 50 ms. The row count of a streamed answer is not in its headers (docs/api.md), so it is
 #       read from the audit trail's outcome record of the request (`"stage": "outcome"`), and a cut answer
 #       would end the transfer with an error: the script fails unless curl succeeds and the
 #       record says exactly HTTP_EXPORT_ROWS rows, not truncated.
@@ -207,6 +209,19 @@ for format in $EXPORTS; do
     id="http-bench-$format-$(date +%s%N)"
     sleep 2 # let the allocator settle after the previous run
     rss_before=$(rss VmRSS)
+    anon_before=$(rss RssAnon)
+    # The kernel keeps no peak of the anonymous part (heap, not the binary's code pages that
+    # the first queries fault in, which VmRSS and VmHWM count): sampled every 50 ms.
+    echo "$anon_before" >"$OUT/export-$format.anon-peak"
+    (
+        max=$anon_before
+        while kill -0 "$SERVER_PID" 2>/dev/null; do
+            v=$(rss RssAnon)
+            if ((v > max)); then max=$v; echo "$max" >"$OUT/export-$format.anon-peak"; fi
+            sleep 0.05
+        done
+    ) &
+    SAMPLER_PID=$!
     echo 5 >"/proc/$SERVER_PID/clear_refs"
     hwm_reset=$(rss VmHWM)
     cpu_before=$(cpu_ticks)
@@ -219,12 +234,15 @@ for format in $EXPORTS; do
         "$BASE/v1/query" >"$OUT/export-$format.curl.json" 2>"$OUT/export-$format.curl.err" || rc=$?
     peak=$(rss VmHWM)
     cpu_after=$(cpu_ticks)
+    kill "$SAMPLER_PID" 2>/dev/null || true
+    wait "$SAMPLER_PID" 2>/dev/null || true
+    anon_peak=$(cat "$OUT/export-$format.anon-peak")
     [[ $rc == 0 ]] || die "curl failed ($rc) exporting $format: $(cat "$OUT/export-$format.curl.err")"
     # The audit record that closes the answer (the last one with this client's request id).
     record=$(grep -h "\"client_request_id\":\"$id\"" "$AUDIT"/audit-*.jsonl | tail -n1) || true
     [[ -n $record ]] || die "no audit record for $id"
     python3 - "$OUT/export-$format.curl.json" "$EXPORT_ROWS" "$format" "$rss_before" "$hwm_reset" \
-        "$peak" "$(((cpu_after - cpu_before) * 1000 / TICK))" "$record" \
+        "$peak" "$(((cpu_after - cpu_before) * 1000 / TICK))" "$record" "$anon_before" "$anon_peak" \
         >"$OUT/export-$format.json" <<'EOF'
 import json, sys
 curl = json.load(open(sys.argv[1]))
@@ -245,6 +263,7 @@ print(json.dumps({"format": fmt, "rows": rec["rows"], "bytes": curl["bytes"],
                   "seconds": curl["total"], "first_byte": curl["first_byte"], "http": curl["http"],
                   "rss_before_kb": int(sys.argv[4]), "hwm_reset_kb": int(sys.argv[5]),
                   "peak_kb": int(sys.argv[6]), "server_cpu_ms": int(sys.argv[7]),
+                  "anon_before_kb": int(sys.argv[9]), "anon_peak_kb": int(sys.argv[10]),
                   "action": rec.get("action")}))
 EOF
 done
@@ -305,13 +324,16 @@ for name, label in (("rate-small", f"small query, {rate} req/s"),
           f"{s['slowest'] * 1e3:>8.2f} {cpu:>8.2f} ms  {codes}")
 print()
 print(f"{'export':<7} {'rows':>10} {'MB':>7} {'s':>6} {'rows/s':>10} {'MB/s':>6} "
-      f"{'RSS before':>10} {'peak RSS':>9} {'peak-before':>11} {'srv CPU s':>9}  http")
+      f"{'RSS before':>10} {'peak RSS':>9} {'peak-before':>11} {'anon before':>11} {'peak anon':>9} "
+      f"{'srv CPU s':>9}  http")
 for fmt in exports:
     e = json.load(open(f"{out}/export-{fmt}.json"))
     mb, t = e["bytes"] / 1e6, e["seconds"]
     before, peak = e["rss_before_kb"] / 1e3, e["peak_kb"] / 1e3
     print(f"{fmt:<7} {e['rows']:>10} {mb:>7.1f} {t:>6.2f} {e['rows'] / t:>10.0f} {mb / t:>6.1f} "
-          f"{before:>10.1f} {peak:>9.1f} {peak - before:>11.1f} {e['server_cpu_ms'] / 1e3:>9.2f}  {e['http']}")
+          f"{before:>10.1f} {peak:>9.1f} {peak - before:>11.1f} {e['anon_before_kb'] / 1e3:>11.1f} "
+          f"{e['anon_peak_kb'] / 1e3:>9.1f} {e['server_cpu_ms'] / 1e3:>9.2f}  {e['http']}")
 print("(MB = 10^6 bytes; RSS in MB from /proc/PID/status; peak = VmHWM after resetting it to the RSS")
-print(" before the request; srv CPU = the server's user + system time during the export)")
+print(" before the request; anon = RssAnon, the heap without the binary's code pages, peak sampled")
+print(" every 50 ms; srv CPU = the server's user + system time during the export)")
 EOF
