@@ -106,13 +106,16 @@ pub enum Command {
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Verify an audit trail folder (every segment's hash chain, the retention anchor and the
-    /// signed head) or one segment file (its own chain only); exit 0 only if intact, otherwise
-    /// name the first bad record.
+    /// signed head), every gateway's trail under `audit.dir` when several write there
+    /// (`audit.node`), or one segment file (its own chain only); exit 0 only if every trail is
+    /// intact, otherwise name each broken one and its first bad record.
     Verify {
-        /// The trail folder (`audit.dir`), or one `audit-<seq>.jsonl` segment.
+        /// The trail folder (`audit.dir`, or the folder of the nodes' trails), or one
+        /// `audit-<seq>.jsonl` segment.
         path: PathBuf,
-        /// Public key to trust (64 hex characters, e.g. the hub's `keys/audit-signing.pub`);
-        /// by default the trail folder's own `audit.pub`.
+        /// Public key to trust (64 hex characters, e.g. the hub's `keys/audit-signing.pub`), or,
+        /// for the nodes' trails, a folder of `<node>.pub` files (each node signs with its own
+        /// key); by default each trail folder's own `audit.pub`.
         #[arg(long)]
         public_key: Option<PathBuf>,
     },
@@ -218,15 +221,23 @@ fn check(path: &std::path::Path) -> ExitCode {
 
 fn audit_verify(path: &std::path::Path, public_key: Option<&std::path::Path>) -> ExitCode {
     use crate::audit;
-    let key = match public_key.map(audit::PublicKey::load_file).transpose() {
-        Ok(key) => key,
-        Err(e) => return fail(e),
-    };
     let is_head = path.file_name().is_some_and(|n| n == audit::HEAD_FILE);
     let dir = if is_head {
         path.parent().unwrap_or(path)
     } else {
         path
+    };
+    let nodes = if dir.is_dir() && !is_head {
+        audit::node_trails(dir)
+    } else {
+        Vec::new()
+    };
+    if !nodes.is_empty() {
+        return verify_nodes(dir, &nodes, public_key);
+    }
+    let key = match public_key.map(audit::PublicKey::load_file).transpose() {
+        Ok(key) => key,
+        Err(e) => return fail(e),
     };
     if dir.is_dir() {
         return match audit::verify_dir(dir, key.as_ref()) {
@@ -251,6 +262,63 @@ fn audit_verify(path: &std::path::Path, public_key: Option<&std::path::Path>) ->
             ExitCode::SUCCESS
         }
         Err(problem) => fail(verify_failure(path, &problem)),
+    }
+}
+
+/// `audit verify` over the gateways' trails under `root`: each one verified with its own key
+/// (`<keys>/<node>.pub` when a folder of keys is given); fails when any one is not intact.
+fn verify_nodes(
+    root: &std::path::Path,
+    nodes: &[(String, std::path::PathBuf)],
+    public_key: Option<&std::path::Path>,
+) -> ExitCode {
+    use crate::audit;
+    let mut broken = Vec::new();
+    for (node, trail) in nodes {
+        // SECURITY: a pinned key per node; a node without one in the given folder fails.
+        let key = match public_key {
+            Some(keys) if keys.is_dir() => {
+                match audit::PublicKey::load_file(&keys.join(format!("{node}.pub"))) {
+                    Ok(key) => Some(key),
+                    Err(e) => {
+                        broken.push(format!("node {node}: {e}"));
+                        continue;
+                    }
+                }
+            }
+            Some(file) => match audit::PublicKey::load_file(file) {
+                Ok(key) => Some(key),
+                Err(e) => return fail(e),
+            },
+            None => None,
+        };
+        match audit::verify_dir(trail, key.as_ref()) {
+            Ok(report) => println!("node {node} ({}): {report}", trail.display()),
+            Err(problem) => {
+                broken.push(format!("node {node}: {}", verify_failure(trail, &problem)))
+            }
+        }
+    }
+    if public_key.is_none() {
+        println!(
+            "note: each node's public key was read from its own trail folder; pin them with --public-key <folder of <node>.pub files>"
+        );
+    }
+    if broken.is_empty() {
+        println!(
+            "{}: {} node trail(s), all intact",
+            root.display(),
+            nodes.len()
+        );
+        ExitCode::SUCCESS
+    } else {
+        fail(format!(
+            "{}: {} of {} node trail(s) NOT intact\n{}",
+            root.display(),
+            broken.len(),
+            nodes.len(),
+            broken.join("\n")
+        ))
     }
 }
 

@@ -76,7 +76,7 @@ pub use event::{
     AuditEvent, AuditHabilitation, AuditKey, AuditKeyError, AuditKind, AuditPrincipal, AuditStage,
     ColumnAccess, DatasetAccess, KeyVersion, LookupTrace, MAX_SQL_BYTES, Outcome, SqlText,
 };
-pub use journal::{journal, journal_of_key, read_events};
+pub use journal::{journal, journal_of_key, node_trails, read_events};
 pub use key::{PublicKey, SigningKey, SigningKeyError, public_key_path};
 pub use table::{events_batch, events_schema};
 pub use writer::MAX_BATCH;
@@ -161,7 +161,7 @@ fn event_id(event: &AuditEvent) -> &str {
 pub const MAX_COMMIT_INTERVAL_MS: u64 = 1000;
 
 impl AuditLog {
-    /// Opens the trail of `config.dir` (created if missing) with the key of
+    /// Opens the trail of `config.trail_dir()` (created if missing) with the key of
     /// `config.signing_key_file`: verifies the existing chain and signed head, repairs what a
     /// crash leaves (an incomplete last line; records after the head are adopted and signed),
     /// expires old segments, then starts the writer. Refuses a damaged trail, a key readable
@@ -188,8 +188,9 @@ impl AuditLog {
             commit_interval: Duration::from_millis(config.commit_interval_ms),
             retry_interval: writer::RETRY_INTERVAL,
         };
-        let trail = writer::Trail::open(&config.dir, key, settings)?;
-        Self::start(trail, &config.dir)
+        let dir = config.trail_dir();
+        let trail = writer::Trail::open(&dir, key, settings)?;
+        Self::start(trail, &dir)
     }
 
     /// Starts the writer thread on an opened trail.

@@ -223,12 +223,7 @@ impl Config {
         if !(1..=3).contains(&self.policy.approvals) {
             problems.push(("policy.approvals".into(), "must be 1, 2 or 3".into()));
         }
-        if self.audit.refusal_window_secs == 0 {
-            problems.push((
-                "audit.refusal_window_secs".into(),
-                "must be at least 1".into(),
-            ));
-        }
+        problems.extend(self.audit.problems());
         problems
     }
 }

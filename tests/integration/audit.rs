@@ -698,3 +698,87 @@ fn null_sink_and_group_commit_throughput() {
     );
     assert_intact(&config.dir, None);
 }
+
+/// Several gateways serve one hub (issue #24): each writes its own chain, signed by its own
+/// key, in `<audit.dir>/<node>/`; `audit verify <audit.dir>` covers every node's trail and
+/// fails naming the node whose trail was tampered with; readers see every node's events,
+/// merged by time; a node name cannot leave `audit.dir`.
+#[test]
+fn each_gateway_keeps_its_own_chain_and_verify_covers_them_all() {
+    let root = tempfile::tempdir().unwrap();
+    let node = |name: &str| {
+        let key = root.path().join(format!("keys/{name}.key"));
+        SigningKey::generate()
+            .unwrap()
+            .write_new_files(&key)
+            .unwrap();
+        AuditConfig {
+            dir: root.path().join("audit"),
+            node: Some(name.to_string()),
+            signing_key_file: key,
+            retention_months: 0,
+            ..AuditConfig::default()
+        }
+    };
+    let (a, b) = (node("gw-a"), node("gw-b"));
+    assert_eq!(a.trail_dir(), root.path().join("audit/gw-a"));
+    // Interleaved in time: a, b, a, b, …, each on its own chain from seq 1.
+    for i in 0..3 {
+        assert_eq!(write(&a, [event(2 * i)]), vec![i + 1]);
+        assert_eq!(write(&b, [event(2 * i + 1)]), vec![i + 1]);
+    }
+    let all = root.path().join("audit");
+    let out = assert_intact(&all, None);
+    assert!(
+        out.contains("node gw-a") && out.contains("node gw-b"),
+        "{out}"
+    );
+    assert!(out.contains("2 node trail(s), all intact"), "{out}");
+
+    // Pinned keys: a folder of `<node>.pub`; a node without its key fails.
+    let pins = root.path().join("pins");
+    std::fs::create_dir_all(&pins).unwrap();
+    for (name, config) in [("gw-a", &a), ("gw-b", &b)] {
+        std::fs::copy(
+            public_key_path(&config.signing_key_file),
+            pins.join(format!("{name}.pub")),
+        )
+        .unwrap();
+    }
+    assert_intact(&all, Some(&pins));
+    std::fs::copy(pins.join("gw-a.pub"), pins.join("gw-b.pub")).unwrap();
+    assert_broken("gw-b pinned to gw-a's key", &all, Some(&pins), "node gw-b");
+    std::fs::remove_file(pins.join("gw-b.pub")).unwrap();
+    assert_broken("gw-b's key missing", &all, Some(&pins), "node gw-b");
+
+    // Readers: every node's events, in time order.
+    let ids: Vec<String> = passerelle::audit::read_events(&all)
+        .unwrap()
+        .into_iter()
+        .map(|e| e.request_id)
+        .collect();
+    let expected: Vec<String> = (0..6).map(|i| format!("req-{i:04}")).collect();
+    assert_eq!(ids, expected);
+
+    // One node's trail tampered with: verify fails and names that node.
+    let segment = segments(&b.trail_dir()).remove(0);
+    let mut tampered = lines(&segment);
+    tampered[1] = tampered[1].replace("chercheur-42", "chercheur-43");
+    write_lines(&segment, &tampered);
+    assert_broken("gw-b tampered", &all, None, "node gw-b");
+    let out = verify(&all, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("node gw-a"),
+        "gw-a still reported intact: {stdout}"
+    );
+
+    // A node name is one plain folder name.
+    let mut escape = a.clone();
+    escape.node = Some("../elsewhere".into());
+    assert!(
+        escape.problems().iter().any(|(key, _)| key == "audit.node"),
+        "{:?}",
+        escape.problems()
+    );
+}
