@@ -17,6 +17,7 @@ pub fn status(e: &GatewayError, request_id: &str) -> Status {
         ErrorKind::TooLarge => Code::OutOfRange,
         ErrorKind::RateLimited | ErrorKind::Busy => Code::ResourceExhausted,
         ErrorKind::Unavailable => Code::Unavailable,
+        ErrorKind::Conflict => Code::Aborted,
         ErrorKind::Timeout => Code::DeadlineExceeded,
         ErrorKind::Internal => Code::Internal,
     };

@@ -20,7 +20,7 @@ use crate::identity::Principal;
 use crate::policy::diff::{Change, diff};
 use crate::policy::explain::{HabilitationView, render_text, views};
 use crate::policy::history::VersionMeta;
-use crate::policy::{PolicySet, PolicyTexts, Problem, ReloadOutcome};
+use crate::policy::{ApplyError, PolicySet, PolicyTexts, Problem, ReloadOutcome};
 
 /// A new policy version: its files (by name) and a comment for the history. The names are
 /// checked by the use case, so a missing or unknown file is a `policy_invalid` naming it.
@@ -411,7 +411,17 @@ impl Gateway {
                 }
             }
             let before = self.policy.current();
-            let outcome = self.policy.apply(texts).await.map_err(|p| invalid(&p))?;
+            let outcome = self.policy.apply(texts).await.map_err(|e| match e {
+                ApplyError::Invalid(problems) => invalid(&problems),
+                ApplyError::Conflict { based_on, found } => GatewayError::new(
+                    ErrorKind::Conflict,
+                    "policy_conflict",
+                    "Policy changed meanwhile",
+                    format!(
+                        "this gateway had version {based_on} in force, but the policy folder now holds version {found}, put in force meanwhile (by another gateway or on disk); this gateway now serves it: look at the difference and apply again"
+                    ),
+                ),
+            })?;
             let after = self.policy.current();
             let changes = diff(&before, &after);
             if let Err(e) = self.history.mark_applied(number, &who) {

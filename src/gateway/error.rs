@@ -24,6 +24,9 @@ pub enum ErrorKind {
     TooLarge,
     /// Well formed, but a value is invalid or a budget is passed.
     Unprocessable,
+    /// The state the request was based on changed meanwhile (a policy applied by another
+    /// gateway): look again, then retry.
+    Conflict,
     /// The caller's rate is spent.
     RateLimited,
     /// The hub cannot take this work now (a share, a lane, memory): try again later.

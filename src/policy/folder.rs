@@ -120,16 +120,110 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
+/// The folder's lock file: held while one process writes or recovers the folder, so that two
+/// gateways sharing it (`policy.dir` on shared storage) never interleave their steps.
+pub const LOCK: &str = ".apply-lock";
+
+/// How long a writer waits for another one's lock before giving up.
+const LOCK_WAIT: std::time::Duration = if cfg!(test) {
+    std::time::Duration::from_millis(200)
+} else {
+    std::time::Duration::from_secs(10)
+};
+
+/// A lock older than this was left by a writer that died: an apply takes milliseconds.
+const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The folder's lock, taken by creating [`LOCK`] exclusively and released (removed) on drop.
+struct FolderLock {
+    path: PathBuf,
+}
+
+impl FolderLock {
+    /// Takes the lock of `dir`, waiting up to [`LOCK_WAIT`] for another holder; a lock left
+    /// older than [`LOCK_STALE`] is set aside (renamed, so that two processes never both
+    /// break it) and the lock taken again.
+    fn take(dir: &Path) -> std::io::Result<FolderLock> {
+        let path = dir.join(LOCK);
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&path)
+            {
+                Ok(mut file) => {
+                    // Who holds it, for an operator who finds it there.
+                    let _ = writeln!(file, "pid {}", std::process::id());
+                    return Ok(FolderLock { path });
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let age = std::fs::metadata(&path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok());
+                    if age.is_some_and(|a| a > LOCK_STALE) {
+                        let aside = dir.join(format!(
+                            "{LOCK}.stale-{}-{}",
+                            std::process::id(),
+                            std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map_or(0, |d| d.as_nanos())
+                        ));
+                        if std::fs::rename(&path, &aside).is_ok() {
+                            tracing::warn!(
+                                "policy folder: set aside a lock left by a writer that stopped"
+                            );
+                            let _ = std::fs::remove_file(&aside);
+                        }
+                        continue;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::WouldBlock,
+                            "another apply holds the policy folder's lock",
+                        ));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
 /// Writes `texts` as the set of `dir`, crash-safe: after a crash at any moment, [`read`] (and
 /// [`recover`]) give the old set or this one, whole. An interrupted earlier apply is recovered
 /// first.
 pub fn write(dir: &Path, texts: &PolicyTexts) -> std::io::Result<()> {
+    write_if(dir, texts, |_| true).map(|_| ())
+}
+
+/// [`write`], only if `may_replace` accepts the set the folder holds once its lock is taken
+/// (what another gateway may have written meanwhile): the conditional write that keeps two
+/// operators applying at once from both winning. `Ok(false)`: refused, nothing written.
+pub fn write_if(
+    dir: &Path,
+    texts: &PolicyTexts,
+    may_replace: impl FnOnce(&Result<PolicyTexts, Vec<Problem>>) -> bool,
+) -> std::io::Result<bool> {
     std::fs::create_dir_all(dir)?;
-    recover(dir)?;
+    // SECURITY: one writer at a time, across processes sharing the folder.
+    let _lock = FolderLock::take(dir)?;
+    recover_locked(dir)?;
+    if !may_replace(&read(dir)) {
+        return Ok(false);
+    }
     for step in steps(texts) {
         run(dir, &step)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 fn read_intent(dir: &Path) -> Result<Option<Intent>, Problem> {
@@ -156,6 +250,20 @@ fn read_intent(dir: &Path) -> Result<Option<Intent>, Problem> {
 /// set must then be the intent's version; without one, staged files are removed. Call it
 /// before loading the folder for serving and before writing it.
 pub fn recover(dir: &Path) -> std::io::Result<Recovery> {
+    // Nothing left by an apply: nothing to lock or write (a read-only policy folder stays so).
+    let leftovers = std::iter::once(dir.join(INTENT))
+        .chain([dir.join(format!("{INTENT}.tmp"))])
+        .chain(FILES.iter().map(|n| staged(dir, n)));
+    if !leftovers.into_iter().any(|p| p.exists()) {
+        return Ok(Recovery::Clean);
+    }
+    // SECURITY: never "recover" the staged files of another gateway's apply in progress:
+    // wait for its lock, then look again.
+    let _lock = FolderLock::take(dir)?;
+    recover_locked(dir)
+}
+
+fn recover_locked(dir: &Path) -> std::io::Result<Recovery> {
     let intent = read_intent(dir).map_err(|p| std::io::Error::other(p.to_string()))?;
     match intent {
         Some(intent) => {
@@ -283,6 +391,48 @@ mod tests {
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .collect();
+        names.sort();
+        names
+    }
+
+    /// Two gateways sharing the folder never write it at once: a held lock makes the other
+    /// writer give up (nothing written), a lock left by a writer that died is set aside, and
+    /// no lock is left behind.
+    #[test]
+    fn one_writer_at_a_time_and_a_dead_writers_lock_is_set_aside() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), &set("one")).unwrap();
+        assert!(!dir.path().join(LOCK).exists(), "released after the write");
+
+        let held = FolderLock::take(dir.path()).unwrap();
+        let refused = write(dir.path(), &set("two")).unwrap_err();
+        assert_eq!(refused.kind(), std::io::ErrorKind::WouldBlock);
+        assert_eq!(read(dir.path()).unwrap().version(), set("one").version());
+        drop(held);
+
+        let lock = std::fs::File::create(dir.path().join(LOCK)).unwrap();
+        lock.set_modified(std::time::SystemTime::now() - 2 * LOCK_STALE)
+            .unwrap();
+        write(dir.path(), &set("two")).unwrap();
+        assert_eq!(read(dir.path()).unwrap().version(), set("two").version());
+        assert_eq!(
+            names(dir.path()),
+            file_names(),
+            "no lock or stale copy left"
+        );
+
+        // The condition sees the set in place under the lock; refused: nothing written.
+        let written = write_if(dir.path(), &set("three"), |now| {
+            now.as_ref()
+                .is_ok_and(|t| t.version() == set("one").version())
+        })
+        .unwrap();
+        assert!(!written);
+        assert_eq!(read(dir.path()).unwrap().version(), set("two").version());
+    }
+
+    fn file_names() -> Vec<String> {
+        let mut names: Vec<String> = FILES.iter().map(|n| (*n).to_string()).collect();
         names.sort();
         names
     }

@@ -37,7 +37,7 @@ pub use habilitation::{Habilitation, Habilitations, TrustedIssuer, Validity};
 pub use plan::{AccessPlan, ColumnPlan, DatasetPlan, Reason, RowFilter};
 pub use set::{PolicySet, PolicyTexts, Refusal};
 pub use source::{PolicyFiles, Problem};
-pub use store::{PolicyEvent, PolicyStore, ReloadOutcome};
+pub use store::{ApplyError, PolicyEvent, PolicyStore, ReloadOutcome};
 pub use tables::{TableSpec, Tables};
 pub use treatment::ColumnTreatment;
 

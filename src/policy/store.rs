@@ -55,6 +55,17 @@ impl std::fmt::Debug for PolicyStore {
     }
 }
 
+/// Why an apply did not put a set in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApplyError {
+    /// The set is invalid (every problem), or the folder could not be written.
+    Invalid(Vec<Problem>),
+    /// The folder held another valid set than the one this gateway had in force when the
+    /// apply started: another gateway sharing the folder (or an edit on disk) put it there
+    /// meanwhile. Nothing was written; this gateway now serves the folder's set.
+    Conflict { based_on: String, found: String },
+}
+
 /// Outcome of a reload, for logs, metrics and audit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
@@ -166,20 +177,66 @@ impl PolicyStore {
         bound_to_issuers(set, &self.dir, self.issuers.as_deref())
     }
 
-    /// Validates `texts`, writes them to the policy folder and swaps (operator API).
-    pub async fn apply(&self, texts: PolicyTexts) -> Result<ReloadOutcome, Vec<Problem>> {
+    /// Validates `texts`, writes them to the policy folder and swaps (operator API), only if
+    /// the folder still holds the set this gateway has in force: several gateways may share
+    /// the folder, and two operators applying at once cannot both win.
+    pub async fn apply(&self, texts: PolicyTexts) -> Result<ReloadOutcome, ApplyError> {
         let _guard = self.reload_lock.lock().await;
         // Validate before touching the files: an invalid set never reaches the folder.
-        let set = PolicySet::from_texts(&self.dir, texts.clone())?;
-        self.check_issuers(&set)?;
-        texts.write(&self.dir).map_err(|e| {
-            vec![Problem::new(
+        let set = PolicySet::from_texts(&self.dir, texts.clone()).map_err(ApplyError::Invalid)?;
+        self.check_issuers(&set).map_err(ApplyError::Invalid)?;
+        let based_on = self.current().version.clone();
+        let written = {
+            let (dir, texts, based_on) = (self.dir.clone(), texts.clone(), based_on.clone());
+            tokio::task::spawn_blocking(move || {
+                let mut found = None;
+                let new = texts.version();
+                let written = super::folder::write_if(&dir, &texts, |on_disk| {
+                    // SECURITY: the conditional write. The folder must hold the set this
+                    // apply was based on (or already this one); another valid set there was
+                    // put in force by someone else meanwhile: refuse, never overwrite it.
+                    // Files that do not read or validate are no version anyone serves.
+                    let Ok(on_disk) = on_disk else { return true };
+                    let version = on_disk.version();
+                    if version == based_on
+                        || version == new
+                        || PolicySet::from_texts(&dir, on_disk.clone()).is_err()
+                    {
+                        return true;
+                    }
+                    found = Some(version);
+                    false
+                });
+                (written, found)
+            })
+            .await
+        };
+        let cannot_write = |reason: String| {
+            ApplyError::Invalid(vec![Problem::new(
                 &self.dir,
                 None,
-                format!("cannot write the policy files: {}", e.kind()),
-            )]
-        })?;
-        self.swap_locked(texts)
+                format!("cannot write the policy files: {reason}"),
+            )])
+        };
+        match written {
+            Ok((Ok(true), _)) => self.swap_locked(texts).map_err(ApplyError::Invalid),
+            Ok((Ok(false), found)) => {
+                // Serve what the folder holds now, so that the operator's next try is based
+                // on it (the watcher would within its interval).
+                if let Ok(now) = PolicyTexts::read(&self.dir) {
+                    let _ = self.swap_locked(now);
+                }
+                Err(ApplyError::Conflict {
+                    based_on,
+                    found: found.unwrap_or_default(),
+                })
+            }
+            Ok((Err(e), _)) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                Err(cannot_write(e.to_string()))
+            }
+            Ok((Err(e), _)) => Err(cannot_write(e.kind().to_string())),
+            Err(_) => Err(cannot_write("the apply stopped".into())),
+        }
     }
 
     fn swap_locked(&self, texts: PolicyTexts) -> Result<ReloadOutcome, Vec<Problem>> {
@@ -290,14 +347,18 @@ impl PolicyStore {
     }
 }
 
-/// Size and modification time of the policy files: cheap change detection.
-fn fingerprint(dir: &Path) -> Option<Vec<(u64, std::time::SystemTime)>> {
+/// Size and modification time of the policy files (a missing one as such), and of a pending
+/// apply's intent: cheap change detection, also of what another gateway sharing the folder
+/// writes.
+fn fingerprint(dir: &Path) -> Vec<Option<(u64, std::time::SystemTime)>> {
     use super::source::PolicyFiles;
     [
         PolicyFiles::MODEL,
         PolicyFiles::RULES,
         PolicyFiles::HABILITATIONS,
         PolicyFiles::DATASETS,
+        PolicyFiles::TABLES,
+        super::folder::INTENT,
     ]
     .iter()
     .map(|name| {

@@ -205,7 +205,8 @@ fn complete(operation: &mut Operation, public: bool) {
     }
     responses.entry("default".to_string()).or_insert_with(|| {
         problem(
-            "A problem: bad request (400, 413, 415, 422), not found (404), rate limited \
+            "A problem: bad request (400, 413, 415, 422), not found (404), conflict (409: the \
+             policy changed meanwhile), rate limited \
              (429, `Retry-After`), busy or unavailable (503, `Retry-After`), timeout (504), \
              internal error (500)",
             false,

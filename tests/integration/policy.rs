@@ -1550,3 +1550,75 @@ fn changing_a_profile_shows_every_habilitation_it_changes() {
         vec![("projet-emploi", "loses", "dataset sante.sejours")]
     );
 }
+
+/// Several gateways share one policy folder (issue #24): an apply on one is served by another
+/// within its watch interval; a gateway that has not seen the change yet cannot overwrite it
+/// (a conflict: nothing written, it then serves the folder's set); two applies from the same
+/// version at once: exactly one wins.
+#[tokio::test]
+async fn gateways_sharing_a_policy_folder_never_both_win() {
+    use passerelle::policy::{ApplyError, PolicyStore};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("policies");
+    shipped().write(&dir).unwrap();
+    let (a, b) = (
+        PolicyStore::load(&dir).unwrap(),
+        PolicyStore::load(&dir).unwrap(),
+    );
+    let watching = PolicyStore::load(&dir).unwrap();
+    watching.spawn_watch(Duration::from_millis(50));
+    let variant = |tag: &str| {
+        let mut texts = shipped();
+        texts.habilitations.push_str(&format!("\n# {tag}\n"));
+        texts
+    };
+    let v1 = a.current().version.clone();
+
+    a.apply(variant("two")).await.unwrap();
+    let v2 = variant("two").version();
+    assert_eq!(a.current().version, v2);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while watching.current().version != v2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the other gateway never served the new version"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // B still serves v1: its apply is based on it, and refused.
+    assert_eq!(b.current().version, v1);
+    match b.apply(variant("three")).await {
+        Err(ApplyError::Conflict { based_on, found }) => {
+            assert_eq!((based_on, found), (v1, v2.clone()));
+        }
+        other => panic!("a stale apply was not refused: {other:?}"),
+    }
+    assert_eq!(
+        PolicyTexts::read(&dir).unwrap().version(),
+        v2,
+        "nothing written"
+    );
+    assert_eq!(
+        b.current().version,
+        v2,
+        "the refused gateway serves the folder's set"
+    );
+
+    // Both at v2, both apply at once: one wins, the other is a conflict naming the winner.
+    let (from_a, from_b) = tokio::join!(a.apply(variant("from-a")), b.apply(variant("from-b")));
+    let winner = match (&from_a, &from_b) {
+        (Ok(_), Err(ApplyError::Conflict { found, .. })) => {
+            assert_eq!(*found, variant("from-a").version());
+            variant("from-a").version()
+        }
+        (Err(ApplyError::Conflict { found, .. }), Ok(_)) => {
+            assert_eq!(*found, variant("from-b").version());
+            variant("from-b").version()
+        }
+        other => panic!("two applies from one version must not both win: {other:?}"),
+    };
+    assert_eq!(PolicyTexts::read(&dir).unwrap().version(), winner);
+    assert_eq!(a.current().version, winner);
+    assert_eq!(b.current().version, winner);
+}
