@@ -315,14 +315,9 @@ mod tests {
         use crate::policy::PolicyTexts;
         use crate::pseudonym::MasterKey;
 
-        let texts = PolicyTexts {
-            model: include_str!("../../policies/model.conf").into(),
-            rules: include_str!("../../policies/policy.csv").into(),
-            habilitations: include_str!("../../policies/habilitations.toml").into(),
-            datasets: include_str!("../../policies/datasets.toml").into(),
-            tables: include_str!("../../policies/tables.toml").into(),
-        };
-        let policy = PolicySet::from_texts(std::path::Path::new("policies"), texts).unwrap();
+        let policy =
+            PolicySet::from_texts(std::path::Path::new("policies"), PolicyTexts::shipped())
+                .unwrap();
         let today = chrono::NaiveDate::from_ymd_opt(2026, 12, 7).unwrap();
         // Each habilitation's plan as the policy decides it (row filters left unbound: the
         // engine may not name `identity`'s principal; the key does not care).

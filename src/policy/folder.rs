@@ -120,8 +120,9 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// The folder's lock file: held while one process writes or recovers the folder, so that two
-/// gateways sharing it (`policy.dir` on shared storage) never interleave their steps.
+/// The folder's lock file: locked (an advisory `flock`, which the kernel releases when its
+/// holder dies) while one process writes or recovers the folder, so that two gateways sharing
+/// it (`policy.dir` on shared storage) never interleave their steps. The file itself stays.
 pub const LOCK: &str = ".apply-lock";
 
 /// How long a writer waits for another one's lock before giving up.
@@ -131,53 +132,25 @@ const LOCK_WAIT: std::time::Duration = if cfg!(test) {
     std::time::Duration::from_secs(10)
 };
 
-/// A lock older than this was left by a writer that died: an apply takes milliseconds.
-const LOCK_STALE: std::time::Duration = std::time::Duration::from_secs(60);
-
-/// The folder's lock, taken by creating [`LOCK`] exclusively and released (removed) on drop.
+/// The folder's lock, held until dropped (the file closed).
 struct FolderLock {
-    path: PathBuf,
+    _file: std::fs::File,
 }
 
 impl FolderLock {
-    /// Takes the lock of `dir`, waiting up to [`LOCK_WAIT`] for another holder; a lock left
-    /// older than [`LOCK_STALE`] is set aside (renamed, so that two processes never both
-    /// break it) and the lock taken again.
+    /// Takes the lock of `dir`, waiting up to [`LOCK_WAIT`] for another holder. A holder that
+    /// died (a `kill -9` mid-apply) holds nothing: its lock went with it.
     fn take(dir: &Path) -> std::io::Result<FolderLock> {
-        let path = dir.join(LOCK);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK))?;
         let deadline = std::time::Instant::now() + LOCK_WAIT;
         loop {
-            match std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)
-            {
-                Ok(mut file) => {
-                    // Who holds it, for an operator who finds it there.
-                    let _ = writeln!(file, "pid {}", std::process::id());
-                    return Ok(FolderLock { path });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let age = std::fs::metadata(&path)
-                        .and_then(|m| m.modified())
-                        .ok()
-                        .and_then(|t| t.elapsed().ok());
-                    if age.is_some_and(|a| a > LOCK_STALE) {
-                        let aside = dir.join(format!(
-                            "{LOCK}.stale-{}-{}",
-                            std::process::id(),
-                            std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map_or(0, |d| d.as_nanos())
-                        ));
-                        if std::fs::rename(&path, &aside).is_ok() {
-                            tracing::warn!(
-                                "policy folder: set aside a lock left by a writer that stopped"
-                            );
-                            let _ = std::fs::remove_file(&aside);
-                        }
-                        continue;
-                    }
+            match file.try_lock() {
+                Ok(()) => return Ok(FolderLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {
                     if std::time::Instant::now() >= deadline {
                         return Err(std::io::Error::new(
                             std::io::ErrorKind::WouldBlock,
@@ -186,15 +159,9 @@ impl FolderLock {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                Err(e) => return Err(e),
+                Err(std::fs::TryLockError::Error(e)) => return Err(e),
             }
         }
-    }
-}
-
-impl Drop for FolderLock {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
     }
 }
 
@@ -396,13 +363,12 @@ mod tests {
     }
 
     /// Two gateways sharing the folder never write it at once: a held lock makes the other
-    /// writer give up (nothing written), a lock left by a writer that died is set aside, and
-    /// no lock is left behind.
+    /// writer give up (nothing written); a holder gone (its file closed, as when it dies)
+    /// holds nothing; the condition is checked under the lock.
     #[test]
-    fn one_writer_at_a_time_and_a_dead_writers_lock_is_set_aside() {
+    fn one_writer_at_a_time_and_a_dead_writer_holds_nothing() {
         let dir = tempfile::tempdir().unwrap();
         write(dir.path(), &set("one")).unwrap();
-        assert!(!dir.path().join(LOCK).exists(), "released after the write");
 
         let held = FolderLock::take(dir.path()).unwrap();
         let refused = write(dir.path(), &set("two")).unwrap_err();
@@ -410,15 +376,12 @@ mod tests {
         assert_eq!(read(dir.path()).unwrap().version(), set("one").version());
         drop(held);
 
-        let lock = std::fs::File::create(dir.path().join(LOCK)).unwrap();
-        lock.set_modified(std::time::SystemTime::now() - 2 * LOCK_STALE)
-            .unwrap();
         write(dir.path(), &set("two")).unwrap();
         assert_eq!(read(dir.path()).unwrap().version(), set("two").version());
         assert_eq!(
             names(dir.path()),
             file_names(),
-            "no lock or stale copy left"
+            "nothing but the set and its lock"
         );
 
         // The condition sees the set in place under the lock; refused: nothing written.
@@ -432,7 +395,11 @@ mod tests {
     }
 
     fn file_names() -> Vec<String> {
-        let mut names: Vec<String> = FILES.iter().map(|n| (*n).to_string()).collect();
+        let mut names: Vec<String> = FILES
+            .iter()
+            .chain([&LOCK])
+            .map(|n| (*n).to_string())
+            .collect();
         names.sort();
         names
     }

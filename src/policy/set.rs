@@ -496,19 +496,26 @@ impl PolicySet {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::policy::model::{ModelFeatures, model_text};
-
-    fn shipped() -> PolicySet {
-        let texts = PolicyTexts {
+impl PolicyTexts {
+    /// The shipped policy set (`policies/`), for the crate's tests.
+    pub(crate) fn shipped() -> PolicyTexts {
+        PolicyTexts {
             model: include_str!("../../policies/model.conf").into(),
             rules: include_str!("../../policies/policy.csv").into(),
             habilitations: include_str!("../../policies/habilitations.toml").into(),
             datasets: include_str!("../../policies/datasets.toml").into(),
             tables: include_str!("../../policies/tables.toml").into(),
-        };
-        PolicySet::from_texts(Path::new("policies"), texts).unwrap()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::{ModelFeatures, model_text};
+
+    fn shipped() -> PolicySet {
+        PolicySet::from_texts(Path::new("policies"), PolicyTexts::shipped()).unwrap()
     }
 
     /// Fail closed: when Casbin cannot decide (here a matcher calling `g` that the model does

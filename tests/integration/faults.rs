@@ -202,7 +202,8 @@ fn apply_files(dir: &Path) -> Vec<String> {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
+        // What an apply leaves (staged files, the intent); not the folder's lock file.
+        .filter(|n| n.starts_with('.') && n != passerelle::policy::folder::LOCK)
         .collect();
     names.sort();
     names
