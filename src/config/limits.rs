@@ -123,6 +123,18 @@ pub struct LimitsConfig {
     /// Multiplies every habilitation's expected volume (headroom over the declared volume).
     #[serde(default = "default_lookup_rate_factor")]
     pub lookup_rate_factor: u32,
+    /// How many gateways serve the hub behind one load balancer: each enforces its share of
+    /// the hub-wide lookup quotas (the quota divided by this, at least 1 per minute), so
+    /// that together they never allow more than the quota.
+    #[serde(default = "default_gateways")]
+    pub gateways: u32,
+}
+
+impl LimitsConfig {
+    /// This gateway's share of a hub-wide per-minute quota: `quota / gateways`, at least 1.
+    pub fn gateway_share(&self, quota: u32) -> u32 {
+        (quota / self.gateways.max(1)).max(1)
+    }
 }
 
 impl Default for LimitsConfig {
@@ -157,6 +169,7 @@ impl Default for LimitsConfig {
             unauthenticated_per_minute: default_unauthenticated_per_minute(),
             lookup_default_per_minute: default_lookup_per_minute(),
             lookup_rate_factor: default_lookup_rate_factor(),
+            gateways: default_gateways(),
         }
     }
 }
@@ -220,6 +233,7 @@ impl LimitsConfig {
                 "limits.lookup_rate_factor",
                 self.lookup_rate_factor as usize,
             ),
+            ("limits.gateways", self.gateways as usize),
         ] {
             if value == 0 {
                 problems.push((key.into(), "must be at least 1".into()));
@@ -335,6 +349,33 @@ fn default_lookup_batch_max() -> usize {
 fn default_lookup_per_minute() -> u32 {
     600
 }
+fn default_gateways() -> u32 {
+    1
+}
 fn default_lookup_rate_factor() -> u32 {
     2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each gateway's share of a hub-wide quota: never more than the quota together, at least
+    /// one each.
+    #[test]
+    fn gateways_share_a_quota_without_exceeding_it() {
+        let limits = |gateways| LimitsConfig {
+            gateways,
+            ..LimitsConfig::default()
+        };
+        assert_eq!(limits(1).gateway_share(250), 250);
+        assert_eq!(limits(2).gateway_share(250), 125);
+        assert_eq!(limits(3).gateway_share(250), 83);
+        assert_eq!(limits(4).gateway_share(2), 1, "at least one each");
+        assert_eq!(
+            limits(0).gateway_share(250),
+            250,
+            "0 is refused by problems()"
+        );
+    }
 }

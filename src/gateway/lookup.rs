@@ -199,13 +199,15 @@ impl Gateway {
     ) -> Result<RateState, GatewayError> {
         let limits = &self.config.limits;
         let habilitation = &plan.habilitation().id;
-        let expected = set
-            .habilitations
-            .get(habilitation)
-            .and_then(|h| h.expected_volume_per_minute)
-            .map(|v| v.saturating_mul(limits.lookup_rate_factor))
-            .unwrap_or(limits.lookup_default_per_minute)
-            .max(1);
+        // SECURITY: the quota is the hub's; with several gateways (`limits.gateways`) each
+        // enforces its share, so that together they never allow more.
+        let expected = limits.gateway_share(
+            set.habilitations
+                .get(habilitation)
+                .and_then(|h| h.expected_volume_per_minute)
+                .map(|v| v.saturating_mul(limits.lookup_rate_factor))
+                .unwrap_or(limits.lookup_default_per_minute),
+        );
         let organisation = caller
             .principal
             .organisation_siret

@@ -590,3 +590,26 @@ fn a_replaced_data_file_is_indexed_again() {
     assert_eq!(after["quotient_familial"], json!(123_456));
     assert_eq!(before["nombre_enfants"], after["nombre_enfants"]);
 }
+
+/// Several gateways behind one load balancer (issue #24): with `limits.gateways = 2`, each
+/// enforces half of the hub-wide quota, so that the two together never allow more than it.
+#[tokio::test]
+async fn each_gateway_enforces_its_share_of_the_quota() {
+    // The CAF declares 250 lookups a minute; factor 1, two gateways: 125 each.
+    let h = Hub::start_with(|c| {
+        c.limits.lookup_rate_factor = 1;
+        c.limits.gateways = 2;
+    })
+    .await;
+    let keys: Vec<String> = (0..100).map(|i| format!("1{:012}", i)).collect();
+    let body = json!({"keys": keys, "context": "QF", "recipient": CAF_SIRET, "object": "lot"});
+    let (status, _, headers) = h.batch("social.allocataires", body.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["ratelimit-limit"], "125");
+    let (status, problem, _) = h.batch("social.allocataires", body).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (429, Some("rate_limited")),
+        "200 of the hub's 250 on one gateway of two"
+    );
+}
