@@ -227,98 +227,59 @@ fn audit_verify(path: &std::path::Path, public_key: Option<&std::path::Path>) ->
     } else {
         path
     };
-    let nodes = if dir.is_dir() && !is_head {
-        audit::node_trails(dir)
-    } else {
-        Vec::new()
-    };
-    if !nodes.is_empty() {
-        return verify_nodes(dir, &nodes, public_key);
-    }
-    let key = match public_key.map(audit::PublicKey::load_file).transpose() {
-        Ok(key) => key,
-        Err(e) => return fail(e),
-    };
-    if dir.is_dir() {
-        return match audit::verify_dir(dir, key.as_ref()) {
-            Ok(report) => {
-                println!("{}: {report}", dir.display());
-                if key.is_none() {
-                    println!(
-                        "note: the public key was read from the trail folder itself; pin it with --public-key (e.g. the hub's keys/audit-signing.pub) to detect a replaced key"
-                    );
-                }
+    if !dir.is_dir() {
+        return match audit::verify_segment(path) {
+            Ok((first, last, hash)) => {
+                println!(
+                    "{}: chain intact: seq {first} to {last}, last hash {hash} (one segment only: verify the trail folder to check the signed head)",
+                    path.display()
+                );
                 ExitCode::SUCCESS
             }
-            Err(problem) => fail(verify_failure(dir, &problem)),
+            Err(problem) => fail(verify_failure(path, &problem)),
         };
     }
-    match audit::verify_segment(path) {
-        Ok((first, last, hash)) => {
+    let verdicts = audit::verify_trails(dir, public_key);
+    let nodes = !matches!(verdicts.as_slice(), [(name, _)] if name == ".");
+    let mut broken = Vec::new();
+    for (name, verdict) in &verdicts {
+        let trail = if name == "." {
+            dir.to_path_buf()
+        } else {
+            dir.join(name)
+        };
+        match verdict {
+            Ok(report) if nodes => println!("node {name} ({}): {report}", trail.display()),
+            Ok(report) => println!("{}: {report}", trail.display()),
+            Err(problem) if nodes => {
+                broken.push(format!("node {name}: {}", verify_failure(&trail, problem)));
+            }
+            Err(problem) => broken.push(verify_failure(&trail, problem)),
+        }
+    }
+    if public_key.is_none() && broken.is_empty() {
+        println!(
+            "note: the public key was read from the trail folder itself; pin it with --public-key (e.g. the hub's keys/audit-signing.pub, or a folder of <node>.pub files for the nodes' trails) to detect a replaced key"
+        );
+    }
+    match (broken.is_empty(), nodes) {
+        (true, true) => {
             println!(
-                "{}: chain intact: seq {first} to {last}, last hash {hash} (one segment only: verify the trail folder to check the signed head)",
-                path.display()
+                "{}: {} node trail(s), all intact",
+                dir.display(),
+                verdicts.len()
             );
             ExitCode::SUCCESS
         }
-        Err(problem) => fail(verify_failure(path, &problem)),
-    }
-}
-
-/// `audit verify` over the gateways' trails under `root`: each one verified with its own key
-/// (`<keys>/<node>.pub` when a folder of keys is given); fails when any one is not intact.
-fn verify_nodes(
-    root: &std::path::Path,
-    nodes: &[(String, std::path::PathBuf)],
-    public_key: Option<&std::path::Path>,
-) -> ExitCode {
-    use crate::audit;
-    let mut broken = Vec::new();
-    for (node, trail) in nodes {
-        // SECURITY: a pinned key per node; a node without one in the given folder fails.
-        let key = match public_key {
-            Some(keys) if keys.is_dir() => {
-                match audit::PublicKey::load_file(&keys.join(format!("{node}.pub"))) {
-                    Ok(key) => Some(key),
-                    Err(e) => {
-                        broken.push(format!("node {node}: {e}"));
-                        continue;
-                    }
-                }
-            }
-            Some(file) => match audit::PublicKey::load_file(file) {
-                Ok(key) => Some(key),
-                Err(e) => return fail(e),
-            },
-            None => None,
-        };
-        match audit::verify_dir(trail, key.as_ref()) {
-            Ok(report) => println!("node {node} ({}): {report}", trail.display()),
-            Err(problem) => {
-                broken.push(format!("node {node}: {}", verify_failure(trail, &problem)))
-            }
-        }
-    }
-    if public_key.is_none() {
-        println!(
-            "note: each node's public key was read from its own trail folder; pin them with --public-key <folder of <node>.pub files>"
-        );
-    }
-    if broken.is_empty() {
-        println!(
-            "{}: {} node trail(s), all intact",
-            root.display(),
-            nodes.len()
-        );
-        ExitCode::SUCCESS
-    } else {
-        fail(format!(
+        (true, false) => ExitCode::SUCCESS,
+        (false, true) => fail(format!(
             "{}: {} of {} node trail(s) NOT intact\n{}",
-            root.display(),
+            dir.display(),
             broken.len(),
-            nodes.len(),
+            verdicts.len(),
             broken.join("\n")
-        ))
+        )),
+        (false, false) => fail(broken.join("\n")),
     }
 }
 

@@ -8,7 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
-use super::chain::{HEAD_FILE, parse_segment_name};
+use super::chain::{HEAD_FILE, Problem, VerifyReport, parse_segment_name, verify_dir};
+use super::key::PublicKey;
 use super::{AuditError, AuditEvent, AuditKey, AuditKind, Outcome};
 
 /// Every event of the trails in `dir`, oldest first (torn or unreadable lines are skipped):
@@ -40,25 +41,105 @@ fn trail_dirs(dir: &Path) -> Result<Vec<PathBuf>, AuditError> {
     Ok(nodes)
 }
 
-/// The gateways' trails under `root` (`audit.node`), as (node, folder), by name: empty when
-/// `root` is itself a trail (a signed head or segments) or holds no trail folder.
-pub fn node_trails(root: &Path) -> Vec<(String, PathBuf)> {
-    if is_trail(root) {
-        return Vec::new();
+/// What `audit verify` found in one trail folder: its name (the node's, or `.` for a folder
+/// that is itself the trail) and its report or its first problem.
+pub type TrailVerdict = (String, Result<VerifyReport, Problem>);
+
+/// Verifies every trail under `root`, failing closed on anything that could hide one: `root`
+/// itself when it is a trail (and then nothing else may be in it), or else each entry of
+/// `root`, which must each be a node's trail folder (not a symbolic link, not a folder without
+/// head or segments, not a file). `keys`: a public key file for every trail, a folder of
+/// `<node>.pub` files (each must have its trail, each trail its key), or `None` (each trail's
+/// own `audit.pub`).
+pub fn verify_trails(root: &Path, keys: Option<&Path>) -> Vec<TrailVerdict> {
+    let problem = |text: String| Problem::new(None, None, None, text);
+    let key_file = |path: &Path| PublicKey::load_file(path).map_err(|e| problem(e.to_string()));
+    let entries: Vec<std::fs::DirEntry> = match std::fs::read_dir(root) {
+        Ok(entries) => entries.flatten().collect(),
+        Err(e) => {
+            return vec![(
+                ".".into(),
+                Err(problem(format!("cannot read: {}", e.kind()))),
+            )];
+        }
+    };
+    if is_trail(root) || entries.is_empty() {
+        let verdict = match keys {
+            Some(keys) if keys.is_dir() => Err(problem(
+                "a folder of keys is for the nodes' trails (audit.node); this folder is one trail: pass its key file".into(),
+            )),
+            Some(file) => key_file(file).and_then(|key| verify_dir(root, Some(&key))),
+            None => verify_dir(root, None),
+        };
+        let mut verdicts = vec![(".".to_string(), verdict)];
+        // SECURITY: one layout or the other, never both: a trail that is verified must be
+        // the only one readers merge.
+        for entry in entries
+            .iter()
+            .filter(|e| e.file_type().is_ok_and(|t| !t.is_file()))
+        {
+            verdicts.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                Err(problem(
+                    "a folder beside the trail's own files: move the old trail into a node folder of its own".into(),
+                )),
+            ));
+        }
+        return verdicts;
     }
-    trail_dirs(root)
-        .unwrap_or_default()
-        .into_iter()
-        .skip(1)
-        .filter_map(|dir| {
-            let name = dir.file_name()?.to_string_lossy().into_owned();
-            Some((name, dir))
-        })
-        .collect()
+    let mut verdicts: Vec<TrailVerdict> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for entry in entries {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let kind = entry.file_type();
+        // SECURITY: every entry is a node's trail, or verification fails naming it.
+        let verdict = if kind.as_ref().is_ok_and(std::fs::FileType::is_symlink) {
+            Err(problem("a symbolic link, not a node's trail folder".into()))
+        } else if !kind.as_ref().is_ok_and(std::fs::FileType::is_dir) {
+            Err(problem("not a node's trail folder".into()))
+        } else if !crate::config::is_node_name(&name) {
+            Err(problem("not a node name (audit.node)".into()))
+        } else if !is_trail(&entry.path()) {
+            Err(problem(
+                "no signed head and no segments: a removed or emptied trail".into(),
+            ))
+        } else {
+            let key = match keys {
+                Some(keys) if keys.is_dir() => {
+                    key_file(&keys.join(format!("{name}.pub"))).map(Some)
+                }
+                Some(file) => key_file(file).map(Some),
+                None => Ok(None),
+            };
+            key.and_then(|key| verify_dir(&entry.path(), key.as_ref()))
+        };
+        names.push(name.clone());
+        verdicts.push((name, verdict));
+    }
+    // SECURITY: with pinned keys, a node whose trail is gone is a failure, not a silence.
+    if let Some(keys) = keys.filter(|k| k.is_dir())
+        && let Ok(pinned) = std::fs::read_dir(keys)
+    {
+        for entry in pinned.flatten() {
+            let file = entry.file_name().to_string_lossy().into_owned();
+            if let Some(node) = file.strip_suffix(".pub")
+                && !names.iter().any(|n| n == node)
+            {
+                verdicts.push((
+                    node.to_string(),
+                    Err(problem(
+                        "a pinned key without its trail: the node's trail is missing".into(),
+                    )),
+                ));
+            }
+        }
+    }
+    verdicts.sort_by(|a, b| a.0.cmp(&b.0));
+    verdicts
 }
 
 /// A trail folder has a signed head or segments; another folder (`lost+found`) is not one.
-fn is_trail(dir: &Path) -> bool {
+pub(crate) fn is_trail(dir: &Path) -> bool {
     dir.join(HEAD_FILE).exists() || segments(dir).is_ok_and(|s| !s.is_empty())
 }
 

@@ -76,7 +76,7 @@ pub use event::{
     AuditEvent, AuditHabilitation, AuditKey, AuditKeyError, AuditKind, AuditPrincipal, AuditStage,
     ColumnAccess, DatasetAccess, KeyVersion, LookupTrace, MAX_SQL_BYTES, Outcome, SqlText,
 };
-pub use journal::{journal, journal_of_key, node_trails, read_events};
+pub use journal::{TrailVerdict, journal, journal_of_key, read_events, verify_trails};
 pub use key::{PublicKey, SigningKey, SigningKeyError, public_key_path};
 pub use table::{events_batch, events_schema};
 pub use writer::MAX_BATCH;
@@ -189,6 +189,20 @@ impl AuditLog {
             retry_interval: writer::RETRY_INTERVAL,
         };
         let dir = config.trail_dir();
+        if let Some(node) = &config.node {
+            // SECURITY: one layout or the other: the nodes' trails side by side, never beside
+            // a trail of the folder's own (which verification would then have to choose).
+            if journal::is_trail(&config.dir) {
+                return Err(AuditError::Config(format!(
+                    "audit.node = {node:?}, but audit.dir holds a trail of its own: move it into a folder of its own name (a node of the past) first"
+                )));
+            }
+            if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(AuditError::Config(format!(
+                    "audit.node = {node:?}: its trail folder is a symbolic link (verification does not follow links)"
+                )));
+            }
+        }
         let trail = writer::Trail::open(&dir, key, settings)?;
         Self::start(trail, &dir)
     }

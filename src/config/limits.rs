@@ -125,7 +125,8 @@ pub struct LimitsConfig {
     pub lookup_rate_factor: u32,
     /// How many gateways serve the hub behind one load balancer: each enforces its share of
     /// the hub-wide lookup quotas (the quota divided by this, at least 1 per minute), so
-    /// that together they never allow more than the quota.
+    /// that together they never allow more than the quota (a quota below the number of
+    /// gateways excepted: 1 a minute on each). At most 1 024.
     #[serde(default = "default_gateways")]
     pub gateways: u32,
 }
@@ -238,6 +239,9 @@ impl LimitsConfig {
             if value == 0 {
                 problems.push((key.into(), "must be at least 1".into()));
             }
+        }
+        if self.gateways > 1024 {
+            problems.push(("limits.gateways".into(), "must be at most 1024".into()));
         }
         if self.max_sql_bytes > SQL_BYTES_CEILING {
             problems.push((

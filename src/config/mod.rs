@@ -34,7 +34,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
-pub use audit::AuditConfig;
+pub use audit::{AuditConfig, is_node_name};
 pub use console::{ACR_LEVELS, ConsoleConfig};
 pub use data::DataConfig;
 pub use flight::{ClientCredentialsConfig, FlightConfig};

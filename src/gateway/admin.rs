@@ -418,7 +418,7 @@ impl Gateway {
                     "policy_conflict",
                     "Policy changed meanwhile",
                     format!(
-                        "this gateway had version {based_on} in force, but the policy folder now holds version {found}, put in force meanwhile (by another gateway or on disk); this gateway now serves it: look at the difference and apply again"
+                        "this gateway had version {based_on} in force, but the policy folder now holds version {found}, put in force meanwhile (by another gateway or on disk): nothing was written; GET /v1/admin/policy shows what this gateway serves now; look at the difference and apply again"
                     ),
                 ),
             })?;

@@ -555,9 +555,24 @@ fn search_trail(dir: &std::path::Path, filter: &AuditFilter) -> Result<AuditSear
             request_id: e.request_id.clone(),
         })
         .collect();
-    let verification = crate::audit::verify_dir(dir, None)
-        .map(|report| report.to_string())
-        .map_err(|problem| problem.to_string());
+    // Every trail the rows come from (each gateway's, `audit.node`), or the first problem.
+    let verdicts = crate::audit::verify_trails(dir, None);
+    let verification = match verdicts.iter().find(|(_, v)| v.is_err()) {
+        Some((name, Err(problem))) if name == "." => Err(problem.to_string()),
+        Some((name, Err(problem))) => Err(format!("node {name}: {problem}")),
+        _ => Ok(verdicts
+            .iter()
+            .filter_map(|(name, v)| {
+                let report = v.as_ref().ok()?;
+                Some(if name == "." {
+                    report.to_string()
+                } else {
+                    format!("node {name}: {report}")
+                })
+            })
+            .collect::<Vec<_>>()
+            .join("; ")),
+    };
     Ok(AuditSearch {
         rows,
         matched: matched.len(),

@@ -296,24 +296,39 @@ fn problems_text(problems: &[Problem]) -> String {
 /// The set of `dir` as it stands, without writing: the files in place, or, while an intent is
 /// pending, the set it completes (staged files first) — which must be the intent's version.
 pub fn read(dir: &Path) -> Result<PolicyTexts, Vec<Problem>> {
-    // An apply running in another process may commit while we read: read again until the
-    // intent is the same before and after.
-    for _ in 0..3 {
+    read_watched(dir, &mut |_| {})
+}
+
+/// [`read`], calling `before_file` before each file is read (tests: another writer's turn).
+fn read_watched(
+    dir: &Path,
+    before_file: &mut dyn FnMut(&str),
+) -> Result<PolicyTexts, Vec<Problem>> {
+    // An apply running in another process (another gateway sharing the folder) may run while
+    // we read: read again until nothing moved between before and after.
+    for _ in 0..5 {
+        let files_before = stamps(dir);
         let before = read_intent(dir).map_err(|p| vec![p])?;
-        let texts = match &before {
-            None => PolicyTexts::read_files(|name| dir.join(name))?,
-            Some(intent) => {
-                let texts = PolicyTexts::read_files(|name| {
-                    let pending = staged(dir, name);
-                    if pending.exists() {
-                        pending
-                    } else {
-                        dir.join(name)
-                    }
-                })?;
+        let attempt = match &before {
+            None => PolicyTexts::read_files(|name| {
+                before_file(name);
+                dir.join(name)
+            }),
+            Some(intent) => PolicyTexts::read_files(|name| {
+                before_file(name);
+                let pending = staged(dir, name);
+                if pending.exists() {
+                    pending
+                } else {
+                    dir.join(name)
+                }
+            })
+            .and_then(|texts| {
                 // SECURITY: never a mix of two versions.
-                if texts.version() != intent.version {
-                    return Err(vec![Problem::new(
+                if texts.version() == intent.version {
+                    Ok(texts)
+                } else {
+                    Err(vec![Problem::new(
                         &dir.join(INTENT),
                         None,
                         format!(
@@ -321,14 +336,15 @@ pub fn read(dir: &Path) -> Result<PolicyTexts, Vec<Problem>> {
                             intent.version,
                             texts.version()
                         ),
-                    )]);
+                    )])
                 }
-                texts
-            }
+            }),
         };
         let after = read_intent(dir).map_err(|p| vec![p])?;
-        if before.map(|i| i.version) == after.map(|i| i.version) {
-            return Ok(texts);
+        // SECURITY: a whole apply between two of our reads changes no intent but every
+        // file it renamed: read again rather than return a mix (or a spurious problem).
+        if before.map(|i| i.version) == after.map(|i| i.version) && stamps(dir) == files_before {
+            return attempt;
         }
     }
     Err(vec![Problem::new(
@@ -336,6 +352,20 @@ pub fn read(dir: &Path) -> Result<PolicyTexts, Vec<Problem>> {
         None,
         "the policy set is being replaced: try again",
     )])
+}
+
+/// Device, inode, size and modification time of every file of a set and of its staged copy
+/// (`None` for a missing one): what a rename or a rewrite by another process changes.
+fn stamps(dir: &Path) -> Vec<Option<(u64, u64, u64, std::time::SystemTime)>> {
+    use std::os::unix::fs::MetadataExt;
+    FILES
+        .iter()
+        .flat_map(|name| [dir.join(name), staged(dir, name)])
+        .map(|path| {
+            let m = std::fs::metadata(path).ok()?;
+            Some((m.dev(), m.ino(), m.len(), m.modified().ok()?))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -392,6 +422,25 @@ mod tests {
         .unwrap();
         assert!(!written);
         assert_eq!(read(dir.path()).unwrap().version(), set("two").version());
+    }
+
+    /// A whole apply by another writer between two of a reader's file reads (another gateway
+    /// writing the shared folder) never gives the reader a mix: it reads again.
+    #[test]
+    fn a_whole_apply_between_two_reads_never_gives_a_mix() {
+        let dir = tempfile::tempdir().unwrap();
+        let (x, y) = (set("x"), set("y"));
+        write(dir.path(), &x).unwrap();
+        let mut files = 0;
+        let texts = read_watched(dir.path(), &mut |_| {
+            files += 1;
+            if files == 2 {
+                write(dir.path(), &y).unwrap();
+            }
+        })
+        .unwrap();
+        assert!(files > 5, "read again after the apply");
+        assert_eq!(texts.version(), y.version(), "the new set, whole");
     }
 
     fn file_names() -> Vec<String> {

@@ -51,7 +51,7 @@ impl PolicyTexts {
 
     /// The files, each read from `path_of(name)` (`tables.toml` may be missing).
     pub(crate) fn read_files(
-        path_of: impl Fn(&str) -> std::path::PathBuf,
+        mut path_of: impl FnMut(&str) -> std::path::PathBuf,
     ) -> Result<PolicyTexts, Vec<Problem>> {
         let tables = match std::fs::read_to_string(path_of(PolicyFiles::TABLES)) {
             Ok(text) => text,
@@ -64,7 +64,7 @@ impl PolicyTexts {
                 )]);
             }
         };
-        let read = |name: &str| {
+        let mut read = |name: &str| {
             let file = path_of(name);
             std::fs::read_to_string(&file)
                 .map_err(|e| Problem::new(&file, None, format!("cannot read: {}", e.kind())))

@@ -180,7 +180,22 @@ impl PolicyStore {
     /// Validates `texts`, writes them to the policy folder and swaps (operator API), only if
     /// the folder still holds the set this gateway has in force: several gateways may share
     /// the folder, and two operators applying at once cannot both win.
-    pub async fn apply(&self, texts: PolicyTexts) -> Result<ReloadOutcome, ApplyError> {
+    pub async fn apply(self: &Arc<Self>, texts: PolicyTexts) -> Result<ReloadOutcome, ApplyError> {
+        // In a task of its own: a caller that goes away (a dropped request) cannot stop it
+        // between the write and the swap.
+        let store = self.clone();
+        tokio::spawn(async move { store.apply_now(texts).await })
+            .await
+            .unwrap_or_else(|_| {
+                Err(ApplyError::Invalid(vec![Problem::new(
+                    &self.dir,
+                    None,
+                    "the apply stopped",
+                )]))
+            })
+    }
+
+    async fn apply_now(&self, texts: PolicyTexts) -> Result<ReloadOutcome, ApplyError> {
         let _guard = self.reload_lock.lock().await;
         // Validate before touching the files: an invalid set never reaches the folder.
         let set = PolicySet::from_texts(&self.dir, texts.clone()).map_err(ApplyError::Invalid)?;
@@ -311,8 +326,9 @@ impl PolicyStore {
     /// Polls the folder every `interval` and reloads when a file changes.
     pub fn spawn_watch(self: &Arc<Self>, interval: Duration) {
         let weak = Arc::downgrade(self);
-        // The baseline is taken now, so a change made right after start is seen.
-        let mut last = fingerprint(&self.dir);
+        // No baseline: the first tick reloads (unchanged if the set loaded is the folder's),
+        // so that a change made between the load and now (another gateway's apply) is seen.
+        let mut last = Vec::new();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;

@@ -773,6 +773,56 @@ fn each_gateway_keeps_its_own_chain_and_verify_covers_them_all() {
         "gw-a still reported intact: {stdout}"
     );
 
+    // Nothing can hide a node's trail from verification.
+    let pins_all = root.path().join("pins-all");
+    std::fs::create_dir_all(&pins_all).unwrap();
+    for (name, config) in [("gw-a", &a), ("gw-b", &b)] {
+        std::fs::copy(
+            public_key_path(&config.signing_key_file),
+            pins_all.join(format!("{name}.pub")),
+        )
+        .unwrap();
+    }
+    let hidden = root.path().join("hidden");
+    std::fs::rename(b.trail_dir(), &hidden).unwrap();
+    assert_broken(
+        "gw-b's trail removed, its key pinned",
+        &all,
+        Some(&pins_all),
+        "node gw-b",
+    );
+    std::os::unix::fs::symlink(&hidden, b.trail_dir()).unwrap();
+    assert_broken(
+        "gw-b's trail behind a symbolic link",
+        &all,
+        None,
+        "symbolic link",
+    );
+    std::fs::remove_file(b.trail_dir()).unwrap();
+    std::fs::create_dir(b.trail_dir()).unwrap();
+    assert_broken(
+        "gw-b's trail emptied",
+        &all,
+        None,
+        "no signed head and no segments",
+    );
+    std::fs::remove_dir(b.trail_dir()).unwrap();
+    std::fs::rename(&hidden, b.trail_dir()).unwrap();
+
+    // One layout or the other: a trail of the folder's own beside the nodes' fails, and a
+    // node cannot start writing beside one.
+    let single = root.path().join("single");
+    let mut old = setup(&single);
+    write(&old, [event(100)]);
+    std::fs::create_dir_all(old.dir.join("gw-c")).unwrap();
+    assert_broken("a node folder beside a trail", &old.dir, None, "gw-c");
+    std::fs::remove_dir(old.dir.join("gw-c")).unwrap();
+    old.node = Some("gw-c".into());
+    match AuditLog::open(&old) {
+        Err(e) => assert!(e.to_string().contains("holds a trail of its own"), "{e}"),
+        Ok(_) => panic!("a node opened its trail beside the folder's own"),
+    }
+
     // A node name is one plain folder name.
     let mut escape = a.clone();
     escape.node = Some("../elsewhere".into());

@@ -27,7 +27,7 @@ fn location(file: &Option<String>, line: &Option<usize>) -> String {
 }
 
 impl Problem {
-    pub(super) fn new(
+    pub(crate) fn new(
         file: Option<&str>,
         line: Option<usize>,
         seq: Option<u64>,
