@@ -722,10 +722,17 @@ fn each_gateway_keeps_its_own_chain_and_verify_covers_them_all() {
     };
     let (a, b) = (node("gw-a"), node("gw-b"));
     assert_eq!(a.trail_dir(), root.path().join("audit/gw-a"));
-    // Interleaved in time: a, b, a, b, …, each on its own chain from seq 1.
+    // Interleaved in time: a, b, a, b, …, each on its own chain from seq 1. Records keep
+    // milliseconds, so each event gets its own (two in one millisecond tie, in node order).
+    let start = Utc::now();
+    let timed = |i: u64| {
+        let mut e = event(i);
+        e.time = start + Duration::milliseconds(10 * i as i64);
+        e
+    };
     for i in 0..3 {
-        assert_eq!(write(&a, [event(2 * i)]), vec![i + 1]);
-        assert_eq!(write(&b, [event(2 * i + 1)]), vec![i + 1]);
+        assert_eq!(write(&a, [timed(2 * i)]), vec![i + 1]);
+        assert_eq!(write(&b, [timed(2 * i + 1)]), vec![i + 1]);
     }
     let all = root.path().join("audit");
     let out = assert_intact(&all, None);
