@@ -35,6 +35,19 @@ pub enum HubError {
     Tls(#[from] crate::server::tls::TlsError),
     #[error("cannot start the query lanes: {0}")]
     Engine(String),
+    #[error(transparent)]
+    Storage(#[from] crate::storage::StorageError),
+}
+
+/// Where the catalog's files are checked: the bucket of `data.url`, or the folder `data.dir`.
+fn schema_source(
+    config: &Config,
+    objects: Option<&Arc<crate::storage::ObjectData>>,
+) -> Arc<dyn crate::policy::SchemaSource> {
+    match objects {
+        Some(objects) => Arc::new(objects.clone()),
+        None => Arc::new(config.data.dir.clone()),
+    }
 }
 
 /// Every problem of a hub, without starting it: for `passerelle check`.
@@ -49,12 +62,19 @@ pub fn check(config: &Config) -> Vec<String> {
     {
         problems.push(e.to_string());
     }
+    let objects = match crate::storage::ObjectData::open(&config.data) {
+        Ok(objects) => objects,
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
     match PolicySet::load(&config.policy.dir) {
         Err(p) => problems.extend(p.iter().map(ToString::to_string)),
         Ok(set) => {
             problems.extend(
                 set.catalog
-                    .check_files(&config.data.dir)
+                    .check_files(schema_source(config, objects.as_ref()).as_ref())
                     .iter()
                     .map(ToString::to_string),
             );
@@ -101,10 +121,12 @@ pub async fn start_with_audit(
         config.pseudonymisation.rotations.clone(),
     ));
     let history = PolicyHistory::new(&config.policy.history_dir);
+    // SECURITY: the bucket opens (its credentials and endpoint are valid) or nothing starts.
+    let objects = crate::storage::ObjectData::open(&config.data)?;
     // SECURITY: every set's member rules are bound to the trusted issuers, now and at reload.
     let policy = PolicyStore::load_bound(
         &config.policy.dir,
-        Some(&config.data.dir),
+        Some(schema_source(&config, objects.as_ref())),
         Some(history.clone()),
         Some(crate::gateway::trusted_issuers(&config.identity)),
     )
@@ -119,6 +141,15 @@ pub async fn start_with_audit(
         ));
     }
     policy.spawn_sighup();
+    // Lookups read their records from local files: with a bucket, none is offered (a
+    // lookup key would only ever fail).
+    if objects.is_some() && !set.lookup_key_columns().is_empty() {
+        return Err(HubError::Policy(vec![
+            "lookups read local data files: with data.url, the policy may not grant lookups \
+             (not yet available on object storage)"
+                .into(),
+        ]));
+    }
     // A lookup never scans: the policy's lookup key columns are indexed before the server
     // answers (a key column that a reloaded policy adds is indexed on first use).
     // (Each index logs "lookup index built" with its rows, memory and build time.)
@@ -144,6 +175,7 @@ pub async fn start_with_audit(
             history,
             pseudonyms,
             lookups: Arc::new(lookups),
+            objects,
             audit,
             hub: summary,
         },

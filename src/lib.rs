@@ -23,6 +23,7 @@ pub mod pseudonym;
 pub mod secrecy;
 pub mod secret_file;
 pub mod server;
+pub mod storage;
 pub mod telemetry;
 
 /// Installs the process-wide rustls crypto provider (aws-lc-rs).

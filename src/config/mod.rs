@@ -175,6 +175,9 @@ impl Config {
             resolve(ca);
         }
         resolve(&mut self.data.dir);
+        if let Some(file) = self.data.credentials_file.as_mut() {
+            resolve(file);
+        }
         resolve(&mut self.policy.dir);
         resolve(&mut self.policy.history_dir);
         if let Some(key) = self.pseudonymisation.master_key_file.as_mut() {

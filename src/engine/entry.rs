@@ -16,12 +16,15 @@ use tokio::time::Instant;
 
 use super::audit_table::audit_session;
 use super::encode::{AnswerInfo, Format};
+use super::files::DataFiles;
 use super::limits::QueryLimits;
 use super::plan_cache::{PlanInputs, PlanKey};
+use super::run::HubData;
 use super::run::{Engine, QueryJob, SessionFactory, StartedQuery};
 use super::session::{CATALOG, new_session, secure_session_in};
 use super::{EngineError, Share};
-use crate::policy::{AccessPlan, PolicySet};
+use crate::policy::{AccessPlan, DatasetKind, PolicySet};
+use crate::storage::{Pins, StorageError};
 
 /// One query under an access plan.
 pub struct SecureQuery {
@@ -74,12 +77,18 @@ impl Engine {
         };
         let today = chrono::Utc::now().date_naive();
         let data = self.data().clone();
+        // SECURITY: on a bucket, the query is planned on the objects' current versions and
+        // reads only those (a replaced object fails it with `data_changed`, never mixes).
+        let pins = pin(&data, &plan, &policy).await?;
+        let schema_of = |path: &std::path::Path| {
+            crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal)
+        };
         let plan_key = PlanKey::of(
             &PlanInputs {
                 principal: &principal,
                 plan: &plan,
                 policy: &policy,
-                data_dir: &data.dir,
+                files: &data_files(&data, pins.as_ref(), &schema_of),
                 keys: &data.keys,
                 tables: &data.tables,
                 today,
@@ -90,18 +99,15 @@ impl Engine {
         );
         let session: SessionFactory = {
             let limits = limits.clone();
+            let pins = pins.clone();
             Box::new(move |runtime| {
                 secure_session_in(
                     new_session(runtime, &limits),
                     &plan,
                     &policy.catalog,
-                    &data.dir,
+                    &data_files(&data, pins.as_ref(), &schema_of),
                     &data.keys,
                     today,
-                    &|path| {
-                        crate::policy::catalog::parquet_arrow_schema(path)
-                            .map_err(EngineError::Internal)
-                    },
                     data.extracts.as_ref(),
                     Some(&|id: &str| data.tables.servable(&policy, id)),
                 )
@@ -117,6 +123,7 @@ impl Engine {
             head_bytes,
             session,
             plan_key,
+            pins,
         };
         self.run(job, share).await
     }
@@ -131,16 +138,17 @@ impl Engine {
     ) -> Result<Vec<(String, SchemaRef)>, EngineError> {
         let data = self.data();
         let today = chrono::Utc::now().date_naive();
+        let pins = pin(data, plan, policy).await?;
+        let schema_of = |path: &std::path::Path| {
+            crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal)
+        };
         let ctx = secure_session_in(
             new_session(Arc::new(RuntimeEnv::default()), &QueryLimits::default()),
             plan,
             &policy.catalog,
-            &data.dir,
+            &data_files(data, pins.as_ref(), &schema_of),
             &data.keys,
             today,
-            &|path| {
-                crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal)
-            },
             data.extracts.as_ref(),
             Some(&|id: &str| data.tables.servable(policy, id)),
         )?;
@@ -197,7 +205,46 @@ impl Engine {
             session,
             // The trail's events change with every request: planned each time.
             plan_key: None,
+            pins: None,
         };
         self.run(job, share).await
+    }
+}
+
+/// The current versions of the objects `plan` may read, when the data are on a bucket.
+async fn pin(
+    data: &HubData,
+    plan: &AccessPlan,
+    policy: &PolicySet,
+) -> Result<Option<Pins>, EngineError> {
+    let Some(objects) = &data.objects else {
+        return Ok(None);
+    };
+    let paths: Vec<String> = plan
+        .datasets()
+        .filter(|d| d.query_allowed())
+        .filter_map(|d| policy.catalog.dataset(d.name()))
+        .filter(|entry| entry.kind == DatasetKind::Microdata)
+        .map(|entry| entry.path.to_string_lossy().into_owned())
+        .collect();
+    let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+    objects.pin(&paths).await.map(Some).map_err(|e| match e {
+        StorageError::Changed(_) => EngineError::DataChanged,
+        // The store's text names the bucket and the key: logged, never shown.
+        other => EngineError::Internal(other.to_string()),
+    })
+}
+
+fn data_files<'a>(
+    data: &'a HubData,
+    pins: Option<&'a Pins>,
+    schema: &'a dyn Fn(&std::path::Path) -> Result<SchemaRef, EngineError>,
+) -> DataFiles<'a> {
+    match pins {
+        Some(pins) => DataFiles::Objects(pins),
+        None => DataFiles::Local {
+            dir: &data.dir,
+            schema,
+        },
     }
 }

@@ -35,6 +35,7 @@ mod encode;
 mod entry;
 mod executor;
 mod extracts;
+mod files;
 mod functions;
 mod guard;
 mod limits;
@@ -98,6 +99,10 @@ pub enum EngineError {
     /// The caller's share, a lane or the hub's memory is full: try again later.
     #[error(transparent)]
     Busy(#[from] Busy),
+    /// A data file (an object of the hub's bucket) was replaced while the query read it: the
+    /// query stopped rather than mix two versions; running it again reads the new one.
+    #[error("a dataset was replaced while the query read it: run the query again")]
+    DataChanged,
     /// Logged with the request id; never shown.
     #[error("internal error")]
     Internal(String),
@@ -114,6 +119,7 @@ impl EngineError {
             EngineError::TooComplex(_) => "query_too_complex",
             EngineError::ResourcesExhausted(_) => "query_too_costly",
             EngineError::Busy(_) => "busy",
+            EngineError::DataChanged => "data_changed",
             EngineError::Internal(_) => "internal_error",
         }
     }
@@ -340,6 +346,11 @@ pub(crate) fn user_error(
     limits: &QueryLimits,
 ) -> EngineError {
     use datafusion::error::DataFusionError as E;
+    // SECURITY: a read refused because the object's version changed stops the query whole
+    // (never a mix of two versions); the caller may run it again.
+    if crate::storage::is_version_changed(&e) {
+        return EngineError::DataChanged;
+    }
     match e.find_root() {
         E::ResourcesExhausted(m) if m.contains(memory::HUB_MEMORY_FULL) => {
             EngineError::Busy(Busy::Memory)
@@ -386,4 +397,43 @@ fn is_regex_error(e: &(dyn std::error::Error + Send + Sync + 'static)) -> bool {
 
 fn bad_regex() -> EngineError {
     EngineError::Invalid("a regular expression in the query does not compile".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read refused because an object was replaced (however DataFusion wraps it) stops the
+    /// query as `data_changed`, which the caller may retry; other store errors are internal.
+    #[test]
+    fn a_replaced_object_is_data_changed_and_other_store_errors_internal() {
+        use datafusion::error::DataFusionError as E;
+        let precondition = || object_store::Error::Precondition {
+            path: "bucket/key".into(),
+            source: "412".into(),
+        };
+        let limits = QueryLimits::default();
+        for e in [
+            E::ObjectStore(Box::new(precondition())),
+            E::External(Box::new(precondition())),
+            E::Context(
+                "scan".into(),
+                Box::new(E::ParquetError(Box::new(
+                    parquet::errors::ParquetError::External(Box::new(precondition())),
+                ))),
+            ),
+        ] {
+            let mapped = user_error(e, &limits);
+            assert!(matches!(mapped, EngineError::DataChanged), "{mapped:?}");
+            assert_eq!(mapped.code(), "data_changed");
+        }
+        let other = user_error(
+            E::ObjectStore(Box::new(object_store::Error::NotFound {
+                path: "bucket/key".into(),
+                source: "404".into(),
+            })),
+            &limits,
+        );
+        assert!(matches!(other, EngineError::Internal(_)), "{other:?}");
+    }
 }

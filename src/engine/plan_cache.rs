@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
 use datafusion::scalar::ScalarValue;
 
+use super::files::DataFiles;
 use super::limits::QueryLimits;
 use super::tables::PublishedTables;
-use crate::file_stamp::FileStamp;
 use crate::policy::{AccessPlan, DatasetKind, PolicySet};
 use crate::pseudonym::KeyRing;
 
@@ -44,8 +44,8 @@ pub struct PlanInputs<'a> {
     pub principal: &'a str,
     pub plan: &'a AccessPlan,
     pub policy: &'a PolicySet,
-    /// The folder the catalog's paths are relative to.
-    pub data_dir: &'a std::path::Path,
+    /// Where the catalog's paths are read (their versions are part of the key).
+    pub(crate) files: &'a DataFiles<'a>,
     pub keys: &'a KeyRing,
     pub tables: &'a PublishedTables,
     pub today: chrono::NaiveDate,
@@ -60,7 +60,7 @@ impl PlanKey {
             principal,
             plan,
             policy,
-            data_dir,
+            files,
             keys,
             tables,
             today,
@@ -91,8 +91,9 @@ impl PlanKey {
             // SECURITY: a replaced file (new data, a new version of a table) is a new key; so
             // is a file that appears where there was none.
             part(
-                &FileStamp::of(&data_dir.join(&entry.path))
-                    .map_or_else(|| "absent".to_string(), |s| s.token()),
+                &files
+                    .stamp(&entry.path)
+                    .unwrap_or_else(|| "absent".to_string()),
             );
             if entry.kind == DatasetKind::Table {
                 part(if tables.servable(policy, entry.name()) {
@@ -353,11 +354,18 @@ mod tests {
             max_rows: 10,
             ..QueryLimits::default()
         };
+        let no_schema = |_: &std::path::Path| -> Result<arrow::datatypes::SchemaRef, crate::engine::EngineError> {
+            unreachable!("a key reads no schema")
+        };
+        let files = DataFiles::Local {
+            dir: data.path(),
+            schema: &no_schema,
+        };
         let inputs = PlanInputs {
             principal: "7:someone",
             plan: &plan,
             policy: &policy,
-            data_dir: data.path(),
+            files: &files,
             keys: &keys,
             tables: &tables,
             today,

@@ -8,7 +8,6 @@
 //! pseudonymised columns then pass as they are), and otherwise the data file; only a scan asks,
 //! so only the datasets a query reads get an extract built.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -29,6 +28,7 @@ use datafusion::physical_plan::projection::{ProjectionExec, ProjectionExpr};
 
 use super::barrier::BarrierExec;
 use super::extracts::Extracts;
+use super::files::Location;
 use super::masks::MaskUdf;
 use super::pushdown::{ClearColumns, for_raw_scan, is_leak_proof};
 use crate::access::to_expr;
@@ -46,7 +46,7 @@ struct VisibleColumn {
 /// A dataset as one principal may see it under one habilitation.
 #[derive(Debug)]
 pub struct SecureTableProvider {
-    path: PathBuf,
+    location: Location,
     raw_schema: SchemaRef,
     columns: Vec<VisibleColumn>,
     schema: SchemaRef,
@@ -59,10 +59,20 @@ pub struct SecureTableProvider {
 }
 
 impl SecureTableProvider {
-    /// Builds the caller's view of `plan`'s dataset stored at `path` with `raw_schema`.
+    /// Builds the caller's view of `plan`'s dataset in the file at `path` with `raw_schema`.
     pub fn new(
         plan: &DatasetPlan,
-        path: PathBuf,
+        path: std::path::PathBuf,
+        raw_schema: SchemaRef,
+        domain: Option<Arc<PseudonymDomain>>,
+    ) -> Result<Self> {
+        Self::at(plan, Location::File(path), raw_schema, domain)
+    }
+
+    /// Builds the caller's view of `plan`'s dataset stored at `location` with `raw_schema`.
+    pub(crate) fn at(
+        plan: &DatasetPlan,
+        location: Location,
         raw_schema: SchemaRef,
         domain: Option<Arc<PseudonymDomain>>,
     ) -> Result<Self> {
@@ -101,7 +111,7 @@ impl SecureTableProvider {
             .map(|c| (c.name.clone(), c.raw_field.data_type().clone()))
             .collect();
         Ok(Self {
-            path,
+            location,
             raw_schema,
             columns,
             schema,
@@ -114,7 +124,10 @@ impl SecureTableProvider {
 
     /// Bytes of the dataset's data file (what a scan reads at most), 0 when it cannot be read.
     pub fn input_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+        match &self.location {
+            Location::File(path) => std::fs::metadata(path).map_or(0, |m| m.len()),
+            Location::Object { size, .. } => *size,
+        }
     }
 
     /// Lets scans read the dataset's pseudonymised extract of `columns` from `extracts` when
@@ -215,17 +228,23 @@ impl TableProvider for SecureTableProvider {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let extract = match (&self.extracts, &self.domain) {
-            (Some((extracts, columns)), Some(domain)) => extracts.find(&self.path, domain, columns),
+        // Extracts are built from local data files only.
+        let extract = match (&self.extracts, &self.domain, &self.location) {
+            (Some((extracts, columns)), Some(domain), Location::File(path)) => {
+                extracts.find(path, domain, columns)
+            }
             _ => None,
         };
-        let (path, raw_schema) = match &extract {
+        let (url, raw_schema) = match (&extract, &self.location) {
             // (An extract's schema carries none of its file's metadata: `Extract::schema`.)
-            Some(x) => (x.path.clone(), x.schema.clone()),
-            None => (self.path.clone(), self.raw_schema.clone()),
+            (Some(x), _) => (x.path.to_string_lossy().into_owned(), x.schema.clone()),
+            (None, Location::File(path)) => {
+                (path.to_string_lossy().into_owned(), self.raw_schema.clone())
+            }
+            (None, Location::Object { url, .. }) => (url.clone(), self.raw_schema.clone()),
         };
         let precomputed = extract.is_some();
-        let url = ListingTableUrl::parse(path.to_string_lossy())?;
+        let url = ListingTableUrl::parse(url)?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new(url)

@@ -41,8 +41,10 @@ use crate::pseudonym::KeyRing;
 
 /// The hub's data as secure sessions read it.
 pub struct HubData {
-    /// The folder the catalog's paths are relative to.
+    /// The folder the catalog's paths are relative to (without `objects`).
     pub dir: PathBuf,
+    /// The hub's bucket when `data.url` is set: the catalog's paths are its keys.
+    pub objects: Option<Arc<crate::storage::ObjectData>>,
     /// Pseudonymisation keys (applied in the scan; a key never leaves the ring).
     pub keys: Arc<KeyRing>,
     /// Pseudonymised extracts (`None` when `pseudonymisation.extracts` is off).
@@ -56,6 +58,7 @@ impl std::fmt::Debug for HubData {
         // SECURITY: the key ring is never printed.
         f.debug_struct("HubData")
             .field("dir", &self.dir)
+            .field("objects", &self.objects)
             .field("extracts", &self.extracts.is_some())
             .finish_non_exhaustive()
     }
@@ -80,6 +83,9 @@ pub struct QueryJob {
     pub session: SessionFactory,
     /// Where the plan cache keeps this query's plan (`None`: planned every time).
     pub plan_key: Option<PlanKey>,
+    /// On a bucket, the object versions the query was planned on: its runtime reads only
+    /// those, whether its plan is made or taken from the cache.
+    pub pins: Option<crate::storage::Pins>,
 }
 
 /// How a query ended: what it sent.
@@ -246,12 +252,19 @@ async fn plan_then_run(engine: Engine, job: QueryJob, held: Held, head_tx: HeadS
         head_bytes,
         session,
         plan_key,
+        pins,
     } = job;
     let planning = async {
         let runtime = engine
             .runtime
             .for_query(&limits)
             .map_err(|e| EngineError::Internal(e.to_string()))?;
+        // SECURITY: on a bucket, the query reads through a view that serves only the object
+        // versions it was planned on (every read `If-Match` its ETag).
+        let runtime = match &pins {
+            Some(pins) => super::files::pinned_runtime(&runtime, pins)?,
+            None => runtime,
+        };
         // SECURITY: a kept plan is found only under a key holding everything it depends on
         // (`plan_cache`); it runs in a fresh session of this query's runtime and limits.
         if let Some(cached) = plan_key.as_ref().and_then(|key| engine.plans.get(key)) {
@@ -507,6 +520,7 @@ mod tests {
 
     fn job(sql: &str, session: SessionFactory) -> QueryJob {
         QueryJob {
+            pins: None,
             params: Vec::new(),
             sql: sql.to_string(),
             format: Format::Json,
@@ -526,6 +540,7 @@ mod tests {
     fn no_data() -> HubData {
         HubData {
             dir: std::path::PathBuf::new(),
+            objects: None,
             keys: Arc::new(crate::pseudonym::KeyRing::new(
                 crate::pseudonym::MasterKey::from_bytes([7; 32]),
                 Vec::new(),

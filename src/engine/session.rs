@@ -21,6 +21,7 @@ use datafusion::prelude::SessionConfig;
 
 use super::budget::PlanningClock;
 use super::extracts::Extracts;
+use super::files::DataFiles;
 use super::functions::{CallBudget, FunctionSet};
 use super::guard::GuardWideRows;
 use super::provider::SecureTableProvider;
@@ -103,10 +104,12 @@ pub fn secure_session(
         new_session(Arc::new(RuntimeEnv::default()), &QueryLimits::default()),
         plan,
         catalog,
-        data_dir,
+        &DataFiles::Local {
+            dir: data_dir,
+            schema: raw_schema,
+        },
         keys,
         today,
-        raw_schema,
         None,
         None,
     )
@@ -122,10 +125,9 @@ pub(crate) fn secure_session_in(
     ctx: SessionContext,
     plan: &AccessPlan,
     catalog: &Catalog,
-    data_dir: &Path,
+    files: &DataFiles<'_>,
     keys: &KeyRing,
     today: chrono::NaiveDate,
-    raw_schema: &dyn Fn(&Path) -> Result<SchemaRef, EngineError>,
     extracts: Option<&Arc<Extracts>>,
     tables: Option<&dyn Fn(&str) -> bool>,
 ) -> Result<SessionContext, EngineError> {
@@ -153,14 +155,10 @@ pub(crate) fn secure_session_in(
             root.register_schema(schema_name, Arc::new(MemorySchemaProvider::new()))
                 .map_err(|e| EngineError::Internal(e.to_string()))?;
         }
-        let path = data_dir.join(&entry.path);
-        let mut provider = SecureTableProvider::new(
-            dataset,
-            path.clone(),
-            raw_schema(&path)?,
-            Some(domain.clone()),
-        )
-        .map_err(|e| EngineError::Internal(e.to_string()))?;
+        let (location, raw_schema) = files.open(&entry.path)?;
+        let mut provider =
+            SecureTableProvider::at(dataset, location, raw_schema, Some(domain.clone()))
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
         if let Some(extracts) = extracts
             && let Some(columns) = extract_columns(dataset)
         {

@@ -185,6 +185,16 @@ impl GatewayError {
                 Self::unprocessable("query_too_complex", "Query too complex", m)
             }
             EngineError::Busy(busy) => Self::busy(&busy),
+            EngineError::DataChanged => {
+                let mut e = Self::new(
+                    ErrorKind::Unavailable,
+                    "data_changed",
+                    "Data changed",
+                    e.to_string(),
+                );
+                e.retry_after = Some(1);
+                e
+            }
             EngineError::Internal(detail) => {
                 tracing::error!(error = %detail, "query failed internally");
                 Self::internal()

@@ -84,6 +84,8 @@ pub struct Loaded {
     pub history: PolicyHistory,
     pub pseudonyms: Arc<KeyRing>,
     pub lookups: Arc<Lookups>,
+    /// The hub's bucket when `data.url` is set (the datasets are its objects).
+    pub objects: Option<Arc<crate::storage::ObjectData>>,
     pub audit: AuditLog,
     pub hub: HubSummary,
 }
@@ -324,6 +326,7 @@ impl Gateway {
             history,
             pseudonyms,
             lookups,
+            objects,
             audit,
             hub,
         } = loaded;
@@ -333,6 +336,7 @@ impl Gateway {
             .then(|| Extracts::new(config.pseudonymisation.extracts_dir.clone()));
         let data = HubData {
             dir: config.data.dir.clone(),
+            objects,
             keys: pseudonyms.clone(),
             extracts,
             tables: Arc::new(PublishedTables::new(config.data.dir.clone())),

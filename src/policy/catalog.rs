@@ -278,16 +278,16 @@ impl Catalog {
     /// Checks that each dataset's Parquet file exists under `data_dir` and that its columns and
     /// types match the catalog. For `passerelle check` and start-up. (Tables of the statistical
     /// secret are written by the hub itself, after start: not checked here.)
-    pub fn check_files(&self, data_dir: &Path) -> Vec<Problem> {
+    pub fn check_files(&self, data: &dyn SchemaSource) -> Vec<Problem> {
         let mut problems = Vec::new();
         for dataset in self
             .datasets
             .iter()
             .filter(|d| d.kind == DatasetKind::Microdata)
         {
-            let path = data_dir.join(&dataset.path);
+            let (path, schema) = data.schema_of(&dataset.path);
             let name = dataset.name();
-            let schema = match parquet_arrow_schema(&path) {
+            let schema = match schema {
                 Ok(schema) => schema,
                 Err(reason) => {
                     problems.push(Problem::new(
@@ -375,6 +375,35 @@ pub fn table_schema_pattern(pattern: &str) -> Result<std::sync::Arc<regex::Regex
     }
     map.insert(pattern.to_string(), re.clone());
     Ok(re)
+}
+
+/// Where the catalog's data files are read, to check them against the catalog: a local
+/// folder (`data.dir`), or the hub's bucket (`data.url`, in `storage`).
+pub trait SchemaSource: Send + Sync {
+    /// What to name in a problem about catalog path `path`, and its file's Arrow schema or
+    /// why it cannot be read.
+    fn schema_of(
+        &self,
+        path: &Path,
+    ) -> (
+        std::path::PathBuf,
+        Result<arrow::datatypes::SchemaRef, String>,
+    );
+}
+
+/// A local data folder.
+impl SchemaSource for std::path::PathBuf {
+    fn schema_of(
+        &self,
+        path: &Path,
+    ) -> (
+        std::path::PathBuf,
+        Result<arrow::datatypes::SchemaRef, String>,
+    ) {
+        let file = self.join(path);
+        let schema = parquet_arrow_schema(&file);
+        (file, schema)
+    }
 }
 
 /// The Arrow schema of a Parquet file (the engine's raw schema).

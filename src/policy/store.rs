@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
+use super::catalog::SchemaSource;
 use super::habilitation::TrustedIssuer;
 use super::set::{PolicySet, PolicyTexts};
 use super::source::Problem;
@@ -27,7 +28,7 @@ pub mod names {
 pub struct PolicyStore {
     dir: PathBuf,
     /// The data folder: a new catalog must still match the Parquet files.
-    data_dir: Option<PathBuf>,
+    data: Option<Arc<dyn SchemaSource>>,
     /// Where sets put in force from the folder (file change, SIGHUP) are recorded.
     history: Option<super::history::PolicyHistory>,
     /// The trusted issuers: a set whose member rules are not bound to them is refused.
@@ -79,21 +80,22 @@ impl PolicyStore {
         Self::load_checked(dir, None, None)
     }
 
-    /// Loads the policy folder, checks its catalog against `data_dir` now and at every
-    /// reload, and records sets put in force from the folder in `history`.
+    /// Loads the policy folder, checks its catalog against the data files of `data` (a local
+    /// folder, a bucket) now and at every reload, and records sets put in force from the
+    /// folder in `history`.
     pub fn load_checked(
         dir: &Path,
-        data_dir: Option<&Path>,
+        data: Option<Arc<dyn SchemaSource>>,
         history: Option<super::history::PolicyHistory>,
     ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
-        Self::load_bound(dir, data_dir, history, None)
+        Self::load_bound(dir, data, history, None)
     }
 
     /// [`Self::load_checked`], and every set (now and at each reload) must bind its member
     /// rules to `issuers` ([`PolicySet::issuer_problems`]).
     pub fn load_bound(
         dir: &Path,
-        data_dir: Option<&Path>,
+        data: Option<Arc<dyn SchemaSource>>,
         history: Option<super::history::PolicyHistory>,
         issuers: Option<Vec<TrustedIssuer>>,
     ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
@@ -107,8 +109,8 @@ impl PolicyStore {
             )]
         })?;
         let set = PolicySet::load(dir)?;
-        if let Some(data) = data_dir {
-            let problems = set.catalog.check_files(data);
+        if let Some(data) = &data {
+            let problems = set.catalog.check_files(data.as_ref());
             if !problems.is_empty() {
                 return Err(problems);
             }
@@ -126,7 +128,7 @@ impl PolicyStore {
         metrics::gauge!(names::VERSION, "version" => set.version.clone()).set(1.0);
         Ok(Arc::new(PolicyStore {
             dir: dir.to_path_buf(),
-            data_dir: data_dir.map(Path::to_path_buf),
+            data,
             history,
             issuers,
             current: ArcSwap::from_pointee(set),
@@ -265,9 +267,9 @@ impl PolicyStore {
         let checked = PolicySet::from_texts(&self.dir, texts).and_then(|set| {
             // SECURITY: a catalog that no longer matches the data files is refused like any
             // other invalid set.
-            match &self.data_dir {
+            match &self.data {
                 Some(data) => {
-                    let problems = set.catalog.check_files(data);
+                    let problems = set.catalog.check_files(data.as_ref());
                     if problems.is_empty() {
                         Ok(set)
                     } else {

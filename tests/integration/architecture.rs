@@ -39,6 +39,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "policy",
             "pseudonym",
             "secrecy",
+            "storage",
             "telemetry",
         ],
     ),
@@ -53,6 +54,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "private_fs",
             "pseudonym",
             "secrecy",
+            "storage",
         ],
     ),
     ("lookup", &["access", "file_stamp", "policy", "pseudonym"]),
@@ -71,6 +73,8 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("telemetry", &[]),
     ("file_stamp", &[]),
+    // Datasets on object storage: the bucket, its versions, pinned reads.
+    ("storage", &["config", "policy", "secret_file"]),
     ("secret_file", &["private_fs"]),
     ("private_fs", &[]),
 ];

@@ -1024,7 +1024,7 @@ async fn a_live_catalog_change_that_no_longer_matches_the_data_is_refused() {
         passerelle::policy::history::PolicyHistory::new(&dir.path().join("hub/policy-history"));
     let store = passerelle::policy::PolicyStore::load_checked(
         &policies,
-        Some(&dir.path().join("hub/data")),
+        Some(std::sync::Arc::new(dir.path().join("hub/data"))),
         Some(history.clone()),
     )
     .unwrap();

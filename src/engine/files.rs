@@ -1,0 +1,97 @@
+//! Where a session reads each dataset's file: the local data folder, or the object versions a
+//! query was pinned to on the hub's bucket ([`crate::storage`]).
+//!
+//! Owns: a catalog path's location, raw schema and version stamp, alike for both.
+//! Must never: read an object the query was not pinned to.
+
+use std::path::{Path, PathBuf};
+
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
+use datafusion::execution::runtime_env::RuntimeEnv;
+
+use super::EngineError;
+use crate::file_stamp::FileStamp;
+use crate::storage::Pins;
+
+/// The data a session is built from.
+pub(crate) enum DataFiles<'a> {
+    /// Files under `dir`, their schemas from `schema`.
+    Local {
+        dir: &'a Path,
+        schema: &'a dyn Fn(&Path) -> Result<SchemaRef, EngineError>,
+    },
+    /// Objects of the hub's bucket, at the versions of `Pins`.
+    Objects(&'a Pins),
+}
+
+/// Where a provider reads its dataset.
+#[derive(Debug, Clone)]
+pub(crate) enum Location {
+    File(PathBuf),
+    /// An object's URL and its size.
+    Object {
+        url: String,
+        size: u64,
+    },
+}
+
+impl DataFiles<'_> {
+    /// The location and raw schema of catalog path `path`.
+    pub(crate) fn open(&self, path: &Path) -> Result<(Location, SchemaRef), EngineError> {
+        match self {
+            DataFiles::Local { dir, schema } => {
+                let file = dir.join(path);
+                let schema = schema(&file)?;
+                Ok((Location::File(file), schema))
+            }
+            DataFiles::Objects(pins) => {
+                let path = &*path.to_string_lossy();
+                let version = pins
+                    .version(path)
+                    .ok_or_else(|| EngineError::Internal(format!("`{path}` was not pinned")))?;
+                let url = pins
+                    .table_url(path)
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                Ok((
+                    Location::Object {
+                        url,
+                        size: version.meta.size,
+                    },
+                    version.schema.clone(),
+                ))
+            }
+        }
+    }
+
+    /// The version of catalog path `path` as text, `None` when it cannot be read: what the
+    /// plan cache keys a plan on.
+    pub(crate) fn stamp(&self, path: &Path) -> Option<String> {
+        match self {
+            DataFiles::Local { dir, .. } => FileStamp::of(&dir.join(path)).map(|s| s.token()),
+            DataFiles::Objects(pins) => pins.version(&path.to_string_lossy()).map(|v| v.token()),
+        }
+    }
+}
+
+/// The query's runtime with, in its own object store registry, a view of the bucket that
+/// reads only the pinned versions.
+pub(crate) fn pinned_runtime(
+    runtime: &RuntimeEnv,
+    pins: &Pins,
+) -> Result<Arc<RuntimeEnv>, EngineError> {
+    let registry = DefaultObjectStoreRegistry::new();
+    registry.register_store(
+        pins.store_url(),
+        pins.store()
+            .map_err(|e| EngineError::Internal(e.to_string()))?,
+    );
+    Ok(Arc::new(RuntimeEnv {
+        memory_pool: runtime.memory_pool.clone(),
+        disk_manager: runtime.disk_manager.clone(),
+        cache_manager: runtime.cache_manager.clone(),
+        object_store_registry: Arc::new(registry),
+    }))
+}

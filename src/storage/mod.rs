@@ -1,0 +1,515 @@
+//! Datasets on S3-compatible object storage (`data.url = "s3://bucket/prefix"`), read through
+//! the `object_store` crate DataFusion itself uses.
+//!
+//! Owns: opening the bucket (endpoint, region and credentials from the standard AWS
+//! environment variables or the secret file `data.credentials_file`, never from the
+//! configuration text; plain `http://` only to a loopback endpoint), each object's current
+//! version (its ETag, looked up again at most every [`VERSION_TTL`]), the Arrow schema of each
+//! version, and the versions a query is pinned to ([`Pins`], read through [`pinned`]).
+//! Must never: write to the bucket, follow a listing (a query reads only the objects its
+//! catalog names), or put credentials, object bytes or the store's error text (which names the
+//! bucket and the key) in anything a caller sees: callers log it and answer `internal_error`,
+//! or `data_changed` when an object was replaced under a query.
+
+mod io;
+mod pinned;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arrow::datatypes::SchemaRef;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig};
+
+use crate::config::DataConfig;
+use crate::policy::SchemaSource;
+pub use pinned::is_version_changed;
+
+/// How long an object's version is taken as current without asking the store again: a
+/// replaced object is seen by queries planned at most this long after. (A query pinned to the
+/// old version that reads after the replacement fails with `data_changed`, retryable.)
+pub const VERSION_TTL: Duration = Duration::from_secs(1);
+
+/// Why the bucket or an object could not be used. The text is for the operator's log and
+/// `passerelle check`: never for a caller.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("data.url: {0}")]
+    Config(String),
+    #[error("data.credentials_file: {0}")]
+    Credentials(String),
+    /// The object is not in the bucket (or the bucket does not exist).
+    #[error("`{0}` is not in the bucket")]
+    Missing(String),
+    /// The object was replaced between two reads of one query or check.
+    #[error("`{0}` was replaced while it was read")]
+    Changed(String),
+    #[error("`{0}`: {1}")]
+    Store(String, String),
+    #[error("`{0}` is not a readable Parquet file")]
+    NotParquet(String),
+}
+
+/// One object's version: what a query is pinned to.
+#[derive(Debug, Clone)]
+pub struct ObjectVersion {
+    pub meta: ObjectMeta,
+    /// Its ETag (an object without one cannot be pinned and is refused).
+    pub etag: String,
+    pub schema: SchemaRef,
+}
+
+impl ObjectVersion {
+    /// The version as text, for keys of things built from it (the plan cache).
+    pub fn token(&self) -> String {
+        format!("{}:{}", self.meta.size, self.etag)
+    }
+}
+
+/// The hub's bucket: where the catalog's paths are keys under `prefix`.
+pub struct ObjectData {
+    /// `s3://bucket`: the URL DataFusion's registry knows the store by.
+    base: url::Url,
+    prefix: ObjectPath,
+    store: Arc<dyn ObjectStore>,
+    io: io::IoRuntime,
+    versions: Mutex<HashMap<ObjectPath, (Instant, ObjectMeta)>>,
+    schemas: Mutex<HashMap<(ObjectPath, String), SchemaRef>>,
+}
+
+impl std::fmt::Debug for ObjectData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SECURITY: the store holds credentials: only the bucket's URL is printed.
+        f.debug_struct("ObjectData")
+            .field("base", &self.base.as_str())
+            .field("prefix", &self.prefix.as_ref())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ObjectData {
+    /// The bucket of `config.url`, or `None` when the data are in the local folder
+    /// `config.dir`.
+    pub fn open(config: &DataConfig) -> Result<Option<Arc<ObjectData>>, StorageError> {
+        let Some(text) = &config.url else {
+            return Ok(None);
+        };
+        let url = url::Url::parse(text).map_err(|_| StorageError::Config("not a URL".into()))?;
+        if url.scheme() != "s3" {
+            return Err(StorageError::Config(format!(
+                "scheme `{}` is not supported (use s3://bucket/prefix)",
+                url.scheme()
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+            // SECURITY: credentials never live in the configuration text.
+            return Err(StorageError::Config(
+                "carries no credentials and no query: credentials come from the AWS \
+                 environment variables or data.credentials_file"
+                    .into(),
+            ));
+        }
+        let bucket = url
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| StorageError::Config("names no bucket".into()))?
+            .to_string();
+        let prefix = ObjectPath::parse(url.path().trim_matches('/'))
+            .map_err(|_| StorageError::Config("the prefix is not a valid object path".into()))?;
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        if let Some(file) = &config.credentials_file {
+            builder = with_credentials_file(builder, file)?;
+        }
+        // SECURITY: requests are signed with the hub's credentials: plain HTTP only to a
+        // loopback endpoint (a local test server), whatever AWS_ALLOW_HTTP says.
+        let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
+        let allow_http = match endpoint.as_deref().map(url::Url::parse) {
+            None => false,
+            Some(Ok(e)) if e.scheme() == "https" => false,
+            Some(Ok(e)) if e.scheme() == "http" && is_loopback(&e) => true,
+            Some(Ok(_)) => {
+                return Err(StorageError::Config(
+                    "the endpoint (AWS_ENDPOINT_URL) must be https://, or http:// on a loopback \
+                     address"
+                        .into(),
+                ));
+            }
+            Some(Err(_)) => {
+                return Err(StorageError::Config(
+                    "the endpoint (AWS_ENDPOINT_URL) is not a URL".into(),
+                ));
+            }
+        };
+        let io = io::IoRuntime::start().map_err(|e| StorageError::Config(e.to_string()))?;
+        let store = builder
+            // A store that does not answer fails the query in seconds, not after minutes of
+            // retries (object_store's default retries for up to 3 minutes).
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(10),
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(60)),
+            )
+            // (After the client options, which hold it.)
+            .with_allow_http(allow_http)
+            .with_http_connector(object_store::client::SpawnedReqwestConnector::new(
+                io.handle(),
+            ))
+            .build()
+            .map_err(|e| StorageError::Config(e.to_string()))?;
+        let base = url::Url::parse(&format!("s3://{bucket}"))
+            .map_err(|_| StorageError::Config("names no valid bucket".into()))?;
+        Ok(Some(Arc::new(ObjectData {
+            base,
+            prefix,
+            store: Arc::new(store),
+            io,
+            versions: Mutex::default(),
+            schemas: Mutex::default(),
+        })))
+    }
+
+    /// The key of catalog path `path` (relative to the prefix).
+    fn key(&self, path: &str) -> Result<ObjectPath, StorageError> {
+        let relative = ObjectPath::parse(path)
+            .map_err(|_| StorageError::Config(format!("`{path}` is not a valid object key")))?;
+        Ok(self.prefix.parts().chain(relative.parts()).collect())
+    }
+
+    /// The URL DataFusion reads catalog path `path` at (`s3://bucket/prefix/path`).
+    pub fn table_url(&self, path: &str) -> Result<String, StorageError> {
+        Ok(format!(
+            "{}/{}",
+            self.base.as_str().trim_end_matches('/'),
+            self.key(path)?
+        ))
+    }
+
+    /// The current version of each of `paths` and its schema: what a query is planned on and
+    /// pinned to.
+    pub async fn pin(self: &Arc<Self>, paths: &[&str]) -> Result<Pins, StorageError> {
+        let mut versions = HashMap::new();
+        for path in paths {
+            if !versions.contains_key(*path) {
+                versions.insert(path.to_string(), self.version(path).await?);
+            }
+        }
+        Ok(Pins {
+            data: self.clone(),
+            versions,
+        })
+    }
+
+    /// [`Self::pin`] from code that is not async (start-up and reload checks).
+    pub fn pin_blocking(self: &Arc<Self>, paths: &[&str]) -> Result<Pins, StorageError> {
+        self.io.block_on(self.pin(paths))
+    }
+
+    async fn version(&self, path: &str) -> Result<ObjectVersion, StorageError> {
+        let key = self.key(path)?;
+        let known = self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < VERSION_TTL)
+            .map(|(_, meta)| meta.clone());
+        let meta = match known {
+            Some(meta) => meta,
+            None => {
+                let meta = self
+                    .store
+                    .head(&key)
+                    .await
+                    .map_err(|e| store_error(path, e))?;
+                let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+                // A hub has a handful of objects; bound the map anyway.
+                if versions.len() > 4096 {
+                    versions.clear();
+                }
+                versions.insert(key.clone(), (Instant::now(), meta.clone()));
+                meta
+            }
+        };
+        // SECURITY: an object without an ETag cannot be pinned: refused, never read unpinned.
+        let etag = meta.e_tag.clone().ok_or_else(|| {
+            StorageError::Store(path.to_string(), "the object has no ETag".into())
+        })?;
+        let schema = self.schema(path, &key, &meta, &etag).await?;
+        Ok(ObjectVersion { meta, etag, schema })
+    }
+
+    /// The Arrow schema of one version, read from its footer (pinned to its ETag) once.
+    async fn schema(
+        &self,
+        path: &str,
+        key: &ObjectPath,
+        meta: &ObjectMeta,
+        etag: &str,
+    ) -> Result<SchemaRef, StorageError> {
+        let cache_key = (key.clone(), etag.to_string());
+        if let Some(schema) = self
+            .schemas
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&cache_key)
+        {
+            return Ok(schema.clone());
+        }
+        let store = pinned::PinnedStore::new(
+            self.store.clone(),
+            HashMap::from([(key.clone(), etag.to_string())]),
+        );
+        let schema =
+            datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata::new(
+                &store, meta,
+            )
+            .fetch_schema()
+            .await
+            .map_err(|e| match pinned::is_version_changed(&e) {
+                true => {
+                    self.forget(key);
+                    StorageError::Changed(path.to_string())
+                }
+                false => StorageError::NotParquet(path.to_string()),
+            })?;
+        let schema: SchemaRef = Arc::new(schema);
+        let mut schemas = self.schemas.lock().unwrap_or_else(|p| p.into_inner());
+        if schemas.len() > 4096 {
+            schemas.clear();
+        }
+        schemas.insert(cache_key, schema.clone());
+        Ok(schema)
+    }
+
+    /// Forgets what is known of `key`'s version (it was replaced): the next query asks.
+    fn forget(&self, key: &ObjectPath) {
+        self.versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+    }
+}
+
+/// The bucket checked against the catalog (start-up, reloads, `passerelle check`): each
+/// path's current version and schema, or why it cannot be read (named by its URL).
+impl SchemaSource for Arc<ObjectData> {
+    fn schema_of(&self, path: &std::path::Path) -> (std::path::PathBuf, Result<SchemaRef, String>) {
+        let path = &*path.to_string_lossy();
+        let place = self
+            .table_url(path)
+            .unwrap_or_else(|_| path.to_string())
+            .into();
+        let schema = self
+            .pin_blocking(&[path])
+            .map_err(|e| e.to_string())
+            .and_then(|pins| {
+                pins.version(path)
+                    .map(|v| v.schema.clone())
+                    .ok_or_else(|| "not pinned".to_string())
+            });
+        (place, schema)
+    }
+}
+
+/// The object versions one query is planned on: its session reads exactly these, and fails
+/// with `data_changed` if one is replaced while it runs.
+#[derive(Debug, Clone)]
+pub struct Pins {
+    data: Arc<ObjectData>,
+    versions: HashMap<String, ObjectVersion>,
+}
+
+impl Pins {
+    /// The pinned version of catalog path `path`.
+    pub fn version(&self, path: &str) -> Option<&ObjectVersion> {
+        self.versions.get(path)
+    }
+
+    /// The URL DataFusion reads `path` at.
+    pub fn table_url(&self, path: &str) -> Result<String, StorageError> {
+        self.data.table_url(path)
+    }
+
+    /// A store for DataFusion's registry under [`Self::store_url`] that reads only these
+    /// versions (every read carries `If-Match: <ETag>`).
+    pub fn store(&self) -> Result<Arc<dyn ObjectStore>, StorageError> {
+        let mut pins = HashMap::new();
+        for (path, version) in &self.versions {
+            pins.insert(self.data.key(path)?, version.etag.clone());
+        }
+        Ok(Arc::new(
+            pinned::PinnedStore::new(self.data.store.clone(), pins).forgetting(self.data.clone()),
+        ))
+    }
+
+    /// The URL of the bucket in DataFusion's object store registry.
+    pub fn store_url(&self) -> &url::Url {
+        &self.data.base
+    }
+}
+
+fn store_error(path: &str, e: object_store::Error) -> StorageError {
+    match e {
+        object_store::Error::NotFound { .. } => StorageError::Missing(path.to_string()),
+        object_store::Error::Precondition { .. } => StorageError::Changed(path.to_string()),
+        other => StorageError::Store(path.to_string(), other.to_string()),
+    }
+}
+
+fn is_loopback(url: &url::Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => false,
+    }
+}
+
+/// Reads `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and optionally `AWS_SESSION_TOKEN`,
+/// `AWS_ENDPOINT_URL` and `AWS_REGION` (`NAME=value` lines, `#` comments) from a secret file
+/// (mode 0600 or stricter); they take precedence over the environment.
+fn with_credentials_file(
+    mut builder: AmazonS3Builder,
+    file: &std::path::Path,
+) -> Result<AmazonS3Builder, StorageError> {
+    let text = crate::secret_file::read_private(file).map_err(|e| {
+        StorageError::Credentials(match e {
+            crate::secret_file::SecretFileError::Io(kind) => format!("cannot read: {kind}"),
+            crate::secret_file::SecretFileError::TooOpen => {
+                "group or others may read it: chmod 600".into()
+            }
+        })
+    })?;
+    let (mut id, mut secret) = (false, false);
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        // SECURITY: a line's value is never repeated in an error.
+        let Some((name, value)) = line.split_once('=') else {
+            return Err(StorageError::Credentials(format!(
+                "line {}: expected NAME=value",
+                n + 1
+            )));
+        };
+        let value = value.trim();
+        builder = match name.trim() {
+            "AWS_ACCESS_KEY_ID" => {
+                id = true;
+                builder.with_access_key_id(value)
+            }
+            "AWS_SECRET_ACCESS_KEY" => {
+                secret = true;
+                builder.with_secret_access_key(value)
+            }
+            "AWS_SESSION_TOKEN" => builder.with_token(value),
+            // Not secrets, but where they go: kept beside the keys when convenient.
+            "AWS_ENDPOINT_URL" | "AWS_ENDPOINT" => builder.with_endpoint(value),
+            "AWS_REGION" | "AWS_DEFAULT_REGION" => builder.with_region(value),
+            other => {
+                return Err(StorageError::Credentials(format!(
+                    "line {}: `{other}` is not AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, \
+                     AWS_SESSION_TOKEN, AWS_ENDPOINT_URL or AWS_REGION",
+                    n + 1
+                )));
+            }
+        };
+    }
+    if !(id && secret) {
+        return Err(StorageError::Credentials(
+            "needs AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY".into(),
+        ));
+    }
+    Ok(builder)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> DataConfig {
+        DataConfig {
+            url: Some(url.into()),
+            ..DataConfig::default()
+        }
+    }
+
+    fn refused(url: &str) -> String {
+        ObjectData::open(&config(url)).unwrap_err().to_string()
+    }
+
+    /// A bucket URL carries no credentials, names a bucket, and is `s3://`.
+    #[test]
+    fn bucket_urls_carry_no_credentials() {
+        assert!(refused("s3://key:secret@bucket/prefix").contains("no credentials"));
+        assert!(refused("s3://bucket/prefix?secret=1").contains("no credentials"));
+        assert!(refused("gs://bucket/prefix").contains("not supported"));
+        assert!(refused("file:///data").contains("not supported"));
+    }
+
+    /// Requests are signed with the hub's credentials: plain HTTP only to a loopback
+    /// endpoint; a credentials file names only the known variables and never echoes a value.
+    #[test]
+    fn plain_http_only_on_loopback_and_credentials_files_echo_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str, text: &str| {
+            let file = dir.path().join(name);
+            crate::secret_file::write_new_private(&file, text.as_bytes()).unwrap();
+            ObjectData::open(&DataConfig {
+                url: Some("s3://hub/data".into()),
+                credentials_file: Some(file),
+                ..DataConfig::default()
+            })
+        };
+        let keys = "AWS_ACCESS_KEY_ID=id\nAWS_SECRET_ACCESS_KEY=s3cr3t-value\n";
+        for (name, endpoint) in [
+            ("remote-http", "http://s3.example.org"),
+            ("private-http", "http://10.0.0.8:9000"),
+        ] {
+            let e = open(name, &format!("{keys}AWS_ENDPOINT_URL={endpoint}\n")).unwrap_err();
+            assert!(e.to_string().contains("loopback"), "{e}");
+        }
+        for (name, endpoint) in [
+            ("loopback", "http://127.0.0.1:9000"),
+            ("tls", "https://s3.example.org"),
+        ] {
+            assert!(open(name, &format!("{keys}AWS_ENDPOINT_URL={endpoint}\n")).is_ok());
+        }
+        let e = open(
+            "unknown",
+            "AWS_SECRET_ACCESS_KEY=s3cr3t-value\nPASSWORD=s3cr3t-value\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("`PASSWORD`") && !e.contains("s3cr3t"), "{e}");
+        let e = open("no-equals", "s3cr3t-value\n").unwrap_err().to_string();
+        assert!(e.contains("line 1") && !e.contains("s3cr3t"), "{e}");
+        let e = open("half", "AWS_ACCESS_KEY_ID=id\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("needs"), "{e}");
+    }
+
+    /// Keys are the prefix's parts, then the catalog path's.
+    #[test]
+    fn catalog_paths_are_keys_under_the_prefix() {
+        let data = ObjectData::open(&config("s3://hub/sante/v1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            data.table_url("sejours/2024.parquet").unwrap(),
+            "s3://hub/sante/v1/sejours/2024.parquet"
+        );
+        let root = ObjectData::open(&config("s3://hub")).unwrap().unwrap();
+        assert_eq!(root.table_url("a.parquet").unwrap(), "s3://hub/a.parquet");
+        assert!(data.table_url("../escape.parquet").is_err());
+    }
+}
