@@ -32,4 +32,5 @@ mod policy_oracle;
 mod pseudonym;
 mod secrecy;
 mod soak;
+mod storage;
 mod tpch;

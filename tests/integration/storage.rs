@@ -1,0 +1,486 @@
+//! Datasets on S3-compatible storage (issue #24), against a real S3-protocol server: moto in
+//! server mode (`moto_server`, from `tests/clients/requirements.txt`), on a free loopback
+//! port. `.ci/run` installs it and sets `PASSERELLE_INTEROP=required`; elsewhere these tests
+//! are skipped (with a message) when `moto_server` is not installed.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use object_store::ObjectStoreExt;
+use object_store::aws::AmazonS3Builder;
+use object_store::path::Path as ObjectPath;
+use serde_json::{Value, json};
+
+use crate::support::{DemoServer, copy_dir, hub};
+
+/// A moto server on loopback, stopped on drop.
+struct Moto {
+    child: Child,
+    addr: SocketAddr,
+    /// The access key id and secret requests are signed with.
+    keys: (String, String),
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Moto {
+    /// Starts moto on a free loopback port, or says why it cannot. It takes any credentials.
+    fn start() -> Option<Moto> {
+        Self::start_with(&[])
+    }
+
+    /// Starts moto checking credentials, with `bucket` and one user allowed everything (see
+    /// `tests/storage/moto_credentials.py`).
+    fn start_checking_credentials(bucket: &str) -> Option<Moto> {
+        let mut moto = Self::start_with(&[("INITIAL_NO_AUTH_ACTION_COUNT", "4")])?;
+        let script =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/storage/moto_credentials.py");
+        let out = Command::new("python3")
+            .arg(script)
+            .arg(moto.endpoint())
+            .arg(bucket)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        let (id, secret) = text.trim().split_once(' ').unwrap();
+        moto.keys = (id.to_string(), secret.to_string());
+        Some(moto)
+    }
+
+    fn start_with(env: &[(&str, &str)]) -> Option<Moto> {
+        let required = std::env::var("PASSERELLE_INTEROP").is_ok_and(|v| v == "required");
+        let installed = Command::new("moto_server")
+            .arg("--help")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !installed {
+            assert!(
+                !required,
+                "PASSERELLE_INTEROP=required but moto_server is not installed"
+            );
+            eprintln!("skipped: pip install -r tests/clients/requirements.txt (moto[server])");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(env.iter().copied())
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("moto_server starts");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let moto = Moto {
+            child,
+            addr,
+            keys: ("test".into(), "test".into()),
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "moto_server did not listen");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(moto)
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Creates `bucket` (moto accepts the unsigned request).
+    fn create_bucket(&self, bucket: &str) {
+        let mut stream = TcpStream::connect(self.addr).unwrap();
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    /// A client of `bucket`.
+    fn client(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        AmazonS3Builder::new()
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_bucket_name(bucket)
+            .with_access_key_id(&self.keys.0)
+            .with_secret_access_key(&self.keys.1)
+            .build()
+            .unwrap()
+    }
+
+    /// A credentials file (0600) for the hub: the endpoint, region and keys.
+    fn credentials_file(&self, dir: &Path) -> PathBuf {
+        self.credentials_file_with(dir, "s3-credentials", &self.keys.1)
+    }
+
+    /// [`Self::credentials_file`] named `name`, with `secret` as the secret access key.
+    fn credentials_file_with(&self, dir: &Path, name: &str, secret: &str) -> PathBuf {
+        let path = dir.join(name);
+        passerelle::secret_file::write_new_private(
+            &path,
+            format!(
+                "# moto on loopback\nAWS_ENDPOINT_URL={}\nAWS_REGION=us-east-1\n\
+                 AWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={secret}\n",
+                self.endpoint(),
+                self.keys.0
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        path
+    }
+}
+
+/// Every file under `from` (not its hidden folders: published tables, extracts), as
+/// `(relative key, path)`.
+fn data_files(from: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack = vec![from.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let key = path
+                    .strip_prefix(from)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((key, path));
+            }
+        }
+    }
+    out
+}
+
+/// The shared hub's data uploaded under `prefix` of `bucket`; its policy folder copied into
+/// `dir` without lookup grants (lookups read local files: refused with `data.url`).
+async fn hub_on_bucket(moto: &Moto, bucket: &str, prefix: &str, dir: &Path) -> PathBuf {
+    if moto.keys.0 == "test" {
+        moto.create_bucket(bucket);
+    }
+    let s3 = moto.client(bucket);
+    for (key, path) in data_files(&hub().root.join("data")) {
+        let bytes = std::fs::read(&path).unwrap();
+        s3.put(&ObjectPath::from(format!("{prefix}/{key}")), bytes.into())
+            .await
+            .unwrap();
+    }
+    let policies = dir.join("policies");
+    copy_dir(&hub().root.join("policies"), &policies);
+    let rules = std::fs::read_to_string(policies.join("policy.csv")).unwrap();
+    let rules: String = rules
+        .lines()
+        .filter(|l| !l.contains(", lookup,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(policies.join("policy.csv"), rules).unwrap();
+    policies
+}
+
+/// The Parquet file `bytes` without its last `n` rows.
+fn without_last_rows(bytes: &[u8], n: usize) -> Vec<u8> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::copy_from_slice(bytes),
+    )
+    .unwrap()
+    .build()
+    .unwrap();
+    let batches: Vec<_> = reader.map(Result::unwrap).collect();
+    let schema = batches[0].schema();
+    let all = arrow::compute::concat_batches(&schema, &batches).unwrap();
+    let kept = all.slice(0, all.num_rows() - n);
+    let mut out = Vec::new();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None).unwrap();
+    writer.write(&kept).unwrap();
+    writer.close().unwrap();
+    out
+}
+
+async fn query(h: &DemoServer, token: &str, sql: &str) -> (u16, Value) {
+    let answer = h
+        .server
+        .client
+        .post(h.server.url("/v1/query"))
+        .bearer_auth(token)
+        .json(&json!({ "sql": sql }))
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
+}
+
+/// A hub whose data are objects of a bucket answers every query as the same hub on local
+/// files: row filters, pseudonyms and masks alike; nothing is read from its local folder.
+#[tokio::test]
+async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policies = hub_on_bucket(&moto, "hub", "demo/v1", dir.path()).await;
+    let credentials = moto.credentials_file(dir.path());
+    let empty = dir.path().join("local");
+    std::fs::create_dir_all(&empty).unwrap();
+    let on_bucket = DemoServer::start_with(|c| {
+        c.data.url = Some("s3://hub/demo/v1".into());
+        c.data.credentials_file = Some(credentials.clone());
+        c.data.dir = empty.clone();
+        c.policy.dir = policies.clone();
+        c.pseudonymisation.extracts = false;
+    })
+    .await;
+    let on_files = DemoServer::start_with(|_| {}).await;
+    for (who, sql) in [
+        // A row filter, pseudonyms and generalised columns.
+        (
+            "chercheuse-diabete",
+            "SELECT id_sejour, nir, date_naissance, code_postal, diagnostic \
+             FROM sante.sejours ORDER BY id_sejour LIMIT 50",
+        ),
+        (
+            "chercheuse-diabete",
+            "SELECT region, count(*) AS n, sum(cout) AS cout FROM sante.sejours \
+             GROUP BY region ORDER BY region",
+        ),
+        // A join of two datasets on the pseudonym.
+        (
+            "chercheuse-diabete",
+            "SELECT count(*) AS n FROM sante.sejours s JOIN fiscal.revenus r ON s.nir = r.nir",
+        ),
+        // Another project: other pseudonyms, no row filter.
+        (
+            "chercheur-emploi",
+            "SELECT id_sejour, nir, region FROM sante.sejours ORDER BY id_sejour LIMIT 20",
+        ),
+    ] {
+        let (status, bucket) = query(&on_bucket, &on_bucket.token(who), sql).await;
+        let (_, files) = query(&on_files, &on_files.token(who), sql).await;
+        assert_eq!(status, 200, "{who}: {sql}: {bucket}");
+        assert_eq!(bucket["rows"], files["rows"], "{who}: {sql}");
+        assert!(!bucket["rows"].as_array().unwrap().is_empty(), "{sql}");
+    }
+    // A query stays inside its datasets: no listing, no other object.
+    let (status, body) = query(
+        &on_bucket,
+        &on_bucket.token("chercheuse-diabete"),
+        "SELECT * FROM 's3://hub/demo/v1/sante/sejours.parquet'",
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+
+    // The stays replaced by a version with fewer rows: a query planned on the old version
+    // (kept for up to a second) fails retryably, never mixing; then the new one is read.
+    let count = "SELECT count(*) AS n FROM sante.sejours";
+    let researcher = on_bucket.token("chercheur-emploi");
+    let (_, before) = query(&on_bucket, &researcher, count).await;
+    let before = before["rows"][0]["n"].as_u64().unwrap();
+    let stays = std::fs::read(hub().root.join("data/sante/sejours.parquet")).unwrap();
+    moto.client("hub")
+        .put(
+            &ObjectPath::from("demo/v1/sante/sejours.parquet"),
+            without_last_rows(&stays, 10).into(),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut retries = 0;
+    loop {
+        let (status, body) = query(&on_bucket, &researcher, count).await;
+        match status {
+            503 => {
+                assert_eq!(body["code"], "data_changed", "{body}");
+                retries += 1;
+            }
+            200 if body["rows"][0]["n"].as_u64() == Some(before - 10) => break,
+            _ => panic!("{status}: {body}"),
+        }
+        assert!(Instant::now() < deadline, "the new version is never read");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // (A slow machine may plan after the old version expired: then no retry was needed.)
+    eprintln!("data_changed answers before the new version: {retries}");
+    // Only the hub's own working files (hidden folders) may appear in its local folder.
+    assert!(data_files(&empty).is_empty());
+}
+
+/// A query is pinned to the versions it was planned on: an object replaced meanwhile makes
+/// its reads fail with a precondition error (`data_changed`, retryable), never a mix; the
+/// next plan reads the new version.
+#[tokio::test]
+async fn an_object_replaced_under_a_query_fails_it_retryably_never_mixed() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    moto.create_bucket("pins");
+    let s3 = moto.client("pins");
+    let key = ObjectPath::from("hub/sante/sejours.parquet");
+    let parquet = std::fs::read(hub().root.join("data/sante/sejours.parquet")).unwrap();
+    s3.put(&key, parquet.clone().into()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = passerelle::storage::ObjectData::open(&passerelle::config::DataConfig {
+        url: Some("s3://pins/hub".into()),
+        credentials_file: Some(moto.credentials_file(dir.path())),
+        ..Default::default()
+    })
+    .unwrap()
+    .unwrap();
+    let pins = data.pin(&["sante/sejours.parquet"]).await.unwrap();
+    let pinned = pins.store().unwrap();
+    assert_eq!(
+        pinned.get_range(&key, 0..4).await.unwrap().as_ref(),
+        b"PAR1"
+    );
+    // Replaced by another Parquet file.
+    let other = std::fs::read(hub().root.join("data/fiscal/revenus.parquet")).unwrap();
+    s3.put(&key, other.clone().into()).await.unwrap();
+    let e = pinned.get_range(&key, 4..8).await.unwrap_err();
+    assert!(passerelle::storage::is_version_changed(&e), "{e}");
+    // The replaced version is forgotten at once: the next plan pins the new one.
+    let again = data.pin(&["sante/sejours.parquet"]).await.unwrap();
+    let version = again.version("sante/sejours.parquet").unwrap();
+    assert_eq!(version.meta.size, other.len() as u64);
+    assert!(
+        version
+            .schema
+            .field_with_name("revenu_fiscal_reference")
+            .is_ok()
+    );
+    assert_eq!(
+        again
+            .store()
+            .unwrap()
+            .get_range(&key, 0..4)
+            .await
+            .unwrap()
+            .as_ref(),
+        b"PAR1"
+    );
+}
+
+/// A bucket that does not exist, an object the catalog names but the bucket lacks, a
+/// credentials file others may read, and a policy granting lookups (they read local files):
+/// the hub does not start, and says why.
+#[tokio::test]
+async fn a_missing_bucket_or_object_or_open_credentials_stop_the_start() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policies = hub_on_bucket(&moto, "present", "demo", dir.path()).await;
+    let credentials = moto.credentials_file(dir.path());
+    let start = |url: &str, credentials: &Path| {
+        let mut config = hub().config();
+        config.data.url = Some(url.into());
+        config.data.credentials_file = Some(credentials.to_path_buf());
+        config.policy.dir = policies.clone();
+        config.audit.dir = dir.path().join(format!("audit-{}", url.len()));
+        config
+    };
+    let refused = |config| async move {
+        match passerelle::hub::start(config).await {
+            Ok(_) => panic!("the hub started"),
+            Err(e) => e.to_string(),
+        }
+    };
+    let e = refused(start("s3://absent/demo", &credentials)).await;
+    assert!(e.contains("is not in the bucket"), "{e}");
+    let e = refused(start("s3://present/elsewhere", &credentials)).await;
+    assert!(
+        e.contains("sante.sejours") && e.contains("is not in the bucket"),
+        "{e}"
+    );
+    let open = dir.path().join("open-credentials");
+    std::fs::copy(&credentials, &open).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let e = refused(start("s3://present/demo", &open)).await;
+    assert!(e.contains("chmod 600"), "{e}");
+    assert!(!e.contains("test"), "no credential in the message: {e}");
+    // Lookups read local files: a policy granting them is refused with a bucket.
+    let mut with_lookups = start("s3://present/demo", &credentials);
+    with_lookups.policy.dir = hub().root.join("policies");
+    let e = refused(with_lookups).await;
+    assert!(e.contains("lookups"), "{e}");
+    // `passerelle check` says the same without starting.
+    let problems = passerelle::hub::check(&start("s3://present/elsewhere", &credentials));
+    assert!(
+        problems.iter().any(|p| p.contains("sante.sejours")),
+        "{problems:?}"
+    );
+}
+
+/// A store that checks credentials: the hub reads with the right key; with a wrong secret it
+/// does not start, and no message holds a secret.
+#[tokio::test]
+async fn wrong_credentials_stop_the_start_and_name_no_secret() {
+    let Some(moto) = Moto::start_checking_credentials("guarded") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let policies = hub_on_bucket(&moto, "guarded", "demo", dir.path()).await;
+    let config = |credentials: PathBuf, audit: &str| {
+        let mut config = hub().config();
+        config.data.url = Some("s3://guarded/demo".into());
+        config.data.credentials_file = Some(credentials);
+        config.policy.dir = policies.clone();
+        config.audit.dir = dir.path().join(audit);
+        config
+    };
+    let right = config(moto.credentials_file(dir.path()), "audit-right");
+    assert_eq!(passerelle::hub::check(&right), Vec::<String>::new());
+    let wrong_secret = "wrong-secret-0123456789";
+    let wrong = config(
+        moto.credentials_file_with(dir.path(), "wrong", wrong_secret),
+        "audit-wrong",
+    );
+    let problems = passerelle::hub::check(&wrong);
+    assert!(
+        problems.iter().any(|p| p.contains("sante.sejours")),
+        "{problems:?}"
+    );
+    let e = match passerelle::hub::start(wrong).await {
+        Ok(_) => panic!("started with a wrong secret"),
+        Err(e) => e.to_string(),
+    };
+    for text in problems.iter().chain([&e]) {
+        assert!(
+            !text.contains(wrong_secret) && !text.contains(&moto.keys.1),
+            "{text}"
+        );
+    }
+}
