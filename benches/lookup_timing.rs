@@ -84,8 +84,12 @@ fn main() {
         .unwrap()
         .clone()
         .with_row_filter(FilterExpr::parse("nombre_enfants >= 3", &["nombre_enfants"]).unwrap());
-    let (lookups, _) =
-        Lookups::build(&set.catalog, &set.lookup_key_columns(), &root.join("data")).unwrap();
+    let (lookups, _) = Lookups::build(
+        &set.catalog,
+        &set.lookup_key_columns(),
+        std::sync::Arc::new(root.join("data")),
+    )
+    .unwrap();
     let people = allocataires(&root);
     let known: std::collections::HashSet<&str> = people.iter().map(|(n, _)| n.as_str()).collect();
     // Spread over the whole file, as the decoy rows of missing keys are (the first rows of the

@@ -39,17 +39,6 @@ pub enum HubError {
     Storage(#[from] crate::storage::StorageError),
 }
 
-/// Where the catalog's files are checked: the bucket of `data.url`, or the folder `data.dir`.
-fn schema_source(
-    config: &Config,
-    objects: Option<&Arc<crate::storage::ObjectData>>,
-) -> Arc<dyn crate::policy::SchemaSource> {
-    match objects {
-        Some(objects) => Arc::new(objects.clone()),
-        None => Arc::new(config.data.dir.clone()),
-    }
-}
-
 /// Every problem of a hub, without starting it: for `passerelle check`.
 pub fn check(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
@@ -74,7 +63,9 @@ pub fn check(config: &Config) -> Vec<String> {
         Ok(set) => {
             problems.extend(
                 set.catalog
-                    .check_files(schema_source(config, objects.as_ref()).as_ref())
+                    .check_files(
+                        crate::storage::catalog_files(&config.data.dir, objects.as_ref()).as_ref(),
+                    )
                     .iter()
                     .map(ToString::to_string),
             );
@@ -126,7 +117,10 @@ pub async fn start_with_audit(
     // SECURITY: every set's member rules are bound to the trusted issuers, now and at reload.
     let policy = PolicyStore::load_bound(
         &config.policy.dir,
-        Some(schema_source(&config, objects.as_ref())),
+        Some(crate::storage::catalog_files(
+            &config.data.dir,
+            objects.as_ref(),
+        )),
         Some(history.clone()),
         Some(crate::gateway::trusted_issuers(&config.identity)),
     )
@@ -141,21 +135,15 @@ pub async fn start_with_audit(
         ));
     }
     policy.spawn_sighup();
-    // Lookups read their records from local files: with a bucket, none is offered (a
-    // lookup key would only ever fail).
-    if objects.is_some() && !set.lookup_key_columns().is_empty() {
-        return Err(HubError::Policy(vec![
-            "lookups read local data files: with data.url, the policy may not grant lookups \
-             (not yet available on object storage)"
-                .into(),
-        ]));
-    }
     // A lookup never scans: the policy's lookup key columns are indexed before the server
     // answers (a key column that a reloaded policy adds is indexed on first use).
     // (Each index logs "lookup index built" with its rows, memory and build time.)
-    let (lookups, _reports) =
-        crate::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), &config.data.dir)
-            .map_err(|e| HubError::Policy(vec![format!("lookup index: {e}")]))?;
+    let (lookups, _reports) = crate::lookup::Lookups::build(
+        &set.catalog,
+        &set.lookup_key_columns(),
+        crate::storage::catalog_files(&config.data.dir, objects.as_ref()),
+    )
+    .map_err(|e| HubError::Policy(vec![format!("lookup index: {e}")]))?;
     record_policy_events(&policy, &audit);
     let identity = OidcAuthenticator::start(&config.identity)?;
     let summary = HubSummary {

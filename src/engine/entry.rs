@@ -240,11 +240,9 @@ fn data_files<'a>(
     pins: Option<&'a Pins>,
     schema: &'a dyn Fn(&std::path::Path) -> Result<SchemaRef, EngineError>,
 ) -> DataFiles<'a> {
-    match pins {
-        Some(pins) => DataFiles::Objects(pins),
-        None => DataFiles::Local {
-            dir: &data.dir,
-            schema,
-        },
+    DataFiles {
+        dir: &data.dir,
+        schema,
+        pins,
     }
 }

@@ -14,17 +14,16 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 
 use super::EngineError;
 use crate::file_stamp::FileStamp;
+use crate::policy::DatasetKind;
 use crate::storage::Pins;
 
-/// The data a session is built from.
-pub(crate) enum DataFiles<'a> {
-    /// Files under `dir`, their schemas from `schema`.
-    Local {
-        dir: &'a Path,
-        schema: &'a dyn Fn(&Path) -> Result<SchemaRef, EngineError>,
-    },
-    /// Objects of the hub's bucket, at the versions of `Pins`.
-    Objects(&'a Pins),
+/// The data a session is built from: files under `dir` (their schemas from `schema`) and, on
+/// a bucket, the object versions of `pins` for the datasets (tables of the statistical secret
+/// are always the hub's own local files).
+pub(crate) struct DataFiles<'a> {
+    pub dir: &'a Path,
+    pub schema: &'a dyn Fn(&Path) -> Result<SchemaRef, EngineError>,
+    pub pins: Option<&'a Pins>,
 }
 
 /// Where a provider reads its dataset.
@@ -39,39 +38,44 @@ pub(crate) enum Location {
 }
 
 impl DataFiles<'_> {
-    /// The location and raw schema of catalog path `path`.
-    pub(crate) fn open(&self, path: &Path) -> Result<(Location, SchemaRef), EngineError> {
-        match self {
-            DataFiles::Local { dir, schema } => {
-                let file = dir.join(path);
-                let schema = schema(&file)?;
-                Ok((Location::File(file), schema))
-            }
-            DataFiles::Objects(pins) => {
-                let path = &*path.to_string_lossy();
-                let version = pins
-                    .version(path)
-                    .ok_or_else(|| EngineError::Internal(format!("`{path}` was not pinned")))?;
-                let url = pins
-                    .table_url(path)
-                    .map_err(|e| EngineError::Internal(e.to_string()))?;
-                Ok((
-                    Location::Object {
-                        url,
-                        size: version.meta.size,
-                    },
-                    version.schema.clone(),
-                ))
-            }
-        }
+    /// The pins that hold catalog path `path` of `kind`, if it is an object.
+    fn pinned(&self, kind: DatasetKind) -> Option<&Pins> {
+        self.pins.filter(|_| kind == DatasetKind::Microdata)
     }
 
-    /// The version of catalog path `path` as text, `None` when it cannot be read: what the
-    /// plan cache keys a plan on.
-    pub(crate) fn stamp(&self, path: &Path) -> Option<String> {
-        match self {
-            DataFiles::Local { dir, .. } => FileStamp::of(&dir.join(path)).map(|s| s.token()),
-            DataFiles::Objects(pins) => pins.version(&path.to_string_lossy()).map(|v| v.token()),
+    /// The location and raw schema of catalog path `path`, of a dataset of `kind`.
+    pub(crate) fn open(
+        &self,
+        path: &Path,
+        kind: DatasetKind,
+    ) -> Result<(Location, SchemaRef), EngineError> {
+        let Some(pins) = self.pinned(kind) else {
+            let file = self.dir.join(path);
+            let schema = (self.schema)(&file)?;
+            return Ok((Location::File(file), schema));
+        };
+        let path = &*path.to_string_lossy();
+        let version = pins
+            .version(path)
+            .ok_or_else(|| EngineError::Internal(format!("`{path}` was not pinned")))?;
+        let url = pins
+            .table_url(path)
+            .map_err(|e| EngineError::Internal(e.to_string()))?;
+        Ok((
+            Location::Object {
+                url,
+                size: version.meta.size,
+            },
+            version.schema.clone(),
+        ))
+    }
+
+    /// The version of catalog path `path` (of a dataset of `kind`) as text, `None` when it
+    /// cannot be read: what the plan cache keys a plan on.
+    pub(crate) fn stamp(&self, path: &Path, kind: DatasetKind) -> Option<String> {
+        match self.pinned(kind) {
+            None => FileStamp::of(&self.dir.join(path)).map(|s| s.token()),
+            Some(pins) => pins.version(&path.to_string_lossy()).map(|v| v.token()),
         }
     }
 }

@@ -92,7 +92,7 @@ impl PlanKey {
             // is a file that appears where there was none.
             part(
                 &files
-                    .stamp(&entry.path)
+                    .stamp(&entry.path, entry.kind)
                     .unwrap_or_else(|| "absent".to_string()),
             );
             if entry.kind == DatasetKind::Table {
@@ -357,9 +357,10 @@ mod tests {
         let no_schema = |_: &std::path::Path| -> Result<arrow::datatypes::SchemaRef, crate::engine::EngineError> {
             unreachable!("a key reads no schema")
         };
-        let files = DataFiles::Local {
+        let files = DataFiles {
             dir: data.path(),
             schema: &no_schema,
+            pins: None,
         };
         let inputs = PlanInputs {
             principal: "7:someone",

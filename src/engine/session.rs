@@ -104,9 +104,10 @@ pub fn secure_session(
         new_session(Arc::new(RuntimeEnv::default()), &QueryLimits::default()),
         plan,
         catalog,
-        &DataFiles::Local {
+        &DataFiles {
             dir: data_dir,
             schema: raw_schema,
+            pins: None,
         },
         keys,
         today,
@@ -155,7 +156,7 @@ pub(crate) fn secure_session_in(
             root.register_schema(schema_name, Arc::new(MemorySchemaProvider::new()))
                 .map_err(|e| EngineError::Internal(e.to_string()))?;
         }
-        let (location, raw_schema) = files.open(&entry.path)?;
+        let (location, raw_schema) = files.open(&entry.path, entry.kind)?;
         let mut provider =
             SecureTableProvider::at(dataset, location, raw_schema, Some(domain.clone()))
                 .map_err(|e| EngineError::Internal(e.to_string()))?;

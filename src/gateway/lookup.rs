@@ -284,7 +284,9 @@ impl Gateway {
         // the CPU at saturation. Batches and index builds go to the blocking pool.
         if let [key] = keys
             && let Some(column) = admitted.dataset_plan.lookup_key()
-            && self.lookups.is_built(admitted.dataset_plan.name(), column)
+            && self
+                .lookups
+                .is_built(&admitted.set.catalog, admitted.dataset_plan.name(), column)
         {
             return Ok(vec![self.read_one(
                 &admitted.set,

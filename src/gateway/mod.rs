@@ -334,12 +334,13 @@ impl Gateway {
             .pseudonymisation
             .extracts
             .then(|| Extracts::new(config.pseudonymisation.extracts_dir.clone()));
+        let files = crate::storage::catalog_files(&config.data.dir, objects.as_ref());
         let data = HubData {
             dir: config.data.dir.clone(),
             objects,
             keys: pseudonyms.clone(),
             extracts,
-            tables: Arc::new(PublishedTables::new(config.data.dir.clone())),
+            tables: Arc::new(PublishedTables::with_files(config.data.dir.clone(), files)),
         };
         let engine = Engine::start(&config.limits, data)?;
         let refusals = Arc::new(refusals::Refusals::new(

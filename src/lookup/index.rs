@@ -140,6 +140,11 @@ impl KeyIndex {
         self.stamp.is_some() && FileStamp::of(&self.path) == self.stamp
     }
 
+    /// Whether `file` is the dataset's current file and still the one indexed.
+    pub fn is_current_for(&self, file: &Path) -> bool {
+        self.path == file && self.is_current()
+    }
+
     /// The name of the key column.
     pub fn key_name(&self) -> &str {
         self.metadata.schema().field(self.key_column).name()

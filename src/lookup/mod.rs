@@ -16,7 +16,6 @@ pub mod params;
 pub mod read;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use arrow::array::ArrayRef;
@@ -26,7 +25,7 @@ use serde_json::{Map, Value};
 pub use index::{IndexError, KeyIndex};
 pub use params::{ParamError, Traceability, TraceabilityParams, check_key, is_siret};
 
-use crate::policy::{Catalog, ColumnTreatment, DatasetPlan};
+use crate::policy::{Catalog, CatalogFiles, ColumnTreatment, DatasetPlan};
 use crate::pseudonym::PseudonymDomain;
 
 /// Key indexes of the hub, one per (dataset, key column) that lookups use.
@@ -36,10 +35,17 @@ use crate::pseudonym::PseudonymDomain;
 /// lookup (`index`), and so is a data file replaced since it was indexed. Only a column
 /// declared `unique` in the catalog can be a key: another column gets no index, so its
 /// lookups are refused (fail closed).
-#[derive(Debug)]
 pub struct Lookups {
-    data_dir: PathBuf,
+    /// Where each dataset's current file is (the data folder, or local copies of the
+    /// bucket's objects).
+    files: Arc<dyn CatalogFiles>,
     indexes: Mutex<HashMap<(String, String), Slot>>,
+}
+
+impl std::fmt::Debug for Lookups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lookups").finish_non_exhaustive()
+    }
 }
 
 /// One (dataset, column) index, built once by whoever needs it first.
@@ -61,10 +67,10 @@ impl Lookups {
     pub fn build(
         catalog: &Catalog,
         keys: &[(String, String)],
-        data_dir: &Path,
+        files: Arc<dyn CatalogFiles>,
     ) -> Result<(Lookups, Vec<IndexReport>), IndexError> {
         let lookups = Lookups {
-            data_dir: data_dir.to_path_buf(),
+            files,
             indexes: Mutex::default(),
         };
         let mut reports = Vec::new();
@@ -84,12 +90,18 @@ impl Lookups {
 
     /// True when the index of `dataset.column` is built and current: `index` will then
     /// return at once, without reading the data file.
-    pub fn is_built(&self, dataset: &str, column: &str) -> bool {
+    pub fn is_built(&self, catalog: &Catalog, dataset: &str, column: &str) -> bool {
+        let Some(file) = catalog
+            .key_dataset(dataset, column)
+            .and_then(|entry| self.files.known_local_file(&entry.path))
+        else {
+            return false;
+        };
         let indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
         indexes
             .get(&(dataset.to_string(), column.to_string()))
             .and_then(|slot| slot.get().cloned())
-            .is_some_and(|built| built.is_ok_and(|index| index.is_current()))
+            .is_some_and(|built| built.is_ok_and(|index| index.is_current_for(&file)))
     }
 
     /// The index of `dataset.column`, built on first use (blocking: call it off the async
@@ -103,6 +115,12 @@ impl Lookups {
         let Some(entry) = catalog.key_dataset(dataset, column) else {
             return Err(IndexError::NotUnique);
         };
+        // The dataset's current file: on a bucket, the local copy of the object's current
+        // version (another version, another file).
+        let file = self.files.local_file(&entry.path).map_err(|e| {
+            tracing::error!(dataset, column, error = %e, "lookup data file unavailable");
+            IndexError::Unreadable
+        })?;
         let slot = {
             let mut indexes = self.indexes.lock().unwrap_or_else(|p| p.into_inner());
             let slot = indexes
@@ -112,7 +130,7 @@ impl Lookups {
             // offsets would point at other rows): a fresh slot rebuilds it.
             // A failed build is tried again by the next lookup rather than kept.
             let stale = match slot.get() {
-                Some(Ok(index)) => !index.is_current(),
+                Some(Ok(index)) => !index.is_current_for(&file),
                 Some(Err(_)) => true,
                 None => false,
             };
@@ -124,7 +142,7 @@ impl Lookups {
         // One build per column, whoever asks first; the others wait for it.
         slot.get_or_init(|| {
             let started = std::time::Instant::now();
-            let index = KeyIndex::build(&self.data_dir.join(&entry.path), column);
+            let index = KeyIndex::build(&file, column);
             match &index {
                 Ok(index) => tracing::info!(
                     dataset,

@@ -278,7 +278,7 @@ impl Catalog {
     /// Checks that each dataset's Parquet file exists under `data_dir` and that its columns and
     /// types match the catalog. For `passerelle check` and start-up. (Tables of the statistical
     /// secret are written by the hub itself, after start: not checked here.)
-    pub fn check_files(&self, data: &dyn SchemaSource) -> Vec<Problem> {
+    pub fn check_files(&self, data: &dyn CatalogFiles) -> Vec<Problem> {
         let mut problems = Vec::new();
         for dataset in self
             .datasets
@@ -377,9 +377,9 @@ pub fn table_schema_pattern(pattern: &str) -> Result<std::sync::Arc<regex::Regex
     Ok(re)
 }
 
-/// Where the catalog's data files are read, to check them against the catalog: a local
-/// folder (`data.dir`), or the hub's bucket (`data.url`, in `storage`).
-pub trait SchemaSource: Send + Sync {
+/// Where the catalog's data files are: a local folder (`data.dir`), or the hub's bucket
+/// (`data.url`, in `storage`), for the readers that check them or need them as local files.
+pub trait CatalogFiles: Send + Sync + std::fmt::Debug {
     /// What to name in a problem about catalog path `path`, and its file's Arrow schema or
     /// why it cannot be read.
     fn schema_of(
@@ -389,10 +389,21 @@ pub trait SchemaSource: Send + Sync {
         std::path::PathBuf,
         Result<arrow::datatypes::SchemaRef, String>,
     );
+
+    /// The current version of `path` as a local file, for readers that need one (lookups,
+    /// tables of the statistical secret): the file itself, or a local copy of the object
+    /// (made on first need; blocking: call it off the async runtime).
+    fn local_file(&self, path: &Path) -> Result<std::path::PathBuf, String>;
+
+    /// The local file of `path`'s last known version, with neither the store nor the disk:
+    /// `None` when there is none yet. (On a bucket it may be up to a second behind the store,
+    /// or until the next [`Self::local_file`]: readers that must see a replacement at once
+    /// call that.)
+    fn known_local_file(&self, path: &Path) -> Option<std::path::PathBuf>;
 }
 
 /// A local data folder.
-impl SchemaSource for std::path::PathBuf {
+impl CatalogFiles for std::path::PathBuf {
     fn schema_of(
         &self,
         path: &Path,
@@ -403,6 +414,14 @@ impl SchemaSource for std::path::PathBuf {
         let file = self.join(path);
         let schema = parquet_arrow_schema(&file);
         (file, schema)
+    }
+
+    fn local_file(&self, path: &Path) -> Result<std::path::PathBuf, String> {
+        Ok(self.join(path))
+    }
+
+    fn known_local_file(&self, path: &Path) -> Option<std::path::PathBuf> {
+        Some(self.join(path))
     }
 }
 

@@ -30,7 +30,7 @@ pub mod treatment;
 mod warnings;
 
 pub use catalog::{
-    Catalog, CatalogError, ColumnClass, Dataset, DatasetKind, Field, FieldType, SchemaSource,
+    Catalog, CatalogError, CatalogFiles, ColumnClass, Dataset, DatasetKind, Field, FieldType,
     table_schema_pattern,
 };
 pub use habilitation::{Habilitation, Habilitations, TrustedIssuer, Validity};

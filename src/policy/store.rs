@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::catalog::SchemaSource;
+use super::catalog::CatalogFiles;
 use super::habilitation::TrustedIssuer;
 use super::set::{PolicySet, PolicyTexts};
 use super::source::Problem;
@@ -28,7 +28,7 @@ pub mod names {
 pub struct PolicyStore {
     dir: PathBuf,
     /// The data folder: a new catalog must still match the Parquet files.
-    data: Option<Arc<dyn SchemaSource>>,
+    data: Option<Arc<dyn CatalogFiles>>,
     /// Where sets put in force from the folder (file change, SIGHUP) are recorded.
     history: Option<super::history::PolicyHistory>,
     /// The trusted issuers: a set whose member rules are not bound to them is refused.
@@ -85,7 +85,7 @@ impl PolicyStore {
     /// folder in `history`.
     pub fn load_checked(
         dir: &Path,
-        data: Option<Arc<dyn SchemaSource>>,
+        data: Option<Arc<dyn CatalogFiles>>,
         history: Option<super::history::PolicyHistory>,
     ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
         Self::load_bound(dir, data, history, None)
@@ -95,7 +95,7 @@ impl PolicyStore {
     /// rules to `issuers` ([`PolicySet::issuer_problems`]).
     pub fn load_bound(
         dir: &Path,
-        data: Option<Arc<dyn SchemaSource>>,
+        data: Option<Arc<dyn CatalogFiles>>,
         history: Option<super::history::PolicyHistory>,
         issuers: Option<Vec<TrustedIssuer>>,
     ) -> Result<Arc<PolicyStore>, Vec<Problem>> {

@@ -5,7 +5,9 @@
 //! environment variables or the secret file `data.credentials_file`, never from the
 //! configuration text; plain `http://` only to a loopback endpoint), each object's current
 //! version (its ETag, looked up again at most every [`VERSION_TTL`]), the Arrow schema of each
-//! version, and the versions a query is pinned to ([`Pins`], read through [`pinned`]).
+//! version, the versions a query is pinned to ([`Pins`], read through [`pinned`]), and local
+//! copies of the objects that readers of files need (`<data.dir>/.objects/`, 0600, one per
+//! version, downloaded `If-Match` its ETag: lookups, tables of the statistical secret).
 //! Must never: write to the bucket, follow a listing (a query reads only the objects its
 //! catalog names), or put credentials, object bytes or the store's error text (which names the
 //! bucket and the key) in anything a caller sees: callers log it and answer `internal_error`,
@@ -15,6 +17,7 @@ mod io;
 mod pinned;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,13 +27,17 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ClientOptions, ObjectMeta, ObjectStore, ObjectStoreExt, RetryConfig};
 
 use crate::config::DataConfig;
-use crate::policy::SchemaSource;
+use crate::policy::CatalogFiles;
 pub use pinned::is_version_changed;
 
 /// How long an object's version is taken as current without asking the store again: a
 /// replaced object is seen by queries planned at most this long after. (A query pinned to the
 /// old version that reads after the replacement fails with `data_changed`, retryable.)
 pub const VERSION_TTL: Duration = Duration::from_secs(1);
+
+/// How long finding the versions (and, for a new version, the schema) of a query's objects may
+/// take before the query, check or reload fails.
+const PIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Why the bucket or an object could not be used. The text is for the operator's log and
 /// `passerelle check`: never for a caller.
@@ -77,6 +84,18 @@ pub struct ObjectData {
     io: io::IoRuntime,
     versions: Mutex<HashMap<ObjectPath, (Instant, ObjectMeta)>>,
     schemas: Mutex<HashMap<(ObjectPath, String), SchemaRef>>,
+    /// Where local copies are written (`<data.dir>/.objects`).
+    copies_dir: PathBuf,
+    /// Each key's complete local copies: the current one, and the one it replaced (kept for
+    /// the readers that opened it just before; older ones are removed).
+    copies: Mutex<HashMap<ObjectPath, Copies>>,
+}
+
+/// The local copies of one object.
+#[derive(Debug, Default)]
+struct Copies {
+    current: Option<PathBuf>,
+    previous: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ObjectData {
@@ -122,26 +141,7 @@ impl ObjectData {
         if let Some(file) = &config.credentials_file {
             builder = with_credentials_file(builder, file)?;
         }
-        // SECURITY: requests are signed with the hub's credentials: plain HTTP only to a
-        // loopback endpoint (a local test server), whatever AWS_ALLOW_HTTP says.
-        let endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
-        let allow_http = match endpoint.as_deref().map(url::Url::parse) {
-            None => false,
-            Some(Ok(e)) if e.scheme() == "https" => false,
-            Some(Ok(e)) if e.scheme() == "http" && is_loopback(&e) => true,
-            Some(Ok(_)) => {
-                return Err(StorageError::Config(
-                    "the endpoint (AWS_ENDPOINT_URL) must be https://, or http:// on a loopback \
-                     address"
-                        .into(),
-                ));
-            }
-            Some(Err(_)) => {
-                return Err(StorageError::Config(
-                    "the endpoint (AWS_ENDPOINT_URL) is not a URL".into(),
-                ));
-            }
-        };
+        let allow_http = http_allowed(&builder)?;
         let io = io::IoRuntime::start().map_err(|e| StorageError::Config(e.to_string()))?;
         let store = builder
             // A store that does not answer fails the query in seconds, not after minutes of
@@ -172,6 +172,8 @@ impl ObjectData {
             io,
             versions: Mutex::default(),
             schemas: Mutex::default(),
+            copies_dir: config.dir.join(".objects"),
+            copies: Mutex::default(),
         })))
     }
 
@@ -194,15 +196,19 @@ impl ObjectData {
     /// The current version of each of `paths` and its schema: what a query is planned on and
     /// pinned to.
     pub async fn pin(self: &Arc<Self>, paths: &[&str]) -> Result<Pins, StorageError> {
-        let mut versions = HashMap::new();
-        for path in paths {
-            if !versions.contains_key(*path) {
-                versions.insert(path.to_string(), self.version(path).await?);
-            }
-        }
+        let mut unique: Vec<&str> = paths.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        // All at once, within PIN_TIMEOUT: a store that stalls fails the query, not a lane.
+        let all = futures::future::try_join_all(unique.iter().map(|path| async move {
+            Ok::<_, StorageError>((path.to_string(), self.version(path).await?))
+        }));
+        let versions = tokio::time::timeout(PIN_TIMEOUT, all).await.map_err(|_| {
+            StorageError::Store(unique.join(", "), "no answer within 15 s".into())
+        })??;
         Ok(Pins {
             data: self.clone(),
-            versions,
+            versions: versions.into_iter().collect(),
         })
     }
 
@@ -288,6 +294,120 @@ impl ObjectData {
         Ok(schema)
     }
 
+    /// The current version of `path` as a local file: its copy in `<data.dir>/.objects/`,
+    /// downloaded on first need (pinned to its ETag, written 0600 beside, then renamed).
+    /// Blocking.
+    pub fn local_copy(self: &Arc<Self>, path: &str) -> Result<PathBuf, StorageError> {
+        if let Some(file) = self.known_copy(path, true) {
+            return Ok(file);
+        }
+        self.io.block_on(self.download(path))
+    }
+
+    /// The copy of `path`'s last known version, without any I/O: `None` when there is none
+    /// yet, or, with `fresh`, when its version was asked more than [`VERSION_TTL`] ago.
+    pub fn known_copy(&self, path: &str, fresh: bool) -> Option<PathBuf> {
+        let key = self.key(path).ok()?;
+        let etag = self
+            .versions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            .filter(|(at, _)| !fresh || at.elapsed() < VERSION_TTL)
+            .and_then(|(_, meta)| meta.e_tag.clone())?;
+        let file = self.copy_path(&key, &etag);
+        let copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        (copies.get(&key)?.current.as_ref() == Some(&file)).then_some(file)
+    }
+
+    /// One file per key and version, named by hashes (no key text on the local disk).
+    fn copy_path(&self, key: &ObjectPath, etag: &str) -> PathBuf {
+        use sha2::{Digest, Sha256};
+        let short = |text: &str| {
+            Sha256::digest(text.as_bytes())[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        self.copies_dir
+            .join(format!("{}-{}.parquet", short(key.as_ref()), short(etag)))
+    }
+
+    async fn download(&self, path: &str) -> Result<PathBuf, StorageError> {
+        let version = self.version(path).await?;
+        let key = self.key(path)?;
+        let file = self.copy_path(&key, &version.etag);
+        if !file.exists() {
+            let io = |e: std::io::Error| {
+                StorageError::Store(path.to_string(), format!("local copy: {}", e.kind()))
+            };
+            crate::private_fs::create_dir_all(&self.copies_dir).map_err(io)?;
+            let store = pinned::PinnedStore::new(
+                self.store.clone(),
+                HashMap::from([(key.clone(), version.etag.clone())]),
+            );
+            let mut stream = match store.get(&key).await {
+                Ok(result) => result.into_stream(),
+                Err(e) => {
+                    if matches!(e, object_store::Error::Precondition { .. }) {
+                        self.forget(&key);
+                    }
+                    return Err(store_error(path, e));
+                }
+            };
+            let mut suffix = [0u8; 8];
+            getrandom::fill(&mut suffix).map_err(|_| {
+                StorageError::Store(path.to_string(), "no randomness for a file name".into())
+            })?;
+            let temporary = file.with_extension(format!(
+                "partial-{}",
+                suffix
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ));
+            let written = async {
+                use futures::StreamExt;
+                use std::io::Write;
+                let mut out = crate::private_fs::create_file(&temporary).map_err(io)?;
+                while let Some(chunk) = stream.next().await {
+                    let chunk = chunk.map_err(|e| {
+                        if matches!(e, object_store::Error::Precondition { .. }) {
+                            self.forget(&key);
+                        }
+                        store_error(path, e)
+                    })?;
+                    out.write_all(&chunk).map_err(io)?;
+                }
+                out.sync_all().map_err(io)?;
+                std::fs::rename(&temporary, &file).map_err(io)
+            }
+            .await;
+            if written.is_err() {
+                let _ = std::fs::remove_file(&temporary);
+            }
+            written?;
+            // SECURITY: a copy is whole or absent; its bytes are the pinned version's (the
+            // download carried If-Match), and its size is checked.
+            let size = std::fs::metadata(&file).map_err(io)?.len();
+            if size != version.meta.size {
+                let _ = std::fs::remove_file(&file);
+                return Err(StorageError::Changed(path.to_string()));
+            }
+        }
+        let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = copies.entry(key).or_default();
+        if entry.current.as_ref() != Some(&file) {
+            if let Some(old) = entry.previous.take()
+                && old != file
+            {
+                let _ = std::fs::remove_file(old);
+            }
+            entry.previous = entry.current.replace(file.clone());
+        }
+        Ok(file)
+    }
+
     /// Forgets what is known of `key`'s version (it was replaced): the next query asks.
     fn forget(&self, key: &ObjectPath) {
         self.versions
@@ -297,9 +417,20 @@ impl ObjectData {
     }
 }
 
+/// Where the catalog's files are: the bucket when there is one, else the folder `dir`.
+pub fn catalog_files(
+    dir: &std::path::Path,
+    objects: Option<&Arc<ObjectData>>,
+) -> Arc<dyn CatalogFiles> {
+    match objects {
+        Some(objects) => Arc::new(objects.clone()),
+        None => Arc::new(dir.to_path_buf()),
+    }
+}
+
 /// The bucket checked against the catalog (start-up, reloads, `passerelle check`): each
 /// path's current version and schema, or why it cannot be read (named by its URL).
-impl SchemaSource for Arc<ObjectData> {
+impl CatalogFiles for Arc<ObjectData> {
     fn schema_of(&self, path: &std::path::Path) -> (std::path::PathBuf, Result<SchemaRef, String>) {
         let path = &*path.to_string_lossy();
         let place = self
@@ -315,6 +446,15 @@ impl SchemaSource for Arc<ObjectData> {
                     .ok_or_else(|| "not pinned".to_string())
             });
         (place, schema)
+    }
+
+    fn local_file(&self, path: &std::path::Path) -> Result<PathBuf, String> {
+        self.local_copy(&path.to_string_lossy())
+            .map_err(|e| e.to_string())
+    }
+
+    fn known_local_file(&self, path: &std::path::Path) -> Option<PathBuf> {
+        self.known_copy(&path.to_string_lossy(), false)
     }
 }
 
@@ -352,6 +492,29 @@ impl Pins {
     /// The URL of the bucket in DataFusion's object store registry.
     pub fn store_url(&self) -> &url::Url {
         &self.data.base
+    }
+}
+
+/// Whether the endpoint the store will use is plain HTTP (then on a loopback address only).
+fn http_allowed(builder: &AmazonS3Builder) -> Result<bool, StorageError> {
+    // SECURITY: requests are signed with the hub's credentials: plain HTTP only to a
+    // loopback endpoint (a local test server), whatever AWS_ALLOW_HTTP says. object_store
+    // prefers `AWS_ENDPOINT_URL_S3` to `AWS_ENDPOINT_URL`: the one used is the one checked.
+    let endpoint = builder
+        .get_config_value(&AmazonS3ConfigKey::S3Endpoint)
+        .or_else(|| builder.get_config_value(&AmazonS3ConfigKey::Endpoint));
+    match endpoint.as_deref().map(url::Url::parse) {
+        None => Ok(false),
+        Some(Ok(e)) if e.scheme() == "https" => Ok(false),
+        Some(Ok(e)) if e.scheme() == "http" && is_loopback(&e) => Ok(true),
+        Some(Ok(_)) => Err(StorageError::Config(
+            "the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3) must be https://, or http:// \
+             on a loopback address"
+                .into(),
+        )),
+        Some(Err(_)) => Err(StorageError::Config(
+            "the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3) is not a URL".into(),
+        )),
     }
 }
 
@@ -412,11 +575,25 @@ fn with_credentials_file(
             }
             "AWS_SESSION_TOKEN" => builder.with_token(value),
             // Not secrets, but where they go: kept beside the keys when convenient.
-            "AWS_ENDPOINT_URL" | "AWS_ENDPOINT" => builder.with_endpoint(value),
+            "AWS_ENDPOINT_URL" | "AWS_ENDPOINT" => builder
+                .with_endpoint(value)
+                .with_config(AmazonS3ConfigKey::S3Endpoint, value),
             "AWS_REGION" | "AWS_DEFAULT_REGION" => builder.with_region(value),
             other => {
+                // SECURITY: a name is repeated only when it looks like one (a pasted token
+                // holds `=` too).
+                let plain = !other.is_empty()
+                    && other.len() <= 64
+                    && other
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
+                let name = if plain {
+                    format!("`{other}`")
+                } else {
+                    "the name".into()
+                };
                 return Err(StorageError::Credentials(format!(
-                    "line {}: `{other}` is not AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, \
+                    "line {}: {name} is not AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, \
                      AWS_SESSION_TOKEN, AWS_ENDPOINT_URL or AWS_REGION",
                     n + 1
                 )));
@@ -496,6 +673,20 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("needs"), "{e}");
+    }
+
+    /// The S3-specific endpoint, which object_store prefers, is the one checked: a loopback
+    /// generic endpoint cannot let signed requests go in clear to another host.
+    #[test]
+    fn the_endpoint_checked_is_the_one_used() {
+        let builder = AmazonS3Builder::new()
+            .with_endpoint("http://127.0.0.1:9000")
+            .with_config(AmazonS3ConfigKey::S3Endpoint, "http://s3.example.org");
+        assert!(http_allowed(&builder).is_err());
+        let builder = AmazonS3Builder::new()
+            .with_endpoint("http://s3.example.org")
+            .with_config(AmazonS3ConfigKey::S3Endpoint, "https://s3.example.org");
+        assert!(!http_allowed(&builder).unwrap());
     }
 
     /// Keys are the prefix's parts, then the catalog path's.

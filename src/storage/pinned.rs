@@ -18,7 +18,6 @@ use object_store::{
 
 use super::ObjectData;
 
-#[derive(Debug)]
 pub(super) struct PinnedStore {
     inner: Arc<dyn ObjectStore>,
     /// Each readable object's key and the ETag it must still have.
@@ -39,6 +38,13 @@ impl PinnedStore {
     pub(super) fn forgetting(mut self, data: Arc<ObjectData>) -> Self {
         self.data = Some(data);
         self
+    }
+}
+
+impl std::fmt::Debug for PinnedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // SECURITY: the inner store's configuration holds the key id: never printed.
+        write!(f, "PinnedStore({} objects)", self.pins.len())
     }
 }
 
@@ -128,6 +134,15 @@ impl ObjectStore for PinnedStore {
                 result.meta = stamped(result.meta);
                 Ok(result)
             }
+            // A pinned object removed meanwhile is a version change too (retryable), not a
+            // missing file (nor a reason for DataFusion to list the prefix).
+            Err(object_store::Error::NotFound { path, .. }) => {
+                self.forget(location);
+                Err(object_store::Error::Precondition {
+                    path,
+                    source: "the object was removed".into(),
+                })
+            }
             Err(e) => {
                 if matches!(e, object_store::Error::Precondition { .. }) {
                     self.forget(location);
@@ -188,6 +203,9 @@ mod tests {
         memory.put(&key, "version two".into()).await.unwrap();
         let e = pinned.get_range(&key, 8..11).await.unwrap_err();
         assert!(is_version_changed(&e), "{e}");
+        memory.delete(&key).await.unwrap();
+        let e = pinned.get_range(&key, 0..1).await.unwrap_err();
+        assert!(is_version_changed(&e), "a removed object: {e}");
         let other = ObjectPath::from("b.parquet");
         memory.put(&other, "b".into()).await.unwrap();
         assert!(matches!(

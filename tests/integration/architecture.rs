@@ -74,7 +74,10 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("telemetry", &[]),
     ("file_stamp", &[]),
     // Datasets on object storage: the bucket, its versions, pinned reads.
-    ("storage", &["config", "policy", "secret_file"]),
+    (
+        "storage",
+        &["config", "policy", "private_fs", "secret_file"],
+    ),
     ("secret_file", &["private_fs"]),
     ("private_fs", &[]),
 ];

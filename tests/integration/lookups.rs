@@ -411,9 +411,12 @@ fn filtered_caf() -> (
     let set = passerelle::policy::PolicySet::load(&layout.policies()).unwrap();
     let plan = caf_allocataires_plan(&set)
         .with_row_filter(FilterExpr::parse("nombre_enfants >= 3", &["nombre_enfants"]).unwrap());
-    let (lookups, _) =
-        passerelle::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), &layout.data())
-            .unwrap();
+    let (lookups, _) = passerelle::lookup::Lookups::build(
+        &set.catalog,
+        &set.lookup_key_columns(),
+        std::sync::Arc::new(layout.data()),
+    )
+    .unwrap();
     (set, plan, lookups)
 }
 
@@ -489,8 +492,12 @@ fn only_the_policy_key_columns_are_indexed_at_start() {
     use passerelle::policy::PolicySet;
     let layout = hub().layout();
     let set = PolicySet::load(&layout.policies()).unwrap();
-    let (lookups, reports) =
-        Lookups::build(&set.catalog, &set.lookup_key_columns(), &layout.data()).unwrap();
+    let (lookups, reports) = Lookups::build(
+        &set.catalog,
+        &set.lookup_key_columns(),
+        std::sync::Arc::new(layout.data()),
+    )
+    .unwrap();
     let mut built: Vec<(String, String)> = reports
         .iter()
         .map(|r| (r.dataset.clone(), r.column.clone()))
@@ -568,9 +575,12 @@ fn a_replaced_data_file_is_indexed_again() {
         .as_string::<i32>()
         .value(3)
         .to_string();
-    let (lookups, _) =
-        passerelle::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), data.path())
-            .unwrap();
+    let (lookups, _) = passerelle::lookup::Lookups::build(
+        &set.catalog,
+        &set.lookup_key_columns(),
+        std::sync::Arc::new(data.path().to_path_buf()),
+    )
+    .unwrap();
     let before =
         passerelle::lookup::answer_record(&lookups, &set.catalog, &plan, &key, None).unwrap();
     // The same rows in reverse order, with another quotient familial: other offsets.

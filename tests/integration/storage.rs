@@ -14,7 +14,7 @@ use object_store::aws::AmazonS3Builder;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
 
-use crate::support::{DemoServer, copy_dir, hub};
+use crate::support::{DemoServer, hub};
 
 /// A moto server on loopback, stopped on drop.
 struct Moto {
@@ -186,9 +186,8 @@ fn data_files(from: &Path) -> Vec<(String, PathBuf)> {
     out
 }
 
-/// The shared hub's data uploaded under `prefix` of `bucket`; its policy folder copied into
-/// `dir` without lookup grants (lookups read local files: refused with `data.url`).
-async fn hub_on_bucket(moto: &Moto, bucket: &str, prefix: &str, dir: &Path) -> PathBuf {
+/// The shared hub's data uploaded under `prefix` of `bucket`.
+async fn hub_on_bucket(moto: &Moto, bucket: &str, prefix: &str) {
     if moto.keys.0 == "test" {
         moto.create_bucket(bucket);
     }
@@ -199,16 +198,6 @@ async fn hub_on_bucket(moto: &Moto, bucket: &str, prefix: &str, dir: &Path) -> P
             .await
             .unwrap();
     }
-    let policies = dir.join("policies");
-    copy_dir(&hub().root.join("policies"), &policies);
-    let rules = std::fs::read_to_string(policies.join("policy.csv")).unwrap();
-    let rules: String = rules
-        .lines()
-        .filter(|l| !l.contains(", lookup,"))
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(policies.join("policy.csv"), rules).unwrap();
-    policies
 }
 
 /// The Parquet file `bytes` without its last `n` rows.
@@ -228,6 +217,19 @@ fn without_last_rows(bytes: &[u8], n: usize) -> Vec<u8> {
     writer.write(&kept).unwrap();
     writer.close().unwrap();
     out
+}
+
+async fn get(h: &DemoServer, token: &str, path: &str) -> (u16, Value) {
+    let answer = h
+        .server
+        .client
+        .get(h.server.url(path))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null))
 }
 
 async fn query(h: &DemoServer, token: &str, sql: &str) -> (u16, Value) {
@@ -252,7 +254,7 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let policies = hub_on_bucket(&moto, "hub", "demo/v1", dir.path()).await;
+    hub_on_bucket(&moto, "hub", "demo/v1").await;
     let credentials = moto.credentials_file(dir.path());
     let empty = dir.path().join("local");
     std::fs::create_dir_all(&empty).unwrap();
@@ -260,8 +262,6 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
         c.data.url = Some("s3://hub/demo/v1".into());
         c.data.credentials_file = Some(credentials.clone());
         c.data.dir = empty.clone();
-        c.policy.dir = policies.clone();
-        c.pseudonymisation.extracts = false;
     })
     .await;
     let on_files = DemoServer::start_with(|_| {}).await;
@@ -294,6 +294,40 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
         assert_eq!(bucket["rows"], files["rows"], "{who}: {sql}");
         assert!(!bucket["rows"].as_array().unwrap().is_empty(), "{sql}");
     }
+    // Lookups read a local copy of the object's current version: the same records.
+    let trace = "context=Calcul%20du%20quotient%20familial&recipient=13000170500016\
+                 &object=dossier-2026-0042";
+    for nir in crate::support::allocataire_nirs(3) {
+        let path = format!("/v1/lookup/social.allocataires/{nir}?{trace}");
+        let (status, bucket) = get(&on_bucket, &on_bucket.token("caf"), &path).await;
+        let (_, files) = get(&on_files, &on_files.token("caf"), &path).await;
+        assert_eq!(status, 200, "{bucket}");
+        assert_eq!(bucket["record"], files["record"]);
+    }
+    // Tables of the statistical secret are computed from a local copy of their source, and
+    // answer as on local files.
+    let table = "SELECT region, tranche_age, chapitre, sejours, patients \
+                 FROM stats.sejours_region_age_chapitre \
+                 ORDER BY region, tranche_age, chapitre";
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let observatory = |h: &DemoServer| h.token("observatoire-sante");
+    let published = |status: u16, body: &Value| {
+        status == 200 && !body["rows"].as_array().is_none_or(Vec::is_empty)
+    };
+    let (bucket, files) = loop {
+        let (s1, bucket) = query(&on_bucket, &observatory(&on_bucket), table).await;
+        let (s2, files) = query(&on_files, &observatory(&on_files), table).await;
+        if published(s1, &bucket) && published(s2, &files) {
+            break (bucket, files);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never published: {bucket} {files}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(bucket["rows"], files["rows"]);
+
     // A query stays inside its datasets: no listing, no other object.
     let (status, body) = query(
         &on_bucket,
@@ -334,7 +368,7 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
     }
     // (A slow machine may plan after the old version expired: then no retry was needed.)
     eprintln!("data_changed answers before the new version: {retries}");
-    // Only the hub's own working files (hidden folders) may appear in its local folder.
+    // Only the hub's own working files (hidden folders: copies, tables) are in its folder.
     assert!(data_files(&empty).is_empty());
 }
 
@@ -392,22 +426,20 @@ async fn an_object_replaced_under_a_query_fails_it_retryably_never_mixed() {
     );
 }
 
-/// A bucket that does not exist, an object the catalog names but the bucket lacks, a
-/// credentials file others may read, and a policy granting lookups (they read local files):
-/// the hub does not start, and says why.
+/// A bucket that does not exist, an object the catalog names but the bucket lacks, and a
+/// credentials file others may read: the hub does not start, and says why.
 #[tokio::test]
 async fn a_missing_bucket_or_object_or_open_credentials_stop_the_start() {
     let Some(moto) = Moto::start() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let policies = hub_on_bucket(&moto, "present", "demo", dir.path()).await;
+    hub_on_bucket(&moto, "present", "demo").await;
     let credentials = moto.credentials_file(dir.path());
     let start = |url: &str, credentials: &Path| {
         let mut config = hub().config();
         config.data.url = Some(url.into());
         config.data.credentials_file = Some(credentials.to_path_buf());
-        config.policy.dir = policies.clone();
         config.audit.dir = dir.path().join(format!("audit-{}", url.len()));
         config
     };
@@ -431,11 +463,6 @@ async fn a_missing_bucket_or_object_or_open_credentials_stop_the_start() {
     let e = refused(start("s3://present/demo", &open)).await;
     assert!(e.contains("chmod 600"), "{e}");
     assert!(!e.contains("test"), "no credential in the message: {e}");
-    // Lookups read local files: a policy granting them is refused with a bucket.
-    let mut with_lookups = start("s3://present/demo", &credentials);
-    with_lookups.policy.dir = hub().root.join("policies");
-    let e = refused(with_lookups).await;
-    assert!(e.contains("lookups"), "{e}");
     // `passerelle check` says the same without starting.
     let problems = passerelle::hub::check(&start("s3://present/elsewhere", &credentials));
     assert!(
@@ -452,12 +479,11 @@ async fn wrong_credentials_stop_the_start_and_name_no_secret() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let policies = hub_on_bucket(&moto, "guarded", "demo", dir.path()).await;
+    hub_on_bucket(&moto, "guarded", "demo").await;
     let config = |credentials: PathBuf, audit: &str| {
         let mut config = hub().config();
         config.data.url = Some("s3://guarded/demo".into());
         config.data.credentials_file = Some(credentials);
-        config.policy.dir = policies.clone();
         config.audit.dir = dir.path().join(audit);
         config
     };

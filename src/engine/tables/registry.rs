@@ -12,14 +12,14 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
 use super::compute::{Beside, TableError, build};
 use super::store::{self, TableSummary};
 use crate::file_stamp::FileStamp;
-use crate::policy::{DatasetKind, PolicySet, TableSpec};
+use crate::policy::{CatalogFiles, DatasetKind, PolicySet, TableSpec};
 
 /// Where a table stands.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -48,6 +48,9 @@ struct TableState {
 #[derive(Debug)]
 pub struct PublishedTables {
     data_dir: PathBuf,
+    /// Where each source's current file is (the data folder, or local copies of the bucket's
+    /// objects, made by `refresh`).
+    files: Arc<dyn CatalogFiles>,
     states: Mutex<HashMap<String, TableState>>,
     /// The data version of each source file, while its stamp is unchanged.
     versions: Mutex<HashMap<PathBuf, (FileStamp, String)>>,
@@ -56,9 +59,16 @@ pub struct PublishedTables {
 }
 
 impl PublishedTables {
+    /// Tables written in `<data_dir>/.tables`, their sources read in `data_dir`.
     pub fn new(data_dir: PathBuf) -> PublishedTables {
+        Self::with_files(data_dir.clone(), Arc::new(data_dir))
+    }
+
+    /// Tables written in `<data_dir>/.tables`, their sources' current files found by `files`.
+    pub fn with_files(data_dir: PathBuf, files: Arc<dyn CatalogFiles>) -> PublishedTables {
         PublishedTables {
             data_dir,
+            files,
             states: Mutex::default(),
             versions: Mutex::default(),
             building: tokio::sync::Mutex::new(()),
@@ -75,7 +85,8 @@ impl PublishedTables {
             .catalog
             .dataset(&spec.source)
             .filter(|d| d.kind == DatasetKind::Microdata)?;
-        let path = self.data_dir.join(&dataset.path);
+        // (No I/O here: on a bucket, the local copy `refresh` made, or nothing yet.)
+        let path = self.files.known_local_file(&dataset.path)?;
         let stamp = FileStamp::of(&path)?;
         let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((known, version)) = versions.get(&path)
@@ -137,6 +148,17 @@ impl PublishedTables {
     /// Brings every table of `set` up to date: adopts a published file built from the current
     /// definition and source (after a restart), rebuilds the others, one at a time.
     pub async fn refresh(&self, set: &PolicySet) {
+        // On a bucket, each source's current version is copied locally first (off the async
+        // runtime); a source that cannot be copied stays without version: its tables pending.
+        for spec in &set.tables.list {
+            let Some(dataset) = set.catalog.dataset(&spec.source) else {
+                continue;
+            };
+            let (files, path) = (self.files.clone(), dataset.path.clone());
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || files.local_file(&path)).await {
+                tracing::warn!(table = %spec.id, error = %e, "table source unavailable");
+            }
+        }
         for spec in &set.tables.list {
             let definition = store::definition_hash(spec);
             let source = self.source(set, spec);
