@@ -316,7 +316,8 @@ pub fn check_issuer_url(issuer: &str) -> Result<url::Url, String> {
     }
 }
 
-fn is_loopback_host(url: &url::Url) -> bool {
+/// Whether `url`'s host is a loopback address (or `localhost`).
+pub fn is_loopback_host(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),

@@ -40,6 +40,7 @@ pub use data::DataConfig;
 pub use flight::{ClientCredentialsConfig, FlightConfig};
 pub use identity::{
     ALLOWED_ALGORITHMS, ATTRIBUTES, IdentityConfig, IssuerConfig, check_issuer_url,
+    is_loopback_host,
 };
 pub use limits::{LimitsConfig, SQL_BYTES_CEILING};
 pub use locate::locate_key;

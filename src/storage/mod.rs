@@ -270,7 +270,7 @@ impl ObjectData {
         }
         let store = pinned::PinnedStore::new(
             self.store.clone(),
-            HashMap::from([(key.clone(), etag.to_string())]),
+            HashMap::from([(key.clone(), meta.clone())]),
         );
         let schema =
             datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata::new(
@@ -344,7 +344,7 @@ impl ObjectData {
             crate::private_fs::create_dir_all(&self.copies_dir).map_err(io)?;
             let store = pinned::PinnedStore::new(
                 self.store.clone(),
-                HashMap::from([(key.clone(), version.etag.clone())]),
+                HashMap::from([(key.clone(), version.meta.clone())]),
             );
             let mut stream = match store.get(&key).await {
                 Ok(result) => result.into_stream(),
@@ -482,7 +482,7 @@ impl Pins {
     pub fn store(&self) -> Result<Arc<dyn ObjectStore>, StorageError> {
         let mut pins = HashMap::new();
         for (path, version) in &self.versions {
-            pins.insert(self.data.key(path)?, version.etag.clone());
+            pins.insert(self.data.key(path)?, version.meta.clone());
         }
         Ok(Arc::new(
             pinned::PinnedStore::new(self.data.store.clone(), pins).forgetting(self.data.clone()),
@@ -506,7 +506,7 @@ fn http_allowed(builder: &AmazonS3Builder) -> Result<bool, StorageError> {
     match endpoint.as_deref().map(url::Url::parse) {
         None => Ok(false),
         Some(Ok(e)) if e.scheme() == "https" => Ok(false),
-        Some(Ok(e)) if e.scheme() == "http" && is_loopback(&e) => Ok(true),
+        Some(Ok(e)) if e.scheme() == "http" && crate::config::is_loopback_host(&e) => Ok(true),
         Some(Ok(_)) => Err(StorageError::Config(
             "the endpoint (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_S3) must be https://, or http:// \
              on a loopback address"
@@ -523,15 +523,6 @@ fn store_error(path: &str, e: object_store::Error) -> StorageError {
         object_store::Error::NotFound { .. } => StorageError::Missing(path.to_string()),
         object_store::Error::Precondition { .. } => StorageError::Changed(path.to_string()),
         other => StorageError::Store(path.to_string(), other.to_string()),
-    }
-}
-
-fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
     }
 }
 

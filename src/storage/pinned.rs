@@ -12,22 +12,23 @@ use chrono::{DurationRound, TimeDelta};
 use futures::stream::BoxStream;
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
+    Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, Result,
 };
 
 use super::ObjectData;
 
 pub(super) struct PinnedStore {
     inner: Arc<dyn ObjectStore>,
-    /// Each readable object's key and the ETag it must still have.
-    pins: HashMap<ObjectPath, String>,
+    /// Each readable object's key and the version it must still be (its ETag is set).
+    pins: HashMap<ObjectPath, ObjectMeta>,
     /// Told when an object turns out replaced (its known version is dropped).
     data: Option<Arc<ObjectData>>,
 }
 
 impl PinnedStore {
-    pub(super) fn new(inner: Arc<dyn ObjectStore>, pins: HashMap<ObjectPath, String>) -> Self {
+    /// A view reading `pins`' objects at their versions (each meta with its ETag).
+    pub(super) fn new(inner: Arc<dyn ObjectStore>, pins: HashMap<ObjectPath, ObjectMeta>) -> Self {
         Self {
             inner,
             pins,
@@ -113,12 +114,32 @@ impl ObjectStore for PinnedStore {
 
     async fn get_opts(&self, location: &ObjectPath, mut options: GetOptions) -> Result<GetResult> {
         // SECURITY: only the objects the query was planned on, each at its pinned version.
-        let Some(etag) = self.pins.get(location) else {
+        let Some((pinned, etag)) = self
+            .pins
+            .get(location)
+            .and_then(|meta| Some((meta, meta.e_tag.as_ref()?)))
+        else {
             return Err(object_store::Error::NotFound {
                 path: location.to_string(),
                 source: "not an object of this query".into(),
             });
         };
+        // A plain HEAD (DataFusion asks one per scan) is the pinned version itself, checked a
+        // moment ago: no request; every read of bytes still carries If-Match.
+        if options.head
+            && options.range.is_none()
+            && options.if_none_match.is_none()
+            && options.if_modified_since.is_none()
+            && options.if_unmodified_since.is_none()
+            && options.version.is_none()
+        {
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(Box::pin(futures::stream::empty())),
+                meta: stamped(pinned.clone()),
+                range: 0..pinned.size,
+                attributes: Attributes::default(),
+            });
+        }
         options.if_match = Some(etag.clone());
         match self.inner.get_opts(location, options).await {
             Ok(mut result) => {
@@ -192,11 +213,9 @@ mod tests {
     async fn reads_only_the_pinned_versions() {
         let memory = Arc::new(InMemory::new());
         let key = ObjectPath::from("a.parquet");
-        let first = memory.put(&key, "version one".into()).await.unwrap();
-        let pinned = PinnedStore::new(
-            memory.clone(),
-            HashMap::from([(key.clone(), first.e_tag.clone().unwrap())]),
-        );
+        memory.put(&key, "version one".into()).await.unwrap();
+        let first = memory.head(&key).await.unwrap();
+        let pinned = PinnedStore::new(memory.clone(), HashMap::from([(key.clone(), first)]));
         let bytes = pinned.get_range(&key, 0..7).await.unwrap();
         assert_eq!(&bytes[..], b"version");
         assert!(pinned.head(&key).await.is_ok());

@@ -338,7 +338,8 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
     assert_eq!(status, 400, "{body}");
 
     // The stays replaced by a version with fewer rows: a query planned on the old version
-    // (kept for up to a second) fails retryably, never mixing; then the new one is read.
+    // (kept for up to a second) answers from it whole or fails retryably when it must read a
+    // byte of it, never mixing; then the new one is read.
     let count = "SELECT count(*) AS n FROM sante.sejours";
     let researcher = on_bucket.token("chercheur-emploi");
     let (_, before) = query(&on_bucket, &researcher, count).await;
@@ -361,6 +362,8 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
                 retries += 1;
             }
             200 if body["rows"][0]["n"].as_u64() == Some(before - 10) => break,
+            // Planned on the old version (known for up to a second): its answer, whole.
+            200 if body["rows"][0]["n"].as_u64() == Some(before) => {}
             _ => panic!("{status}: {body}"),
         }
         assert!(Instant::now() < deadline, "the new version is never read");
@@ -368,6 +371,25 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
     }
     // (A slow machine may plan after the old version expired: then no retry was needed.)
     eprintln!("data_changed answers before the new version: {retries}");
+    // A query that reads rows of the old version after the replacement must fail: the same
+    // replacement again, then at once a query that reads every row.
+    let (_, before) = query(&on_bucket, &researcher, count).await;
+    let before = before["rows"][0]["n"].as_u64().unwrap();
+    moto.client("hub")
+        .put(
+            &ObjectPath::from("demo/v1/sante/sejours.parquet"),
+            without_last_rows(&stays, 20).into(),
+        )
+        .await
+        .unwrap();
+    let sum = "SELECT count(*) AS n, sum(cout) AS s FROM sante.sejours WHERE cout >= 0";
+    let (status, body) = query(&on_bucket, &researcher, sum).await;
+    eprintln!("a whole read right after the replacement: {status}");
+    assert!(
+        (status == 503 && body["code"] == "data_changed")
+            || (status == 200 && body["rows"][0]["n"].as_u64() < Some(before)),
+        "{status}: {body}"
+    );
     // Only the hub's own working files (hidden folders: copies, tables) are in its folder.
     assert!(data_files(&empty).is_empty());
 }

@@ -132,12 +132,17 @@ fn writer_properties(
 /// Step 5: a temporary file next to `path`, unique per build.
 fn temporary_path(path: &Path) -> PathBuf {
     // Unique per build, so that two hubs sharing a folder (or two test servers) never write
-    // into one temporary file; the last rename wins, and both files are complete.
+    // into one temporary file; the last rename wins, and both files are complete. Random bytes
+    // too: gateways on two hosts (or in two containers) may have the same process id.
     static BUILDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let mut random = [0u8; 8];
+    // (Without randomness, the process id and the counter still part two builds of one host.)
+    let _ = getrandom::fill(&mut random);
     path.with_extension(format!(
-        "parquet.tmp-{}-{}",
+        "parquet.tmp-{}-{}-{}",
         std::process::id(),
-        BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        BUILDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        u64::from_le_bytes(random)
     ))
 }
 
