@@ -396,7 +396,13 @@ impl ObjectData {
             }
         }
         let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        let first = !copies.contains_key(&key);
         let entry = copies.entry(key).or_default();
+        if first {
+            // The first copy of this object since start: no reader of this process holds an
+            // older one, so the copies a previous run left (and partial downloads) go.
+            remove_other_copies(&file);
+        }
         if entry.current.as_ref() != Some(&file) {
             if let Some(old) = entry.previous.take()
                 && old != file
@@ -414,6 +420,35 @@ impl ObjectData {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(key);
+    }
+}
+
+/// Removes the other files of `keep`'s object in its folder (`<key hash>-…`): older copies
+/// and partial downloads.
+fn remove_other_copies(keep: &std::path::Path) {
+    let (Some(dir), Some(name)) = (keep.parent(), keep.file_name().and_then(|n| n.to_str())) else {
+        return;
+    };
+    let Some((object, _)) = name.split_once('-') else {
+        return;
+    };
+    let prefix = format!("{object}-");
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let file = entry.file_name().to_string_lossy().into_owned();
+        if path == keep || !file.starts_with(&prefix) {
+            continue;
+        }
+        // A partial download may be another request's, under way: only an old one goes.
+        let abandoned = || {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(600)))
+        };
+        if !file.contains(".partial-") || abandoned() {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -678,6 +713,48 @@ mod tests {
             .with_endpoint("http://s3.example.org")
             .with_config(AmazonS3ConfigKey::S3Endpoint, "https://s3.example.org");
         assert!(!http_allowed(&builder).unwrap());
+    }
+
+    /// The first copy of an object since start removes what a previous run left of that
+    /// object (older copies, partial downloads), and nothing of another object.
+    #[test]
+    fn a_first_copy_removes_the_leftovers_of_its_object_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = [
+            "aaaa-0001.parquet",
+            "aaaa-0002.parquet",
+            "aaaa-0002.partial-77",
+            "bbbb-0001.parquet",
+        ];
+        for name in names {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let left = || {
+            let mut left: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            left.sort();
+            left
+        };
+        remove_other_copies(&dir.path().join("aaaa-0002.parquet"));
+        // (A partial download of the last ten minutes may be under way: kept.)
+        assert_eq!(
+            left(),
+            [
+                "aaaa-0002.parquet",
+                "aaaa-0002.partial-77",
+                "bbbb-0001.parquet"
+            ]
+        );
+        let old = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("aaaa-0002.partial-77"))
+            .unwrap();
+        old.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+            .unwrap();
+        remove_other_copies(&dir.path().join("aaaa-0002.parquet"));
+        assert_eq!(left(), ["aaaa-0002.parquet", "bbbb-0001.parquet"]);
     }
 
     /// Keys are the prefix's parts, then the catalog path's.
