@@ -445,8 +445,10 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// One attack catalogue, two tests: over HTTPS (`attacks_…`) and over Flight SQL
-/// (`attacks_over_flight_…`), with the same expectations.
+/// One attack catalogue, three tests: over HTTPS (`attacks_…`), over Flight SQL
+/// (`attacks_over_flight_…`), and over HTTPS to a hub whose datasets are objects of an S3
+/// bucket (`attacks_on_a_bucket_…`, moto: skipped when it is not installed), with the same
+/// expectations.
 macro_rules! over_both {
     ($https:ident, $flight:ident, $catalogue:ident) => {
         #[tokio::test]
@@ -457,6 +459,13 @@ macro_rules! over_both {
         #[tokio::test]
         async fn $flight() {
             $catalogue(Via::Flight).await;
+        }
+
+        mod $catalogue {
+            #[tokio::test]
+            async fn on_a_bucket() {
+                super::$catalogue(super::Via::Bucket).await;
+            }
         }
     };
 }
@@ -470,10 +479,14 @@ macro_rules! over_both {
 enum Via {
     Https,
     Flight,
+    /// HTTPS, the hub's datasets on a bucket (moto).
+    Bucket,
 }
 
 struct Attack {
     _dev: passerelle::demo::DevIssuer,
+    /// The bucket and the hub's local working folder, for `Via::Bucket`.
+    _bucket: Option<(crate::support::moto::Moto, tempfile::TempDir)>,
     server: TestServer,
     token: String,
     flight: Option<FlightClient>,
@@ -484,22 +497,37 @@ struct Attack {
 }
 
 impl Attack {
-    async fn start(name: &'static str, via: Via) -> Attack {
+    /// The attacker's server; `None` when `via` needs moto and it is not installed.
+    async fn start(name: &'static str, via: Via) -> Option<Attack> {
         let raw = raw();
         let dev = passerelle::demo::DevIssuer::start().await.unwrap();
-        let server = TestServer::start(vec![dev.issuer_config()]).await;
+        let mut config = hub().config();
+        config.identity.issuers = vec![dev.issuer_config()];
+        let mut bucket = None;
+        if via == Via::Bucket {
+            let moto = crate::support::moto::Moto::start()?;
+            crate::support::moto::hub_on_bucket(&moto, "attacks", "hub").await;
+            let local = tempfile::tempdir().unwrap();
+            config.data.url = Some("s3://attacks/hub".into());
+            config.data.credentials_file = Some(moto.credentials_file(local.path()));
+            config.data.dir = local.path().join("work");
+            std::fs::create_dir_all(&config.data.dir).unwrap();
+            bucket = Some((moto, local));
+        }
+        let server = TestServer::start_with(config).await;
         server.wait_ready(Duration::from_secs(10)).await;
         let token = dev
             .token_for(passerelle::demo::personas::persona(PERSONA).unwrap())
             .unwrap();
         let flight = match via {
-            Via::Https => None,
+            Via::Https | Via::Bucket => None,
             Via::Flight => {
                 Some(FlightClient::connect(server.flight.unwrap(), &hub().ca_pem(), &token).await)
             }
         };
-        Attack {
+        Some(Attack {
             _dev: dev,
+            _bucket: bucket,
             server,
             token,
             flight,
@@ -507,7 +535,7 @@ impl Attack {
             name,
             queries: 0,
             failures: Vec::new(),
-        }
+        })
     }
 
     fn fail(&mut self, sql: &str, why: impl std::fmt::Display) {
@@ -892,7 +920,9 @@ over_both!(
 );
 
 async fn hidden_columns_do_not_exist_by_any_route(via: Via) {
-    let mut a = Attack::start("hidden columns", via).await;
+    let Some(mut a) = Attack::start("hidden columns", via).await else {
+        return;
+    };
     for sql in HIDDEN {
         a.refused(sql, "invalid_query").await;
     }
@@ -915,7 +945,9 @@ over_both!(
 );
 
 async fn masked_values_reveal_no_raw_value(via: Via) {
-    let mut a = Attack::start("masked values", via).await;
+    let Some(mut a) = Attack::start("masked values", via).await else {
+        return;
+    };
     let raw = a.raw;
     let visible: Vec<&Stay> = raw.visible().collect();
     let pseudos: Vec<String> = visible.iter().map(|s| raw.pseudo(&s.nir)).collect();
@@ -1223,7 +1255,9 @@ over_both!(
 );
 
 async fn rows_outside_the_row_filter_are_unreachable(via: Via) {
-    let mut a = Attack::start("row filter", via).await;
+    let Some(mut a) = Attack::start("row filter", via).await else {
+        return;
+    };
     let raw = a.raw;
     let n = raw.n();
     let per_nir = raw.per_nir();
@@ -1605,7 +1639,9 @@ over_both!(
 );
 
 async fn error_oracles_never_evaluate_hidden_rows(via: Via) {
-    let mut a = Attack::start("error oracles", via).await;
+    let Some(mut a) = Attack::start("error oracles", via).await else {
+        return;
+    };
     let raw = a.raw;
     let n = raw.n();
     for p in ORACLE_PREDICATES {
@@ -1871,7 +1907,9 @@ over_both!(
 );
 
 async fn catalog_and_metadata_show_only_the_callers_view(via: Via) {
-    let mut a = Attack::start("metadata", via).await;
+    let Some(mut a) = Attack::start("metadata", via).await else {
+        return;
+    };
     for (sql, code) in METADATA {
         a.refused(sql, code).await;
     }
@@ -2112,7 +2150,9 @@ over_both!(
 );
 
 async fn forbidden_statements_and_functions_are_refused(via: Via) {
-    let mut a = Attack::start("forbidden statements", via).await;
+    let Some(mut a) = Attack::start("forbidden statements", via).await else {
+        return;
+    };
     for (sql, code) in FORBIDDEN {
         a.refused(sql, code).await;
     }
@@ -2176,7 +2216,9 @@ over_both!(
 /// what is wrong, or its exact answer; a 500 tells the researcher nothing and pages the
 /// operator.
 async fn user_errors_are_client_errors(via: Via) {
-    let mut a = Attack::start("user errors", via).await;
+    let Some(mut a) = Attack::start("user errors", via).await else {
+        return;
+    };
     for sql in [
         "SELECT count(*) FROM sante.sejours WHERE regexp_like(diagnostic, '[')",
         "SELECT regexp_replace(diagnostic, '(', '') FROM sante.sejours",
@@ -2215,7 +2257,9 @@ over_both!(
 );
 
 async fn granted_columns_do_not_give_back_what_masks_hide(via: Via) {
-    let mut a = Attack::start("inferences", via).await;
+    let Some(mut a) = Attack::start("inferences", via).await else {
+        return;
+    };
     let raw = a.raw;
 
     // Inferences that the demo policy itself allows (an exact newborn birth date from a

@@ -5,6 +5,7 @@
 pub mod child;
 pub mod flight;
 pub mod issuer;
+pub mod moto;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
