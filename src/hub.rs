@@ -114,13 +114,11 @@ pub async fn start_with_audit(
     let history = PolicyHistory::new(&config.policy.history_dir);
     // SECURITY: the bucket opens (its credentials and endpoint are valid) or nothing starts.
     let objects = crate::storage::ObjectData::open(&config.data)?;
+    let files = crate::storage::catalog_files(&config.data.dir, objects.as_ref());
     // SECURITY: every set's member rules are bound to the trusted issuers, now and at reload.
     let policy = PolicyStore::load_bound(
         &config.policy.dir,
-        Some(crate::storage::catalog_files(
-            &config.data.dir,
-            objects.as_ref(),
-        )),
+        Some(files.clone()),
         Some(history.clone()),
         Some(crate::gateway::trusted_issuers(&config.identity)),
     )
@@ -138,12 +136,9 @@ pub async fn start_with_audit(
     // A lookup never scans: the policy's lookup key columns are indexed before the server
     // answers (a key column that a reloaded policy adds is indexed on first use).
     // (Each index logs "lookup index built" with its rows, memory and build time.)
-    let (lookups, _reports) = crate::lookup::Lookups::build(
-        &set.catalog,
-        &set.lookup_key_columns(),
-        crate::storage::catalog_files(&config.data.dir, objects.as_ref()),
-    )
-    .map_err(|e| HubError::Policy(vec![format!("lookup index: {e}")]))?;
+    let (lookups, _reports) =
+        crate::lookup::Lookups::build(&set.catalog, &set.lookup_key_columns(), files)
+            .map_err(|e| HubError::Policy(vec![format!("lookup index: {e}")]))?;
     record_policy_events(&policy, &audit);
     let identity = OidcAuthenticator::start(&config.identity)?;
     let summary = HubSummary {

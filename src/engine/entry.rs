@@ -80,15 +80,12 @@ impl Engine {
         // SECURITY: on a bucket, the query is planned on the objects' current versions and
         // reads only those (a replaced object fails it with `data_changed`, never mixes).
         let pins = pin(&data, &plan, &policy).await?;
-        let schema_of = |path: &std::path::Path| {
-            crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal)
-        };
         let plan_key = PlanKey::of(
             &PlanInputs {
                 principal: &principal,
                 plan: &plan,
                 policy: &policy,
-                files: &data_files(&data, pins.as_ref(), &schema_of),
+                files: &data_files(&data, pins.as_ref()),
                 keys: &data.keys,
                 tables: &data.tables,
                 today,
@@ -105,7 +102,7 @@ impl Engine {
                     new_session(runtime, &limits),
                     &plan,
                     &policy.catalog,
-                    &data_files(&data, pins.as_ref(), &schema_of),
+                    &data_files(&data, pins.as_ref()),
                     &data.keys,
                     today,
                     data.extracts.as_ref(),
@@ -139,14 +136,11 @@ impl Engine {
         let data = self.data();
         let today = chrono::Utc::now().date_naive();
         let pins = pin(data, plan, policy).await?;
-        let schema_of = |path: &std::path::Path| {
-            crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal)
-        };
         let ctx = secure_session_in(
             new_session(Arc::new(RuntimeEnv::default()), &QueryLimits::default()),
             plan,
             &policy.catalog,
-            &data_files(data, pins.as_ref(), &schema_of),
+            &data_files(data, pins.as_ref()),
             &data.keys,
             today,
             data.extracts.as_ref(),
@@ -235,14 +229,16 @@ async fn pin(
     })
 }
 
-fn data_files<'a>(
-    data: &'a HubData,
-    pins: Option<&'a Pins>,
-    schema: &'a dyn Fn(&std::path::Path) -> Result<SchemaRef, EngineError>,
-) -> DataFiles<'a> {
+/// The hub's data as a session reads them: local files (their schemas from the catalog's
+/// cache) and, on a bucket, the query's pinned objects.
+fn data_files<'a>(data: &'a HubData, pins: Option<&'a Pins>) -> DataFiles<'a> {
     DataFiles {
         dir: &data.dir,
-        schema,
+        schema: &local_schema,
         pins,
     }
+}
+
+fn local_schema(path: &std::path::Path) -> Result<SchemaRef, EngineError> {
+    crate::policy::catalog::parquet_arrow_schema(path).map_err(EngineError::Internal)
 }

@@ -5,7 +5,6 @@
 //! Must never: read an object the query was not pinned to.
 
 use std::path::{Path, PathBuf};
-
 use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;

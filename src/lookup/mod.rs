@@ -35,17 +35,12 @@ use crate::pseudonym::PseudonymDomain;
 /// lookup (`index`), and so is a data file replaced since it was indexed. Only a column
 /// declared `unique` in the catalog can be a key: another column gets no index, so its
 /// lookups are refused (fail closed).
+#[derive(Debug)]
 pub struct Lookups {
     /// Where each dataset's current file is (the data folder, or local copies of the
     /// bucket's objects).
     files: Arc<dyn CatalogFiles>,
     indexes: Mutex<HashMap<(String, String), Slot>>,
-}
-
-impl std::fmt::Debug for Lookups {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lookups").finish_non_exhaustive()
-    }
 }
 
 /// One (dataset, column) index, built once by whoever needs it first.

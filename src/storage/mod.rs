@@ -346,15 +346,11 @@ impl ObjectData {
                 self.store.clone(),
                 HashMap::from([(key.clone(), version.meta.clone())]),
             );
-            let mut stream = match store.get(&key).await {
-                Ok(result) => result.into_stream(),
-                Err(e) => {
-                    if matches!(e, object_store::Error::Precondition { .. }) {
-                        self.forget(&key);
-                    }
-                    return Err(store_error(path, e));
-                }
-            };
+            let mut stream = store
+                .get(&key)
+                .await
+                .map_err(|e| self.read_error(path, &key, e))?
+                .into_stream();
             let mut suffix = [0u8; 8];
             getrandom::fill(&mut suffix).map_err(|_| {
                 StorageError::Store(path.to_string(), "no randomness for a file name".into())
@@ -371,12 +367,7 @@ impl ObjectData {
                 use std::io::Write;
                 let mut out = crate::private_fs::create_file(&temporary).map_err(io)?;
                 while let Some(chunk) = stream.next().await {
-                    let chunk = chunk.map_err(|e| {
-                        if matches!(e, object_store::Error::Precondition { .. }) {
-                            self.forget(&key);
-                        }
-                        store_error(path, e)
-                    })?;
+                    let chunk = chunk.map_err(|e| self.read_error(path, &key, e))?;
                     out.write_all(&chunk).map_err(io)?;
                 }
                 out.sync_all().map_err(io)?;
@@ -412,6 +403,15 @@ impl ObjectData {
             entry.previous = entry.current.replace(file.clone());
         }
         Ok(file)
+    }
+
+    /// A read of `key` failed: a replaced object's version is forgotten (the next query
+    /// asks again).
+    fn read_error(&self, path: &str, key: &ObjectPath, e: object_store::Error) -> StorageError {
+        if matches!(e, object_store::Error::Precondition { .. }) {
+            self.forget(key);
+        }
+        store_error(path, e)
     }
 
     /// Forgets what is known of `key`'s version (it was replaced): the next query asks.

@@ -66,12 +66,8 @@ fn refused(what: &str) -> object_store::Error {
 pub fn is_version_changed(e: &(dyn std::error::Error + 'static)) -> bool {
     let mut next = Some(e);
     while let Some(e) = next {
+        // (DataFusion's and Parquet's errors give their inner error as their source.)
         if let Some(object_store::Error::Precondition { .. }) = e.downcast_ref() {
-            return true;
-        }
-        if let Some(datafusion::error::DataFusionError::ObjectStore(inner)) = e.downcast_ref()
-            && matches!(inner.as_ref(), object_store::Error::Precondition { .. })
-        {
             return true;
         }
         next = e.source();
