@@ -57,6 +57,41 @@ pub enum Command {
         /// Write the hub folder, then exit without serving.
         #[arg(long)]
         generate_only: bool,
+        /// Also start a cluster on loopback — a scheduler and this many executors, child
+        /// processes, mutual TLS — and send every query of the heavy lane to it.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=8))]
+        cluster: Option<u16>,
+    },
+    /// Run the cluster's scheduler (Ballista): takes physical plans from gateways and hands
+    /// their tasks to executors, over mutual TLS (`[cluster]`).
+    Scheduler {
+        /// The configuration file with a `[cluster]` section (its certificate: the scheduler's).
+        #[arg(long, env = "PASSERELLE_CONFIG")]
+        config: PathBuf,
+        /// Address to listen on (default: `cluster.scheduler`'s host and port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run one executor of the cluster: polls the scheduler for tasks, serves its shuffle
+    /// files to gateways and executors, over mutual TLS (`[cluster]`).
+    Executor {
+        /// The configuration file with a `[cluster]` section (its certificate: an executor's).
+        #[arg(long, env = "PASSERELLE_CONFIG")]
+        config: PathBuf,
+        /// Address of its Flight listener, as others reach it (a real port).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Folder of its shuffle files (made 0700).
+        #[arg(long, default_value = "./executor-work")]
+        work_dir: PathBuf,
+        /// Its name on the cluster (default: `executor-<port>`).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// The cluster's own certificate authority and its nodes' certificates.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
     },
     /// Serve a hub in production: trusts only the issuers in its configuration.
     Serve {
@@ -121,6 +156,24 @@ pub enum AuditCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Write a new authority (`ca.pem`, its key forgotten once it has signed) and the
+    /// certificates and keys (0600) of one gateway, the scheduler and N executors.
+    Certs {
+        /// Folder to write them in (made 0700; existing files are never overwritten).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Number of executors.
+        #[arg(long, default_value_t = 2)]
+        executors: usize,
+        /// A name or address the scheduler and executors are reached by (repeatable;
+        /// `localhost` and `127.0.0.1` are always in).
+        #[arg(long)]
+        host: Vec<String>,
+    },
+}
+
 /// Entry point of the binary.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -144,6 +197,7 @@ pub fn run() -> ExitCode {
             seed,
             listen,
             generate_only,
+            cluster,
         } => {
             let options = DemoOptions {
                 dir,
@@ -151,6 +205,7 @@ pub fn run() -> ExitCode {
                 seed,
                 listen,
                 generate_only,
+                cluster: cluster.map(usize::from),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             if generate_only {
@@ -163,6 +218,39 @@ pub fn run() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { path, public_key },
         } => audit_verify(&path, public_key.as_deref()),
+        Command::Scheduler { config, listen } => runtime()
+            .and_then(|rt| rt.block_on(scheduler(config, listen)))
+            .map_or_else(fail, |()| ExitCode::SUCCESS),
+        Command::Executor {
+            config,
+            listen,
+            work_dir,
+            id,
+        } => runtime()
+            .and_then(|rt| {
+                let config = Config::load(&config).map_err(|e| e.to_string())?;
+                let place = crate::cluster::executor::ExecutorPlace {
+                    id: id.unwrap_or_else(|| format!("executor-{}", listen.port())),
+                    listen,
+                    work_dir,
+                };
+                rt.block_on(crate::cluster::executor::run(&config, place))
+            })
+            .map_or_else(fail, |()| ExitCode::SUCCESS),
+        Command::Cluster {
+            command:
+                ClusterCommand::Certs {
+                    dir,
+                    executors,
+                    host,
+                },
+        } => report(crate::cluster::pki::write(&dir, executors, &host).map(|files| {
+            println!(
+                "{}: authority ca.pem, gateway, scheduler and {} executor certificate(s) written",
+                dir.display(),
+                files.executors.len()
+            );
+        })),
         Command::Serve {
             config,
             listen,
@@ -195,6 +283,32 @@ async fn serve(
     }
     let running = crate::hub::start(config).await.map_err(|e| e.to_string())?;
     running.run_until_signal().await.map_err(|e| e.to_string())
+}
+
+async fn scheduler(config: PathBuf, listen: Option<SocketAddr>) -> Result<(), String> {
+    let config = Config::load(&config).map_err(|e| e.to_string())?;
+    let listen = match listen {
+        Some(listen) => listen,
+        None => {
+            let (host, port) = config
+                .cluster
+                .as_ref()
+                .and_then(|c| c.scheduler_host_port())
+                .ok_or("the scheduler needs a [cluster] section")?;
+            tokio::net::lookup_host((host.as_str(), port))
+                .await
+                .ok()
+                .and_then(|mut addrs| addrs.next())
+                .ok_or_else(|| format!("cluster.scheduler: cannot resolve {host}"))?
+        }
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    crate::cluster::scheduler::run(&config, listener, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

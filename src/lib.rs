@@ -8,6 +8,7 @@
 pub mod access;
 pub mod audit;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod engine;

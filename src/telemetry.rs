@@ -1,7 +1,7 @@
 //! Telemetry: tracing logs (human on a terminal, JSON lines for collectors) and the Prometheus
 //! metrics recorder.
 //!
-//! Owns: the log format, the log filter (`RUST_LOG`, default `info`), the process-wide metrics
+//! Owns: the log format, the log filter (`RUST_LOG`, default [`DEFAULT_FILTER`]: `info`, Ballista's crates `warn`), the process-wide metrics
 //! recorder and the names of the metrics that the server exports.
 //!
 //! Must never: log tokens, keys, raw identifiers or result values. Fields logged elsewhere go
@@ -22,9 +22,16 @@ pub enum LogFormat {
     Json,
 }
 
+/// The log filter without `RUST_LOG`.
+pub const DEFAULT_FILTER: &str =
+    "info,ballista_scheduler=warn,ballista_executor=warn,ballista_core=warn";
+
 /// Starts logging to stderr. Safe to call more than once (later calls do nothing).
 pub fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    // SECURITY: Ballista logs every submitted plan at `info`, with the query's literals (an
+    // identifier a researcher filters on): its crates log warnings and errors only.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -18,6 +18,7 @@
 //! keys and are ignored here.
 
 mod audit;
+mod cluster;
 mod console;
 mod data;
 mod flight;
@@ -35,6 +36,7 @@ use figment::providers::{Env, Format, Toml};
 use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditConfig, is_node_name};
+pub use cluster::ClusterConfig;
 pub use console::{ACR_LEVELS, ConsoleConfig};
 pub use data::DataConfig;
 pub use flight::{ClientCredentialsConfig, FlightConfig};
@@ -73,6 +75,9 @@ pub struct Config {
     /// `[console]`: the operators' console and citizens' journal; absent, no page is served.
     #[serde(default)]
     pub console: Option<ConsoleConfig>,
+    /// `[cluster]`: the Ballista cluster for large queries; absent, every query runs here.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
     /// The configuration file this was read from (empty when built in code).
     #[serde(skip)]
     pub source: PathBuf,
@@ -190,6 +195,11 @@ impl Config {
         if let Some(dir) = self.limits.spill_dir.as_mut() {
             resolve(dir);
         }
+        if let Some(cluster) = self.cluster.as_mut() {
+            resolve(&mut cluster.ca);
+            resolve(&mut cluster.cert);
+            resolve(&mut cluster.key);
+        }
         if let Some(secret) = self
             .console
             .as_mut()
@@ -221,6 +231,18 @@ impl Config {
                 problems.push((
                     "console.issuer".into(),
                     "names no [[identity.issuers]] (by its name or its URL)".into(),
+                ));
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            problems.extend(cluster.problems());
+            // SECURITY: an executor would read a bucket's objects unpinned (no `If-Match`):
+            // refused until executors carry the query's pins.
+            if self.data.url.is_some() {
+                problems.push((
+                    "cluster".into(),
+                    "cannot be used with data.url yet: executors read local or shared files only"
+                        .into(),
                 ));
             }
         }

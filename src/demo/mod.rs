@@ -34,6 +34,8 @@ pub struct DemoOptions {
     pub listen: Option<SocketAddr>,
     pub generate_only: bool,
     pub progress: bool,
+    /// `--cluster N`: a scheduler and N executors on loopback run the heavy lane's queries.
+    pub cluster: Option<usize>,
 }
 
 /// Why the demo could not run.
@@ -125,7 +127,42 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
         };
         config.console = Some(issuer.console_config(&format!("https://{host}")));
     }
+    // The local cluster lives as long as the demo (its processes stop when it is dropped).
+    let cluster = match options.cluster {
+        Some(executors) => {
+            let binary = std::env::current_exe().map_err(|e| DemoError::Io {
+                file: "passerelle".into(),
+                reason: e.to_string(),
+            })?;
+            let local = crate::cluster::local::LocalCluster::start(
+                &binary,
+                &layout.config(),
+                &options.dir.join("cluster"),
+                executors,
+            )
+            .map_err(|reason| DemoError::Io {
+                file: "cluster".into(),
+                reason,
+            })?;
+            config.cluster = Some(local.gateway.clone());
+            Some(local)
+        }
+        None => None,
+    };
     let running = crate::hub::start(config).await?;
+    if let Some(local) = &cluster {
+        println!(
+            "Cluster: scheduler {} and {} executor(s) ({}), mutual TLS; queries of the heavy lane run there.\n",
+            local.gateway.scheduler,
+            local.executors.len(),
+            local
+                .executors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     print_tour(
         &options.dir,
         running.addr,
@@ -142,6 +179,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
             reason: e.to_string(),
         })?;
     drop(issuer);
+    drop(cluster);
     Ok(())
 }
 

@@ -48,6 +48,13 @@ impl BarrierExec {
     }
 }
 
+impl BarrierExec {
+    /// The columns whose statistics go up (the cluster's plan codec ships them).
+    pub(super) fn column_stats(&self) -> &[bool] {
+        &self.column_stats
+    }
+}
+
 impl DisplayAs for BarrierExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "SecureBarrier")

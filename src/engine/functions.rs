@@ -321,6 +321,17 @@ impl FunctionSet {
         self.scalars.clone()
     }
 
+    /// The bounded scalar function called `name` (the cluster's plan codec finds a shipped
+    /// call's function here: nothing else can be decoded).
+    pub fn scalar(&self, name: &str) -> Option<Arc<ScalarUDF>> {
+        self.scalars.iter().find(|f| f.name() == name).cloned()
+    }
+
+    /// Is `udf` one of this set's bounded wrappers?
+    pub fn is_bounded(udf: &ScalarUDF) -> bool {
+        (udf.inner().as_ref() as &dyn Any).is::<Bounded>()
+    }
+
     pub fn aggregates(&self) -> Vec<Arc<AggregateUDF>> {
         self.aggregates.clone()
     }

@@ -120,6 +120,25 @@ pub struct WideRowGuardExec {
     charge_batches: bool,
 }
 
+impl WideRowGuardExec {
+    /// Its bounds: widest row, batch size, and whether it charges batches (the cluster's plan
+    /// codec ships them).
+    pub(super) fn bounds(&self) -> (usize, usize, bool) {
+        (self.max_row_bytes, self.batch_size, self.charge_batches)
+    }
+
+    /// A guard with `bounds` over `input` (an executor's copy of a shipped guard).
+    pub(super) fn with_bounds(input: Arc<dyn ExecutionPlan>, bounds: (usize, usize, bool)) -> Self {
+        let (max_row_bytes, batch_size, charge_batches) = bounds;
+        Self {
+            input,
+            max_row_bytes,
+            batch_size,
+            charge_batches,
+        }
+    }
+}
+
 impl DisplayAs for WideRowGuardExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         write!(f, "WideRowGuard: max_row_bytes={}", self.max_row_bytes)

@@ -40,6 +40,11 @@ impl MaskUdf {
         }
     }
 
+    /// Its treatment, domain and input type (the cluster's plan codec ships them).
+    pub(super) fn parts(&self) -> (&ColumnTreatment, Option<&Arc<PseudonymDomain>>, &DataType) {
+        (&self.treatment, self.domain.as_ref(), &self.input_type)
+    }
+
     /// The type a column has once masked (the caller's view).
     pub fn output_type(treatment: &ColumnTreatment, input: &DataType) -> DataType {
         crate::access::masked_type(treatment, input)

@@ -31,6 +31,7 @@ mod answer;
 mod audit_table;
 mod barrier;
 mod budget;
+mod distributed;
 mod encode;
 mod entry;
 mod executor;
@@ -62,6 +63,9 @@ use futures::StreamExt;
 pub use admission::{Admission, Busy, Share};
 pub use answer::{Answer, AnswerHead, Chunk};
 pub use audit_table::{AuditEventsTable, audit_session};
+pub use distributed::{
+    ClusterTarget, PlanCodec, cluster_function_registry, cluster_session_config,
+};
 pub use encode::AnswerInfo;
 pub use encode::Format;
 pub use entry::{EventsQuery, SecureQuery};
@@ -131,6 +135,8 @@ pub struct RunningQuery {
     pub stream: SendableRecordBatchStream,
     /// Datasets the query reads (`schema.table`), for the audit.
     pub datasets: Vec<String>,
+    /// It runs on the cluster (`[cluster]`), not in this process.
+    pub on_cluster: bool,
 }
 
 /// A query parsed, checked against every budget, bound to the bounded functions and
@@ -179,10 +185,13 @@ impl PlannedQuery {
 
     /// Plans the physical execution (one partition when `single_partition`, so that the
     /// whole query runs in the task that polls it) and starts it.
+    /// A query the cheap lane runs on one partition never goes to `cluster`; another goes
+    /// there when it reads at least its `min_input_bytes` and the cluster can decode its plan.
     pub async fn start(
         mut self,
         single_partition: bool,
         limits: &QueryLimits,
+        cluster: Option<&ClusterTarget>,
     ) -> Result<RunningQuery, EngineError> {
         if single_partition {
             self.state
@@ -203,12 +212,30 @@ impl PlannedQuery {
             .await
             .map_err(|e| user_error(e, limits))?;
         let schema = self.logical.schema().inner().clone();
+        if let Some(target) = cluster.filter(|t| {
+            !single_partition
+                && self.input_bytes >= t.min_input_bytes
+                && distributed::can_ship(&physical)
+        }) {
+            // SECURITY: what is shipped is this physical plan, secure scans inside; the
+            // cluster's errors are logged, never shown (they may name files and nodes).
+            let stream = distributed::run_on_cluster(target, physical, &self.state)
+                .await
+                .map_err(|e| user_error(distributed::cluster_error(e), limits))?;
+            return Ok(RunningQuery {
+                schema,
+                stream,
+                datasets: self.datasets,
+                on_cluster: true,
+            });
+        }
         let stream = datafusion::physical_plan::execute_stream(physical, self.state.task_ctx())
             .map_err(|e| user_error(e, limits))?;
         Ok(RunningQuery {
             schema,
             stream,
             datasets: self.datasets,
+            on_cluster: false,
         })
     }
 }
@@ -284,9 +311,20 @@ pub async fn start_query(
     sql: &str,
     limits: &QueryLimits,
 ) -> Result<RunningQuery, EngineError> {
+    start_query_on(ctx, sql, limits, None).await
+}
+
+/// [`start_query`], sent to `cluster` when it reads at least its `min_input_bytes` (tests and
+/// benchmarks of the cluster).
+pub async fn start_query_on(
+    ctx: &SessionContext,
+    sql: &str,
+    limits: &QueryLimits,
+    cluster: Option<&ClusterTarget>,
+) -> Result<RunningQuery, EngineError> {
     plan_query(ctx, sql, limits)
         .await?
-        .start(false, limits)
+        .start(false, limits, cluster)
         .await
 }
 
@@ -298,6 +336,8 @@ pub struct QueryOutcome {
     pub schema: SchemaRef,
     pub rows: usize,
     pub truncated: bool,
+    /// It ran on the cluster.
+    pub on_cluster: bool,
 }
 
 /// Runs one read-only query to completion under `limits` (timeout included).
@@ -306,10 +346,23 @@ pub async fn run_query(
     sql: &str,
     limits: &QueryLimits,
 ) -> Result<QueryOutcome, EngineError> {
+    run_query_on(ctx, sql, limits, None).await
+}
+
+/// [`run_query`], sent to `cluster` when it reads at least its `min_input_bytes`.
+pub async fn run_query_on(
+    ctx: &SessionContext,
+    sql: &str,
+    limits: &QueryLimits,
+    cluster: Option<&ClusterTarget>,
+) -> Result<QueryOutcome, EngineError> {
     let work = async {
         let RunningQuery {
-            schema, mut stream, ..
-        } = start_query(ctx, sql, limits).await?;
+            schema,
+            mut stream,
+            on_cluster,
+            ..
+        } = start_query_on(ctx, sql, limits, cluster).await?;
         let mut batches = Vec::new();
         let mut rows = 0usize;
         let mut truncated = false;
@@ -330,6 +383,7 @@ pub async fn run_query(
             schema,
             rows,
             truncated,
+            on_cluster,
         })
     };
     match tokio::time::timeout(limits.timeout, work).await {

@@ -51,6 +51,8 @@ pub struct HubData {
     pub extracts: Option<Arc<Extracts>>,
     /// Tables of the statistical secret and which of them may be read.
     pub tables: Arc<super::tables::PublishedTables>,
+    /// The cluster that runs large queries (`None`: every query runs here).
+    pub cluster: Option<Arc<super::ClusterTarget>>,
 }
 
 impl std::fmt::Debug for HubData {
@@ -60,6 +62,7 @@ impl std::fmt::Debug for HubData {
             .field("dir", &self.dir)
             .field("objects", &self.objects)
             .field("extracts", &self.extracts.is_some())
+            .field("cluster", &self.cluster)
             .finish_non_exhaustive()
     }
 }
@@ -371,7 +374,11 @@ impl Run {
         head_tx: HeadSender,
     ) {
         let answer = match planned
-            .start(single_partition, &self.limits)
+            .start(
+                single_partition,
+                &self.limits,
+                self.engine.data.cluster.as_deref(),
+            )
             .await
             .and_then(|running| {
                 Answer::new(
@@ -549,6 +556,7 @@ mod tests {
             tables: Arc::new(crate::engine::tables::PublishedTables::new(
                 std::path::PathBuf::new(),
             )),
+            cluster: None,
         }
     }
 

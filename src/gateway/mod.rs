@@ -314,6 +314,21 @@ fn publication_event(id: &str, status: &TableStatus) -> Option<crate::audit::Aud
     }
 }
 
+/// The cluster large queries go to, with this gateway's identity on it (`[cluster]`).
+fn cluster_target(config: &Config) -> std::io::Result<Option<Arc<crate::engine::ClusterTarget>>> {
+    let Some(cluster) = &config.cluster else {
+        return Ok(None);
+    };
+    // SECURITY: a gateway whose cluster identity cannot be read does not start (it would
+    // otherwise run large queries somewhere it cannot authenticate).
+    let tls = crate::cluster::tls::ClusterTls::load(cluster).map_err(std::io::Error::other)?;
+    Ok(Some(Arc::new(crate::engine::ClusterTarget {
+        scheduler: cluster.scheduler.clone(),
+        endpoint: tls.endpoint_override(),
+        min_input_bytes: cluster.min_input_bytes,
+    })))
+}
+
 /// How often the tables of the statistical secret are checked against their sources.
 pub const TABLE_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -341,6 +356,7 @@ impl Gateway {
             keys: pseudonyms.clone(),
             extracts,
             tables: Arc::new(PublishedTables::with_files(config.data.dir.clone(), files)),
+            cluster: cluster_target(&config)?,
         };
         let engine = Engine::start(&config.limits, data)?;
         let refusals = Arc::new(refusals::Refusals::new(

@@ -1,6 +1,6 @@
 //! Column treatments: what a habilitation sees of a column.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::catalog::FieldType;
 
@@ -98,7 +98,7 @@ impl TreatmentSpec {
 }
 
 /// Granularity of a generalised date.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DateGranularity {
     Year,
@@ -106,7 +106,8 @@ pub enum DateGranularity {
 }
 
 /// What the engine applies to a column, for one principal and habilitation.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+// Deserialize: the cluster's plan codec ships a mask's treatment to executors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "treatment")]
 pub enum ColumnTreatment {
     Clear,

@@ -21,7 +21,10 @@
 //!
 //! INVARIANT: the two keyed SHA-256 states (inner and outer hashes already absorbed the key)
 //! are computed once per domain, stay private to this file, and are zeroized on drop; the key
-//! itself is zeroized as soon as they are computed and never leaves this file. (Each value
+//! itself is zeroized as soon as they are computed and never leaves this file. The states leave
+//! it once, for the cluster (issue #24): [`PseudonymDomain::to_wire`] gives them to the engine's
+//! plan codec, which ships them inside a physical plan over mutual TLS to the scheduler and
+//! executors that run that plan (docs/security.md, "The cluster"). (Each value
 //! works on a stack copy of a state, which its first compression overwrites; those copies are
 //! not zeroized separately, as with the `hmac` crate's clones before.)
 
@@ -213,6 +216,48 @@ impl PseudonymDomain {
         encode_base64url_16(&mac, out);
     }
 
+    /// The domain as the cluster's plan codec ships it: version, the two keyed states (as
+    /// secret as the key: whoever holds them computes this domain's pseudonyms, and nothing
+    /// else — neither the master key nor another domain's key follows from them), then the id.
+    pub fn to_wire(&self) -> Zeroizing<Vec<u8>> {
+        let mut out = Zeroizing::new(Vec::with_capacity(4 + 64 + self.id.len()));
+        out.extend_from_slice(&self.version.to_le_bytes());
+        for word in self.keyed.inner.iter().chain(&self.keyed.outer) {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        out.extend_from_slice(self.id.as_bytes());
+        out
+    }
+
+    /// A domain from [`Self::to_wire`]'s bytes (an executor's copy of the plan's domain).
+    pub fn from_wire(bytes: &[u8]) -> Result<PseudonymDomain, DomainError> {
+        if bytes.len() < 4 + 64 {
+            return Err(DomainError::Derivation);
+        }
+        let (version, rest) = bytes.split_at(4);
+        let (states, id) = rest.split_at(64);
+        let mut keyed = KeyedStates {
+            inner: [0; 8],
+            outer: [0; 8],
+        };
+        for (i, word) in states.chunks_exact(4).enumerate() {
+            let word = u32::from_le_bytes([word[0], word[1], word[2], word[3]]);
+            if i < 8 {
+                keyed.inner[i] = word;
+            } else {
+                keyed.outer[i - 8] = word;
+            }
+        }
+        Ok(PseudonymDomain {
+            id: std::str::from_utf8(id)
+                .map_err(|_| DomainError::Derivation)?
+                .to_string(),
+            version: u32::from_le_bytes([version[0], version[1], version[2], version[3]]),
+            keyed,
+            sha_ni: ShaNi::detect(),
+        })
+    }
+
     /// The pseudonym of `value` as a `String` (tests, lookups' audit keys).
     pub fn pseudonymise(&self, value: &str) -> String {
         let mut out = [0u8; PSEUDONYM_LEN];
@@ -374,6 +419,20 @@ mod tests {
         assert_eq!(a, d.pseudonymise(" 1840375056123 "));
         assert_eq!(d.pseudonymise("2a004"), d.pseudonymise("2A004"));
         assert_ne!(a, d.pseudonymise("1840375056124"));
+    }
+
+    #[test]
+    fn a_domain_shipped_to_the_cluster_gives_the_same_pseudonyms_and_nothing_else() {
+        let d = PseudonymDomain::derive(&master(), "projet-diabete", 3).unwrap();
+        let wire = d.to_wire();
+        // SECURITY: the master key is not in the bytes; the keyed states are.
+        assert!(!wire.windows(32).any(|w| w == [7u8; 32]));
+        let copy = PseudonymDomain::from_wire(&wire).unwrap();
+        assert_eq!((copy.id(), copy.version()), ("projet-diabete", 3));
+        for value in ["1840375056123", "", &"x".repeat(120)] {
+            assert_eq!(copy.pseudonymise(value), d.pseudonymise(value));
+        }
+        assert!(PseudonymDomain::from_wire(&wire[..60]).is_err());
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! inside its scan (`kernels`).
 //!
 //! Must never: register a function callable by name from SQL (a caller who can hash a guess can
-//! re-identify), log or return inputs or keys, put a key in a plan, a policy or an error.
+//! re-identify), log or return inputs or keys, put a key in a policy or an error, or in a plan
+//! other than the physical plan the engine ships to its own cluster over mutual TLS (a domain's
+//! keyed states, `PseudonymDomain::to_wire`; never the master key).
 
 pub mod domain;
 pub mod kernels;

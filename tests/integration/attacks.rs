@@ -445,10 +445,11 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// One attack catalogue, three tests: over HTTPS (`attacks_…`), over Flight SQL
-/// (`attacks_over_flight_…`), and over HTTPS to a hub whose datasets are objects of an S3
-/// bucket (`attacks_on_a_bucket_…`, moto: skipped when it is not installed), with the same
-/// expectations.
+/// One attack catalogue, four tests: over HTTPS (`attacks_…`), over Flight SQL
+/// (`attacks_over_flight_…`), over HTTPS to a hub whose datasets are objects of an S3
+/// bucket (`<catalogue>::on_a_bucket`, moto: skipped when it is not installed), and over HTTPS
+/// to a gateway that sends every query reading a dataset to a Ballista cluster of a scheduler
+/// and two executors (`<catalogue>::on_a_cluster`), with the same expectations.
 macro_rules! over_both {
     ($https:ident, $flight:ident, $catalogue:ident) => {
         #[tokio::test]
@@ -466,6 +467,11 @@ macro_rules! over_both {
             async fn on_a_bucket() {
                 super::$catalogue(super::Via::Bucket).await;
             }
+
+            #[tokio::test]
+            async fn on_a_cluster() {
+                super::$catalogue(super::Via::Cluster).await;
+            }
         }
     };
 }
@@ -481,12 +487,16 @@ enum Via {
     Flight,
     /// HTTPS, the hub's datasets on a bucket (moto).
     Bucket,
+    /// HTTPS, every query that reads a dataset run on a local cluster (two executors).
+    Cluster,
 }
 
 struct Attack {
     _dev: passerelle::demo::DevIssuer,
     /// The bucket and the hub's local working folder, for `Via::Bucket`.
     _bucket: Option<(crate::support::moto::Moto, tempfile::TempDir)>,
+    /// The cluster and its folder, for `Via::Cluster`.
+    _cluster: Option<(passerelle::cluster::local::LocalCluster, tempfile::TempDir)>,
     server: TestServer,
     token: String,
     flight: Option<FlightClient>,
@@ -514,13 +524,22 @@ impl Attack {
             std::fs::create_dir_all(&config.data.dir).unwrap();
             bucket = Some((moto, local));
         }
+        let mut cluster = None;
+        if via == Via::Cluster {
+            let local = tempfile::tempdir().unwrap();
+            let started = crate::support::local_cluster(local.path(), 2);
+            config.cluster = Some(started.gateway.clone());
+            // Every query reading a dataset takes the heavy lane, hence the cluster.
+            config.limits.cheap_query_input_mb = 0;
+            cluster = Some((started, local));
+        }
         let server = TestServer::start_with(config).await;
         server.wait_ready(Duration::from_secs(10)).await;
         let token = dev
             .token_for(passerelle::demo::personas::persona(PERSONA).unwrap())
             .unwrap();
         let flight = match via {
-            Via::Https | Via::Bucket => None,
+            Via::Https | Via::Bucket | Via::Cluster => None,
             Via::Flight => {
                 Some(FlightClient::connect(server.flight.unwrap(), &hub().ca_pem(), &token).await)
             }
@@ -528,6 +547,7 @@ impl Attack {
         Some(Attack {
             _dev: dev,
             _bucket: bucket,
+            _cluster: cluster,
             server,
             token,
             flight,

@@ -17,6 +17,7 @@ mod audit;
 mod audit_requests;
 mod cli;
 mod clients;
+mod cluster;
 mod console;
 mod engine;
 mod faults;

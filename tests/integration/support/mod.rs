@@ -47,6 +47,22 @@ pub fn hub() -> &'static SharedHub {
     })
 }
 
+/// A scheduler and `executors` executors of the test binary's passerelle, on loopback, with
+/// their certificates and work folders in `dir`, for the shared hub.
+pub fn local_cluster(
+    dir: &std::path::Path,
+    executors: usize,
+) -> passerelle::cluster::local::LocalCluster {
+    let binary = child::binary();
+    passerelle::cluster::local::LocalCluster::start(
+        std::path::Path::new(&binary),
+        &hub().layout().config(),
+        &dir.join("cluster"),
+        executors,
+    )
+    .unwrap()
+}
+
 impl SharedHub {
     pub fn layout(&self) -> HubLayout {
         HubLayout::new(&self.root)

@@ -1,0 +1,118 @@
+//! A cluster on this machine's loopback for `passerelle demo --cluster N` and the tests: a new
+//! certificate authority, then a scheduler and N executors, each a child process of the
+//! passerelle binary, stopped when the [`LocalCluster`] is dropped.
+//!
+//! Must never: listen beyond 127.0.0.1, or leave its processes running after it is dropped.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::config::ClusterConfig;
+
+/// A scheduler and executors running as child processes.
+#[derive(Debug)]
+pub struct LocalCluster {
+    children: Vec<Child>,
+    /// What a gateway of this machine puts in `[cluster]` to use it.
+    pub gateway: ClusterConfig,
+    /// The executors' Flight listeners.
+    pub executors: Vec<SocketAddr>,
+}
+
+fn free_port() -> Result<SocketAddr, String> {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map_err(|e| format!("no free port on 127.0.0.1: {e}"))
+}
+
+impl LocalCluster {
+    /// Starts, with `binary` (the passerelle executable) and the hub configuration `config`,
+    /// a scheduler and `executors` executors whose certificates and work folders are in `dir`
+    /// (made new: a previous run's are removed), and waits until the scheduler answers.
+    pub fn start(
+        binary: &Path,
+        config: &Path,
+        dir: &Path,
+        executors: usize,
+    ) -> Result<LocalCluster, String> {
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let files = super::pki::write(dir, executors, &[])?;
+        let scheduler = free_port()?;
+        let scheduler_url = format!("https://{scheduler}");
+        let role = |cert: &Path, key: &Path| {
+            let mut command = Command::new(binary);
+            command
+                .env("PASSERELLE_CONFIG", config)
+                .env("PASSERELLE_CLUSTER__SCHEDULER", &scheduler_url)
+                .env("PASSERELLE_CLUSTER__CA", &files.ca)
+                .env("PASSERELLE_CLUSTER__CERT", cert)
+                .env("PASSERELLE_CLUSTER__KEY", key)
+                .stdin(Stdio::null());
+            command
+        };
+        let mut cluster = LocalCluster {
+            children: Vec::new(),
+            gateway: ClusterConfig {
+                scheduler: scheduler_url.clone(),
+                min_input_bytes: 0,
+                ca: files.ca.clone(),
+                cert: files.gateway.cert.clone(),
+                key: files.gateway.key.clone(),
+                executor_memory_mb: 512,
+            },
+            executors: Vec::new(),
+        };
+        let child = role(&files.scheduler.cert, &files.scheduler.key)
+            .args(["scheduler", "--listen", &scheduler.to_string()])
+            .spawn()
+            .map_err(|e| format!("cannot start the scheduler: {e}"))?;
+        cluster.children.push(child);
+        wait_for(scheduler, Duration::from_secs(30))?;
+        for (i, node) in files.executors.iter().enumerate() {
+            let listen = free_port()?;
+            let work: PathBuf = dir.join(format!("work-{}", i + 1));
+            let child = role(&node.cert, &node.key)
+                .args(["executor", "--listen", &listen.to_string(), "--id"])
+                .arg(format!("executor-{}", i + 1))
+                .arg("--work-dir")
+                .arg(&work)
+                .env("PASSERELLE_CLUSTER__EXECUTOR_MEMORY_MB", "512")
+                .spawn()
+                .map_err(|e| format!("cannot start executor {}: {e}", i + 1))?;
+            cluster.children.push(child);
+            cluster.executors.push(listen);
+        }
+        for &executor in &cluster.executors {
+            wait_for(executor, Duration::from_secs(30))?;
+        }
+        Ok(cluster)
+    }
+}
+
+/// Waits until `addr` accepts a connection.
+fn wait_for(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "{addr} did not answer within {} s",
+        timeout.as_secs()
+    ))
+}
+
+impl Drop for LocalCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}

@@ -1,0 +1,316 @@
+//! The engine's side of the cluster (issue #24): the plan codec that carries a secure plan's
+//! own operators and functions to a Ballista scheduler and its executors, the sessions they
+//! run them in, and a gateway's submission of a query's physical plan.
+//!
+//! A query goes to the cluster only as the physical plan this gateway built and checked: its
+//! secure scans (raw scan → row filter → masks → barrier) are operators of that plan, so the
+//! policy is enforced in what is shipped, and the scheduler refuses any other kind of job
+//! (`cluster::scheduler`). The codec ships:
+//! - [`BarrierExec`] and [`WideRowGuardExec`] with their bounds;
+//! - each mask ([`MaskUdf`]) with its treatment, input type and, for a pseudonym, the keyed
+//!   states of the plan's domain (`PseudonymDomain::to_wire`; never the master key);
+//! - each bounded function by name, found again in the hub's [`FunctionSet`] (executors know
+//!   no other function).
+//!
+//! Anything else it does not know it refuses to encode: such a plan runs on the gateway.
+//!
+//! Owns: [`PlanCodec`], [`ClusterTarget`], [`cluster_session_config`],
+//! [`cluster_function_registry`], and the choice and submission of a query to the cluster.
+//! Must never: ship SQL or a logical plan, ship the master key, decode an unknown operator or
+//! function into anything but an error, or let a cluster error's text reach the caller.
+
+use std::sync::Arc;
+
+use ballista_core::extension::{EndpointOverrideFn, SessionConfigExt};
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::execution::TaskContext;
+use datafusion::execution::session_state::SessionState;
+use datafusion::logical_expr::ScalarUDF;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::prelude::SessionConfig;
+use datafusion_proto::physical_plan::{
+    AsExecutionPlan, PhysicalExtensionCodec, PhysicalProtoConverterExtension,
+};
+use datafusion_proto::protobuf::PhysicalPlanNode;
+use futures::StreamExt;
+use prost::Message;
+
+use super::barrier::BarrierExec;
+use super::functions::{CallBudget, FunctionSet};
+use super::guard::WideRowGuardExec;
+use super::masks::MaskUdf;
+use crate::policy::ColumnTreatment;
+use crate::pseudonym::PseudonymDomain;
+
+/// Marks what passerelle's codec wrote (a Ballista node's protobuf never starts so: its first
+/// byte is a length-delimited field's tag).
+const MAGIC: &[u8; 4] = b"PSR\x01";
+const BARRIER: u8 = 1;
+const GUARD: u8 = 2;
+const MASK: u8 = 1;
+const BOUNDED: u8 = 2;
+
+fn refused(what: &str) -> DataFusionError {
+    DataFusionError::Internal(format!("the cluster's plan codec refuses {what}"))
+}
+
+/// Ballista's codec (its shuffle operators) with passerelle's operators and functions.
+#[derive(Debug, Default)]
+pub struct PlanCodec {
+    ballista: BallistaPhysicalExtensionCodec,
+}
+
+impl PhysicalExtensionCodec for PlanCodec {
+    fn try_decode(
+        &self,
+        buf: &[u8],
+        inputs: &[Arc<dyn ExecutionPlan>],
+        ctx: &TaskContext,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let Some(ours) = buf.strip_prefix(MAGIC) else {
+            return self.ballista.try_decode(buf, inputs, ctx, converter);
+        };
+        let [input] = inputs else {
+            return Err(refused("an operator without exactly one input"));
+        };
+        match ours.split_first() {
+            Some((&BARRIER, stats)) => Ok(Arc::new(BarrierExec::with_column_stats(
+                input.clone(),
+                stats.iter().map(|&b| b == 1).collect(),
+            ))),
+            Some((&GUARD, bounds)) if bounds.len() == 17 => {
+                let word = |at: usize| {
+                    u64::from_le_bytes(bounds[at..at + 8].try_into().unwrap_or_default()) as usize
+                };
+                Ok(Arc::new(WideRowGuardExec::with_bounds(
+                    input.clone(),
+                    (word(0), word(8), bounds[16] == 1),
+                )))
+            }
+            _ => Err(refused("an unknown operator")),
+        }
+    }
+
+    fn try_encode(
+        &self,
+        node: Arc<dyn ExecutionPlan>,
+        buf: &mut Vec<u8>,
+        converter: &dyn PhysicalProtoConverterExtension,
+    ) -> Result<()> {
+        if let Some(barrier) = node.downcast_ref::<BarrierExec>() {
+            buf.extend_from_slice(MAGIC);
+            buf.push(BARRIER);
+            buf.extend(barrier.column_stats().iter().map(|&b| u8::from(b)));
+            return Ok(());
+        }
+        if let Some(guard) = node.downcast_ref::<WideRowGuardExec>() {
+            let (max_row_bytes, batch_size, charge) = guard.bounds();
+            buf.extend_from_slice(MAGIC);
+            buf.push(GUARD);
+            buf.extend_from_slice(&(max_row_bytes as u64).to_le_bytes());
+            buf.extend_from_slice(&(batch_size as u64).to_le_bytes());
+            buf.push(u8::from(charge));
+            return Ok(());
+        }
+        self.ballista.try_encode(node, buf, converter)
+    }
+
+    fn try_encode_udf(&self, udf: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
+        if let Some(mask) = udf.inner().downcast_ref::<MaskUdf>() {
+            let (treatment, domain, input_type) = mask.parts();
+            let treatment =
+                serde_json::to_vec(treatment).map_err(|_| refused("a mask it cannot write"))?;
+            let input_type = datafusion_proto::protobuf::ArrowType::try_from(input_type)
+                .map_err(|_| refused("a mask of an unknown type"))?
+                .encode_to_vec();
+            buf.extend_from_slice(MAGIC);
+            buf.push(MASK);
+            for part in [&treatment, &input_type] {
+                buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                buf.extend_from_slice(part);
+            }
+            // SECURITY: the keyed states of this plan's own domain only (never the master
+            // key), inside a plan that travels over mutual TLS to the cluster's nodes.
+            if let Some(domain) = domain {
+                buf.extend_from_slice(&domain.to_wire());
+            }
+            return Ok(());
+        }
+        if FunctionSet::is_bounded(udf) {
+            buf.extend_from_slice(MAGIC);
+            buf.push(BOUNDED);
+            buf.extend_from_slice(udf.name().as_bytes());
+            return Ok(());
+        }
+        // SECURITY: a function that is neither a mask nor bounded is not shipped (the plan
+        // then runs on the gateway, where `FunctionSet::verify_bound` had its say).
+        Err(refused(&format!("function `{}`", udf.name())))
+    }
+
+    fn try_decode_udf(&self, name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+        match buf.strip_prefix(MAGIC).and_then(|b| b.split_first()) {
+            Some((&MASK, rest)) => {
+                decode_mask(rest).map(|mask| Arc::new(ScalarUDF::new_from_impl(mask)))
+            }
+            Some((&BOUNDED, shipped)) if shipped == name.as_bytes() => FunctionSet::get()
+                .scalar(name)
+                .ok_or_else(|| refused(&format!("function `{name}`"))),
+            // SECURITY: a call passerelle's codec did not write is not decoded.
+            _ => Err(refused(&format!("function `{name}`"))),
+        }
+    }
+}
+
+fn decode_mask(bytes: &[u8]) -> Result<MaskUdf> {
+    let mut rest = bytes;
+    let mut part = || -> Result<&[u8]> {
+        if rest.len() < 4 {
+            return Err(refused("a cut mask"));
+        }
+        let (len, after) = rest.split_at(4);
+        let len = u32::from_le_bytes(len.try_into().unwrap_or_default()) as usize;
+        if after.len() < len {
+            return Err(refused("a cut mask"));
+        }
+        let (part, after) = after.split_at(len);
+        rest = after;
+        Ok(part)
+    };
+    let treatment: ColumnTreatment =
+        serde_json::from_slice(part()?).map_err(|_| refused("an unknown treatment"))?;
+    let input_type = datafusion_proto::protobuf::ArrowType::decode(part()?)
+        .map_err(|_| refused("a mask of an unknown type"))?;
+    let input_type =
+        DataType::try_from(&input_type).map_err(|_| refused("a mask of an unknown type"))?;
+    let domain = match (&treatment, rest) {
+        (ColumnTreatment::Pseudonymised { .. }, wire) => Some(Arc::new(
+            PseudonymDomain::from_wire(wire).map_err(|_| refused("a mask without its domain"))?,
+        )),
+        (_, []) => None,
+        _ => return Err(refused("a mask with a domain it does not use")),
+    };
+    Ok(MaskUdf::new(treatment, domain, input_type))
+}
+
+/// The configuration of every session on the cluster's nodes: Ballista's, each call's value
+/// cap (`limits.max_value_bytes` of the node), and the node's side of the cluster's mutual TLS
+/// for the connections its tasks open (an executor reading another's shuffle files).
+pub fn cluster_session_config(
+    max_value_bytes: usize,
+    endpoint: EndpointOverrideFn,
+) -> SessionConfig {
+    SessionConfig::new_with_ballista()
+        .with_option_extension(CallBudget {
+            pool: None,
+            max_value_bytes,
+        })
+        .with_ballista_use_tls(true)
+        .with_ballista_override_create_grpc_client_endpoint(endpoint)
+}
+
+/// An executor's functions: the hub's bounded ones, its aggregates and window functions,
+/// nothing else.
+pub fn cluster_function_registry() -> BallistaFunctionRegistry {
+    let set = FunctionSet::get();
+    BallistaFunctionRegistry {
+        scalar_functions: set
+            .scalars()
+            .into_iter()
+            .map(|f| (f.name().to_string(), f))
+            .collect(),
+        aggregate_functions: set
+            .aggregates()
+            .into_iter()
+            .map(|f| (f.name().to_string(), f))
+            .collect(),
+        window_functions: set
+            .windows()
+            .into_iter()
+            .map(|f| (f.name().to_string(), f))
+            .collect(),
+        higher_order_functions: Default::default(),
+    }
+}
+
+/// Where a gateway sends its large queries.
+#[derive(Clone)]
+pub struct ClusterTarget {
+    /// The scheduler, `https://host:port`.
+    pub scheduler: String,
+    /// The client side of the cluster's mutual TLS (`cluster::tls`).
+    pub endpoint: EndpointOverrideFn,
+    /// A query goes there when its datasets' files hold at least this many bytes.
+    pub min_input_bytes: u64,
+}
+
+impl std::fmt::Debug for ClusterTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterTarget")
+            .field("scheduler", &self.scheduler)
+            .field("min_input_bytes", &self.min_input_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Can the cluster run `plan` whole? (Otherwise it runs on the gateway.) Not when the codec
+/// refuses a node or function, nor with a scalar subquery: Ballista 55 cuts stages inside
+/// DataFusion 55's `ScalarSubqueryExec`, and an executor then cannot decode the stage that
+/// holds the subquery's expression without it (TPC-H Q11, Q15, Q22).
+pub(super) fn can_ship(plan: &Arc<dyn ExecutionPlan>) -> bool {
+    let mut scalar_subquery = false;
+    let _ = plan.apply(|node| {
+        scalar_subquery |= node.name() == "ScalarSubqueryExec";
+        Ok(if scalar_subquery {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    !scalar_subquery
+        && PhysicalPlanNode::try_from_physical_plan(plan.clone(), &PlanCodec::default()).is_ok()
+}
+
+/// What a caller learns of a cluster's failure: nothing (its text names jobs, nodes, files);
+/// the log keeps it.
+pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
+    // SECURITY: Ballista's errors are its own text around the executor's error: logged here,
+    // answered `internal_error`.
+    tracing::error!(error = %e, "the cluster could not run a query");
+    DataFusionError::Internal("the cluster could not run the query".into())
+}
+
+/// Submits `plan` (this gateway's physical plan, secure scans inside) to the cluster and
+/// streams its answer back; the stream's errors are [`cluster_error`]s.
+pub(super) async fn run_on_cluster(
+    target: &ClusterTarget,
+    plan: Arc<dyn ExecutionPlan>,
+    state: &SessionState,
+) -> Result<SendableRecordBatchStream> {
+    let config = state
+        .config()
+        .clone()
+        .with_ballista_use_tls(true)
+        .with_ballista_override_create_grpc_client_endpoint(target.endpoint.clone());
+    let ballista = config.ballista_config();
+    let stream = ballista_core::execution_plans::execute_physical_plan::<PhysicalPlanNode>(
+        target.scheduler.clone(),
+        &ballista,
+        plan,
+        &PlanCodec::default(),
+        uuid::Uuid::new_v4().to_string(),
+        config,
+    )
+    .await?;
+    let schema = stream.schema();
+    Ok(Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        stream.map(|batch| batch.map_err(cluster_error)),
+    )))
+}

@@ -1,0 +1,201 @@
+//! The cluster's internal channels (issue #24): every one is mutual TLS with the cluster's own
+//! authority, and a peer's role (a name in its certificate) decides what it may call. The
+//! scheduler takes jobs only as physical plans and only from gateways, executor calls only from
+//! executors; an executor serves its shuffle files to gateways and executors only.
+//! (The engine's answers and attacks on the cluster are in `tpch` and `attacks::*::on_a_cluster`.)
+
+use std::path::Path;
+
+use arrow_flight::Criteria;
+use arrow_flight::flight_service_client::FlightServiceClient;
+use ballista_core::serde::protobuf::execute_query_params::Query;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::serde::protobuf::{ExecuteQueryParams, GetJobStatusParams, PollWorkParams};
+use passerelle::cluster::local::LocalCluster;
+use passerelle::cluster::tls::ClusterTls;
+use passerelle::config::ClusterConfig;
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// The cluster's `[cluster]` for the node whose files in `dir` are called `name`.
+fn as_node(cluster: &LocalCluster, dir: &Path, name: &str) -> ClusterConfig {
+    ClusterConfig {
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+        ..cluster.gateway.clone()
+    }
+}
+
+/// A channel to `url` with `node`'s identity (through the same hook Ballista uses).
+async fn channel_as(node: &ClusterConfig, url: &str) -> Result<Channel, String> {
+    let tls = ClusterTls::load(node)?;
+    let endpoint = (tls.endpoint_override())(Endpoint::from_shared(url.to_string()).unwrap())
+        .map_err(|e| e.to_string())?;
+    endpoint.connect().await.map_err(|e| format!("{e:?}"))
+}
+
+fn job(query: Option<Query>) -> ExecuteQueryParams {
+    ExecuteQueryParams {
+        session_id: "s".into(),
+        settings: Vec::new(),
+        operation_id: "o".into(),
+        query,
+    }
+}
+
+#[tokio::test]
+async fn the_scheduler_takes_physical_plans_from_gateways_only_and_executor_calls_from_executors() {
+    let work = tempfile::tempdir().unwrap();
+    let cluster = crate::support::local_cluster(work.path(), 1);
+    let dir = work.path().join("cluster");
+    let url = cluster.gateway.scheduler.clone();
+
+    let mut gateway = SchedulerGrpcClient::new(channel_as(&cluster.gateway, &url).await.unwrap());
+    // SECURITY: SQL-free as they are, a logical or Substrait plan would be planned on the
+    // scheduler, around the gateway's secure scans: refused before anything is decoded.
+    for query in [
+        Some(Query::LogicalPlan(vec![1, 2, 3])),
+        Some(Query::SubstraitPlan(vec![1, 2, 3])),
+        None,
+    ] {
+        let refused = gateway.execute_query(job(query.clone())).await.unwrap_err();
+        assert_eq!(
+            refused.code(),
+            Code::PermissionDenied,
+            "{query:?}: {refused:?}"
+        );
+        let refused = gateway.execute_query_push(job(query)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    }
+    // A gateway is not an executor: it gets no task.
+    let refused = gateway
+        .poll_work(PollWorkParams::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    // What a gateway may ask passes the gate (an unknown job is the scheduler's own answer).
+    let status = gateway
+        .get_job_status(GetJobStatusParams {
+            job_id: "none".into(),
+        })
+        .await;
+    assert!(
+        status
+            .as_ref()
+            .err()
+            .is_none_or(|s| s.code() != Code::PermissionDenied),
+        "{status:?}"
+    );
+
+    // An executor may not submit a job, even a physical plan, nor read a job's status.
+    let executor = as_node(&cluster, &dir, "executor-1");
+    let mut as_executor = SchedulerGrpcClient::new(channel_as(&executor, &url).await.unwrap());
+    let refused = as_executor
+        .execute_query(job(Some(Query::PhysicalPlan(vec![1]))))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+    let refused = as_executor
+        .get_job_status(GetJobStatusParams {
+            job_id: "none".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+
+    // The scheduler's own certificate is neither.
+    let scheduler = as_node(&cluster, &dir, "scheduler");
+    let mut as_scheduler = SchedulerGrpcClient::new(channel_as(&scheduler, &url).await.unwrap());
+    let refused = as_scheduler
+        .execute_query(job(Some(Query::PhysicalPlan(vec![1]))))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn no_peer_without_a_certificate_of_the_cluster_authority_reaches_a_node() {
+    let work = tempfile::tempdir().unwrap();
+    let cluster = crate::support::local_cluster(work.path(), 1);
+    let url = cluster.gateway.scheduler.clone();
+    let executor_url = format!("https://{}", cluster.executors[0]);
+
+    // In clear: no answer.
+    let plain = Endpoint::from_shared(url.replace("https://", "http://"))
+        .unwrap()
+        .connect()
+        .await;
+    if let Ok(channel) = plain {
+        let answer = SchedulerGrpcClient::new(channel)
+            .get_job_status(GetJobStatusParams {
+                job_id: "none".into(),
+            })
+            .await;
+        assert!(
+            answer.is_err(),
+            "the scheduler answered in clear: {answer:?}"
+        );
+    }
+
+    // TLS trusting the cluster, but no client certificate: no answer.
+    let ca = std::fs::read(&cluster.gateway.ca).unwrap();
+    for target in [&url, &executor_url] {
+        let anonymous = Endpoint::from_shared(target.clone())
+            .unwrap()
+            .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&ca)))
+            .unwrap()
+            .connect()
+            .await;
+        if let Ok(channel) = anonymous {
+            let answer = SchedulerGrpcClient::new(channel)
+                .get_job_status(GetJobStatusParams {
+                    job_id: "none".into(),
+                })
+                .await;
+            assert!(
+                answer.is_err(),
+                "{target} answered a peer without a certificate"
+            );
+        }
+    }
+
+    // A gateway certificate of another authority: no answer either.
+    let other = tempfile::tempdir().unwrap();
+    let files = passerelle::cluster::pki::write(&other.path().join("pki"), 1, &[]).unwrap();
+    let stranger = ClusterConfig {
+        cert: files.gateway.cert.clone(),
+        key: files.gateway.key.clone(),
+        ..cluster.gateway.clone()
+    };
+    if let Ok(channel) = channel_as(&stranger, &url).await {
+        let answer = SchedulerGrpcClient::new(channel)
+            .get_job_status(GetJobStatusParams {
+                job_id: "none".into(),
+            })
+            .await;
+        assert!(
+            answer.is_err(),
+            "the scheduler answered a stranger's certificate"
+        );
+    }
+
+    // An executor's shuffle files: to gateways and executors, not to the scheduler's identity.
+    let scheduler = as_node(&cluster, &work.path().join("cluster"), "scheduler");
+    let mut flight = FlightServiceClient::new(channel_as(&scheduler, &executor_url).await.unwrap());
+    let refused = flight
+        .list_flights(Criteria::default())
+        .await
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    let mut flight =
+        FlightServiceClient::new(channel_as(&cluster.gateway, &executor_url).await.unwrap());
+    let answer = flight.list_flights(Criteria::default()).await.map(|_| ());
+    assert!(
+        answer
+            .as_ref()
+            .err()
+            .is_none_or(|s| s.code() != Code::PermissionDenied),
+        "{answer:?}"
+    );
+}
