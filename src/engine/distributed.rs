@@ -25,6 +25,7 @@ use ballista_core::extension::{EndpointOverrideFn, SessionConfigExt};
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
@@ -125,20 +126,21 @@ impl PhysicalExtensionCodec for PlanCodec {
     fn try_encode_udf(&self, udf: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
         if let Some(mask) = udf.inner().downcast_ref::<MaskUdf>() {
             let (treatment, domain, input_type) = mask.parts();
-            let treatment =
+            let treatment_json =
                 serde_json::to_vec(treatment).map_err(|_| refused("a mask it cannot write"))?;
             let input_type = datafusion_proto::protobuf::ArrowType::try_from(input_type)
                 .map_err(|_| refused("a mask of an unknown type"))?
                 .encode_to_vec();
             buf.extend_from_slice(MAGIC);
             buf.push(MASK);
-            for part in [&treatment, &input_type] {
+            for part in [&treatment_json, &input_type] {
                 buf.extend_from_slice(&(part.len() as u32).to_le_bytes());
                 buf.extend_from_slice(part);
             }
             // SECURITY: the keyed states of this plan's own domain only (never the master
             // key), inside a plan that travels over mutual TLS to the cluster's nodes.
-            if let Some(domain) = domain {
+            // (Other masks may hold the session's domain too: they never use it.)
+            if let (ColumnTreatment::Pseudonymised { .. }, Some(domain)) = (treatment, domain) {
                 buf.extend_from_slice(&domain.to_wire());
             }
             return Ok(());
@@ -277,13 +279,45 @@ pub(super) fn can_ship(plan: &Arc<dyn ExecutionPlan>) -> bool {
         && PhysicalPlanNode::try_from_physical_plan(plan.clone(), &PlanCodec::default()).is_ok()
 }
 
-/// What a caller learns of a cluster's failure: nothing (its text names jobs, nodes, files);
-/// the log keeps it.
+/// Settings of a query bound for the cluster, before its physical planning: no dynamic
+/// filters. Ballista's scheduler plans the stages again and may swap a join's inputs, which a
+/// join whose dynamic filter is already built refuses (the task fails, the job never ends).
+pub(super) fn prepare(options: &mut ConfigOptions) {
+    let optimizer = &mut options.optimizer;
+    optimizer.enable_dynamic_filter_pushdown = false;
+    optimizer.enable_join_dynamic_filter_pushdown = false;
+    optimizer.enable_topk_dynamic_filter_pushdown = false;
+    optimizer.enable_aggregate_dynamic_filter_pushdown = false;
+}
+
+/// What a caller learns of a cluster's failure: its kind, in the engine's own words, never
+/// its text (Ballista's text around the executor's error names jobs, nodes and files).
 pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
-    // SECURITY: Ballista's errors are its own text around the executor's error: logged here,
-    // answered `internal_error`.
+    // SECURITY: the text is logged; the answer is chosen from a fixed list by what it
+    // contains, and carries none of it.
     tracing::error!(error = %e, "the cluster could not run a query");
-    DataFusionError::Internal("the cluster could not run the query".into())
+    let text = e.to_string();
+    let user = |m: &str| DataFusionError::Execution(m.to_string());
+    if text.contains(super::memory::VALUE_TOO_LARGE) {
+        DataFusionError::ResourcesExhausted(format!(
+            "{}: a function of the query would build a value larger than this hub allows",
+            super::memory::VALUE_TOO_LARGE
+        ))
+    } else if text.contains("regex parse error")
+        || text.contains("Regular expression did not compile")
+    {
+        DataFusionError::Internal("Regular expression did not compile".into())
+    } else if text.contains("Cast error") || text.contains("Cannot cast") {
+        user("a value cannot be converted to the type the query asks for")
+    } else if text.contains("Divide by zero") || text.contains("division by zero") {
+        user("division by zero")
+    } else if text.contains("Arithmetic overflow") || text.contains("Overflow happened") {
+        user("arithmetic overflow")
+    } else if text.contains("Resources exhausted") {
+        DataFusionError::ResourcesExhausted("the cluster's memory".into())
+    } else {
+        DataFusionError::Internal("the cluster could not run the query".into())
+    }
 }
 
 /// Submits `plan` (this gateway's physical plan, secure scans inside) to the cluster and

@@ -205,6 +205,11 @@ impl PlannedQuery {
         if let Some(clock) = self.state.config().get_extension::<budget::PlanningClock>() {
             clock.start(limits.planning_timeout);
         }
+        let for_cluster =
+            cluster.filter(|t| !single_partition && self.input_bytes >= t.min_input_bytes);
+        if for_cluster.is_some() {
+            distributed::prepare(self.state.config_mut().options_mut());
+        }
         let physical = self
             .state
             .query_planner()
@@ -212,11 +217,7 @@ impl PlannedQuery {
             .await
             .map_err(|e| user_error(e, limits))?;
         let schema = self.logical.schema().inner().clone();
-        if let Some(target) = cluster.filter(|t| {
-            !single_partition
-                && self.input_bytes >= t.min_input_bytes
-                && distributed::can_ship(&physical)
-        }) {
+        if let Some(target) = for_cluster.filter(|_| distributed::can_ship(&physical)) {
             // SECURITY: what is shipped is this physical plan, secure scans inside; the
             // cluster's errors are logged, never shown (they may name files and nodes).
             let stream = distributed::run_on_cluster(target, physical, &self.state)

@@ -685,6 +685,31 @@ impl Attack {
 
     fn finish(self) {
         eprintln!("{}: {} queries", self.name, self.queries);
+        // On a cluster, the catalogue's queries really ran there: Ballista keeps each job's
+        // folder in an executor's work folder.
+        if let Some((_, dir)) = &self._cluster {
+            let jobs: usize = (1..=2)
+                .map(|i| {
+                    std::fs::read_dir(dir.path().join(format!("cluster/work-{i}")))
+                        .map(|d| {
+                            d.filter(|e| {
+                                e.as_ref().is_ok_and(|e| {
+                                    !e.file_name().to_string_lossy().starts_with("datafusion-")
+                                })
+                            })
+                            .count()
+                        })
+                        .unwrap_or(0)
+                })
+                .sum();
+            eprintln!("{}: {jobs} job(s) on the cluster", self.name);
+            // (The metadata catalogue reads no dataset: its queries stay on the cheap lane.)
+            assert!(
+                jobs > 0 || self.name == "metadata",
+                "`{}`: no query ran on the cluster",
+                self.name
+            );
+        }
         assert!(
             self.failures.is_empty(),
             "{} of {} queries of `{}` failed:\n  - {}",
