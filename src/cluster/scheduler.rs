@@ -216,6 +216,10 @@ pub async fn run(
         })),
         override_create_grpc_client_endpoint: Some(tls.endpoint_override()),
         use_tls: true,
+        // A finished job's shuffle files and state go after a minute (its answer has been
+        // read by then, or never will be).
+        finished_job_data_clean_up_interval_seconds: 60,
+        finished_job_state_clean_up_interval_seconds: 60,
         enable_embedded_flight_proxy: false,
         ..SchedulerConfig::default()
     };

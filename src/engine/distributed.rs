@@ -21,9 +21,16 @@
 
 use std::sync::Arc;
 
-use ballista_core::extension::{EndpointOverrideFn, SessionConfigExt};
+use ballista_core::client::BallistaClient;
+use ballista_core::extension::{BallistaConfigGrpcEndpoint, EndpointOverrideFn, SessionConfigExt};
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
+use ballista_core::serde::protobuf::execute_query_params::Query;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::serde::protobuf::{
+    CancelJobParams, ExecuteQueryParams, GetJobStatusParams, KeyValuePair, PartitionLocation,
+    execute_query_result, job_status,
+};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -39,8 +46,9 @@ use datafusion_proto::physical_plan::{
     AsExecutionPlan, PhysicalExtensionCodec, PhysicalProtoConverterExtension,
 };
 use datafusion_proto::protobuf::PhysicalPlanNode;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use prost::Message;
+use tonic::transport::{Channel, Endpoint};
 
 use super::barrier::BarrierExec;
 use super::functions::{CallBudget, FunctionSet};
@@ -320,31 +328,157 @@ pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
     }
 }
 
-/// Submits `plan` (this gateway's physical plan, secure scans inside) to the cluster and
-/// streams its answer back; the stream's errors are [`cluster_error`]s.
+/// Largest gRPC message to or from the scheduler and executors.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// A job submitted and not yet finished: dropped (the caller went away, the query's time ran
+/// out), it asks the scheduler to cancel the job, so that no work goes on for nobody.
+struct RunningJob {
+    scheduler: SchedulerGrpcClient<Channel>,
+    job_id: Option<String>,
+}
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        let (Some(job_id), Ok(runtime)) =
+            (self.job_id.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let mut scheduler = self.scheduler.clone();
+        runtime.spawn(async move {
+            // SECURITY (availability): a job nobody reads is stopped.
+            if let Err(e) = scheduler.cancel_job(CancelJobParams { job_id }).await {
+                tracing::warn!(error = %e, "a cluster job could not be cancelled");
+            }
+        });
+    }
+}
+
+/// Submits `plan` (this gateway's physical plan, secure scans inside) to the cluster, waits
+/// for the job (cancelled if this future is dropped), and streams its answer back from the
+/// executors; every error is a [`cluster_error`].
 pub(super) async fn run_on_cluster(
     target: &ClusterTarget,
     plan: Arc<dyn ExecutionPlan>,
     state: &SessionState,
 ) -> Result<SendableRecordBatchStream> {
-    let config = state
+    let schema = plan.schema();
+    let mut bytes = Vec::new();
+    PhysicalPlanNode::try_from_physical_plan(plan, &PlanCodec::default())?
+        .encode(&mut bytes)
+        .map_err(|e| DataFusionError::Internal(format!("plan encoding: {e}")))?;
+    let settings = state
         .config()
-        .clone()
-        .with_ballista_use_tls(true)
-        .with_ballista_override_create_grpc_client_endpoint(target.endpoint.clone());
-    let ballista = config.ballista_config();
-    let stream = ballista_core::execution_plans::execute_physical_plan::<PhysicalPlanNode>(
-        target.scheduler.clone(),
-        &ballista,
-        plan,
-        &PlanCodec::default(),
-        uuid::Uuid::new_v4().to_string(),
-        config,
+        .options()
+        .entries()
+        .into_iter()
+        .map(|entry| KeyValuePair {
+            key: entry.key,
+            value: entry.value,
+        })
+        .collect();
+    let endpoint = (target.endpoint)(
+        Endpoint::from_shared(target.scheduler.clone())
+            .map_err(|e| DataFusionError::Internal(format!("scheduler address: {e}")))?,
     )
-    .await?;
-    let schema = stream.schema();
+    .map_err(|e| DataFusionError::Internal(format!("scheduler endpoint: {e}")))?;
+    let channel = endpoint
+        .connect()
+        .await
+        .map_err(|e| DataFusionError::Internal(format!("scheduler connection: {e}")))?;
+    let mut scheduler = SchedulerGrpcClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
+    let session = uuid::Uuid::new_v4().to_string();
+    let mut request = tonic::Request::new(ExecuteQueryParams {
+        session_id: session.clone(),
+        settings,
+        operation_id: session,
+        query: Some(Query::PhysicalPlan(bytes)),
+    });
+    ballista_core::version::insert_version_header(request.metadata_mut());
+    let status = |e: tonic::Status| DataFusionError::Internal(format!("scheduler: {e}"));
+    let submitted = scheduler
+        .execute_query(request)
+        .await
+        .map_err(status)?
+        .into_inner();
+    let job_id = match submitted.result {
+        Some(execute_query_result::Result::Success(success)) => success.job_id,
+        other => {
+            return Err(DataFusionError::Internal(format!("job refused: {other:?}")));
+        }
+    };
+    let mut job = RunningJob {
+        scheduler: scheduler.clone(),
+        job_id: Some(job_id.clone()),
+    };
+    let locations = loop {
+        let answer = scheduler
+            .get_job_status(GetJobStatusParams {
+                job_id: job_id.clone(),
+            })
+            .await
+            .map_err(status)?
+            .into_inner();
+        match answer.status.and_then(|s| s.status) {
+            Some(job_status::Status::Successful(done)) => break done.partition_location,
+            Some(job_status::Status::Failed(failed)) => {
+                job.job_id = None;
+                return Err(DataFusionError::Execution(failed.error));
+            }
+            _ => tokio::time::sleep(JOB_POLL).await,
+        }
+    };
+    job.job_id = None;
+    let endpoint = Arc::new(BallistaConfigGrpcEndpoint::new(target.endpoint.clone()));
+    let partitions = locations.into_iter().map(move |location| {
+        futures::stream::once(fetch_partition(location, endpoint.clone())).try_flatten()
+    });
     Ok(Box::pin(RecordBatchStreamAdapter::new(
         schema,
-        stream.map(|batch| batch.map_err(cluster_error)),
+        futures::stream::iter(partitions)
+            .flatten()
+            .map(|batch| batch.map_err(cluster_error)),
     )))
+}
+
+/// How often a gateway asks the scheduler whether its job is done.
+const JOB_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// One partition of a finished job's answer, from the executor that holds it.
+async fn fetch_partition(
+    location: PartitionLocation,
+    endpoint: Arc<BallistaConfigGrpcEndpoint>,
+) -> Result<SendableRecordBatchStream> {
+    let layout = location.layout();
+    let (Some(executor), Some(partition)) = (location.executor_meta, location.partition_id) else {
+        return Err(DataFusionError::Internal(
+            "a partition without its place".into(),
+        ));
+    };
+    let mut client = BallistaClient::try_new(
+        &executor.host,
+        executor.port as u16,
+        MAX_MESSAGE,
+        true,
+        Some(endpoint),
+        3,
+        100,
+        0,
+        0,
+    )
+    .await
+    .map_err(|e| DataFusionError::Internal(format!("executor connection: {e}")))?;
+    client
+        .fetch_partition(
+            &executor.id,
+            &partition.into(),
+            location.file_id,
+            layout,
+            true,
+        )
+        .await
+        .map_err(|e| DataFusionError::Internal(format!("partition fetch: {e}")))
 }

@@ -220,9 +220,15 @@ impl PlannedQuery {
         if let Some(target) = for_cluster.filter(|_| distributed::can_ship(&physical)) {
             // SECURITY: what is shipped is this physical plan, secure scans inside; the
             // cluster's errors are logged, never shown (they may name files and nodes).
-            let stream = distributed::run_on_cluster(target, physical, &self.state)
-                .await
-                .map_err(|e| user_error(distributed::cluster_error(e), limits))?;
+            // SECURITY (availability): the job has the query's time; past it, or when the
+            // caller goes away, it is cancelled on the cluster (`distributed::RunningJob`).
+            let stream = tokio::time::timeout(
+                limits.timeout,
+                distributed::run_on_cluster(target, physical, &self.state),
+            )
+            .await
+            .map_err(|_| EngineError::Timeout(limits.timeout.as_secs()))?
+            .map_err(|e| user_error(distributed::cluster_error(e), limits))?;
             return Ok(RunningQuery {
                 schema,
                 stream,
