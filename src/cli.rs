@@ -218,15 +218,20 @@ pub fn run() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { path, public_key },
         } => audit_verify(&path, public_key.as_deref()),
-        Command::Scheduler { config, listen } => runtime()
+        Command::Scheduler { config, listen } => {
+            crate::cluster::local::exit_with_parent();
+            runtime()
             .and_then(|rt| rt.block_on(scheduler(config, listen)))
-            .map_or_else(fail, |()| ExitCode::SUCCESS),
+            .map_or_else(fail, |()| ExitCode::SUCCESS)
+        }
         Command::Executor {
             config,
             listen,
             work_dir,
             id,
-        } => runtime()
+        } => {
+            crate::cluster::local::exit_with_parent();
+            runtime()
             .and_then(|rt| {
                 let config = Config::load(&config).map_err(|e| e.to_string())?;
                 let place = crate::cluster::executor::ExecutorPlace {
@@ -236,7 +241,8 @@ pub fn run() -> ExitCode {
                 };
                 rt.block_on(crate::cluster::executor::run(&config, place))
             })
-            .map_or_else(fail, |()| ExitCode::SUCCESS),
+            .map_or_else(fail, |()| ExitCode::SUCCESS)
+        }
         Command::Cluster {
             command:
                 ClusterCommand::Certs {

@@ -150,6 +150,14 @@ pub async fn start_with_audit(
             .map(|d| d.name().to_string())
             .collect(),
     };
+    // SECURITY: a gateway whose cluster identity cannot be read does not start (its large
+    // queries would go somewhere it cannot authenticate to).
+    let cluster = match &config.cluster {
+        Some(cluster) => Some(Arc::new(
+            crate::cluster::client::ClusterClient::new(cluster).map_err(HubError::Engine)?,
+        ) as Arc<dyn crate::engine::Cluster>),
+        None => None,
+    };
     let gateway = Gateway::new(
         config,
         Loaded {
@@ -161,6 +169,7 @@ pub async fn start_with_audit(
             objects,
             audit,
             hub: summary,
+            cluster,
         },
     )
     .map_err(|e| HubError::Engine(e.to_string()))?;

@@ -21,6 +21,22 @@ pub struct LocalCluster {
     pub executors: Vec<SocketAddr>,
 }
 
+/// Set for a role started by a [`LocalCluster`]: it exits when its standard input closes.
+pub const EXIT_WITH_PARENT: &str = "PASSERELLE_EXIT_WITH_PARENT";
+
+/// In a role started by a [`LocalCluster`], exits the process once the parent is gone (its
+/// end of our standard input closed).
+pub fn exit_with_parent() {
+    if std::env::var_os(EXIT_WITH_PARENT).is_none() {
+        return;
+    }
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        std::process::exit(0);
+    });
+}
+
 fn free_port() -> Result<SocketAddr, String> {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -37,6 +53,10 @@ impl LocalCluster {
         dir: &Path,
         executors: usize,
     ) -> Result<LocalCluster, String> {
+        // Absolute: the roles resolve relative paths against their configuration's folder.
+        let dir = &std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config =
+            &std::path::absolute(config).map_err(|e| format!("{}: {e}", config.display()))?;
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         }
@@ -51,7 +71,10 @@ impl LocalCluster {
                 .env("PASSERELLE_CLUSTER__CA", &files.ca)
                 .env("PASSERELLE_CLUSTER__CERT", cert)
                 .env("PASSERELLE_CLUSTER__KEY", key)
-                .stdin(Stdio::null());
+                // The child reads its standard input until it closes, then exits: it never
+                // outlives this process, however this one ends.
+                .env(EXIT_WITH_PARENT, "1")
+                .stdin(Stdio::piped());
             command
         };
         let mut cluster = LocalCluster {

@@ -3,14 +3,16 @@
 //! executor`), so that they carry the secure scans, masks and bounded functions of the plans
 //! they run (the engine's plan codec, `engine::PlanCodec`).
 //!
-//! Owns: the two roles (`scheduler`, `executor`), the cluster's mutual TLS and the roles
-//! certificates carry (`tls`), and the cluster's own certificate authority for the demo and
-//! tests (`pki`). The gateway's side — when a query goes to the cluster and how its physical
-//! plan is shipped — is the engine's (`engine::distributed`).
+//! Owns: the two roles (`scheduler`, `executor`), a gateway's client of the cluster
+//! (`client`: submits, follows and cancels jobs, reads their answers), the cluster's mutual TLS
+//! and the roles certificates carry (`tls`), the cluster's own certificate authority (`pki`)
+//! and a cluster on loopback for the demo and tests (`local`). Which queries go to the cluster
+//! and how their plans are encoded is the engine's (`engine::distributed`).
 //!
 //! Must never: let a channel run without mutual TLS, accept a job that is not a physical plan
 //! from a gateway, or give an executor the master key.
 
+pub mod client;
 pub mod executor;
 pub mod local;
 pub mod pki;

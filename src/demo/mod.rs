@@ -145,6 +145,8 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
                 reason,
             })?;
             config.cluster = Some(local.gateway.clone());
+            // Every query that reads a dataset takes the heavy lane, hence the cluster.
+            config.limits.cheap_query_input_mb = 0;
             Some(local)
         }
         None => None,
@@ -152,7 +154,7 @@ pub async fn run(options: DemoOptions) -> Result<(), DemoError> {
     let running = crate::hub::start(config).await?;
     if let Some(local) = &cluster {
         println!(
-            "Cluster: scheduler {} and {} executor(s) ({}), mutual TLS; queries of the heavy lane run there.\n",
+            "Cluster: scheduler {} and {} executor(s) ({}), mutual TLS; every query that reads a dataset runs there.\n",
             local.gateway.scheduler,
             local.executors.len(),
             local

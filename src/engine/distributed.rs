@@ -14,23 +14,17 @@
 //!
 //! Anything else it does not know it refuses to encode: such a plan runs on the gateway.
 //!
-//! Owns: [`PlanCodec`], [`ClusterTarget`], [`cluster_session_config`],
-//! [`cluster_function_registry`], and the choice and submission of a query to the cluster.
+//! Owns: [`PlanCodec`], the [`Cluster`] a gateway sends to (implemented by `cluster::client`,
+//! which speaks gRPC), [`cluster_session_config`], [`cluster_function_registry`], and the
+//! choice of the queries that go to the cluster.
 //! Must never: ship SQL or a logical plan, ship the master key, decode an unknown operator or
 //! function into anything but an error, or let a cluster error's text reach the caller.
 
 use std::sync::Arc;
 
-use ballista_core::client::BallistaClient;
-use ballista_core::extension::{BallistaConfigGrpcEndpoint, EndpointOverrideFn, SessionConfigExt};
+use ballista_core::extension::{EndpointOverrideFn, SessionConfigExt};
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
-use ballista_core::serde::protobuf::execute_query_params::Query;
-use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
-use ballista_core::serde::protobuf::{
-    CancelJobParams, ExecuteQueryParams, GetJobStatusParams, KeyValuePair, PartitionLocation,
-    execute_query_result, job_status,
-};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -46,9 +40,8 @@ use datafusion_proto::physical_plan::{
     AsExecutionPlan, PhysicalExtensionCodec, PhysicalProtoConverterExtension,
 };
 use datafusion_proto::protobuf::PhysicalPlanNode;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
 
 use super::barrier::BarrierExec;
 use super::functions::{CallBudget, FunctionSet};
@@ -249,24 +242,50 @@ pub fn cluster_function_registry() -> BallistaFunctionRegistry {
     }
 }
 
-/// Where a gateway sends its large queries.
-#[derive(Clone)]
-pub struct ClusterTarget {
-    /// The scheduler, `https://host:port`.
-    pub scheduler: String,
-    /// The client side of the cluster's mutual TLS (`cluster::tls`).
-    pub endpoint: EndpointOverrideFn,
+/// Where a gateway sends its large queries: the cluster's client (`cluster::client`, which
+/// speaks its gRPC; the engine never does).
+pub trait Cluster: std::fmt::Debug + Send + Sync {
     /// A query goes there when its datasets' files hold at least this many bytes.
-    pub min_input_bytes: u64,
+    fn min_input_bytes(&self) -> u64;
+
+    /// Runs `plan` on the cluster, its session's `settings` with it, and streams its answer
+    /// back; the job is cancelled if the returned future is dropped before it ends.
+    fn run(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        settings: Vec<(String, Option<String>)>,
+    ) -> futures::future::BoxFuture<'static, Result<SendableRecordBatchStream>>;
 }
 
-impl std::fmt::Debug for ClusterTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterTarget")
-            .field("scheduler", &self.scheduler)
-            .field("min_input_bytes", &self.min_input_bytes)
-            .finish_non_exhaustive()
-    }
+/// Runs `plan` (this gateway's physical plan, secure scans inside) on `cluster` in the
+/// settings of `state`; the answer's errors are [`cluster_error`]s.
+pub(super) async fn run_on_cluster(
+    cluster: &dyn Cluster,
+    plan: Arc<dyn ExecutionPlan>,
+    state: &SessionState,
+) -> Result<SendableRecordBatchStream> {
+    let settings = state
+        .config()
+        .options()
+        .entries()
+        .into_iter()
+        .map(|entry| (entry.key, entry.value))
+        .collect();
+    let stream = cluster.run(plan, settings).await?;
+    let schema = stream.schema();
+    Ok(Box::pin(RecordBatchStreamAdapter::new(
+        schema,
+        stream.map(|batch| batch.map_err(cluster_error)),
+    )))
+}
+
+/// Encodes `plan` for the scheduler (what `Cluster::run` sends).
+pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    PhysicalPlanNode::try_from_physical_plan(plan, &PlanCodec::default())?
+        .encode(&mut bytes)
+        .map_err(|e| DataFusionError::Internal(format!("plan encoding: {e}")))?;
+    Ok(bytes)
 }
 
 /// Can the cluster run `plan` whole? (Otherwise it runs on the gateway.) Not when the codec
@@ -326,159 +345,4 @@ pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
     } else {
         DataFusionError::Internal("the cluster could not run the query".into())
     }
-}
-
-/// Largest gRPC message to or from the scheduler and executors.
-const MAX_MESSAGE: usize = 64 * 1024 * 1024;
-
-/// A job submitted and not yet finished: dropped (the caller went away, the query's time ran
-/// out), it asks the scheduler to cancel the job, so that no work goes on for nobody.
-struct RunningJob {
-    scheduler: SchedulerGrpcClient<Channel>,
-    job_id: Option<String>,
-}
-
-impl Drop for RunningJob {
-    fn drop(&mut self) {
-        let (Some(job_id), Ok(runtime)) =
-            (self.job_id.take(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        let mut scheduler = self.scheduler.clone();
-        runtime.spawn(async move {
-            // SECURITY (availability): a job nobody reads is stopped.
-            if let Err(e) = scheduler.cancel_job(CancelJobParams { job_id }).await {
-                tracing::warn!(error = %e, "a cluster job could not be cancelled");
-            }
-        });
-    }
-}
-
-/// Submits `plan` (this gateway's physical plan, secure scans inside) to the cluster, waits
-/// for the job (cancelled if this future is dropped), and streams its answer back from the
-/// executors; every error is a [`cluster_error`].
-pub(super) async fn run_on_cluster(
-    target: &ClusterTarget,
-    plan: Arc<dyn ExecutionPlan>,
-    state: &SessionState,
-) -> Result<SendableRecordBatchStream> {
-    let schema = plan.schema();
-    let mut bytes = Vec::new();
-    PhysicalPlanNode::try_from_physical_plan(plan, &PlanCodec::default())?
-        .encode(&mut bytes)
-        .map_err(|e| DataFusionError::Internal(format!("plan encoding: {e}")))?;
-    let settings = state
-        .config()
-        .options()
-        .entries()
-        .into_iter()
-        .map(|entry| KeyValuePair {
-            key: entry.key,
-            value: entry.value,
-        })
-        .collect();
-    let endpoint = (target.endpoint)(
-        Endpoint::from_shared(target.scheduler.clone())
-            .map_err(|e| DataFusionError::Internal(format!("scheduler address: {e}")))?,
-    )
-    .map_err(|e| DataFusionError::Internal(format!("scheduler endpoint: {e}")))?;
-    let channel = endpoint
-        .connect()
-        .await
-        .map_err(|e| DataFusionError::Internal(format!("scheduler connection: {e}")))?;
-    let mut scheduler = SchedulerGrpcClient::new(channel)
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
-    let session = uuid::Uuid::new_v4().to_string();
-    let mut request = tonic::Request::new(ExecuteQueryParams {
-        session_id: session.clone(),
-        settings,
-        operation_id: session,
-        query: Some(Query::PhysicalPlan(bytes)),
-    });
-    ballista_core::version::insert_version_header(request.metadata_mut());
-    let status = |e: tonic::Status| DataFusionError::Internal(format!("scheduler: {e}"));
-    let submitted = scheduler
-        .execute_query(request)
-        .await
-        .map_err(status)?
-        .into_inner();
-    let job_id = match submitted.result {
-        Some(execute_query_result::Result::Success(success)) => success.job_id,
-        other => {
-            return Err(DataFusionError::Internal(format!("job refused: {other:?}")));
-        }
-    };
-    let mut job = RunningJob {
-        scheduler: scheduler.clone(),
-        job_id: Some(job_id.clone()),
-    };
-    let locations = loop {
-        let answer = scheduler
-            .get_job_status(GetJobStatusParams {
-                job_id: job_id.clone(),
-            })
-            .await
-            .map_err(status)?
-            .into_inner();
-        match answer.status.and_then(|s| s.status) {
-            Some(job_status::Status::Successful(done)) => break done.partition_location,
-            Some(job_status::Status::Failed(failed)) => {
-                job.job_id = None;
-                return Err(DataFusionError::Execution(failed.error));
-            }
-            _ => tokio::time::sleep(JOB_POLL).await,
-        }
-    };
-    job.job_id = None;
-    let endpoint = Arc::new(BallistaConfigGrpcEndpoint::new(target.endpoint.clone()));
-    let partitions = locations.into_iter().map(move |location| {
-        futures::stream::once(fetch_partition(location, endpoint.clone())).try_flatten()
-    });
-    Ok(Box::pin(RecordBatchStreamAdapter::new(
-        schema,
-        futures::stream::iter(partitions)
-            .flatten()
-            .map(|batch| batch.map_err(cluster_error)),
-    )))
-}
-
-/// How often a gateway asks the scheduler whether its job is done.
-const JOB_POLL: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// One partition of a finished job's answer, from the executor that holds it.
-async fn fetch_partition(
-    location: PartitionLocation,
-    endpoint: Arc<BallistaConfigGrpcEndpoint>,
-) -> Result<SendableRecordBatchStream> {
-    let layout = location.layout();
-    let (Some(executor), Some(partition)) = (location.executor_meta, location.partition_id) else {
-        return Err(DataFusionError::Internal(
-            "a partition without its place".into(),
-        ));
-    };
-    let mut client = BallistaClient::try_new(
-        &executor.host,
-        executor.port as u16,
-        MAX_MESSAGE,
-        true,
-        Some(endpoint),
-        3,
-        100,
-        0,
-        0,
-    )
-    .await
-    .map_err(|e| DataFusionError::Internal(format!("executor connection: {e}")))?;
-    client
-        .fetch_partition(
-            &executor.id,
-            &partition.into(),
-            location.file_id,
-            layout,
-            true,
-        )
-        .await
-        .map_err(|e| DataFusionError::Internal(format!("partition fetch: {e}")))
 }

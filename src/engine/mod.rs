@@ -64,7 +64,7 @@ pub use admission::{Admission, Busy, Share};
 pub use answer::{Answer, AnswerHead, Chunk};
 pub use audit_table::{AuditEventsTable, audit_session};
 pub use distributed::{
-    ClusterTarget, PlanCodec, cluster_function_registry, cluster_session_config,
+    Cluster, PlanCodec, cluster_function_registry, cluster_session_config, encode_plan,
 };
 pub use encode::AnswerInfo;
 pub use encode::Format;
@@ -191,7 +191,7 @@ impl PlannedQuery {
         mut self,
         single_partition: bool,
         limits: &QueryLimits,
-        cluster: Option<&ClusterTarget>,
+        cluster: Option<&dyn Cluster>,
     ) -> Result<RunningQuery, EngineError> {
         if single_partition {
             self.state
@@ -206,7 +206,7 @@ impl PlannedQuery {
             clock.start(limits.planning_timeout);
         }
         let for_cluster =
-            cluster.filter(|t| !single_partition && self.input_bytes >= t.min_input_bytes);
+            cluster.filter(|c| !single_partition && self.input_bytes >= c.min_input_bytes());
         if for_cluster.is_some() {
             distributed::prepare(self.state.config_mut().options_mut());
         }
@@ -327,7 +327,7 @@ pub async fn start_query_on(
     ctx: &SessionContext,
     sql: &str,
     limits: &QueryLimits,
-    cluster: Option<&ClusterTarget>,
+    cluster: Option<&dyn Cluster>,
 ) -> Result<RunningQuery, EngineError> {
     plan_query(ctx, sql, limits)
         .await?
@@ -361,7 +361,7 @@ pub async fn run_query_on(
     ctx: &SessionContext,
     sql: &str,
     limits: &QueryLimits,
-    cluster: Option<&ClusterTarget>,
+    cluster: Option<&dyn Cluster>,
 ) -> Result<QueryOutcome, EngineError> {
     let work = async {
         let RunningQuery {

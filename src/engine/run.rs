@@ -52,7 +52,7 @@ pub struct HubData {
     /// Tables of the statistical secret and which of them may be read.
     pub tables: Arc<super::tables::PublishedTables>,
     /// The cluster that runs large queries (`None`: every query runs here).
-    pub cluster: Option<Arc<super::ClusterTarget>>,
+    pub cluster: Option<Arc<dyn super::Cluster>>,
 }
 
 impl std::fmt::Debug for HubData {

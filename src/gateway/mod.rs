@@ -88,6 +88,8 @@ pub struct Loaded {
     pub objects: Option<Arc<crate::storage::ObjectData>>,
     pub audit: AuditLog,
     pub hub: HubSummary,
+    /// The cluster that runs large queries (`[cluster]`; `None`: all run here).
+    pub cluster: Option<Arc<dyn crate::engine::Cluster>>,
 }
 
 /// The hub's use cases and everything they use; one documented field per dependency.
@@ -314,21 +316,6 @@ fn publication_event(id: &str, status: &TableStatus) -> Option<crate::audit::Aud
     }
 }
 
-/// The cluster large queries go to, with this gateway's identity on it (`[cluster]`).
-fn cluster_target(config: &Config) -> std::io::Result<Option<Arc<crate::engine::ClusterTarget>>> {
-    let Some(cluster) = &config.cluster else {
-        return Ok(None);
-    };
-    // SECURITY: a gateway whose cluster identity cannot be read does not start (it would
-    // otherwise run large queries somewhere it cannot authenticate).
-    let tls = crate::cluster::tls::ClusterTls::load(cluster).map_err(std::io::Error::other)?;
-    Ok(Some(Arc::new(crate::engine::ClusterTarget {
-        scheduler: cluster.scheduler.clone(),
-        endpoint: tls.endpoint_override(),
-        min_input_bytes: cluster.min_input_bytes,
-    })))
-}
-
 /// How often the tables of the statistical secret are checked against their sources.
 pub const TABLE_REFRESH: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -344,6 +331,7 @@ impl Gateway {
             objects,
             audit,
             hub,
+            cluster,
         } = loaded;
         let extracts = config
             .pseudonymisation
@@ -356,7 +344,7 @@ impl Gateway {
             keys: pseudonyms.clone(),
             extracts,
             tables: Arc::new(PublishedTables::with_files(config.data.dir.clone(), files)),
-            cluster: cluster_target(&config)?,
+            cluster,
         };
         let engine = Engine::start(&config.limits, data)?;
         let refusals = Arc::new(refusals::Refusals::new(

@@ -43,6 +43,12 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "telemetry",
         ],
     ),
+    // The cluster's roles and a gateway's client of it (internal gRPC, mutual TLS): plans
+    // are the engine's, encoded by its codec.
+    (
+        "cluster",
+        &["config", "engine", "private_fs", "secret_file"],
+    ),
     // The core, each part knowing only what lies below it.
     (
         "engine",

@@ -2,6 +2,7 @@
 //! curl lines that work as printed, SIGTERM ending it cleanly.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -150,11 +151,11 @@ fn check_refuses_a_master_key_readable_by_others() {
     }
 }
 
-#[test]
-fn demo_prints_curl_lines_that_work_as_printed_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `passerelle demo` in `dir` with `extra` arguments; returns it and the lines it
+/// printed up to its tour's last line.
+fn start_demo(dir: &Path, extra: &[&str]) -> (std::process::Child, Vec<String>) {
     let mut child = passerelle()
-        .current_dir(dir.path())
+        .current_dir(dir)
         .args([
             "demo",
             "--dir",
@@ -164,6 +165,7 @@ fn demo_prints_curl_lines_that_work_as_printed_and_stops_on_sigterm() {
             "--listen",
             "127.0.0.1:0",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -193,6 +195,31 @@ fn demo_prints_curl_lines_that_work_as_printed_and_stops_on_sigterm() {
             Err(_) => break,
         }
     }
+    (child, lines)
+}
+
+/// Sends SIGTERM to the demo and waits until it exits 0.
+fn stop_demo(mut child: std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "demo exited with {status}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn demo_prints_curl_lines_that_work_as_printed_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, lines) = start_demo(dir.path(), &[]);
     let curls: Vec<&String> = lines
         .iter()
         .filter(|l| l.trim_start().starts_with("curl --cacert"))
@@ -265,19 +292,73 @@ fn demo_prints_curl_lines_that_work_as_printed_and_stops_on_sigterm() {
         "{lines:#?}"
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
+    stop_demo(child);
+}
+
+/// `passerelle demo --cluster 2`: a scheduler and two executors start beside the demo, its
+/// printed queries answer as without them, from the cluster (its executors' work folders hold
+/// the jobs), and the cluster's processes stop with the demo.
+#[test]
+fn demo_with_a_cluster_answers_there_and_stops_its_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, lines) = start_demo(dir.path(), &["--cluster", "2"]);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("Cluster: scheduler https://127.0.0.1:")),
+        "{lines:#?}"
+    );
+    // The first researcher of the tour queries her project's stays.
+    let me = lines
+        .iter()
+        .find(|l| l.trim_start().starts_with("curl --cacert") && l.contains("/v1/me"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    for sql in [
+        "SELECT count(*) AS n FROM sante.sejours",
+        "SELECT * FROM sante.sejours ORDER BY 1 LIMIT 5",
+    ] {
+        let line = format!(
+            "{} -H 'Content-Type: application/json' -d '{{\"sql\": \"{sql}\"}}'",
+            me.trim().replace("/v1/me", "/v1/query")
+        );
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!("{line} -s -w '\\n%{{http_code}}'"))
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.ends_with("\n200") && text.contains("rows"),
+            "`{sql}` gave {text}"
+        );
+    }
+    let jobs: usize = (1..=2)
+        .map(|i| {
+            std::fs::read_dir(dir.path().join(format!("demo-hub/cluster/work-{i}")))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        })
+        .sum();
+    assert!(jobs > 0, "no job ran on the cluster");
+    let cluster_dir = dir.path().join("demo-hub/cluster");
+    stop_demo(child);
+    // The scheduler and executors went with it.
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "demo exited with {status}");
+        let running = Command::new("pgrep")
+            .args(["-f", &cluster_dir.to_string_lossy()])
+            .output()
+            .map(|o| !o.stdout.is_empty())
+            .unwrap_or(false);
+        if !running {
             break;
         }
-        assert!(Instant::now() < deadline, "demo did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            Instant::now() < deadline,
+            "the cluster's processes outlived the demo"
+        );
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

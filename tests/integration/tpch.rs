@@ -126,17 +126,15 @@ async fn secure_engine_answers_the_22_queries_as_bare_datafusion() {
 /// (it never falls back silently).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_two_executors_answers_the_22_queries_as_the_single_node_engine() {
-    use passerelle::engine::{ClusterTarget, run_query_on};
+    use passerelle::cluster::client::ClusterClient;
+    use passerelle::engine::run_query_on;
     let dir = tempfile::tempdir().unwrap();
     data::generate(dir.path(), 0.05, &data::Layout::default()).unwrap();
     let work = tempfile::tempdir().unwrap();
     let cluster = crate::support::local_cluster(work.path(), 2);
-    let tls = passerelle::cluster::tls::ClusterTls::load(&cluster.gateway).unwrap();
-    let target = ClusterTarget {
-        scheduler: cluster.gateway.scheduler.clone(),
-        endpoint: tls.endpoint_override(),
-        min_input_bytes: 0,
-    };
+    let target = ClusterClient::new(&cluster.gateway)
+        .unwrap()
+        .with_min_input_bytes(0);
     let limits = QueryLimits {
         max_rows: 1_000_000,
         timeout: Duration::from_secs(600),
@@ -152,7 +150,7 @@ async fn a_cluster_of_two_executors_answers_the_22_queries_as_the_single_node_en
             &data::secure_session(dir.path()).unwrap(),
             sql,
             &limits,
-            Some(&target),
+            Some(&target as &dyn passerelle::engine::Cluster),
         )
         .await
         {
@@ -200,7 +198,7 @@ async fn a_cluster_of_two_executors_answers_the_22_queries_as_the_single_node_en
         &data::secure_session(dir.path()).unwrap(),
         data::QUERIES[0],
         &limits,
-        Some(&target),
+        Some(&target as &dyn passerelle::engine::Cluster),
     )
     .await;
     assert!(gone.is_err(), "a query sent to a stopped cluster answered");

@@ -1,0 +1,225 @@
+//! A gateway's client of the cluster: submits a query's physical plan to the scheduler,
+//! follows the job, cancels it when nobody waits for it any more, and streams the answer back
+//! from the executors — every channel mutual TLS with the gateway's certificate.
+//!
+//! Owns: [`ClusterClient`], the engine's [`Cluster`] (`engine::distributed` decides which
+//! queries go, and encodes their plans).
+//! Must never: send anything but a plan the engine encoded, leave a job running for a caller
+//! that went away, or connect in clear.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ballista_core::client::BallistaClient;
+use ballista_core::extension::{BallistaConfigGrpcEndpoint, EndpointOverrideFn};
+use ballista_core::serde::protobuf::execute_query_params::Query;
+use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
+use ballista_core::serde::protobuf::{
+    CancelJobParams, ExecuteQueryParams, GetJobStatusParams, KeyValuePair, PartitionLocation,
+    execute_query_result, job_status,
+};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use tonic::transport::{Channel, Endpoint};
+
+use super::tls::ClusterTls;
+use crate::config::ClusterConfig;
+use crate::engine::{Cluster, encode_plan};
+
+/// Largest gRPC message to or from the scheduler and executors.
+const MAX_MESSAGE: usize = 64 * 1024 * 1024;
+
+/// How often a gateway asks the scheduler whether its job is done.
+const JOB_POLL: Duration = Duration::from_millis(20);
+
+/// The cluster as a gateway sees it.
+#[derive(Clone)]
+pub struct ClusterClient {
+    scheduler: String,
+    endpoint: EndpointOverrideFn,
+    min_input_bytes: u64,
+}
+
+impl std::fmt::Debug for ClusterClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterClient")
+            .field("scheduler", &self.scheduler)
+            .field("min_input_bytes", &self.min_input_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterClient {
+    /// The client of `config`'s cluster, with this gateway's identity (read now: a gateway
+    /// whose identity cannot be read does not start).
+    pub fn new(config: &ClusterConfig) -> Result<Self, String> {
+        let tls = ClusterTls::load(config)?;
+        Ok(Self {
+            scheduler: config.scheduler.clone(),
+            endpoint: tls.endpoint_override(),
+            min_input_bytes: config.min_input_bytes,
+        })
+    }
+
+    /// The same client sending every query that reads `min_input_bytes` or more.
+    pub fn with_min_input_bytes(mut self, min_input_bytes: u64) -> Self {
+        self.min_input_bytes = min_input_bytes;
+        self
+    }
+}
+
+impl Cluster for ClusterClient {
+    fn min_input_bytes(&self) -> u64 {
+        self.min_input_bytes
+    }
+
+    fn run(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        settings: Vec<(String, Option<String>)>,
+    ) -> BoxFuture<'static, Result<SendableRecordBatchStream>> {
+        let client = self.clone();
+        async move { client.run_job(plan, settings).await }.boxed()
+    }
+}
+
+/// A job submitted and not yet finished: dropped (the caller went away, the query's time ran
+/// out), it asks the scheduler to cancel the job, so that no work goes on for nobody.
+struct RunningJob {
+    scheduler: SchedulerGrpcClient<Channel>,
+    job_id: Option<String>,
+}
+
+impl Drop for RunningJob {
+    fn drop(&mut self) {
+        let (Some(job_id), Ok(runtime)) =
+            (self.job_id.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let mut scheduler = self.scheduler.clone();
+        runtime.spawn(async move {
+            // SECURITY (availability): a job nobody reads is stopped.
+            if let Err(e) = scheduler.cancel_job(CancelJobParams { job_id }).await {
+                tracing::warn!(error = %e, "a cluster job could not be cancelled");
+            }
+        });
+    }
+}
+
+fn internal(what: &str) -> impl Fn(String) -> DataFusionError + '_ {
+    move |e| DataFusionError::Internal(format!("{what}: {e}"))
+}
+
+impl ClusterClient {
+    async fn run_job(
+        &self,
+        plan: Arc<dyn ExecutionPlan>,
+        settings: Vec<(String, Option<String>)>,
+    ) -> Result<SendableRecordBatchStream> {
+        let schema = plan.schema();
+        let bytes = encode_plan(plan)?;
+        let endpoint = Endpoint::from_shared(self.scheduler.clone())
+            .map_err(|e| internal("scheduler address")(e.to_string()))?;
+        let endpoint =
+            (self.endpoint)(endpoint).map_err(|e| internal("scheduler endpoint")(e.to_string()))?;
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| internal("scheduler connection")(e.to_string()))?;
+        let mut scheduler = SchedulerGrpcClient::new(channel)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let session = uuid::Uuid::new_v4().to_string();
+        let mut request = tonic::Request::new(ExecuteQueryParams {
+            session_id: session.clone(),
+            settings: settings
+                .into_iter()
+                .map(|(key, value)| KeyValuePair { key, value })
+                .collect(),
+            operation_id: session,
+            query: Some(Query::PhysicalPlan(bytes)),
+        });
+        ballista_core::version::insert_version_header(request.metadata_mut());
+        let status = |e: tonic::Status| internal("scheduler")(e.to_string());
+        let submitted = scheduler
+            .execute_query(request)
+            .await
+            .map_err(status)?
+            .into_inner();
+        let job_id = match submitted.result {
+            Some(execute_query_result::Result::Success(success)) => success.job_id,
+            other => return Err(internal("job refused")(format!("{other:?}"))),
+        };
+        let mut job = RunningJob {
+            scheduler: scheduler.clone(),
+            job_id: Some(job_id.clone()),
+        };
+        let locations = loop {
+            let answer = scheduler
+                .get_job_status(GetJobStatusParams {
+                    job_id: job_id.clone(),
+                })
+                .await
+                .map_err(status)?
+                .into_inner();
+            match answer.status.and_then(|s| s.status) {
+                Some(job_status::Status::Successful(done)) => break done.partition_location,
+                Some(job_status::Status::Failed(failed)) => {
+                    job.job_id = None;
+                    return Err(DataFusionError::Execution(failed.error));
+                }
+                _ => tokio::time::sleep(JOB_POLL).await,
+            }
+        };
+        job.job_id = None;
+        let endpoint = Arc::new(BallistaConfigGrpcEndpoint::new(self.endpoint.clone()));
+        let partitions = locations.into_iter().map(move |location| {
+            futures::stream::once(fetch_partition(location, endpoint.clone())).try_flatten()
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            schema,
+            futures::stream::iter(partitions).flatten(),
+        )))
+    }
+}
+
+/// One partition of a finished job's answer, from the executor that holds it.
+async fn fetch_partition(
+    location: PartitionLocation,
+    endpoint: Arc<BallistaConfigGrpcEndpoint>,
+) -> Result<SendableRecordBatchStream> {
+    let layout = location.layout();
+    let (Some(executor), Some(partition)) = (location.executor_meta, location.partition_id) else {
+        return Err(DataFusionError::Internal(
+            "a partition without its place".into(),
+        ));
+    };
+    let mut client = BallistaClient::try_new(
+        &executor.host,
+        executor.port as u16,
+        MAX_MESSAGE,
+        true,
+        Some(endpoint),
+        3,
+        100,
+        0,
+        0,
+    )
+    .await
+    .map_err(|e| internal("executor connection")(e.to_string()))?;
+    client
+        .fetch_partition(
+            &executor.id,
+            &partition.into(),
+            location.file_id,
+            layout,
+            true,
+        )
+        .await
+        .map_err(|e| internal("partition fetch")(e.to_string()))
+}
