@@ -78,9 +78,13 @@ pub enum Command {
         /// The configuration file with a `[cluster]` section (its certificate: an executor's).
         #[arg(long, env = "PASSERELLE_CONFIG")]
         config: PathBuf,
-        /// Address of its Flight listener, as others reach it (a real port).
+        /// Address of its Flight listener (a real port: it is told to the scheduler).
         #[arg(long)]
         listen: SocketAddr,
+        /// The name or address others reach it by (default: `--listen`'s address); its
+        /// certificate must be valid for it.
+        #[arg(long)]
+        advertise: Option<String>,
         /// Folder of its shuffle files (made 0700).
         #[arg(long, default_value = "./executor-work")]
         work_dir: PathBuf,
@@ -229,6 +233,7 @@ pub fn run() -> ExitCode {
             listen,
             work_dir,
             id,
+            advertise,
         } => {
             crate::cluster::local::exit_with_parent();
             runtime()
@@ -237,6 +242,7 @@ pub fn run() -> ExitCode {
                 let place = crate::cluster::executor::ExecutorPlace {
                     id: id.unwrap_or_else(|| format!("executor-{}", listen.port())),
                     listen,
+                    advertise,
                     work_dir,
                 };
                 rt.block_on(crate::cluster::executor::run(&config, place))

@@ -32,6 +32,8 @@ use crate::config::Config;
 pub struct ExecutorPlace {
     /// Its Flight listener (a real port: it is told to the scheduler).
     pub listen: SocketAddr,
+    /// The name or address others reach it by (`None`: the listener's address).
+    pub advertise: Option<String>,
     /// Its shuffle files (made 0700).
     pub work_dir: PathBuf,
     /// Its name on the cluster.
@@ -88,7 +90,12 @@ pub async fn run(config: &Config, place: ExecutorPlace) -> Result<(), String> {
     let options = ExecutorProcessConfig {
         executor_id: place.id.clone(),
         bind_host: place.listen.ip().to_string(),
-        external_host: Some(place.listen.ip().to_string()),
+        external_host: Some(
+            place
+                .advertise
+                .clone()
+                .unwrap_or_else(|| place.listen.ip().to_string()),
+        ),
         port: place.listen.port(),
         scheduler_host,
         scheduler_port,

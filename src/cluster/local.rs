@@ -45,13 +45,25 @@ fn free_port() -> Result<SocketAddr, String> {
 
 impl LocalCluster {
     /// Starts, with `binary` (the passerelle executable) and the hub configuration `config`,
-    /// a scheduler and `executors` executors whose certificates and work folders are in `dir`
-    /// (made new: a previous run's are removed), and waits until the scheduler answers.
+    /// a scheduler and `executors` executors of 512 MiB each whose certificates and work
+    /// folders are in `dir` (made new: a previous run's are removed), and waits until they
+    /// answer.
     pub fn start(
         binary: &Path,
         config: &Path,
         dir: &Path,
         executors: usize,
+    ) -> Result<LocalCluster, String> {
+        Self::start_with_memory(binary, config, dir, executors, 512)
+    }
+
+    /// [`Self::start`] with `executor_memory_mb` for each executor.
+    pub fn start_with_memory(
+        binary: &Path,
+        config: &Path,
+        dir: &Path,
+        executors: usize,
+        executor_memory_mb: u64,
     ) -> Result<LocalCluster, String> {
         // Absolute: the roles resolve relative paths against their configuration's folder.
         let dir = &std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -85,7 +97,7 @@ impl LocalCluster {
                 ca: files.ca.clone(),
                 cert: files.gateway.cert.clone(),
                 key: files.gateway.key.clone(),
-                executor_memory_mb: 512,
+                executor_memory_mb,
             },
             executors: Vec::new(),
         };
@@ -103,7 +115,10 @@ impl LocalCluster {
                 .arg(format!("executor-{}", i + 1))
                 .arg("--work-dir")
                 .arg(&work)
-                .env("PASSERELLE_CLUSTER__EXECUTOR_MEMORY_MB", "512")
+                .env(
+                    "PASSERELLE_CLUSTER__EXECUTOR_MEMORY_MB",
+                    executor_memory_mb.to_string(),
+                )
                 .spawn()
                 .map_err(|e| format!("cannot start executor {}: {e}", i + 1))?;
             cluster.children.push(child);

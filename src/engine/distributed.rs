@@ -346,3 +346,66 @@ pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
         DataFusionError::Internal("the cluster could not run the query".into())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pseudonym::MasterKey;
+
+    #[test]
+    fn the_codec_decodes_only_what_it_wrote() {
+        let codec = PlanCodec::default();
+        // A pseudonymising mask goes and comes back with its domain; another mask without.
+        let domain =
+            Arc::new(PseudonymDomain::derive(&MasterKey::from_bytes([3; 32]), "p", 2).unwrap());
+        let pseudonym = ColumnTreatment::Pseudonymised { domain: "p".into() };
+        for (treatment, domain) in [
+            (pseudonym, Some(domain.clone())),
+            (ColumnTreatment::Redacted, Some(domain.clone())),
+            (ColumnTreatment::Partial { keep_last: 4 }, None),
+        ] {
+            let udf =
+                ScalarUDF::new_from_impl(MaskUdf::new(treatment.clone(), domain, DataType::Utf8));
+            let mut buf = Vec::new();
+            codec.try_encode_udf(&udf, &mut buf).unwrap();
+            let back = codec.try_decode_udf("masked", &buf).unwrap();
+            let (t, d, ty) = back.inner().downcast_ref::<MaskUdf>().unwrap().parts();
+            assert_eq!((t, ty), (&treatment, &DataType::Utf8));
+            assert_eq!(
+                d.is_some(),
+                matches!(treatment, ColumnTreatment::Pseudonymised { .. })
+            );
+        }
+        // A bounded function comes back as the hub's own, under its own name only.
+        let upper = FunctionSet::get().scalar("upper").unwrap();
+        let mut buf = Vec::new();
+        codec.try_encode_udf(&upper, &mut buf).unwrap();
+        assert!(FunctionSet::is_bounded(
+            &codec.try_decode_udf("upper", &buf).unwrap()
+        ));
+        assert!(codec.try_decode_udf("repeat", &buf).is_err());
+        // SECURITY: what the codec did not write is refused: no definition, another format, a
+        // pseudonym without its domain, a function outside the hub's list.
+        assert!(codec.try_decode_udf("upper", &[]).is_err());
+        assert!(codec.try_decode_udf("upper", b"not ours").is_err());
+        let mut cut = MAGIC.to_vec();
+        cut.push(MASK);
+        let json =
+            serde_json::to_vec(&ColumnTreatment::Pseudonymised { domain: "p".into() }).unwrap();
+        cut.extend_from_slice(&(json.len() as u32).to_le_bytes());
+        cut.extend_from_slice(&json);
+        let utf8 = datafusion_proto::protobuf::ArrowType::try_from(&DataType::Utf8)
+            .unwrap()
+            .encode_to_vec();
+        cut.extend_from_slice(&(utf8.len() as u32).to_le_bytes());
+        cut.extend_from_slice(&utf8);
+        assert!(codec.try_decode_udf("masked", &cut).is_err());
+        let mut named = MAGIC.to_vec();
+        named.push(BOUNDED);
+        named.extend_from_slice(b"md5");
+        assert!(codec.try_decode_udf("md5", &named).is_err());
+        // A plain DataFusion function (not bounded) is not shipped at all.
+        let raw = datafusion::functions::string::upper();
+        assert!(codec.try_encode_udf(&raw, &mut Vec::new()).is_err());
+    }
+}
