@@ -24,6 +24,10 @@
 )]
 
 #[path = "../tests/tpch/data.rs"]
+#[allow(
+    dead_code,
+    reason = "the tests' data module; this bench uses part of it"
+)]
 mod data;
 
 use std::path::{Path, PathBuf};

@@ -88,7 +88,7 @@ pub enum Command {
         /// Folder of its shuffle files (made 0700).
         #[arg(long, default_value = "./executor-work")]
         work_dir: PathBuf,
-        /// Its name on the cluster (default: `executor-<port>`).
+        /// Its name on the cluster, unique (default: `executor-<advertised host>-<port>`).
         #[arg(long)]
         id: Option<String>,
     },
@@ -240,7 +240,13 @@ pub fn run() -> ExitCode {
             .and_then(|rt| {
                 let config = Config::load(&config).map_err(|e| e.to_string())?;
                 let place = crate::cluster::executor::ExecutorPlace {
-                    id: id.unwrap_or_else(|| format!("executor-{}", listen.port())),
+                    id: id.unwrap_or_else(|| {
+                        format!(
+                            "executor-{}-{}",
+                            advertise.clone().unwrap_or_else(|| listen.ip().to_string()),
+                            listen.port()
+                        )
+                    }),
                     listen,
                     advertise,
                     work_dir,

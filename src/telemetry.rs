@@ -1,7 +1,7 @@
 //! Telemetry: tracing logs (human on a terminal, JSON lines for collectors) and the Prometheus
 //! metrics recorder.
 //!
-//! Owns: the log format, the log filter (`RUST_LOG`, default [`DEFAULT_FILTER`]: `info`, Ballista's crates `warn`), the process-wide metrics
+//! Owns: the log format, the log filter (`RUST_LOG`, default [`DEFAULT_FILTER`]: `info`, Ballista's crates off), the process-wide metrics
 //! recorder and the names of the metrics that the server exports.
 //!
 //! Must never: log tokens, keys, raw identifiers or result values. Fields logged elsewhere go
@@ -24,12 +24,13 @@ pub enum LogFormat {
 
 /// The log filter without `RUST_LOG`.
 pub const DEFAULT_FILTER: &str =
-    "info,ballista_scheduler=warn,ballista_executor=warn,ballista_core=warn";
+    "info,ballista_scheduler=off,ballista_executor=off,ballista_core=off";
 
 /// Starts logging to stderr. Safe to call more than once (later calls do nothing).
 pub fn init_logging(format: LogFormat) {
     // SECURITY: Ballista logs every submitted plan at `info`, with the query's literals (an
-    // identifier a researcher filters on): its crates log warnings and errors only.
+    // identifier a researcher filters on), and a failed task's error text at `error` (it may
+    // quote a value): its crates log nothing unless `RUST_LOG` asks.
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
     let builder = tracing_subscriber::fmt()
@@ -80,9 +81,15 @@ pub mod names {
     pub const AUTH_FAILURES: &str = "passerelle_auth_failures_total";
     pub const READY: &str = "passerelle_ready";
     pub const BUILD_INFO: &str = "passerelle_build_info";
+    /// Counted by the engine (which names it itself: it may not import this module).
+    pub const CLUSTER_QUERIES: &str = "passerelle_cluster_queries_total";
 }
 
 fn describe_metrics() {
+    metrics::describe_counter!(
+        names::CLUSTER_QUERIES,
+        "Queries whose plan this gateway ran on the cluster ([cluster])"
+    );
     metrics::describe_counter!(
         names::HTTP_REQUESTS,
         "HTTP requests answered, by route template, method and status"

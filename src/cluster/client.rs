@@ -15,8 +15,8 @@ use ballista_core::extension::{BallistaConfigGrpcEndpoint, EndpointOverrideFn};
 use ballista_core::serde::protobuf::execute_query_params::Query;
 use ballista_core::serde::protobuf::scheduler_grpc_client::SchedulerGrpcClient;
 use ballista_core::serde::protobuf::{
-    CancelJobParams, ExecuteQueryParams, GetJobStatusParams, KeyValuePair, PartitionLocation,
-    execute_query_result, job_status,
+    CancelJobParams, CleanJobDataParams, ExecuteQueryParams, GetJobStatusParams, KeyValuePair,
+    PartitionLocation, execute_query_result, job_status,
 };
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
@@ -60,7 +60,7 @@ impl ClusterClient {
         let tls = ClusterTls::load(config)?;
         Ok(Self {
             scheduler: config.scheduler.clone(),
-            endpoint: tls.endpoint_override(),
+            endpoint: tls.endpoint_override(&config.scheduler),
             min_input_bytes: config.min_input_bytes,
         })
     }
@@ -106,6 +106,35 @@ impl Drop for RunningJob {
             // SECURITY (availability): a job nobody reads is stopped.
             if let Err(e) = scheduler.cancel_job(CancelJobParams { job_id }).await {
                 tracing::warn!(error = %e, "a cluster job could not be cancelled");
+            }
+        });
+    }
+}
+
+/// A finished job's answer files: when its stream is dropped (read to the end or abandoned),
+/// the scheduler is asked to remove them from the executors.
+struct AnswerFiles {
+    scheduler: SchedulerGrpcClient<Channel>,
+    job_id: Option<String>,
+}
+
+impl Drop for AnswerFiles {
+    fn drop(&mut self) {
+        let (Some(job_id), Ok(runtime)) =
+            (self.job_id.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        let mut scheduler = self.scheduler.clone();
+        runtime.spawn(async move {
+            if let Err(e) = scheduler
+                .clean_job_data(CleanJobDataParams {
+                    job_id,
+                    remove_stage_ids: Vec::new(),
+                })
+                .await
+            {
+                tracing::warn!(error = %e, "a cluster job's files could not be removed");
             }
         });
     }
@@ -177,13 +206,22 @@ impl ClusterClient {
             }
         };
         job.job_id = None;
+        // Once the answer is read (or abandoned), its files on the executors go.
+        let read = AnswerFiles {
+            scheduler,
+            job_id: Some(job_id),
+        };
         let endpoint = Arc::new(BallistaConfigGrpcEndpoint::new(self.endpoint.clone()));
         let partitions = locations.into_iter().map(move |location| {
             futures::stream::once(fetch_partition(location, endpoint.clone())).try_flatten()
         });
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             schema,
-            futures::stream::iter(partitions).flatten(),
+            futures::stream::iter(partitions)
+                .flatten()
+                .inspect(move |_| {
+                    let _ = &read;
+                }),
         )))
     }
 }

@@ -53,7 +53,7 @@ pub async fn run(config: &Config, place: ExecutorPlace) -> Result<(), String> {
     crate::private_fs::create_dir_all(&place.work_dir)
         .map_err(|e| format!("{}: {e}", place.work_dir.display()))?;
     let max_value_bytes = config.limits.max_value_bytes;
-    let endpoint = tls.endpoint_override();
+    let endpoint = tls.endpoint_override(&cluster.scheduler);
     let server_tls = tls.server();
     let flight = move |work_dir: String,
                        address: SocketAddr,
@@ -108,8 +108,16 @@ pub async fn run(config: &Config, place: ExecutorPlace) -> Result<(), String> {
             crate::engine::cluster_session_config(max_value_bytes, endpoint.clone())
         })),
         override_physical_codec: Some(Arc::new(crate::engine::PlanCodec::default())),
+        // SECURITY (availability): the scheduler cannot stop a pull-mode executor's running
+        // task; each stops at the query's time limit.
+        override_execution_engine: Some(Arc::new(super::deadline::DeadlineEngine::new(
+            std::time::Duration::from_secs(config.limits.query_timeout_secs),
+        ))),
+        // Shuffle files a job left (cancelled, or the executor restarted) go within an hour.
+        job_data_ttl_seconds: 3600,
+        job_data_clean_up_interval_seconds: 300,
         override_arrow_flight_service: Some(Arc::new(flight)),
-        override_create_grpc_client_endpoint: Some(tls.endpoint_override()),
+        override_create_grpc_client_endpoint: Some(tls.endpoint_override(&cluster.scheduler)),
         ..ExecutorProcessConfig::default()
     };
     tracing::info!(id = %place.id, listen = %place.listen, "cluster executor starting (mutual TLS)");

@@ -13,6 +13,7 @@
 //! from a gateway, or give an executor the master key.
 
 pub mod client;
+mod deadline;
 pub mod executor;
 pub mod local;
 pub mod pki;

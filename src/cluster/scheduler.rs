@@ -202,7 +202,7 @@ pub async fn run(
         .local_addr()
         .map_err(|e| format!("scheduler listener: {e}"))?;
     let max_value_bytes = config.limits.max_value_bytes;
-    let endpoint = tls.endpoint_override();
+    let endpoint = tls.endpoint_override(&cluster.scheduler);
     let scheduler_config = SchedulerConfig {
         bind_host: address.ip().to_string(),
         external_host: address.ip().to_string(),
@@ -214,12 +214,12 @@ pub async fn run(
         override_config_producer: Some(Arc::new(move || {
             crate::engine::cluster_session_config(max_value_bytes, endpoint.clone())
         })),
-        override_create_grpc_client_endpoint: Some(tls.endpoint_override()),
+        override_create_grpc_client_endpoint: Some(tls.endpoint_override(&cluster.scheduler)),
         use_tls: true,
-        // A finished job's shuffle files and state go after a minute (its answer has been
-        // read by then, or never will be).
-        finished_job_data_clean_up_interval_seconds: 60,
-        finished_job_state_clean_up_interval_seconds: 60,
+        // A finished job's files go when its gateway has read the answer (`clean_job_data`),
+        // at the latest ten minutes after it ended; its state after ten minutes too.
+        finished_job_data_clean_up_interval_seconds: 600,
+        finished_job_state_clean_up_interval_seconds: 600,
         enable_embedded_flight_proxy: false,
         ..SchedulerConfig::default()
     };

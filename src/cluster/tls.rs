@@ -84,19 +84,28 @@ impl ClusterTls {
             .client_ca_root(self.ca.clone())
     }
 
-    /// The client side, as Ballista's endpoint hook: every endpoint it makes (to the
-    /// scheduler, to an executor) becomes `https` with this node's certificate, trusting only
-    /// the cluster's authority, the server's name checked against the address dialled.
-    pub fn endpoint_override(&self) -> EndpointOverrideFn {
+    /// The client side, as Ballista's endpoint hook: every endpoint it makes becomes `https`
+    /// with this node's certificate, trusting only the cluster's authority, and the server
+    /// must show the role it is dialled for: `scheduler` at `scheduler` (the `https://host:port`
+    /// of `cluster.scheduler`), `executor` anywhere else.
+    pub fn endpoint_override(&self, scheduler: &str) -> EndpointOverrideFn {
         let tls = ClientTlsConfig::new()
             .ca_certificate(self.ca.clone())
             .identity(self.identity.clone());
+        let scheduler = authority_of(scheduler);
         Arc::new(move |endpoint: Endpoint| {
             let uri = endpoint.uri();
             let authority = uri
                 .authority()
                 .ok_or("a cluster endpoint without host and port")?
                 .to_string();
+            // SECURITY: the server's certificate must name the role this node expects there:
+            // an executor's key cannot pose as the scheduler (and receive every plan).
+            let role = if scheduler.as_deref() == Some(authority.as_str()) {
+                Role::Scheduler
+            } else {
+                Role::Executor
+            };
             // SECURITY: Ballista writes `http://` for the scheduler and for executors when
             // `use_tls` is off; tonic would then connect in clear whatever its TLS setting.
             // The endpoint is made again as `https`, with the same timeouts as Ballista's.
@@ -108,10 +117,18 @@ impl ClusterTls {
                 .http2_keep_alive_interval(std::time::Duration::from_secs(300))
                 .keep_alive_timeout(std::time::Duration::from_secs(20))
                 .keep_alive_while_idle(true)
-                .tls_config(tls.clone())?;
+                .tls_config(tls.clone().domain_name(role.dns_name()))?;
             Ok(secure)
         })
     }
+}
+
+/// `host:port` of an `https://host:port` address.
+fn authority_of(url: &str) -> Option<String> {
+    url.parse::<tonic::codegen::http::Uri>()
+        .ok()?
+        .authority()
+        .map(ToString::to_string)
 }
 
 /// Does the peer of `request` (its certificate already checked against the cluster's

@@ -27,8 +27,12 @@ use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::config::ConfigOptions;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::stats::Precision;
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::{ColumnStatistics, Statistics};
 use datafusion::common::{DataFusionError, Result};
+use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
+use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::TaskContext;
 use datafusion::execution::session_state::SessionState;
@@ -279,13 +283,62 @@ pub(super) async fn run_on_cluster(
     )))
 }
 
-/// Encodes `plan` for the scheduler (what `Cluster::run` sends).
+/// Encodes `plan` for the scheduler (what `Cluster::run` sends), without the statistics of
+/// its files.
 pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
+    let plan = without_file_statistics(plan)?;
     let mut bytes = Vec::new();
     PhysicalPlanNode::try_from_physical_plan(plan, &PlanCodec::default())?
         .encode(&mut bytes)
         .map_err(|e| DataFusionError::Internal(format!("plan encoding: {e}")))?;
     Ok(bytes)
+}
+
+/// `plan` with its file scans' statistics unknown.
+///
+/// SECURITY: a scan's statistics are the raw columns' minimum, maximum, null and distinct
+/// counts per file (an identifier's smallest and largest value): DataFusion's protobuf would
+/// carry them to the scheduler and executors, which need none (the gateway planned the joins;
+/// executors prune with the files' own footers).
+fn without_file_statistics(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let Some(config) = node
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+        else {
+            return Ok(Transformed::no(node));
+        };
+        let columns = config.statistics().column_statistics.len();
+        let groups = config
+            .file_groups
+            .iter()
+            .map(|group| {
+                FileGroup::new(
+                    group
+                        .iter()
+                        .map(|file| {
+                            let mut file = file.clone();
+                            file.statistics = None;
+                            file
+                        })
+                        .collect(),
+                )
+            })
+            .collect();
+        let unknown = Statistics {
+            num_rows: Precision::Absent,
+            total_byte_size: Precision::Absent,
+            column_statistics: vec![ColumnStatistics::new_unknown(); columns],
+        };
+        let stripped = FileScanConfigBuilder::from(config.clone())
+            .with_file_groups(groups)
+            .with_statistics(unknown)
+            .build();
+        Ok(Transformed::yes(
+            DataSourceExec::from_data_source(stripped) as Arc<dyn ExecutionPlan>
+        ))
+    })
+    .map(|t| t.data)
 }
 
 /// Can the cluster run `plan` whole? (Otherwise it runs on the gateway.) Not when the codec
@@ -320,12 +373,12 @@ pub(super) fn prepare(options: &mut ConfigOptions) {
 /// What a caller learns of a cluster's failure: its kind, in the engine's own words, never
 /// its text (Ballista's text around the executor's error names jobs, nodes and files).
 pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
-    // SECURITY: the text is logged; the answer is chosen from a fixed list by what it
-    // contains, and carries none of it.
-    tracing::error!(error = %e, "the cluster could not run a query");
+    // SECURITY: the answer is chosen from a fixed list by what the text contains, and
+    // carries none of it.
     let text = e.to_string();
+    drop(e);
     let user = |m: &str| DataFusionError::Execution(m.to_string());
-    if text.contains(super::memory::VALUE_TOO_LARGE) {
+    let answer = if text.contains(super::memory::VALUE_TOO_LARGE) {
         DataFusionError::ResourcesExhausted(format!(
             "{}: a function of the query would build a value larger than this hub allows",
             super::memory::VALUE_TOO_LARGE
@@ -344,7 +397,11 @@ pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
         DataFusionError::ResourcesExhausted("the cluster's memory".into())
     } else {
         DataFusionError::Internal("the cluster could not run the query".into())
-    }
+    };
+    // SECURITY: the error's text may quote a value (`Cannot cast string '…'`): only its kind
+    // is logged.
+    tracing::warn!(kind = %answer, "a query failed on the cluster");
+    answer
 }
 
 #[cfg(test)]

@@ -220,8 +220,16 @@ impl PlannedQuery {
         if let Some(target) = for_cluster.filter(|_| distributed::can_ship(&physical)) {
             // SECURITY: what is shipped is this physical plan, secure scans inside; the
             // cluster's errors are logged, never shown (they may name files and nodes).
-            // SECURITY (availability): the job has the query's time; past it, or when the
-            // caller goes away, it is cancelled on the cluster (`distributed::RunningJob`).
+            // SECURITY (availability): a job's answer is written whole on the executors before
+            // it is read: each of its partitions stops one row past what the caller may get.
+            // The job has the query's time; past it, or when the caller goes away, it is
+            // cancelled on the cluster (`cluster::client`), and each of its tasks stops at
+            // its executor's own time limit (`cluster::deadline`).
+            let physical: std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan> =
+                std::sync::Arc::new(datafusion::physical_plan::limit::LocalLimitExec::new(
+                    physical,
+                    limits.max_rows.saturating_add(1),
+                ));
             let stream = tokio::time::timeout(
                 limits.timeout,
                 distributed::run_on_cluster(target, physical, &self.state),
@@ -229,6 +237,8 @@ impl PlannedQuery {
             .await
             .map_err(|_| EngineError::Timeout(limits.timeout.as_secs()))?
             .map_err(|e| user_error(distributed::cluster_error(e), limits))?;
+            // (`passerelle_cluster_queries_total`, described in `telemetry`.)
+            metrics::counter!("passerelle_cluster_queries_total").increment(1);
             return Ok(RunningQuery {
                 schema,
                 stream,

@@ -371,24 +371,27 @@ impl Run {
         single_partition: bool,
         pause: Option<Instant>,
         held: Held,
-        head_tx: HeadSender,
+        mut head_tx: HeadSender,
     ) {
-        let answer = match planned
-            .start(
+        // A query on the cluster starts only once its job has ended: a caller that goes away
+        // meanwhile drops it (and the job is cancelled).
+        let started = tokio::select! {
+            started = planned.start(
                 single_partition,
                 &self.limits,
                 self.engine.data.cluster.as_deref(),
+            ) => started,
+            () = head_tx.closed() => return,
+        };
+        let answer = match started.and_then(|running| {
+            Answer::new(
+                running,
+                self.format,
+                &self.info,
+                &self.limits,
+                self.deadline,
             )
-            .await
-            .and_then(|running| {
-                Answer::new(
-                    running,
-                    self.format,
-                    &self.info,
-                    &self.limits,
-                    self.deadline,
-                )
-            }) {
+        }) {
             Ok(answer) => answer,
             Err(e) => {
                 drop(held);

@@ -491,12 +491,25 @@ enum Via {
     Cluster,
 }
 
+/// Queries this test process's gateways sent to a cluster so far.
+fn cluster_queries() -> u64 {
+    passerelle::telemetry::metrics_handle()
+        .map(|h| h.render())
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("passerelle_cluster_queries_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
 struct Attack {
     _dev: passerelle::demo::DevIssuer,
     /// The bucket and the hub's local working folder, for `Via::Bucket`.
     _bucket: Option<(crate::support::moto::Moto, tempfile::TempDir)>,
     /// The cluster and its folder, for `Via::Cluster`.
     _cluster: Option<(passerelle::cluster::local::LocalCluster, tempfile::TempDir)>,
+    /// `passerelle_cluster_queries_total` when the attack started.
+    cluster_queries_at_start: u64,
     server: TestServer,
     token: String,
     flight: Option<FlightClient>,
@@ -548,6 +561,7 @@ impl Attack {
             _dev: dev,
             _bucket: bucket,
             _cluster: cluster,
+            cluster_queries_at_start: cluster_queries(),
             server,
             token,
             flight,
@@ -685,24 +699,11 @@ impl Attack {
 
     fn finish(self) {
         eprintln!("{}: {} queries", self.name, self.queries);
-        // On a cluster, the catalogue's queries really ran there: Ballista keeps each job's
-        // folder in an executor's work folder.
-        if let Some((_, dir)) = &self._cluster {
-            let jobs: usize = (1..=2)
-                .map(|i| {
-                    std::fs::read_dir(dir.path().join(format!("cluster/work-{i}")))
-                        .map(|d| {
-                            d.filter(|e| {
-                                e.as_ref().is_ok_and(|e| {
-                                    !e.file_name().to_string_lossy().starts_with("datafusion-")
-                                })
-                            })
-                            .count()
-                        })
-                        .unwrap_or(0)
-                })
-                .sum();
-            eprintln!("{}: {jobs} job(s) on the cluster", self.name);
+        // On a cluster, the catalogue's queries really ran there (the process-wide count of
+        // queries gateways sent to a cluster grew while it ran).
+        if self._cluster.is_some() {
+            let jobs = cluster_queries() - self.cluster_queries_at_start;
+            eprintln!("{}: {jobs} queries on the cluster", self.name);
             // (The metadata catalogue reads no dataset: its queries stay on the cheap lane.)
             assert!(
                 jobs > 0 || self.name == "metadata",

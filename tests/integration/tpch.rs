@@ -121,9 +121,8 @@ async fn secure_engine_answers_the_22_queries_as_bare_datafusion() {
 
 /// The 22 queries answer the same on a Ballista cluster — a scheduler and two executors of
 /// this build, on loopback, mutual TLS — as on the single-node secure engine: the gateway
-/// ships its own physical plan (secure scans inside) and reads the answer back. The executors'
-/// work folders show that both ran tasks; once the cluster is gone, a query sent there fails
-/// (it never falls back silently).
+/// ships its own physical plan (secure scans inside) and reads the answer back. Once the
+/// cluster is gone, a query sent there fails (it never falls back silently).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_two_executors_answers_the_22_queries_as_the_single_node_engine() {
     use passerelle::cluster::client::ClusterClient;
@@ -188,11 +187,6 @@ async fn a_cluster_of_two_executors_answers_the_22_queries_as_the_single_node_en
         [11, 15, 22],
         "queries that did not run on the cluster"
     );
-    for i in 1..=2 {
-        let folder = work.path().join(format!("cluster/work-{i}"));
-        let jobs = std::fs::read_dir(&folder).map(|d| d.count()).unwrap_or(0);
-        assert!(jobs > 0, "executor {i} ran no task ({})", folder.display());
-    }
     drop(cluster);
     let gone = run_query_on(
         &data::secure_session(dir.path()).unwrap(),
