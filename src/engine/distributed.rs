@@ -465,4 +465,70 @@ mod tests {
         let raw = datafusion::functions::string::upper();
         assert!(codec.try_encode_udf(&raw, &mut Vec::new()).is_err());
     }
+
+    /// SECURITY: a scan's statistics (a raw column's minimum and maximum per file) do not
+    /// travel: what the scheduler decodes has none.
+    #[tokio::test]
+    async fn a_shipped_plan_carries_no_file_statistics() {
+        use datafusion::arrow::array::StringArray;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        use datafusion::arrow::record_batch::RecordBatch;
+        use datafusion::prelude::{ParquetReadOptions, SessionContext};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let schema = Arc::new(Schema::new(vec![Field::new("nir", DataType::Utf8, false)]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(StringArray::from(vec![
+                "1840375056123",
+                "2990175056999",
+            ]))],
+        )
+        .unwrap();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(
+            std::fs::File::create(&path).unwrap(),
+            schema,
+            None,
+        )
+        .unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let ctx = SessionContext::new();
+        ctx.register_parquet("t", path.to_str().unwrap(), ParquetReadOptions::default())
+            .await
+            .unwrap();
+        ctx.sql("SET datafusion.execution.collect_statistics = true")
+            .await
+            .unwrap();
+        let plan = ctx
+            .sql("SELECT nir FROM t")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        let text = |plan: &Arc<dyn ExecutionPlan>| {
+            format!(
+                "{:?}",
+                PhysicalPlanNode::try_from_physical_plan(plan.clone(), &PlanCodec::default())
+                    .unwrap()
+            )
+        };
+        // The plain encoding carries the raw extremes; passerelle's does not.
+        assert!(text(&plan).contains("1840375056123"), "{}", text(&plan));
+        let bytes = encode_plan(plan).unwrap();
+        let shipped = PhysicalPlanNode::decode(bytes.as_slice()).unwrap();
+        let shipped = format!("{shipped:?}");
+        assert!(!shipped.contains("1840375056123") && !shipped.contains("2990175056999"));
+    }
+
+    #[test]
+    fn plain_datafusion_functions_are_not_shipped() {
+        let raw = datafusion::functions::string::upper();
+        assert!(
+            PlanCodec::default()
+                .try_encode_udf(&raw, &mut Vec::new())
+                .is_err()
+        );
+    }
 }

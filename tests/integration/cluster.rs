@@ -180,6 +180,21 @@ async fn no_peer_without_a_certificate_of_the_cluster_authority_reaches_a_node()
         );
     }
 
+    // A client expects the role it dials: the scheduler's certificate is no executor's (an
+    // executor's key could not pose as the scheduler either).
+    let expects_executor = ClusterConfig {
+        scheduler: "https://127.0.0.1:1".into(),
+        ..cluster.gateway.clone()
+    };
+    if let Ok(channel) = channel_as(&expects_executor, &url).await {
+        let answer = SchedulerGrpcClient::new(channel)
+            .get_job_status(GetJobStatusParams {
+                job_id: "none".into(),
+            })
+            .await;
+        assert!(answer.is_err(), "a scheduler was taken for an executor");
+    }
+
     // An executor's shuffle files: to gateways and executors, not to the scheduler's identity.
     let scheduler = as_node(&cluster, &work.path().join("cluster"), "scheduler");
     let mut flight = FlightServiceClient::new(channel_as(&scheduler, &executor_url).await.unwrap());
