@@ -87,14 +87,25 @@ impl Cluster for ClusterClient {
     }
 }
 
-/// A job submitted and not yet finished: dropped (the caller went away, the query's time ran
-/// out), it asks the scheduler to cancel the job, so that no work goes on for nobody.
-struct RunningJob {
-    scheduler: SchedulerGrpcClient<Channel>,
-    job_id: Option<String>,
+/// What the scheduler is asked when a [`JobGuard`] is dropped.
+#[derive(Clone, Copy)]
+enum OnDrop {
+    /// A job submitted and not yet finished: the caller went away or the query's time ran
+    /// out: cancel it, so that no work goes on for nobody.
+    Cancel,
+    /// A finished job whose answer stream was dropped (read to the end or abandoned): remove
+    /// its files from the executors.
+    Clean,
 }
 
-impl Drop for RunningJob {
+/// One job, and what to ask of the scheduler when it is no longer wanted.
+struct JobGuard {
+    scheduler: SchedulerGrpcClient<Channel>,
+    job_id: Option<String>,
+    on_drop: OnDrop,
+}
+
+impl Drop for JobGuard {
     fn drop(&mut self) {
         let (Some(job_id), Ok(runtime)) =
             (self.job_id.take(), tokio::runtime::Handle::try_current())
@@ -102,39 +113,25 @@ impl Drop for RunningJob {
             return;
         };
         let mut scheduler = self.scheduler.clone();
+        let on_drop = self.on_drop;
         runtime.spawn(async move {
-            // SECURITY (availability): a job nobody reads is stopped.
-            if let Err(e) = scheduler.cancel_job(CancelJobParams { job_id }).await {
-                tracing::warn!(error = %e, "a cluster job could not be cancelled");
-            }
-        });
-    }
-}
-
-/// A finished job's answer files: when its stream is dropped (read to the end or abandoned),
-/// the scheduler is asked to remove them from the executors.
-struct AnswerFiles {
-    scheduler: SchedulerGrpcClient<Channel>,
-    job_id: Option<String>,
-}
-
-impl Drop for AnswerFiles {
-    fn drop(&mut self) {
-        let (Some(job_id), Ok(runtime)) =
-            (self.job_id.take(), tokio::runtime::Handle::try_current())
-        else {
-            return;
-        };
-        let mut scheduler = self.scheduler.clone();
-        runtime.spawn(async move {
-            if let Err(e) = scheduler
-                .clean_job_data(CleanJobDataParams {
-                    job_id,
-                    remove_stage_ids: Vec::new(),
-                })
-                .await
-            {
-                tracing::warn!(error = %e, "a cluster job's files could not be removed");
+            // SECURITY (availability): a job nobody reads is stopped; an answer read is not
+            // kept on the executors' disks.
+            let asked = match on_drop {
+                OnDrop::Cancel => scheduler
+                    .cancel_job(CancelJobParams { job_id })
+                    .await
+                    .map(|_| ()),
+                OnDrop::Clean => scheduler
+                    .clean_job_data(CleanJobDataParams {
+                        job_id,
+                        remove_stage_ids: Vec::new(),
+                    })
+                    .await
+                    .map(|_| ()),
+            };
+            if let Err(e) = asked {
+                tracing::warn!(error = %e, "the scheduler did not take a job's cancel or clean-up");
             }
         });
     }
@@ -184,9 +181,10 @@ impl ClusterClient {
             Some(execute_query_result::Result::Success(success)) => success.job_id,
             other => return Err(internal("job refused")(format!("{other:?}"))),
         };
-        let mut job = RunningJob {
+        let mut job = JobGuard {
             scheduler: scheduler.clone(),
             job_id: Some(job_id.clone()),
+            on_drop: OnDrop::Cancel,
         };
         let locations = loop {
             let answer = scheduler
@@ -199,18 +197,15 @@ impl ClusterClient {
             match answer.status.and_then(|s| s.status) {
                 Some(job_status::Status::Successful(done)) => break done.partition_location,
                 Some(job_status::Status::Failed(failed)) => {
-                    job.job_id = None;
+                    job.on_drop = OnDrop::Clean;
                     return Err(DataFusionError::Execution(failed.error));
                 }
                 _ => tokio::time::sleep(JOB_POLL).await,
             }
         };
-        job.job_id = None;
-        // Once the answer is read (or abandoned), its files on the executors go.
-        let read = AnswerFiles {
-            scheduler,
-            job_id: Some(job_id),
-        };
+        // Finished: once the answer is read (or abandoned), its files on the executors go.
+        job.on_drop = OnDrop::Clean;
+        let read = job;
         let endpoint = Arc::new(BallistaConfigGrpcEndpoint::new(self.endpoint.clone()));
         let partitions = locations.into_iter().map(move |location| {
             futures::stream::once(fetch_partition(location, endpoint.clone())).try_flatten()
