@@ -7,8 +7,8 @@
 //! build, child processes on loopback, mutual TLS (`run_query_on`, every query that can go).
 //! Interleaved run by run. Also reported per query: the bytes its job wrote to the executors'
 //! work folders (the shuffle files every stage writes and the next reads: the data shipped
-//! between nodes, the answer included), and whether it ran on the cluster (scalar subqueries
-//! stay on the gateway).
+//! between nodes, the answer included; sampled every 2 ms, so a job faster than that may show
+//! less), and whether it ran on the cluster (scalar subqueries stay on the gateway).
 //!
 //! Settings (environment): `TPCH_SF` (default 1), `TPCH_RUNS` (default 3), `TPCH_THREADS`
 //! (gateway threads and partitions, default 2), `TPCH_EXECUTORS` (default 2),
@@ -122,6 +122,25 @@ fn main() {
         .map(|i| work.path().join(format!("cluster/work-{i}")))
         .collect();
 
+    // Every job folder's largest size, sampled every 2 ms.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashMap::<
+        String,
+        u64,
+    >::new()));
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (seen, sampling, work_dirs) = (seen.clone(), sampling.clone(), work_dirs.clone());
+        std::thread::spawn(move || {
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                for (name, bytes) in work_dirs.iter().flat_map(|d| entries(d)) {
+                    let mut seen = seen.lock().unwrap();
+                    let max = seen.entry(name).or_default();
+                    *max = (*max).max(bytes);
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads)
         .enable_all()
@@ -158,16 +177,16 @@ fn main() {
                     (start.elapsed().as_secs_f64() * 1e3, outcome)
                 }
             };
-            // Warm-up, and the bytes one run ships.
+            // Warm-up, and the bytes one run ships (the largest size each new job folder
+            // reached: the gateway has them removed once it has read the answer).
             time(None).await;
-            let before: Vec<String> = work_dirs
-                .iter()
-                .flat_map(|d| entries(d).into_iter().map(|(name, _)| name))
-                .collect();
+            let before: Vec<String> = seen.lock().unwrap().keys().cloned().collect();
             let (_, outcome) = time(Some("cluster")).await;
-            let shipped: u64 = work_dirs
+            std::thread::sleep(Duration::from_millis(20));
+            let shipped: u64 = seen
+                .lock()
+                .unwrap()
                 .iter()
-                .flat_map(|d| entries(d))
                 .filter(|(name, _)| !before.contains(name))
                 .map(|(_, bytes)| bytes)
                 .sum();
@@ -211,5 +230,7 @@ fn main() {
         geo(&cluster_all) / geo(&single_all),
         shipped_all as f64 / 1e6
     );
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    sampler.join().unwrap();
     drop(cluster);
 }
