@@ -20,7 +20,6 @@ use ballista_core::serde::protobuf::{
 };
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
-use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
@@ -28,7 +27,7 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::tls::ClusterTls;
 use crate::config::ClusterConfig;
-use crate::engine::{Cluster, encode_plan};
+use crate::engine::{Cluster, ShippedPlan};
 
 /// Largest gRPC message to or from the scheduler and executors.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
@@ -60,7 +59,7 @@ impl ClusterClient {
         let tls = ClusterTls::load(config)?;
         Ok(Self {
             scheduler: config.scheduler.clone(),
-            endpoint: tls.endpoint_override(&config.scheduler),
+            endpoint: tls.endpoint_override(),
             min_input_bytes: config.min_input_bytes,
         })
     }
@@ -79,7 +78,7 @@ impl Cluster for ClusterClient {
 
     fn run(
         &self,
-        plan: Arc<dyn ExecutionPlan>,
+        plan: ShippedPlan,
         settings: Vec<(String, Option<String>)>,
     ) -> BoxFuture<'static, Result<SendableRecordBatchStream>> {
         let client = self.clone();
@@ -137,26 +136,25 @@ impl Drop for JobGuard {
     }
 }
 
-fn internal(what: &str) -> impl Fn(String) -> DataFusionError + '_ {
-    move |e| DataFusionError::Internal(format!("{what}: {e}"))
+/// An error of the cluster's channels (logged by kind only, answered `internal_error`).
+fn internal(what: &str, e: impl std::fmt::Display) -> DataFusionError {
+    DataFusionError::Internal(format!("{what}: {e}"))
 }
 
 impl ClusterClient {
     async fn run_job(
         &self,
-        plan: Arc<dyn ExecutionPlan>,
+        plan: ShippedPlan,
         settings: Vec<(String, Option<String>)>,
     ) -> Result<SendableRecordBatchStream> {
-        let schema = plan.schema();
-        let bytes = encode_plan(plan)?;
+        let ShippedPlan { bytes, schema } = plan;
         let endpoint = Endpoint::from_shared(self.scheduler.clone())
-            .map_err(|e| internal("scheduler address")(e.to_string()))?;
-        let endpoint =
-            (self.endpoint)(endpoint).map_err(|e| internal("scheduler endpoint")(e.to_string()))?;
+            .map_err(|e| internal("scheduler address", e))?;
+        let endpoint = (self.endpoint)(endpoint).map_err(|e| internal("scheduler endpoint", e))?;
         let channel = endpoint
             .connect()
             .await
-            .map_err(|e| internal("scheduler connection")(e.to_string()))?;
+            .map_err(|e| internal("scheduler connection", e))?;
         let mut scheduler = SchedulerGrpcClient::new(channel)
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
@@ -171,7 +169,7 @@ impl ClusterClient {
             query: Some(Query::PhysicalPlan(bytes)),
         });
         ballista_core::version::insert_version_header(request.metadata_mut());
-        let status = |e: tonic::Status| internal("scheduler")(e.to_string());
+        let status = |e: tonic::Status| internal("scheduler", e);
         let submitted = scheduler
             .execute_query(request)
             .await
@@ -179,7 +177,7 @@ impl ClusterClient {
             .into_inner();
         let job_id = match submitted.result {
             Some(execute_query_result::Result::Success(success)) => success.job_id,
-            other => return Err(internal("job refused")(format!("{other:?}"))),
+            other => return Err(internal("job refused", format!("{other:?}"))),
         };
         let mut job = JobGuard {
             scheduler: scheduler.clone(),
@@ -244,7 +242,7 @@ async fn fetch_partition(
         0,
     )
     .await
-    .map_err(|e| internal("executor connection")(e.to_string()))?;
+    .map_err(|e| internal("executor connection", e))?;
     client
         .fetch_partition(
             &executor.id,
@@ -254,5 +252,5 @@ async fn fetch_partition(
             true,
         )
         .await
-        .map_err(|e| internal("partition fetch")(e.to_string()))
+        .map_err(|e| internal("partition fetch", e))
 }

@@ -53,7 +53,7 @@ pub async fn run(config: &Config, place: ExecutorPlace) -> Result<(), String> {
     crate::private_fs::create_dir_all(&place.work_dir)
         .map_err(|e| format!("{}: {e}", place.work_dir.display()))?;
     let max_value_bytes = config.limits.max_value_bytes;
-    let endpoint = tls.endpoint_override(&cluster.scheduler);
+    let endpoint = tls.endpoint_override();
     let server_tls = tls.server();
     let flight = move |work_dir: String,
                        address: SocketAddr,
@@ -104,9 +104,12 @@ pub async fn run(config: &Config, place: ExecutorPlace) -> Result<(), String> {
         work_dir: Some(place.work_dir.to_string_lossy().into_owned()),
         memory_pool_size: Some(cluster.executor_memory_mb * 1024 * 1024),
         override_function_registry: Some(Arc::new(crate::engine::cluster_function_registry())),
-        override_config_producer: Some(Arc::new(move || {
-            crate::engine::cluster_session_config(max_value_bytes, endpoint.clone())
-        })),
+        override_config_producer: Some({
+            let endpoint = endpoint.clone();
+            Arc::new(move || {
+                crate::engine::cluster_session_config(max_value_bytes, endpoint.clone())
+            })
+        }),
         override_physical_codec: Some(Arc::new(crate::engine::PlanCodec::default())),
         // SECURITY (availability): the scheduler cannot stop a pull-mode executor's running
         // task; each stops at the query's time limit.
@@ -117,7 +120,7 @@ pub async fn run(config: &Config, place: ExecutorPlace) -> Result<(), String> {
         job_data_ttl_seconds: 3600,
         job_data_clean_up_interval_seconds: 300,
         override_arrow_flight_service: Some(Arc::new(flight)),
-        override_create_grpc_client_endpoint: Some(tls.endpoint_override(&cluster.scheduler)),
+        override_create_grpc_client_endpoint: Some(endpoint),
         ..ExecutorProcessConfig::default()
     };
     tracing::info!(id = %place.id, listen = %place.listen, "cluster executor starting (mutual TLS)");

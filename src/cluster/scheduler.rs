@@ -202,7 +202,7 @@ pub async fn run(
         .local_addr()
         .map_err(|e| format!("scheduler listener: {e}"))?;
     let max_value_bytes = config.limits.max_value_bytes;
-    let endpoint = tls.endpoint_override(&cluster.scheduler);
+    let endpoint = tls.endpoint_override();
     let scheduler_config = SchedulerConfig {
         bind_host: address.ip().to_string(),
         external_host: address.ip().to_string(),
@@ -211,10 +211,13 @@ pub async fn run(
         // would open one to a gRPC server of each executor, in clear).
         scheduling_policy: TaskSchedulingPolicy::PullStaged,
         override_physical_codec: Some(Arc::new(crate::engine::PlanCodec::default())),
-        override_config_producer: Some(Arc::new(move || {
-            crate::engine::cluster_session_config(max_value_bytes, endpoint.clone())
-        })),
-        override_create_grpc_client_endpoint: Some(tls.endpoint_override(&cluster.scheduler)),
+        override_config_producer: Some({
+            let endpoint = endpoint.clone();
+            Arc::new(move || {
+                crate::engine::cluster_session_config(max_value_bytes, endpoint.clone())
+            })
+        }),
+        override_create_grpc_client_endpoint: Some(endpoint),
         use_tls: true,
         // A finished job's files go when its gateway has read the answer (`clean_job_data`),
         // at the latest ten minutes after it ended; its state after ten minutes too.

@@ -43,6 +43,8 @@ impl Role {
 pub struct ClusterTls {
     ca: Certificate,
     identity: Identity,
+    /// `host:port` of `cluster.scheduler`, as Ballista writes the scheduler's address.
+    scheduler: Option<String>,
 }
 
 impl std::fmt::Debug for ClusterTls {
@@ -71,6 +73,9 @@ impl ClusterTls {
         Ok(Self {
             ca: Certificate::from_pem(ca),
             identity: Identity::from_pem(cert, key.as_bytes()),
+            scheduler: config
+                .scheduler_host_port()
+                .map(|(host, port)| format!("{host}:{port}")),
         })
     }
 
@@ -86,13 +91,13 @@ impl ClusterTls {
 
     /// The client side, as Ballista's endpoint hook: every endpoint it makes becomes `https`
     /// with this node's certificate, trusting only the cluster's authority, and the server
-    /// must show the role it is dialled for: `scheduler` at `scheduler` (the `https://host:port`
-    /// of `cluster.scheduler`), `executor` anywhere else.
-    pub fn endpoint_override(&self, scheduler: &str) -> EndpointOverrideFn {
+    /// must show the role it is dialled for: `scheduler` at the address of
+    /// `cluster.scheduler`, `executor` anywhere else.
+    pub fn endpoint_override(&self) -> EndpointOverrideFn {
         let tls = ClientTlsConfig::new()
             .ca_certificate(self.ca.clone())
             .identity(self.identity.clone());
-        let scheduler = authority_of(scheduler);
+        let scheduler = self.scheduler.clone();
         Arc::new(move |endpoint: Endpoint| {
             let uri = endpoint.uri();
             let authority = uri
@@ -121,14 +126,6 @@ impl ClusterTls {
             Ok(secure)
         })
     }
-}
-
-/// `host:port` of an `https://host:port` address.
-fn authority_of(url: &str) -> Option<String> {
-    url.parse::<tonic::codegen::http::Uri>()
-        .ok()?
-        .authority()
-        .map(ToString::to_string)
 }
 
 /// Does the peer of `request` (its certificate already checked against the cluster's

@@ -14,7 +14,8 @@
 //!
 //! Anything else it does not know it refuses to encode: such a plan runs on the gateway.
 //!
-//! Owns: [`PlanCodec`], the [`Cluster`] a gateway sends to (implemented by `cluster::client`,
+//! Owns: [`PlanCodec`], what a shipped plan is ([`ShippedPlan`]: bounded, without file
+//! statistics, encoded once), the [`Cluster`] a gateway sends to (implemented by `cluster::client`,
 //! which speaks gRPC), [`cluster_session_config`], [`cluster_function_registry`], and the
 //! choice of the queries that go to the cluster.
 //! Must never: ship SQL or a logical plan, ship the master key, decode an unknown operator or
@@ -26,6 +27,7 @@ use ballista_core::extension::{EndpointOverrideFn, SessionConfigExt};
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::BallistaPhysicalExtensionCodec;
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::config::ConfigOptions;
 use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
@@ -38,6 +40,7 @@ use datafusion::execution::TaskContext;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::ScalarUDF;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::limit::LocalLimitExec;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::physical_plan::{
@@ -256,16 +259,60 @@ pub trait Cluster: std::fmt::Debug + Send + Sync {
     /// back; the job is cancelled if the returned future is dropped before it ends.
     fn run(
         &self,
-        plan: Arc<dyn ExecutionPlan>,
+        plan: ShippedPlan,
         settings: Vec<(String, Option<String>)>,
     ) -> futures::future::BoxFuture<'static, Result<SendableRecordBatchStream>>;
+}
+
+/// A physical plan as the scheduler receives it, and the schema of its answer.
+#[derive(Debug)]
+pub struct ShippedPlan {
+    /// `PhysicalPlanNode` bytes, written by [`PlanCodec`].
+    pub bytes: Vec<u8>,
+    pub schema: SchemaRef,
+}
+
+/// `plan` as the cluster receives it, or `None` when the cluster cannot run it whole (it then
+/// runs on the gateway): when the codec refuses a node or function, or with a scalar
+/// subquery (Ballista 55 cuts stages inside DataFusion 55's `ScalarSubqueryExec`, and an
+/// executor then cannot decode the stage that holds the subquery's expression without it:
+/// TPC-H Q11, Q15, Q22).
+pub(super) fn ship(plan: &Arc<dyn ExecutionPlan>, max_rows: usize) -> Option<ShippedPlan> {
+    let mut scalar_subquery = false;
+    let _ = plan.apply(|node| {
+        scalar_subquery |= node.name() == "ScalarSubqueryExec";
+        Ok(if scalar_subquery {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    });
+    if scalar_subquery {
+        return None;
+    }
+    // SECURITY (availability): a job's answer is written whole on the executors before it is
+    // read: each of its partitions stops one row past what the caller may get.
+    let limited: Arc<dyn ExecutionPlan> = Arc::new(LocalLimitExec::new(
+        plan.clone(),
+        max_rows.saturating_add(1),
+    ));
+    let schema = limited.schema();
+    let node = PhysicalPlanNode::try_from_physical_plan(
+        without_file_statistics(limited).ok()?,
+        &PlanCodec::default(),
+    )
+    .ok()?;
+    Some(ShippedPlan {
+        bytes: node.encode_to_vec(),
+        schema,
+    })
 }
 
 /// Runs `plan` (this gateway's physical plan, secure scans inside) on `cluster` in the
 /// settings of `state`; the answer's errors are [`cluster_error`]s.
 pub(super) async fn run_on_cluster(
     cluster: &dyn Cluster,
-    plan: Arc<dyn ExecutionPlan>,
+    plan: ShippedPlan,
     state: &SessionState,
 ) -> Result<SendableRecordBatchStream> {
     let settings = state
@@ -281,17 +328,6 @@ pub(super) async fn run_on_cluster(
         schema,
         stream.map(|batch| batch.map_err(cluster_error)),
     )))
-}
-
-/// Encodes `plan` for the scheduler (what `Cluster::run` sends), without the statistics of
-/// its files.
-pub fn encode_plan(plan: Arc<dyn ExecutionPlan>) -> Result<Vec<u8>> {
-    let plan = without_file_statistics(plan)?;
-    let mut bytes = Vec::new();
-    PhysicalPlanNode::try_from_physical_plan(plan, &PlanCodec::default())?
-        .encode(&mut bytes)
-        .map_err(|e| DataFusionError::Internal(format!("plan encoding: {e}")))?;
-    Ok(bytes)
 }
 
 /// `plan` with its file scans' statistics unknown.
@@ -339,24 +375,6 @@ fn without_file_statistics(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Execu
         ))
     })
     .map(|t| t.data)
-}
-
-/// Can the cluster run `plan` whole? (Otherwise it runs on the gateway.) Not when the codec
-/// refuses a node or function, nor with a scalar subquery: Ballista 55 cuts stages inside
-/// DataFusion 55's `ScalarSubqueryExec`, and an executor then cannot decode the stage that
-/// holds the subquery's expression without it (TPC-H Q11, Q15, Q22).
-pub(super) fn can_ship(plan: &Arc<dyn ExecutionPlan>) -> bool {
-    let mut scalar_subquery = false;
-    let _ = plan.apply(|node| {
-        scalar_subquery |= node.name() == "ScalarSubqueryExec";
-        Ok(if scalar_subquery {
-            TreeNodeRecursion::Stop
-        } else {
-            TreeNodeRecursion::Continue
-        })
-    });
-    !scalar_subquery
-        && PhysicalPlanNode::try_from_physical_plan(plan.clone(), &PlanCodec::default()).is_ok()
 }
 
 /// Settings of a query bound for the cluster, before its physical planning: no dynamic
@@ -516,8 +534,8 @@ mod tests {
         };
         // The plain encoding carries the raw extremes; passerelle's does not.
         assert!(text(&plan).contains("1840375056123"), "{}", text(&plan));
-        let bytes = encode_plan(plan).unwrap();
-        let shipped = PhysicalPlanNode::decode(bytes.as_slice()).unwrap();
+        let shipped = ship(&plan, 10).unwrap();
+        let shipped = PhysicalPlanNode::decode(shipped.bytes.as_slice()).unwrap();
         let shipped = format!("{shipped:?}");
         assert!(!shipped.contains("1840375056123") && !shipped.contains("2990175056999"));
     }

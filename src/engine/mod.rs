@@ -64,7 +64,7 @@ pub use admission::{Admission, Busy, Share};
 pub use answer::{Answer, AnswerHead, Chunk};
 pub use audit_table::{AuditEventsTable, audit_session};
 pub use distributed::{
-    Cluster, PlanCodec, cluster_function_registry, cluster_session_config, encode_plan,
+    Cluster, PlanCodec, ShippedPlan, cluster_function_registry, cluster_session_config,
 };
 pub use encode::AnswerInfo;
 pub use encode::Format;
@@ -217,22 +217,18 @@ impl PlannedQuery {
             .await
             .map_err(|e| user_error(e, limits))?;
         let schema = self.logical.schema().inner().clone();
-        if let Some(target) = for_cluster.filter(|_| distributed::can_ship(&physical)) {
-            // SECURITY: what is shipped is this physical plan, secure scans inside; the
-            // cluster's errors are logged, never shown (they may name files and nodes).
-            // SECURITY (availability): a job's answer is written whole on the executors before
-            // it is read: each of its partitions stops one row past what the caller may get.
-            // The job has the query's time; past it, or when the caller goes away, it is
-            // cancelled on the cluster (`cluster::client`), and each of its tasks stops at
-            // its executor's own time limit (`cluster::deadline`).
-            let physical: std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan> =
-                std::sync::Arc::new(datafusion::physical_plan::limit::LocalLimitExec::new(
-                    physical,
-                    limits.max_rows.saturating_add(1),
-                ));
+        if let Some((target, shipped)) = for_cluster.and_then(|target| {
+            distributed::ship(&physical, limits.max_rows).map(|shipped| (target, shipped))
+        }) {
+            // SECURITY: what is shipped is this physical plan, secure scans inside, each
+            // partition bounded (`distributed::ship`); the cluster's errors are logged by kind,
+            // never shown (they may name files and nodes). The job has the query's time; past
+            // it, or when the caller goes away, it is cancelled on the cluster
+            // (`cluster::client`), and each of its tasks stops at its executor's own time limit
+            // (`cluster::deadline`).
             let stream = tokio::time::timeout(
                 limits.timeout,
-                distributed::run_on_cluster(target, physical, &self.state),
+                distributed::run_on_cluster(target, shipped, &self.state),
             )
             .await
             .map_err(|_| EngineError::Timeout(limits.timeout.as_secs()))?

@@ -29,9 +29,8 @@ fn as_node(cluster: &LocalCluster, dir: &Path, name: &str) -> ClusterConfig {
 /// A channel to `url` with `node`'s identity (through the same hook Ballista uses).
 async fn channel_as(node: &ClusterConfig, url: &str) -> Result<Channel, String> {
     let tls = ClusterTls::load(node)?;
-    let endpoint =
-        (tls.endpoint_override(&node.scheduler))(Endpoint::from_shared(url.to_string()).unwrap())
-            .map_err(|e| e.to_string())?;
+    let endpoint = (tls.endpoint_override())(Endpoint::from_shared(url.to_string()).unwrap())
+        .map_err(|e| e.to_string())?;
     endpoint.connect().await.map_err(|e| format!("{e:?}"))
 }
 

@@ -181,7 +181,7 @@ async fn a_cluster_of_two_executors_answers_the_22_queries_as_the_single_node_en
         failures.join("\n")
     );
     // Scalar subqueries stay on the gateway: Ballista 55 cuts a stage inside DataFusion 55's
-    // `ScalarSubqueryExec` (`engine::distributed::can_ship`).
+    // `ScalarSubqueryExec` (`engine::distributed::ship`).
     assert_eq!(
         on_the_gateway,
         [11, 15, 22],
