@@ -45,8 +45,11 @@
     reason = "benchmark driver"
 )]
 
+mod common;
 #[path = "../tests/tpch/data.rs"]
 mod data;
+
+use common::{env_or, median};
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -81,31 +84,11 @@ struct Settings {
     set: Vec<(String, String)>,
 }
 
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(v) if !v.trim().is_empty() => v
-            .trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v}: not a valid value")),
-        _ => default,
-    }
-}
-
 impl Settings {
     fn from_env() -> Settings {
         let scale_factor: f64 = env_or("TPCH_SF", 1.0);
         assert!(scale_factor > 0.0, "TPCH_SF must be positive");
-        let queries = match std::env::var("TPCH_QUERIES") {
-            Ok(list) if !list.trim().is_empty() => list
-                .split(',')
-                .map(|q| {
-                    let n: usize = q.trim().trim_start_matches(['q', 'Q']).parse().unwrap();
-                    assert!((1..=22).contains(&n), "no TPC-H query {n}");
-                    n
-                })
-                .collect(),
-            _ => (1..=22).collect(),
-        };
+        let queries = common::queries_from_env();
         let layout = std::env::var("TPCH_LAYOUT").unwrap_or_else(|_| "sorted".into());
         let set = std::env::var("TPCH_SET")
             .unwrap_or_default()
@@ -116,20 +99,7 @@ impl Settings {
                 (k.trim().to_string(), v.trim().to_string())
             })
             .collect();
-        let dir = match std::env::var("TPCH_DIR") {
-            Ok(d) if !d.is_empty() => PathBuf::from(d),
-            _ => {
-                let name = format!("tpch-sf{scale_factor}");
-                let cache = Path::new("/var/cache/passerelle");
-                if std::fs::create_dir_all(cache).is_ok()
-                    && std::fs::metadata(cache).is_ok_and(|m| !m.permissions().readonly())
-                {
-                    cache.join(name)
-                } else {
-                    std::env::temp_dir().join(format!("passerelle-{name}"))
-                }
-            }
-        };
+        let dir = common::data_dir(scale_factor);
         Settings {
             scale_factor,
             runs: env_or("TPCH_RUNS", 5usize).max(1),
@@ -185,26 +155,6 @@ fn layout(spec: &str) -> data::Layout {
         props: props.build(),
         sorted,
     }
-}
-
-/// Generates the tables once; a marker file says the folder is complete.
-fn ensure_data(dir: &Path, scale_factor: f64, layout: &data::Layout) {
-    let marker = dir.join(".complete");
-    if marker.exists() {
-        eprintln!("data: reusing {}", dir.display());
-        return;
-    }
-    eprintln!(
-        "data: generating SF {scale_factor} into {} …",
-        dir.display()
-    );
-    let start = Instant::now();
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-    data::generate(dir, scale_factor, layout).unwrap();
-    std::fs::write(&marker, format!("{scale_factor}\n")).unwrap();
-    eprintln!("data: generated in {:.1} s", start.elapsed().as_secs_f64());
 }
 
 /// The Parquet schema of a table folder (as `tests/tpch/data.rs` reads it; private there).
@@ -303,16 +253,6 @@ async fn time_one(ctx: &SessionContext, engine: Engine, sql: &str, n: usize) -> 
     (start.elapsed(), rows)
 }
 
-fn median(times: &mut [f64]) -> f64 {
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    if n % 2 == 1 {
-        times[n / 2]
-    } else {
-        (times[n / 2 - 1] + times[n / 2]) / 2.0
-    }
-}
-
 fn geomean(values: &[f64]) -> f64 {
     (values.iter().map(|v| v.ln()).sum::<f64>() / values.len() as f64).exp()
 }
@@ -360,11 +300,10 @@ fn ratio(num: f64, den: Option<f64>) -> String {
 fn main() {
     let settings = Settings::from_env();
     // `cargo bench` passes `--bench`; a filter argument is not supported (use TPCH_QUERIES).
-    ensure_data(
-        &settings.dir,
-        settings.scale_factor,
-        &layout(&settings.layout),
-    );
+    let layout = layout(&settings.layout);
+    common::ensure_data(&settings.dir, settings.scale_factor, |dir| {
+        data::generate(dir, settings.scale_factor, &layout).unwrap();
+    });
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(settings.threads)

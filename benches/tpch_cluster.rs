@@ -14,7 +14,7 @@
 //! (gateway threads and partitions, default 2), `TPCH_EXECUTORS` (default 2),
 //! `TPCH_EXECUTOR_MB` (memory of each executor, default 4096), `TPCH_QUERIES` (default all),
 //! `TPCH_DIR` (default `/var/cache/passerelle/tpch-sf<SF>`: the generation-order files
-//! `benches/tpch.rs` makes with `TPCH_LAYOUT=unsorted`).
+//! `benches/tpch.rs` makes with `TPCH_LAYOUT=unsorted`; generated once, as there).
 
 #![allow(
     clippy::unwrap_used,
@@ -23,6 +23,7 @@
     reason = "benchmark driver"
 )]
 
+mod common;
 #[path = "../tests/tpch/data.rs"]
 #[allow(
     dead_code,
@@ -33,16 +34,11 @@ mod data;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use common::{env_or, median};
+
 use passerelle::cluster::client::ClusterClient;
 use passerelle::cluster::local::LocalCluster;
 use passerelle::engine::{Cluster, QueryLimits, run_query_on};
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Bytes of every file under `dir`, by top-level entry (a job's folder).
 fn entries(dir: &Path) -> Vec<(String, u64)> {
@@ -69,36 +65,17 @@ fn entries(dir: &Path) -> Vec<(String, u64)> {
         .unwrap_or_default()
 }
 
-fn median(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    if n % 2 == 1 {
-        times[n / 2]
-    } else {
-        (times[n / 2 - 1] + times[n / 2]) / 2.0
-    }
-}
-
 fn main() {
     let scale_factor: f64 = env_or("TPCH_SF", 1.0);
     let runs: usize = env_or("TPCH_RUNS", 3);
     let threads: usize = env_or("TPCH_THREADS", 2);
     let executors: usize = env_or("TPCH_EXECUTORS", 2);
     let executor_mb: u64 = env_or("TPCH_EXECUTOR_MB", 4096);
-    let queries: Vec<usize> = std::env::var("TPCH_QUERIES")
-        .map(|v| v.split(',').map(|q| q.trim().parse().unwrap()).collect())
-        .unwrap_or_else(|_| (1..=data::QUERIES.len()).collect());
-    let dir = std::env::var("TPCH_DIR").map_or_else(
-        |_| PathBuf::from(format!("/var/cache/passerelle/tpch-sf{scale_factor}")),
-        PathBuf::from,
-    );
-    if !dir.join("lineitem").exists() {
-        eprintln!(
-            "data: generating SF {scale_factor} into {} …",
-            dir.display()
-        );
-        data::generate(&dir, scale_factor, &data::Layout::default()).unwrap();
-    }
+    let queries = common::queries_from_env();
+    let dir = common::data_dir(scale_factor);
+    common::ensure_data(&dir, scale_factor, |dir| {
+        data::generate(dir, scale_factor, &data::Layout::default()).unwrap();
+    });
 
     // The roles read a hub configuration (their limits; the cluster's section comes from
     // their environment): a small demo hub's.
@@ -195,7 +172,7 @@ fn main() {
                 single.push(time(None).await.0);
                 distributed.push(time(Some("cluster")).await.0);
             }
-            let (s, c) = (median(single), median(distributed));
+            let (s, c) = (median(&mut single), median(&mut distributed));
             single_all.push(s);
             cluster_all.push(c);
             shipped_all += shipped;

@@ -47,6 +47,12 @@ async fn answers(channel: Result<Channel, impl std::fmt::Debug>) -> bool {
         .is_ok()
 }
 
+/// `answer` must be a refusal of the gate (permission denied).
+fn assert_denied<T: std::fmt::Debug>(answer: Result<T, tonic::Status>) {
+    let refused = answer.unwrap_err();
+    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+}
+
 fn job(query: Option<Query>) -> ExecuteQueryParams {
     ExecuteQueryParams {
         session_id: "s".into(),
@@ -77,15 +83,10 @@ async fn the_scheduler_takes_physical_plans_from_gateways_only_and_executor_call
             Code::PermissionDenied,
             "{query:?}: {refused:?}"
         );
-        let refused = gateway.execute_query_push(job(query)).await.unwrap_err();
-        assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+        assert_denied(gateway.execute_query_push(job(query)).await);
     }
     // A gateway is not an executor: it gets no task.
-    let refused = gateway
-        .poll_work(PollWorkParams::default())
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_denied(gateway.poll_work(PollWorkParams::default()).await);
     // What a gateway may ask passes the gate (an unknown job is the scheduler's own answer).
     let status = gateway
         .get_job_status(GetJobStatusParams {
@@ -103,27 +104,27 @@ async fn the_scheduler_takes_physical_plans_from_gateways_only_and_executor_call
     // An executor may not submit a job, even a physical plan, nor read a job's status.
     let executor = as_node(&cluster, &dir, "executor-1");
     let mut as_executor = SchedulerGrpcClient::new(channel_as(&executor, &url).await.unwrap());
-    let refused = as_executor
-        .execute_query(job(Some(Query::PhysicalPlan(vec![1]))))
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::PermissionDenied);
-    let refused = as_executor
-        .get_job_status(GetJobStatusParams {
-            job_id: "none".into(),
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_denied(
+        as_executor
+            .execute_query(job(Some(Query::PhysicalPlan(vec![1]))))
+            .await,
+    );
+    assert_denied(
+        as_executor
+            .get_job_status(GetJobStatusParams {
+                job_id: "none".into(),
+            })
+            .await,
+    );
 
     // The scheduler's own certificate is neither.
     let scheduler = as_node(&cluster, &dir, "scheduler");
     let mut as_scheduler = SchedulerGrpcClient::new(channel_as(&scheduler, &url).await.unwrap());
-    let refused = as_scheduler
-        .execute_query(job(Some(Query::PhysicalPlan(vec![1]))))
-        .await
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::PermissionDenied);
+    assert_denied(
+        as_scheduler
+            .execute_query(job(Some(Query::PhysicalPlan(vec![1]))))
+            .await,
+    );
 }
 
 #[tokio::test]
@@ -184,12 +185,7 @@ async fn no_peer_without_a_certificate_of_the_cluster_authority_reaches_a_node()
     // An executor's shuffle files: to gateways and executors, not to the scheduler's identity.
     let scheduler = as_node(&cluster, &work.path().join("cluster"), "scheduler");
     let mut flight = FlightServiceClient::new(channel_as(&scheduler, &executor_url).await.unwrap());
-    let refused = flight
-        .list_flights(Criteria::default())
-        .await
-        .map(|_| ())
-        .unwrap_err();
-    assert_eq!(refused.code(), Code::PermissionDenied, "{refused:?}");
+    assert_denied(flight.list_flights(Criteria::default()).await.map(|_| ()));
     let mut flight =
         FlightServiceClient::new(channel_as(&cluster.gateway, &executor_url).await.unwrap());
     let answer = flight.list_flights(Criteria::default()).await.map(|_| ());
