@@ -1615,6 +1615,50 @@ async fn a_table_is_readable_only_while_it_is_the_current_version() {
     assert!(fresh.servable(&set, id), "{:?}", fresh.status(id));
 }
 
+/// Gateways sharing one data folder (issue #24) publish each version of a table once: two
+/// registries refreshing at the same moment build it one after the other, the second adopts
+/// what the first wrote (without the folder's build lock both would build, the second
+/// replacing the first's file and truth, and the first would stop serving the table).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gateways_sharing_a_data_folder_publish_each_version_once() {
+    use passerelle::engine::tables::{PublishedTables, TableStatus};
+    use passerelle::policy::{PolicySet, PolicyTexts};
+
+    let (dir, data, _source) = data_folder_with("entreprises/etablissements.parquet");
+    let texts = PolicyTexts::read(&crate::support::hub().layout().policies()).unwrap();
+    let set = PolicySet::from_texts(&dir.path().join("policies"), texts).unwrap();
+    let id = "stats.etablissements_naf_region";
+    let (a, b) = (
+        PublishedTables::new(data.clone()),
+        PublishedTables::new(data.clone()),
+    );
+    let published = data.join(".tables").join(format!("{id}.parquet"));
+    tokio::join!(a.refresh(&set), b.refresh(&set));
+    let summary = |tables: &PublishedTables| match tables.status(id) {
+        Some(TableStatus::Published { summary }) => summary,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(summary(&a), summary(&b), "one version, published once");
+    assert!(a.servable(&set, id) && b.servable(&set, id));
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let written = inode(&published);
+    // Refreshing again changes nothing on disk.
+    tokio::join!(a.refresh(&set), b.refresh(&set));
+    assert_eq!(inode(&published), written);
+    let truths = std::fs::read_dir(data.join(".tables"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{id}.truth-"))
+        })
+        .count();
+    assert_eq!(truths, 1);
+}
+
 /// A dimension's label of one source row, computed here independently of the hub's SQL: the
 /// official ICD-10 chapters and NAF sections, ages in whole years.
 fn oracle_label(

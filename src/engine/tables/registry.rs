@@ -188,17 +188,7 @@ impl PublishedTables {
                 );
                 continue;
             };
-            if let Some(p) = store::read(&self.data_dir, spec)
-                && p.definition == definition
-                && p.source_stamp == stamp
-            {
-                self.set(
-                    spec,
-                    &definition,
-                    Some(stamp),
-                    file,
-                    TableStatus::Published { summary: p.summary },
-                );
+            if self.adopt(spec, &definition, &stamp) {
                 continue;
             }
             self.set(
@@ -209,6 +199,21 @@ impl PublishedTables {
                 TableStatus::Pending,
             );
             let _one_at_a_time = self.building.lock().await;
+            // SECURITY: one build at a time across the gateways sharing the data folder: a
+            // version is audited against the truths beside it while no other gateway replaces
+            // them, and published once (the others adopt it).
+            let _shared = match store::BuildLock::take(&self.data_dir).await {
+                Ok(lock) => lock,
+                Err(reason) => {
+                    let status = TableStatus::Failed { reason };
+                    self.set(spec, &definition, Some(stamp), None, status);
+                    continue;
+                }
+            };
+            if self.adopt(spec, &definition, &stamp) {
+                tracing::info!(table = %spec.id, "table adopted: another gateway published this version");
+                continue;
+            }
             let started = std::time::Instant::now();
             let status = match self.beside(set, spec) {
                 // SECURITY: a version that cannot be audited with what readers saw beside it
@@ -256,6 +261,24 @@ impl PublishedTables {
             let file = FileStamp::of(&store::path_in(&self.data_dir, spec));
             self.set(spec, &definition, Some(stamp), file, status);
         }
+    }
+
+    /// Takes the published file of `spec` as its current version if it was built from
+    /// `definition` and the source's version `stamp` (after a restart, or by another gateway
+    /// sharing the data folder). `false`: none such.
+    fn adopt(&self, spec: &TableSpec, definition: &str, stamp: &str) -> bool {
+        let path = store::path_in(&self.data_dir, spec);
+        let file = FileStamp::of(&path);
+        let Some(p) = store::read(&self.data_dir, spec) else {
+            return false;
+        };
+        // SECURITY: the file read is the one stamped (not replaced between the two reads).
+        if p.definition != definition || p.source_stamp != stamp || FileStamp::of(&path) != file {
+            return false;
+        }
+        let status = TableStatus::Published { summary: p.summary };
+        self.set(spec, definition, Some(stamp.to_string()), file, status);
+        true
     }
 
     /// The published versions `spec`'s new version is read beside, which its audit must

@@ -287,6 +287,51 @@ pub fn write(
     Ok(provenance)
 }
 
+/// The lock of the published tables' folder: an advisory `flock` on `.tables/.build-lock`,
+/// held while one gateway builds and writes a table, so that gateways sharing the data folder
+/// publish each version once (the others adopt the file) and never audit a version against a
+/// truth another one is replacing. The kernel releases it when its holder dies.
+pub struct BuildLock {
+    _file: std::fs::File,
+}
+
+impl BuildLock {
+    /// Takes the lock of `data_dir`'s tables folder, waiting as long as another holder builds
+    /// (a build is bounded by its own work; a holder that died holds nothing).
+    pub async fn take(data_dir: &Path) -> Result<BuildLock, String> {
+        let dir = data_dir.join(crate::policy::tables::PUBLISHED_DIR);
+        crate::private_fs::create_dir_all(&dir)
+            .map_err(|e| format!("tables folder: {}", e.kind()))?;
+        let file = crate::private_fs::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(BUILD_LOCK))
+            .map_err(|e| format!("tables folder lock: {}", e.kind()))?;
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Ok(BuildLock { _file: file }),
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    if waited == std::time::Duration::from_secs(1) {
+                        tracing::info!("waiting for another gateway's table build");
+                    }
+                    tokio::time::sleep(LOCK_POLL).await;
+                    waited += LOCK_POLL;
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(format!("tables folder lock: {}", e.kind()));
+                }
+            }
+        }
+    }
+}
+
+/// The lock file in the tables folder (a dot name: never a table's).
+pub const BUILD_LOCK: &str = ".build-lock";
+
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// What the published file of `spec` records, if there is a readable one.
 pub fn read(data_dir: &Path, spec: &TableSpec) -> Option<Provenance> {
     let file = std::fs::File::open(path_in(data_dir, spec)).ok()?;
