@@ -445,11 +445,13 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// One attack catalogue, four tests: over HTTPS (`attacks_…`), over Flight SQL
+/// One attack catalogue, five tests: over HTTPS (`attacks_…`), over Flight SQL
 /// (`attacks_over_flight_…`), over HTTPS to a hub whose datasets are objects of an S3
-/// bucket (`<catalogue>::on_a_bucket`, moto: skipped when it is not installed), and over HTTPS
+/// bucket (`<catalogue>::on_a_bucket`, moto: skipped when it is not installed), over HTTPS
 /// to a gateway that sends every query reading a dataset to a Ballista cluster of a scheduler
-/// and two executors (`<catalogue>::on_a_cluster`), with the same expectations.
+/// and two executors (`<catalogue>::on_a_cluster`), and over HTTPS to two gateway processes
+/// sharing one hub folder, policy folder and audit folder, taken in turn
+/// (`<catalogue>::on_two_gateways`), with the same expectations.
 macro_rules! over_both {
     ($https:ident, $flight:ident, $catalogue:ident) => {
         #[tokio::test]
@@ -472,6 +474,11 @@ macro_rules! over_both {
             async fn on_a_cluster() {
                 super::$catalogue(super::Via::Cluster).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn on_two_gateways() {
+                super::$catalogue(super::Via::TwoGateways).await;
+            }
         }
     };
 }
@@ -489,6 +496,8 @@ enum Via {
     Bucket,
     /// HTTPS, every query that reads a dataset run on a local cluster (two executors).
     Cluster,
+    /// HTTPS to two gateway processes of one hub, one query each in turn.
+    TwoGateways,
 }
 
 /// Queries this test process's gateways sent to a cluster so far.
@@ -503,14 +512,22 @@ fn cluster_queries() -> u64 {
 }
 
 struct Attack {
-    _dev: passerelle::demo::DevIssuer,
+    _dev: Option<passerelle::demo::DevIssuer>,
     /// The bucket and the hub's local working folder, for `Via::Bucket`.
     _bucket: Option<(crate::support::moto::Moto, tempfile::TempDir)>,
     /// The cluster and its folder, for `Via::Cluster`.
     _cluster: Option<(passerelle::cluster::local::LocalCluster, tempfile::TempDir)>,
     /// `passerelle_cluster_queries_total` when the attack started.
     cluster_queries_at_start: u64,
-    server: TestServer,
+    /// The in-process server (every `via` but `TwoGateways`).
+    _server: Option<TestServer>,
+    /// The two gateway processes, for `Via::TwoGateways`.
+    _gateways: Option<(
+        crate::support::child::ChildGateway,
+        crate::support::child::ChildGateway,
+    )>,
+    /// Where HTTPS queries go: each gateway's client and address, taken in turn.
+    doors: Vec<(reqwest::Client, String)>,
     token: String,
     flight: Option<FlightClient>,
     raw: &'static Raw,
@@ -523,6 +540,28 @@ impl Attack {
     /// The attacker's server; `None` when `via` needs moto and it is not installed.
     async fn start(name: &'static str, via: Via) -> Option<Attack> {
         let raw = raw();
+        if via == Via::TwoGateways {
+            let (a, b) = crate::gateways::two_gateways().await;
+            let doors = [&a, &b]
+                .iter()
+                .map(|g| (g.client.clone(), g.base.clone()))
+                .collect();
+            return Some(Attack {
+                _dev: None,
+                _bucket: None,
+                _cluster: None,
+                cluster_queries_at_start: 0,
+                _server: None,
+                token: a.token(PERSONA),
+                _gateways: Some((a, b)),
+                doors,
+                flight: None,
+                raw,
+                name,
+                queries: 0,
+                failures: Vec::new(),
+            });
+        }
         let dev = passerelle::demo::DevIssuer::start().await.unwrap();
         let mut config = hub().config();
         config.identity.issuers = vec![dev.issuer_config()];
@@ -552,17 +591,20 @@ impl Attack {
             .token_for(passerelle::demo::personas::persona(PERSONA).unwrap())
             .unwrap();
         let flight = match via {
-            Via::Https | Via::Bucket | Via::Cluster => None,
+            Via::Https | Via::Bucket | Via::Cluster | Via::TwoGateways => None,
             Via::Flight => {
                 Some(FlightClient::connect(server.flight.unwrap(), &hub().ca_pem(), &token).await)
             }
         };
+        let doors = vec![(server.client.clone(), server.url(""))];
         Some(Attack {
-            _dev: dev,
+            _dev: Some(dev),
             _bucket: bucket,
             _cluster: cluster,
             cluster_queries_at_start: cluster_queries(),
-            server,
+            _server: Some(server),
+            _gateways: None,
+            doors,
             token,
             flight,
             raw,
@@ -593,10 +635,10 @@ impl Attack {
     }
 
     async fn post_https(&mut self, sql: &str) -> (u16, Value) {
-        let response = self
-            .server
-            .client
-            .post(self.server.url("/v1/query"))
+        // (Taken in turn: with two gateways, each query goes to the other one than the last.)
+        let (client, base) = &self.doors[self.queries % self.doors.len()];
+        let response = client
+            .post(format!("{base}/v1/query"))
             .bearer_auth(&self.token)
             .json(&json!({ "sql": sql }))
             .send()
@@ -697,8 +739,13 @@ impl Attack {
         }
     }
 
-    fn finish(self) {
+    fn finish(mut self) {
         eprintln!("{}: {} queries", self.name, self.queries);
+        // With two gateway processes, neither died on the way.
+        if let Some((a, b)) = self._gateways.as_mut() {
+            assert!(a.alive(), "gw-a died:\n{}", a.log());
+            assert!(b.alive(), "gw-b died:\n{}", b.log());
+        }
         // On a cluster, the catalogue's queries really ran there (the process-wide count of
         // queries gateways sent to a cluster grew while it ran).
         if self._cluster.is_some() {

@@ -23,6 +23,7 @@ mod engine;
 mod faults;
 mod flight;
 mod foundation;
+mod gateways;
 mod hostile;
 mod identity;
 mod interop;

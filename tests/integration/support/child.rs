@@ -58,12 +58,14 @@ pub fn binary() -> String {
 
 /// The real binary serving a private copy of the test hub.
 pub struct ChildGateway {
-    _dir: tempfile::TempDir,
+    /// The temporary folder holding the hub (none for a gateway started [`Self::beside`]
+    /// another: the first one owns it).
+    _dir: Option<tempfile::TempDir>,
     /// The hub folder (configuration, policies, data, keys, TLS, audit trail).
     pub root: PathBuf,
     pub config_file: PathBuf,
     env: Vec<(String, String)>,
-    dev: passerelle::demo::DevIssuer,
+    dev: Arc<passerelle::demo::DevIssuer>,
     child: Option<tokio::process::Child>,
     /// `https://127.0.0.1:PORT` of the running child.
     pub base: String,
@@ -100,14 +102,37 @@ impl ChildGateway {
         )
         .unwrap();
         let mut gateway = ChildGateway {
-            _dir: dir,
+            _dir: Some(dir),
             root,
             config_file,
             env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
                 .collect(),
-            dev,
+            dev: Arc::new(dev),
+            child: None,
+            base: String::new(),
+            client: super::client(&hub().ca_pem()),
+            log: Arc::default(),
+        };
+        gateway.restart().await;
+        gateway
+    }
+
+    /// A second gateway process serving `first`'s hub: the same folder and configuration, the
+    /// same trusted issuer (tokens of either are good on both), with its own `env` (e.g. its
+    /// own `PASSERELLE_AUDIT__NODE` and signing key); waits until it is ready. `first` owns
+    /// the folder: drop this one first.
+    pub async fn beside(first: &ChildGateway, env: &[(&str, &str)]) -> ChildGateway {
+        let mut gateway = ChildGateway {
+            _dir: None,
+            root: first.root.clone(),
+            config_file: first.config_file.clone(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+            dev: first.dev.clone(),
             child: None,
             base: String::new(),
             client: super::client(&hub().ca_pem()),

@@ -1,0 +1,294 @@
+//! Two gateway processes serving one hub (issue #24), as behind a load balancer: one hub
+//! folder (policies and their history, datasets, published tables, extracts), one audit folder
+//! holding a trail per node, one master key; each process its own `audit.node` and signing
+//! key. What a client does on one node, the other honours: the same answers and pseudonyms, a
+//! Flight ticket of one redeemed by the other, a policy applied on one served by both (two
+//! applies at once: one wins), each table published once, and `audit verify` covering both
+//! chains with each node's requests on its own trail.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::support::child::{ChildGateway, output_text};
+use crate::support::hub;
+
+/// `policy.watch_interval_secs` of both nodes in these tests.
+const WATCH_SECS: u64 = 1;
+
+/// gw-a (owning the hub folder) and gw-b beside it, each with its own trail and key.
+pub(crate) async fn two_gateways() -> (ChildGateway, ChildGateway) {
+    let watch = WATCH_SECS.to_string();
+    let a = ChildGateway::start(&[
+        ("PASSERELLE_AUDIT__NODE", "gw-a"),
+        ("PASSERELLE_POLICY__WATCH_INTERVAL_SECS", &watch),
+    ])
+    .await;
+    let key_b = a.root.join("keys/gw-b.key");
+    passerelle::audit::SigningKey::generate()
+        .unwrap()
+        .write_new_files(&key_b)
+        .unwrap();
+    let key_b = key_b.display().to_string();
+    let b = ChildGateway::beside(
+        &a,
+        &[
+            ("PASSERELLE_AUDIT__NODE", "gw-b"),
+            ("PASSERELLE_AUDIT__SIGNING_KEY_FILE", &key_b),
+            ("PASSERELLE_POLICY__WATCH_INTERVAL_SECS", &watch),
+        ],
+    )
+    .await;
+    (a, b)
+}
+
+/// `sql` answered 200 by `gw` for `token`: (the answer, its request id).
+async fn query(gw: &ChildGateway, token: &str, sql: &str) -> (Value, String) {
+    let r = gw
+        .post_json("/v1/query", token, &json!({ "sql": sql }))
+        .await;
+    assert_eq!(r.status(), 200, "{sql}");
+    let id = r.headers()["x-request-id"].to_str().unwrap().to_string();
+    (r.json().await.unwrap(), id)
+}
+
+/// The policy version `gw` has in force, as its operators see it (`/v1/admin/health`).
+async fn version_in_force(gw: &ChildGateway, operator: &str) -> String {
+    let health: Value = gw
+        .get("/v1/admin/health", Some(operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    health["checks"]["policy"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Stores on `gw` a version of `current`'s files with `tag` appended to the rules: its
+/// number and version.
+async fn submit(gw: &ChildGateway, operator: &str, current: &Value, tag: &str) -> (u64, String) {
+    let mut files = current["files"].clone();
+    let rules = files["policy.csv"].as_str().unwrap().to_string();
+    files["policy.csv"] = json!(format!("{rules}\n# {tag}\n"));
+    let r = gw
+        .post_json(
+            "/v1/admin/policy/versions",
+            operator,
+            &json!({"files": files, "comment": tag}),
+        )
+        .await;
+    assert_eq!(r.status(), 201);
+    let stored: Value = r.json().await.unwrap();
+    (
+        stored["version"]["number"].as_u64().unwrap(),
+        stored["version"]["version"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn apply(gw: &ChildGateway, operator: &str, number: u64) -> reqwest::Response {
+    gw.client
+        .post(gw.url(&format!("/v1/admin/policy/versions/{number}/apply")))
+        .bearer_auth(operator)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Waits until `gw` serves policy `version` (panics after the watch interval and 5 s more).
+async fn serves(gw: &ChildGateway, operator: &str, version: &str) -> Duration {
+    let started = tokio::time::Instant::now();
+    let limit = Duration::from_secs(WATCH_SECS + 5);
+    loop {
+        if version_in_force(gw, operator).await == version {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} never served version {version}:\n{}",
+            gw.base,
+            gw.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The ids of the tables a node's log says it built and published.
+fn tables_built(gw: &ChildGateway) -> Vec<String> {
+    gw.log()
+        .lines()
+        .filter_map(|line| {
+            let v: Value = serde_json::from_str(line).ok()?;
+            let message = v["fields"]["message"].as_str().or(v["message"].as_str())?;
+            (message == "table published").then(|| {
+                v["fields"]["table"]
+                    .as_str()
+                    .or(v["table"].as_str())
+                    .unwrap_or_default()
+                    .to_string()
+            })
+        })
+        .collect()
+}
+
+/// Two nodes of one hub answer alike and share what must be shared: answers and pseudonyms,
+/// Flight tickets, policy versions (one winner when two operators apply at once), published
+/// tables (built once), and one verifiable audit record of both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateway_processes_serve_one_hub_alike() {
+    let (a, b) = two_gateways().await;
+    let researcher = a.token("chercheuse-diabete");
+    let operator = a.token("operateur");
+
+    // The same question, the same answer on both nodes: pseudonyms included (one master key).
+    let sql = "SELECT nir, date_naissance FROM sante.sejours ORDER BY nir, date_naissance LIMIT 20";
+    let (on_a, id_a) = query(&a, &researcher, sql).await;
+    let (on_b, id_b) = query(&b, &researcher, sql).await;
+    assert_eq!(on_a["rows"], on_b["rows"]);
+    assert_eq!(on_a["rows"][0]["nir"].as_str().unwrap().len(), 22);
+
+    // A Flight ticket issued by gw-a is redeemed by gw-b (sealed with the shared master key).
+    let ca = hub().ca_pem();
+    let mut flight_a =
+        crate::support::flight::FlightClient::connect(a.flight_addr().await, &ca, &researcher)
+            .await;
+    let mut flight_b =
+        crate::support::flight::FlightClient::connect(b.flight_addr().await, &ca, &researcher)
+            .await;
+    let info = flight_a
+        .info("SELECT count(*) AS n FROM sante.sejours")
+        .await
+        .unwrap();
+    let stream = flight_b.stream(&info).await.unwrap();
+    let batches: Vec<_> = futures::TryStreamExt::try_collect(stream).await.unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 1);
+
+    // Policies: both start on one version; a version stored on one node is in the shared
+    // history, applied there, and served by the other within its watch interval.
+    let v0 = version_in_force(&a, &operator).await;
+    assert_eq!(version_in_force(&b, &operator).await, v0);
+    let current: Value = a
+        .get("/v1/admin/policy", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (n1, v1) = submit(&a, &operator, &current, "reviewed on gw-a").await;
+    assert_eq!(
+        apply(&b, &operator, n1).await.status(),
+        200,
+        "gw-b applies what gw-a stored"
+    );
+    serves(&b, &operator, &v1).await;
+    let picked_up = serves(&a, &operator, &v1).await;
+    assert!(picked_up <= Duration::from_secs(WATCH_SECS + 5));
+
+    // Two operators apply two versions at once, one on each node: exactly one wins, the other
+    // is told 409 `policy_conflict`, and both nodes end on the winner.
+    let current: Value = a
+        .get("/v1/admin/policy", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (na, va) = submit(&a, &operator, &current, "from gw-a").await;
+    let (nb, vb) = submit(&b, &operator, &current, "from gw-b").await;
+    assert_ne!(na, nb, "one shared history: two numbers");
+    let (ra, rb) = tokio::join!(apply(&a, &operator, na), apply(&b, &operator, nb));
+    let winner = match (ra.status().as_u16(), rb.status().as_u16()) {
+        (200, 409) => {
+            let problem: Value = rb.json().await.unwrap();
+            assert_eq!(problem["code"], "policy_conflict");
+            va
+        }
+        (409, 200) => {
+            let problem: Value = ra.json().await.unwrap();
+            assert_eq!(problem["code"], "policy_conflict");
+            vb
+        }
+        other => panic!("two applies from one version must have one winner: {other:?}"),
+    };
+    serves(&a, &operator, &winner).await;
+    serves(&b, &operator, &winner).await;
+    assert_eq!(
+        passerelle::policy::PolicyTexts::read(&a.root.join("policies"))
+            .unwrap()
+            .version(),
+        winner
+    );
+
+    // Tables of the statistical secret: every table published by both nodes, each version
+    // built once (the other node adopts the file: the build lock of the shared folder).
+    let business = a.token("observatoire-entreprises");
+    let table = "stats.etablissements_naf_region";
+    let mut summaries = Vec::new();
+    for gw in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        loop {
+            let view: Value = gw
+                .get(&format!("/v1/tables/{table}"), Some(&business))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if view["status"]["state"] == "published" {
+                summaries.push(view["status"]["summary"].clone());
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{table} never published on {}: {view}",
+                gw.base
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    assert_eq!(summaries[0], summaries[1], "one version, published once");
+    let mut built: Vec<String> = tables_built(&a);
+    built.extend(tables_built(&b));
+    let mut once = built.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(built.len(), once.len(), "a table built twice: {built:?}");
+    assert!(built.iter().any(|t| t == table), "{built:?}");
+
+    // The audit record: each node's requests on its own chain, both chains verified with
+    // their pinned keys.
+    drop(flight_a);
+    drop(flight_b);
+    let (mut a, mut b) = (a, b);
+    b.stop().await;
+    a.stop().await;
+    let audit = a.root.join("audit");
+    let trail_text = |node: &str| -> String {
+        let mut text = String::new();
+        for entry in std::fs::read_dir(audit.join(node)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "jsonl") {
+                text.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+        text
+    };
+    let (trail_a, trail_b) = (trail_text("gw-a"), trail_text("gw-b"));
+    assert!(trail_a.contains(&id_a) && !trail_b.contains(&id_a));
+    assert!(trail_b.contains(&id_b) && !trail_a.contains(&id_b));
+    let pins = a.root.join("pins");
+    std::fs::create_dir_all(&pins).unwrap();
+    std::fs::copy(a.root.join("keys/audit-signing.pub"), pins.join("gw-a.pub")).unwrap();
+    std::fs::copy(a.root.join("keys/gw-b.pub"), pins.join("gw-b.pub")).unwrap();
+    let verified = a
+        .cli(&[
+            "audit",
+            "verify",
+            &audit.display().to_string(),
+            "--public-key",
+            &pins.display().to_string(),
+        ])
+        .await;
+    let out = output_text(&verified);
+    assert!(verified.status.success(), "{out}");
+    assert!(out.contains("2 node trail(s), all intact"), "{out}");
+    drop(b);
+}
