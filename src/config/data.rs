@@ -21,6 +21,18 @@ pub struct DataConfig {
     /// A secret file (0600) of `AWS_ACCESS_KEY_ID=…`, `AWS_SECRET_ACCESS_KEY=…` and
     /// optionally `AWS_SESSION_TOKEN=…` lines; without it, the AWS environment variables.
     pub credentials_file: Option<PathBuf>,
+    /// The folder of the published tables of the statistical secret (default
+    /// `<dir>/.tables`). Gateways sharing one folder publish each version of a table once.
+    pub tables_dir: Option<PathBuf>,
+}
+
+impl DataConfig {
+    /// The folder of the published tables.
+    pub fn tables_dir(&self) -> PathBuf {
+        self.tables_dir
+            .clone()
+            .unwrap_or_else(|| self.dir.join(crate::policy::tables::PUBLISHED_DIR))
+    }
 }
 
 impl Default for DataConfig {
@@ -29,6 +41,7 @@ impl Default for DataConfig {
             dir: "data".into(),
             url: None,
             credentials_file: None,
+            tables_dir: None,
         }
     }
 }

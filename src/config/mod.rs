@@ -181,6 +181,9 @@ impl Config {
             resolve(ca);
         }
         resolve(&mut self.data.dir);
+        if let Some(dir) = self.data.tables_dir.as_mut() {
+            resolve(dir);
+        }
         if let Some(file) = self.data.credentials_file.as_mut() {
             resolve(file);
         }

@@ -234,6 +234,7 @@ async fn pin(
 fn data_files<'a>(data: &'a HubData, pins: Option<&'a Pins>) -> DataFiles<'a> {
     DataFiles {
         dir: &data.dir,
+        tables: data.tables.dir(),
         schema: &local_schema,
         pins,
     }

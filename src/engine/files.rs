@@ -17,10 +17,11 @@ use crate::policy::DatasetKind;
 use crate::storage::Pins;
 
 /// The data a session is built from: files under `dir` (their schemas from `schema`) and, on
-/// a bucket, the object versions of `pins` for the datasets (tables of the statistical secret
-/// are always the hub's own local files).
+/// a bucket, the object versions of `pins` for the datasets; tables of the statistical secret
+/// are always the hub's own local files, in the tables folder `tables`.
 pub(crate) struct DataFiles<'a> {
     pub dir: &'a Path,
+    pub tables: &'a Path,
     pub schema: &'a dyn Fn(&Path) -> Result<SchemaRef, EngineError>,
     pub pins: Option<&'a Pins>,
 }
@@ -42,6 +43,15 @@ impl DataFiles<'_> {
         self.pins.filter(|_| kind == DatasetKind::Microdata)
     }
 
+    /// The local file of catalog path `path` (a table's `.tables/<id>.parquet` is `<id>.parquet`
+    /// in the tables folder).
+    fn local(&self, path: &Path, kind: DatasetKind) -> PathBuf {
+        match (kind, path.file_name()) {
+            (DatasetKind::Table, Some(name)) => self.tables.join(name),
+            _ => self.dir.join(path),
+        }
+    }
+
     /// The location and raw schema of catalog path `path`, of a dataset of `kind`.
     pub(crate) fn open(
         &self,
@@ -49,7 +59,7 @@ impl DataFiles<'_> {
         kind: DatasetKind,
     ) -> Result<(Location, SchemaRef), EngineError> {
         let Some(pins) = self.pinned(kind) else {
-            let file = self.dir.join(path);
+            let file = self.local(path, kind);
             let schema = (self.schema)(&file)?;
             return Ok((Location::File(file), schema));
         };
@@ -73,7 +83,7 @@ impl DataFiles<'_> {
     /// cannot be read: what the plan cache keys a plan on.
     pub(crate) fn stamp(&self, path: &Path, kind: DatasetKind) -> Option<String> {
         match self.pinned(kind) {
-            None => FileStamp::of(&self.dir.join(path)).map(|s| s.token()),
+            None => FileStamp::of(&self.local(path, kind)).map(|s| s.token()),
             Some(pins) => pins.version(&path.to_string_lossy()).map(|v| v.token()),
         }
     }

@@ -359,6 +359,7 @@ mod tests {
         };
         let files = DataFiles {
             dir: data.path(),
+            tables: tables.dir(),
             schema: &no_schema,
             pins: None,
         };

@@ -106,6 +106,7 @@ pub fn secure_session(
         catalog,
         &DataFiles {
             dir: data_dir,
+            tables: &data_dir.join(crate::policy::tables::PUBLISHED_DIR),
             schema: raw_schema,
             pins: None,
         },

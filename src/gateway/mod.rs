@@ -343,7 +343,7 @@ impl Gateway {
             objects,
             keys: pseudonyms.clone(),
             extracts,
-            tables: Arc::new(PublishedTables::with_files(config.data.dir.clone(), files)),
+            tables: Arc::new(PublishedTables::with_files(config.data.tables_dir(), files)),
             cluster,
         };
         let engine = Engine::start(&config.limits, data)?;

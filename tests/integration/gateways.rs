@@ -16,29 +16,29 @@ use crate::support::hub;
 /// `policy.watch_interval_secs` of both nodes in these tests.
 const WATCH_SECS: u64 = 1;
 
-/// gw-a (owning the hub folder) and gw-b beside it, each with its own trail and key.
+/// gw-a (owning the hub folder) and gw-b beside it, each with its own trail and key, both
+/// publishing tables in one folder outside the data folder (`data.tables_dir`:
+/// `<hub>/published`, as on shared storage beside a bucket).
 pub(crate) async fn two_gateways() -> (ChildGateway, ChildGateway) {
     let watch = WATCH_SECS.to_string();
-    let a = ChildGateway::start(&[
-        ("PASSERELLE_AUDIT__NODE", "gw-a"),
-        ("PASSERELLE_POLICY__WATCH_INTERVAL_SECS", &watch),
-    ])
-    .await;
+    let shared = [
+        ("PASSERELLE_POLICY__WATCH_INTERVAL_SECS", watch.as_str()),
+        // (Relative to the configuration's folder: `<hub>/published`.)
+        ("PASSERELLE_DATA__TABLES_DIR", "published"),
+    ];
+    let a =
+        ChildGateway::start(&[&shared[..], &[("PASSERELLE_AUDIT__NODE", "gw-a")]].concat()).await;
     let key_b = a.root.join("keys/gw-b.key");
     passerelle::audit::SigningKey::generate()
         .unwrap()
         .write_new_files(&key_b)
         .unwrap();
     let key_b = key_b.display().to_string();
-    let b = ChildGateway::beside(
-        &a,
-        &[
-            ("PASSERELLE_AUDIT__NODE", "gw-b"),
-            ("PASSERELLE_AUDIT__SIGNING_KEY_FILE", &key_b),
-            ("PASSERELLE_POLICY__WATCH_INTERVAL_SECS", &watch),
-        ],
-    )
-    .await;
+    let own = [
+        ("PASSERELLE_AUDIT__NODE", "gw-b"),
+        ("PASSERELLE_AUDIT__SIGNING_KEY_FILE", key_b.as_str()),
+    ];
+    let b = ChildGateway::beside(&a, &[&shared[..], &own[..]].concat()).await;
     (a, b)
 }
 
@@ -245,6 +245,9 @@ async fn two_gateway_processes_serve_one_hub_alike() {
         }
     }
     assert_eq!(summaries[0], summaries[1], "one version, published once");
+    // (In the folder `data.tables_dir` names, none in the data folder.)
+    assert!(a.root.join(format!("published/{table}.parquet")).is_file());
+    assert!(!a.root.join("data/.tables").exists());
     let mut built: Vec<String> = tables_built(&a);
     built.extend(tables_built(&b));
     let mut once = built.clone();

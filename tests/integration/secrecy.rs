@@ -2348,7 +2348,7 @@ measures = [{ name = "patients", kind = "units" }]
     // the other hides.
     let read = |id: &str| {
         let spec = set.tables.get(id).unwrap();
-        passerelle::engine::tables::store::read_batch(tables.data_dir(), spec).unwrap()
+        passerelle::engine::tables::store::read_batch(tables.dir(), spec).unwrap()
     };
     let (a, c) = (read("stats.a"), read("stats.c"));
     let cells = |batch: &arrow::record_batch::RecordBatch, sexe: bool| {

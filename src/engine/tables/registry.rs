@@ -47,7 +47,8 @@ struct TableState {
 /// The hub's published tables.
 #[derive(Debug)]
 pub struct PublishedTables {
-    data_dir: PathBuf,
+    /// The tables folder (`data.tables_dir`, by default `<data.dir>/.tables`).
+    dir: PathBuf,
     /// Where each source's current file is (the data folder, or local copies of the bucket's
     /// objects, made by `refresh`).
     files: Arc<dyn CatalogFiles>,
@@ -61,13 +62,16 @@ pub struct PublishedTables {
 impl PublishedTables {
     /// Tables written in `<data_dir>/.tables`, their sources read in `data_dir`.
     pub fn new(data_dir: PathBuf) -> PublishedTables {
-        Self::with_files(data_dir.clone(), Arc::new(data_dir))
+        Self::with_files(
+            data_dir.join(crate::policy::tables::PUBLISHED_DIR),
+            Arc::new(data_dir),
+        )
     }
 
-    /// Tables written in `<data_dir>/.tables`, their sources' current files found by `files`.
-    pub fn with_files(data_dir: PathBuf, files: Arc<dyn CatalogFiles>) -> PublishedTables {
+    /// Tables written in the folder `dir`, their sources' current files found by `files`.
+    pub fn with_files(dir: PathBuf, files: Arc<dyn CatalogFiles>) -> PublishedTables {
         PublishedTables {
-            data_dir,
+            dir,
             files,
             states: Mutex::default(),
             versions: Mutex::default(),
@@ -113,7 +117,7 @@ impl PublishedTables {
             return false;
         };
         let definition = store::definition_hash(spec);
-        let file = FileStamp::of(&store::path_in(&self.data_dir, spec));
+        let file = FileStamp::of(&store::path_in(&self.dir, spec));
         // SECURITY: only the current, audited version of a table is read.
         self.locked().get(id).is_some_and(|s| {
             matches!(s.status, TableStatus::Published { .. })
@@ -163,7 +167,7 @@ impl PublishedTables {
             let definition = store::definition_hash(spec);
             let source = self.source(set, spec);
             let stamp = source.as_ref().map(|(_, s)| s.clone());
-            let file = FileStamp::of(&store::path_in(&self.data_dir, spec));
+            let file = FileStamp::of(&store::path_in(&self.dir, spec));
             let current = self.locked().get(&spec.id).is_some_and(|s| {
                 s.definition == definition
                     && s.source_stamp == stamp
@@ -202,7 +206,7 @@ impl PublishedTables {
             // SECURITY: one build at a time across the gateways sharing the data folder: a
             // version is audited against the truths beside it while no other gateway replaces
             // them, and published once (the others adopt it).
-            let _shared = match store::BuildLock::take(&self.data_dir).await {
+            let _shared = match store::BuildLock::take(&self.dir).await {
                 Ok(lock) => lock,
                 Err(reason) => {
                     let status = TableStatus::Failed { reason };
@@ -225,7 +229,7 @@ impl PublishedTables {
                         Ok(mut table) => {
                             table.previous = previous;
                             table.linked = linked;
-                            match store::write(&self.data_dir, spec, &table, &stamp) {
+                            match store::write(&self.dir, spec, &table, &stamp) {
                                 Ok(provenance) => TableStatus::Published {
                                     summary: provenance.summary,
                                 },
@@ -258,7 +262,7 @@ impl PublishedTables {
                 }
                 TableStatus::Pending => {}
             }
-            let file = FileStamp::of(&store::path_in(&self.data_dir, spec));
+            let file = FileStamp::of(&store::path_in(&self.dir, spec));
             self.set(spec, &definition, Some(stamp), file, status);
         }
     }
@@ -267,9 +271,9 @@ impl PublishedTables {
     /// `definition` and the source's version `stamp` (after a restart, or by another gateway
     /// sharing the data folder). `false`: none such.
     fn adopt(&self, spec: &TableSpec, definition: &str, stamp: &str) -> bool {
-        let path = store::path_in(&self.data_dir, spec);
+        let path = store::path_in(&self.dir, spec);
         let file = FileStamp::of(&path);
-        let Some(p) = store::read(&self.data_dir, spec) else {
+        let Some(p) = store::read(&self.dir, spec) else {
             return false;
         };
         // SECURITY: the file read is the one stamped (not replaced between the two reads).
@@ -287,17 +291,16 @@ impl PublishedTables {
     /// ids. Refused (fail closed) when one of them is published but its truth cannot be read.
     fn beside(&self, set: &PolicySet, spec: &TableSpec) -> Result<ReadBeside, String> {
         let truth_of = |table: &TableSpec, what: &str| -> Result<Option<Beside>, String> {
-            let Some(provenance) = store::read(&self.data_dir, table) else {
+            let Some(provenance) = store::read(&self.dir, table) else {
                 return Ok(None);
             };
-            store::read_truth(&self.data_dir, &table.id, &provenance)
+            store::read_truth(&self.dir, &table.id, &provenance)
                 .and_then(|truth| truth.cube().map(|cube| (truth, cube)))
                 .map(Some)
                 .ok_or_else(|| {
                     format!(
-                        "{what} `{}` is published but its cells were not kept, so this version cannot be audited with it; remove `{}` from the data folder to publish without it",
-                        table.id,
-                        crate::policy::tables::published_path(&table.id).display()
+                        "{what} `{}` is published but its cells were not kept, so this version cannot be audited with it; remove `{}.parquet` from the tables folder to publish without it",
+                        table.id, table.id
                     )
                 })
         };
@@ -363,9 +366,9 @@ impl PublishedTables {
         );
     }
 
-    /// The folder the published files live in (tests).
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
+    /// The folder the published files live in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 }
 

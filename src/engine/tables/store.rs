@@ -1,4 +1,5 @@
-//! Published tables on disk: `<data.dir>/.tables/<id>.parquet`, one file per table, replaced
+//! Published tables on disk: `<tables folder>/<id>.parquet` (`data.tables_dir`, by default
+//! `<data.dir>/.tables`), one file per table, replaced
 //! whole (temporary file, fsync, rename) so that a reader sees the previous version or the new
 //! one, never a mix, and only ever the current one.
 //!
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::compute::PublishedTable;
-use crate::policy::tables::{TableSpec, published_path};
+use crate::policy::tables::TableSpec;
 use crate::secrecy::{CellFacts, Cube, Dimension, Measure, PrimaryReason, Secret};
 
 const SOURCE_KEY: &str = "passerelle.table.source";
@@ -105,9 +106,14 @@ pub struct Provenance {
     pub summary: TableSummary,
 }
 
-/// The file of table `spec` in `data_dir`.
-pub fn path_in(data_dir: &Path, spec: &TableSpec) -> PathBuf {
-    data_dir.join(published_path(&spec.id))
+/// The file of table `spec` in the tables folder `dir`.
+pub fn path_in(dir: &Path, spec: &TableSpec) -> PathBuf {
+    file_of(dir, &spec.id)
+}
+
+/// The published file of table `id` in the tables folder `dir`.
+pub fn file_of(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}.parquet"))
 }
 
 /// A published version's cells as the hub computed them (hidden values included) and why each
@@ -173,21 +179,16 @@ impl Truth {
 }
 
 /// The truth file of the version of `spec`'s table built from `definition` and `source_stamp`.
-fn truth_path(data_dir: &Path, id: &str, definition: &str, source_stamp: &str) -> PathBuf {
-    data_dir.join(published_path(id)).with_file_name(format!(
+fn truth_path(dir: &Path, id: &str, definition: &str, source_stamp: &str) -> PathBuf {
+    dir.join(format!(
         "{id}.truth-{definition}-{}.json",
         data_version(source_stamp)
     ))
 }
 
 /// The truth of the version of table `id` that `provenance` describes, if it was kept.
-pub fn read_truth(data_dir: &Path, id: &str, provenance: &Provenance) -> Option<Truth> {
-    let path = truth_path(
-        data_dir,
-        id,
-        &provenance.definition,
-        &provenance.source_stamp,
-    );
+pub fn read_truth(dir: &Path, id: &str, provenance: &Provenance) -> Option<Truth> {
+    let path = truth_path(dir, id, &provenance.definition, &provenance.source_stamp);
     let truth: Truth = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
     (truth.spec.id == id
         && truth.source_stamp == provenance.source_stamp
@@ -231,12 +232,12 @@ fn replace_file(
 /// `source_stamp`): its truth first, then the table itself (temporary file, 0600, fsync,
 /// rename over the previous version); the truths of older versions are then removed.
 pub fn write(
-    data_dir: &Path,
+    dir: &Path,
     spec: &TableSpec,
     table: &PublishedTable,
     source_stamp: &str,
 ) -> Result<Provenance, String> {
-    let path = path_in(data_dir, spec);
+    let path = path_in(dir, spec);
     let summary = TableSummary::of(table, source_stamp);
     let provenance = Provenance {
         source_stamp: source_stamp.to_string(),
@@ -245,7 +246,7 @@ pub fn write(
     };
     let truth =
         serde_json::to_vec(&Truth::of(spec, table, source_stamp)).map_err(|e| e.to_string())?;
-    let truth_file = truth_path(data_dir, &spec.id, &provenance.definition, source_stamp);
+    let truth_file = truth_path(dir, &spec.id, &provenance.definition, source_stamp);
     replace_file(&truth_file, |mut file| {
         use std::io::Write;
         file.write_all(&truth)
@@ -287,7 +288,7 @@ pub fn write(
     Ok(provenance)
 }
 
-/// The lock of the published tables' folder: an advisory `flock` on `.tables/.build-lock`,
+/// The lock of the published tables' folder: an advisory `flock` on its `.build-lock`,
 /// held while one gateway builds and writes a table, so that gateways sharing the data folder
 /// publish each version once (the others adopt the file) and never audit a version against a
 /// truth another one is replacing. The kernel releases it when its holder dies.
@@ -296,11 +297,10 @@ pub struct BuildLock {
 }
 
 impl BuildLock {
-    /// Takes the lock of `data_dir`'s tables folder, waiting as long as another holder builds
+    /// Takes the lock of the tables folder `dir`, waiting as long as another holder builds
     /// (a build is bounded by its own work; a holder that died holds nothing).
-    pub async fn take(data_dir: &Path) -> Result<BuildLock, String> {
-        let dir = data_dir.join(crate::policy::tables::PUBLISHED_DIR);
-        crate::private_fs::create_dir_all(&dir)
+    pub async fn take(dir: &Path) -> Result<BuildLock, String> {
+        crate::private_fs::create_dir_all(dir)
             .map_err(|e| format!("tables folder: {}", e.kind()))?;
         let file = crate::private_fs::options()
             .create(true)
@@ -333,8 +333,8 @@ pub const BUILD_LOCK: &str = ".build-lock";
 const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What the published file of `spec` records, if there is a readable one.
-pub fn read(data_dir: &Path, spec: &TableSpec) -> Option<Provenance> {
-    let file = std::fs::File::open(path_in(data_dir, spec)).ok()?;
+pub fn read(dir: &Path, spec: &TableSpec) -> Option<Provenance> {
+    let file = std::fs::File::open(path_in(dir, spec)).ok()?;
     let reader =
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).ok()?;
     let kv = reader.metadata().file_metadata().key_value_metadata()?;
@@ -351,8 +351,8 @@ pub fn read(data_dir: &Path, spec: &TableSpec) -> Option<Provenance> {
 }
 
 /// The published batch of `spec`, if there is a readable file.
-pub fn read_batch(data_dir: &Path, spec: &TableSpec) -> Option<arrow::array::RecordBatch> {
-    let file = std::fs::File::open(path_in(data_dir, spec)).ok()?;
+pub fn read_batch(dir: &Path, spec: &TableSpec) -> Option<arrow::array::RecordBatch> {
+    let file = std::fs::File::open(path_in(dir, spec)).ok()?;
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
         .ok()?
         .build()
