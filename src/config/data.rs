@@ -26,15 +26,6 @@ pub struct DataConfig {
     pub tables_dir: Option<PathBuf>,
 }
 
-impl DataConfig {
-    /// The folder of the published tables.
-    pub fn tables_dir(&self) -> PathBuf {
-        self.tables_dir
-            .clone()
-            .unwrap_or_else(|| self.dir.join(crate::policy::tables::PUBLISHED_DIR))
-    }
-}
-
 impl Default for DataConfig {
     fn default() -> Self {
         Self {

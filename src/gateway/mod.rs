@@ -338,12 +338,17 @@ impl Gateway {
             .extracts
             .then(|| Extracts::new(config.pseudonymisation.extracts_dir.clone()));
         let files = crate::storage::catalog_files(&config.data.dir, objects.as_ref());
+        let tables_dir = config
+            .data
+            .tables_dir
+            .clone()
+            .unwrap_or_else(|| config.data.dir.join(crate::policy::tables::PUBLISHED_DIR));
         let data = HubData {
             dir: config.data.dir.clone(),
             objects,
             keys: pseudonyms.clone(),
             extracts,
-            tables: Arc::new(PublishedTables::with_files(config.data.tables_dir(), files)),
+            tables: Arc::new(PublishedTables::with_files(tables_dir, files)),
             cluster,
         };
         let engine = Engine::start(&config.limits, data)?;
