@@ -88,7 +88,7 @@ pub mod names {
 fn describe_metrics() {
     metrics::describe_counter!(
         names::CLUSTER_QUERIES,
-        "Queries whose plan this gateway ran on the cluster ([cluster])"
+        "Queries whose plan this gateway sent to the cluster ([cluster]), answered or failed there"
     );
     metrics::describe_counter!(
         names::HTTP_REQUESTS,

@@ -6,6 +6,9 @@
 //! (its function registry holds nothing else), and serves its shuffle files over Arrow Flight
 //! to gateways and executors only.
 //!
+//! On a bucket (`data.url`), it reads the objects of a shipped scan with its own credentials,
+//! at the versions the gateway planned on only (`engine::pinned_scan`).
+//!
 //! Must never: accept a Flight call from a peer without a gateway's or executor's certificate,
 //! connect anywhere in clear, or hold the master key (a plan brings the keyed states of its own
 //! domains only).
@@ -53,6 +56,10 @@ pub async fn run(config: &Config, place: ExecutorPlace) -> Result<(), String> {
     crate::private_fs::create_dir_all(&place.work_dir)
         .map_err(|e| format!("{}: {e}", place.work_dir.display()))?;
     let max_value_bytes = config.limits.max_value_bytes;
+    // The hub's bucket (`data.url`, with this node's own credentials), which shipped scans
+    // read at the versions their gateway planned on; none: the datasets are files this node
+    // reads at the gateways' paths.
+    let bucket = crate::storage::ObjectData::open(&config.data).map_err(|e| e.to_string())?;
     let endpoint = tls.endpoint_override();
     let server_tls = tls.server();
     let flight = move |work_dir: String,
@@ -110,7 +117,13 @@ pub async fn run(config: &Config, place: ExecutorPlace) -> Result<(), String> {
                 crate::engine::cluster_session_config(max_value_bytes, endpoint.clone())
             })
         }),
-        override_physical_codec: Some(Arc::new(crate::engine::PlanCodec::default())),
+        override_physical_codec: Some(Arc::new(crate::engine::PlanCodec::for_executor(bucket))),
+        // SECURITY (fail closed): a scan of the bucket reads nothing unless a pinned scan
+        // above it gives its versions (`engine::cluster_runtime`).
+        override_runtime_producer: Some({
+            let work_dir = place.work_dir.clone();
+            Arc::new(move |_| crate::engine::cluster_runtime(Some(&work_dir)))
+        }),
         // SECURITY (availability): the scheduler cannot stop a pull-mode executor's running
         // task; each stops at the query's time limit.
         override_execution_engine: Some(Arc::new(super::deadline::DeadlineEngine::new(

@@ -65,6 +65,20 @@ impl LocalCluster {
         executors: usize,
         executor_memory_mb: u64,
     ) -> Result<LocalCluster, String> {
+        Self::start_with(binary, config, dir, executors, executor_memory_mb, &[])
+    }
+
+    /// [`Self::start_with_memory`], each executor given the `PASSERELLE_…` overrides of `env` as
+    /// well (e.g. the bucket it reads: `PASSERELLE_DATA__URL`, `PASSERELLE_DATA__CREDENTIALS_FILE`;
+    /// the scheduler reads no data and gets none of them).
+    pub fn start_with(
+        binary: &Path,
+        config: &Path,
+        dir: &Path,
+        executors: usize,
+        executor_memory_mb: u64,
+        env: &[(String, String)],
+    ) -> Result<LocalCluster, String> {
         // Absolute: the roles resolve relative paths against their configuration's folder.
         let dir = &std::path::absolute(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config =
@@ -115,6 +129,7 @@ impl LocalCluster {
                 .arg(format!("executor-{}", i + 1))
                 .arg("--work-dir")
                 .arg(&work)
+                .envs(env.iter().map(|(k, v)| (k, v)))
                 .env(
                     "PASSERELLE_CLUSTER__EXECUTOR_MEMORY_MB",
                     executor_memory_mb.to_string(),

@@ -211,6 +211,9 @@ pub async fn run(
         // would open one to a gRPC server of each executor, in clear).
         scheduling_policy: TaskSchedulingPolicy::PullStaged,
         override_physical_codec: Some(Arc::new(crate::engine::PlanCodec::default())),
+        // SECURITY: the scheduler reads no data (scans of the bucket decode against a store
+        // that refuses every call).
+        override_session_builder: Some(Arc::new(crate::engine::scheduler_session)),
         override_config_producer: Some({
             let endpoint = endpoint.clone();
             Arc::new(move || {

@@ -239,15 +239,6 @@ impl Config {
         }
         if let Some(cluster) = &self.cluster {
             problems.extend(cluster.problems());
-            // SECURITY: an executor would read a bucket's objects unpinned (no `If-Match`):
-            // refused until executors carry the query's pins.
-            if self.data.url.is_some() {
-                problems.push((
-                    "cluster".into(),
-                    "cannot be used with data.url yet: executors read local or shared files only"
-                        .into(),
-                ));
-            }
         }
         if !(1..=3).contains(&self.policy.approvals) {
             problems.push(("policy.approvals".into(), "must be 1, 2 or 3".into()));

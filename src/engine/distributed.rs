@@ -10,7 +10,10 @@
 //! - each mask ([`MaskUdf`]) with its treatment, input type and, for a pseudonym, the keyed
 //!   states of the plan's domain (`PseudonymDomain::to_wire`; never the master key);
 //! - each bounded function by name, found again in the hub's [`FunctionSet`] (executors know
-//!   no other function).
+//!   no other function);
+//! - on a bucket, each file scan under a [`PinnedScanExec`] carrying the object versions the
+//!   query was planned on (keys, sizes, ETags), which an executor reads through its own
+//!   credentials at those versions only.
 //!
 //! Anything else it does not know it refuses to encode: such a plan runs on the gateway.
 //!
@@ -54,6 +57,7 @@ use super::barrier::BarrierExec;
 use super::functions::{CallBudget, FunctionSet};
 use super::guard::WideRowGuardExec;
 use super::masks::MaskUdf;
+use super::pinned_scan::PinnedScanExec;
 use crate::policy::ColumnTreatment;
 use crate::pseudonym::PseudonymDomain;
 
@@ -62,6 +66,7 @@ use crate::pseudonym::PseudonymDomain;
 const MAGIC: &[u8; 4] = b"PSR\x01";
 const BARRIER: u8 = 1;
 const GUARD: u8 = 2;
+const PINNED_SCAN: u8 = 3;
 const MASK: u8 = 1;
 const BOUNDED: u8 = 2;
 
@@ -73,6 +78,18 @@ fn refused(what: &str) -> DataFusionError {
 #[derive(Debug, Default)]
 pub struct PlanCodec {
     ballista: BallistaPhysicalExtensionCodec,
+    /// An executor's view of the hub's bucket (`data.url`), for the pinned scans it decodes.
+    bucket: Option<Arc<crate::storage::ObjectData>>,
+}
+
+impl PlanCodec {
+    /// An executor's codec: pinned scans read `bucket` (none: they fail, reading nothing).
+    pub fn for_executor(bucket: Option<Arc<crate::storage::ObjectData>>) -> Self {
+        Self {
+            ballista: BallistaPhysicalExtensionCodec::default(),
+            bucket,
+        }
+    }
 }
 
 impl PhysicalExtensionCodec for PlanCodec {
@@ -94,6 +111,16 @@ impl PhysicalExtensionCodec for PlanCodec {
                 input.clone(),
                 stats.iter().map(|&b| b == 1).collect(),
             ))),
+            Some((&PINNED_SCAN, objects)) => {
+                let objects: Vec<crate::storage::PinnedObject> = serde_json::from_slice(objects)
+                    .map_err(|_| refused("a pinned scan it cannot read"))?;
+                Ok(Arc::new(PinnedScanExec::decoded(
+                    input.clone(),
+                    objects.into(),
+                    self.bucket.clone(),
+                    ctx,
+                )?))
+            }
             Some((&GUARD, bounds)) if bounds.len() == 17 => {
                 let word = |at: usize| {
                     u64::from_le_bytes(bounds[at..at + 8].try_into().unwrap_or_default()) as usize
@@ -126,6 +153,13 @@ impl PhysicalExtensionCodec for PlanCodec {
             buf.extend_from_slice(&(max_row_bytes as u64).to_le_bytes());
             buf.extend_from_slice(&(batch_size as u64).to_le_bytes());
             buf.push(u8::from(charge));
+            return Ok(());
+        }
+        if let Some(pinned) = node.downcast_ref::<PinnedScanExec>() {
+            buf.extend_from_slice(MAGIC);
+            buf.push(PINNED_SCAN);
+            serde_json::to_writer(&mut *buf, pinned.objects())
+                .map_err(|e| DataFusionError::Internal(e.to_string()))?;
             return Ok(());
         }
         self.ballista.try_encode(node, buf, converter)
@@ -276,8 +310,13 @@ pub struct ShippedPlan {
 /// runs on the gateway): when the codec refuses a node or function, or with a scalar
 /// subquery (Ballista 55 cuts stages inside DataFusion 55's `ScalarSubqueryExec`, and an
 /// executor then cannot decode the stage that holds the subquery's expression without it:
-/// TPC-H Q11, Q15, Q22).
-pub(super) fn ship(plan: &Arc<dyn ExecutionPlan>, max_rows: usize) -> Option<ShippedPlan> {
+/// TPC-H Q11, Q15, Q22). On a bucket, `pins` are the object versions the query was planned
+/// on: every scan of the bucket carries them.
+pub(super) fn ship(
+    plan: &Arc<dyn ExecutionPlan>,
+    max_rows: usize,
+    pins: Option<&crate::storage::Pins>,
+) -> Option<ShippedPlan> {
     let mut scalar_subquery = false;
     let _ = plan.apply(|node| {
         scalar_subquery |= node.name() == "ScalarSubqueryExec";
@@ -297,11 +336,12 @@ pub(super) fn ship(plan: &Arc<dyn ExecutionPlan>, max_rows: usize) -> Option<Shi
         max_rows.saturating_add(1),
     ));
     let schema = limited.schema();
-    let node = PhysicalPlanNode::try_from_physical_plan(
-        without_file_statistics(limited).ok()?,
-        &PlanCodec::default(),
-    )
-    .ok()?;
+    let mut shipped = without_file_statistics(limited).ok()?;
+    if let Some(pins) = pins {
+        let objects = pins.to_wire().ok()?.into();
+        shipped = pinned_scans(shipped, &objects, pins.store_url()).ok()?;
+    }
+    let node = PhysicalPlanNode::try_from_physical_plan(shipped, &PlanCodec::default()).ok()?;
     Some(ShippedPlan {
         bytes: node.encode_to_vec(),
         schema,
@@ -328,6 +368,33 @@ pub(super) async fn run_on_cluster(
         schema,
         stream.map(|batch| batch.map_err(cluster_error)),
     )))
+}
+
+/// `plan` with each file scan of the bucket `bucket` under a [`PinnedScanExec`] that carries
+/// the query's object versions `objects`.
+///
+/// SECURITY: an executor reads the bucket with credentials of its own; without the pins it
+/// would read whatever version is current when its task runs (a mix of two versions across
+/// tasks), with them it reads the gateway's versions or fails (`data_changed`).
+pub(super) fn pinned_scans(
+    plan: Arc<dyn ExecutionPlan>,
+    objects: &Arc<[crate::storage::PinnedObject]>,
+    bucket: &url::Url,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    let bucket = bucket.as_str().trim_end_matches('/');
+    plan.transform_up(|node| {
+        let on_bucket = node
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+            .is_some_and(|config| config.object_store_url.as_str().trim_end_matches('/') == bucket);
+        if !on_bucket {
+            return Ok(Transformed::no(node));
+        }
+        Ok(Transformed::yes(
+            Arc::new(PinnedScanExec::new(node, objects.clone(), None)) as Arc<dyn ExecutionPlan>,
+        ))
+    })
+    .map(|t| t.data)
 }
 
 /// `plan` with its file scans' statistics unknown.
@@ -377,6 +444,63 @@ fn without_file_statistics(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn Execu
     .map(|t| t.data)
 }
 
+/// The scheduler's sessions: DataFusion's, in which the scheduler decodes and stages plans,
+/// with the cluster's runtime ([`cluster_runtime`]).
+///
+/// SECURITY: the scheduler holds no credentials and reads no data: a scan of the bucket only
+/// needs a store under its URL to be decoded; its executors read it.
+pub fn scheduler_session(
+    config: SessionConfig,
+) -> Result<datafusion::execution::session_state::SessionState> {
+    let state = ballista_core::utils::default_session_builder(config)?;
+    Ok(
+        datafusion::execution::session_state::SessionStateBuilder::new_from_existing(state)
+            .with_runtime_env(cluster_runtime(None)?)
+            .build(),
+    )
+}
+
+/// The runtime a cluster node decodes plans in (spilling in `temp`, if given): local files as
+/// DataFusion reads them, and under any other URL (a bucket a scan names) a store that
+/// refuses every call, so that a scan of the bucket decodes but reads nothing unless a
+/// [`PinnedScanExec`] above it gives the versions it may read.
+///
+/// SECURITY (fail closed): an executor never reads the bucket unpinned.
+pub fn cluster_runtime(
+    temp: Option<&std::path::Path>,
+) -> Result<Arc<datafusion::execution::runtime_env::RuntimeEnv>> {
+    let mut builder = datafusion::execution::runtime_env::RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(NoDataRegistry::default()));
+    if let Some(temp) = temp {
+        builder = builder.with_temp_file_path(temp);
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+/// DataFusion's registry (local files), and a store that refuses every call under any URL it
+/// does not know (`storage::no_data_store`).
+#[derive(Debug, Default)]
+struct NoDataRegistry {
+    known: datafusion::execution::object_store::DefaultObjectStoreRegistry,
+}
+
+impl datafusion::execution::object_store::ObjectStoreRegistry for NoDataRegistry {
+    fn register_store(
+        &self,
+        url: &url::Url,
+        store: Arc<dyn object_store::ObjectStore>,
+    ) -> Option<Arc<dyn object_store::ObjectStore>> {
+        self.known.register_store(url, store)
+    }
+
+    fn get_store(&self, url: &url::Url) -> Result<Arc<dyn object_store::ObjectStore>> {
+        Ok(self
+            .known
+            .get_store(url)
+            .unwrap_or_else(|_| crate::storage::no_data_store()))
+    }
+}
+
 /// Settings of a query bound for the cluster, before its physical planning: no dynamic
 /// filters. Ballista's scheduler plans the stages again and may swap a join's inputs, which a
 /// join whose dynamic filter is already built refuses (the task fails, the job never ends).
@@ -396,7 +520,14 @@ pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
     let text = e.to_string();
     drop(e);
     let user = |m: &str| DataFusionError::Execution(m.to_string());
-    let answer = if text.contains(super::memory::VALUE_TOO_LARGE) {
+    let answer = if text.contains("precondition failure") {
+        // An object replaced since the query was planned (an executor's `If-Match` refused):
+        // retryable, as on the gateway (`user_error` sees a version change).
+        DataFusionError::ObjectStore(Box::new(object_store::Error::Precondition {
+            path: String::new(),
+            source: "an object of the query was replaced".into(),
+        }))
+    } else if text.contains(super::memory::VALUE_TOO_LARGE) {
         DataFusionError::ResourcesExhausted(format!(
             "{}: a function of the query would build a value larger than this hub allows",
             super::memory::VALUE_TOO_LARGE
@@ -534,7 +665,7 @@ mod tests {
         };
         // The plain encoding carries the raw extremes; passerelle's does not.
         assert!(text(&plan).contains("1840375056123"), "{}", text(&plan));
-        let shipped = ship(&plan, 10).unwrap();
+        let shipped = ship(&plan, 10, None).unwrap();
         let shipped = PhysicalPlanNode::decode(shipped.bytes.as_slice()).unwrap();
         let shipped = format!("{shipped:?}");
         assert!(!shipped.contains("1840375056123") && !shipped.contains("2990175056999"));

@@ -95,16 +95,25 @@ pub(crate) fn pinned_runtime(
     runtime: &RuntimeEnv,
     pins: &Pins,
 ) -> Result<Arc<RuntimeEnv>, EngineError> {
+    let store = pins
+        .store()
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+    Ok(runtime_with_store(runtime, pins.store_url(), store))
+}
+
+/// `runtime` (its memory pool, disks and caches) whose object store registry holds `store`
+/// under `url` and nothing else (local files aside).
+pub(crate) fn runtime_with_store(
+    runtime: &RuntimeEnv,
+    url: &url::Url,
+    store: Arc<dyn object_store::ObjectStore>,
+) -> Arc<RuntimeEnv> {
     let registry = DefaultObjectStoreRegistry::new();
-    registry.register_store(
-        pins.store_url(),
-        pins.store()
-            .map_err(|e| EngineError::Internal(e.to_string()))?,
-    );
-    Ok(Arc::new(RuntimeEnv {
+    registry.register_store(url, store);
+    Arc::new(RuntimeEnv {
         memory_pool: runtime.memory_pool.clone(),
         disk_manager: runtime.disk_manager.clone(),
         cache_manager: runtime.cache_manager.clone(),
         object_store_registry: Arc::new(registry),
-    }))
+    })
 }

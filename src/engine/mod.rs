@@ -42,6 +42,7 @@ mod guard;
 mod limits;
 mod masks;
 mod memory;
+mod pinned_scan;
 mod plan_cache;
 mod provider;
 mod pushdown;
@@ -64,7 +65,8 @@ pub use admission::{Admission, Busy, Share};
 pub use answer::{Answer, AnswerHead, Chunk};
 pub use audit_table::{AuditEventsTable, audit_session};
 pub use distributed::{
-    Cluster, PlanCodec, ShippedPlan, cluster_function_registry, cluster_session_config,
+    Cluster, PlanCodec, ShippedPlan, cluster_function_registry, cluster_runtime,
+    cluster_session_config, scheduler_session,
 };
 pub use encode::AnswerInfo;
 pub use encode::Format;
@@ -152,6 +154,9 @@ pub struct PlannedQuery {
     pub unbounded_join: bool,
     /// It calls a function the optimizer fixed at planning time (`now()`, …): never kept.
     reads_the_clock: bool,
+    /// On a bucket, the object versions the query was planned on (shipped with its plan when
+    /// it runs on the cluster).
+    pins: Option<crate::storage::Pins>,
 }
 
 impl PlannedQuery {
@@ -175,7 +180,15 @@ impl PlannedQuery {
             input_bytes: cached.input_bytes,
             unbounded_join: cached.unbounded_join,
             reads_the_clock: false,
+            pins: None,
         }
+    }
+
+    /// The object versions the query was planned on (on a bucket): its plan carries them
+    /// if it runs on the cluster.
+    pub(crate) fn with_pins(mut self, pins: Option<crate::storage::Pins>) -> Self {
+        self.pins = pins;
+        self
     }
 
     /// Cheap under `limits`: little data, and no join that multiplies rows without bound.
@@ -218,7 +231,8 @@ impl PlannedQuery {
             .map_err(|e| user_error(e, limits))?;
         let schema = self.logical.schema().inner().clone();
         if let Some((target, shipped)) = for_cluster.and_then(|target| {
-            distributed::ship(&physical, limits.max_rows).map(|shipped| (target, shipped))
+            distributed::ship(&physical, limits.max_rows, self.pins.as_ref())
+                .map(|shipped| (target, shipped))
         }) {
             // SECURITY: what is shipped is this physical plan, secure scans inside, each
             // partition bounded (`distributed::ship`); the cluster's errors are logged by kind,
@@ -226,6 +240,9 @@ impl PlannedQuery {
             // it, or when the caller goes away, it is cancelled on the cluster
             // (`cluster::client`), and each of its tasks stops at its executor's own time limit
             // (`cluster::deadline`).
+            // (`passerelle_cluster_queries_total`, described in `telemetry`: every query sent,
+            // answered or failed there.)
+            metrics::counter!("passerelle_cluster_queries_total").increment(1);
             let stream = tokio::time::timeout(
                 limits.timeout,
                 distributed::run_on_cluster(target, shipped, &self.state),
@@ -233,8 +250,6 @@ impl PlannedQuery {
             .await
             .map_err(|_| EngineError::Timeout(limits.timeout.as_secs()))?
             .map_err(|e| user_error(distributed::cluster_error(e), limits))?;
-            // (`passerelle_cluster_queries_total`, described in `telemetry`.)
-            metrics::counter!("passerelle_cluster_queries_total").increment(1);
             return Ok(RunningQuery {
                 schema,
                 stream,
@@ -314,6 +329,7 @@ pub async fn plan_query_with(
         input_bytes,
         unbounded_join,
         reads_the_clock,
+        pins: None,
     })
 }
 

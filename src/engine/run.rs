@@ -292,7 +292,7 @@ async fn plan_then_run(engine: Engine, job: QueryJob, held: Held, head_tx: HeadS
         () = head_tx.closed() => return,
     };
     let planned = match planned {
-        Ok(planned) => planned,
+        Ok(planned) => planned.with_pins(pins),
         Err(e) => {
             // The share and slot go back before the caller hears, so it may ask again at once.
             drop(held);

@@ -528,6 +528,88 @@ impl Pins {
     pub fn store_url(&self) -> &url::Url {
         &self.data.base
     }
+
+    /// These versions as a shipped plan carries them to the cluster's executors (keys, sizes,
+    /// ETags, times: no credentials, no schema).
+    pub fn to_wire(&self) -> Result<Vec<PinnedObject>, StorageError> {
+        let mut objects = Vec::with_capacity(self.versions.len());
+        for (path, version) in &self.versions {
+            objects.push(PinnedObject {
+                key: self.data.key(path)?.to_string(),
+                size: version.meta.size,
+                etag: version.etag.clone(),
+                modified_ns: version
+                    .meta
+                    .last_modified
+                    .timestamp_nanos_opt()
+                    .unwrap_or_default(),
+            });
+        }
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(objects)
+    }
+}
+
+/// A store that refuses every call (no object is readable, nothing can be written or listed):
+/// what a node that must read no data (the cluster's scheduler) finds under any URL.
+pub fn no_data_store() -> Arc<dyn ObjectStore> {
+    Arc::new(pinned::PinnedStore::new(
+        Arc::new(object_store::memory::InMemory::new()),
+        HashMap::new(),
+    ))
+}
+
+/// One object version a shipped plan reads, as it travels to an executor.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PinnedObject {
+    /// The object's key in the bucket (the prefix included).
+    pub key: String,
+    pub size: u64,
+    pub etag: String,
+    /// Its modification time, in nanoseconds since the epoch.
+    pub modified_ns: i64,
+}
+
+impl ObjectData {
+    /// A view of this bucket that reads only `objects`, each at its version (every read
+    /// `If-Match` its ETag): what an executor reads a shipped scan through.
+    pub fn pinned_view(&self, objects: &[PinnedObject]) -> Arc<dyn ObjectStore> {
+        let pins = objects
+            .iter()
+            .map(|o| {
+                let location = ObjectPath::from(o.key.as_str());
+                let meta = ObjectMeta {
+                    location: location.clone(),
+                    last_modified: chrono::DateTime::from_timestamp_nanos(o.modified_ns),
+                    size: o.size,
+                    e_tag: Some(o.etag.clone()),
+                    version: None,
+                };
+                (location, meta)
+            })
+            .collect();
+        Arc::new(pinned::PinnedStore::new(self.store.clone(), pins))
+    }
+
+    /// The URL of the bucket in DataFusion's object store registry (`s3://bucket`).
+    pub fn store_url(&self) -> &url::Url {
+        &self.base
+    }
+
+    /// A bucket `s3://<bucket>` served by `store` (tests).
+    #[cfg(test)]
+    pub(crate) fn over(store: Arc<dyn ObjectStore>, bucket: &str) -> Arc<ObjectData> {
+        Arc::new(ObjectData {
+            base: url::Url::parse(&format!("s3://{bucket}")).unwrap_or_else(|_| unreachable!()),
+            prefix: ObjectPath::default(),
+            store,
+            io: io::IoRuntime::start().unwrap_or_else(|_| unreachable!()),
+            versions: Mutex::default(),
+            schemas: Mutex::default(),
+            copies_dir: PathBuf::new(),
+            copies: Mutex::default(),
+        })
+    }
 }
 
 /// Whether the endpoint the store will use is plain HTTP (then on a loopback address only).

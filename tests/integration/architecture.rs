@@ -44,10 +44,10 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
         ],
     ),
     // The cluster's roles and a gateway's client of it (internal gRPC, mutual TLS): plans
-    // are the engine's, encoded by its codec.
+    // are the engine's, encoded by its codec; executors read the hub's bucket (`storage`).
     (
         "cluster",
-        &["config", "engine", "private_fs", "secret_file"],
+        &["config", "engine", "private_fs", "secret_file", "storage"],
     ),
     // The core, each part knowing only what lies below it.
     (

@@ -445,11 +445,13 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// One attack catalogue, five tests: over HTTPS (`attacks_…`), over Flight SQL
+/// One attack catalogue, six tests: over HTTPS (`attacks_…`), over Flight SQL
 /// (`attacks_over_flight_…`), over HTTPS to a hub whose datasets are objects of an S3
 /// bucket (`<catalogue>::on_a_bucket`, moto: skipped when it is not installed), over HTTPS
 /// to a gateway that sends every query reading a dataset to a Ballista cluster of a scheduler
-/// and two executors (`<catalogue>::on_a_cluster`), and over HTTPS to two gateway processes
+/// and two executors (`<catalogue>::on_a_cluster`; with the datasets on a bucket that the
+/// executors read at the gateway's pinned versions: `<catalogue>::on_a_bucket_and_a_cluster`),
+/// and over HTTPS to two gateway processes
 /// sharing one hub folder, policy folder and audit folder, taken in turn
 /// (`<catalogue>::on_two_gateways`), with the same expectations.
 macro_rules! over_both {
@@ -475,6 +477,11 @@ macro_rules! over_both {
                 super::$catalogue(super::Via::Cluster).await;
             }
 
+            #[tokio::test]
+            async fn on_a_bucket_and_a_cluster() {
+                super::$catalogue(super::Via::BucketCluster).await;
+            }
+
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn on_two_gateways() {
                 super::$catalogue(super::Via::TwoGateways).await;
@@ -498,6 +505,9 @@ enum Via {
     Cluster,
     /// HTTPS to two gateway processes of one hub, one query each in turn.
     TwoGateways,
+    /// HTTPS, the datasets on a bucket (moto), every query reading one run on a local cluster
+    /// whose executors read the bucket.
+    BucketCluster,
 }
 
 /// Queries this test process's gateways sent to a cluster so far.
@@ -566,20 +576,32 @@ impl Attack {
         let mut config = hub().config();
         config.identity.issuers = vec![dev.issuer_config()];
         let mut bucket = None;
-        if via == Via::Bucket {
+        let mut executors_env = Vec::new();
+        if matches!(via, Via::Bucket | Via::BucketCluster) {
             let moto = crate::support::moto::Moto::start()?;
             crate::support::moto::hub_on_bucket(&moto, "attacks", "hub").await;
             let local = tempfile::tempdir().unwrap();
             config.data.url = Some("s3://attacks/hub".into());
-            config.data.credentials_file = Some(moto.credentials_file(local.path()));
+            let credentials = moto.credentials_file(local.path());
+            executors_env = vec![
+                (
+                    "PASSERELLE_DATA__URL".to_string(),
+                    "s3://attacks/hub".to_string(),
+                ),
+                (
+                    "PASSERELLE_DATA__CREDENTIALS_FILE".to_string(),
+                    credentials.display().to_string(),
+                ),
+            ];
+            config.data.credentials_file = Some(credentials);
             config.data.dir = local.path().join("work");
             std::fs::create_dir_all(&config.data.dir).unwrap();
             bucket = Some((moto, local));
         }
         let mut cluster = None;
-        if via == Via::Cluster {
+        if matches!(via, Via::Cluster | Via::BucketCluster) {
             let local = tempfile::tempdir().unwrap();
-            let started = crate::support::local_cluster(local.path(), 2);
+            let started = crate::support::local_cluster_with(local.path(), 2, &executors_env);
             config.cluster = Some(started.gateway.clone());
             // Every query reading a dataset takes the heavy lane, hence the cluster.
             config.limits.cheap_query_input_mb = 0;
@@ -591,7 +613,7 @@ impl Attack {
             .token_for(passerelle::demo::personas::persona(PERSONA).unwrap())
             .unwrap();
         let flight = match via {
-            Via::Https | Via::Bucket | Via::Cluster | Via::TwoGateways => None,
+            Via::Https | Via::Bucket | Via::Cluster | Via::TwoGateways | Via::BucketCluster => None,
             Via::Flight => {
                 Some(FlightClient::connect(server.flight.unwrap(), &hub().ca_pem(), &token).await)
             }

@@ -207,6 +207,124 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
     assert!(data_files(&empty).is_empty());
 }
 
+/// A cluster over the bucket (issue #24): executors given the bucket and credentials of their
+/// own read each shipped scan's objects at the versions the gateway planned on (the plan
+/// carries them; every read `If-Match`), so queries answer as on a gateway alone over the
+/// same bucket; an object replaced under a query fails it retryably (`data_changed`) or is
+/// read whole, never mixed; executors without the bucket read nothing (the query fails).
+#[tokio::test]
+async fn a_cluster_reads_the_bucket_at_the_versions_its_gateway_planned_on() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    hub_on_bucket(&moto, "hub", "demo/v1").await;
+    let credentials = moto.credentials_file(dir.path());
+    let empty = dir.path().join("local");
+    std::fs::create_dir_all(&empty).unwrap();
+    let on_bucket = |c: &mut passerelle::config::Config| {
+        c.data.url = Some("s3://hub/demo/v1".into());
+        c.data.credentials_file = Some(credentials.clone());
+        c.data.dir = empty.clone();
+    };
+    let executors_read_the_bucket = [
+        (
+            "PASSERELLE_DATA__URL".to_string(),
+            "s3://hub/demo/v1".to_string(),
+        ),
+        (
+            "PASSERELLE_DATA__CREDENTIALS_FILE".to_string(),
+            credentials.display().to_string(),
+        ),
+    ];
+    let cluster =
+        crate::support::local_cluster_with(&dir.path().join("a"), 2, &executors_read_the_bucket);
+    let on_cluster = DemoServer::start_with(|c| {
+        on_bucket(c);
+        c.cluster = Some(cluster.gateway.clone());
+        // Every query reading a dataset takes the heavy lane, hence the cluster.
+        c.limits.cheap_query_input_mb = 0;
+    })
+    .await;
+    let alone = DemoServer::start_with(on_bucket).await;
+    for (who, sql) in [
+        (
+            "chercheuse-diabete",
+            "SELECT id_sejour, nir, date_naissance, code_postal, diagnostic \
+             FROM sante.sejours ORDER BY id_sejour LIMIT 50",
+        ),
+        (
+            "chercheuse-diabete",
+            "SELECT count(*) AS n FROM sante.sejours s JOIN fiscal.revenus r ON s.nir = r.nir",
+        ),
+        (
+            "chercheur-emploi",
+            "SELECT region, count(*) AS n, sum(cout) AS cout FROM sante.sejours \
+             GROUP BY region ORDER BY region",
+        ),
+    ] {
+        let (status, there) = query(&on_cluster, &on_cluster.token(who), sql).await;
+        let (_, here) = query(&alone, &alone.token(who), sql).await;
+        assert_eq!(status, 200, "{who}: {sql}: {there}");
+        assert_eq!(there["rows"], here["rows"], "{who}: {sql}");
+        assert!(!there["rows"].as_array().unwrap().is_empty(), "{sql}");
+    }
+
+    // The stays replaced by a version with fewer rows: a query planned on the old version
+    // (kept for up to a second) fails retryably, or reads one version whole, never a mix.
+    let researcher = on_cluster.token("chercheur-emploi");
+    let whole = "SELECT count(*) AS n, sum(cout) AS s FROM sante.sejours WHERE cout >= 0";
+    let (_, before) = query(&on_cluster, &researcher, whole).await;
+    let before = before["rows"][0]["n"].as_u64().unwrap();
+    let stays = std::fs::read(hub().root.join("data/sante/sejours.parquet")).unwrap();
+    moto.client("hub")
+        .put(
+            &ObjectPath::from("demo/v1/sante/sejours.parquet"),
+            without_last_rows(&stays, 10).into(),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut retries = 0;
+    loop {
+        let (status, body) = query(&on_cluster, &researcher, whole).await;
+        let n = body["rows"][0]["n"].as_u64();
+        match status {
+            503 => {
+                assert_eq!(body["code"], "data_changed", "{body}");
+                retries += 1;
+            }
+            200 if n == Some(before - 10) => break,
+            200 if n == Some(before) => {}
+            _ => panic!("neither version whole, nor a retryable refusal: {status} {body}"),
+        }
+        assert!(Instant::now() < deadline, "the new version was never read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("data_changed answers on the cluster before the new version: {retries}");
+
+    // Executors that were not given the bucket read nothing: the query fails, opaque.
+    let bare = crate::support::local_cluster(&dir.path().join("b"), 1);
+    let unpinned = DemoServer::start_with(|c| {
+        on_bucket(c);
+        c.cluster = Some(bare.gateway.clone());
+        c.limits.cheap_query_input_mb = 0;
+    })
+    .await;
+    let (status, body) = query(
+        &unpinned,
+        &unpinned.token("chercheur-emploi"),
+        "SELECT id_sejour, region FROM sante.sejours ORDER BY id_sejour LIMIT 5",
+    )
+    .await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["code"], "internal_error", "{body}");
+    assert!(body.get("rows").is_none(), "{body}");
+    for secret in ["hub/", "demo/v1", "sejours.parquet", "s3:"] {
+        assert!(!body.to_string().contains(secret), "{body}");
+    }
+}
+
 /// A query is pinned to the versions it was planned on: an object replaced meanwhile makes
 /// its reads fail with a precondition error (`data_changed`, retryable), never a mix; the
 /// next plan reads the new version.

@@ -53,12 +53,24 @@ pub fn local_cluster(
     dir: &std::path::Path,
     executors: usize,
 ) -> passerelle::cluster::local::LocalCluster {
+    local_cluster_with(dir, executors, &[])
+}
+
+/// [`local_cluster`], each executor given the `PASSERELLE_…` overrides of `env` (e.g. the
+/// bucket it reads).
+pub fn local_cluster_with(
+    dir: &std::path::Path,
+    executors: usize,
+    env: &[(String, String)],
+) -> passerelle::cluster::local::LocalCluster {
     let binary = child::binary();
-    passerelle::cluster::local::LocalCluster::start(
+    passerelle::cluster::local::LocalCluster::start_with(
         std::path::Path::new(&binary),
         &hub().layout().config(),
         &dir.join("cluster"),
         executors,
+        512,
+        env,
     )
     .unwrap()
 }
