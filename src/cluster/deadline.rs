@@ -90,7 +90,8 @@ impl QueryStageExecutor for DeadlineStage {
             .await
             .map_err(|_| {
                 DataFusionError::ResourcesExhausted(format!(
-                    "a cluster task ran longer than {} s (`limits.query_timeout_secs`)",
+                    "{} ({} s: `limits.query_timeout_secs`)",
+                    crate::engine::TASK_DEADLINE,
                     self.limit.as_secs()
                 ))
             })?

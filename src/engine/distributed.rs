@@ -383,12 +383,17 @@ pub(super) fn pinned_scans(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let bucket = bucket.as_str().trim_end_matches('/');
     plan.transform_up(|node| {
-        let on_bucket = node
+        let Some(config) = node
             .downcast_ref::<DataSourceExec>()
             .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
-            .is_some_and(|config| config.object_store_url.as_str().trim_end_matches('/') == bucket);
-        if !on_bucket {
+        else {
             return Ok(Transformed::no(node));
+        };
+        // SECURITY: on a bucket, a scan of a local file (a table of the statistical secret in
+        // the gateway's own folder) is not shipped: an executor would read whatever its own
+        // disk holds at that path, no version checked. The query runs on the gateway.
+        if config.object_store_url.as_str().trim_end_matches('/') != bucket {
+            return Err(refused("a file outside the bucket"));
         }
         Ok(Transformed::yes(
             Arc::new(PinnedScanExec::new(node, objects.clone(), None)) as Arc<dyn ExecutionPlan>,
@@ -512,6 +517,10 @@ pub(super) fn prepare(options: &mut ConfigOptions) {
     optimizer.enable_aggregate_dynamic_filter_pushdown = false;
 }
 
+/// How an executor says that a task reached its deadline (`cluster::deadline`); the gateway
+/// answers `query_timeout`.
+pub const TASK_DEADLINE: &str = "a cluster task ran longer than its time limit";
+
 /// What a caller learns of a cluster's failure: its kind, in the engine's own words, never
 /// its text (Ballista's text around the executor's error names jobs, nodes and files).
 pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
@@ -520,14 +529,9 @@ pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
     let text = e.to_string();
     drop(e);
     let user = |m: &str| DataFusionError::Execution(m.to_string());
-    let answer = if text.contains("precondition failure") {
-        // An object replaced since the query was planned (an executor's `If-Match` refused):
-        // retryable, as on the gateway (`user_error` sees a version change).
-        DataFusionError::ObjectStore(Box::new(object_store::Error::Precondition {
-            path: String::new(),
-            source: "an object of the query was replaced".into(),
-        }))
-    } else if text.contains(super::memory::VALUE_TOO_LARGE) {
+    // (The errors a user's expression causes come first: their text may quote a value the
+    // user built, which must not pass for another kind.)
+    let answer = if text.contains(super::memory::VALUE_TOO_LARGE) {
         DataFusionError::ResourcesExhausted(format!(
             "{}: a function of the query would build a value larger than this hub allows",
             super::memory::VALUE_TOO_LARGE
@@ -542,6 +546,15 @@ pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
         user("division by zero")
     } else if text.contains("Arithmetic overflow") || text.contains("Overflow happened") {
         user("arithmetic overflow")
+    } else if text.contains(TASK_DEADLINE) {
+        DataFusionError::ResourcesExhausted(TASK_DEADLINE.into())
+    } else if text.contains("precondition failure") {
+        // An object replaced since the query was planned (an executor's `If-Match` refused):
+        // retryable, as on the gateway (`user_error` sees a version change).
+        DataFusionError::ObjectStore(Box::new(object_store::Error::Precondition {
+            path: String::new(),
+            source: "an object of the query was replaced".into(),
+        }))
     } else if text.contains("Resources exhausted") {
         DataFusionError::ResourcesExhausted("the cluster's memory".into())
     } else {
@@ -557,6 +570,30 @@ pub(super) fn cluster_error(e: DataFusionError) -> DataFusionError {
 mod tests {
     use super::*;
     use crate::pseudonym::MasterKey;
+
+    /// A cluster's failure is told by its kind; a value a user's expression put in an error's
+    /// text does not make it another kind (a version change, a deadline).
+    #[test]
+    fn a_cluster_error_is_its_kind_whatever_a_value_in_its_text_says() {
+        let kind = |text: &str| cluster_error(DataFusionError::Execution(text.into()));
+        let quoted = kind(
+            "Job failed: Arrow error: Cast error: Cannot cast string 'precondition failure' to value of Int64 type",
+        );
+        assert!(!crate::storage::is_version_changed(&quoted), "{quoted}");
+        assert!(
+            quoted.to_string().contains("cannot be converted"),
+            "{quoted}"
+        );
+        let replaced = kind(
+            "Job failed: Object Store error: Request precondition failure for path hub/t.parquet: changed",
+        );
+        assert!(crate::storage::is_version_changed(&replaced), "{replaced}");
+        let late = kind(&format!(
+            "Task failed: Resources exhausted: {TASK_DEADLINE} (2 s)"
+        ));
+        assert!(late.to_string().contains(TASK_DEADLINE), "{late}");
+        assert!(!late.to_string().contains("2 s"), "{late}");
+    }
 
     #[test]
     fn the_codec_decodes_only_what_it_wrote() {
@@ -618,7 +655,7 @@ mod tests {
     /// SECURITY: a scan's statistics (a raw column's minimum and maximum per file) do not
     /// travel: what the scheduler decodes has none.
     #[tokio::test]
-    async fn a_shipped_plan_carries_no_file_statistics() {
+    async fn a_shipped_plan_carries_no_file_statistics_and_is_bounded_in_rows() {
         use datafusion::arrow::array::StringArray;
         use datafusion::arrow::datatypes::{Field, Schema};
         use datafusion::arrow::record_batch::RecordBatch;
@@ -669,6 +706,13 @@ mod tests {
         let shipped = PhysicalPlanNode::decode(shipped.bytes.as_slice()).unwrap();
         let shipped = format!("{shipped:?}");
         assert!(!shipped.contains("1840375056123") && !shipped.contains("2990175056999"));
+        // SECURITY (availability): each partition of the job stops one row past the answer's
+        // bound (10 rows here) before anything is written on an executor.
+        assert!(
+            shipped.starts_with("PhysicalPlanNode { physical_plan_type: Some(LocalLimit(")
+                && shipped.contains("fetch: 11"),
+            "{shipped}"
+        );
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub use admission::{Admission, Busy, Share};
 pub use answer::{Answer, AnswerHead, Chunk};
 pub use audit_table::{AuditEventsTable, audit_session};
 pub use distributed::{
-    Cluster, PlanCodec, ShippedPlan, cluster_function_registry, cluster_runtime,
+    Cluster, PlanCodec, ShippedPlan, TASK_DEADLINE, cluster_function_registry, cluster_runtime,
     cluster_session_config, scheduler_session,
 };
 pub use encode::AnswerInfo;
@@ -437,6 +437,10 @@ pub(crate) fn user_error(
     match e.find_root() {
         E::ResourcesExhausted(m) if m.contains(memory::HUB_MEMORY_FULL) => {
             EngineError::Busy(Busy::Memory)
+        }
+        // A task of the query on the cluster reached its executor's deadline.
+        E::ResourcesExhausted(m) if m.contains(distributed::TASK_DEADLINE) => {
+            EngineError::Timeout(limits.timeout.as_secs())
         }
         E::ResourcesExhausted(m) if m.contains(budget::PLANNING_DEADLINE) => {
             EngineError::TooComplex(format!(

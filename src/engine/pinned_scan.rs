@@ -46,7 +46,10 @@ impl PinnedScanExec {
         let input = match &bucket {
             Some(bucket) => {
                 let metadata = ctx.runtime_env().cache_manager.get_file_metadata_cache();
-                rebind(input, bucket.pinned_view(&objects), metadata)?
+                let view = bucket
+                    .pinned_view(&objects)
+                    .map_err(|e| datafusion::common::DataFusionError::Internal(e.to_string()))?;
+                rebind(input, view, metadata)?
             }
             None => input,
         };
@@ -72,29 +75,46 @@ impl PinnedScanExec {
     }
 }
 
-/// `scan` (a Parquet scan) reading through `store`, its footers kept in `metadata`.
+/// `input` with each of its file scans (Parquet) reading through `store`, footers kept in
+/// `metadata` (the scan itself, or below operators a planner put between, e.g. a
+/// repartitioning).
 ///
-/// SECURITY (fail closed): anything but a Parquet file scan under a pinned scan is refused.
+/// SECURITY (fail closed): a pinned scan over no file scan, or over a file scan of another
+/// format, is refused.
 fn rebind(
-    scan: Arc<dyn ExecutionPlan>,
+    input: Arc<dyn ExecutionPlan>,
     store: Arc<dyn object_store::ObjectStore>,
     metadata: Arc<datafusion::execution::cache::cache_manager::FileMetadataCache>,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    let Some(config) = scan
-        .downcast_ref::<DataSourceExec>()
-        .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
-    else {
-        return datafusion::common::internal_err!("a pinned scan over something else");
-    };
-    let Some(parquet) = config.file_source().downcast_ref::<ParquetSource>() else {
-        return datafusion::common::internal_err!("a pinned scan of another format");
-    };
-    let reader = Arc::new(CachedParquetFileReaderFactory::new(store, metadata));
-    let source = parquet.clone().with_parquet_file_reader_factory(reader);
-    let config = FileScanConfigBuilder::from(config.clone())
-        .with_source(Arc::new(source))
-        .build();
-    Ok(DataSourceExec::from_data_source(config))
+    use datafusion::common::tree_node::{Transformed, TreeNode};
+    let mut scans = 0;
+    let rebound = input.transform_up(|node| {
+        let Some(config) = node
+            .downcast_ref::<DataSourceExec>()
+            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+        else {
+            return Ok(Transformed::no(node));
+        };
+        let Some(parquet) = config.file_source().downcast_ref::<ParquetSource>() else {
+            return datafusion::common::internal_err!("a pinned scan of another format");
+        };
+        scans += 1;
+        let reader = Arc::new(CachedParquetFileReaderFactory::new(
+            store.clone(),
+            metadata.clone(),
+        ));
+        let source = parquet.clone().with_parquet_file_reader_factory(reader);
+        let config = FileScanConfigBuilder::from(config.clone())
+            .with_source(Arc::new(source))
+            .build();
+        Ok(Transformed::yes(
+            DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
+        ))
+    })?;
+    if scans == 0 {
+        return datafusion::common::internal_err!("a pinned scan over no file scan");
+    }
+    Ok(rebound.data)
 }
 
 impl DisplayAs for PinnedScanExec {
@@ -127,6 +147,11 @@ impl ExecutionPlan for PinnedScanExec {
         vec![true]
     }
 
+    /// The scheduler's planner must put no repartitioning between this node and its scan.
+    fn benefits_from_input_partitioning(&self) -> Vec<bool> {
+        vec![false]
+    }
+
     fn with_new_children(
         self: Arc<Self>,
         mut children: Vec<Arc<dyn ExecutionPlan>>,
@@ -151,11 +176,11 @@ impl ExecutionPlan for PinnedScanExec {
             return datafusion::common::internal_err!("this node reads no bucket (data.url)");
         };
         // SECURITY: the scan's objects only, each at the version the gateway planned on.
-        let runtime = super::files::runtime_with_store(
-            &context.runtime_env(),
-            bucket.store_url(),
-            bucket.pinned_view(&self.objects),
-        );
+        let view = bucket
+            .pinned_view(&self.objects)
+            .map_err(|e| datafusion::common::DataFusionError::Internal(e.to_string()))?;
+        let runtime =
+            super::files::runtime_with_store(&context.runtime_env(), bucket.store_url(), view);
         let context = TaskContext::new(
             context.task_id(),
             context.session_id(),
@@ -224,6 +249,17 @@ mod tests {
             .unwrap()
     }
 
+    /// The gateway's plan of `SELECT x FROM t`.
+    async fn plan_of(gateway: &SessionContext) -> Arc<dyn ExecutionPlan> {
+        gateway
+            .sql("SELECT x FROM t")
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap()
+    }
+
     /// The sum of the values the plan reads (its one column).
     async fn sum(plan: Arc<dyn ExecutionPlan>) -> Result<i64> {
         let ctx = Arc::new(TaskContext::default().with_runtime(cluster_runtime(None)?));
@@ -266,13 +302,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let plan = gateway
-            .sql("SELECT x FROM t")
-            .await
-            .unwrap()
-            .create_physical_plan()
-            .await
-            .unwrap();
+        let plan = plan_of(&gateway).await;
         let encode = |plan: Arc<dyn ExecutionPlan>| {
             use prost::Message;
             PhysicalPlanNode::try_from_physical_plan(plan, &PlanCodec::default())
@@ -281,10 +311,31 @@ mod tests {
         };
         let pinned = encode(pinned_scans(plan.clone(), &objects, &url).unwrap());
         let unpinned = encode(plan);
-        let bucket = ObjectData::over(memory.clone(), "hub-bucket");
-        let executor = PlanCodec::for_executor(Some(bucket));
+        let bucket = ObjectData::over(memory.clone(), "hub-bucket", "hub");
+        let executor = PlanCodec::for_executor(Some(bucket.clone()));
 
         assert_eq!(sum(on_executor(&pinned, &executor)).await.unwrap(), 6);
+        // A repartitioning a planner puts between the pinned scan and its file scan: the file
+        // scan is still read at its version.
+        let scan = plan_of(&gateway).await;
+        let spread: Arc<dyn ExecutionPlan> = Arc::new(
+            datafusion::physical_plan::repartition::RepartitionExec::try_new(
+                scan,
+                datafusion::physical_plan::Partitioning::RoundRobinBatch(2),
+            )
+            .unwrap(),
+        );
+        let spread = encode(Arc::new(PinnedScanExec::new(spread, objects.clone(), None)));
+        assert_eq!(sum(on_executor(&spread, &executor)).await.unwrap(), 6);
+        // SECURITY: a scan of another store is not shipped beside the pins (its query runs on
+        // the gateway); an object outside the hub's prefix is never read.
+        let elsewhere = url::Url::parse("s3://another-bucket").unwrap();
+        assert!(pinned_scans(plan_of(&gateway).await, &objects, &elsewhere).is_err());
+        let outside = [PinnedObject {
+            key: "other/t.parquet".into(),
+            ..objects[0].clone()
+        }];
+        assert!(bucket.pinned_view(&outside).is_err());
         // SECURITY (fail closed): a scan without its pins, or an executor without the bucket,
         // reads nothing.
         assert!(sum(on_executor(&unpinned, &executor)).await.is_err());

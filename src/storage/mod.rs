@@ -572,23 +572,33 @@ pub struct PinnedObject {
 
 impl ObjectData {
     /// A view of this bucket that reads only `objects`, each at its version (every read
-    /// `If-Match` its ETag): what an executor reads a shipped scan through.
-    pub fn pinned_view(&self, objects: &[PinnedObject]) -> Arc<dyn ObjectStore> {
-        let pins = objects
-            .iter()
-            .map(|o| {
-                let location = ObjectPath::from(o.key.as_str());
-                let meta = ObjectMeta {
-                    location: location.clone(),
-                    last_modified: chrono::DateTime::from_timestamp_nanos(o.modified_ns),
-                    size: o.size,
-                    e_tag: Some(o.etag.clone()),
-                    version: None,
-                };
-                (location, meta)
-            })
-            .collect();
-        Arc::new(pinned::PinnedStore::new(self.store.clone(), pins))
+    /// `If-Match` its ETag): what an executor reads a shipped scan through. Refused when a key
+    /// is not a valid object path under the hub's prefix.
+    pub fn pinned_view(
+        &self,
+        objects: &[PinnedObject],
+    ) -> Result<Arc<dyn ObjectStore>, StorageError> {
+        let mut pins = HashMap::with_capacity(objects.len());
+        for o in objects {
+            // SECURITY: only the hub's own objects (under its prefix), each key as written.
+            let location = ObjectPath::parse(&o.key)
+                .ok()
+                .filter(|key| key.prefix_match(&self.prefix).is_some())
+                .ok_or_else(|| {
+                    StorageError::Config(
+                        "a shipped scan names an object outside the hub's prefix".into(),
+                    )
+                })?;
+            let meta = ObjectMeta {
+                location: location.clone(),
+                last_modified: chrono::DateTime::from_timestamp_nanos(o.modified_ns),
+                size: o.size,
+                e_tag: Some(o.etag.clone()),
+                version: None,
+            };
+            pins.insert(location, meta);
+        }
+        Ok(Arc::new(pinned::PinnedStore::new(self.store.clone(), pins)))
     }
 
     /// The URL of the bucket in DataFusion's object store registry (`s3://bucket`).
@@ -596,12 +606,12 @@ impl ObjectData {
         &self.base
     }
 
-    /// A bucket `s3://<bucket>` served by `store` (tests).
+    /// A bucket `s3://<bucket>/<prefix>` served by `store` (tests).
     #[cfg(test)]
-    pub(crate) fn over(store: Arc<dyn ObjectStore>, bucket: &str) -> Arc<ObjectData> {
+    pub(crate) fn over(store: Arc<dyn ObjectStore>, bucket: &str, prefix: &str) -> Arc<ObjectData> {
         Arc::new(ObjectData {
             base: url::Url::parse(&format!("s3://{bucket}")).unwrap_or_else(|_| unreachable!()),
-            prefix: ObjectPath::default(),
+            prefix: ObjectPath::from(prefix),
             store,
             io: io::IoRuntime::start().unwrap_or_else(|_| unreachable!()),
             versions: Mutex::default(),

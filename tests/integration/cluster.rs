@@ -197,3 +197,54 @@ async fn no_peer_without_a_certificate_of_the_cluster_authority_reaches_a_node()
         "{answer:?}"
     );
 }
+
+/// A runaway query on the cluster stops (issue #24): in Ballista's pull mode the scheduler
+/// cannot stop a running task, so each task stops at its executor's own
+/// `limits.query_timeout_secs`; the gateway answers `query_timeout` (not a memory refusal,
+/// not an internal error) long before its own, much later, deadline, and the cluster then
+/// answers the next query.
+#[tokio::test]
+async fn a_runaway_query_stops_on_the_executors_at_their_own_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let executor_deadline = [(
+        "PASSERELLE_LIMITS__QUERY_TIMEOUT_SECS".to_string(),
+        "2".to_string(),
+    )];
+    let cluster = crate::support::local_cluster_with(dir.path(), 1, &executor_deadline);
+    let gateway = crate::support::DemoServer::start_with(|c| {
+        c.cluster = Some(cluster.gateway.clone());
+        c.limits.cheap_query_input_mb = 0;
+        c.limits.query_timeout_secs = 300;
+    })
+    .await;
+    let token = gateway.token("chercheur-emploi");
+    let query = |sql: &'static str| {
+        gateway
+            .server
+            .client
+            .post(gateway.server.url("/v1/query"))
+            .bearer_auth(token.clone())
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+    };
+    let started = std::time::Instant::now();
+    let answer = query(
+        "SELECT count(*) FROM sante.sejours a, sante.sejours b, sante.sejours c, \
+         sante.sejours d, sante.sejours e",
+    )
+    .await
+    .unwrap();
+    let status = answer.status().as_u16();
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (504, Some("query_timeout")),
+        "{body}"
+    );
+    // (Not a timing test: the bound is the gateway's own deadline, 300 s, never reached.)
+    assert!(started.elapsed() < std::time::Duration::from_secs(120));
+    let answer = query("SELECT count(*) AS n FROM sante.sejours")
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "the cluster answers again");
+}

@@ -206,9 +206,14 @@ impl PublishedTables {
             // SECURITY: one build at a time across the gateways sharing the data folder: a
             // version is audited against the truths beside it while no other gateway replaces
             // them, and published once (the others adopt it).
-            let _shared = match store::BuildLock::take(&self.dir).await {
+            let _shared = match store::BuildLock::take(&self.dir, store::LOCK_WAIT).await {
                 Ok(lock) => lock,
-                Err(reason) => {
+                // Still pending: the next refresh tries again (or adopts what the other built).
+                Err(store::LockRefused::Busy) => {
+                    tracing::warn!(table = %spec.id, "another gateway holds the tables folder's build lock; tried again at the next refresh");
+                    continue;
+                }
+                Err(store::LockRefused::Unusable(reason)) => {
                     let status = TableStatus::Failed { reason };
                     self.set(spec, &definition, Some(stamp), None, status);
                     continue;

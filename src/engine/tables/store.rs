@@ -296,36 +296,62 @@ pub struct BuildLock {
     _file: std::fs::File,
 }
 
+/// Why the build lock was not taken.
+#[derive(Debug)]
+pub enum LockRefused {
+    /// Another gateway held it for the whole wait (tried again at the next refresh).
+    Busy,
+    /// The lock file cannot be opened or locked.
+    Unusable(String),
+}
+
 impl BuildLock {
-    /// Takes the lock of the tables folder `dir`, waiting as long as another holder builds
-    /// (a build is bounded by its own work; a holder that died holds nothing).
-    pub async fn take(dir: &Path) -> Result<BuildLock, String> {
-        crate::private_fs::create_dir_all(dir)
-            .map_err(|e| format!("tables folder: {}", e.kind()))?;
+    /// Takes the lock of the tables folder `dir`, waiting up to `wait` for another holder (a
+    /// holder that died holds nothing; one that hangs, or a lock a network file system keeps
+    /// until its lease ends, costs this refresh, not the next ones).
+    pub async fn take(dir: &Path, wait: std::time::Duration) -> Result<BuildLock, LockRefused> {
+        let unusable = |what: &str, e: std::io::Error| {
+            LockRefused::Unusable(format!("tables folder{what}: {}", e.kind()))
+        };
+        crate::private_fs::create_dir_all(dir).map_err(|e| unusable("", e))?;
+        crate::private_fs::warn_if_open(dir, "published tables");
+        let path = dir.join(BUILD_LOCK);
+        // SECURITY: the lock is a plain file of the folder, never a link to elsewhere.
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| !m.file_type().is_file()) {
+            return Err(LockRefused::Unusable(
+                "tables folder lock: not a plain file".into(),
+            ));
+        }
         let file = crate::private_fs::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join(BUILD_LOCK))
-            .map_err(|e| format!("tables folder lock: {}", e.kind()))?;
-        let mut waited = std::time::Duration::ZERO;
+            .open(&path)
+            .map_err(|e| unusable(" lock", e))?;
+        let started = std::time::Instant::now();
+        let mut told = false;
         loop {
             match file.try_lock() {
                 Ok(()) => return Ok(BuildLock { _file: file }),
                 Err(std::fs::TryLockError::WouldBlock) => {
-                    if waited == std::time::Duration::from_secs(1) {
+                    if started.elapsed() >= wait {
+                        return Err(LockRefused::Busy);
+                    }
+                    if !told && started.elapsed() >= std::time::Duration::from_secs(1) {
                         tracing::info!("waiting for another gateway's table build");
+                        told = true;
                     }
                     tokio::time::sleep(LOCK_POLL).await;
-                    waited += LOCK_POLL;
                 }
-                Err(std::fs::TryLockError::Error(e)) => {
-                    return Err(format!("tables folder lock: {}", e.kind()));
-                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(unusable(" lock", e)),
             }
         }
     }
 }
+
+/// How long a gateway waits for another one's table build before trying again at its next
+/// refresh.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The lock file in the tables folder (a dot name: never a table's).
 pub const BUILD_LOCK: &str = ".build-lock";
