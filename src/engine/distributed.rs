@@ -383,10 +383,7 @@ pub(super) fn pinned_scans(
 ) -> Result<Arc<dyn ExecutionPlan>> {
     let bucket = bucket.as_str().trim_end_matches('/');
     plan.transform_up(|node| {
-        let Some(config) = node
-            .downcast_ref::<DataSourceExec>()
-            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
-        else {
+        let Some(config) = file_scan(&node) else {
             return Ok(Transformed::no(node));
         };
         // SECURITY: on a bucket, a scan of a local file (a table of the statistical secret in
@@ -402,6 +399,12 @@ pub(super) fn pinned_scans(
     .map(|t| t.data)
 }
 
+/// The file scan `node` is, if it is one.
+pub(super) fn file_scan(node: &Arc<dyn ExecutionPlan>) -> Option<&FileScanConfig> {
+    node.downcast_ref::<DataSourceExec>()
+        .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
+}
+
 /// `plan` with its file scans' statistics unknown.
 ///
 /// SECURITY: a scan's statistics are the raw columns' minimum, maximum, null and distinct
@@ -410,10 +413,7 @@ pub(super) fn pinned_scans(
 /// executors prune with the files' own footers).
 fn without_file_statistics(plan: Arc<dyn ExecutionPlan>) -> Result<Arc<dyn ExecutionPlan>> {
     plan.transform_up(|node| {
-        let Some(config) = node
-            .downcast_ref::<DataSourceExec>()
-            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
-        else {
+        let Some(config) = file_scan(&node) else {
             return Ok(Transformed::no(node));
         };
         let columns = config.statistics().column_statistics.len();

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{Result, Statistics};
 use datafusion::datasource::physical_plan::parquet::CachedParquetFileReaderFactory;
-use datafusion::datasource::physical_plan::{FileScanConfig, FileScanConfigBuilder, ParquetSource};
+use datafusion::datasource::physical_plan::{FileScanConfigBuilder, ParquetSource};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::physical_expr::PhysicalExpr;
@@ -89,10 +89,7 @@ fn rebind(
     use datafusion::common::tree_node::{Transformed, TreeNode};
     let mut scans = 0;
     let rebound = input.transform_up(|node| {
-        let Some(config) = node
-            .downcast_ref::<DataSourceExec>()
-            .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
-        else {
+        let Some(config) = super::distributed::file_scan(&node) else {
             return Ok(Transformed::no(node));
         };
         let Some(parquet) = config.file_source().downcast_ref::<ParquetSource>() else {

@@ -66,9 +66,15 @@ async fn version_in_force(gw: &ChildGateway, operator: &str) -> String {
         .to_string()
 }
 
-/// Stores on `gw` a version of `current`'s files with `tag` appended to the rules: its
-/// number and version.
-async fn submit(gw: &ChildGateway, operator: &str, current: &Value, tag: &str) -> (u64, String) {
+/// Stores on `gw` a version of the files it has in force with `tag` appended to the rules:
+/// its number and version.
+async fn submit(gw: &ChildGateway, operator: &str, tag: &str) -> (u64, String) {
+    let current: Value = gw
+        .get("/v1/admin/policy", Some(operator))
+        .await
+        .json()
+        .await
+        .unwrap();
     let mut files = current["files"].clone();
     let rules = files["policy.csv"].as_str().unwrap().to_string();
     files["policy.csv"] = json!(format!("{rules}\n# {tag}\n"));
@@ -168,13 +174,7 @@ async fn two_gateway_processes_serve_one_hub_alike() {
     // history, applied there, and served by the other within its watch interval.
     let v0 = version_in_force(&a, &operator).await;
     assert_eq!(version_in_force(&b, &operator).await, v0);
-    let current: Value = a
-        .get("/v1/admin/policy", Some(&operator))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (n1, v1) = submit(&a, &operator, &current, "reviewed on gw-a").await;
+    let (n1, v1) = submit(&a, &operator, "reviewed on gw-a").await;
     assert_eq!(
         apply(&b, &operator, n1).await.status(),
         200,
@@ -186,14 +186,9 @@ async fn two_gateway_processes_serve_one_hub_alike() {
 
     // Two operators apply two versions at once, one on each node: exactly one wins, the other
     // is told 409 `policy_conflict`, and both nodes end on the winner.
-    let current: Value = a
-        .get("/v1/admin/policy", Some(&operator))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let (na, va) = submit(&a, &operator, &current, "from gw-a").await;
-    let (nb, vb) = submit(&b, &operator, &current, "from gw-b").await;
+    // (Both nodes serve one version here: both stored versions change it.)
+    let (na, va) = submit(&a, &operator, "from gw-a").await;
+    let (nb, vb) = submit(&b, &operator, "from gw-b").await;
     assert_ne!(na, nb, "one shared history: two numbers");
     let (ra, rb) = tokio::join!(apply(&a, &operator, na), apply(&b, &operator, nb));
     let winner = match (ra.status().as_u16(), rb.status().as_u16()) {

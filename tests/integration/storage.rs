@@ -32,6 +32,41 @@ fn without_last_rows(bytes: &[u8], n: usize) -> Vec<u8> {
     out
 }
 
+/// Replaces the bucket's stays (`hub/demo/v1`) by a version 10 rows shorter, then asks `sql`
+/// (whose `n` counts the stays) until `h` answers from the new version: each answer in
+/// between is one version whole (the old one, planned on it while it was known) or 503
+/// `data_changed`, never a mix. How many `data_changed` answers came first.
+async fn replace_stays_then_read(moto: &Moto, h: &DemoServer, token: &str, sql: &str) -> usize {
+    let (_, before) = query(h, token, sql).await;
+    let before = before["rows"][0]["n"].as_u64().unwrap();
+    let stays = std::fs::read(hub().root.join("data/sante/sejours.parquet")).unwrap();
+    moto.client("hub")
+        .put(
+            &ObjectPath::from("demo/v1/sante/sejours.parquet"),
+            without_last_rows(&stays, 10).into(),
+        )
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut retries = 0;
+    loop {
+        let (status, body) = query(h, token, sql).await;
+        let n = body["rows"][0]["n"].as_u64();
+        match status {
+            503 => {
+                assert_eq!(body["code"], "data_changed", "{body}");
+                retries += 1;
+            }
+            200 if n == Some(before - 10) => return retries,
+            // Planned on the old version (known for up to a second): its answer, whole.
+            200 if n == Some(before) => {}
+            _ => panic!("neither version whole, nor a retryable refusal: {status} {body}"),
+        }
+        assert!(Instant::now() < deadline, "the new version is never read");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn get(h: &DemoServer, token: &str, path: &str) -> (u16, Value) {
     let answer = h
         .server
@@ -155,39 +190,14 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
     // byte of it, never mixing; then the new one is read.
     let count = "SELECT count(*) AS n FROM sante.sejours";
     let researcher = on_bucket.token("chercheur-emploi");
-    let (_, before) = query(&on_bucket, &researcher, count).await;
-    let before = before["rows"][0]["n"].as_u64().unwrap();
-    let stays = std::fs::read(hub().root.join("data/sante/sejours.parquet")).unwrap();
-    moto.client("hub")
-        .put(
-            &ObjectPath::from("demo/v1/sante/sejours.parquet"),
-            without_last_rows(&stays, 10).into(),
-        )
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut retries = 0;
-    loop {
-        let (status, body) = query(&on_bucket, &researcher, count).await;
-        match status {
-            503 => {
-                assert_eq!(body["code"], "data_changed", "{body}");
-                retries += 1;
-            }
-            200 if body["rows"][0]["n"].as_u64() == Some(before - 10) => break,
-            // Planned on the old version (known for up to a second): its answer, whole.
-            200 if body["rows"][0]["n"].as_u64() == Some(before) => {}
-            _ => panic!("{status}: {body}"),
-        }
-        assert!(Instant::now() < deadline, "the new version is never read");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let retries = replace_stays_then_read(&moto, &on_bucket, &researcher, count).await;
     // (A slow machine may plan after the old version expired: then no retry was needed.)
     eprintln!("data_changed answers before the new version: {retries}");
     // A query that reads rows of the old version after the replacement must fail: the same
     // replacement again, then at once a query that reads every row.
     let (_, before) = query(&on_bucket, &researcher, count).await;
     let before = before["rows"][0]["n"].as_u64().unwrap();
+    let stays = std::fs::read(hub().root.join("data/sante/sejours.parquet")).unwrap();
     moto.client("hub")
         .put(
             &ObjectPath::from("demo/v1/sante/sejours.parquet"),
@@ -274,33 +284,7 @@ async fn a_cluster_reads_the_bucket_at_the_versions_its_gateway_planned_on() {
     // (kept for up to a second) fails retryably, or reads one version whole, never a mix.
     let researcher = on_cluster.token("chercheur-emploi");
     let whole = "SELECT count(*) AS n, sum(cout) AS s FROM sante.sejours WHERE cout >= 0";
-    let (_, before) = query(&on_cluster, &researcher, whole).await;
-    let before = before["rows"][0]["n"].as_u64().unwrap();
-    let stays = std::fs::read(hub().root.join("data/sante/sejours.parquet")).unwrap();
-    moto.client("hub")
-        .put(
-            &ObjectPath::from("demo/v1/sante/sejours.parquet"),
-            without_last_rows(&stays, 10).into(),
-        )
-        .await
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut retries = 0;
-    loop {
-        let (status, body) = query(&on_cluster, &researcher, whole).await;
-        let n = body["rows"][0]["n"].as_u64();
-        match status {
-            503 => {
-                assert_eq!(body["code"], "data_changed", "{body}");
-                retries += 1;
-            }
-            200 if n == Some(before - 10) => break,
-            200 if n == Some(before) => {}
-            _ => panic!("neither version whole, nor a retryable refusal: {status} {body}"),
-        }
-        assert!(Instant::now() < deadline, "the new version was never read");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let retries = replace_stays_then_read(&moto, &on_cluster, &researcher, whole).await;
     eprintln!("data_changed answers on the cluster before the new version: {retries}");
 
     // Executors that were not given the bucket read nothing: the query fails, opaque.
