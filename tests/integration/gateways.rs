@@ -20,6 +20,14 @@ const WATCH_SECS: u64 = 1;
 /// publishing tables in one folder outside the data folder (`data.tables_dir`:
 /// `<hub>/published`, as on shared storage beside a bucket).
 pub(crate) async fn two_gateways() -> (ChildGateway, ChildGateway) {
+    two_gateways_with(&[], &[]).await
+}
+
+/// [`two_gateways`], each node given its own overrides as well (`own_a`, `own_b`).
+async fn two_gateways_with(
+    own_a: &[(&str, &str)],
+    own_b: &[(&str, &str)],
+) -> (ChildGateway, ChildGateway) {
     let watch = WATCH_SECS.to_string();
     let shared = [
         ("PASSERELLE_POLICY__WATCH_INTERVAL_SECS", watch.as_str()),
@@ -27,7 +35,8 @@ pub(crate) async fn two_gateways() -> (ChildGateway, ChildGateway) {
         ("PASSERELLE_DATA__TABLES_DIR", "published"),
     ];
     let a =
-        ChildGateway::start(&[&shared[..], &[("PASSERELLE_AUDIT__NODE", "gw-a")]].concat()).await;
+        ChildGateway::start(&[&shared[..], &[("PASSERELLE_AUDIT__NODE", "gw-a")], own_a].concat())
+            .await;
     let key_b = a.root.join("keys/gw-b.key");
     passerelle::audit::SigningKey::generate()
         .unwrap()
@@ -38,7 +47,7 @@ pub(crate) async fn two_gateways() -> (ChildGateway, ChildGateway) {
         ("PASSERELLE_AUDIT__NODE", "gw-b"),
         ("PASSERELLE_AUDIT__SIGNING_KEY_FILE", key_b.as_str()),
     ];
-    let b = ChildGateway::beside(&a, &[&shared[..], &own[..]].concat()).await;
+    let b = ChildGateway::beside(&a, &[&shared[..], &own[..], own_b].concat()).await;
     (a, b)
 }
 
@@ -288,4 +297,118 @@ async fn two_gateway_processes_serve_one_hub_alike() {
     assert!(verified.status.success(), "{out}");
     assert!(out.contains("2 node trail(s), all intact"), "{out}");
     drop(b);
+}
+
+/// `env` as the pairs of `&str` a gateway takes.
+fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// Two gateway processes over one bucket, as `docs/operations.md` deploys them: the datasets
+/// objects of the bucket, each node its own local data folder (its copies of objects), the
+/// policy, audit and tables folders shared. Both answer alike; each table version is built
+/// once (from each node's own copy of the source, the same data version); an object replaced
+/// is read by both within seconds, each answer one version whole or a retryable
+/// `data_changed`, never a mix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateway_processes_over_one_bucket_answer_alike_and_publish_once() {
+    use crate::support::moto::{Moto, hub_on_bucket};
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    hub_on_bucket(&moto, "hub", "demo/v1").await;
+    let local = tempfile::tempdir().unwrap();
+    let credentials = moto.credentials_file(local.path()).display().to_string();
+    let folders = [local.path().join("gw-a"), local.path().join("gw-b")];
+    for folder in &folders {
+        std::fs::create_dir_all(folder).unwrap();
+    }
+    let [dir_a, dir_b] = folders.map(|f| f.display().to_string());
+    let on_bucket = |dir: &str| {
+        [
+            ("PASSERELLE_DATA__URL", "s3://hub/demo/v1".to_string()),
+            ("PASSERELLE_DATA__CREDENTIALS_FILE", credentials.clone()),
+            ("PASSERELLE_DATA__DIR", dir.to_string()),
+        ]
+    };
+    let (env_a, env_b) = (on_bucket(&dir_a), on_bucket(&dir_b));
+    let (a, b) = two_gateways_with(&borrowed(&env_a), &borrowed(&env_b)).await;
+    let researcher = a.token("chercheuse-diabete");
+
+    let sql = "SELECT nir, date_naissance FROM sante.sejours ORDER BY nir, date_naissance LIMIT 20";
+    let (on_a, _) = query(&a, &researcher, sql).await;
+    let (on_b, _) = query(&b, &researcher, sql).await;
+    assert_eq!(on_a["rows"], on_b["rows"]);
+    assert_eq!(on_a["rows"].as_array().unwrap().len(), 20);
+
+    // A table of a source on the bucket: built once, from either node's copy of the source.
+    let observatory = a.token("observatoire-sante");
+    let table = "stats.sejours_region_age_chapitre";
+    let mut summaries = Vec::new();
+    for gw in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+        loop {
+            let view: Value = gw
+                .get(&format!("/v1/tables/{table}"), Some(&observatory))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if view["status"]["state"] == "published" {
+                summaries.push(view["status"]["summary"].clone());
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{table}: {view}");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    assert_eq!(summaries[0], summaries[1], "one version, published once");
+    let mut built = tables_built(&a);
+    built.extend(tables_built(&b));
+    let mut once = built.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(built.len(), once.len(), "a table built twice: {built:?}");
+    // Each node keeps its own copies of the bucket's objects, in its own data folder.
+    for dir in [&dir_a, &dir_b] {
+        assert!(std::path::Path::new(dir).join(".objects").is_dir(), "{dir}");
+    }
+
+    // The stays replaced by 10 rows fewer: both nodes read the new version within seconds.
+    let count = "SELECT count(*) AS n, sum(cout) AS s FROM sante.sejours WHERE cout >= 0";
+    let emploi = a.token("chercheur-emploi");
+    let (before, _) = query(&a, &emploi, count).await;
+    let before = before["rows"][0]["n"].as_u64().unwrap();
+    let stays = std::fs::read(hub().root.join("data/sante/sejours.parquet")).unwrap();
+    let fewer = crate::storage::without_last_rows(&stays, 10);
+    object_store::ObjectStoreExt::put(
+        &moto.client("hub"),
+        &object_store::path::Path::from("demo/v1/sante/sejours.parquet"),
+        fewer.into(),
+    )
+    .await
+    .unwrap();
+    for gw in [&a, &b] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = gw
+                .post_json("/v1/query", &emploi, &json!({ "sql": count }))
+                .await;
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            let n = body["rows"][0]["n"].as_u64();
+            match status {
+                503 => assert_eq!(body["code"], "data_changed", "{body}"),
+                200 if n == Some(before - 10) => break,
+                200 if n == Some(before) => {}
+                _ => panic!("{}: neither version whole: {status} {body}", gw.base),
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} never read the new version",
+                gw.base
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
 }

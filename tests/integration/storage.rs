@@ -14,7 +14,7 @@ use crate::support::moto::{Moto, data_files, hub_on_bucket};
 use crate::support::{DemoServer, hub};
 
 /// The Parquet file `bytes` without its last `n` rows.
-fn without_last_rows(bytes: &[u8], n: usize) -> Vec<u8> {
+pub(crate) fn without_last_rows(bytes: &[u8], n: usize) -> Vec<u8> {
     let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
         bytes::Bytes::copy_from_slice(bytes),
     )
