@@ -511,7 +511,7 @@ enum Via {
 }
 
 /// Queries this test process's gateways sent to a cluster so far.
-fn cluster_queries() -> u64 {
+pub(crate) fn cluster_queries() -> u64 {
     passerelle::telemetry::metrics_handle()
         .map(|h| h.render())
         .unwrap_or_default()

@@ -54,7 +54,18 @@ async fn clients_available() -> bool {
 /// `chercheuse-diabete`; fails with the script's output unless it exits 0. Answers the events
 /// of the server's audit trail, as it stands when the script ends.
 async fn run_script(script: &str, timeout: Duration) -> Vec<passerelle::audit::AuditEvent> {
-    let h = DemoServer::start_with(|_| {}).await;
+    run_script_on(script, timeout, |_| {}, &[]).await
+}
+
+/// [`run_script`] against a server whose configuration `tune` changed, the script given `env`
+/// as well.
+async fn run_script_on(
+    script: &str,
+    timeout: Duration,
+    tune: impl FnOnce(&mut passerelle::config::Config),
+    env: &[(&str, &str)],
+) -> Vec<passerelle::audit::AuditEvent> {
+    let h = DemoServer::start_with(tune).await;
     // Every persona's token, and one from an issuer the hub does not trust.
     let untrusted = passerelle::demo::DevIssuer::start().await.unwrap();
     let mut tokens = serde_json::Map::new();
@@ -77,6 +88,7 @@ async fn run_script(script: &str, timeout: Duration) -> Vec<passerelle::audit::A
         .env("TOKENS", serde_json::Value::Object(tokens).to_string())
         .env("CA", hub().layout().ca_cert())
         .env("TOKEN", h.token("chercheuse-diabete"))
+        .envs(env.iter().copied())
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .env("PYTHONUNBUFFERED", "1")
         .kill_on_drop(true)
@@ -110,6 +122,35 @@ async fn requests_pyarrow_and_curl_read_every_format_whole_in_every_coding_over_
         return;
     }
     run_script("stream_matrix.py", Duration::from_secs(20 * 60)).await;
+}
+
+/// The same clients read large answers whole, gzip and zstd, over HTTP/1.1 (`requests`) and
+/// HTTP/2 (`curl`), from a gateway whose queries run on a Ballista cluster of two executors
+/// (issue #24): only where the batches come from differs, so the matrix's large compressed
+/// cells in JSON and Arrow (`MATRIX=compressed-large`) run there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_compressed_answers_from_a_cluster_arrive_whole_over_http1_and_http2() {
+    if !clients_available().await {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = crate::support::local_cluster(dir.path(), 2);
+    let before = crate::attacks::cluster_queries();
+    run_script_on(
+        "stream_matrix.py",
+        Duration::from_secs(20 * 60),
+        |c| {
+            c.cluster = Some(cluster.gateway.clone());
+            // Every query reading a dataset takes the heavy lane, hence the cluster.
+            c.limits.cheap_query_input_mb = 0;
+        },
+        &[("MATRIX", "compressed-large")],
+    )
+    .await;
+    assert!(
+        crate::attacks::cluster_queries() > before,
+        "no query ran on the cluster"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
