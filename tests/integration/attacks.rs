@@ -445,12 +445,13 @@ fn same(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// One attack catalogue, six tests: over HTTPS (`attacks_…`), over Flight SQL
+/// One attack catalogue, seven tests: over HTTPS (`attacks_…`), over Flight SQL
 /// (`attacks_over_flight_…`), over HTTPS to a hub whose datasets are objects of an S3
 /// bucket (`<catalogue>::on_a_bucket`, moto: skipped when it is not installed), over HTTPS
 /// to a gateway that sends every query reading a dataset to a Ballista cluster of a scheduler
 /// and two executors (`<catalogue>::on_a_cluster`; with the datasets on a bucket that the
-/// executors read at the gateway's pinned versions: `<catalogue>::on_a_bucket_and_a_cluster`),
+/// executors read at the gateway's pinned versions: `<catalogue>::on_a_bucket_and_a_cluster`;
+/// over Flight SQL: `<catalogue>::on_a_cluster_over_flight`),
 /// and over HTTPS to two gateway processes
 /// sharing one hub folder, policy folder and audit folder, taken in turn
 /// (`<catalogue>::on_two_gateways`), with the same expectations.
@@ -475,6 +476,11 @@ macro_rules! over_both {
             #[tokio::test]
             async fn on_a_cluster() {
                 super::$catalogue(super::Via::Cluster).await;
+            }
+
+            #[tokio::test]
+            async fn on_a_cluster_over_flight() {
+                super::$catalogue(super::Via::FlightCluster).await;
             }
 
             #[tokio::test]
@@ -503,6 +509,8 @@ enum Via {
     Bucket,
     /// HTTPS, every query that reads a dataset run on a local cluster (two executors).
     Cluster,
+    /// Flight SQL, every query that reads a dataset run on a local cluster.
+    FlightCluster,
     /// HTTPS to two gateway processes of one hub, one query each in turn.
     TwoGateways,
     /// HTTPS, the datasets on a bucket (moto), every query reading one run on a local cluster
@@ -599,7 +607,7 @@ impl Attack {
             bucket = Some((moto, local));
         }
         let mut cluster = None;
-        if matches!(via, Via::Cluster | Via::BucketCluster) {
+        if matches!(via, Via::Cluster | Via::BucketCluster | Via::FlightCluster) {
             let local = tempfile::tempdir().unwrap();
             let started = crate::support::local_cluster_with(local.path(), 2, &executors_env);
             config.cluster = Some(started.gateway.clone());
@@ -614,7 +622,7 @@ impl Attack {
             .unwrap();
         let flight = match via {
             Via::Https | Via::Bucket | Via::Cluster | Via::TwoGateways | Via::BucketCluster => None,
-            Via::Flight => {
+            Via::Flight | Via::FlightCluster => {
                 Some(FlightClient::connect(server.flight.unwrap(), &hub().ca_pem(), &token).await)
             }
         };
