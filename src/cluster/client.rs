@@ -203,7 +203,6 @@ impl ClusterClient {
         };
         // Finished: once the answer is read (or abandoned), its files on the executors go.
         job.on_drop = OnDrop::Clean;
-        let read = job;
         let endpoint = Arc::new(BallistaConfigGrpcEndpoint::new(self.endpoint.clone()));
         let partitions = locations.into_iter().map(move |location| {
             futures::stream::once(fetch_partition(location, endpoint.clone())).try_flatten()
@@ -212,8 +211,9 @@ impl ClusterClient {
             schema,
             futures::stream::iter(partitions)
                 .flatten()
+                // (The stream owns the guard: it is dropped with the stream.)
                 .inspect(move |_| {
-                    let _ = &read;
+                    let _ = &job;
                 }),
         )))
     }

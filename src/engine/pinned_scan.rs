@@ -28,8 +28,9 @@ use crate::storage::{ObjectData, PinnedObject};
 pub struct PinnedScanExec {
     input: Arc<dyn ExecutionPlan>,
     objects: Arc<[PinnedObject]>,
-    /// The executor's bucket (none on the gateway, which never runs this node).
-    bucket: Option<Arc<ObjectData>>,
+    /// On an executor, the bucket's URL and the view of it that serves `objects` only, made
+    /// once when the node is decoded (none on the gateway, which never runs this node).
+    view: Option<(url::Url, Arc<dyn object_store::ObjectStore>)>,
 }
 
 impl PinnedScanExec {
@@ -43,29 +44,26 @@ impl PinnedScanExec {
         bucket: Option<Arc<ObjectData>>,
         ctx: &TaskContext,
     ) -> Result<Self> {
-        let input = match &bucket {
-            Some(bucket) => {
-                let metadata = ctx.runtime_env().cache_manager.get_file_metadata_cache();
-                let view = bucket
-                    .pinned_view(&objects)
-                    .map_err(|e| datafusion::common::DataFusionError::Internal(e.to_string()))?;
-                rebind(input, view, metadata)?
-            }
-            None => input,
+        let Some(bucket) = bucket else {
+            return Ok(Self::new(input, objects));
         };
-        Ok(Self::new(input, objects, bucket))
+        let view = bucket
+            .pinned_view(&objects)
+            .map_err(|e| datafusion::common::DataFusionError::Internal(e.to_string()))?;
+        let metadata = ctx.runtime_env().cache_manager.get_file_metadata_cache();
+        Ok(Self {
+            input: rebind(input, view.clone(), metadata)?,
+            objects,
+            view: Some((bucket.store_url().clone(), view)),
+        })
     }
 
-    /// `input` (a file scan of the bucket) pinned to `objects`, to be run where `bucket` is.
-    pub fn new(
-        input: Arc<dyn ExecutionPlan>,
-        objects: Arc<[PinnedObject]>,
-        bucket: Option<Arc<ObjectData>>,
-    ) -> Self {
+    /// `input` (a file scan of the bucket) pinned to `objects`, as the gateway ships it.
+    pub fn new(input: Arc<dyn ExecutionPlan>, objects: Arc<[PinnedObject]>) -> Self {
         Self {
             input,
             objects,
-            bucket,
+            view: None,
         }
     }
 
@@ -157,7 +155,7 @@ impl ExecutionPlan for PinnedScanExec {
             (Some(input), true) => Ok(Arc::new(PinnedScanExec {
                 input,
                 objects: self.objects.clone(),
-                bucket: self.bucket.clone(),
+                view: self.view.clone(),
             })),
             _ => datafusion::common::internal_err!("a pinned scan has exactly one input"),
         }
@@ -169,15 +167,11 @@ impl ExecutionPlan for PinnedScanExec {
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         // SECURITY (fail closed): a node without the hub's bucket reads nothing.
-        let Some(bucket) = &self.bucket else {
+        let Some((url, view)) = &self.view else {
             return datafusion::common::internal_err!("this node reads no bucket (data.url)");
         };
         // SECURITY: the scan's objects only, each at the version the gateway planned on.
-        let view = bucket
-            .pinned_view(&self.objects)
-            .map_err(|e| datafusion::common::DataFusionError::Internal(e.to_string()))?;
-        let runtime =
-            super::files::runtime_with_store(&context.runtime_env(), bucket.store_url(), view);
+        let runtime = super::files::runtime_with_store(&context.runtime_env(), url, view.clone());
         let context = TaskContext::new(
             context.task_id(),
             context.session_id(),
@@ -322,7 +316,7 @@ mod tests {
             )
             .unwrap(),
         );
-        let spread = encode(Arc::new(PinnedScanExec::new(spread, objects.clone(), None)));
+        let spread = encode(Arc::new(PinnedScanExec::new(spread, objects.clone())));
         assert_eq!(sum(on_executor(&spread, &executor)).await.unwrap(), 6);
         // SECURITY: a scan of another store is not shipped beside the pins (its query runs on
         // the gateway); an object outside the hub's prefix is never read.

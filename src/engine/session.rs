@@ -106,7 +106,7 @@ pub fn secure_session(
         catalog,
         &DataFiles {
             dir: data_dir,
-            tables: &data_dir.join(crate::policy::tables::PUBLISHED_DIR),
+            tables: &crate::policy::tables::default_tables_dir(data_dir),
             schema: raw_schema,
             pins: None,
         },

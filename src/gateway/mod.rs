@@ -342,7 +342,7 @@ impl Gateway {
             .data
             .tables_dir
             .clone()
-            .unwrap_or_else(|| config.data.dir.join(crate::policy::tables::PUBLISHED_DIR));
+            .unwrap_or_else(|| crate::policy::tables::default_tables_dir(&config.data.dir));
         let data = HubData {
             dir: config.data.dir.clone(),
             objects,

@@ -239,6 +239,11 @@ pub fn published_path(id: &str) -> PathBuf {
 /// The folder of published tables inside the data folder.
 pub const PUBLISHED_DIR: &str = ".tables";
 
+/// The tables folder of data folder `data_dir` when `data.tables_dir` names none.
+pub fn default_tables_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(PUBLISHED_DIR)
+}
+
 /// The tables of a policy version.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Tables {

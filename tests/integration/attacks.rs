@@ -532,7 +532,7 @@ pub(crate) fn cluster_queries() -> u64 {
 struct Attack {
     _dev: Option<passerelle::demo::DevIssuer>,
     /// The bucket and the hub's local working folder, for `Via::Bucket`.
-    _bucket: Option<(crate::support::moto::Moto, tempfile::TempDir)>,
+    _bucket: Option<crate::support::moto::HubBucket>,
     /// The cluster and its folder, for `Via::Cluster`.
     _cluster: Option<(passerelle::cluster::local::LocalCluster, tempfile::TempDir)>,
     /// `passerelle_cluster_queries_total` when the attack started.
@@ -586,25 +586,10 @@ impl Attack {
         let mut bucket = None;
         let mut executors_env = Vec::new();
         if matches!(via, Via::Bucket | Via::BucketCluster) {
-            let moto = crate::support::moto::Moto::start()?;
-            crate::support::moto::hub_on_bucket(&moto, "attacks", "hub").await;
-            let local = tempfile::tempdir().unwrap();
-            config.data.url = Some("s3://attacks/hub".into());
-            let credentials = moto.credentials_file(local.path());
-            executors_env = vec![
-                (
-                    "PASSERELLE_DATA__URL".to_string(),
-                    "s3://attacks/hub".to_string(),
-                ),
-                (
-                    "PASSERELLE_DATA__CREDENTIALS_FILE".to_string(),
-                    credentials.display().to_string(),
-                ),
-            ];
-            config.data.credentials_file = Some(credentials);
-            config.data.dir = local.path().join("work");
-            std::fs::create_dir_all(&config.data.dir).unwrap();
-            bucket = Some((moto, local));
+            let on_bucket = crate::support::moto::HubBucket::start("attacks", "hub").await?;
+            on_bucket.configure(&mut config);
+            executors_env = on_bucket.env();
+            bucket = Some(on_bucket);
         }
         let mut cluster = None;
         if matches!(via, Via::Cluster | Via::BucketCluster | Via::FlightCluster) {

@@ -147,6 +147,48 @@ fn tables_built(gw: &ChildGateway) -> Vec<String> {
         .collect()
 }
 
+/// Waits (at most `within` on each node) until both `a` and `b` publish `table` (read with
+/// `token`), and asserts that they serve one version and that no table was built twice
+/// across their logs: the tables they built.
+async fn published_once(
+    a: &ChildGateway,
+    b: &ChildGateway,
+    token: &str,
+    table: &str,
+    within: Duration,
+) -> Vec<String> {
+    let mut summaries = Vec::new();
+    for gw in [a, b] {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let view: Value = gw
+                .get(&format!("/v1/tables/{table}"), Some(token))
+                .await
+                .json()
+                .await
+                .unwrap();
+            if view["status"]["state"] == "published" {
+                summaries.push(view["status"]["summary"].clone());
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{table} never published on {}: {view}",
+                gw.base
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    assert_eq!(summaries[0], summaries[1], "one version, published once");
+    let mut built = tables_built(a);
+    built.extend(tables_built(b));
+    let mut once = built.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(built.len(), once.len(), "a table built twice: {built:?}");
+    built
+}
+
 /// Two nodes of one hub answer alike and share what must be shared: answers and pseudonyms,
 /// Flight tickets, policy versions (one winner when two operators apply at once), published
 /// tables (built once), and one verifiable audit record of both nodes.
@@ -226,37 +268,9 @@ async fn two_gateway_processes_serve_one_hub_alike() {
     // built once (the other node adopts the file: the build lock of the shared folder).
     let business = a.token("observatoire-entreprises");
     let table = "stats.etablissements_naf_region";
-    let mut summaries = Vec::new();
-    for gw in [&a, &b] {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-        loop {
-            let view: Value = gw
-                .get(&format!("/v1/tables/{table}"), Some(&business))
-                .await
-                .json()
-                .await
-                .unwrap();
-            if view["status"]["state"] == "published" {
-                summaries.push(view["status"]["summary"].clone());
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{table} never published on {}: {view}",
-                gw.base
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-    assert_eq!(summaries[0], summaries[1], "one version, published once");
+    let built = published_once(&a, &b, &business, table, Duration::from_secs(120)).await;
     // (In the folder `data.tables_dir` names.)
     assert!(a.root.join(format!("published/{table}.parquet")).is_file());
-    let mut built: Vec<String> = tables_built(&a);
-    built.extend(tables_built(&b));
-    let mut once = built.clone();
-    once.sort();
-    once.dedup();
-    assert_eq!(built.len(), once.len(), "a table built twice: {built:?}");
     assert!(built.iter().any(|t| t == table), "{built:?}");
 
     // The audit record: each node's requests on its own chain, both chains verified with
@@ -300,8 +314,8 @@ async fn two_gateway_processes_serve_one_hub_alike() {
 }
 
 /// `env` as the pairs of `&str` a gateway takes.
-fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+fn borrowed(env: &[(String, String)]) -> Vec<(&str, &str)> {
+    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
 }
 
 /// Two gateway processes over one bucket, as `docs/operations.md` deploys them: the datasets
@@ -312,24 +326,19 @@ fn borrowed<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str
 /// `data_changed`, never a mix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateway_processes_over_one_bucket_answer_alike_and_publish_once() {
-    use crate::support::moto::{Moto, hub_on_bucket};
-    let Some(moto) = Moto::start() else {
+    let Some(bucket) = crate::support::moto::HubBucket::start("hub", "demo/v1").await else {
         return;
     };
-    hub_on_bucket(&moto, "hub", "demo/v1").await;
-    let local = tempfile::tempdir().unwrap();
-    let credentials = moto.credentials_file(local.path()).display().to_string();
-    let folders = [local.path().join("gw-a"), local.path().join("gw-b")];
+    let moto = &bucket.moto;
+    let folders = [bucket.local.join("gw-a"), bucket.local.join("gw-b")];
     for folder in &folders {
         std::fs::create_dir_all(folder).unwrap();
     }
     let [dir_a, dir_b] = folders.map(|f| f.display().to_string());
     let on_bucket = |dir: &str| {
-        [
-            ("PASSERELLE_DATA__URL", "s3://hub/demo/v1".to_string()),
-            ("PASSERELLE_DATA__CREDENTIALS_FILE", credentials.clone()),
-            ("PASSERELLE_DATA__DIR", dir.to_string()),
-        ]
+        let mut env = bucket.env();
+        env.push(("PASSERELLE_DATA__DIR".to_string(), dir.to_string()));
+        env
     };
     let (env_a, env_b) = (on_bucket(&dir_a), on_bucket(&dir_b));
     let (a, b) = two_gateways_with(&borrowed(&env_a), &borrowed(&env_b)).await;
@@ -344,31 +353,7 @@ async fn two_gateway_processes_over_one_bucket_answer_alike_and_publish_once() {
     // A table of a source on the bucket: built once, from either node's copy of the source.
     let observatory = a.token("observatoire-sante");
     let table = "stats.sejours_region_age_chapitre";
-    let mut summaries = Vec::new();
-    for gw in [&a, &b] {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        loop {
-            let view: Value = gw
-                .get(&format!("/v1/tables/{table}"), Some(&observatory))
-                .await
-                .json()
-                .await
-                .unwrap();
-            if view["status"]["state"] == "published" {
-                summaries.push(view["status"]["summary"].clone());
-                break;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "{table}: {view}");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    }
-    assert_eq!(summaries[0], summaries[1], "one version, published once");
-    let mut built = tables_built(&a);
-    built.extend(tables_built(&b));
-    let mut once = built.clone();
-    once.sort();
-    once.dedup();
-    assert_eq!(built.len(), once.len(), "a table built twice: {built:?}");
+    published_once(&a, &b, &observatory, table, Duration::from_secs(300)).await;
     // Each node keeps its own copies of the bucket's objects, in its own data folder.
     for dir in [&dir_a, &dir_b] {
         assert!(std::path::Path::new(dir).join(".objects").is_dir(), "{dir}");

@@ -10,7 +10,7 @@ use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
 use serde_json::{Value, json};
 
-use crate::support::moto::{Moto, data_files, hub_on_bucket};
+use crate::support::moto::{HubBucket, Moto, data_files, hub_on_bucket};
 use crate::support::{DemoServer, hub};
 
 /// The Parquet file `bytes` without its last `n` rows.
@@ -98,20 +98,11 @@ async fn query(h: &DemoServer, token: &str, sql: &str) -> (u16, Value) {
 /// files: row filters, pseudonyms and masks alike; nothing is read from its local folder.
 #[tokio::test]
 async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
-    let Some(moto) = Moto::start() else {
+    let Some(hub_bucket) = HubBucket::start("hub", "demo/v1").await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    hub_on_bucket(&moto, "hub", "demo/v1").await;
-    let credentials = moto.credentials_file(dir.path());
-    let empty = dir.path().join("local");
-    std::fs::create_dir_all(&empty).unwrap();
-    let on_bucket = DemoServer::start_with(|c| {
-        c.data.url = Some("s3://hub/demo/v1".into());
-        c.data.credentials_file = Some(credentials.clone());
-        c.data.dir = empty.clone();
-    })
-    .await;
+    let moto = &hub_bucket.moto;
+    let on_bucket = DemoServer::start_with(|c| hub_bucket.configure(c)).await;
     let on_files = DemoServer::start_with(|_| {}).await;
     for (who, sql) in [
         // A row filter, pseudonyms and generalised columns.
@@ -190,7 +181,7 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
     // byte of it, never mixing; then the new one is read.
     let count = "SELECT count(*) AS n FROM sante.sejours";
     let researcher = on_bucket.token("chercheur-emploi");
-    let retries = replace_stays_then_read(&moto, &on_bucket, &researcher, count).await;
+    let retries = replace_stays_then_read(moto, &on_bucket, &researcher, count).await;
     // (A slow machine may plan after the old version expired: then no retry was needed.)
     eprintln!("data_changed answers before the new version: {retries}");
     // A query that reads rows of the old version after the replacement must fail: the same
@@ -214,7 +205,7 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
         "{status}: {body}"
     );
     // Only the hub's own working files (hidden folders: copies, tables) are in its folder.
-    assert!(data_files(&empty).is_empty());
+    assert!(data_files(&hub_bucket.local).is_empty());
 }
 
 /// A cluster over the bucket (issue #24): executors given the bucket and credentials of their
@@ -224,31 +215,13 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
 /// read whole, never mixed; executors without the bucket read nothing (the query fails).
 #[tokio::test]
 async fn a_cluster_reads_the_bucket_at_the_versions_its_gateway_planned_on() {
-    let Some(moto) = Moto::start() else {
+    let Some(bucket) = HubBucket::start("hub", "demo/v1").await else {
         return;
     };
+    let moto = &bucket.moto;
     let dir = tempfile::tempdir().unwrap();
-    hub_on_bucket(&moto, "hub", "demo/v1").await;
-    let credentials = moto.credentials_file(dir.path());
-    let empty = dir.path().join("local");
-    std::fs::create_dir_all(&empty).unwrap();
-    let on_bucket = |c: &mut passerelle::config::Config| {
-        c.data.url = Some("s3://hub/demo/v1".into());
-        c.data.credentials_file = Some(credentials.clone());
-        c.data.dir = empty.clone();
-    };
-    let executors_read_the_bucket = [
-        (
-            "PASSERELLE_DATA__URL".to_string(),
-            "s3://hub/demo/v1".to_string(),
-        ),
-        (
-            "PASSERELLE_DATA__CREDENTIALS_FILE".to_string(),
-            credentials.display().to_string(),
-        ),
-    ];
-    let cluster =
-        crate::support::local_cluster_with(&dir.path().join("a"), 2, &executors_read_the_bucket);
+    let on_bucket = |c: &mut passerelle::config::Config| bucket.configure(c);
+    let cluster = crate::support::local_cluster_with(&dir.path().join("a"), 2, &bucket.env());
     let on_cluster = DemoServer::start_with(|c| {
         on_bucket(c);
         c.cluster = Some(cluster.gateway.clone());
@@ -284,7 +257,7 @@ async fn a_cluster_reads_the_bucket_at_the_versions_its_gateway_planned_on() {
     // (kept for up to a second) fails retryably, or reads one version whole, never a mix.
     let researcher = on_cluster.token("chercheur-emploi");
     let whole = "SELECT count(*) AS n, sum(cout) AS s FROM sante.sejours WHERE cout >= 0";
-    let retries = replace_stays_then_read(&moto, &on_cluster, &researcher, whole).await;
+    let retries = replace_stays_then_read(moto, &on_cluster, &researcher, whole).await;
     eprintln!("data_changed answers on the cluster before the new version: {retries}");
 
     // Executors that were not given the bucket read nothing: the query fails, opaque.

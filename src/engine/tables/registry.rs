@@ -63,7 +63,7 @@ impl PublishedTables {
     /// Tables written in `<data_dir>/.tables`, their sources read in `data_dir`.
     pub fn new(data_dir: PathBuf) -> PublishedTables {
         Self::with_files(
-            data_dir.join(crate::policy::tables::PUBLISHED_DIR),
+            crate::policy::tables::default_tables_dir(&data_dir),
             Arc::new(data_dir),
         )
     }

@@ -108,12 +108,7 @@ pub struct Provenance {
 
 /// The file of table `spec` in the tables folder `dir`.
 pub fn path_in(dir: &Path, spec: &TableSpec) -> PathBuf {
-    file_of(dir, &spec.id)
-}
-
-/// The published file of table `id` in the tables folder `dir`.
-pub fn file_of(dir: &Path, id: &str) -> PathBuf {
-    dir.join(format!("{id}.parquet"))
+    dir.join(format!("{}.parquet", spec.id))
 }
 
 /// A published version's cells as the hub computed them (hidden values included) and why each

@@ -101,22 +101,7 @@ impl ChildGateway {
             ),
         )
         .unwrap();
-        let mut gateway = ChildGateway {
-            _dir: Some(dir),
-            root,
-            config_file,
-            env: env
-                .iter()
-                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
-                .collect(),
-            dev: Arc::new(dev),
-            child: None,
-            base: String::new(),
-            client: super::client(&hub().ca_pem()),
-            log: Arc::default(),
-        };
-        gateway.restart().await;
-        gateway
+        Self::run(Some(dir), root, config_file, Arc::new(dev), env).await
     }
 
     /// A second gateway process serving `first`'s hub: the same folder and configuration, the
@@ -124,15 +109,28 @@ impl ChildGateway {
     /// own `PASSERELLE_AUDIT__NODE` and signing key); waits until it is ready. `first` owns
     /// the folder: drop this one first.
     pub async fn beside(first: &ChildGateway, env: &[(&str, &str)]) -> ChildGateway {
+        let (root, config_file) = (first.root.clone(), first.config_file.clone());
+        Self::run(None, root, config_file, first.dev.clone(), env).await
+    }
+
+    /// The child serving the hub at `root` (owning its temporary folder `dir`, if given),
+    /// started with `env` and ready.
+    async fn run(
+        dir: Option<tempfile::TempDir>,
+        root: PathBuf,
+        config_file: PathBuf,
+        dev: Arc<passerelle::demo::DevIssuer>,
+        env: &[(&str, &str)],
+    ) -> ChildGateway {
         let mut gateway = ChildGateway {
-            _dir: None,
-            root: first.root.clone(),
-            config_file: first.config_file.clone(),
+            _dir: dir,
+            root,
+            config_file,
             env: env
                 .iter()
                 .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
                 .collect(),
-            dev: first.dev.clone(),
+            dev,
             child: None,
             base: String::new(),
             client: super::client(&hub().ca_pem()),

@@ -198,3 +198,53 @@ pub async fn hub_on_bucket(moto: &Moto, bucket: &str, prefix: &str) {
             .unwrap();
     }
 }
+
+/// The shared hub's data on a bucket of a moto server of its own, with a credentials file and
+/// an empty local working folder: what a gateway (or an executor) on that bucket needs.
+pub struct HubBucket {
+    pub moto: Moto,
+    /// `s3://<bucket>/<prefix>`.
+    pub url: String,
+    pub credentials: PathBuf,
+    /// An empty folder, for a gateway's `data.dir`.
+    pub local: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl HubBucket {
+    /// Moto with the shared hub's data under `prefix` of `bucket`; `None` when moto is not
+    /// installed.
+    pub async fn start(bucket: &str, prefix: &str) -> Option<HubBucket> {
+        let moto = Moto::start()?;
+        hub_on_bucket(&moto, bucket, prefix).await;
+        let dir = tempfile::tempdir().unwrap();
+        let credentials = moto.credentials_file(dir.path());
+        let local = dir.path().join("local");
+        std::fs::create_dir_all(&local).unwrap();
+        Some(HubBucket {
+            moto,
+            url: format!("s3://{bucket}/{prefix}"),
+            credentials,
+            local,
+            _dir: dir,
+        })
+    }
+
+    /// `config` reading its datasets from the bucket, its local folder the empty one.
+    pub fn configure(&self, config: &mut passerelle::config::Config) {
+        config.data.url = Some(self.url.clone());
+        config.data.credentials_file = Some(self.credentials.clone());
+        config.data.dir = self.local.clone();
+    }
+
+    /// The overrides that make a node (an executor, a gateway process) read the bucket.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("PASSERELLE_DATA__URL".to_string(), self.url.clone()),
+            (
+                "PASSERELLE_DATA__CREDENTIALS_FILE".to_string(),
+                self.credentials.display().to_string(),
+            ),
+        ]
+    }
+}
