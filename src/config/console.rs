@@ -40,6 +40,11 @@ pub struct ConsoleConfig {
     /// `eidas1` < `eidas2` < `eidas3`.
     #[serde(default = "default_citizen_acr")]
     pub citizen_acr: String,
+    /// A folder shared by the gateways behind one load balancer, where sessions and pending
+    /// sign-ins are kept sealed (any gateway then serves any session: no sticky balancer);
+    /// absent, each gateway keeps its own in memory.
+    #[serde(default)]
+    pub sessions_dir: Option<PathBuf>,
 }
 
 fn default_idle() -> u64 {
@@ -69,6 +74,7 @@ impl ConsoleConfig {
             idle_timeout_secs: default_idle(),
             absolute_timeout_secs: default_absolute(),
             citizen_acr: default_citizen_acr(),
+            sessions_dir: None,
         }
     }
 

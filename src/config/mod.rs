@@ -203,12 +203,13 @@ impl Config {
             resolve(&mut cluster.cert);
             resolve(&mut cluster.key);
         }
-        if let Some(secret) = self
-            .console
-            .as_mut()
-            .and_then(|c| c.client_secret_file.as_mut())
-        {
-            resolve(secret);
+        if let Some(console) = self.console.as_mut() {
+            if let Some(secret) = console.client_secret_file.as_mut() {
+                resolve(secret);
+            }
+            if let Some(dir) = console.sessions_dir.as_mut() {
+                resolve(dir);
+            }
         }
     }
 

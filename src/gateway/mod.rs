@@ -28,6 +28,8 @@ mod lookup;
 mod query;
 mod record;
 mod refusals;
+mod seal;
+pub mod sessions;
 mod statement;
 mod tables;
 
@@ -122,6 +124,9 @@ pub struct Gateway {
     client_credentials: Option<crate::identity::ClientCredentials>,
     /// The console's sign-in (authorization code with PKCE), when `[console]` is set.
     sign_in: Option<crate::identity::sign_in::SignIn>,
+    /// The console's and the journal's sessions (in memory, or in `console.sessions_dir`
+    /// shared by the gateways), when `[console]` is set.
+    sessions: Option<Arc<sessions::Sessions>>,
     /// Bounds on reading the whole audit trail (journals, the console's audit search).
     trail_reads: console::TrailReads,
     /// The audit trail: every request that reaches authentication is recorded before its
@@ -365,6 +370,11 @@ impl Gateway {
                 .map_err(|e| tracing::error!(error = %e, "the console cannot sign anyone in"))
                 .ok()
         });
+        let sessions = config
+            .console
+            .as_ref()
+            .map(|console| console_sessions(console, &pseudonyms).map(Arc::new))
+            .transpose()?;
         let client_credentials = config
             .flight
             .client_credentials
@@ -387,6 +397,7 @@ impl Gateway {
             running: Arc::default(),
             client_credentials,
             sign_in,
+            sessions,
             trail_reads: console::TrailReads::default(),
             audit,
         })
@@ -395,6 +406,11 @@ impl Gateway {
     /// The validated configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// The console's and the journal's sessions, when `[console]` is set.
+    pub fn sessions(&self) -> Option<Arc<sessions::Sessions>> {
+        self.sessions.clone()
     }
 
     /// The audit trail (a transport settles the record of a request that reached no use case).
@@ -458,4 +474,27 @@ impl Gateway {
         });
         (ready, details)
     }
+}
+
+/// The sessions `[console]` describes: in memory, or sealed in its shared `sessions_dir`.
+fn console_sessions(
+    console: &crate::config::ConsoleConfig,
+    keys: &KeyRing,
+) -> std::io::Result<sessions::Sessions> {
+    let idle = std::time::Duration::from_secs(console.idle_timeout_secs);
+    let absolute = std::time::Duration::from_secs(console.absolute_timeout_secs);
+    let Some(dir) = &console.sessions_dir else {
+        return Ok(sessions::Sessions::in_memory(idle, absolute));
+    };
+    // SECURITY: no key for the sessions folder, no gateway (never a default key).
+    let sealed = keys
+        .purpose_key("console sessions")
+        .and_then(|key| seal::SealedBox::new(&key))
+        .ok_or_else(|| std::io::Error::other("cannot derive the console sessions' key"))?;
+    sessions::Sessions::in_folder(dir, sealed, idle, absolute).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("console.sessions_dir {}: {e}", dir.display()),
+        )
+    })
 }

@@ -17,13 +17,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use aws_lc_rs::aead::NONCE_LEN;
 use serde::{Deserialize, Serialize};
 use sha2::Digest;
 use tokio::sync::watch;
 
 use super::error::GatewayError;
 use super::query::QueryRequest;
+use super::seal::SealedBox;
 use super::{Caller, Gateway};
 use crate::engine::Format;
 
@@ -93,41 +94,29 @@ fn invalid_parameters(detail: impl Into<String>) -> GatewayError {
 }
 
 /// Seals and opens statement handles.
+#[derive(Debug)]
 pub struct Sealer {
-    key: LessSafeKey,
-}
-
-impl std::fmt::Debug for Sealer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Sealer(<redacted>)")
-    }
+    sealed: SealedBox,
 }
 
 impl Sealer {
     /// A sealer with this 32-byte key (`None` only if the cipher refuses it).
     pub fn new(key: &[u8; 32]) -> Option<Self> {
-        let key = UnboundKey::new(&AES_256_GCM, key).ok()?;
         Some(Self {
-            key: LessSafeKey::new(key),
+            sealed: SealedBox::new(key)?,
         })
     }
 
     /// `statement` as an opaque handle: version, random nonce, ciphertext and tag.
     pub fn seal(&self, statement: &PreparedStatement) -> Result<Vec<u8>, GatewayError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce).map_err(|_| GatewayError::internal())?;
-        let mut body = serde_json::to_vec(statement).map_err(|_| GatewayError::internal())?;
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
-                &mut body,
-            )
-            .map_err(|_| GatewayError::internal())?;
-        let mut out = Vec::with_capacity(1 + NONCE_LEN + body.len());
+        let body = serde_json::to_vec(statement).map_err(|_| GatewayError::internal())?;
+        let sealed = self
+            .sealed
+            .seal(AAD, &body)
+            .ok_or_else(GatewayError::internal)?;
+        let mut out = Vec::with_capacity(1 + sealed.len());
         out.push(VERSION);
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&body);
+        out.extend_from_slice(&sealed);
         Ok(out)
     }
 
@@ -141,14 +130,8 @@ impl Sealer {
         if *version != VERSION {
             return None;
         }
-        let (nonce, sealed) = rest.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut body = sealed.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(AAD), &mut body)
-            .ok()?;
-        serde_json::from_slice(plain).ok()
+        let plain = self.sealed.open(AAD, rest)?;
+        serde_json::from_slice(&plain).ok()
     }
 }
 

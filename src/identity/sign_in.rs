@@ -49,7 +49,9 @@ pub struct SignInStart {
     pub pending: PendingSignIn,
 }
 
-/// A sign-in waiting for its callback (kept by the transport, server side, under `state`).
+/// A sign-in waiting for its callback (kept server side under `state`, in memory or sealed in
+/// the shared sessions folder: `gateway::sessions`).
+#[derive(serde::Serialize, serde::Deserialize)]
 pub struct PendingSignIn {
     verifier: PkceCodeVerifier,
     nonce: Nonce,

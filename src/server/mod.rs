@@ -82,7 +82,7 @@ impl std::ops::Deref for AppState {
 impl App {
     pub fn new(gateway: Arc<Gateway>) -> Self {
         let proxies = gateway.config().server.proxy_networks();
-        let console = console::Console::from_config(gateway.config());
+        let console = console::Console::of(&gateway);
         Self {
             console,
             gateway,

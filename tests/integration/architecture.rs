@@ -37,6 +37,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "identity",
             "lookup",
             "policy",
+            "private_fs",
             "pseudonym",
             "secrecy",
             "storage",

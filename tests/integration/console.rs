@@ -157,6 +157,18 @@ impl Browser {
     /// Signs in as `persona` from `start` (a console URL): the sign-in page of the issuer, the
     /// persona's button, the callback; the callback's page.
     async fn sign_in(&mut self, gateway: &TestServer, start: &str, persona: &str) -> Page {
+        self.sign_in_across(gateway, gateway, start, persona).await
+    }
+
+    /// [`Self::sign_in`] started at `gateway` and called back at `callback_at`, the gateway
+    /// the console's public URL names (two gateways behind one balancer).
+    async fn sign_in_across(
+        &mut self,
+        gateway: &TestServer,
+        callback_at: &TestServer,
+        start: &str,
+        persona: &str,
+    ) -> Page {
         let to_issuer = self.get(&gateway.url(start)).await;
         assert_eq!(
             to_issuer.status,
@@ -194,7 +206,7 @@ impl Browser {
             "/console"
         };
         assert!(
-            callback.starts_with(&gateway.url(&format!("{area}/callback?"))),
+            callback.starts_with(&callback_at.url(&format!("{area}/callback?"))),
             "{callback}"
         );
         self.get(&callback).await
@@ -534,6 +546,90 @@ async fn an_operator_edits_dry_runs_applies_and_rolls_back_in_the_console() {
         .unwrap()
         .1;
     assert!(!trail.contains(session_id), "no session id on the trail");
+}
+
+/// Two gateways behind a balancer that is not sticky, sharing `console.sessions_dir`: a
+/// sign-in started on one is completed on the other (the console's public URL names it), the
+/// session is served by both with one form token, a sign-out on one ends it on both, and the
+/// folder holds no token or cookie in clear. (With sessions in each gateway's memory, the
+/// callback would find no pending sign-in on the other gateway.)
+#[tokio::test]
+async fn a_console_session_is_served_by_every_gateway_sharing_the_sessions_folder() {
+    let (dir, mut config) = crate::policy::private_hub();
+    let dev = passerelle::demo::DevIssuer::start().await.unwrap();
+    config.identity.issuers = vec![dev.issuer_config()];
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    config.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let shared = dir.path().join("console-sessions");
+    let mut console = dev.console_config(&format!("https://127.0.0.1:{port}"));
+    console.sessions_dir = Some(shared.clone());
+    config.console = Some(console);
+    config.audit.node = Some("gw-a".into());
+    let mut config_b = config.clone();
+    config_b.server.listen = "127.0.0.1:0".parse().unwrap();
+    config_b.audit.node = Some("gw-b".into());
+    config_b.audit.signing_key_file = dir.path().join("gw-b.key");
+    passerelle::audit::SigningKey::generate()
+        .unwrap()
+        .write_new_files(&config_b.audit.signing_key_file)
+        .unwrap();
+    let a = TestServer::start_with(config).await;
+    let b_gw = TestServer::start_with(config_b).await;
+    a.wait_ready(Duration::from_secs(10)).await;
+    b_gw.wait_ready(Duration::from_secs(10)).await;
+
+    let mut b = Browser::new();
+    let signed_in = b
+        .sign_in_across(&b_gw, &a, "/console/connexion", "operateur")
+        .await;
+    assert_eq!(signed_in.status, 200, "{}", signed_in.body);
+    let on_b = b.get(&b_gw.url("/console/versions")).await;
+    assert_eq!(
+        on_b.status, 200,
+        "served by the other gateway: {}",
+        on_b.body
+    );
+    let on_a = b.get(&a.url("/console/versions")).await;
+    assert_eq!(on_a.status, 200, "{}", on_a.body);
+    let csrf = on_a.hidden("csrf");
+    assert_eq!(csrf, on_b.hidden("csrf"), "one form token for the session");
+
+    // Nothing in clear in the shared folder: no token, no cookie.
+    let cookie = b.cookies["__Host-passerelle-session"].clone();
+    for sub in ["sessions", "sign-ins"] {
+        for entry in std::fs::read_dir(shared.join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(
+                !text.contains("eyJ") && !text.contains(&cookie),
+                "{}",
+                path.display()
+            );
+            assert!(!path.to_string_lossy().contains(&cookie));
+        }
+    }
+
+    // Signed out on one gateway: the session is gone on both.
+    let out = b
+        .post_owned(
+            b_gw.url("/console/deconnexion"),
+            vec![("csrf".into(), csrf)],
+            true,
+        )
+        .await;
+    assert_eq!(out.status, 200, "{}", out.body);
+    b.cookies
+        .insert("__Host-passerelle-session".into(), cookie.clone());
+    for gw in [&a, &b_gw] {
+        let after = b.get(&gw.url("/console/versions")).await;
+        assert_eq!(after.status, StatusCode::SEE_OTHER, "{}", after.body);
+    }
+    drop(dev);
 }
 
 /// A researcher who signs in is refused the console (no session), as is a sign-in replayed,

@@ -16,7 +16,6 @@ mod sign_in;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ::secrecy::ExposeSecret;
 use axum::Form;
@@ -27,10 +26,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use super::AppState;
-use crate::config::Config;
+use crate::gateway::sessions::Sessions;
 use crate::gateway::{Authorization, Caller, ErrorKind, GatewayError, RequestRecord};
 use pages::{Frame, Message, page};
-use session::{Area, SESSION_COOKIE, Sessions};
+use session::{Area, SESSION_COOKIE};
 
 /// The policy files, in the order the editor shows them.
 const POLICY_FILES: [&str; 5] = [
@@ -41,33 +40,28 @@ const POLICY_FILES: [&str; 5] = [
     "model.conf",
 ];
 
-/// The console of one gateway: its sessions (the sign-in itself is the gateway's).
+/// The console of one gateway (its sign-in and its sessions are the gateway's).
 pub struct Console {
-    sessions: Sessions,
+    sessions: Arc<Sessions>,
     config: crate::config::ConsoleConfig,
 }
 
 impl Console {
     /// The console `[console]` describes, or `None` without that section.
-    pub fn from_config(config: &Config) -> Option<Arc<Self>> {
-        let console = config.console.as_ref()?;
+    pub fn of(gateway: &crate::gateway::Gateway) -> Option<Arc<Self>> {
         Some(Arc::new(Self {
-            sessions: Sessions::new(
-                Duration::from_secs(console.idle_timeout_secs),
-                Duration::from_secs(console.absolute_timeout_secs),
-            ),
-            config: console.clone(),
+            sessions: gateway.sessions()?,
+            config: gateway.config().console.clone()?,
         }))
+    }
+
+    fn sessions(&self) -> &Sessions {
+        &self.sessions
     }
 
     /// The redirect URI of a sign-in to `area`.
     fn redirect_uri(&self, area: Area) -> String {
         self.config.redirect_uri(area.path())
-    }
-
-    /// Sessions alive now.
-    pub fn live_sessions(&self) -> usize {
-        self.sessions.live()
     }
 }
 
@@ -251,7 +245,7 @@ async fn session_caller(
         .and_then(|c| session::cookie(c, SESSION_COOKIE))
         .map(str::to_owned);
     let found = id.as_deref().and_then(|id| {
-        console.sessions.touch(id, area, |s| {
+        console.sessions().touch(id, area, |s| {
             (
                 format!("Bearer {}", s.access_token.expose_secret()),
                 s.csrf.clone(),
@@ -297,7 +291,7 @@ async fn session_caller(
         }),
         Err(_) => {
             if let Some(id) = id {
-                console.sessions.close(&id);
+                console.sessions().close(&id);
             }
             Err(Box::new(with_cookie(
                 page(

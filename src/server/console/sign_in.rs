@@ -55,13 +55,15 @@ async fn sign_in_of(
     let Some(browser) = session::random_token() else {
         return refused_page(&GatewayError::internal());
     };
-    console.sessions.wait_for(
+    if !console.sessions().wait_for(
         &started.state,
         area,
         started.pending,
         return_path(area, q.retour.as_deref()),
         browser.clone(),
-    );
+    ) {
+        return refused_page(&GatewayError::internal());
+    }
     with_cookie(
         pages::with_headers(Redirect::to(&started.authorization_url).into_response()),
         &session::sign_in_cookie(&browser),
@@ -121,7 +123,7 @@ async fn callback_of(
     let (Some(code), Some(sent_state)) = (q.code.as_deref(), q.state.as_deref()) else {
         return failed("La réponse du fournisseur d'identité est incomplète.");
     };
-    let Some(pending) = console.sessions.take_pending(sent_state) else {
+    let Some(pending) = console.sessions().take_pending(sent_state) else {
         return failed("Cette connexion a expiré ou a déjà servi.");
     };
     // SECURITY: the sign-in must come back to the browser that started it (login CSRF), for
@@ -145,7 +147,7 @@ async fn callback_of(
             .map(|s| {
                 let expiry = s.caller.principal().expires_at;
                 console
-                    .sessions
+                    .sessions()
                     .open(area, s.access_token, s.acr, None, expiry)
             }),
         Area::Journal => state
@@ -155,7 +157,7 @@ async fn callback_of(
             .map(|s| {
                 let expiry = s.caller.principal().expires_at;
                 console
-                    .sessions
+                    .sessions()
                     .open(area, s.access_token, None, Some(s.nir), expiry)
             }),
     };
@@ -209,7 +211,7 @@ async fn signed_out(
         .and_then(|v| v.to_str().ok())
         .and_then(|c| session::cookie(c, SESSION_COOKIE))
     {
-        session.console.sessions.close(id);
+        session.console.sessions().close(id);
     }
     let _ = state.gateway.console_sign_out(&session.caller).await;
     let text = match area {
