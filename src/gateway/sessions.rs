@@ -41,6 +41,13 @@ const MAX_RECORD_BYTES: u64 = 64 * 1024;
 /// A write or a take that a crash interrupted leaves a file this old at most before a prune
 /// removes it.
 const LEFTOVER_AGE: Duration = Duration::from_secs(60);
+/// The shared folder is pruned at most this often, or after this many records written by
+/// this gateway since its last prune (a flood grows it by that much at most past the bounds).
+const PRUNE_EVERY: Duration = Duration::from_secs(10);
+const PRUNE_AFTER_WRITES: u32 = 1_000;
+/// A time (a file's last use, a sign-in's start) further ahead of this node's clock than this
+/// is not believed: the record counts as expired.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// Where a session may be used: the operators' console or a citizen's journal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,9 +112,15 @@ fn from_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
-/// How long ago `t` was (a time ahead of this node's clock counts as now).
+/// How long ago `t` was: a time slightly ahead of this node's clock counts as now, one more
+/// than [`CLOCK_SKEW`] ahead as infinitely old (a last use set in the future never keeps a
+/// session alive).
 fn age(t: SystemTime) -> Duration {
-    SystemTime::now().duration_since(t).unwrap_or_default()
+    match SystemTime::now().duration_since(t) {
+        Ok(age) => age,
+        Err(ahead) if ahead.duration() <= CLOCK_SKEW => Duration::ZERO,
+        Err(_) => Duration::MAX,
+    }
 }
 
 /// The sessions and pending sign-ins the gateways of a hub share (or this one keeps).
@@ -192,7 +205,7 @@ impl Sessions {
                 true
             }
             Store::Folder(folder) => {
-                folder.prune(Kind::SignIn, SIGN_IN_LIFETIME, MAX_PENDING);
+                folder.prune_now_and_then(self.idle);
                 let record = PendingRecord {
                     area: pending.area,
                     sign_in: pending.sign_in,
@@ -261,7 +274,7 @@ impl Sessions {
                 sessions.insert(key(&id), (session, SystemTime::now()));
             }
             Store::Folder(folder) => {
-                folder.prune(Kind::Session, self.idle, MAX_SESSIONS);
+                folder.prune_now_and_then(self.idle);
                 let record = SessionRecord::of(&session);
                 let plain = Zeroizing::new(serde_json::to_vec(&record).ok()?);
                 if !folder.write(Kind::Session, &key(&id), &plain) {
@@ -297,7 +310,7 @@ impl Sessions {
                     .ok()?
                     .session();
                 if !self.alive(session.started, last_use, session.token_expiry) {
-                    folder.remove(Kind::Session, &k);
+                    let _ = folder.remove(Kind::Session, &k);
                     return None;
                 }
                 // SECURITY: a session signed out meanwhile (its file deleted by any gateway)
@@ -310,14 +323,17 @@ impl Sessions {
         }
     }
 
-    /// Ends the session of cookie `id` (on every gateway sharing the store).
-    pub fn close(&self, id: &str) {
+    /// Ends the session of cookie `id` (on every gateway sharing the store); `false` when it
+    /// may still be there (the store could not be written: the caller must say so).
+    #[must_use]
+    pub fn close(&self, id: &str) -> bool {
         match &self.store {
-            Store::Memory { sessions, .. } => {
-                if let Ok(mut sessions) = sessions.lock() {
+            Store::Memory { sessions, .. } => sessions
+                .lock()
+                .map(|mut sessions| {
                     sessions.remove(&key(id));
-                }
-            }
+                })
+                .is_ok(),
             Store::Folder(folder) => folder.remove(Kind::Session, &key(id)),
         }
     }
@@ -393,6 +409,8 @@ impl Kind {
 struct Folder {
     root: PathBuf,
     sealed: SealedBox,
+    /// When this gateway last pruned the folder, and how many records it wrote since.
+    pruned: Mutex<(Option<std::time::Instant>, u32)>,
 }
 
 impl Folder {
@@ -404,7 +422,26 @@ impl Folder {
         Ok(Self {
             root: root.to_path_buf(),
             sealed,
+            pruned: Mutex::new((None, 0)),
         })
+    }
+
+    /// Prunes both kinds of record (sessions unused for `idle`, sign-ins past their lifetime,
+    /// the oldest past the bounds) when [`PRUNE_EVERY`] has passed or [`PRUNE_AFTER_WRITES`]
+    /// records were written since the last prune; counts the write about to be made.
+    fn prune_now_and_then(&self, idle: Duration) {
+        {
+            let mut pruned = self.pruned.lock().unwrap_or_else(|p| p.into_inner());
+            let due = pruned.0.is_none_or(|at| at.elapsed() >= PRUNE_EVERY)
+                || pruned.1 >= PRUNE_AFTER_WRITES;
+            if !due {
+                pruned.1 += 1;
+                return;
+            }
+            *pruned = (Some(std::time::Instant::now()), 1);
+        }
+        self.prune(Kind::Session, idle, MAX_SESSIONS);
+        self.prune(Kind::SignIn, SIGN_IN_LIFETIME, MAX_PENDING);
     }
 
     fn path(&self, kind: Kind, key: &[u8; 32]) -> PathBuf {
@@ -433,6 +470,8 @@ impl Folder {
             .open(&temporary)
             .and_then(|mut file| {
                 file.write_all(&sealed)?;
+                // Its first use by this node's clock (not the file server's).
+                file.set_modified(SystemTime::now())?;
                 file.sync_data()
             })
             .and_then(|()| std::fs::rename(&temporary, &path));
@@ -455,6 +494,10 @@ impl Folder {
         key: &[u8; 32],
         path: &Path,
     ) -> Option<(Zeroizing<Vec<u8>>, SystemTime)> {
+        // A plain file only: no link (to a FIFO, or out of the folder) is followed.
+        if !std::fs::symlink_metadata(path).ok()?.is_file() {
+            return None;
+        }
         let file = std::fs::File::open(path).ok()?;
         let meta = file.metadata().ok()?;
         if !meta.is_file() || meta.len() > MAX_RECORD_BYTES {
@@ -463,13 +506,14 @@ impl Folder {
         let last_use = meta.modified().ok()?;
         let mut sealed = Vec::new();
         file.take(MAX_RECORD_BYTES).read_to_end(&mut sealed).ok()?;
+        // (A record that does not open is left to the prune: a gateway with another master
+        // secret, or a short read, must not delete the others' sessions.)
         let opened = self.sealed.open(&Self::context(kind, key), &sealed);
         if opened.is_none() {
             tracing::warn!(
                 kind = kind.dir(),
-                "a console record does not open under its name: removed"
+                "a console record does not open under its name (another master secret?)"
             );
-            let _ = std::fs::remove_file(path);
         }
         Some((opened?, last_use))
     }
@@ -493,8 +537,16 @@ impl Folder {
             .is_ok()
     }
 
-    fn remove(&self, kind: Kind, key: &[u8; 32]) {
-        let _ = std::fs::remove_file(self.path(kind, key));
+    /// Removes the record `key`; `false` if it may still be there.
+    fn remove(&self, kind: Kind, key: &[u8; 32]) -> bool {
+        match std::fs::remove_file(self.path(kind, key)) {
+            Ok(()) => true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(e) => {
+                tracing::error!(error = %e.kind(), kind = kind.dir(), "a console record could not be removed");
+                false
+            }
+        }
     }
 
     /// Removes the records unused for `max_age` or longer, and the leftovers of interrupted
@@ -617,7 +669,7 @@ mod tests {
             Some(csrf),
             "one form token"
         );
-        b.close(&id);
+        assert!(b.close(&id));
         assert!(
             a.touch(&id, Area::Journal, |_| ()).is_none(),
             "signed out everywhere"
@@ -663,7 +715,7 @@ mod tests {
                 );
             }
         }
-        // A record copied under another name does not open (and is removed).
+        // A record copied under another name does not open.
         let sessions = dir.path().join("sessions");
         let file = std::fs::read_dir(&sessions)
             .unwrap()
@@ -705,6 +757,33 @@ mod tests {
             }
         }
         files
+    }
+
+    /// SECURITY: whoever sets a session file's time ahead (its last use) does not keep the
+    /// session alive past its idle timeout: a time ahead of the clock counts as expired.
+    #[test]
+    fn a_last_use_set_in_the_future_keeps_no_session_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = Sessions::in_folder(
+            dir.path(),
+            SealedBox::new(&[7; 32]).unwrap(),
+            Duration::from_secs(60),
+            Duration::from_secs(600),
+        )
+        .unwrap();
+        let future = chrono::Utc::now().timestamp() + 3600;
+        let id = sessions
+            .open(Area::Console, SecretString::from("t"), None, None, future)
+            .unwrap();
+        assert!(sessions.touch(&id, Area::Console, |_| ()).is_some());
+        let file = dir.path().join("sessions").join(hex::encode(key(&id)));
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(SystemTime::now() + Duration::from_secs(3600))
+            .unwrap();
+        assert!(sessions.touch(&id, Area::Console, |_| ()).is_none());
     }
 
     #[test]

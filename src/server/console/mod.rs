@@ -55,8 +55,16 @@ impl Console {
         }))
     }
 
-    fn sessions(&self) -> &Sessions {
-        &self.sessions
+    /// Runs `work` on the sessions off the async workers (the store may be a shared folder,
+    /// on a network file system); `None` if it could not run.
+    async fn sessions<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Sessions) -> T + Send + 'static,
+    ) -> Option<T> {
+        let sessions = self.sessions.clone();
+        tokio::task::spawn_blocking(move || work(&sessions))
+            .await
+            .ok()
     }
 
     /// The redirect URI of a sign-in to `area`.
@@ -244,15 +252,21 @@ async fn session_caller(
         .and_then(|v| v.to_str().ok())
         .and_then(|c| session::cookie(c, SESSION_COOKIE))
         .map(str::to_owned);
-    let found = id.as_deref().and_then(|id| {
-        console.sessions().touch(id, area, |s| {
-            (
-                format!("Bearer {}", s.access_token.expose_secret()),
-                s.csrf.clone(),
-                s.nir.clone(),
-            )
-        })
-    });
+    let found = match id.clone() {
+        Some(id) => console
+            .sessions(move |sessions| {
+                sessions.touch(&id, area, |s| {
+                    (
+                        format!("Bearer {}", s.access_token.expose_secret()),
+                        s.csrf.clone(),
+                        s.nir.clone(),
+                    )
+                })
+            })
+            .await
+            .flatten(),
+        None => None,
+    };
     let Some((bearer, csrf, nir)) = found else {
         if parts.method == axum::http::Method::GET {
             let back = return_path(area, Some(parts.uri.path()));
@@ -290,8 +304,10 @@ async fn session_caller(
             console,
         }),
         Err(_) => {
-            if let Some(id) = id {
-                console.sessions().close(&id);
+            if let Some(id) = id
+                && console.sessions(move |s| s.close(&id)).await != Some(true)
+            {
+                tracing::error!("a session whose token is no longer valid could not be removed");
             }
             Err(Box::new(with_cookie(
                 page(

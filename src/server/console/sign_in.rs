@@ -55,13 +55,16 @@ async fn sign_in_of(
     let Some(browser) = session::random_token() else {
         return refused_page(&GatewayError::internal());
     };
-    if !console.sessions().wait_for(
-        &started.state,
-        area,
+    let (state_key, pending, back, kept_browser) = (
+        started.state,
         started.pending,
         return_path(area, q.retour.as_deref()),
         browser.clone(),
-    ) {
+    );
+    let kept = console
+        .sessions(move |s| s.wait_for(&state_key, area, pending, back, kept_browser))
+        .await;
+    if kept != Some(true) {
         return refused_page(&GatewayError::internal());
     }
     with_cookie(
@@ -123,7 +126,12 @@ async fn callback_of(
     let (Some(code), Some(sent_state)) = (q.code.as_deref(), q.state.as_deref()) else {
         return failed("La réponse du fournisseur d'identité est incomplète.");
     };
-    let Some(pending) = console.sessions().take_pending(sent_state) else {
+    let sent_state = sent_state.to_string();
+    let taken = console
+        .sessions(move |s| s.take_pending(&sent_state))
+        .await
+        .flatten();
+    let Some(pending) = taken else {
         return failed("Cette connexion a expiré ou a déjà servi.");
     };
     // SECURITY: the sign-in must come back to the browser that started it (login CSRF), for
@@ -139,16 +147,14 @@ async fn callback_of(
         return refused_page(&GatewayError::internal());
     };
     let source = crate::server::source::client_address(&parts, &state.proxies);
-    let opened = match area {
+    let signed_in = match area {
         Area::Console => state
             .gateway
             .console_sign_in_finish(&record, pending.sign_in, code, source)
             .await
             .map(|s| {
                 let expiry = s.caller.principal().expires_at;
-                console
-                    .sessions()
-                    .open(area, s.access_token, s.acr, None, expiry)
+                (s.access_token, s.acr, None, expiry)
             }),
         Area::Journal => state
             .gateway
@@ -156,10 +162,15 @@ async fn callback_of(
             .await
             .map(|s| {
                 let expiry = s.caller.principal().expires_at;
-                console
-                    .sessions()
-                    .open(area, s.access_token, None, Some(s.nir), expiry)
+                (s.access_token, None, Some(s.nir), expiry)
             }),
+    };
+    let opened = match signed_in {
+        Ok((token, acr, nir, expiry)) => Ok(console
+            .sessions(move |s| s.open(area, token, acr, nir, expiry))
+            .await
+            .flatten()),
+        Err(e) => Err(e),
     };
     let id = match opened {
         Ok(Some(id)) => id,
@@ -210,8 +221,13 @@ async fn signed_out(
         .get(header::COOKIE)
         .and_then(|v| v.to_str().ok())
         .and_then(|c| session::cookie(c, SESSION_COOKIE))
+        .map(str::to_owned)
     {
-        session.console.sessions().close(id);
+        // SECURITY: a session that may still be in the store is not said to be closed.
+        let closed = session.console.sessions(move |s| s.close(&id)).await;
+        if closed != Some(true) {
+            return refused_page(&GatewayError::internal());
+        }
     }
     let _ = state.gateway.console_sign_out(&session.caller).await;
     let text = match area {
