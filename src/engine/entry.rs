@@ -105,7 +105,7 @@ impl Engine {
                     &data_files(&data, pins.as_ref()),
                     &data.keys,
                     today,
-                    data.extracts.as_ref(),
+                    extracts_for(&data, pins.as_ref()),
                     Some(&|id: &str| data.tables.servable(&policy, id)),
                 )
             })
@@ -238,6 +238,16 @@ fn data_files<'a>(data: &'a HubData, pins: Option<&'a Pins>) -> DataFiles<'a> {
         schema: &local_schema,
         pins,
     }
+}
+
+/// The extracts a session may read: none for datasets on a bucket when a cluster runs the
+/// large queries (an extract is a file on this gateway's disk: a plan reading one is never
+/// shipped, and the executors compute pseudonyms in their scans of the bucket instead).
+fn extracts_for<'a>(data: &'a HubData, pins: Option<&Pins>) -> Option<&'a Arc<super::Extracts>> {
+    if pins.is_some() && data.cluster.is_some() {
+        return None;
+    }
+    data.extracts.as_ref()
 }
 
 fn local_schema(path: &std::path::Path) -> Result<SchemaRef, EngineError> {

@@ -14,7 +14,7 @@ use datafusion::execution::runtime_env::RuntimeEnv;
 use super::EngineError;
 use crate::file_stamp::FileStamp;
 use crate::policy::DatasetKind;
-use crate::storage::Pins;
+use crate::storage::{PinnedCopy, Pins};
 
 /// The data a session is built from: files under `dir` (their schemas from `schema`) and, on
 /// a bucket, the object versions of `pins` for the datasets; tables of the statistical secret
@@ -30,10 +30,12 @@ pub(crate) struct DataFiles<'a> {
 #[derive(Debug, Clone)]
 pub(crate) enum Location {
     File(PathBuf),
-    /// An object's URL and its size.
+    /// An object's URL and its size, and where the local copy of its pinned version is or
+    /// will be (the source of its pseudonymised extracts).
     Object {
         url: String,
         size: u64,
+        copy: Option<PinnedCopy>,
     },
 }
 
@@ -74,6 +76,7 @@ impl DataFiles<'_> {
             Location::Object {
                 url,
                 size: version.meta.size,
+                copy: pins.copy(path),
             },
             version.schema.clone(),
         ))

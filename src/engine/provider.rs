@@ -228,11 +228,22 @@ impl TableProvider for SecureTableProvider {
         filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        // Extracts are built from local data files only.
+        // Extracts are built from local files: the data file, or on a bucket the local copy
+        // of exactly the version the query is pinned to (none yet: its download starts, and
+        // this query computes pseudonyms in the scan of the object).
         let extract = match (&self.extracts, &self.domain, &self.location) {
             (Some((extracts, columns)), Some(domain), Location::File(path)) => {
                 extracts.find(path, domain, columns)
             }
+            (
+                Some((extracts, columns)),
+                Some(domain),
+                Location::Object {
+                    copy: Some(copy), ..
+                },
+            ) => copy
+                .file()
+                .and_then(|file| extracts.find(&file, domain, columns)),
             _ => None,
         };
         let (url, raw_schema) = match (&extract, &self.location) {

@@ -89,6 +89,8 @@ pub struct ObjectData {
     /// Each key's complete local copies: the current one, and the one it replaced (kept for
     /// the readers that opened it just before; older ones are removed).
     copies: Mutex<HashMap<ObjectPath, Copies>>,
+    /// Keys whose copy is being downloaded in the background ([`PinnedCopy::file`]).
+    fetching: Mutex<std::collections::HashSet<ObjectPath>>,
 }
 
 /// The local copies of one object.
@@ -174,6 +176,7 @@ impl ObjectData {
             schemas: Mutex::default(),
             copies_dir: config.dir.join(".objects"),
             copies: Mutex::default(),
+            fetching: Mutex::default(),
         })))
     }
 
@@ -318,6 +321,37 @@ impl ObjectData {
         let file = self.copy_path(&key, &etag);
         let copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
         (copies.get(&key)?.current.as_ref() == Some(&file)).then_some(file)
+    }
+
+    /// Downloads the current version of `path` on a thread of its own, unless a download of
+    /// it started in the background is under way.
+    fn fetch_in_background(self: &Arc<Self>, path: &str) {
+        let Ok(key) = self.key(path) else {
+            return;
+        };
+        if !self
+            .fetching
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+        {
+            return;
+        }
+        let (data, path) = (self.clone(), path.to_string());
+        let started = std::thread::Builder::new()
+            .name("passerelle-object-copy".into())
+            .spawn(move || {
+                if let Err(e) = data.local_copy(&path) {
+                    tracing::warn!(error = %e, "a local copy for an extract could not be made");
+                }
+                data.fetching
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&key);
+            });
+        if started.is_err() {
+            tracing::warn!("no thread for a local copy");
+        }
     }
 
     /// One file per key and version, named by hashes (no key text on the local disk).
@@ -529,6 +563,17 @@ impl Pins {
         &self.data.base
     }
 
+    /// Where the local copy of `path`'s pinned version is, or will be.
+    pub fn copy(&self, path: &str) -> Option<PinnedCopy> {
+        let version = self.versions.get(path)?;
+        let key = self.data.key(path).ok()?;
+        Some(PinnedCopy {
+            file: self.data.copy_path(&key, &version.etag),
+            data: self.data.clone(),
+            path: path.to_string(),
+        })
+    }
+
     /// These versions as a shipped plan carries them to the cluster's executors (keys, sizes,
     /// ETags, times: no credentials, no schema).
     pub fn to_wire(&self) -> Result<Vec<PinnedObject>, StorageError> {
@@ -547,6 +592,29 @@ impl Pins {
         }
         objects.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(objects)
+    }
+}
+
+/// The local copy of one pinned object version, as a scan looks for it (the source of the
+/// object's pseudonymised extracts).
+#[derive(Debug, Clone)]
+pub struct PinnedCopy {
+    data: Arc<ObjectData>,
+    path: String,
+    /// The copy of exactly the pinned version (its name is the key's and the ETag's hashes).
+    file: PathBuf,
+}
+
+impl PinnedCopy {
+    /// The complete local copy of exactly the pinned version when it is on disk (a copy is
+    /// renamed into place whole, its bytes read with `If-Match`); otherwise `None`, and a
+    /// download of the object's current version starts in the background.
+    pub fn file(&self) -> Option<PathBuf> {
+        if self.file.is_file() {
+            return Some(self.file.clone());
+        }
+        self.data.fetch_in_background(&self.path);
+        None
     }
 }
 
@@ -618,6 +686,7 @@ impl ObjectData {
             schemas: Mutex::default(),
             copies_dir: PathBuf::new(),
             copies: Mutex::default(),
+            fetching: Mutex::default(),
         })
     }
 }

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use super::Extract;
 use super::build::build;
 use super::provenance::open_valid;
-use super::store::{ExtractKey, path_of, remove_older_versions};
+use super::store::{ExtractKey, path_of, remove_extracts_of_removed_copies, remove_older_versions};
 use crate::file_stamp::FileStamp;
 use crate::pseudonym::PseudonymDomain;
 
@@ -164,6 +164,7 @@ impl Extracts {
                     "pseudonymised extract built"
                 );
                 remove_older_versions(&self.dir, &key);
+                remove_extracts_of_removed_copies(&self.dir, &key);
                 Entry::Ready {
                     source: after,
                     extract,
@@ -171,10 +172,11 @@ impl Extracts {
             }
             _ => Entry::Failed { source: before },
         };
-        self.entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, entry);
+        let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        // Sources that are gone (on a bucket, the local copies of replaced versions) are
+        // forgotten: the entries stay as many as the sources on disk.
+        entries.retain(|k, _| k.source.exists());
+        entries.insert(key, entry);
     }
 }
 

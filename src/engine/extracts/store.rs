@@ -61,6 +61,43 @@ pub(super) fn remove_older_versions(dir: &Path, key: &ExtractKey) {
     }
 }
 
+/// Removes from `dir` the extracts of other versions of `key`'s object whose local copy is
+/// gone, when `key`'s source is the local copy of an object on the bucket
+/// (`<key hash>-<ETag hash>.parquet`, named by `storage`, which keeps an object's current and
+/// previous copies only): no query can read them again.
+pub(super) fn remove_extracts_of_removed_copies(dir: &Path, key: &ExtractKey) {
+    let Some(stem) = key.source.file_stem().and_then(|s| s.to_str()) else {
+        return;
+    };
+    let is_hash = |s: &str| s.len() == 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    let Some((object, version)) = stem.split_once('-') else {
+        return;
+    };
+    if !is_hash(object) || !is_hash(version) {
+        return;
+    }
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for file in listing.flatten() {
+        let name = file.file_name().to_string_lossy().into_owned();
+        let Some(copy) = name.split('.').next() else {
+            continue;
+        };
+        let of_this_object = copy
+            .split_once('-')
+            .is_some_and(|(o, v)| o == object && is_hash(v));
+        if of_this_object
+            && !key
+                .source
+                .with_file_name(format!("{copy}.parquet"))
+                .exists()
+        {
+            let _ = std::fs::remove_file(file.path());
+        }
+    }
+}
+
 /// File-name prefix of an extract: the data file's stem and the domain, letters, digits,
 /// `-` and `_` only.
 fn prefix(source: &Path, domain: &str) -> String {
@@ -88,6 +125,52 @@ mod tests {
 
     use super::super::Extracts;
     use super::super::testing::{built, domain, write_source};
+
+    /// On a bucket, an extract's source is the local copy of one object version
+    /// (`<key hash>-<ETag hash>.parquet`): the extracts of versions whose copy is gone go at
+    /// the next build of that object's extracts; other objects' and data files' stay.
+    #[test]
+    fn extracts_of_removed_copies_go_and_no_other() {
+        use super::{ExtractKey, remove_extracts_of_removed_copies};
+        let dir = tempfile::tempdir().unwrap();
+        let (copies, folder) = (dir.path().join(".objects"), dir.path().join("extracts"));
+        std::fs::create_dir_all(&copies).unwrap();
+        std::fs::create_dir_all(&folder).unwrap();
+        let (object, other) = ("0123456789abcdef", "fedcba9876543210");
+        let (v1, v2) = ("1111111111111111", "2222222222222222");
+        for name in [
+            format!("{object}-{v1}.projet.v1.aa.parquet"),
+            format!("{object}-{v2}.projet.v1.bb.parquet"),
+            format!("{other}-{v1}.projet.v1.cc.parquet"),
+            "sejours.projet.v1.dd.parquet".to_string(),
+        ] {
+            std::fs::write(folder.join(name), b"x").unwrap();
+        }
+        let current = copies.join(format!("{object}-{v2}.parquet"));
+        std::fs::write(&current, b"x").unwrap();
+        remove_extracts_of_removed_copies(
+            &folder,
+            &ExtractKey {
+                source: current,
+                domain: "projet".into(),
+                version: 1,
+                columns: vec!["nir".into()],
+            },
+        );
+        let mut left: Vec<String> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [
+                format!("{object}-{v2}.projet.v1.bb.parquet"),
+                format!("{other}-{v1}.projet.v1.cc.parquet"),
+                "sejours.projet.v1.dd.parquet".to_string(),
+            ]
+        );
+    }
 
     #[test]
     fn extracts_are_private_and_leave_no_temporary_file() {
