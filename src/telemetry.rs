@@ -83,12 +83,18 @@ pub mod names {
     pub const BUILD_INFO: &str = "passerelle_build_info";
     /// Counted by the engine (which names it itself: it may not import this module).
     pub const CLUSTER_QUERIES: &str = "passerelle_cluster_queries_total";
+    /// Counted by the cluster's client (`cluster::client`).
+    pub const CLUSTER_JOBS_CANCELLED: &str = "passerelle_cluster_jobs_cancelled_total";
 }
 
 fn describe_metrics() {
     metrics::describe_counter!(
         names::CLUSTER_QUERIES,
         "Queries whose plan this gateway sent to the cluster ([cluster]), answered or failed there"
+    );
+    metrics::describe_counter!(
+        names::CLUSTER_JOBS_CANCELLED,
+        "Jobs this gateway cancelled on the cluster because nobody waited for them any more (the caller went away, or the query's time ran out), and the scheduler then ended"
     );
     metrics::describe_counter!(
         names::HTTP_REQUESTS,

@@ -8,6 +8,7 @@
 //! that went away, or connect in clear.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ballista_core::client::BallistaClient;
@@ -27,13 +28,23 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::tls::ClusterTls;
 use crate::config::ClusterConfig;
-use crate::engine::{Cluster, ShippedPlan};
+use crate::engine::{Cluster, ClusterJobs, ShippedPlan};
 
 /// Largest gRPC message to or from the scheduler and executors.
 const MAX_MESSAGE: usize = 64 * 1024 * 1024;
 
 /// How often a gateway asks the scheduler whether its job is done.
 const JOB_POLL: Duration = Duration::from_millis(20);
+/// How long a gateway waits for the scheduler to end a job it cancelled.
+const CANCEL_WAIT: Duration = Duration::from_secs(10);
+
+/// This gateway's counts of its jobs (see [`ClusterJobs`]).
+#[derive(Debug, Default)]
+struct JobCounts {
+    sent: AtomicU64,
+    open: AtomicU64,
+    cancelled: AtomicU64,
+}
 
 /// The cluster as a gateway sees it.
 #[derive(Clone)]
@@ -41,6 +52,7 @@ pub struct ClusterClient {
     scheduler: String,
     endpoint: EndpointOverrideFn,
     min_input_bytes: u64,
+    jobs: Arc<JobCounts>,
 }
 
 impl std::fmt::Debug for ClusterClient {
@@ -61,6 +73,7 @@ impl ClusterClient {
             scheduler: config.scheduler.clone(),
             endpoint: tls.endpoint_override(),
             min_input_bytes: config.min_input_bytes,
+            jobs: Arc::default(),
         })
     }
 
@@ -74,6 +87,14 @@ impl ClusterClient {
 impl Cluster for ClusterClient {
     fn min_input_bytes(&self) -> u64 {
         self.min_input_bytes
+    }
+
+    fn jobs(&self) -> ClusterJobs {
+        ClusterJobs {
+            sent: self.jobs.sent.load(Ordering::Relaxed),
+            open: self.jobs.open.load(Ordering::Relaxed),
+            cancelled: self.jobs.cancelled.load(Ordering::Relaxed),
+        }
     }
 
     fn run(
@@ -102,10 +123,12 @@ struct JobGuard {
     scheduler: SchedulerGrpcClient<Channel>,
     job_id: Option<String>,
     on_drop: OnDrop,
+    jobs: Arc<JobCounts>,
 }
 
 impl Drop for JobGuard {
     fn drop(&mut self) {
+        self.jobs.open.fetch_sub(1, Ordering::Relaxed);
         let (Some(job_id), Ok(runtime)) =
             (self.job_id.take(), tokio::runtime::Handle::try_current())
         else {
@@ -113,14 +136,25 @@ impl Drop for JobGuard {
         };
         let mut scheduler = self.scheduler.clone();
         let on_drop = self.on_drop;
+        let jobs = self.jobs.clone();
         runtime.spawn(async move {
             // SECURITY (availability): a job nobody reads is stopped; an answer read is not
             // kept on the executors' disks.
             let asked = match on_drop {
-                OnDrop::Cancel => scheduler
-                    .cancel_job(CancelJobParams { job_id })
-                    .await
-                    .map(|_| ()),
+                OnDrop::Cancel => {
+                    let asked = scheduler
+                        .cancel_job(CancelJobParams {
+                            job_id: job_id.clone(),
+                        })
+                        .await
+                        .map(|_| ());
+                    if asked.is_ok() && ended(&mut scheduler, job_id).await {
+                        jobs.cancelled.fetch_add(1, Ordering::Relaxed);
+                        // (Described in `telemetry`.)
+                        metrics::counter!("passerelle_cluster_jobs_cancelled_total").increment(1);
+                    }
+                    asked
+                }
                 OnDrop::Clean => scheduler
                     .clean_job_data(CleanJobDataParams {
                         job_id,
@@ -134,6 +168,28 @@ impl Drop for JobGuard {
             }
         });
     }
+}
+
+/// Whether the scheduler says job `job_id` ended (failed, as a cancelled job does, or
+/// forgotten) within [`CANCEL_WAIT`].
+async fn ended(scheduler: &mut SchedulerGrpcClient<Channel>, job_id: String) -> bool {
+    let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        let status = scheduler
+            .get_job_status(GetJobStatusParams {
+                job_id: job_id.clone(),
+            })
+            .await
+            .map(|answer| answer.into_inner().status.and_then(|s| s.status));
+        match status {
+            Ok(Some(job_status::Status::Failed(_)) | None) => return true,
+            Ok(Some(job_status::Status::Successful(_))) => return false,
+            Ok(_) => tokio::time::sleep(JOB_POLL * 5).await,
+            Err(_) => return false,
+        }
+    }
+    tracing::warn!("a cancelled job did not end on the scheduler");
+    false
 }
 
 /// An error of the cluster's channels (logged by kind only, answered `internal_error`).
@@ -179,10 +235,13 @@ impl ClusterClient {
             Some(execute_query_result::Result::Success(success)) => success.job_id,
             other => return Err(internal("job refused", format!("{other:?}"))),
         };
+        self.jobs.sent.fetch_add(1, Ordering::Relaxed);
+        self.jobs.open.fetch_add(1, Ordering::Relaxed);
         let mut job = JobGuard {
             scheduler: scheduler.clone(),
             job_id: Some(job_id.clone()),
             on_drop: OnDrop::Cancel,
+            jobs: self.jobs.clone(),
         };
         let locations = loop {
             let answer = scheduler

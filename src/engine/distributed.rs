@@ -296,6 +296,21 @@ pub trait Cluster: std::fmt::Debug + Send + Sync {
         plan: ShippedPlan,
         settings: Vec<(String, Option<String>)>,
     ) -> futures::future::BoxFuture<'static, Result<SendableRecordBatchStream>>;
+
+    /// This gateway's jobs on the cluster so far (the operators' readiness view).
+    fn jobs(&self) -> ClusterJobs {
+        ClusterJobs::default()
+    }
+}
+
+/// A gateway's jobs on the cluster: sent, not yet done with (waiting, running or being
+/// read), and cancelled because nobody waited for them any more (the caller went away, or the
+/// query's time ran out) and then seen ended by the scheduler.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterJobs {
+    pub sent: u64,
+    pub open: u64,
+    pub cancelled: u64,
 }
 
 /// A physical plan as the scheduler receives it, and the schema of its answer.

@@ -65,8 +65,8 @@ pub use admission::{Admission, Busy, Share};
 pub use answer::{Answer, AnswerHead, Chunk};
 pub use audit_table::{AuditEventsTable, audit_session};
 pub use distributed::{
-    Cluster, PlanCodec, ShippedPlan, TASK_DEADLINE, cluster_function_registry, cluster_runtime,
-    cluster_session_config, scheduler_session,
+    Cluster, ClusterJobs, PlanCodec, ShippedPlan, TASK_DEADLINE, cluster_function_registry,
+    cluster_runtime, cluster_session_config, scheduler_session,
 };
 pub use encode::AnswerInfo;
 pub use encode::Format;

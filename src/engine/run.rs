@@ -170,6 +170,11 @@ impl Engine {
         self.data.extracts.as_ref()
     }
 
+    /// This gateway's jobs on the cluster, when it has one.
+    pub fn cluster_jobs(&self) -> Option<super::ClusterJobs> {
+        self.data.cluster.as_ref().map(|cluster| cluster.jobs())
+    }
+
     /// The hub's tables of the statistical secret.
     pub fn tables(&self) -> &Arc<super::tables::PublishedTables> {
         &self.data.tables

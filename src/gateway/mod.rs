@@ -469,6 +469,8 @@ impl Gateway {
                     "ceiling_mb": memory.ceiling() / (1024 * 1024),
                     "queries_mb": memory.used() / (1024 * 1024),
                 },
+                // This gateway's jobs on the cluster (`null` without `[cluster]`).
+                "cluster_jobs": self.engine.cluster_jobs(),
             },
             "shutting_down": shutting_down,
         });

@@ -34,6 +34,8 @@ pub use pinned::is_version_changed;
 /// replaced object is seen by queries planned at most this long after. (A query pinned to the
 /// old version that reads after the replacement fails with `data_changed`, retryable.)
 pub const VERSION_TTL: Duration = Duration::from_secs(1);
+/// How long a failed background download of a copy (for an extract) is not tried again.
+const FETCH_BACKOFF: Duration = Duration::from_secs(600);
 
 /// How long finding the versions (and, for a new version, the schema) of a query's objects may
 /// take before the query, check or reload fails.
@@ -89,8 +91,9 @@ pub struct ObjectData {
     /// Each key's complete local copies: the current one, and the one it replaced (kept for
     /// the readers that opened it just before; older ones are removed).
     copies: Mutex<HashMap<ObjectPath, Copies>>,
-    /// Keys whose copy is being downloaded in the background ([`PinnedCopy::file`]).
-    fetching: Mutex<std::collections::HashSet<ObjectPath>>,
+    /// Keys whose copy is being downloaded in the background ([`PinnedCopy::file`]), or
+    /// whose last background download failed (and when).
+    fetching: Mutex<HashMap<ObjectPath, Option<Instant>>>,
 }
 
 /// The local copies of one object.
@@ -325,29 +328,55 @@ impl ObjectData {
 
     /// Downloads the current version of `path` on a thread of its own, unless a download of
     /// it started in the background is under way.
+    /// A download that failed is not tried again in the background before
+    /// [`FETCH_BACKOFF`]: a query asked again and again never makes the gateway download an
+    /// object that cannot be copied (too large for the disk or the time) over and over.
     fn fetch_in_background(self: &Arc<Self>, path: &str) {
         let Ok(key) = self.key(path) else {
             return;
         };
-        if !self
-            .fetching
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key.clone())
         {
-            return;
+            let mut fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+            match fetching.get(&key) {
+                Some(None) => return,
+                Some(Some(failed)) if failed.elapsed() < FETCH_BACKOFF => return,
+                _ => {}
+            }
+            fetching.insert(key.clone(), None);
         }
+        /// Ends a background download's entry however it ends (a failure is remembered).
+        struct Fetching {
+            data: Arc<ObjectData>,
+            key: ObjectPath,
+            done: bool,
+        }
+        impl Drop for Fetching {
+            fn drop(&mut self) {
+                let mut fetching = self.data.fetching.lock().unwrap_or_else(|p| p.into_inner());
+                if self.done {
+                    fetching.remove(&self.key);
+                } else {
+                    fetching.insert(self.key.clone(), Some(Instant::now()));
+                }
+            }
+        }
+        let entry = Fetching {
+            data: self.clone(),
+            key,
+            done: false,
+        };
         let (data, path) = (self.clone(), path.to_string());
         let started = std::thread::Builder::new()
             .name("passerelle-object-copy".into())
             .spawn(move || {
-                if let Err(e) = data.local_copy(&path) {
-                    tracing::warn!(error = %e, "a local copy for an extract could not be made");
+                // (The whole entry moves to the thread: it ends when the download does.)
+                let mut entry = entry;
+                match data.local_copy(&path) {
+                    Ok(_) => entry.done = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a local copy for an extract could not be made");
+                    }
                 }
-                data.fetching
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&key);
             });
         if started.is_err() {
             tracing::warn!("no thread for a local copy");
@@ -405,6 +434,12 @@ impl ObjectData {
                     out.write_all(&chunk).map_err(io)?;
                 }
                 out.sync_all().map_err(io)?;
+                // SECURITY: a copy is whole or absent; its bytes are the pinned version's
+                // (the download carried If-Match), and its size is checked before it takes
+                // its name.
+                if out.metadata().map_err(io)?.len() != version.meta.size {
+                    return Err(StorageError::Changed(path.to_string()));
+                }
                 std::fs::rename(&temporary, &file).map_err(io)
             }
             .await;
@@ -412,13 +447,6 @@ impl ObjectData {
                 let _ = std::fs::remove_file(&temporary);
             }
             written?;
-            // SECURITY: a copy is whole or absent; its bytes are the pinned version's (the
-            // download carried If-Match), and its size is checked.
-            let size = std::fs::metadata(&file).map_err(io)?.len();
-            if size != version.meta.size {
-                let _ = std::fs::remove_file(&file);
-                return Err(StorageError::Changed(path.to_string()));
-            }
         }
         let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
         let first = !copies.contains_key(&key);
@@ -569,6 +597,7 @@ impl Pins {
         let key = self.data.key(path).ok()?;
         Some(PinnedCopy {
             file: self.data.copy_path(&key, &version.etag),
+            size: version.meta.size,
             data: self.data.clone(),
             path: path.to_string(),
         })
@@ -603,6 +632,8 @@ pub struct PinnedCopy {
     path: String,
     /// The copy of exactly the pinned version (its name is the key's and the ETag's hashes).
     file: PathBuf,
+    /// The pinned version's size.
+    size: u64,
 }
 
 impl PinnedCopy {
@@ -610,7 +641,8 @@ impl PinnedCopy {
     /// renamed into place whole, its bytes read with `If-Match`); otherwise `None`, and a
     /// download of the object's current version starts in the background.
     pub fn file(&self) -> Option<PathBuf> {
-        if self.file.is_file() {
+        if std::fs::symlink_metadata(&self.file).is_ok_and(|m| m.is_file() && m.len() == self.size)
+        {
             return Some(self.file.clone());
         }
         self.data.fetch_in_background(&self.path);

@@ -248,3 +248,61 @@ async fn a_runaway_query_stops_on_the_executors_at_their_own_deadline() {
         .unwrap();
     assert_eq!(answer.status(), 200, "the cluster answers again");
 }
+
+/// A caller that goes away cancels its job on the scheduler (issue #24): a runaway query on
+/// the cluster whose client leaves before any answer (an HTTP/2 stream reset when its client's
+/// time runs out) is cancelled by the gateway, and the scheduler ends it: the gateway's
+/// operators' view counts it (`queries.cluster_jobs`: a job is counted cancelled only once the
+/// scheduler reports it ended), nothing stays open, and the cluster answers the next query.
+#[tokio::test]
+async fn a_caller_that_goes_away_cancels_its_job_on_the_scheduler() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = crate::support::local_cluster(dir.path(), 1);
+    let gateway = crate::support::DemoServer::start_with(|c| {
+        c.cluster = Some(cluster.gateway.clone());
+        c.limits.cheap_query_input_mb = 0;
+        c.limits.query_timeout_secs = 600;
+    })
+    .await;
+    let token = gateway.token("chercheur-emploi");
+    let jobs = || gateway.server.readiness()["checks"]["queries"]["cluster_jobs"].clone();
+    assert_eq!(jobs()["cancelled"], 0, "{}", jobs());
+    let impatient = reqwest::Client::builder()
+        .add_root_certificate(
+            reqwest::Certificate::from_pem(&crate::support::hub().ca_pem()).unwrap(),
+        )
+        .timeout(std::time::Duration::from_secs(3))
+        .build()
+        .unwrap();
+    let left = impatient
+        .post(gateway.server.url("/v1/query"))
+        .bearer_auth(&token)
+        .json(
+            &serde_json::json!({ "sql": "SELECT count(*) FROM sante.sejours a, sante.sejours b, \
+                                         sante.sejours c, sante.sejours d, sante.sejours e" }),
+        )
+        .send()
+        .await;
+    assert!(left.is_err(), "the client left before any answer");
+    assert_eq!(jobs()["sent"], 1, "{}", jobs());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while jobs()["cancelled"] != 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job was not cancelled and ended on the scheduler: {}",
+            jobs()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(jobs()["open"], 0, "{}", jobs());
+    let answer = gateway
+        .server
+        .client
+        .post(gateway.server.url("/v1/query"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({ "sql": "SELECT count(*) AS n FROM sante.sejours" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200, "the cluster answers again");
+}
