@@ -222,11 +222,24 @@ async fn console_hub() -> (tempfile::TempDir, passerelle::demo::DevIssuer, TestS
 async fn console_hub_with(
     tune: impl FnOnce(&mut passerelle::config::Config),
 ) -> (tempfile::TempDir, passerelle::demo::DevIssuer, TestServer) {
+    let (dir, dev, mut config) = console_hub_config().await;
+    tune(&mut config);
+    let server = TestServer::start_with(config).await;
+    server.wait_ready(Duration::from_secs(10)).await;
+    (dir, dev, server)
+}
+
+/// A private hub's configuration whose console signs in with the development issuer, on a
+/// listener of its own (a free port: the redirect URI names it).
+async fn console_hub_config() -> (
+    tempfile::TempDir,
+    passerelle::demo::DevIssuer,
+    passerelle::config::Config,
+) {
     let (dir, mut config) = crate::policy::private_hub();
     let dev = passerelle::demo::DevIssuer::start().await.unwrap();
     dev.set_citizen_nir(&crate::support::allocataire_nirs(1)[0]);
     config.identity.issuers = vec![dev.issuer_config()];
-    // The redirect URI names the listener: take a free port first.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -234,10 +247,7 @@ async fn console_hub_with(
         .port();
     config.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
     config.console = Some(dev.console_config(&format!("https://127.0.0.1:{port}")));
-    tune(&mut config);
-    let server = TestServer::start_with(config).await;
-    server.wait_ready(Duration::from_secs(10)).await;
-    (dir, dev, server)
+    (dir, dev, config)
 }
 
 /// The number in the first `/console/versions/{n}/vigueur` of a page.
@@ -555,19 +565,11 @@ async fn an_operator_edits_dry_runs_applies_and_rolls_back_in_the_console() {
 /// callback would find no pending sign-in on the other gateway.)
 #[tokio::test]
 async fn a_console_session_is_served_by_every_gateway_sharing_the_sessions_folder() {
-    let (dir, mut config) = crate::policy::private_hub();
-    let dev = passerelle::demo::DevIssuer::start().await.unwrap();
-    config.identity.issuers = vec![dev.issuer_config()];
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    config.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    let (dir, dev, mut config) = console_hub_config().await;
     let shared = dir.path().join("console-sessions");
-    let mut console = dev.console_config(&format!("https://127.0.0.1:{port}"));
-    console.sessions_dir = Some(shared.clone());
-    config.console = Some(console);
+    if let Some(console) = config.console.as_mut() {
+        console.sessions_dir = Some(shared.clone());
+    }
     config.audit.node = Some("gw-a".into());
     let mut config_b = config.clone();
     config_b.server.listen = "127.0.0.1:0".parse().unwrap();
