@@ -440,12 +440,19 @@ impl ObjectData {
                 if out.metadata().map_err(io)?.len() != version.meta.size {
                     return Err(StorageError::Changed(path.to_string()));
                 }
-                std::fs::rename(&temporary, &file).map_err(io)
+                // Never over a copy another download of the same version made meanwhile: its
+                // readers (an extract's source stamp among them) keep the file they know.
+                // (A file system without hard links: renamed, the last download's file wins.)
+                match std::fs::hard_link(&temporary, &file) {
+                    Err(e) if e.kind() == std::io::ErrorKind::Unsupported => {
+                        std::fs::rename(&temporary, &file).map_err(io)
+                    }
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(io(e)),
+                    _ => Ok(()),
+                }
             }
             .await;
-            if written.is_err() {
-                let _ = std::fs::remove_file(&temporary);
-            }
+            let _ = std::fs::remove_file(&temporary);
             written?;
         }
         let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
