@@ -157,6 +157,12 @@ impl Caller {
         &self.record
     }
 
+    /// The person behind the caller, as one text (issuer, identity provider, subject): what
+    /// bounds a person's console sessions.
+    pub fn person(&self) -> String {
+        self.principal_key()
+    }
+
     /// The principal as admission counts it: one per issuer and subject.
     fn share_key(&self) -> String {
         format!("{}\n{}", self.principal.issuer, self.principal.subject)

@@ -33,9 +33,13 @@ use crate::identity::sign_in::PendingSignIn;
 
 /// How long a sign-in may take at the issuer.
 const SIGN_IN_LIFETIME: Duration = Duration::from_secs(600);
-/// At most this many sign-ins wait at once; at most this many sessions live at once.
+/// At most this many sign-ins wait at once; at most this many sessions live at once in each
+/// area (citizens' journal sessions never evict operators' console ones); at most this many
+/// per person and area (one account signing in again and again evicts its own oldest
+/// sessions, never other people's).
 const MAX_PENDING: usize = 10_000;
 const MAX_SESSIONS: usize = 10_000;
+const MAX_PER_PERSON: usize = 10;
 /// The largest record file read (anything larger is not one of ours).
 const MAX_RECORD_BYTES: u64 = 64 * 1024;
 /// A write or a take that a crash interrupted leaves a file this old at most before a prune
@@ -79,6 +83,8 @@ pub struct Session {
     started: SystemTime,
     /// When the access token expires (seconds since the epoch).
     token_expiry: i64,
+    /// The SHA-256 of the person's principal (issuer and subject): the per-person bound.
+    person: [u8; 32],
 }
 
 /// A sign-in waiting for the issuer's redirect.
@@ -240,10 +246,12 @@ impl Sessions {
         (age(found.started) < SIGN_IN_LIFETIME).then_some(found)
     }
 
-    /// Opens a session; its id (for the cookie).
+    /// Opens a session of `person` (its principal's issuer and subject, as one text); its id
+    /// (for the cookie).
     pub fn open(
         &self,
         area: Area,
+        person: &str,
         access_token: SecretString,
         acr: Option<String>,
         nir: Option<SecretString>,
@@ -258,28 +266,30 @@ impl Sessions {
             csrf: random_token()?,
             started: SystemTime::now(),
             token_expiry,
+            person: key(person),
         };
         match &self.store {
             Store::Memory { sessions, .. } => {
                 let mut sessions = sessions.lock().ok()?;
                 sessions.retain(|_, (s, seen)| self.alive(s.started, *seen, s.token_expiry));
-                if sessions.len() >= MAX_SESSIONS
-                    && let Some(oldest) = sessions
-                        .iter()
-                        .min_by_key(|(_, (_, seen))| *seen)
-                        .map(|(k, _)| *k)
-                {
-                    sessions.remove(&oldest);
-                }
+                let person = session.person;
+                make_room(&mut sessions, |s| s.area == area, MAX_SESSIONS);
+                make_room(
+                    &mut sessions,
+                    |s| s.area == area && s.person == person,
+                    MAX_PER_PERSON,
+                );
                 sessions.insert(key(&id), (session, SystemTime::now()));
             }
             Store::Folder(folder) => {
                 folder.prune_now_and_then(self.idle);
+                folder.make_room_for(area, &session.person);
                 let record = SessionRecord::of(&session);
                 let plain = Zeroizing::new(serde_json::to_vec(&record).ok()?);
-                if !folder.write(Kind::Session, &key(&id), &plain) {
+                if !folder.write(Kind::Session(area), &key(&id), &plain) {
                     return None;
                 }
+                folder.count_for(area, &session.person, &key(&id));
             }
         }
         Some(id)
@@ -305,17 +315,17 @@ impl Sessions {
                 Some(read(session))
             }
             Store::Folder(folder) => {
-                let (plain, last_use) = folder.read(Kind::Session, &k)?;
+                let (plain, last_use) = folder.read(Kind::Session(area), &k)?;
                 let session = serde_json::from_slice::<SessionRecord>(&plain)
                     .ok()?
                     .session();
                 if !self.alive(session.started, last_use, session.token_expiry) {
-                    let _ = folder.remove(Kind::Session, &k);
+                    let _ = folder.remove(Kind::Session(area), &k);
                     return None;
                 }
                 // SECURITY: a session signed out meanwhile (its file deleted by any gateway)
                 // is not brought back: the use is recorded on the existing file only.
-                if session.area != area || !folder.seen(Kind::Session, &k) {
+                if session.area != area || !folder.seen(Kind::Session(area), &k) {
                     return None;
                 }
                 Some(read(&session))
@@ -323,18 +333,21 @@ impl Sessions {
         }
     }
 
-    /// Ends the session of cookie `id` (on every gateway sharing the store); `false` when it
-    /// may still be there (the store could not be written: the caller must say so).
+    /// Ends the session of cookie `id` in `area` (on every gateway sharing the store); `false`
+    /// when it may still be there (the store could not be written: the caller must say so).
     #[must_use]
-    pub fn close(&self, id: &str) -> bool {
+    pub fn close(&self, id: &str, area: Area) -> bool {
         match &self.store {
             Store::Memory { sessions, .. } => sessions
                 .lock()
                 .map(|mut sessions| {
-                    sessions.remove(&key(id));
+                    let k = key(id);
+                    if sessions.get(&k).is_some_and(|(s, _)| s.area == area) {
+                        sessions.remove(&k);
+                    }
                 })
                 .is_ok(),
-            Store::Folder(folder) => folder.remove(Kind::Session, &key(id)),
+            Store::Folder(folder) => folder.remove(Kind::Session(area), &key(id)),
         }
     }
 }
@@ -351,6 +364,7 @@ struct SessionRecord {
     /// Sign-in time, milliseconds since the epoch.
     started: u64,
     token_expiry: i64,
+    person: String,
 }
 
 impl SessionRecord {
@@ -363,6 +377,7 @@ impl SessionRecord {
             csrf: session.csrf.clone(),
             started: millis(session.started),
             token_expiry: session.token_expiry,
+            person: hex::encode(session.person),
         }
     }
 
@@ -375,6 +390,10 @@ impl SessionRecord {
             csrf: self.csrf.clone(),
             started: from_millis(self.started),
             token_expiry: self.token_expiry,
+            person: hex::decode(&self.person)
+                .ok()
+                .and_then(|p| p.try_into().ok())
+                .unwrap_or_default(),
         }
     }
 }
@@ -389,23 +408,52 @@ struct PendingRecord {
     started: u64,
 }
 
-/// The two kinds of record, each in its own subfolder.
+/// Makes room for one more session among those `of` selects: past `max - 1`, the least
+/// recently used go.
+fn make_room(
+    sessions: &mut HashMap<[u8; 32], (Session, SystemTime)>,
+    of: impl Fn(&Session) -> bool,
+    max: usize,
+) {
+    let mut selected: Vec<(SystemTime, [u8; 32])> = sessions
+        .iter()
+        .filter(|(_, (s, _))| of(s))
+        .map(|(k, (_, seen))| (*seen, *k))
+        .collect();
+    if selected.len() >= max {
+        selected.sort();
+        for (_, k) in selected.drain(..=selected.len() - max) {
+            sessions.remove(&k);
+        }
+    }
+}
+
+/// The kinds of record, each in its own subfolder (sessions one per area).
 #[derive(Clone, Copy)]
 enum Kind {
-    Session,
+    Session(Area),
     SignIn,
 }
 
 impl Kind {
     fn dir(self) -> &'static str {
         match self {
-            Kind::Session => "sessions",
+            Kind::Session(Area::Console) => "sessions/console",
+            Kind::Session(Area::Journal) => "sessions/moi",
             Kind::SignIn => "sign-ins",
         }
     }
 }
 
-/// The shared folder: `sessions/<hash>` and `sign-ins/<hash>`, each file sealed for its name.
+const KINDS: [Kind; 3] = [
+    Kind::Session(Area::Console),
+    Kind::Session(Area::Journal),
+    Kind::SignIn,
+];
+
+/// The shared folder: `sessions/<area>/<hash>` and `sign-ins/<hash>`, each file sealed for
+/// its name; `people/<area>/<person hash>/<hash>`, an empty file per session of a person (the
+/// per-person bound).
 struct Folder {
     root: PathBuf,
     sealed: SealedBox,
@@ -415,7 +463,7 @@ struct Folder {
 
 impl Folder {
     fn open(root: &Path, sealed: SealedBox) -> std::io::Result<Self> {
-        for kind in [Kind::Session, Kind::SignIn] {
+        for kind in KINDS {
             crate::private_fs::create_dir_all(&root.join(kind.dir()))?;
         }
         crate::private_fs::warn_if_open(root, "console sessions");
@@ -440,8 +488,70 @@ impl Folder {
             }
             *pruned = (Some(std::time::Instant::now()), 1);
         }
-        self.prune(Kind::Session, idle, MAX_SESSIONS);
+        for area in [Area::Console, Area::Journal] {
+            self.prune(Kind::Session(area), idle, MAX_SESSIONS);
+            self.forget_people_without_sessions(area);
+        }
         self.prune(Kind::SignIn, SIGN_IN_LIFETIME, MAX_PENDING);
+    }
+
+    fn person_dir(&self, area: Area, person: &[u8; 32]) -> PathBuf {
+        self.root
+            .join("people")
+            .join(area.path())
+            .join(hex::encode(person))
+    }
+
+    /// The sessions of `person` in `area` still in the folder, oldest first (markers of
+    /// sessions gone are removed).
+    fn sessions_of(&self, area: Area, dir: &Path) -> Vec<(SystemTime, PathBuf, PathBuf)> {
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let session = self
+                .root
+                .join(Kind::Session(area).dir())
+                .join(entry.file_name());
+            match entry.metadata().and_then(|m| m.modified()) {
+                Ok(opened) if session.is_file() => found.push((opened, entry.path(), session)),
+                _ => {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    /// Makes room for one more session of `person` in `area`: past `MAX_PER_PERSON - 1`,
+    /// their oldest go.
+    fn make_room_for(&self, area: Area, person: &[u8; 32]) {
+        let mut sessions = self.sessions_of(area, &self.person_dir(area, person));
+        if sessions.len() >= MAX_PER_PERSON {
+            for (_, marker, session) in sessions.drain(..=sessions.len() - MAX_PER_PERSON) {
+                let _ = std::fs::remove_file(session);
+                let _ = std::fs::remove_file(marker);
+            }
+        }
+    }
+
+    /// Counts session `key` as one of `person`'s in `area`.
+    fn count_for(&self, area: Area, person: &[u8; 32], key: &[u8; 32]) {
+        let dir = self.person_dir(area, person);
+        let made = crate::private_fs::create_dir_all(&dir)
+            .and_then(|()| crate::private_fs::create_file(&dir.join(hex::encode(key))));
+        if let Err(e) = made {
+            tracing::warn!(error = %e.kind(), "a console session could not be counted for its person");
+        }
+    }
+
+    /// Removes the markers of sessions gone, and the folders of people left without any.
+    fn forget_people_without_sessions(&self, area: Area) {
+        let people = self.root.join("people").join(area.path());
+        for person in std::fs::read_dir(&people).into_iter().flatten().flatten() {
+            if self.sessions_of(area, &person.path()).is_empty() {
+                let _ = std::fs::remove_dir(person.path());
+            }
+        }
     }
 
     fn path(&self, kind: Kind, key: &[u8; 32]) -> PathBuf {
@@ -607,7 +717,14 @@ mod tests {
         for sessions in stores {
             let future = chrono::Utc::now().timestamp() + 3600;
             let id = sessions
-                .open(Area::Console, SecretString::from("t"), None, None, future)
+                .open(
+                    Area::Console,
+                    "p",
+                    SecretString::from("t"),
+                    None,
+                    None,
+                    future,
+                )
                 .unwrap();
             assert!(sessions.touch(&id, Area::Console, |_| ()).is_some());
             assert!(
@@ -618,7 +735,14 @@ mod tests {
             assert!(sessions.touch(&id, Area::Console, |_| ()).is_none(), "idle");
             let past = chrono::Utc::now().timestamp() - 1;
             let id = sessions
-                .open(Area::Console, SecretString::from("t"), None, None, past)
+                .open(
+                    Area::Console,
+                    "p",
+                    SecretString::from("t"),
+                    None,
+                    None,
+                    past,
+                )
                 .unwrap();
             assert!(
                 sessions.touch(&id, Area::Console, |_| ()).is_none(),
@@ -646,6 +770,7 @@ mod tests {
         let id = a
             .open(
                 Area::Journal,
+                "citizen",
                 SecretString::from("the-token"),
                 Some("eidas2".into()),
                 Some(SecretString::from("1850512345678")),
@@ -669,7 +794,7 @@ mod tests {
             Some(csrf),
             "one form token"
         );
-        assert!(b.close(&id));
+        assert!(b.close(&id, Area::Journal));
         assert!(
             a.touch(&id, Area::Journal, |_| ()).is_none(),
             "signed out everywhere"
@@ -692,6 +817,7 @@ mod tests {
         let id = a
             .open(
                 Area::Journal,
+                "citizen",
                 SecretString::from("the-token"),
                 None,
                 Some(SecretString::from("1850512345678")),
@@ -716,7 +842,7 @@ mod tests {
             }
         }
         // A record copied under another name does not open.
-        let sessions = dir.path().join("sessions");
+        let sessions = dir.path().join("sessions/moi");
         let file = std::fs::read_dir(&sessions)
             .unwrap()
             .next()
@@ -759,6 +885,40 @@ mod tests {
         files
     }
 
+    /// SECURITY: one person signing in again and again evicts only their own oldest
+    /// sessions, never another person's, and journal sessions never evict console ones; in
+    /// memory and in the shared folder alike.
+    #[test]
+    fn one_person_signing_in_again_and_again_evicts_only_their_own_sessions() {
+        let (_dir, stores) = both(Duration::from_secs(60));
+        for sessions in stores {
+            let future = chrono::Utc::now().timestamp() + 3600;
+            let open = |area, person: &str| {
+                sessions
+                    .open(area, person, SecretString::from("t"), None, None, future)
+                    .unwrap()
+            };
+            let operator = open(Area::Console, "operator");
+            let citizen = open(Area::Journal, "citizen");
+            let mut own = Vec::new();
+            for _ in 0..3 * MAX_PER_PERSON {
+                own.push(open(Area::Journal, "attacker"));
+            }
+            assert!(sessions.touch(&operator, Area::Console, |_| ()).is_some());
+            assert!(sessions.touch(&citizen, Area::Journal, |_| ()).is_some());
+            let alive = own
+                .iter()
+                .filter(|id| sessions.touch(id, Area::Journal, |_| ()).is_some())
+                .count();
+            assert_eq!(alive, MAX_PER_PERSON, "their own newest only");
+            assert!(
+                sessions
+                    .touch(own.last().unwrap(), Area::Journal, |_| ())
+                    .is_some()
+            );
+        }
+    }
+
     /// SECURITY: whoever sets a session file's time ahead (its last use) does not keep the
     /// session alive past its idle timeout: a time ahead of the clock counts as expired.
     #[test]
@@ -773,10 +933,20 @@ mod tests {
         .unwrap();
         let future = chrono::Utc::now().timestamp() + 3600;
         let id = sessions
-            .open(Area::Console, SecretString::from("t"), None, None, future)
+            .open(
+                Area::Console,
+                "p",
+                SecretString::from("t"),
+                None,
+                None,
+                future,
+            )
             .unwrap();
         assert!(sessions.touch(&id, Area::Console, |_| ()).is_some());
-        let file = dir.path().join("sessions").join(hex::encode(key(&id)));
+        let file = dir
+            .path()
+            .join("sessions/console")
+            .join(hex::encode(key(&id)));
         std::fs::OpenOptions::new()
             .write(true)
             .open(&file)

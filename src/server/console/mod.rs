@@ -305,7 +305,7 @@ async fn session_caller(
         }),
         Err(_) => {
             if let Some(id) = id
-                && console.sessions(move |s| s.close(&id)).await != Some(true)
+                && console.sessions(move |s| s.close(&id, area)).await != Some(true)
             {
                 tracing::error!("a session whose token is no longer valid could not be removed");
             }

@@ -154,7 +154,7 @@ async fn callback_of(
             .await
             .map(|s| {
                 let expiry = s.caller.principal().expires_at;
-                (s.access_token, s.acr, None, expiry)
+                (s.caller.person(), s.access_token, s.acr, None, expiry)
             }),
         Area::Journal => state
             .gateway
@@ -162,12 +162,12 @@ async fn callback_of(
             .await
             .map(|s| {
                 let expiry = s.caller.principal().expires_at;
-                (s.access_token, None, Some(s.nir), expiry)
+                (s.caller.person(), s.access_token, None, Some(s.nir), expiry)
             }),
     };
     let opened = match signed_in {
-        Ok((token, acr, nir, expiry)) => Ok(console
-            .sessions(move |s| s.open(area, token, acr, nir, expiry))
+        Ok((person, token, acr, nir, expiry)) => Ok(console
+            .sessions(move |s| s.open(area, &person, token, acr, nir, expiry))
             .await
             .flatten()),
         Err(e) => Err(e),
@@ -224,7 +224,7 @@ async fn signed_out(
         .map(str::to_owned)
     {
         // SECURITY: a session that may still be in the store is not said to be closed.
-        let closed = session.console.sessions(move |s| s.close(&id)).await;
+        let closed = session.console.sessions(move |s| s.close(&id, area)).await;
         if closed != Some(true) {
             return refused_page(&GatewayError::internal());
         }
