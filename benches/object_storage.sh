@@ -12,13 +12,14 @@
 # checks that each request answers 200, then sends it OS_REQUESTS times one after the other
 # with oha (one connection, after 3 to warm up): (1) a count that the Parquet statistics
 # answer, (2) ten rows, (3) a grouping over every stay (a whole scan), (4) one lookup by NIR
-# (the CAF). Extracts are off on both sides (a bucket has none yet). Prints p50 and p99 per
-# request and side, the ratio bucket/local, and how many requests the bucket served per
-# request (from moto's log).
+# (the CAF). Extracts are off on both sides (OS_EXTRACTS=true: on, both sides; each side then
+# waits after its first query until its extracts are built: on the bucket, from a local copy
+# of the object's version). Prints p50 and p99 per request and side, the ratio bucket/local,
+# and how many requests the bucket served per request (from moto's log).
 #
 # Settings: OS_HUB (default $TARGET/os-hub), OS_ROWS (1000000 stays: moto holds the bucket in
-# memory), OS_SEED, OS_REQUESTS (30), OS_PORT (8451), OS_MOTO_PORT (8452),
-# PASSERELLE_BIN (default the bench profile's binary, built when missing), OHA.
+# memory), OS_SEED, OS_REQUESTS (30), OS_PORT (8451), OS_MOTO_PORT (8452), OS_EXTRACTS
+# (false), PASSERELLE_BIN (default the bench profile's binary, built when missing), OHA.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -29,6 +30,7 @@ SEED=${OS_SEED:-20240101}
 REQUESTS=${OS_REQUESTS:-30}
 PORT=${OS_PORT:-8451}
 MOTO_PORT=${OS_MOTO_PORT:-8452}
+EXTRACTS=${OS_EXTRACTS:-false}
 BIN=${PASSERELLE_BIN:-$TARGET/release/passerelle}
 TOOLS=${OS_TOOLS:-/var/cache/passerelle/tools}
 OUT=$TARGET/os-bench
@@ -107,7 +109,8 @@ run_side() { # side extra-env...
     local side=$1
     shift
     say "starting the $side side"
-    env "$@" PASSERELLE_PSEUDONYMISATION__EXTRACTS=false \
+    env "$@" PASSERELLE_PSEUDONYMISATION__EXTRACTS="$EXTRACTS" \
+        PASSERELLE_PSEUDONYMISATION__EXTRACTS_DIR="$OUT/extracts-$side" \
         PASSERELLE_AUDIT__DIR="$OUT/audit-$side" \
         PASSERELLE_LIMITS__QUERIES_PER_PRINCIPAL=256 PASSERELLE_LIMITS__QUERIES_PER_HABILITATION=256 \
         "$BIN" --log-format json demo --dir "$HUB" --rows "$ROWS" --seed "$SEED" \
@@ -137,6 +140,15 @@ run_side() { # side extra-env...
                 -d "$(body "${SQL[$name]}")" "$BASE/v1/query")
         fi
         [[ $status == 200 ]] || die "$side $name answered $status: $(cat "$OUT/$side-$name.json")"
+        if [[ $EXTRACTS == true && $name != lookup ]]; then
+            # The first query started the extract's build (on the bucket, after its copy).
+            for _ in $(seq 1 240); do
+                grep -q 'pseudonymised extract built' "$OUT/server-$side.out" "$OUT/server-$side.err" && break
+                sleep 0.5
+            done
+            grep -q 'pseudonymised extract built' "$OUT/server-$side.out" "$OUT/server-$side.err" ||
+                die "the $side side built no extract"
+        fi
         # Warm: the first requests read footers and (on the bucket) make the lookup's copy.
         "$OHA" --no-tui --output-format json --cacert "$CA" -c 1 -n 3 "${args[@]}" >/dev/null
         local before
