@@ -109,6 +109,7 @@ run_side() { # side extra-env...
     local side=$1
     shift
     say "starting the $side side"
+    rm -rf "$OUT/extracts-$side"
     env "$@" PASSERELLE_PSEUDONYMISATION__EXTRACTS="$EXTRACTS" \
         PASSERELLE_PSEUDONYMISATION__EXTRACTS_DIR="$OUT/extracts-$side" \
         PASSERELLE_AUDIT__DIR="$OUT/audit-$side" \
