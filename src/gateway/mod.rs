@@ -499,7 +499,10 @@ fn console_sessions(
         .purpose_key("console sessions")
         .and_then(|key| seal::SealedBox::new(&key))
         .ok_or_else(|| std::io::Error::other("cannot derive the console sessions' key"))?;
-    sessions::Sessions::in_folder(dir, sealed, idle, absolute).map_err(|e| {
+    let people = keys
+        .purpose_key("console people")
+        .ok_or_else(|| std::io::Error::other("cannot derive the console people's key"))?;
+    sessions::Sessions::in_folder(dir, sealed, people, idle, absolute).map_err(|e| {
         std::io::Error::new(
             e.kind(),
             format!("console.sessions_dir {}: {e}", dir.display()),

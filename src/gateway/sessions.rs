@@ -159,18 +159,37 @@ impl Sessions {
         }
     }
 
-    /// Sessions in the shared folder `dir` (created `0700` if absent), sealed by `sealed`.
+    /// Sessions in the shared folder `dir` (created `0700` if absent), sealed by `sealed`;
+    /// people are counted under an HMAC of their principal keyed by `people` (the folder names
+    /// no principal a reader could confirm).
     pub fn in_folder(
         dir: &Path,
         sealed: SealedBox,
+        people: Zeroizing<[u8; 32]>,
         idle: Duration,
         absolute: Duration,
     ) -> std::io::Result<Self> {
         Ok(Self {
             idle,
             absolute,
-            store: Store::Folder(Folder::open(dir, sealed)?),
+            store: Store::Folder(Folder::open(dir, sealed, people)?),
         })
+    }
+
+    /// What stands for `person` in the store: its SHA-256 in memory, its keyed HMAC in the
+    /// shared folder.
+    fn person_hash(&self, person: &str) -> [u8; 32] {
+        match &self.store {
+            Store::Memory { .. } => key(person),
+            Store::Folder(folder) => {
+                use hmac::{Hmac, Mac};
+                let mut mac =
+                    <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(&*folder.people)
+                        .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
+                mac.update(person.as_bytes());
+                mac.finalize().into_bytes().into()
+            }
+        }
     }
 
     fn alive(&self, started: SystemTime, last_use: SystemTime, token_expiry: i64) -> bool {
@@ -266,7 +285,7 @@ impl Sessions {
             csrf: random_token()?,
             started: SystemTime::now(),
             token_expiry,
-            person: key(person),
+            person: self.person_hash(person),
         };
         match &self.store {
             Store::Memory { sessions, .. } => {
@@ -459,10 +478,12 @@ struct Folder {
     sealed: SealedBox,
     /// When this gateway last pruned the folder, and how many records it wrote since.
     pruned: Mutex<(Option<std::time::Instant>, u32)>,
+    /// The key of the people's hashes (`people/<area>/<HMAC of the principal>/`).
+    people: Zeroizing<[u8; 32]>,
 }
 
 impl Folder {
-    fn open(root: &Path, sealed: SealedBox) -> std::io::Result<Self> {
+    fn open(root: &Path, sealed: SealedBox, people: Zeroizing<[u8; 32]>) -> std::io::Result<Self> {
         for kind in KINDS {
             crate::private_fs::create_dir_all(&root.join(kind.dir()))?;
         }
@@ -471,6 +492,7 @@ impl Folder {
             root: root.to_path_buf(),
             sealed,
             pruned: Mutex::new((None, 0)),
+            people,
         })
     }
 
@@ -701,6 +723,7 @@ mod tests {
         let folder = Sessions::in_folder(
             dir.path(),
             SealedBox::new(&[7; 32]).unwrap(),
+            Zeroizing::new([9; 32]),
             idle,
             Duration::from_secs(60),
         )
@@ -760,6 +783,7 @@ mod tests {
             Sessions::in_folder(
                 dir.path(),
                 SealedBox::new(&[7; 32]).unwrap(),
+                Zeroizing::new([9; 32]),
                 Duration::from_secs(60),
                 Duration::from_secs(600),
             )
@@ -841,6 +865,13 @@ mod tests {
                 );
             }
         }
+        // People are counted under a keyed hash: the folder does not confirm a principal.
+        let people: Vec<String> = std::fs::read_dir(dir.path().join("people/moi"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(people.len(), 1);
+        assert_ne!(people[0], hex::encode(key("citizen")));
         // A record copied under another name does not open.
         let sessions = dir.path().join("sessions/moi");
         let file = std::fs::read_dir(&sessions)
@@ -857,6 +888,7 @@ mod tests {
         let stranger = Sessions::in_folder(
             dir.path(),
             SealedBox::new(&[8; 32]).unwrap(),
+            Zeroizing::new([9; 32]),
             Duration::from_secs(60),
             Duration::from_secs(600),
         )
@@ -927,6 +959,7 @@ mod tests {
         let sessions = Sessions::in_folder(
             dir.path(),
             SealedBox::new(&[7; 32]).unwrap(),
+            Zeroizing::new([9; 32]),
             Duration::from_secs(60),
             Duration::from_secs(600),
         )
@@ -959,7 +992,12 @@ mod tests {
     #[test]
     fn a_flood_of_sign_ins_or_sessions_keeps_the_folder_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let folder = Folder::open(dir.path(), SealedBox::new(&[7; 32]).unwrap()).unwrap();
+        let folder = Folder::open(
+            dir.path(),
+            SealedBox::new(&[7; 32]).unwrap(),
+            Zeroizing::new([9; 32]),
+        )
+        .unwrap();
         for i in 0..12u8 {
             assert!(folder.write(Kind::SignIn, &[i; 32], b"x"));
             folder.prune(Kind::SignIn, Duration::from_secs(600), 5);
