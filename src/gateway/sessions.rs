@@ -11,7 +11,9 @@
 //! pending sign-in is taken by renaming its file away, so it completes once across all of them.
 //!
 //! Owns: both stores, the idle and absolute timeouts, and their bounds (a flood of sign-ins or
-//! sessions evicts the oldest: it never grows memory or the folder without bound).
+//! sessions evicts the oldest: it never grows memory or the folder without bound; sessions are
+//! bounded per area and per person, so that one account signing in again and again evicts
+//! only its own; in the folder, `people/` counts each person's sessions under a keyed hash).
 //! Must never: keep a session past its access token's expiry, find a session by anything but
 //! its cookie's id, or write a token, a NIR or a cookie in clear.
 
