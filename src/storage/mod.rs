@@ -34,6 +34,8 @@ pub use pinned::is_version_changed;
 /// replaced object is seen by queries planned at most this long after. (A query pinned to the
 /// old version that reads after the replacement fails with `data_changed`, retryable.)
 pub const VERSION_TTL: Duration = Duration::from_secs(1);
+/// A known version this old is asked again in the background when a query uses it.
+const REFRESH_AFTER: Duration = Duration::from_millis(750);
 /// How long a failed background download of a copy (for an extract) is not tried again.
 const FETCH_BACKOFF: Duration = Duration::from_secs(600);
 
@@ -94,6 +96,8 @@ pub struct ObjectData {
     /// Keys whose copy is being downloaded in the background ([`PinnedCopy::file`]), or
     /// whose last background download failed (and when).
     fetching: Mutex<HashMap<ObjectPath, Option<Instant>>>,
+    /// Keys whose version is being asked again in the background.
+    refreshing: Mutex<std::collections::HashSet<ObjectPath>>,
 }
 
 /// The local copies of one object.
@@ -180,6 +184,7 @@ impl ObjectData {
             copies_dir: config.dir.join(".objects"),
             copies: Mutex::default(),
             fetching: Mutex::default(),
+            refreshing: Mutex::default(),
         })))
     }
 
@@ -223,7 +228,7 @@ impl ObjectData {
         self.io.block_on(self.pin(paths))
     }
 
-    async fn version(&self, path: &str) -> Result<ObjectVersion, StorageError> {
+    async fn version(self: &Arc<Self>, path: &str) -> Result<ObjectVersion, StorageError> {
         let key = self.key(path)?;
         let known = self
             .versions
@@ -231,21 +236,24 @@ impl ObjectData {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
             .filter(|(at, _)| at.elapsed() < VERSION_TTL)
-            .map(|(_, meta)| meta.clone());
+            .map(|(at, meta)| (at.elapsed(), meta.clone()));
         let meta = match known {
-            Some(meta) => meta,
+            Some((age, meta)) => {
+                // Asked again before it expires, so that a steady flow of queries never
+                // waits for the store.
+                if age >= REFRESH_AFTER {
+                    self.refresh_in_background(&key);
+                }
+                meta
+            }
             None => {
+                let asked = Instant::now();
                 let meta = self
                     .store
                     .head(&key)
                     .await
                     .map_err(|e| store_error(path, e))?;
-                let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
-                // A hub has a handful of objects; bound the map anyway.
-                if versions.len() > 4096 {
-                    versions.clear();
-                }
-                versions.insert(key.clone(), (Instant::now(), meta.clone()));
+                self.remember(&key, asked, meta.clone());
                 meta
             }
         };
@@ -255,6 +263,45 @@ impl ObjectData {
         })?;
         let schema = self.schema(path, &key, &meta, &etag).await?;
         Ok(ObjectVersion { meta, etag, schema })
+    }
+
+    /// Keeps `meta` as `key`'s version as it was when `asked` (the time the store was asked,
+    /// not answered: a replacement during the request is seen at most [`VERSION_TTL`] after
+    /// it), unless an answer to a later request is already kept.
+    fn remember(&self, key: &ObjectPath, asked: Instant, meta: ObjectMeta) {
+        let mut versions = self.versions.lock().unwrap_or_else(|p| p.into_inner());
+        if versions.get(key).is_some_and(|(at, _)| *at > asked) {
+            return;
+        }
+        // A hub has a handful of objects; bound the map anyway.
+        if versions.len() > 4096 {
+            versions.clear();
+        }
+        versions.insert(key.clone(), (asked, meta));
+    }
+
+    /// Asks `key`'s version again on the I/O runtime (once at a time per key); a failure
+    /// leaves the known version to expire (the next query then asks, and fails, itself).
+    fn refresh_in_background(self: &Arc<Self>, key: &ObjectPath) {
+        if !self
+            .refreshing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+        {
+            return;
+        }
+        let (data, key) = (self.clone(), key.clone());
+        self.io.handle().spawn(async move {
+            let asked = Instant::now();
+            if let Ok(meta) = data.store.head(&key).await {
+                data.remember(&key, asked, meta);
+            }
+            data.refreshing
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key);
+        });
     }
 
     /// The Arrow schema of one version, read from its footer (pinned to its ETag) once.
@@ -396,7 +443,7 @@ impl ObjectData {
             .join(format!("{}-{}.parquet", short(key.as_ref()), short(etag)))
     }
 
-    async fn download(&self, path: &str) -> Result<PathBuf, StorageError> {
+    async fn download(self: &Arc<Self>, path: &str) -> Result<PathBuf, StorageError> {
         let version = self.version(path).await?;
         let key = self.key(path)?;
         let file = self.copy_path(&key, &version.etag);
@@ -726,6 +773,7 @@ impl ObjectData {
             copies_dir: PathBuf::new(),
             copies: Mutex::default(),
             fetching: Mutex::default(),
+            refreshing: Mutex::default(),
         })
     }
 }
@@ -899,6 +947,54 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("needs"), "{e}");
+    }
+
+    /// A version in use is asked again in the background before it expires, so that queries
+    /// do not wait for the store, and a replacement is still seen within [`VERSION_TTL`].
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_version_in_use_is_asked_again_before_it_expires() {
+        use object_store::ObjectStoreExt;
+        let parquet = |values: &[i64]| {
+            use arrow::array::Int64Array;
+            use arrow::datatypes::{DataType, Field, Schema};
+            let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+            let batch = arrow::record_batch::RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(Int64Array::from(values.to_vec()))],
+            )
+            .unwrap_or_else(|_| unreachable!());
+            let mut out = Vec::new();
+            let mut writer = parquet::arrow::ArrowWriter::try_new(&mut out, schema, None)
+                .unwrap_or_else(|_| unreachable!());
+            writer.write(&batch).unwrap_or_else(|_| unreachable!());
+            writer.close().unwrap_or_else(|_| unreachable!());
+            out
+        };
+        let memory = Arc::new(object_store::memory::InMemory::new());
+        let key = ObjectPath::from("hub/x.parquet");
+        let put = |values: Vec<i64>| {
+            let (memory, key) = (memory.clone(), key.clone());
+            async move {
+                memory
+                    .put(&key, parquet(&values).into())
+                    .await
+                    .unwrap_or_else(|_| unreachable!())
+            }
+        };
+        put(vec![1]).await;
+        let bucket = ObjectData::over(memory.clone(), "hub-bucket", "hub");
+        let etag = |v: &ObjectVersion| v.etag.clone();
+        let first = etag(&bucket.version("x.parquet").await.unwrap_or_else(|_| unreachable!()));
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        put(vec![2, 3]).await;
+        // Known for 0.8 s: still served (and asked again in the background)...
+        let cached = bucket.version("x.parquet").await.unwrap_or_else(|_| unreachable!());
+        assert_eq!(etag(&cached), first);
+        // ...so that, well before the known version expires, queries get the new one.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let refreshed = bucket.version("x.parquet").await.unwrap_or_else(|_| unreachable!());
+        assert_ne!(etag(&refreshed), first, "asked again in the background");
+        assert_eq!(refreshed.meta.size, memory.head(&key).await.map_or(0, |m| m.size));
     }
 
     /// The S3-specific endpoint, which object_store prefers, is the one checked: a loopback
