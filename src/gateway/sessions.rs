@@ -720,16 +720,35 @@ impl Folder {
 mod tests {
     use super::*;
 
-    fn both(idle: Duration) -> (tempfile::TempDir, [Sessions; 2]) {
-        let dir = tempfile::tempdir().unwrap();
-        let folder = Sessions::in_folder(
-            dir.path(),
-            SealedBox::new(&[7; 32]).unwrap(),
+    /// Sessions in the folder `dir`, sealed with a test key.
+    fn in_folder(dir: &Path, sealing: u8, idle: Duration, absolute: Duration) -> Sessions {
+        Sessions::in_folder(
+            dir,
+            SealedBox::new(&[sealing; 32]).unwrap(),
             Zeroizing::new([9; 32]),
             idle,
-            Duration::from_secs(60),
+            absolute,
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    /// A console session of person `p`, its token expiring at `expiry`.
+    fn console_session(sessions: &Sessions, expiry: i64) -> String {
+        sessions
+            .open(
+                Area::Console,
+                "p",
+                SecretString::from("t"),
+                None,
+                None,
+                expiry,
+            )
+            .unwrap()
+    }
+
+    fn both(idle: Duration) -> (tempfile::TempDir, [Sessions; 2]) {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = in_folder(dir.path(), 7, idle, Duration::from_secs(60));
         (
             dir,
             [Sessions::in_memory(idle, Duration::from_secs(60)), folder],
@@ -741,16 +760,7 @@ mod tests {
         let (_dir, stores) = both(Duration::from_millis(300));
         for sessions in stores {
             let future = chrono::Utc::now().timestamp() + 3600;
-            let id = sessions
-                .open(
-                    Area::Console,
-                    "p",
-                    SecretString::from("t"),
-                    None,
-                    None,
-                    future,
-                )
-                .unwrap();
+            let id = console_session(&sessions, future);
             assert!(sessions.touch(&id, Area::Console, |_| ()).is_some());
             assert!(
                 sessions.touch(&id, Area::Journal, |_| ()).is_none(),
@@ -759,16 +769,7 @@ mod tests {
             std::thread::sleep(Duration::from_millis(400));
             assert!(sessions.touch(&id, Area::Console, |_| ()).is_none(), "idle");
             let past = chrono::Utc::now().timestamp() - 1;
-            let id = sessions
-                .open(
-                    Area::Console,
-                    "p",
-                    SecretString::from("t"),
-                    None,
-                    None,
-                    past,
-                )
-                .unwrap();
+            let id = console_session(&sessions, past);
             assert!(
                 sessions.touch(&id, Area::Console, |_| ()).is_none(),
                 "token expired"
@@ -782,14 +783,12 @@ mod tests {
     fn gateways_sharing_the_folder_share_sessions_and_sign_ins_complete_once() {
         let dir = tempfile::tempdir().unwrap();
         let open = || {
-            Sessions::in_folder(
+            in_folder(
                 dir.path(),
-                SealedBox::new(&[7; 32]).unwrap(),
-                Zeroizing::new([9; 32]),
+                7,
                 Duration::from_secs(60),
                 Duration::from_secs(600),
             )
-            .unwrap()
         };
         let (a, b) = (open(), open());
         let future = chrono::Utc::now().timestamp() + 3600;
@@ -887,14 +886,12 @@ mod tests {
         assert!(b.touch(&other, Area::Journal, |_| ()).is_none());
         assert!(b.touch(&id, Area::Journal, |_| ()).is_some());
         // Another master secret opens nothing.
-        let stranger = Sessions::in_folder(
+        let stranger = in_folder(
             dir.path(),
-            SealedBox::new(&[8; 32]).unwrap(),
-            Zeroizing::new([9; 32]),
+            8,
             Duration::from_secs(60),
             Duration::from_secs(600),
-        )
-        .unwrap();
+        );
         assert!(stranger.touch(&id, Area::Journal, |_| ()).is_none());
 
         let taken = b
@@ -958,25 +955,14 @@ mod tests {
     #[test]
     fn a_last_use_set_in_the_future_keeps_no_session_alive() {
         let dir = tempfile::tempdir().unwrap();
-        let sessions = Sessions::in_folder(
+        let sessions = in_folder(
             dir.path(),
-            SealedBox::new(&[7; 32]).unwrap(),
-            Zeroizing::new([9; 32]),
+            7,
             Duration::from_secs(60),
             Duration::from_secs(600),
-        )
-        .unwrap();
+        );
         let future = chrono::Utc::now().timestamp() + 3600;
-        let id = sessions
-            .open(
-                Area::Console,
-                "p",
-                SecretString::from("t"),
-                None,
-                None,
-                future,
-            )
-            .unwrap();
+        let id = console_session(&sessions, future);
         assert!(sessions.touch(&id, Area::Console, |_| ()).is_some());
         let file = dir
             .path()

@@ -984,17 +984,31 @@ mod tests {
         put(vec![1]).await;
         let bucket = ObjectData::over(memory.clone(), "hub-bucket", "hub");
         let etag = |v: &ObjectVersion| v.etag.clone();
-        let first = etag(&bucket.version("x.parquet").await.unwrap_or_else(|_| unreachable!()));
+        let first = etag(
+            &bucket
+                .version("x.parquet")
+                .await
+                .unwrap_or_else(|_| unreachable!()),
+        );
         tokio::time::sleep(Duration::from_millis(800)).await;
         put(vec![2, 3]).await;
         // Known for 0.8 s: still served (and asked again in the background)...
-        let cached = bucket.version("x.parquet").await.unwrap_or_else(|_| unreachable!());
+        let cached = bucket
+            .version("x.parquet")
+            .await
+            .unwrap_or_else(|_| unreachable!());
         assert_eq!(etag(&cached), first);
         // ...so that, well before the known version expires, queries get the new one.
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let refreshed = bucket.version("x.parquet").await.unwrap_or_else(|_| unreachable!());
+        let refreshed = bucket
+            .version("x.parquet")
+            .await
+            .unwrap_or_else(|_| unreachable!());
         assert_ne!(etag(&refreshed), first, "asked again in the background");
-        assert_eq!(refreshed.meta.size, memory.head(&key).await.map_or(0, |m| m.size));
+        assert_eq!(
+            refreshed.meta.size,
+            memory.head(&key).await.map_or(0, |m| m.size)
+        );
     }
 
     /// The S3-specific endpoint, which object_store prefers, is the one checked: a loopback
