@@ -85,8 +85,6 @@ pub struct Session {
     started: SystemTime,
     /// When the access token expires (seconds since the epoch).
     token_expiry: i64,
-    /// The SHA-256 of the person's principal (issuer and subject): the per-person bound.
-    person: [u8; 32],
 }
 
 /// A sign-in waiting for the issuer's redirect.
@@ -141,7 +139,7 @@ pub struct Sessions {
 enum Store {
     /// This process's memory: `(session, last use)` and sign-ins, by hashed id.
     Memory {
-        sessions: Mutex<HashMap<[u8; 32], (Session, SystemTime)>>,
+        sessions: Mutex<HashMap<[u8; 32], Kept>>,
         pending: Mutex<HashMap<[u8; 32], Pending>>,
     },
     /// A folder shared by the gateways.
@@ -287,30 +285,38 @@ impl Sessions {
             csrf: random_token()?,
             started: SystemTime::now(),
             token_expiry,
-            person: self.person_hash(person),
         };
+        let person = self.person_hash(person);
         match &self.store {
             Store::Memory { sessions, .. } => {
                 let mut sessions = sessions.lock().ok()?;
-                sessions.retain(|_, (s, seen)| self.alive(s.started, *seen, s.token_expiry));
-                let person = session.person;
-                make_room(&mut sessions, |s| s.area == area, MAX_SESSIONS);
+                sessions
+                    .retain(|_, k| self.alive(k.session.started, k.seen, k.session.token_expiry));
+                make_room(&mut sessions, |k| k.session.area == area, MAX_SESSIONS);
                 make_room(
                     &mut sessions,
-                    |s| s.area == area && s.person == person,
+                    |k| k.session.area == area && k.person == person,
                     MAX_PER_PERSON,
                 );
-                sessions.insert(key(&id), (session, SystemTime::now()));
+                let seen = SystemTime::now();
+                sessions.insert(
+                    key(&id),
+                    Kept {
+                        session,
+                        person,
+                        seen,
+                    },
+                );
             }
             Store::Folder(folder) => {
                 folder.prune_now_and_then(self.idle);
-                folder.make_room_for(area, &session.person);
+                folder.make_room_for(area, &person);
                 let record = SessionRecord::of(&session);
                 let plain = Zeroizing::new(serde_json::to_vec(&record).ok()?);
                 if !folder.write(Kind::Session(area), &key(&id), &plain) {
                     return None;
                 }
-                folder.count_for(area, &session.person, &key(&id));
+                folder.count_for(area, &person, &key(&id));
             }
         }
         Some(id)
@@ -323,17 +329,16 @@ impl Sessions {
         match &self.store {
             Store::Memory { sessions, .. } => {
                 let mut sessions = sessions.lock().ok()?;
-                let (s, seen) = sessions.get(&k)?;
-                if !self.alive(s.started, *seen, s.token_expiry) {
+                let kept = sessions.get_mut(&k)?;
+                if !self.alive(kept.session.started, kept.seen, kept.session.token_expiry) {
                     sessions.remove(&k);
                     return None;
                 }
-                let (session, seen) = sessions.get_mut(&k)?;
-                if session.area != area {
+                if kept.session.area != area {
                     return None;
                 }
-                *seen = SystemTime::now();
-                Some(read(session))
+                kept.seen = SystemTime::now();
+                Some(read(&kept.session))
             }
             Store::Folder(folder) => {
                 let (plain, last_use) = folder.read(Kind::Session(area), &k)?;
@@ -363,7 +368,10 @@ impl Sessions {
                 .lock()
                 .map(|mut sessions| {
                     let k = key(id);
-                    if sessions.get(&k).is_some_and(|(s, _)| s.area == area) {
+                    if sessions
+                        .get(&k)
+                        .is_some_and(|kept| kept.session.area == area)
+                    {
                         sessions.remove(&k);
                     }
                 })
@@ -385,7 +393,6 @@ struct SessionRecord {
     /// Sign-in time, milliseconds since the epoch.
     started: u64,
     token_expiry: i64,
-    person: String,
 }
 
 impl SessionRecord {
@@ -398,7 +405,6 @@ impl SessionRecord {
             csrf: session.csrf.clone(),
             started: millis(session.started),
             token_expiry: session.token_expiry,
-            person: hex::encode(session.person),
         }
     }
 
@@ -411,10 +417,6 @@ impl SessionRecord {
             csrf: self.csrf.clone(),
             started: from_millis(self.started),
             token_expiry: self.token_expiry,
-            person: hex::decode(&self.person)
-                .ok()
-                .and_then(|p| p.try_into().ok())
-                .unwrap_or_default(),
         }
     }
 }
@@ -429,17 +431,23 @@ struct PendingRecord {
     started: u64,
 }
 
+/// A session in memory, with what its store keeps beside it.
+struct Kept {
+    session: Session,
+    /// The SHA-256 of the person's principal (issuer and subject): the per-person bound.
+    /// (In the folder, `people/` counts a person's sessions instead.)
+    person: [u8; 32],
+    /// Its last use.
+    seen: SystemTime,
+}
+
 /// Makes room for one more session among those `of` selects: past `max - 1`, the least
 /// recently used go.
-fn make_room(
-    sessions: &mut HashMap<[u8; 32], (Session, SystemTime)>,
-    of: impl Fn(&Session) -> bool,
-    max: usize,
-) {
+fn make_room(sessions: &mut HashMap<[u8; 32], Kept>, of: impl Fn(&Kept) -> bool, max: usize) {
     let mut selected: Vec<(SystemTime, [u8; 32])> = sessions
         .iter()
-        .filter(|(_, (s, _))| of(s))
-        .map(|(k, (_, seen))| (*seen, *k))
+        .filter(|(_, kept)| of(kept))
+        .map(|(k, kept)| (kept.seen, *k))
         .collect();
     if selected.len() >= max {
         selected.sort();
@@ -617,7 +625,7 @@ impl Folder {
         true
     }
 
-    /// The record `key` opened, and its last use; a file that does not open is removed.
+    /// The record `key` opened, and its last use (`None` for a file that does not open).
     fn read(&self, kind: Kind, key: &[u8; 32]) -> Option<(Zeroizing<Vec<u8>>, SystemTime)> {
         self.read_at(kind, key, &self.path(kind, key))
     }

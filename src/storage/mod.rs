@@ -235,8 +235,8 @@ impl ObjectData {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
-            .filter(|(at, _)| at.elapsed() < VERSION_TTL)
-            .map(|(at, meta)| (at.elapsed(), meta.clone()));
+            .map(|(at, meta)| (at.elapsed(), meta.clone()))
+            .filter(|(age, _)| *age < VERSION_TTL);
         let meta = match known {
             Some((age, meta)) => {
                 // Asked again before it expires, so that a steady flow of queries never
@@ -375,6 +375,7 @@ impl ObjectData {
 
     /// Downloads the current version of `path` on a thread of its own, unless a download of
     /// it started in the background is under way.
+    ///
     /// A download that failed is not tried again in the background before
     /// [`FETCH_BACKOFF`]: a query asked again and again never makes the gateway download an
     /// object that cannot be copied (too large for the disk or the time) over and over.
@@ -691,8 +692,8 @@ pub struct PinnedCopy {
 }
 
 impl PinnedCopy {
-    /// The complete local copy of exactly the pinned version when it is on disk (a copy is
-    /// renamed into place whole, its bytes read with `If-Match`); otherwise `None`, and a
+    /// The complete local copy of exactly the pinned version when it is on disk (a copy takes
+    /// its name whole, its bytes read with `If-Match`); otherwise `None`, and a
     /// download of the object's current version starts in the background.
     pub fn file(&self) -> Option<PathBuf> {
         if std::fs::symlink_metadata(&self.file).is_ok_and(|m| m.is_file() && m.len() == self.size)
