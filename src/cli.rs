@@ -443,17 +443,9 @@ fn explain(
         Ok(config) => config,
         Err(e) => return fail(e.to_string()),
     };
-    let set = match crate::policy::PolicySet::load(&config.policy.dir) {
-        Ok(set) => set,
-        Err(problems) => {
-            return fail(
-                problems
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-            );
-        }
+    let set = match crate::hub::policy_set(&config) {
+        Ok((set, _)) => set,
+        Err(problems) => return fail(problems.join("\n")),
     };
     let claims: serde_json::Value = match serde_json::from_str(claims) {
         Ok(v) => v,

@@ -6,13 +6,14 @@
 //! Must never: start the demo's development issuer (it trusts only configured issuers), or
 //! keep serving a hub whose keys or catalog did not load.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::config::{Config, ConfigError};
 use crate::gateway::{Gateway, HubSummary, Loaded};
 use crate::identity::{IdentityError, OidcAuthenticator};
 use crate::policy::history::PolicyHistory;
-use crate::policy::{PolicySet, PolicyStore};
+use crate::policy::{Folder, PolicySet, PolicyStore, SetPlace};
 use crate::pseudonym::{KeyRing, MasterKey, MasterKeyError};
 use crate::server::{App, AppState, RunningServer, ServerError};
 
@@ -39,6 +40,74 @@ pub enum HubError {
     Storage(#[from] crate::storage::StorageError),
 }
 
+/// Where the policy set in force and its history are kept: the bucket of `policy.url`, else
+/// the folders `policy.dir` and `policy.history_dir`.
+pub struct PolicyPlaces {
+    pub set: Arc<dyn SetPlace>,
+    pub history: PolicyHistory,
+    /// The folder whose set an empty bucket is given at start (`policy.dir`).
+    pub seed: Option<PathBuf>,
+}
+
+impl PolicyPlaces {
+    /// Opens the places `config` names (a bucket: its URL and credentials must be valid).
+    pub fn open(config: &crate::config::PolicyConfig) -> Result<PolicyPlaces, String> {
+        match &config.url {
+            Some(url) => {
+                let bucket = crate::storage::policy_bucket::PolicyBucket::open(
+                    url,
+                    config.credentials_file.as_deref(),
+                )?;
+                Ok(PolicyPlaces {
+                    set: bucket.clone(),
+                    history: PolicyHistory::on(bucket),
+                    seed: Some(config.dir.clone()),
+                })
+            }
+            None => Ok(PolicyPlaces {
+                set: Arc::new(Folder(config.dir.clone())),
+                history: PolicyHistory::new(&config.history_dir),
+                seed: None,
+            }),
+        }
+    }
+
+    /// The set a start would serve, read without writing: the place's, or, in an empty
+    /// bucket, the seed folder's (for `check`, `explain`, warnings); with what its problems
+    /// name it by.
+    pub fn set_to_serve(&self) -> Result<(PolicySet, PathBuf), Vec<String>> {
+        let to_strings = |p: Vec<crate::policy::Problem>| -> Vec<String> {
+            p.iter().map(ToString::to_string).collect()
+        };
+        let holds = self.set.holds_a_set().map_err(|e| {
+            vec![format!(
+                "{}: cannot read: {}",
+                self.set.name().display(),
+                e.kind()
+            )]
+        })?;
+        let (dir, texts) = match &self.seed {
+            Some(seed) if !holds => (
+                seed.clone(),
+                crate::policy::PolicyTexts::read(seed).map_err(to_strings)?,
+            ),
+            _ => (
+                self.set.name().to_path_buf(),
+                self.set.read().map_err(to_strings)?,
+            ),
+        };
+        let set = PolicySet::from_texts(&dir, texts).map_err(to_strings)?;
+        Ok((set, dir))
+    }
+}
+
+/// The set a start would serve (see [`PolicyPlaces::set_to_serve`]).
+pub fn policy_set(config: &Config) -> Result<(PolicySet, PathBuf), Vec<String>> {
+    PolicyPlaces::open(&config.policy)
+        .map_err(|e| vec![e])?
+        .set_to_serve()
+}
+
 /// Every problem of a hub, without starting it: for `passerelle check`.
 pub fn check(config: &Config) -> Vec<String> {
     let mut problems = Vec::new();
@@ -58,9 +127,9 @@ pub fn check(config: &Config) -> Vec<String> {
             None
         }
     };
-    match PolicySet::load(&config.policy.dir) {
-        Err(p) => problems.extend(p.iter().map(ToString::to_string)),
-        Ok(set) => {
+    match policy_set(config) {
+        Err(p) => problems.extend(p),
+        Ok((set, dir)) => {
             problems.extend(
                 set.catalog
                     .check_files(
@@ -71,7 +140,7 @@ pub fn check(config: &Config) -> Vec<String> {
             );
             let issuers = crate::gateway::trusted_issuers(&config.identity);
             problems.extend(
-                set.issuer_problems(&config.policy.dir, &issuers)
+                set.issuer_problems(&dir, &issuers)
                     .iter()
                     .map(ToString::to_string),
             );
@@ -83,13 +152,8 @@ pub fn check(config: &Config) -> Vec<String> {
 /// Warnings on the policy set (valid, but weakening a secret: see `policy::warnings`); none
 /// when the set does not load (its problems are `check`'s).
 pub fn warnings(config: &Config) -> Vec<String> {
-    PolicySet::load(&config.policy.dir)
-        .map(|set| {
-            set.warnings(&config.policy.dir)
-                .iter()
-                .map(ToString::to_string)
-                .collect()
-        })
+    policy_set(config)
+        .map(|(set, dir)| set.warnings(&dir).iter().map(ToString::to_string).collect())
         .unwrap_or_default()
 }
 
@@ -111,20 +175,24 @@ pub async fn start_with_audit(
         MasterKey::load(&config.pseudonymisation)?,
         config.pseudonymisation.rotations.clone(),
     ));
-    let history = PolicyHistory::new(&config.policy.history_dir);
+    // SECURITY: the policy bucket opens (its URL and credentials are valid) or nothing
+    // starts.
+    let places = PolicyPlaces::open(&config.policy).map_err(|e| HubError::Policy(vec![e]))?;
+    let history = places.history.clone();
     // SECURITY: the bucket opens (its credentials and endpoint are valid) or nothing starts.
     let objects = crate::storage::ObjectData::open(&config.data)?;
     let files = crate::storage::catalog_files(&config.data.dir, objects.as_ref());
     // SECURITY: every set's member rules are bound to the trusted issuers, now and at reload.
-    let policy = PolicyStore::load_bound(
-        &config.policy.dir,
+    let policy = PolicyStore::load_in(
+        places.set.clone(),
+        places.seed.as_deref(),
         Some(files.clone()),
         Some(history.clone()),
         Some(crate::gateway::trusted_issuers(&config.identity)),
     )
     .map_err(|p| HubError::Policy(p.iter().map(ToString::to_string).collect()))?;
     let set = policy.current();
-    for warning in set.warnings(&config.policy.dir) {
+    for warning in set.warnings(places.set.name()) {
         tracing::warn!(%warning, "policy");
     }
     if config.policy.watch_interval_secs > 0 {

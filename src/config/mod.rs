@@ -189,6 +189,9 @@ impl Config {
         }
         resolve(&mut self.policy.dir);
         resolve(&mut self.policy.history_dir);
+        if let Some(file) = self.policy.credentials_file.as_mut() {
+            resolve(file);
+        }
         if let Some(key) = self.pseudonymisation.master_key_file.as_mut() {
             resolve(key);
         }

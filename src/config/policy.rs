@@ -1,4 +1,5 @@
-//! `[policy]`: the folder of the policy set in force, its history, how often it is watched.
+//! `[policy]`: the folder (or bucket) of the policy set in force, its history, how often it is
+//! watched.
 //!
 //! Owns: the keys and their defaults. Must never: read a policy file (`policy` does).
 
@@ -10,11 +11,20 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
-    /// The policy set in force.
+    /// The policy set in force (without `url`); with `url`, the set that seeds an empty
+    /// bucket.
     pub dir: PathBuf,
-    /// Where submitted policy versions are kept (history, rollback).
+    /// Where submitted policy versions are kept (history, rollback), without `url`.
     #[serde(default = "default_history_dir")]
     pub history_dir: PathBuf,
+    /// `s3://bucket/prefix`: the set in force and its history live in this bucket, shared by
+    /// the gateways (conditional writes; no shared file system needed).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// A secret file (0600) of the policy bucket's `AWS_…` credentials; without it, the AWS
+    /// environment variables.
+    #[serde(default)]
+    pub credentials_file: Option<PathBuf>,
     /// How often the policy folder is checked for changes, in seconds (0: never; SIGHUP
     /// still reloads).
     #[serde(default = "default_watch")]
@@ -32,6 +42,8 @@ impl Default for PolicyConfig {
         Self {
             dir: "policies".into(),
             history_dir: default_history_dir(),
+            url: None,
+            credentials_file: None,
             watch_interval_secs: default_watch(),
             approvals: default_approvals(),
         }

@@ -375,7 +375,10 @@ impl Gateway {
         self.as_operator(caller, async {
             Ok(VersionsView {
                 in_force: self.policy.current().version.clone(),
-                versions: self.history.list(),
+                versions: self.history.list().map_err(|e| {
+                    tracing::error!(error = %e.kind(), "cannot read the policy history");
+                    GatewayError::internal()
+                })?,
             })
         })
         .await
@@ -418,7 +421,7 @@ impl Gateway {
                     "policy_conflict",
                     "Policy changed meanwhile",
                     format!(
-                        "this gateway had version {based_on} in force, but the policy folder now holds version {found}, put in force meanwhile (by another gateway or on disk): nothing was written; GET /v1/admin/policy shows what this gateway serves now; look at the difference and apply again"
+                        "this gateway had version {based_on} in force, but the policy folder (or bucket) now holds version {found}, put in force meanwhile (by another gateway, or by an edit): nothing was written; GET /v1/admin/policy shows what this gateway serves now; look at the difference and apply again"
                     ),
                 ),
             })?;

@@ -368,6 +368,26 @@ fn stamps(dir: &Path) -> Vec<Option<(u64, u64, u64, std::time::SystemTime)>> {
         .collect()
 }
 
+/// Size and modification time of the policy files (a missing one as such), and of a pending
+/// apply's intent: cheap change detection, also of what another gateway sharing the folder
+/// writes.
+pub(super) fn fingerprint(dir: &Path) -> Vec<Option<(u64, std::time::SystemTime)>> {
+    [
+        PolicyFiles::MODEL,
+        PolicyFiles::RULES,
+        PolicyFiles::HABILITATIONS,
+        PolicyFiles::DATASETS,
+        PolicyFiles::TABLES,
+        INTENT,
+    ]
+    .iter()
+    .map(|name| {
+        let m = std::fs::metadata(dir.join(name)).ok()?;
+        Some((m.len(), m.modified().ok()?))
+    })
+    .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,14 +1,17 @@
-//! Policy version history on disk (embedded default): every submitted set is kept with its
-//! author, time and comment, so operators can review, apply and roll back.
+//! Policy version history: every submitted set is kept with its author, time and comment, so
+//! operators can review, apply and roll back.
 //!
-//! Layout: `<history>/<number>/{model.conf, policy.csv, habilitations.toml, datasets.toml,
-//! meta.json}`, numbers increasing from 1.
+//! Layout in a folder: `<history>/<number>/{model.conf, policy.csv, habilitations.toml,
+//! datasets.toml, meta.json}`, numbers increasing from 1 (`policy::place::HistoryFolder`); in
+//! the policy bucket: `history/<number>.json` (`storage::policy_bucket`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::place::{HistoryFolder, HistoryPlace};
 use super::set::PolicyTexts;
 
 /// What is known of one stored version.
@@ -31,47 +34,36 @@ pub struct VersionMeta {
     pub approvals: Vec<(DateTime<Utc>, String)>,
 }
 
-/// The history folder.
+/// The history: a folder (`policy.history_dir`) or the policy bucket's `history/`.
 #[derive(Debug, Clone)]
 pub struct PolicyHistory {
-    dir: PathBuf,
+    place: Arc<dyn HistoryPlace>,
 }
 
 impl PolicyHistory {
+    /// The history folder `dir`.
     pub fn new(dir: &Path) -> Self {
-        Self {
-            dir: dir.to_path_buf(),
-        }
+        Self::on(Arc::new(HistoryFolder(dir.to_path_buf())))
     }
 
-    /// Every stored version, oldest first.
-    pub fn list(&self) -> Vec<VersionMeta> {
-        let mut out: Vec<VersionMeta> = std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read(e.path().join("meta.json")).ok())
-            .filter_map(|bytes| serde_json::from_slice(&bytes).ok())
-            .collect();
+    /// The history kept in `place`.
+    pub fn on(place: Arc<dyn HistoryPlace>) -> Self {
+        Self { place }
+    }
+
+    /// Every stored version, oldest first; an error when the place cannot say.
+    pub fn list(&self) -> std::io::Result<Vec<VersionMeta>> {
+        let mut out = self.place.entries()?;
         out.sort_by_key(|m| m.number);
-        out
+        Ok(out)
     }
 
-    fn highest_number(&self) -> u64 {
-        std::fs::read_dir(&self.dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u64>().ok()))
-            .max()
-            .unwrap_or(0)
-    }
-
+    /// Version `number`, `None` when there is none (or the place cannot be read: logged).
     pub fn get(&self, number: u64) -> Option<(VersionMeta, PolicyTexts)> {
-        let dir = self.dir.join(number.to_string());
-        let meta = serde_json::from_slice(&std::fs::read(dir.join("meta.json")).ok()?).ok()?;
-        let texts = PolicyTexts::read(&dir).ok()?;
-        Some((meta, texts))
+        self.place.get(number).unwrap_or_else(|e| {
+            tracing::error!(error = %e.kind(), number, "cannot read a policy version");
+            None
+        })
     }
 
     /// Stores a new version (already validated by the caller).
@@ -81,20 +73,8 @@ impl PolicyHistory {
         author: &str,
         comment: &str,
     ) -> std::io::Result<VersionMeta> {
-        std::fs::create_dir_all(&self.dir)?;
-        // Claim the next number atomically (two writers never share a version folder).
-        let mut number = self.highest_number() + 1;
-        let dir = loop {
-            let dir = self.dir.join(number.to_string());
-            match std::fs::create_dir(&dir) {
-                Ok(()) => break dir,
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => number += 1,
-                Err(e) => return Err(e),
-            }
-        };
-        texts.write(&dir)?;
-        let meta = VersionMeta {
-            number,
+        let mut meta = VersionMeta {
+            number: self.place.highest_number()? + 1,
             version: texts.version(),
             author: author.to_string(),
             comment: comment.to_string(),
@@ -102,44 +82,44 @@ impl PolicyHistory {
             applied: Vec::new(),
             approvals: Vec::new(),
         };
-        self.write_meta(&meta)?;
-        Ok(meta)
+        // Two writers never share a number: the one that loses takes the next (a place that
+        // refuses every number is an error after a thousand).
+        for _ in 0..1000 {
+            if self.place.create(&meta, texts)? {
+                return Ok(meta);
+            }
+            meta.number += 1;
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "no free number in the policy history",
+        ))
     }
 
     /// Records that `number` was put in force by `author`.
     pub fn mark_applied(&self, number: u64, author: &str) -> std::io::Result<()> {
-        if let Some((mut meta, _)) = self.get(number) {
-            meta.applied.push((Utc::now(), author.to_string()));
-            self.write_meta(&meta)?;
-        }
-        Ok(())
+        self.place
+            .update(number, &mut |meta| {
+                meta.applied.push((Utc::now(), author.to_string()));
+            })
+            .map(|_| ())
     }
 
-    /// Makes sure the set in force at start is in the history (so it can be rolled back to).
     /// Records `who`'s approval of version `number`; its metadata after, or `None` when there
     /// is no such version.
     pub fn approve(&self, number: u64, who: &str) -> std::io::Result<Option<VersionMeta>> {
-        let Some((mut meta, _)) = self.get(number) else {
-            return Ok(None);
-        };
-        meta.approvals.push((Utc::now(), who.to_string()));
-        self.write_meta(&meta)?;
-        Ok(Some(meta))
+        self.place.update(number, &mut |meta| {
+            meta.approvals.push((Utc::now(), who.to_string()));
+        })
     }
 
+    /// Makes sure the set in force at start is in the history (so it can be rolled back to).
     pub fn ensure_recorded(&self, texts: &PolicyTexts) -> std::io::Result<()> {
         let version = texts.version();
-        if self.list().iter().any(|m| m.version == version) {
+        if self.list()?.iter().any(|m| m.version == version) {
             return Ok(());
         }
         let meta = self.submit(texts, "policy folder at start", "recorded automatically")?;
         self.mark_applied(meta.number, "policy folder at start")
-    }
-
-    fn write_meta(&self, meta: &VersionMeta) -> std::io::Result<()> {
-        let dir = self.dir.join(meta.number.to_string());
-        let tmp = dir.join(".meta.json.tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(meta).unwrap_or_default())?;
-        std::fs::rename(tmp, dir.join("meta.json"))
     }
 }

@@ -20,6 +20,7 @@ pub mod hierarchy;
 pub mod history;
 mod issuers;
 pub mod model;
+pub mod place;
 pub mod plan;
 pub mod rules;
 mod set;
@@ -34,6 +35,7 @@ pub use catalog::{
     table_schema_pattern,
 };
 pub use habilitation::{Habilitation, Habilitations, TrustedIssuer, Validity};
+pub use place::{Folder, HistoryPlace, Seen, SetPlace};
 pub use plan::{AccessPlan, ColumnPlan, DatasetPlan, Reason, RowFilter};
 pub use set::{PolicySet, PolicyTexts, Refusal};
 pub use source::{PolicyFiles, Problem};

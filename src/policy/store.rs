@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 
 use super::catalog::CatalogFiles;
 use super::habilitation::TrustedIssuer;
+use super::place::{Folder, SetPlace};
 use super::set::{PolicySet, PolicyTexts};
 use super::source::Problem;
 
@@ -26,6 +27,9 @@ pub mod names {
 
 /// The policy set in force and how to replace it.
 pub struct PolicyStore {
+    /// Where the set is kept: a folder, or a bucket shared by the gateways.
+    place: Arc<dyn SetPlace>,
+    /// What problems name the place by.
     dir: PathBuf,
     /// The data folder: a new catalog must still match the Parquet files.
     data: Option<Arc<dyn CatalogFiles>>,
@@ -99,27 +103,76 @@ impl PolicyStore {
         history: Option<super::history::PolicyHistory>,
         issuers: Option<Vec<TrustedIssuer>>,
     ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
+        Self::load_in(
+            Arc::new(Folder(dir.to_path_buf())),
+            None,
+            data,
+            history,
+            issuers,
+        )
+    }
+
+    /// [`Self::load_bound`] from `place` (a folder or a bucket). A place that holds no set
+    /// yet (an empty bucket) is first given the set of the folder `seed`, if that set is
+    /// valid, by a conditional write (several gateways starting at once seed it once).
+    pub fn load_in(
+        place: Arc<dyn SetPlace>,
+        seed: Option<&Path>,
+        data: Option<Arc<dyn CatalogFiles>>,
+        history: Option<super::history::PolicyHistory>,
+        issuers: Option<Vec<TrustedIssuer>>,
+    ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
+        let dir = place.name().to_path_buf();
+        let io_problem = |what: &str, e: std::io::Error| {
+            vec![Problem::new(&dir, None, format!("{what}: {}", e.kind()))]
+        };
         // SECURITY: an apply a crash interrupted is finished or undone before anything is
         // loaded: the set served is the old one or the new one, whole.
-        super::folder::recover(dir).map_err(|e| {
+        place.recover().map_err(|e| {
             vec![Problem::new(
-                dir,
+                &dir,
                 None,
                 format!("cannot recover an interrupted apply: {e}"),
             )]
         })?;
-        let set = PolicySet::load(dir)?;
-        if let Some(data) = &data {
-            let problems = set.catalog.check_files(data.as_ref());
-            if !problems.is_empty() {
-                return Err(problems);
+        if let Some(seed) = seed
+            && !place
+                .holds_a_set()
+                .map_err(|e| io_problem("cannot read the policy set", e))?
+        {
+            // SECURITY: a place that has a history but no set lost its set: seeding it again
+            // from an old folder could put back rules withdrawn since. No set, no start.
+            let recorded = match &history {
+                Some(history) => history
+                    .list()
+                    .map_err(|e| io_problem("cannot read the policy history", e))?,
+                None => Vec::new(),
+            };
+            if !recorded.is_empty() {
+                return Err(vec![Problem::new(
+                    &dir,
+                    None,
+                    "the policy store has a history but no set in force: put a version of the history back in force by hand",
+                )]);
+            }
+            // SECURITY: only a set valid here seeds the place; one that another gateway
+            // put there meanwhile is never replaced.
+            let texts = PolicyTexts::read(seed)?;
+            let set = PolicySet::from_texts(seed, texts.clone())?;
+            checked_against(&set, seed, data.as_deref(), issuers.as_deref())?;
+            let seeded = place
+                .write_if(&texts, &mut |seen| seen.is_err())
+                .map_err(|e| io_problem("cannot write the policy set", e))?;
+            if seeded {
+                tracing::warn!(version = %set.version, "the policy store held no set: it now holds the set of policy.dir");
             }
         }
-        bound_to_issuers(&set, dir, issuers.as_deref())?;
+        let set = PolicySet::from_texts(&dir, place.read()?)?;
+        checked_against(&set, &dir, data.as_deref(), issuers.as_deref())?;
         if let Some(history) = &history {
             history.ensure_recorded(&set.texts).map_err(|e| {
                 vec![Problem::new(
-                    dir,
+                    &dir,
                     None,
                     format!("policy history: {}", e.kind()),
                 )]
@@ -127,7 +180,8 @@ impl PolicyStore {
         }
         metrics::gauge!(names::VERSION, "version" => set.version.clone()).set(1.0);
         Ok(Arc::new(PolicyStore {
-            dir: dir.to_path_buf(),
+            place,
+            dir,
             data,
             history,
             issuers,
@@ -157,10 +211,10 @@ impl PolicyStore {
         self.last_error.lock().ok().and_then(|e| e.clone())
     }
 
-    /// Re-reads the folder; swaps only if the whole new set is valid.
+    /// Re-reads the folder (or bucket); swaps only if the whole new set is valid.
     pub async fn reload(&self) -> Result<ReloadOutcome, Vec<Problem>> {
         let _guard = self.reload_lock.lock().await;
-        let texts = match PolicyTexts::read(&self.dir) {
+        let texts = match self.read().await {
             Ok(t) => t,
             Err(p) => return Err(self.refused(p)),
         };
@@ -171,6 +225,15 @@ impl PolicyStore {
             tracing::error!(error = %e.kind(), "cannot record the reloaded policy set in the history");
         }
         Ok(outcome)
+    }
+
+    /// The set of the place as it stands, read off the async workers (a bucket's requests
+    /// wait on the network).
+    async fn read(&self) -> Result<PolicyTexts, Vec<Problem>> {
+        let place = self.place.clone();
+        tokio::task::spawn_blocking(move || place.read())
+            .await
+            .unwrap_or_else(|_| Err(vec![Problem::new(&self.dir, None, "the read stopped")]))
     }
 
     /// Refuses `set` when its member rules are not bound to this store's trusted issuers (a
@@ -204,11 +267,12 @@ impl PolicyStore {
         self.check_issuers(&set).map_err(ApplyError::Invalid)?;
         let based_on = self.current().version.clone();
         let written = {
-            let (dir, texts, based_on) = (self.dir.clone(), texts.clone(), based_on.clone());
+            let (place, texts, based_on) = (self.place.clone(), texts.clone(), based_on.clone());
             tokio::task::spawn_blocking(move || {
                 let mut found = None;
                 let new = texts.version();
-                let written = super::folder::write_if(&dir, &texts, |on_disk| {
+                let dir = place.name().to_path_buf();
+                let written = place.write_if(&texts, &mut |on_disk| {
                     // SECURITY: the conditional write. The folder must hold the set this
                     // apply was based on (or already this one); another valid set there was
                     // put in force by someone else meanwhile: refuse, never overwrite it.
@@ -240,7 +304,7 @@ impl PolicyStore {
             Ok((Ok(false), found)) => {
                 // Serve what the folder holds now, so that the operator's next try is based
                 // on it (the watcher would within its interval).
-                if let Ok(now) = PolicyTexts::read(&self.dir) {
+                if let Ok(now) = self.read().await {
                     let _ = self.swap_locked(now);
                 }
                 Err(ApplyError::Conflict {
@@ -265,21 +329,14 @@ impl PolicyStore {
             return Ok(ReloadOutcome::Unchanged(from));
         }
         let checked = PolicySet::from_texts(&self.dir, texts).and_then(|set| {
-            // SECURITY: a catalog that no longer matches the data files is refused like any
-            // other invalid set.
-            match &self.data {
-                Some(data) => {
-                    let problems = set.catalog.check_files(data.as_ref());
-                    if problems.is_empty() {
-                        Ok(set)
-                    } else {
-                        Err(problems)
-                    }
-                }
-                None => Ok(set),
-            }
+            checked_against(
+                &set,
+                &self.dir,
+                self.data.as_deref(),
+                self.issuers.as_deref(),
+            )
+            .map(|()| set)
         });
-        let checked = checked.and_then(|set| self.check_issuers(&set).map(|()| set));
         match checked {
             Ok(set) => {
                 let to = set.version.clone();
@@ -325,17 +382,20 @@ impl PolicyStore {
         problems
     }
 
-    /// Polls the folder every `interval` and reloads when a file changes.
+    /// Polls the folder (or bucket) every `interval` and reloads when its stamp changes.
     pub fn spawn_watch(self: &Arc<Self>, interval: Duration) {
         let weak = Arc::downgrade(self);
         // No baseline: the first tick reloads (unchanged if the set loaded is the folder's),
         // so that a change made between the load and now (another gateway's apply) is seen.
-        let mut last = Vec::new();
+        let mut last = String::new();
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
                 let Some(store) = weak.upgrade() else { return };
-                let stamp = fingerprint(&store.dir);
+                let place = store.place.clone();
+                let Ok(stamp) = tokio::task::spawn_blocking(move || place.stamp()).await else {
+                    continue;
+                };
                 if stamp != last {
                     let _ = store.reload().await;
                 }
@@ -365,25 +425,21 @@ impl PolicyStore {
     }
 }
 
-/// Size and modification time of the policy files (a missing one as such), and of a pending
-/// apply's intent: cheap change detection, also of what another gateway sharing the folder
-/// writes.
-fn fingerprint(dir: &Path) -> Vec<Option<(u64, std::time::SystemTime)>> {
-    use super::source::PolicyFiles;
-    [
-        PolicyFiles::MODEL,
-        PolicyFiles::RULES,
-        PolicyFiles::HABILITATIONS,
-        PolicyFiles::DATASETS,
-        PolicyFiles::TABLES,
-        super::folder::INTENT,
-    ]
-    .iter()
-    .map(|name| {
-        let m = std::fs::metadata(dir.join(name)).ok()?;
-        Some((m.len(), m.modified().ok()?))
-    })
-    .collect()
+/// SECURITY: a catalog that no longer matches the data files, or member rules not bound to
+/// the trusted issuers, make a set invalid like any other problem.
+fn checked_against(
+    set: &PolicySet,
+    dir: &Path,
+    data: Option<&dyn CatalogFiles>,
+    issuers: Option<&[TrustedIssuer]>,
+) -> Result<(), Vec<Problem>> {
+    if let Some(data) = data {
+        let problems = set.catalog.check_files(data);
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+    }
+    bound_to_issuers(set, dir, issuers)
 }
 
 /// SECURITY: a set whose member rules two trusted issuers could satisfy (or that name an

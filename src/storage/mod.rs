@@ -8,13 +8,16 @@
 //! version, the versions a query is pinned to ([`Pins`], read through [`pinned`]), and local
 //! copies of the objects that readers of files need (`<data.dir>/.objects/`, 0600, one per
 //! version, downloaded `If-Match` its ETag: lookups, tables of the statistical secret).
-//! Must never: write to the bucket, follow a listing (a query reads only the objects its
-//! catalog names), or put credentials, object bytes or the store's error text (which names the
+//! The policy bucket (`policy.url`) is `policy_bucket`'s, the only module that writes to a
+//! bucket.
+//! Must never: write to the datasets' bucket, follow a listing (a query reads only the objects
+//! its catalog names), or put credentials, object bytes or the store's error text (which names the
 //! bucket and the key) in anything a caller sees: callers log it and answer `internal_error`,
 //! or `data_changed` when an object was replaced under a query.
 
 mod io;
 mod pinned;
+pub mod policy_bucket;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -124,56 +127,12 @@ impl ObjectData {
         let Some(text) = &config.url else {
             return Ok(None);
         };
-        let url = url::Url::parse(text).map_err(|_| StorageError::Config("not a URL".into()))?;
-        if url.scheme() != "s3" {
-            return Err(StorageError::Config(format!(
-                "scheme `{}` is not supported (use s3://bucket/prefix)",
-                url.scheme()
-            )));
-        }
-        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
-            // SECURITY: credentials never live in the configuration text.
-            return Err(StorageError::Config(
-                "carries no credentials and no query: credentials come from the AWS \
-                 environment variables or data.credentials_file"
-                    .into(),
-            ));
-        }
-        let bucket = url
-            .host_str()
-            .filter(|b| !b.is_empty())
-            .ok_or_else(|| StorageError::Config("names no bucket".into()))?
-            .to_string();
-        let prefix = ObjectPath::parse(url.path().trim_matches('/'))
-            .map_err(|_| StorageError::Config("the prefix is not a valid object path".into()))?;
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-        if let Some(file) = &config.credentials_file {
-            builder = with_credentials_file(builder, file)?;
-        }
-        let allow_http = http_allowed(&builder)?;
-        let io = io::IoRuntime::start().map_err(|e| StorageError::Config(e.to_string()))?;
-        let store = builder
-            // A store that does not answer fails the query in seconds, not after minutes of
-            // retries (object_store's default retries for up to 3 minutes).
-            .with_retry(RetryConfig {
-                max_retries: 2,
-                retry_timeout: Duration::from_secs(10),
-                ..RetryConfig::default()
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(Duration::from_secs(5))
-                    .with_timeout(Duration::from_secs(60)),
-            )
-            // (After the client options, which hold it.)
-            .with_allow_http(allow_http)
-            .with_http_connector(object_store::client::SpawnedReqwestConnector::new(
-                io.handle(),
-            ))
-            .build()
-            .map_err(|e| StorageError::Config(e.to_string()))?;
-        let base = url::Url::parse(&format!("s3://{bucket}"))
-            .map_err(|_| StorageError::Config("names no valid bucket".into()))?;
+        let Bucket {
+            base,
+            prefix,
+            store,
+            io,
+        } = Bucket::open(text, config.credentials_file.as_deref())?;
         Ok(Some(Arc::new(ObjectData {
             base,
             prefix,
@@ -780,6 +739,82 @@ impl ObjectData {
 }
 
 /// Whether the endpoint the store will use is plain HTTP (then on a loopback address only).
+/// A bucket opened from an `s3://bucket/prefix` URL: the datasets' (`data.url`) or the policy
+/// set's (`policy.url`).
+struct Bucket {
+    /// `s3://bucket`: the URL DataFusion's registry knows the store by.
+    base: url::Url,
+    prefix: ObjectPath,
+    store: object_store::aws::AmazonS3,
+    io: io::IoRuntime,
+}
+
+impl Bucket {
+    /// Opens the bucket of `text` with the credentials of `credentials_file` (else the AWS
+    /// environment variables).
+    fn open(
+        text: &str,
+        credentials_file: Option<&std::path::Path>,
+    ) -> Result<Bucket, StorageError> {
+        let url = url::Url::parse(text).map_err(|_| StorageError::Config("not a URL".into()))?;
+        if url.scheme() != "s3" {
+            return Err(StorageError::Config(format!(
+                "scheme `{}` is not supported (use s3://bucket/prefix)",
+                url.scheme()
+            )));
+        }
+        if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+            // SECURITY: credentials never live in the configuration text.
+            return Err(StorageError::Config(
+                "carries no credentials and no query: credentials come from the AWS \
+                 environment variables or a credentials file"
+                    .into(),
+            ));
+        }
+        let bucket = url
+            .host_str()
+            .filter(|b| !b.is_empty())
+            .ok_or_else(|| StorageError::Config("names no bucket".into()))?
+            .to_string();
+        let prefix = ObjectPath::parse(url.path().trim_matches('/'))
+            .map_err(|_| StorageError::Config("the prefix is not a valid object path".into()))?;
+        let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+        if let Some(file) = credentials_file {
+            builder = with_credentials_file(builder, file)?;
+        }
+        let allow_http = http_allowed(&builder)?;
+        let io = io::IoRuntime::start().map_err(|e| StorageError::Config(e.to_string()))?;
+        let store = builder
+            // A store that does not answer fails the query in seconds, not after minutes of
+            // retries (object_store's default retries for up to 3 minutes).
+            .with_retry(RetryConfig {
+                max_retries: 2,
+                retry_timeout: Duration::from_secs(10),
+                ..RetryConfig::default()
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(Duration::from_secs(5))
+                    .with_timeout(Duration::from_secs(60)),
+            )
+            // (After the client options, which hold it.)
+            .with_allow_http(allow_http)
+            .with_http_connector(object_store::client::SpawnedReqwestConnector::new(
+                io.handle(),
+            ))
+            .build()
+            .map_err(|e| StorageError::Config(e.to_string()))?;
+        let base = url::Url::parse(&format!("s3://{bucket}"))
+            .map_err(|_| StorageError::Config("names no valid bucket".into()))?;
+        Ok(Bucket {
+            base,
+            prefix,
+            store,
+            io,
+        })
+    }
+}
+
 fn http_allowed(builder: &AmazonS3Builder) -> Result<bool, StorageError> {
     // SECURITY: requests are signed with the hub's credentials: plain HTTP only to a
     // loopback endpoint (a local test server), whatever AWS_ALLOW_HTTP says. object_store

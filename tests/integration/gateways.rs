@@ -397,3 +397,133 @@ async fn two_gateway_processes_over_one_bucket_answer_alike_and_publish_once() {
         }
     }
 }
+
+/// Two gateway processes sharing the policy set through a bucket (`policy.url`), with no
+/// policy folder in common: the first seeds the empty bucket from its `policy.dir`, the second
+/// (whose own folders are empty) serves that set; a version stored on one is in the shared
+/// history, applied on the other, picked up by the first within its watch interval; an apply
+/// based on a version that is no longer the bucket's is refused (409 `policy_conflict`,
+/// nothing written); a set put in the bucket that does not validate is served by neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateway_processes_share_the_policy_set_through_a_bucket() {
+    let Some(moto) = crate::support::moto::Moto::start() else {
+        return;
+    };
+    moto.create_bucket("policies");
+    let dir = tempfile::tempdir().unwrap();
+    let credentials = moto.credentials_file(dir.path()).display().to_string();
+    let on_bucket = [
+        ("PASSERELLE_POLICY__URL", "s3://policies/hub"),
+        ("PASSERELLE_POLICY__CREDENTIALS_FILE", credentials.as_str()),
+    ];
+    // gw-b watches never (SIGHUP only): what it serves moves only when it applies itself.
+    let empty = dir.path().join("nothing-here").display().to_string();
+    let own_b = [
+        &on_bucket[..],
+        &[
+            ("PASSERELLE_POLICY__WATCH_INTERVAL_SECS", "0"),
+            ("PASSERELLE_POLICY__DIR", empty.as_str()),
+            ("PASSERELLE_POLICY__HISTORY_DIR", empty.as_str()),
+        ],
+    ]
+    .concat();
+    let (a, b) = two_gateways_with(&on_bucket, &own_b).await;
+    let operator = a.token("operateur");
+    let s3 = moto.client("policies");
+    let set_key = object_store::path::Path::from("hub/policy-set.json");
+    let in_bucket = || async {
+        let bytes = object_store::ObjectStoreExt::get(&s3, &set_key)
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice::<passerelle::policy::PolicyTexts>(&bytes)
+            .unwrap()
+            .version()
+    };
+
+    // Seeded by gw-a from its folder; gw-b, whose folders are empty, serves the same set.
+    let v0 = version_in_force(&a, &operator).await;
+    assert_eq!(in_bucket().await, v0);
+    assert_eq!(version_in_force(&b, &operator).await, v0);
+    assert!(
+        !std::path::Path::new(&empty).exists(),
+        "gw-b wrote no folder"
+    );
+
+    // Stored on gw-b, applied on gw-b, served by gw-a within its watch interval; gw-a's own
+    // policy folder is left as it was (the bucket is the set in force).
+    let (n1, v1) = submit(&b, &operator, "stored on gw-b").await;
+    assert_eq!(apply(&b, &operator, n1).await.status(), 200);
+    assert_eq!(in_bucket().await, v1);
+    let picked_up = serves(&a, &operator, &v1).await;
+    assert!(picked_up <= Duration::from_secs(WATCH_SECS + 5));
+    assert_eq!(
+        passerelle::policy::PolicyTexts::read(&a.root.join("policies"))
+            .unwrap()
+            .version(),
+        v0
+    );
+
+    // One history: gw-a sees gw-b's version, numbered after the seed's, recorded as applied.
+    let versions: Value = a
+        .get("/v1/admin/policy/versions", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let stored = versions["versions"].as_array().unwrap();
+    let v1_meta = stored.iter().find(|m| m["number"] == n1).unwrap();
+    assert_eq!(v1_meta["version"], v1);
+    assert_eq!(v1_meta["applied"].as_array().unwrap().len(), 1);
+    assert!(stored.iter().any(|m| m["version"] == v0));
+
+    // gw-a applies a new version; gw-b, still serving v1, applies another one based on v1:
+    // refused, nothing written, and gw-b now serves the bucket's set.
+    let (na, va) = submit(&a, &operator, "from gw-a").await;
+    let (nb, _) = submit(&b, &operator, "from gw-b").await;
+    assert_ne!(na, nb, "one shared history: two numbers");
+    assert_eq!(apply(&a, &operator, na).await.status(), 200);
+    assert_eq!(version_in_force(&b, &operator).await, v1);
+    let refused = apply(&b, &operator, nb).await;
+    assert_eq!(refused.status(), 409);
+    let problem: Value = refused.json().await.unwrap();
+    assert_eq!(problem["code"], "policy_conflict", "{problem}");
+    assert_eq!(in_bucket().await, va);
+    assert_eq!(version_in_force(&b, &operator).await, va);
+
+    // A set put straight into the bucket that does not validate: neither serves it (gw-a's
+    // watcher refuses it and says so to operators; gw-b reloads on SIGHUP only).
+    let current: Value = a
+        .get("/v1/admin/policy", Some(&operator))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut broken = current["files"].clone();
+    broken["model.conf"] = json!("[request_definition]\nr = sub\n");
+    object_store::ObjectStoreExt::put(&s3, &set_key, serde_json::to_vec(&broken).unwrap().into())
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(WATCH_SECS + 5);
+    loop {
+        let health: Value = a
+            .get("/v1/admin/health", Some(&operator))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if health["checks"]["policy"]["last_reload_refused"] == true {
+            assert_eq!(health["checks"]["policy"]["version"], va);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the broken set was never refused: {health}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(version_in_force(&b, &operator).await, va);
+    drop(b);
+}

@@ -1055,7 +1055,7 @@ async fn a_live_catalog_change_that_no_longer_matches_the_data_is_refused() {
         store.reload().await.unwrap(),
         passerelle::policy::ReloadOutcome::Applied { .. }
     ));
-    let recorded = history.list();
+    let recorded = history.list().unwrap();
     assert_eq!(recorded.last().unwrap().version, store.current().version);
 }
 

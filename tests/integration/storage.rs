@@ -531,3 +531,185 @@ async fn extracts_serve_a_hub_on_a_bucket_at_the_version_each_query_is_pinned_to
     assert_ne!(new["rows"], old);
     read_from_an_extract(Some(new["rows"].clone())).await;
 }
+
+/// The policy set in a bucket (`policy.url`), against moto checking credentials: wrong
+/// credentials or a missing bucket stop the start (naming no secret); an empty bucket is
+/// seeded once from `policy.dir`, and a seed that does not validate is never written; a set in
+/// the bucket that does not parse, or is larger than a policy set may be, stops the start; two
+/// stores on one bucket cannot both replace the set they started from; a history number is
+/// taken once.
+#[tokio::test]
+async fn a_policy_set_in_a_bucket_is_shared_conditionally_and_fails_closed() {
+    use passerelle::hub::PolicyPlaces;
+    use passerelle::policy::{ApplyError, PolicyStore, PolicyTexts, SetPlace};
+    let Some(moto) = Moto::start_checking_credentials("rules") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let right = moto.credentials_file(dir.path());
+    let wrong_secret = "wrong-secret-9876543210";
+    let wrong = moto.credentials_file_with(dir.path(), "wrong", wrong_secret);
+    let config = |url: &str, credentials: &Path| {
+        let mut config = hub().config().policy;
+        config.url = Some(url.to_string());
+        config.credentials_file = Some(credentials.to_path_buf());
+        config
+    };
+    let load = |places: &PolicyPlaces| {
+        PolicyStore::load_in(
+            places.set.clone(),
+            places.seed.as_deref(),
+            None,
+            Some(places.history.clone()),
+            None,
+        )
+    };
+    let texts = |problems: Vec<passerelle::policy::Problem>| -> String {
+        problems.iter().map(ToString::to_string).collect()
+    };
+
+    // Wrong credentials, a missing bucket: no store, and no secret in what is said.
+    for (url, credentials) in [("s3://rules/hub", &wrong), ("s3://absent/hub", &right)] {
+        let places = PolicyPlaces::open(&config(url, credentials)).unwrap();
+        let said = texts(load(&places).unwrap_err());
+        assert!(
+            !said.contains(wrong_secret) && !said.contains(&moto.keys.1),
+            "{said}"
+        );
+    }
+    let s3 = moto.client("rules");
+    assert!(
+        s3.get(&ObjectPath::from("hub/policy-set.json"))
+            .await
+            .is_err()
+    );
+
+    // A seed folder that does not validate is never written to the bucket.
+    let bad_seed = dir.path().join("bad-seed");
+    passerelle::policy::PolicyTexts {
+        model: "[request_definition]\nr = sub\n".into(),
+        ..PolicyTexts::read(&hub().root.join("policies")).unwrap()
+    }
+    .write(&bad_seed)
+    .unwrap();
+    let mut with_bad_seed = config("s3://rules/hub", &right);
+    with_bad_seed.dir = bad_seed;
+    assert!(load(&PolicyPlaces::open(&with_bad_seed).unwrap()).is_err());
+    assert!(
+        s3.get(&ObjectPath::from("hub/policy-set.json"))
+            .await
+            .is_err()
+    );
+
+    // Seeded once from the hub's folder; a second store on the bucket serves that set.
+    let places = PolicyPlaces::open(&config("s3://rules/hub", &right)).unwrap();
+    let first = load(&places).unwrap();
+    let seeded = first.current().version.clone();
+    assert_eq!(
+        seeded,
+        PolicyTexts::read(&hub().root.join("policies"))
+            .unwrap()
+            .version()
+    );
+    let other_places = PolicyPlaces::open(&config("s3://rules/hub", &right)).unwrap();
+    let second = load(&other_places).unwrap();
+    assert_eq!(second.current().version, seeded);
+    assert_eq!(
+        places.history.list().unwrap().len(),
+        1,
+        "the seed is recorded once"
+    );
+
+    // The first store applies a change; the second, still on the seed, cannot replace it.
+    let changed = |tag: &str| {
+        let mut t = first.current().texts.clone();
+        t.rules.push_str(&format!("\n# {tag}\n"));
+        t
+    };
+    let (from_first, from_second) = (changed("first"), changed("second"));
+    first.apply(from_first.clone()).await.unwrap();
+    match second.apply(from_second).await {
+        Err(ApplyError::Conflict { based_on, found }) => {
+            assert_eq!(based_on, seeded);
+            assert_eq!(found, from_first.version());
+        }
+        other => panic!("two applies from one version both won: {other:?}"),
+    }
+    assert_eq!(places.set.read().unwrap().version(), from_first.version());
+    assert_eq!(second.current().version, from_first.version());
+
+    // Another writer between a write's look and its write: the write fails `If-Match`, looks
+    // again, and the new look decides (here: refuses to replace the intruder's set).
+    let open = || {
+        passerelle::storage::policy_bucket::PolicyBucket::open("s3://rules/hub", Some(&right))
+            .unwrap()
+    };
+    let (bucket, other) = (open(), open());
+    let (late, intruder) = (changed("late"), changed("intruder"));
+    let mut looks = Vec::new();
+    let written = bucket
+        .write_if(&late, &mut |seen| {
+            let version = seen.as_ref().unwrap().version();
+            if looks.is_empty() {
+                assert!(other.write_if(&intruder, &mut |_| true).unwrap());
+            }
+            looks.push(version.clone());
+            version == from_first.version()
+        })
+        .unwrap();
+    assert!(!written, "a write over a set it never looked at");
+    assert_eq!(looks, [from_first.version(), intruder.version()]);
+    assert_eq!(bucket.read().unwrap().version(), intruder.version());
+    // Two approvals recorded at once on one version: neither is lost.
+    let mut first_try = true;
+    let approved = passerelle::policy::HistoryPlace::update(&*bucket, 1, &mut |meta| {
+        if first_try {
+            first_try = false;
+            passerelle::policy::HistoryPlace::update(&*other, 1, &mut |m| {
+                m.approvals.push((chrono::Utc::now(), "other".into()))
+            })
+            .unwrap();
+        }
+        meta.approvals.push((chrono::Utc::now(), "this".into()));
+    })
+    .unwrap()
+    .unwrap();
+    let who: Vec<&str> = approved.approvals.iter().map(|(_, w)| w.as_str()).collect();
+    assert_eq!(who, ["other", "this"]);
+
+    // One history shared: numbers follow each other, a taken number is not taken again.
+    let meta = other_places
+        .history
+        .submit(&from_first, "operateur", "again")
+        .unwrap();
+    assert_eq!(meta.number, 2);
+    let mut taken = meta.clone();
+    taken.comment = "over it".into();
+    assert!(!passerelle::policy::HistoryPlace::create(&*bucket, &taken, &from_first).unwrap());
+    assert_eq!(places.history.get(2).unwrap().0.comment, "again");
+
+    // A set removed from a bucket that has a history is not seeded again from the folder
+    // (it could put back rules withdrawn since): no start.
+    s3.delete(&ObjectPath::from("hub/policy-set.json"))
+        .await
+        .unwrap();
+    let said = texts(load(&places).unwrap_err());
+    assert!(said.contains("has a history but no set"), "{said}");
+    assert!(
+        s3.get(&ObjectPath::from("hub/policy-set.json"))
+            .await
+            .is_err()
+    );
+
+    // A set in the bucket that does not parse, or that is too large, stops a start.
+    for bytes in [b"{ not json".to_vec(), vec![b' '; 17 * 1024 * 1024]] {
+        s3.put(&ObjectPath::from("hub/policy-set.json"), bytes.into())
+            .await
+            .unwrap();
+        let said = texts(load(&places).unwrap_err());
+        assert!(said.contains("policy-set.json"), "{said}");
+        // The stores serving keep their set.
+        assert!(first.reload().await.is_err());
+        assert_eq!(first.current().version, from_first.version());
+    }
+}
