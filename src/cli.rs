@@ -132,6 +132,14 @@ pub enum Command {
         #[arg(long, env = "PASSERELLE_CONFIG")]
         config: PathBuf,
     },
+    /// Put the policy set of `policy.dir`, once validated, in the empty bucket of `policy.url`
+    /// (gateways never fill an empty bucket themselves); refuses a bucket that holds a set or
+    /// a history.
+    SeedPolicy {
+        /// The hub's configuration file.
+        #[arg(long, env = "PASSERELLE_CONFIG")]
+        config: PathBuf,
+    },
     /// Print the OpenAPI 3.1 document of the HTTP API (the one served at `/openapi.json` and
     /// kept in `docs/openapi.json`).
     Openapi,
@@ -185,6 +193,7 @@ pub fn run() -> ExitCode {
     crate::install_crypto_provider();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::SeedPolicy { config } => seed_policy(&config),
         Command::Openapi => {
             print!("{}", crate::server::openapi::document_json());
             ExitCode::SUCCESS
@@ -348,6 +357,20 @@ fn check(path: &std::path::Path) -> ExitCode {
         }
         eprintln!("{} problem(s) found", problems.len());
         ExitCode::FAILURE
+    }
+}
+
+fn seed_policy(path: &std::path::Path) -> ExitCode {
+    let config = match Config::load(path) {
+        Ok(config) => config,
+        Err(e) => return fail(e.to_string()),
+    };
+    match crate::hub::seed_policy(&config) {
+        Ok(version) => {
+            println!("the policy bucket now holds version {version} of policy.dir");
+            ExitCode::SUCCESS
+        }
+        Err(problems) => fail(problems.join("\n")),
     }
 }
 

@@ -16,6 +16,7 @@ use crate::policy::history::PolicyHistory;
 use crate::policy::{Folder, PolicySet, PolicyStore, SetPlace};
 use crate::pseudonym::{KeyRing, MasterKey, MasterKeyError};
 use crate::server::{App, AppState, RunningServer, ServerError};
+use crate::storage::policy_bucket::{PolicyBucket, Seeded};
 
 /// Why a hub could not start, or what `check` found.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +46,6 @@ pub enum HubError {
 pub struct PolicyPlaces {
     pub set: Arc<dyn SetPlace>,
     pub history: PolicyHistory,
-    /// The folder whose set an empty bucket is given at start (`policy.dir`).
-    pub seed: Option<PathBuf>,
 }
 
 impl PolicyPlaces {
@@ -54,48 +53,27 @@ impl PolicyPlaces {
     pub fn open(config: &crate::config::PolicyConfig) -> Result<PolicyPlaces, String> {
         match &config.url {
             Some(url) => {
-                let bucket = crate::storage::policy_bucket::PolicyBucket::open(
-                    url,
-                    config.credentials_file.as_deref(),
-                )?;
+                let bucket = PolicyBucket::open(url, config.credentials_file.as_deref())?;
                 Ok(PolicyPlaces {
                     set: bucket.clone(),
                     history: PolicyHistory::on(bucket),
-                    seed: Some(config.dir.clone()),
                 })
             }
             None => Ok(PolicyPlaces {
                 set: Arc::new(Folder(config.dir.clone())),
                 history: PolicyHistory::new(&config.history_dir),
-                seed: None,
             }),
         }
     }
 
-    /// The set a start would serve, read without writing: the place's, or, in an empty
-    /// bucket, the seed folder's (for `check`, `explain`, warnings); with what its problems
-    /// name it by.
+    /// The set a start would serve, read without writing (for `check`, `explain`, warnings),
+    /// with what its problems name it by.
     pub fn set_to_serve(&self) -> Result<(PolicySet, PathBuf), Vec<String>> {
         let to_strings = |p: Vec<crate::policy::Problem>| -> Vec<String> {
             p.iter().map(ToString::to_string).collect()
         };
-        let holds = self.set.holds_a_set().map_err(|e| {
-            vec![format!(
-                "{}: cannot read: {}",
-                self.set.name().display(),
-                e.kind()
-            )]
-        })?;
-        let (dir, texts) = match &self.seed {
-            Some(seed) if !holds => (
-                seed.clone(),
-                crate::policy::PolicyTexts::read(seed).map_err(to_strings)?,
-            ),
-            _ => (
-                self.set.name().to_path_buf(),
-                self.set.read().map_err(to_strings)?,
-            ),
-        };
+        let dir = self.set.name().to_path_buf();
+        let texts = self.set.read().map_err(to_strings)?;
         let set = PolicySet::from_texts(&dir, texts).map_err(to_strings)?;
         Ok((set, dir))
     }
@@ -106,6 +84,47 @@ pub fn policy_set(config: &Config) -> Result<(PolicySet, PathBuf), Vec<String>> 
     PolicyPlaces::open(&config.policy)
         .map_err(|e| vec![e])?
         .set_to_serve()
+}
+
+/// `passerelle seed-policy`: puts the set of `policy.dir`, if valid (against the data files
+/// and the trusted issuers, as a start checks it), in the empty bucket of `policy.url`: the
+/// version written, or every problem (a bucket that holds a set or a history is left as it
+/// is).
+pub fn seed_policy(config: &Config) -> Result<String, Vec<String>> {
+    let Some(url) = &config.policy.url else {
+        return Err(vec![
+            "policy.url is not set: the policy set is the folder policy.dir, nothing to seed"
+                .into(),
+        ]);
+    };
+    let to_strings = |p: Vec<crate::policy::Problem>| -> Vec<String> {
+        p.iter().map(ToString::to_string).collect()
+    };
+    let dir = &config.policy.dir;
+    let texts = crate::policy::PolicyTexts::read(dir).map_err(to_strings)?;
+    let set = PolicySet::from_texts(dir, texts.clone()).map_err(to_strings)?;
+    let objects =
+        crate::storage::ObjectData::open(&config.data).map_err(|e| vec![e.to_string()])?;
+    let files = crate::storage::catalog_files(&config.data.dir, objects.as_ref());
+    let mut problems = to_strings(set.catalog.check_files(files.as_ref()));
+    let issuers = crate::gateway::trusted_issuers(&config.identity);
+    problems.extend(to_strings(set.issuer_problems(dir, &issuers)));
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    let bucket =
+        PolicyBucket::open(url, config.policy.credentials_file.as_deref()).map_err(|e| vec![e])?;
+    let name = bucket.name().display().to_string();
+    match bucket.seed(&texts) {
+        Ok(Seeded::Written) => Ok(set.version),
+        Ok(Seeded::HoldsASet) => Err(vec![format!(
+            "{name}: the bucket already holds a policy set: nothing written (change it through the operator API or the console)"
+        )]),
+        Ok(Seeded::HasAHistory) => Err(vec![format!(
+            "{name}: the bucket has a policy history but no set in force: nothing written; put a version of the history back by hand (docs/operations.md)"
+        )]),
+        Err(e) => Err(vec![format!("{name}: cannot seed: {}", e.kind())]),
+    }
 }
 
 /// Every problem of a hub, without starting it: for `passerelle check`.
@@ -185,7 +204,6 @@ pub async fn start_with_audit(
     // SECURITY: every set's member rules are bound to the trusted issuers, now and at reload.
     let policy = PolicyStore::load_in(
         places.set.clone(),
-        places.seed.as_deref(),
         Some(files.clone()),
         Some(history.clone()),
         Some(crate::gateway::trusted_issuers(&config.identity)),

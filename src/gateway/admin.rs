@@ -19,7 +19,7 @@ use super::{Caller, Gateway};
 use crate::identity::Principal;
 use crate::policy::diff::{Change, diff};
 use crate::policy::explain::{HabilitationView, render_text, views};
-use crate::policy::history::VersionMeta;
+use crate::policy::history::{PolicyHistory, VersionMeta};
 use crate::policy::{ApplyError, PolicySet, PolicyTexts, Problem, ReloadOutcome};
 
 /// A new policy version: its files (by name) and a comment for the history. The names are
@@ -347,17 +347,16 @@ impl Gateway {
                 .await
                 .map_err(|_| GatewayError::internal())??
             };
+            let (stored, who, comment) = (
+                texts.clone(),
+                author(&caller.principal),
+                submission.comment.clone(),
+            );
             let meta = self
-                .history
-                .submit(
-                    &texts,
-                    &author(&caller.principal),
-                    &submission.comment,
-                )
-                .map_err(|e| {
-                    tracing::error!(error = %e.kind(), "cannot store a policy version");
-                    GatewayError::internal()
-                })?;
+                .with_history("cannot store a policy version", move |h| {
+                    h.submit(&stored, &who, &comment)
+                })
+                .await?;
             tracing::info!(number = meta.number, version = %meta.version, author = %meta.author, "policy version submitted");
             Ok(SubmittedVersion {
                 version: meta,
@@ -375,10 +374,9 @@ impl Gateway {
         self.as_operator(caller, async {
             Ok(VersionsView {
                 in_force: self.policy.current().version.clone(),
-                versions: self.history.list().map_err(|e| {
-                    tracing::error!(error = %e.kind(), "cannot read the policy history");
-                    GatewayError::internal()
-                })?,
+                versions: self
+                    .with_history("cannot read the policy history", |h| h.list())
+                    .await?,
             })
         })
         .await
@@ -391,7 +389,7 @@ impl Gateway {
         number: u64,
     ) -> Result<InForceView, GatewayError> {
         self.as_operator(caller, async {
-            let (meta, texts) = self.stored_version(number)?;
+            let (meta, texts) = self.stored_version(number).await?;
             // SECURITY: four eyes when the hub asks for them: a version never in force before
             // needs `policy.approvals` distinct operators, the one applying it included.
             let needed = self.config.policy.approvals;
@@ -416,6 +414,9 @@ impl Gateway {
             let before = self.policy.current();
             let outcome = self.policy.apply(texts).await.map_err(|e| match e {
                 ApplyError::Invalid(problems) => invalid(&problems),
+                ApplyError::Unavailable(_) => GatewayError::unavailable(
+                    "the policy folder or bucket cannot be written: nothing was put in force; try again later",
+                ),
                 ApplyError::Conflict { based_on, found } => GatewayError::new(
                     ErrorKind::Conflict,
                     "policy_conflict",
@@ -427,9 +428,13 @@ impl Gateway {
             })?;
             let after = self.policy.current();
             let changes = diff(&before, &after);
-            if let Err(e) = self.history.mark_applied(number, &who) {
-                tracing::error!(error = %e.kind(), "cannot record a policy application");
-            }
+            let applier = who.clone();
+            // (Logged when it fails: the set is in force whatever the history says.)
+            let _ = self
+                .with_history("cannot record a policy application", move |h| {
+                    h.mark_applied(number, &applier)
+                })
+                .await;
             tracing::info!(number, version = %meta.version, author = %who, "policy version put in force");
             let applied = matches!(outcome, ReloadOutcome::Applied { .. });
             Ok(InForceView {
@@ -443,24 +448,47 @@ impl Gateway {
     }
 
     /// Stored version `number`, or the not-found every operator use case answers.
-    pub(super) fn stored_version(
+    pub(super) async fn stored_version(
         &self,
         number: u64,
     ) -> Result<(VersionMeta, PolicyTexts), GatewayError> {
-        self.history.get(number).ok_or_else(|| {
-            GatewayError::not_found(
-                "policy_version_not_found",
-                "Not found",
-                format!("no stored policy version {number}"),
-            )
-        })
+        self.with_history("cannot read a policy version", move |h| h.get(number))
+            .await?
+            .ok_or_else(|| {
+                GatewayError::not_found(
+                    "policy_version_not_found",
+                    "Not found",
+                    format!("no stored policy version {number}"),
+                )
+            })
+    }
+
+    /// Runs `work` on the policy history off the async workers (a bucket's requests wait on
+    /// the network): its answer, or 503 when the history cannot be reached (`what` logged with
+    /// the cause).
+    async fn with_history<T: Send + 'static>(
+        &self,
+        what: &'static str,
+        work: impl FnOnce(&PolicyHistory) -> std::io::Result<T> + Send + 'static,
+    ) -> Result<T, GatewayError> {
+        let history = self.history.clone();
+        match tokio::task::spawn_blocking(move || work(&history)).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e.kind(), "{what}");
+                Err(GatewayError::unavailable(
+                    "the policy history cannot be reached: try again later",
+                ))
+            }
+            Err(_) => Err(GatewayError::internal()),
+        }
     }
 
     /// Records the caller's approval of stored version `number` (`policy.approvals`): never its
     /// author's, once per operator.
     pub async fn approve(&self, caller: &Caller, number: u64) -> Result<VersionMeta, GatewayError> {
         self.as_operator(caller, async {
-            let (meta, _) = self.stored_version(number)?;
+            let (meta, _) = self.stored_version(number).await?;
             let who = author(&caller.principal);
             // SECURITY: the second pair of eyes is never the author's own.
             if meta.author == who {
@@ -475,13 +503,12 @@ impl Gateway {
                     "this operator has already approved this version",
                 ));
             }
+            let approver = who.clone();
             let meta = self
-                .history
-                .approve(number, &who)
-                .map_err(|e| {
-                    tracing::error!(error = %e.kind(), "cannot record a policy approval");
-                    GatewayError::internal()
-                })?
+                .with_history("cannot record a policy approval", move |h| {
+                    h.approve(number, &approver)
+                })
+                .await?
                 .ok_or_else(GatewayError::internal)?;
             tracing::info!(number, version = %meta.version, approver = %who, "policy version approved");
             Ok(meta)

@@ -475,7 +475,7 @@ impl Gateway {
         number: u64,
     ) -> Result<VersionPreview, GatewayError> {
         self.as_operator(caller, async {
-            let (meta, texts) = self.stored_version(number)?;
+            let (meta, texts) = self.stored_version(number).await?;
             let current = self.policy.current();
             let in_force = current.version.clone();
             let (changes, concerned) = tokio::task::spawn_blocking(move || {

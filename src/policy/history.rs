@@ -58,12 +58,9 @@ impl PolicyHistory {
         Ok(out)
     }
 
-    /// Version `number`, `None` when there is none (or the place cannot be read: logged).
-    pub fn get(&self, number: u64) -> Option<(VersionMeta, PolicyTexts)> {
-        self.place.get(number).unwrap_or_else(|e| {
-            tracing::error!(error = %e.kind(), number, "cannot read a policy version");
-            None
-        })
+    /// Version `number`, `None` when there is none; an error when the place cannot say.
+    pub fn get(&self, number: u64) -> std::io::Result<Option<(VersionMeta, PolicyTexts)>> {
+        self.place.get(number)
     }
 
     /// Stores a new version (already validated by the caller).
@@ -74,7 +71,7 @@ impl PolicyHistory {
         comment: &str,
     ) -> std::io::Result<VersionMeta> {
         let mut meta = VersionMeta {
-            number: self.place.highest_number()? + 1,
+            number: 0,
             version: texts.version(),
             author: author.to_string(),
             comment: comment.to_string(),
@@ -82,13 +79,15 @@ impl PolicyHistory {
             applied: Vec::new(),
             approvals: Vec::new(),
         };
-        // Two writers never share a number: the one that loses takes the next (a place that
-        // refuses every number is an error after a thousand).
-        for _ in 0..1000 {
+        // Two writers never share a number: the one that loses looks again (a place that
+        // refuses every number is an error after a few tries).
+        let mut after = 0;
+        for _ in 0..8 {
+            meta.number = self.place.highest_number()?.max(after) + 1;
             if self.place.create(&meta, texts)? {
                 return Ok(meta);
             }
-            meta.number += 1;
+            after = meta.number;
         }
         Err(std::io::Error::new(
             std::io::ErrorKind::WouldBlock,

@@ -24,15 +24,13 @@ pub trait SetPlace: Send + Sync + std::fmt::Debug {
     /// Finishes or undoes what a crash during a write left (a folder's staged files); nothing
     /// to do where a write is one atomic object.
     fn recover(&self) -> std::io::Result<()>;
-    /// Whether the place holds a set at all (an empty bucket is seeded from `policy.dir`);
-    /// a folder always counts as holding one (its missing files are problems).
-    fn holds_a_set(&self) -> std::io::Result<bool>;
     /// The set as it stands, whole: never files of two versions.
     fn read(&self) -> Seen;
     /// Writes `texts` only if `may_replace` accepts what the place holds at the moment of the
     /// write (looked at again, and asked again, when another writer came first): the
     /// conditional write under which two operators applying at once cannot both win.
-    /// `Ok(false)`: refused, nothing written.
+    /// `Ok(false)`: refused, nothing written. A bucket without a set is an error (only its
+    /// seed fills it).
     fn write_if(
         &self,
         texts: &PolicyTexts,
@@ -75,10 +73,6 @@ impl SetPlace for Folder {
 
     fn recover(&self) -> std::io::Result<()> {
         super::folder::recover(&self.0).map(|_| ())
-    }
-
-    fn holds_a_set(&self) -> std::io::Result<bool> {
-        Ok(true)
     }
 
     fn read(&self) -> Seen {

@@ -39,6 +39,8 @@ pub struct PolicyStore {
     issuers: Option<Vec<TrustedIssuer>>,
     current: ArcSwap<PolicySet>,
     last_error: Mutex<Option<String>>,
+    /// Whether the last read of the folder or bucket gave a set (valid or not).
+    last_read: std::sync::atomic::AtomicBool,
     /// Serialises reloads and applies (file watcher, SIGHUP, operator API).
     reload_lock: tokio::sync::Mutex<()>,
     /// Every swap and refused reload, for the audit trail (see [`PolicyStore::subscribe`]).
@@ -63,6 +65,9 @@ impl std::fmt::Debug for PolicyStore {
 /// Why an apply did not put a set in force.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApplyError {
+    /// The folder or bucket could not be read or written (nothing was put in force; the
+    /// cause is logged): retry later.
+    Unavailable(String),
     /// The set is invalid (every problem), or the folder could not be written.
     Invalid(Vec<Problem>),
     /// The folder held another valid set than the one this gateway had in force when the
@@ -103,29 +108,17 @@ impl PolicyStore {
         history: Option<super::history::PolicyHistory>,
         issuers: Option<Vec<TrustedIssuer>>,
     ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
-        Self::load_in(
-            Arc::new(Folder(dir.to_path_buf())),
-            None,
-            data,
-            history,
-            issuers,
-        )
+        Self::load_in(Arc::new(Folder(dir.to_path_buf())), data, history, issuers)
     }
 
-    /// [`Self::load_bound`] from `place` (a folder or a bucket). A place that holds no set
-    /// yet (an empty bucket) is first given the set of the folder `seed`, if that set is
-    /// valid, by a conditional write (several gateways starting at once seed it once).
+    /// [`Self::load_bound`] from `place` (a folder or a bucket).
     pub fn load_in(
         place: Arc<dyn SetPlace>,
-        seed: Option<&Path>,
         data: Option<Arc<dyn CatalogFiles>>,
         history: Option<super::history::PolicyHistory>,
         issuers: Option<Vec<TrustedIssuer>>,
     ) -> Result<Arc<PolicyStore>, Vec<Problem>> {
         let dir = place.name().to_path_buf();
-        let io_problem = |what: &str, e: std::io::Error| {
-            vec![Problem::new(&dir, None, format!("{what}: {}", e.kind()))]
-        };
         // SECURITY: an apply a crash interrupted is finished or undone before anything is
         // loaded: the set served is the old one or the new one, whole.
         place.recover().map_err(|e| {
@@ -135,38 +128,6 @@ impl PolicyStore {
                 format!("cannot recover an interrupted apply: {e}"),
             )]
         })?;
-        if let Some(seed) = seed
-            && !place
-                .holds_a_set()
-                .map_err(|e| io_problem("cannot read the policy set", e))?
-        {
-            // SECURITY: a place that has a history but no set lost its set: seeding it again
-            // from an old folder could put back rules withdrawn since. No set, no start.
-            let recorded = match &history {
-                Some(history) => history
-                    .list()
-                    .map_err(|e| io_problem("cannot read the policy history", e))?,
-                None => Vec::new(),
-            };
-            if !recorded.is_empty() {
-                return Err(vec![Problem::new(
-                    &dir,
-                    None,
-                    "the policy store has a history but no set in force: put a version of the history back in force by hand",
-                )]);
-            }
-            // SECURITY: only a set valid here seeds the place; one that another gateway
-            // put there meanwhile is never replaced.
-            let texts = PolicyTexts::read(seed)?;
-            let set = PolicySet::from_texts(seed, texts.clone())?;
-            checked_against(&set, seed, data.as_deref(), issuers.as_deref())?;
-            let seeded = place
-                .write_if(&texts, &mut |seen| seen.is_err())
-                .map_err(|e| io_problem("cannot write the policy set", e))?;
-            if seeded {
-                tracing::warn!(version = %set.version, "the policy store held no set: it now holds the set of policy.dir");
-            }
-        }
         let set = PolicySet::from_texts(&dir, place.read()?)?;
         checked_against(&set, &dir, data.as_deref(), issuers.as_deref())?;
         if let Some(history) = &history {
@@ -187,6 +148,7 @@ impl PolicyStore {
             issuers,
             current: ArcSwap::from_pointee(set),
             last_error: Mutex::new(None),
+            last_read: std::sync::atomic::AtomicBool::new(true),
             reload_lock: tokio::sync::Mutex::new(()),
             events: tokio::sync::broadcast::channel(64).0,
         }))
@@ -219,10 +181,13 @@ impl PolicyStore {
             Err(p) => return Err(self.refused(p)),
         };
         let outcome = self.swap_locked(texts)?;
-        if let (ReloadOutcome::Applied { .. }, Some(history)) = (&outcome, &self.history)
-            && let Err(e) = history.ensure_recorded(&self.current().texts)
-        {
-            tracing::error!(error = %e.kind(), "cannot record the reloaded policy set in the history");
+        if let (ReloadOutcome::Applied { .. }, Some(history)) = (&outcome, &self.history) {
+            let (history, texts) = (history.clone(), self.current().texts.clone());
+            let recorded =
+                tokio::task::spawn_blocking(move || history.ensure_recorded(&texts)).await;
+            if let Ok(Err(e)) = recorded {
+                tracing::error!(error = %e.kind(), "cannot record the reloaded policy set in the history");
+            }
         }
         Ok(outcome)
     }
@@ -231,9 +196,17 @@ impl PolicyStore {
     /// wait on the network).
     async fn read(&self) -> Result<PolicyTexts, Vec<Problem>> {
         let place = self.place.clone();
-        tokio::task::spawn_blocking(move || place.read())
+        let read = tokio::task::spawn_blocking(move || place.read())
             .await
-            .unwrap_or_else(|_| Err(vec![Problem::new(&self.dir, None, "the read stopped")]))
+            .unwrap_or_else(|_| Err(vec![Problem::new(&self.dir, None, "the read stopped")]));
+        self.last_read
+            .store(read.is_ok(), std::sync::atomic::Ordering::Relaxed);
+        read
+    }
+
+    /// Whether the last read of the folder or bucket gave a set (valid or not).
+    fn read_succeeded(&self) -> bool {
+        self.last_read.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Refuses `set` when its member rules are not bound to this store's trusted issuers (a
@@ -293,11 +266,8 @@ impl PolicyStore {
             .await
         };
         let cannot_write = |reason: String| {
-            ApplyError::Invalid(vec![Problem::new(
-                &self.dir,
-                None,
-                format!("cannot write the policy files: {reason}"),
-            )])
+            tracing::error!(%reason, "cannot write the policy set");
+            ApplyError::Unavailable(format!("cannot write the policy set: {reason}"))
         };
         match written {
             Ok((Ok(true), _)) => self.swap_locked(texts).map_err(ApplyError::Invalid),
@@ -396,8 +366,14 @@ impl PolicyStore {
                 let Ok(stamp) = tokio::task::spawn_blocking(move || place.stamp()).await else {
                     continue;
                 };
+                // SECURITY: a stamp is remembered only once its set was read (valid or
+                // refused): a read that failed (a bucket that did not answer) is tried again
+                // at the next tick, never left behind while the other gateways moved on.
                 if stamp != last {
-                    let _ = store.reload().await;
+                    match store.reload().await {
+                        Err(_) if !store.read_succeeded() => continue,
+                        _ => {}
+                    }
                 }
                 last = stamp;
             }

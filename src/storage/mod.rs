@@ -738,7 +738,6 @@ impl ObjectData {
     }
 }
 
-/// Whether the endpoint the store will use is plain HTTP (then on a loopback address only).
 /// A bucket opened from an `s3://bucket/prefix` URL: the datasets' (`data.url`) or the policy
 /// set's (`policy.url`).
 struct Bucket {
@@ -815,6 +814,7 @@ impl Bucket {
     }
 }
 
+/// Whether the endpoint the store will use is plain HTTP (then on a loopback address only).
 fn http_allowed(builder: &AmazonS3Builder) -> Result<bool, StorageError> {
     // SECURITY: requests are signed with the hub's credentials: plain HTTP only to a
     // loopback endpoint (a local test server), whatever AWS_ALLOW_HTTP says. object_store

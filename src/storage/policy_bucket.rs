@@ -2,17 +2,17 @@
 //! "s3://bucket/prefix"`): no shared file system, no lock.
 //!
 //! Owns: the layout under the prefix — `policy-set.json` (the set in force, its five files as
-//! one JSON object, so that one write replaces the whole set atomically) and
-//! `history/<number>.json` (a submitted version: its metadata and files) — and the conditional
-//! writes that make them safe to share: a set is replaced only `If-Match` the ETag of the set
-//! that was looked at (or created `If-None-Match: *` in an empty bucket), a history number is
-//! taken `If-None-Match: *`, a version's metadata rewritten `If-Match` its ETag (a writer that
-//! comes second looks again). The bucket must honour these headers (AWS S3 since 2024, MinIO,
-//! Ceph RGW, R2; moto in the tests).
-//! Must never: list the bucket (history numbers are probed: see `highest_number`), put the
-//! store's error text (which names the bucket and the key) in a problem
-//! a caller may see (it is logged), read an object of unbounded size, or write a set that was
-//! not asked for by the policy store (which validates every set before and after).
+//! one JSON object, so that one write replaces the whole set atomically), `history.json` (the
+//! index of the history: every submitted version's metadata) and `history/<number>.json` (each
+//! version's files, written once) — and the conditional writes that make them safe to share: a
+//! set is replaced only `If-Match` the ETag of the set that was looked at, and put in an empty
+//! bucket only `If-None-Match: *` (`passerelle seed-policy`, never a start); a history number
+//! is taken `If-None-Match: *`; the index is rewritten `If-Match` its ETag (a writer that comes
+//! second reads it again and makes its change again). The bucket must honour these headers (AWS
+//! S3 since 2024, MinIO, Ceph RGW, R2; moto in the tests).
+//! Must never: list the bucket, put the store's error text (which names the bucket and the
+//! key) in a problem a caller may see (it is logged), read an object of unbounded size, or
+//! write a set that was not asked for by the policy store or the seed (which validate it).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,7 +27,9 @@ use crate::policy::{HistoryPlace, PolicyTexts, Problem, Seen, SetPlace};
 
 /// The object of the set in force, under the prefix.
 pub const SET_OBJECT: &str = "policy-set.json";
-/// The folder of the history, under the prefix.
+/// The index of the history, under the prefix.
+const INDEX: &str = "history.json";
+/// The folder of the history's files, under the prefix.
 const HISTORY: &str = "history";
 /// Larger objects are refused: a policy set is kilobytes (a large catalog, a few megabytes).
 const MAX_OBJECT: u64 = 16 * 1024 * 1024;
@@ -36,7 +38,8 @@ const TRIES: usize = 8;
 
 /// A policy bucket: the set in force and the history.
 pub struct PolicyBucket {
-    /// `s3://bucket/prefix`, what problems name the place by.
+    /// `s3://bucket/prefix/policy-set.json`, what problems name the place by (outside the
+    /// host, by its file name only).
     name: PathBuf,
     prefix: ObjectPath,
     store: Arc<dyn ObjectStore>,
@@ -52,11 +55,29 @@ impl std::fmt::Debug for PolicyBucket {
     }
 }
 
-/// One stored version in the history.
+/// The files of one version of the history.
 #[derive(Serialize, Deserialize)]
 struct Stored {
-    meta: VersionMeta,
+    number: u64,
     files: PolicyTexts,
+}
+
+/// The index of the history.
+#[derive(Default, Serialize, Deserialize)]
+struct Index {
+    versions: Vec<VersionMeta>,
+}
+
+/// What a seed did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seeded {
+    /// The bucket now holds the set.
+    Written,
+    /// The bucket already held a set: nothing written.
+    HoldsASet,
+    /// The bucket has a history but no set (it lost it): nothing written; a version of the
+    /// history must be put back by hand, never an older folder's set.
+    HasAHistory,
 }
 
 /// What an object held, with the ETag a conditional write is based on.
@@ -75,10 +96,14 @@ impl PolicyBucket {
             StorageError::Credentials(m) => format!("policy.credentials_file: {m}"),
             other => format!("policy.url: {other}"),
         })?;
+        let set: ObjectPath = bucket
+            .prefix
+            .parts()
+            .chain(ObjectPath::from(SET_OBJECT).parts())
+            .collect();
         let name = PathBuf::from(format!(
-            "{}/{}",
-            bucket.base.as_str().trim_end_matches('/'),
-            bucket.prefix
+            "{}/{set}",
+            bucket.base.as_str().trim_end_matches('/')
         ));
         Ok(Arc::new(PolicyBucket {
             name,
@@ -159,7 +184,65 @@ impl PolicyBucket {
     }
 
     fn problem(&self, message: impl Into<String>) -> Vec<Problem> {
-        vec![Problem::new(&self.name.join(SET_OBJECT), None, message)]
+        vec![Problem::new(&self.name, None, message)]
+    }
+
+    /// Puts `texts` in an empty bucket (`If-None-Match: *`: several seeds at once write one),
+    /// only if the bucket has no history either. The caller validated `texts`.
+    pub fn seed(&self, texts: &PolicyTexts) -> std::io::Result<Seeded> {
+        // SECURITY: a bucket that has a history but no set lost its set: seeding it from a
+        // folder could put back rules withdrawn since.
+        if self.fetch(INDEX)?.is_some() {
+            return Ok(if self.fetch(SET_OBJECT)?.is_some() {
+                Seeded::HoldsASet
+            } else {
+                Seeded::HasAHistory
+            });
+        }
+        let bytes = serde_json::to_vec_pretty(texts).map_err(std::io::Error::other)?;
+        Ok(if self.put_if(SET_OBJECT, bytes, None)? {
+            Seeded::Written
+        } else {
+            Seeded::HoldsASet
+        })
+    }
+
+    /// The history's index and its ETag (`None`: no history yet). An index that does not read
+    /// is an error, never an empty history.
+    fn index(&self) -> std::io::Result<Option<(Index, String)>> {
+        let Some(found) = self.fetch(INDEX)? else {
+            return Ok(None);
+        };
+        let index = serde_json::from_slice::<Index>(&found.bytes).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the policy history's index does not read",
+            )
+        })?;
+        Ok(Some((index, found.etag)))
+    }
+
+    /// Rewrites the index with `change` made to it (`change` answers whether to write), `If-Match`
+    /// the index it read: a writer that came first is read, and `change` made again to its
+    /// index. Whether it was written.
+    fn change_index(&self, change: &mut dyn FnMut(&mut Index) -> bool) -> std::io::Result<bool> {
+        for _ in 0..TRIES {
+            let (mut index, based_on) = match self.index()? {
+                Some((index, etag)) => (index, Some(etag)),
+                None => (Index::default(), None),
+            };
+            if !change(&mut index) {
+                return Ok(false);
+            }
+            let bytes = serde_json::to_vec_pretty(&index).map_err(std::io::Error::other)?;
+            if self.put_if(INDEX, bytes, based_on)? {
+                return Ok(true);
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::WouldBlock,
+            "the policy history kept changing under this write",
+        ))
     }
 
     /// What `found` reads as: the set whole, or its problem.
@@ -196,21 +279,12 @@ impl SetPlace for PolicyBucket {
         Ok(())
     }
 
-    fn holds_a_set(&self) -> std::io::Result<bool> {
-        let key = self.key(SET_OBJECT);
-        self.io.block_on(async {
-            match self.store.head(&key).await {
-                Ok(_) => Ok(true),
-                Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => Err(logged(SET_OBJECT, e)),
-            }
-        })
-    }
-
     fn read(&self) -> Seen {
         match self.fetch(SET_OBJECT) {
             Ok(Some(found)) => self.parse(&found),
-            Ok(None) => Err(self.problem("the bucket holds no policy set")),
+            Ok(None) => Err(self.problem(
+                "the bucket holds no policy set: put one there with `passerelle seed-policy`",
+            )),
             Err(e) => Err(self.problem(format!("cannot read: {}", e.kind()))),
         }
     }
@@ -223,16 +297,20 @@ impl SetPlace for PolicyBucket {
         let bytes = serde_json::to_vec_pretty(texts).map_err(std::io::Error::other)?;
         for _ in 0..TRIES {
             let found = self.fetch(SET_OBJECT)?;
-            let seen = match &found {
-                Some(found) => self.parse(found),
-                None => Err(self.problem("the bucket holds no policy set")),
+            // SECURITY: an apply replaces a set, never fills an empty bucket (a bucket that
+            // lost its set, a wrong prefix): only the seed does, explicitly.
+            let Some(found) = found else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the bucket holds no policy set",
+                ));
             };
-            if !may_replace(&seen) {
+            if !may_replace(&self.parse(&found)) {
                 return Ok(false);
             }
             // SECURITY: the conditional write: only over the very object `may_replace`
             // accepted; another writer's set in between is looked at (and judged) again.
-            if self.put_if(SET_OBJECT, bytes.clone(), found.map(|f| f.etag))? {
+            if self.put_if(SET_OBJECT, bytes.clone(), Some(found.etag))? {
                 return Ok(true);
             }
         }
@@ -257,52 +335,53 @@ impl SetPlace for PolicyBucket {
 
 impl HistoryPlace for PolicyBucket {
     fn entries(&self) -> std::io::Result<Vec<VersionMeta>> {
-        let mut metas = Vec::new();
-        for number in 1..=self.highest_number()? {
-            if let Some((_, stored)) = self.stored(number)? {
-                metas.push(stored.meta);
-            }
-        }
-        Ok(metas)
+        Ok(self
+            .index()?
+            .map(|(index, _)| index.versions)
+            .unwrap_or_default())
     }
 
-    /// Numbers are taken one after the other from 1 (`If-None-Match: *`, the loser takes the
-    /// next), so the highest is found by asking whether numbers exist (about 2 log2 n
-    /// requests): the bucket is never listed, and its credentials need not allow listing.
     fn highest_number(&self) -> std::io::Result<u64> {
-        let (mut present, mut absent) = (0u64, 1u64);
-        while self.exists(absent)? {
-            present = absent;
-            absent = absent.checked_mul(2).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidData, "too many versions")
-            })?;
-        }
-        while absent - present > 1 {
-            let middle = present + (absent - present) / 2;
-            if self.exists(middle)? {
-                present = middle;
-            } else {
-                absent = middle;
-            }
-        }
-        Ok(present)
+        Ok(self.entries()?.iter().map(|m| m.number).max().unwrap_or(0))
     }
 
     fn get(&self, number: u64) -> std::io::Result<Option<(VersionMeta, PolicyTexts)>> {
-        Ok(self
-            .stored(number)?
-            .map(|(_, stored)| (stored.meta, stored.files)))
+        let Some(meta) = self.entries()?.into_iter().find(|m| m.number == number) else {
+            return Ok(None);
+        };
+        let Some(found) = self.fetch(&Self::history_key(number))? else {
+            return Ok(None);
+        };
+        let Ok(stored) = serde_json::from_slice::<Stored>(&found.bytes) else {
+            return Ok(None);
+        };
+        // A version's files stored under another number, or not the version the index
+        // names, are not this version.
+        Ok(
+            (stored.number == number && stored.files.version() == meta.version)
+                .then_some((meta, stored.files)),
+        )
     }
 
     fn create(&self, meta: &VersionMeta, texts: &PolicyTexts) -> std::io::Result<bool> {
         let stored = Stored {
-            meta: meta.clone(),
+            number: meta.number,
             files: texts.clone(),
         };
         let bytes = serde_json::to_vec_pretty(&stored).map_err(std::io::Error::other)?;
         // SECURITY: a number is taken once (`If-None-Match: *`): two gateways submitting at
-        // once get two numbers.
-        self.put_if(&Self::history_key(meta.number), bytes, None)
+        // once get two numbers. (A crash before the index names it leaves the number taken
+        // and unnamed: the next submission takes the one after.)
+        if !self.put_if(&Self::history_key(meta.number), bytes, None)? {
+            return Ok(false);
+        }
+        self.change_index(&mut |index| {
+            if index.versions.iter().any(|m| m.number == meta.number) {
+                return false;
+            }
+            index.versions.push(meta.clone());
+            true
+        })
     }
 
     fn update(
@@ -310,51 +389,18 @@ impl HistoryPlace for PolicyBucket {
         number: u64,
         change: &mut dyn FnMut(&mut VersionMeta),
     ) -> std::io::Result<Option<VersionMeta>> {
-        let relative = Self::history_key(number);
-        for _ in 0..TRIES {
-            let Some(found) = self.fetch(&relative)? else {
-                return Ok(None);
+        let mut after = None;
+        // Another gateway's approval or apply recorded meanwhile is kept: the change is made
+        // again to the index it wrote.
+        self.change_index(&mut |index| {
+            let Some(meta) = index.versions.iter_mut().find(|m| m.number == number) else {
+                after = None;
+                return false;
             };
-            let Ok(mut stored) = serde_json::from_slice::<Stored>(&found.bytes) else {
-                return Ok(None);
-            };
-            change(&mut stored.meta);
-            let bytes = serde_json::to_vec_pretty(&stored).map_err(std::io::Error::other)?;
-            // Another gateway's approval or apply recorded meanwhile is kept: look again.
-            if self.put_if(&relative, bytes, Some(found.etag))? {
-                return Ok(Some(stored.meta));
-            }
-        }
-        Err(std::io::Error::new(
-            std::io::ErrorKind::WouldBlock,
-            "the version's record kept changing under this write",
-        ))
-    }
-}
-
-impl PolicyBucket {
-    /// Version `number` of the history and the ETag it was read at; `None` when there is no
-    /// such object, or it is not a version stored under that number.
-    fn stored(&self, number: u64) -> std::io::Result<Option<(String, Stored)>> {
-        let Some(found) = self.fetch(&Self::history_key(number))? else {
-            return Ok(None);
-        };
-        let Ok(stored) = serde_json::from_slice::<Stored>(&found.bytes) else {
-            return Ok(None);
-        };
-        Ok((stored.meta.number == number).then_some((found.etag, stored)))
-    }
-
-    /// Whether history number `number` is taken.
-    fn exists(&self, number: u64) -> std::io::Result<bool> {
-        let relative = Self::history_key(number);
-        let key = self.key(&relative);
-        self.io.block_on(async {
-            match self.store.head(&key).await {
-                Ok(_) => Ok(true),
-                Err(object_store::Error::NotFound { .. }) => Ok(false),
-                Err(e) => Err(logged(&relative, e)),
-            }
-        })
+            change(meta);
+            after = Some(meta.clone());
+            true
+        })?;
+        Ok(after)
     }
 }

@@ -399,8 +399,8 @@ async fn two_gateway_processes_over_one_bucket_answer_alike_and_publish_once() {
 }
 
 /// Two gateway processes sharing the policy set through a bucket (`policy.url`), with no
-/// policy folder in common: the first seeds the empty bucket from its `policy.dir`, the second
-/// (whose own folders are empty) serves that set; a version stored on one is in the shared
+/// policy folder in common: the bucket seeded once (`passerelle seed-policy`), the second
+/// gateway (whose own policy folders do not exist) serves the same set as the first; a version stored on one is in the shared
 /// history, applied on the other, picked up by the first within its watch interval; an apply
 /// based on a version that is no longer the bucket's is refused (409 `policy_conflict`,
 /// nothing written); a set put in the bucket that does not validate is served by neither.
@@ -412,6 +412,19 @@ async fn two_gateway_processes_share_the_policy_set_through_a_bucket() {
     moto.create_bucket("policies");
     let dir = tempfile::tempdir().unwrap();
     let credentials = moto.credentials_file(dir.path()).display().to_string();
+    // Seeded once, by the command an operator runs (the shared hub's configuration and set).
+    let seed = std::process::Command::new(crate::support::child::binary())
+        .args(["seed-policy", "--config"])
+        .arg(hub().root.join("passerelle.toml"))
+        .env("PASSERELLE_POLICY__URL", "s3://policies/hub")
+        .env("PASSERELLE_POLICY__CREDENTIALS_FILE", &credentials)
+        .output()
+        .unwrap();
+    let said = output_text(&seed);
+    assert!(seed.status.success(), "{said}");
+    let words: Vec<&str> = said.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "version").unwrap();
+    let seeded = words[at + 1].to_string();
     let on_bucket = [
         ("PASSERELLE_POLICY__URL", "s3://policies/hub"),
         ("PASSERELLE_POLICY__CREDENTIALS_FILE", credentials.as_str()),
@@ -443,8 +456,9 @@ async fn two_gateway_processes_share_the_policy_set_through_a_bucket() {
             .version()
     };
 
-    // Seeded by gw-a from its folder; gw-b, whose folders are empty, serves the same set.
+    // Both serve the seeded set; gw-b's own folders were never needed.
     let v0 = version_in_force(&a, &operator).await;
+    assert_eq!(v0, seeded);
     assert_eq!(in_bucket().await, v0);
     assert_eq!(version_in_force(&b, &operator).await, v0);
     assert!(

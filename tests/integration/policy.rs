@@ -1622,3 +1622,76 @@ async fn gateways_sharing_a_policy_folder_never_both_win() {
     assert_eq!(a.current().version, winner);
     assert_eq!(b.current().version, winner);
 }
+
+/// A place whose reads fail while `failing` is set, and whose stamp the test moves.
+#[derive(Debug)]
+struct FlakyPlace {
+    texts: std::sync::Mutex<passerelle::policy::PolicyTexts>,
+    failing: std::sync::atomic::AtomicBool,
+    stamp: std::sync::atomic::AtomicU64,
+}
+
+impl passerelle::policy::SetPlace for FlakyPlace {
+    fn name(&self) -> &std::path::Path {
+        std::path::Path::new("flaky")
+    }
+    fn recover(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn read(&self) -> passerelle::policy::Seen {
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(vec![passerelle::policy::Problem::new(
+                std::path::Path::new("flaky"),
+                None,
+                "did not answer",
+            )]);
+        }
+        Ok(self.texts.lock().unwrap().clone())
+    }
+    fn write_if(
+        &self,
+        _: &passerelle::policy::PolicyTexts,
+        _: &mut dyn FnMut(&passerelle::policy::Seen) -> bool,
+    ) -> std::io::Result<bool> {
+        Ok(false)
+    }
+    fn stamp(&self) -> String {
+        self.stamp
+            .load(std::sync::atomic::Ordering::SeqCst)
+            .to_string()
+    }
+}
+
+/// The watcher reads a changed set again after a read that failed (a bucket that did not
+/// answer once): a gateway never stays behind on a set the others moved past until the next
+/// change.
+#[tokio::test]
+async fn a_watched_set_whose_read_failed_is_read_again() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let texts = passerelle::policy::PolicyTexts::read(&hub().root.join("policies")).unwrap();
+    let place = std::sync::Arc::new(FlakyPlace {
+        texts: std::sync::Mutex::new(texts.clone()),
+        failing: false.into(),
+        stamp: 0.into(),
+    });
+    let store = passerelle::policy::PolicyStore::load_in(place.clone(), None, None, None).unwrap();
+    store.spawn_watch(Duration::from_millis(50));
+    let mut next = texts.clone();
+    next.rules.push_str("\n# moved on\n");
+    // The set changes while its reads fail: the store keeps its set...
+    place.failing.store(true, SeqCst);
+    *place.texts.lock().unwrap() = next.clone();
+    place.stamp.store(1, SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(store.current().version, texts.version());
+    // ...and serves the new one once a read works, though the stamp moved no more.
+    place.failing.store(false, SeqCst);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while store.current().version != next.version() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the changed set was never read again"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

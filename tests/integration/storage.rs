@@ -533,15 +533,17 @@ async fn extracts_serve_a_hub_on_a_bucket_at_the_version_each_query_is_pinned_to
 }
 
 /// The policy set in a bucket (`policy.url`), against moto checking credentials: wrong
-/// credentials or a missing bucket stop the start (naming no secret); an empty bucket is
-/// seeded once from `policy.dir`, and a seed that does not validate is never written; a set in
-/// the bucket that does not parse, or is larger than a policy set may be, stops the start; two
-/// stores on one bucket cannot both replace the set they started from; a history number is
-/// taken once.
+/// credentials or a missing bucket stop the start and the seed (naming no secret); a start
+/// never fills an empty bucket (`check` says so too); `seed-policy` writes only a valid set,
+/// once, and never into a bucket that has a history; a set in the bucket that does not parse,
+/// or is larger than a policy set may be, stops the start; two stores on one bucket cannot both
+/// replace the set they started from, even when the second writer comes between the first's
+/// look and its write; two approvals at once are both kept; a history number is taken once.
 #[tokio::test]
 async fn a_policy_set_in_a_bucket_is_shared_conditionally_and_fails_closed() {
-    use passerelle::hub::PolicyPlaces;
-    use passerelle::policy::{ApplyError, PolicyStore, PolicyTexts, SetPlace};
+    use passerelle::hub::{PolicyPlaces, check, seed_policy};
+    use passerelle::policy::{ApplyError, HistoryPlace, PolicyStore, PolicyTexts, SetPlace};
+    use passerelle::storage::policy_bucket::PolicyBucket;
     let Some(moto) = Moto::start_checking_credentials("rules") else {
         return;
     };
@@ -550,72 +552,77 @@ async fn a_policy_set_in_a_bucket_is_shared_conditionally_and_fails_closed() {
     let wrong_secret = "wrong-secret-9876543210";
     let wrong = moto.credentials_file_with(dir.path(), "wrong", wrong_secret);
     let config = |url: &str, credentials: &Path| {
-        let mut config = hub().config().policy;
-        config.url = Some(url.to_string());
-        config.credentials_file = Some(credentials.to_path_buf());
+        let mut config = hub().config();
+        config.policy.url = Some(url.to_string());
+        config.policy.credentials_file = Some(credentials.to_path_buf());
+        config.audit.dir = dir.path().join("audit");
         config
     };
-    let load = |places: &PolicyPlaces| {
-        PolicyStore::load_in(
-            places.set.clone(),
-            places.seed.as_deref(),
-            None,
-            Some(places.history.clone()),
-            None,
-        )
+    let load = |config: &passerelle::config::Config| {
+        let places = PolicyPlaces::open(&config.policy).unwrap();
+        PolicyStore::load_in(places.set, None, Some(places.history), None)
     };
-    let texts = |problems: Vec<passerelle::policy::Problem>| -> String {
-        problems.iter().map(ToString::to_string).collect()
-    };
-
-    // Wrong credentials, a missing bucket: no store, and no secret in what is said.
-    for (url, credentials) in [("s3://rules/hub", &wrong), ("s3://absent/hub", &right)] {
-        let places = PolicyPlaces::open(&config(url, credentials)).unwrap();
-        let said = texts(load(&places).unwrap_err());
+    let text = |problems: &[String]| problems.join("\n");
+    let no_secret = |said: &str| {
         assert!(
             !said.contains(wrong_secret) && !said.contains(&moto.keys.1),
             "{said}"
         );
-    }
+    };
+    let on_rules = config("s3://rules/hub", &right);
     let s3 = moto.client("rules");
-    assert!(
-        s3.get(&ObjectPath::from("hub/policy-set.json"))
-            .await
-            .is_err()
-    );
+    let set_key = ObjectPath::from("hub/policy-set.json");
+
+    // Wrong credentials, a missing bucket: no store, no seed, and no secret in what is said.
+    for config in [
+        config("s3://rules/hub", &wrong),
+        config("s3://absent/hub", &right),
+    ] {
+        let said: Vec<String> = load(&config)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        no_secret(&text(&said));
+        no_secret(&text(&seed_policy(&config).unwrap_err()));
+    }
+    assert!(s3.get(&set_key).await.is_err());
+
+    // An empty bucket: a start never fills it, and `check` says what a start would.
+    let said = load(&on_rules).unwrap_err();
+    assert!(said[0].to_string().contains("seed-policy"), "{said:?}");
+    let checked = text(&check(&on_rules));
+    assert!(checked.contains("holds no policy set"), "{checked}");
 
     // A seed folder that does not validate is never written to the bucket.
-    let bad_seed = dir.path().join("bad-seed");
-    passerelle::policy::PolicyTexts {
+    let mut with_bad_seed = on_rules.clone();
+    with_bad_seed.policy.dir = dir.path().join("bad-seed");
+    PolicyTexts {
         model: "[request_definition]\nr = sub\n".into(),
         ..PolicyTexts::read(&hub().root.join("policies")).unwrap()
     }
-    .write(&bad_seed)
+    .write(&with_bad_seed.policy.dir)
     .unwrap();
-    let mut with_bad_seed = config("s3://rules/hub", &right);
-    with_bad_seed.dir = bad_seed;
-    assert!(load(&PolicyPlaces::open(&with_bad_seed).unwrap()).is_err());
-    assert!(
-        s3.get(&ObjectPath::from("hub/policy-set.json"))
-            .await
-            .is_err()
-    );
+    assert!(seed_policy(&with_bad_seed).is_err());
+    assert!(s3.get(&set_key).await.is_err());
 
-    // Seeded once from the hub's folder; a second store on the bucket serves that set.
-    let places = PolicyPlaces::open(&config("s3://rules/hub", &right)).unwrap();
-    let first = load(&places).unwrap();
-    let seeded = first.current().version.clone();
+    // Seeded once from the hub's folder; two stores on the bucket serve that set.
+    let seeded = seed_policy(&on_rules).unwrap();
     assert_eq!(
         seeded,
         PolicyTexts::read(&hub().root.join("policies"))
             .unwrap()
             .version()
     );
-    let other_places = PolicyPlaces::open(&config("s3://rules/hub", &right)).unwrap();
-    let second = load(&other_places).unwrap();
+    assert!(text(&seed_policy(&on_rules).unwrap_err()).contains("already holds"));
+    assert_eq!(check(&on_rules), Vec::<String>::new());
+    let first = load(&on_rules).unwrap();
+    let second = load(&on_rules).unwrap();
+    assert_eq!(first.current().version, seeded);
     assert_eq!(second.current().version, seeded);
+    let history = PolicyPlaces::open(&on_rules.policy).unwrap().history;
     assert_eq!(
-        places.history.list().unwrap().len(),
+        history.list().unwrap().len(),
         1,
         "the seed is recorded once"
     );
@@ -635,15 +642,11 @@ async fn a_policy_set_in_a_bucket_is_shared_conditionally_and_fails_closed() {
         }
         other => panic!("two applies from one version both won: {other:?}"),
     }
-    assert_eq!(places.set.read().unwrap().version(), from_first.version());
     assert_eq!(second.current().version, from_first.version());
 
     // Another writer between a write's look and its write: the write fails `If-Match`, looks
     // again, and the new look decides (here: refuses to replace the intruder's set).
-    let open = || {
-        passerelle::storage::policy_bucket::PolicyBucket::open("s3://rules/hub", Some(&right))
-            .unwrap()
-    };
+    let open = || PolicyBucket::open("s3://rules/hub", Some(&right)).unwrap();
     let (bucket, other) = (open(), open());
     let (late, intruder) = (changed("late"), changed("intruder"));
     let mut looks = Vec::new();
@@ -660,55 +663,56 @@ async fn a_policy_set_in_a_bucket_is_shared_conditionally_and_fails_closed() {
     assert!(!written, "a write over a set it never looked at");
     assert_eq!(looks, [from_first.version(), intruder.version()]);
     assert_eq!(bucket.read().unwrap().version(), intruder.version());
+
     // Two approvals recorded at once on one version: neither is lost.
     let mut first_try = true;
-    let approved = passerelle::policy::HistoryPlace::update(&*bucket, 1, &mut |meta| {
-        if first_try {
-            first_try = false;
-            passerelle::policy::HistoryPlace::update(&*other, 1, &mut |m| {
-                m.approvals.push((chrono::Utc::now(), "other".into()))
-            })
-            .unwrap();
-        }
-        meta.approvals.push((chrono::Utc::now(), "this".into()));
-    })
-    .unwrap()
-    .unwrap();
+    let approved = bucket
+        .update(1, &mut |meta| {
+            if first_try {
+                first_try = false;
+                other
+                    .update(1, &mut |m| {
+                        m.approvals.push((chrono::Utc::now(), "other".into()))
+                    })
+                    .unwrap();
+            }
+            meta.approvals.push((chrono::Utc::now(), "this".into()));
+        })
+        .unwrap()
+        .unwrap();
     let who: Vec<&str> = approved.approvals.iter().map(|(_, w)| w.as_str()).collect();
     assert_eq!(who, ["other", "this"]);
 
     // One history shared: numbers follow each other, a taken number is not taken again.
-    let meta = other_places
-        .history
-        .submit(&from_first, "operateur", "again")
-        .unwrap();
+    let meta = history.submit(&from_first, "operateur", "again").unwrap();
     assert_eq!(meta.number, 2);
     let mut taken = meta.clone();
     taken.comment = "over it".into();
-    assert!(!passerelle::policy::HistoryPlace::create(&*bucket, &taken, &from_first).unwrap());
-    assert_eq!(places.history.get(2).unwrap().0.comment, "again");
-
-    // A set removed from a bucket that has a history is not seeded again from the folder
-    // (it could put back rules withdrawn since): no start.
-    s3.delete(&ObjectPath::from("hub/policy-set.json"))
-        .await
-        .unwrap();
-    let said = texts(load(&places).unwrap_err());
-    assert!(said.contains("has a history but no set"), "{said}");
-    assert!(
-        s3.get(&ObjectPath::from("hub/policy-set.json"))
-            .await
-            .is_err()
+    assert!(!bucket.create(&taken, &from_first).unwrap());
+    let (again, files) = history.get(2).unwrap().unwrap();
+    assert_eq!(
+        (again.comment.as_str(), files),
+        ("again", from_first.clone())
     );
 
-    // A set in the bucket that does not parse, or that is too large, stops a start.
+    // A bucket that lost its set but has a history is not seeded again from a folder (it
+    // could put back rules withdrawn since), and no start serves it.
+    s3.delete(&set_key).await.unwrap();
+    assert!(text(&seed_policy(&on_rules).unwrap_err()).contains("has a policy history"));
+    assert!(s3.get(&set_key).await.is_err());
+    assert!(load(&on_rules).is_err());
+
+    // A set in the bucket that does not parse, or that is too large, stops a start; the
+    // stores serving keep their set.
     for bytes in [b"{ not json".to_vec(), vec![b' '; 17 * 1024 * 1024]] {
-        s3.put(&ObjectPath::from("hub/policy-set.json"), bytes.into())
-            .await
-            .unwrap();
-        let said = texts(load(&places).unwrap_err());
-        assert!(said.contains("policy-set.json"), "{said}");
-        // The stores serving keep their set.
+        s3.put(&set_key, bytes.into()).await.unwrap();
+        let said: String = load(&on_rules)
+            .unwrap_err()
+            .iter()
+            .map(|p| p.named())
+            .collect();
+        assert!(said.starts_with("policy-set.json: "), "{said}");
+        assert!(!said.contains("rules"), "the bucket is not named: {said}");
         assert!(first.reload().await.is_err());
         assert_eq!(first.current().version, from_first.version());
     }
