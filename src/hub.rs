@@ -146,6 +146,12 @@ pub fn check(config: &Config) -> Vec<String> {
             None
         }
     };
+    // The history as a start reads it (a bucket's index that does not read stops a start).
+    if let Ok(places) = PolicyPlaces::open(&config.policy)
+        && let Err(e) = places.history.list()
+    {
+        problems.push(format!("the policy history cannot be read: {}", e.kind()));
+    }
     match policy_set(config) {
         Err(p) => problems.extend(p),
         Ok((set, dir)) => {

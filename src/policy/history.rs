@@ -79,10 +79,11 @@ impl PolicyHistory {
             applied: Vec::new(),
             approvals: Vec::new(),
         };
-        // Two writers never share a number: the one that loses looks again (a place that
-        // refuses every number is an error after a few tries).
+        // Two writers never share a number: the one that loses looks again, and steps over
+        // numbers taken but not named in a bucket's index (a write cut between the two);
+        // a place that refuses every number is an error after a hundred.
         let mut after = 0;
-        for _ in 0..8 {
+        for _ in 0..100 {
             meta.number = self.place.highest_number()?.max(after) + 1;
             if self.place.create(&meta, texts)? {
                 return Ok(meta);
@@ -118,7 +119,7 @@ impl PolicyHistory {
         if self.list()?.iter().any(|m| m.version == version) {
             return Ok(());
         }
-        let meta = self.submit(texts, "policy folder at start", "recorded automatically")?;
-        self.mark_applied(meta.number, "policy folder at start")
+        let meta = self.submit(texts, "policy store", "recorded automatically")?;
+        self.mark_applied(meta.number, "policy store")
     }
 }

@@ -39,6 +39,13 @@ pub trait SetPlace: Send + Sync + std::fmt::Debug {
     /// A cheap stamp that changes when the set may have changed (sizes and times of the
     /// files, an object's ETag): the watcher reads the set again only when it moves.
     fn stamp(&self) -> String;
+    /// Whether a read may fail while the stamp says the set is there (a bucket that answered
+    /// the stamp's request but not the read's): the watcher then reads again at every tick
+    /// until a read works. A folder's failed read (a missing file) is read again only when
+    /// a file moves.
+    fn reads_may_fail_alone(&self) -> bool {
+        false
+    }
 }
 
 /// The place of the history of submitted versions, shared like the set's.

@@ -39,8 +39,6 @@ pub struct PolicyStore {
     issuers: Option<Vec<TrustedIssuer>>,
     current: ArcSwap<PolicySet>,
     last_error: Mutex<Option<String>>,
-    /// Whether the last read of the folder or bucket gave a set (valid or not).
-    last_read: std::sync::atomic::AtomicBool,
     /// Serialises reloads and applies (file watcher, SIGHUP, operator API).
     reload_lock: tokio::sync::Mutex<()>,
     /// Every swap and refused reload, for the audit trail (see [`PolicyStore::subscribe`]).
@@ -148,7 +146,6 @@ impl PolicyStore {
             issuers,
             current: ArcSwap::from_pointee(set),
             last_error: Mutex::new(None),
-            last_read: std::sync::atomic::AtomicBool::new(true),
             reload_lock: tokio::sync::Mutex::new(()),
             events: tokio::sync::broadcast::channel(64).0,
         }))
@@ -175,12 +172,21 @@ impl PolicyStore {
 
     /// Re-reads the folder (or bucket); swaps only if the whole new set is valid.
     pub async fn reload(&self) -> Result<ReloadOutcome, Vec<Problem>> {
+        self.reload_read(true)
+            .await
+            .map_err(|(problems, _)| problems)
+    }
+
+    /// [`Self::reload`]; a read that fails is reported (logged, counted, audited) only when
+    /// `loud`, and told apart from a set that was read but refused (`true`: the read failed).
+    async fn reload_read(&self, loud: bool) -> Result<ReloadOutcome, (Vec<Problem>, bool)> {
         let _guard = self.reload_lock.lock().await;
         let texts = match self.read().await {
             Ok(t) => t,
-            Err(p) => return Err(self.refused(p)),
+            Err(p) if loud => return Err((self.refused(p), true)),
+            Err(p) => return Err((p, true)),
         };
-        let outcome = self.swap_locked(texts)?;
+        let outcome = self.swap_locked(texts).map_err(|p| (p, false))?;
         if let (ReloadOutcome::Applied { .. }, Some(history)) = (&outcome, &self.history) {
             let (history, texts) = (history.clone(), self.current().texts.clone());
             let recorded =
@@ -196,17 +202,9 @@ impl PolicyStore {
     /// wait on the network).
     async fn read(&self) -> Result<PolicyTexts, Vec<Problem>> {
         let place = self.place.clone();
-        let read = tokio::task::spawn_blocking(move || place.read())
+        tokio::task::spawn_blocking(move || place.read())
             .await
-            .unwrap_or_else(|_| Err(vec![Problem::new(&self.dir, None, "the read stopped")]));
-        self.last_read
-            .store(read.is_ok(), std::sync::atomic::Ordering::Relaxed);
-        read
-    }
-
-    /// Whether the last read of the folder or bucket gave a set (valid or not).
-    fn read_succeeded(&self) -> bool {
-        self.last_read.load(std::sync::atomic::Ordering::Relaxed)
+            .unwrap_or_else(|_| Err(vec![Problem::new(&self.dir, None, "the read stopped")]))
     }
 
     /// Refuses `set` when its member rules are not bound to this store's trusted issuers (a
@@ -224,20 +222,22 @@ impl PolicyStore {
         let store = self.clone();
         tokio::spawn(async move { store.apply_now(texts).await })
             .await
-            .unwrap_or_else(|_| {
-                Err(ApplyError::Invalid(vec![Problem::new(
-                    &self.dir,
-                    None,
-                    "the apply stopped",
-                )]))
-            })
+            .unwrap_or_else(|_| Err(ApplyError::Unavailable("the apply stopped".into())))
     }
 
     async fn apply_now(&self, texts: PolicyTexts) -> Result<ReloadOutcome, ApplyError> {
         let _guard = self.reload_lock.lock().await;
         // Validate before touching the files: an invalid set never reaches the folder.
         let set = PolicySet::from_texts(&self.dir, texts.clone()).map_err(ApplyError::Invalid)?;
-        self.check_issuers(&set).map_err(ApplyError::Invalid)?;
+        // SECURITY: checked as a reload will check it (the catalog against the data files,
+        // the issuers) before it reaches a place other gateways read.
+        checked_against(
+            &set,
+            &self.dir,
+            self.data.as_deref(),
+            self.issuers.as_deref(),
+        )
+        .map_err(ApplyError::Invalid)?;
         let based_on = self.current().version.clone();
         let written = {
             let (place, texts, based_on) = (self.place.clone(), texts.clone(), based_on.clone());
@@ -358,6 +358,8 @@ impl PolicyStore {
         // No baseline: the first tick reloads (unchanged if the set loaded is the folder's),
         // so that a change made between the load and now (another gateway's apply) is seen.
         let mut last = String::new();
+        // A changed set whose read failed, read again at every tick until it reads.
+        let mut unread = false;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(interval).await;
@@ -366,16 +368,19 @@ impl PolicyStore {
                 let Ok(stamp) = tokio::task::spawn_blocking(move || place.stamp()).await else {
                     continue;
                 };
-                // SECURITY: a stamp is remembered only once its set was read (valid or
-                // refused): a read that failed (a bucket that did not answer) is tried again
-                // at the next tick, never left behind while the other gateways moved on.
                 if stamp != last {
-                    match store.reload().await {
-                        Err(_) if !store.read_succeeded() => continue,
-                        _ => {}
-                    }
+                    // Reported once per change (a folder with a missing file is read again
+                    // only when a file moves).
+                    let read_failed = matches!(store.reload_read(true).await, Err((_, true)));
+                    // SECURITY: where the stamp may not move again when the set can be read
+                    // (a bucket that did not answer a read after its HEAD), a failed read is
+                    // tried again at every tick, quietly: a gateway never stays on a set the
+                    // others moved past.
+                    unread = read_failed && store.place.reads_may_fail_alone();
+                    last = stamp;
+                } else if unread {
+                    unread = matches!(store.reload_read(false).await, Err((_, true)));
                 }
-                last = stamp;
             }
         });
     }

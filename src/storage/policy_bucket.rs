@@ -320,6 +320,10 @@ impl SetPlace for PolicyBucket {
         ))
     }
 
+    fn reads_may_fail_alone(&self) -> bool {
+        true
+    }
+
     fn stamp(&self) -> String {
         let key = self.key(SET_OBJECT);
         self.io.block_on(async {

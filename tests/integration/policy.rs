@@ -1057,6 +1057,23 @@ async fn a_live_catalog_change_that_no_longer_matches_the_data_is_refused() {
     ));
     let recorded = history.list().unwrap();
     assert_eq!(recorded.last().unwrap().version, store.current().version);
+    // Applied through the store (the operator API), the same mismatch is refused before
+    // anything is written: the folder other gateways read keeps the set in force.
+    let in_force = store.current();
+    let mut mismatched = in_force.texts.clone();
+    mismatched.datasets = mismatched.datasets.replacen(
+        "[[datasets.fields]]\nname = \"montant_impot\"",
+        "[[datasets.fields]]\nname = \"credit_impot\"\ntitle = \"Crédit\"\ntype = \"integer\"\nclass = \"tax_secret\"\n\n[[datasets.fields]]\nname = \"montant_impot\"",
+        1,
+    );
+    assert!(matches!(
+        store.apply(mismatched).await,
+        Err(passerelle::policy::ApplyError::Invalid(_))
+    ));
+    assert_eq!(
+        PolicyTexts::read(&policies).unwrap().version(),
+        in_force.version
+    );
 }
 
 #[test]
@@ -1654,6 +1671,9 @@ impl passerelle::policy::SetPlace for FlakyPlace {
         _: &mut dyn FnMut(&passerelle::policy::Seen) -> bool,
     ) -> std::io::Result<bool> {
         Ok(false)
+    }
+    fn reads_may_fail_alone(&self) -> bool {
+        true
     }
     fn stamp(&self) -> String {
         self.stamp

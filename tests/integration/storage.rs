@@ -695,6 +695,19 @@ async fn a_policy_set_in_a_bucket_is_shared_conditionally_and_fails_closed() {
         ("again", from_first.clone())
     );
 
+    // A number taken but not named in the index (a write cut between the two) is stepped
+    // over.
+    s3.put(
+        &ObjectPath::from("hub/history/3.json"),
+        b"{}".to_vec().into(),
+    )
+    .await
+    .unwrap();
+    let after_cut = history
+        .submit(&from_first, "operateur", "after a cut")
+        .unwrap();
+    assert_eq!(after_cut.number, 4);
+
     // A bucket that lost its set but has a history is not seeded again from a folder (it
     // could put back rules withdrawn since), and no start serves it.
     s3.delete(&set_key).await.unwrap();
@@ -716,4 +729,23 @@ async fn a_policy_set_in_a_bucket_is_shared_conditionally_and_fails_closed() {
         assert!(first.reload().await.is_err());
         assert_eq!(first.current().version, from_first.version());
     }
+
+    // A history index that does not read: `check` says so, and no start (never an empty
+    // history).
+    s3.put(&set_key, serde_json::to_vec(&from_first).unwrap().into())
+        .await
+        .unwrap();
+    s3.put(
+        &ObjectPath::from("hub/history.json"),
+        b"not json".to_vec().into(),
+    )
+    .await
+    .unwrap();
+    let checked = text(&check(&on_rules));
+    assert!(
+        checked.contains("policy history cannot be read"),
+        "{checked}"
+    );
+    assert!(load(&on_rules).is_err());
+    assert!(history.list().is_err());
 }
