@@ -176,6 +176,6 @@ impl Gateway {
     }
 }
 
-fn source_name(source: Option<IpAddr>) -> String {
+pub(super) fn source_name(source: Option<IpAddr>) -> String {
     source.map_or_else(|| "unknown".to_string(), refusals::source_of)
 }

@@ -198,11 +198,31 @@ pub struct ConsoleSignIn {
 
 impl Gateway {
     /// Starts a console sign-in that comes back to `redirect_uri`: where to send the browser.
+    /// `source` is the client's address (the request recorded by `record`).
     pub async fn console_sign_in_start(
         &self,
+        record: &RequestRecord,
         redirect_uri: &str,
+        source: Option<IpAddr>,
     ) -> Result<SignInStart, GatewayError> {
         let sign_in = self.sign_in.as_ref().ok_or_else(GatewayError::internal)?;
+        // SECURITY (availability): a start stores a pending sign-in before anyone is known:
+        // each spends its source's budget of requests without a valid token
+        // (`limits.unauthenticated_per_minute`), so that one source cannot fill the bounded
+        // store and push out everyone else's sign-ins in progress. Past it, 429 and the
+        // source's refusals summarised as `rate_limited`, like a flood of bad tokens.
+        let source = super::auth::source_name(source);
+        if let Err(wait) = self.refusals.charge(&source) {
+            self.refusals.count(&source, super::refusals::RATE_LIMITED);
+            record.summarised();
+            metrics::counter!(crate::telemetry::names::AUTH_FAILURES, "reason" => super::refusals::RATE_LIMITED)
+                .increment(1);
+            return Err(GatewayError::rate_limited(
+                "Too many sign-ins started",
+                format!("too many sign-ins started from this address: retry in {wait} s"),
+                wait,
+            ));
+        }
         sign_in.start(redirect_uri).await.map_err(|e| {
             tracing::error!(error = %e, "console sign-in could not start");
             GatewayError::unavailable("the identity provider cannot be reached")

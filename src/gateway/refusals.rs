@@ -96,20 +96,38 @@ impl Refusals {
         }
     }
 
+    /// Charges `source`'s budget for a request that leaves state behind before anyone is known
+    /// (a console or journal sign-in started: a pending sign-in stored): `Err` (seconds to
+    /// wait) when the source waits already or has just spent its budget, shared with its
+    /// refusals.
+    pub fn charge(&self, source: &str) -> Result<(), u64> {
+        self.admit(source)?;
+        match self.spend(source) {
+            Some(wait) => Err(wait.as_secs().max(1)),
+            None => Ok(()),
+        }
+    }
+
+    /// Spends one unit of `source`'s budget; once spent, the source waits (see
+    /// [`Self::admit`]): how long.
+    fn spend(&self, source: &str) -> Option<Duration> {
+        let not_until = self.budget.check_key(&source.to_string()).err()?;
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        // Bounded like the tallies: past it, a source is summarised but not blocked.
+        if blocked.len() < MAX_SOURCES || blocked.contains_key(source) {
+            blocked.insert(source.to_string(), Instant::now() + wait);
+            self.blocked_len.store(blocked.len(), Ordering::Relaxed);
+        }
+        Some(wait)
+    }
+
     /// Counts one refusal of `source` for `reason` in the current window, and charges the
     /// source's budget (spent: it waits, see [`Self::admit`]).
     pub fn count(&self, source: &str, reason: &'static str) {
         let key = (source.to_string(), reason);
-        if reason != RATE_LIMITED
-            && let Err(not_until) = self.budget.check_key(&key.0)
-        {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
-            // Bounded like the tallies: past it, a source is summarised but not blocked.
-            if blocked.len() < MAX_SOURCES || blocked.contains_key(source) {
-                blocked.insert(key.0.clone(), Instant::now() + wait);
-                self.blocked_len.store(blocked.len(), Ordering::Relaxed);
-            }
+        if reason != RATE_LIMITED {
+            self.spend(source);
         }
         let now = Utc::now();
         let mut tallies = self.tallies.lock().unwrap_or_else(|p| p.into_inner());

@@ -995,3 +995,32 @@ async fn a_second_operator_approves_a_version_before_it_is_put_in_force() {
         .await;
     assert_eq!(back.status, 200, "{}", back.body);
 }
+
+/// A flood of anonymous sign-in starts from one address (each would store a pending sign-in
+/// and could push out other people's sign-ins in progress) is cut at the source's budget of
+/// requests without a valid token (`limits.unauthenticated_per_minute`), console and journal
+/// alike: 429 with a French page, no sign-in cookie, nothing more stored.
+#[tokio::test]
+async fn a_flood_of_sign_in_starts_from_one_address_is_cut_at_its_budget() {
+    let (_dir, _dev, gw) = console_hub_with(|c| c.limits.unauthenticated_per_minute = 5).await;
+    let mut b = Browser::new();
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for path in ["/console/connexion", "/moi/connexion"]
+        .iter()
+        .cycle()
+        .take(12)
+    {
+        let answer = b.get(&gw.url(path)).await;
+        statuses.push(answer.status.as_u16());
+        last = Some(answer);
+    }
+    assert_eq!(statuses[..5], [303; 5], "{statuses:?}");
+    assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
+    let last = last.unwrap();
+    assert!(last.body.contains("Réessayez"), "{}", last.body);
+    assert!(
+        last.set_cookies().is_empty(),
+        "no sign-in cookie for a refused start"
+    );
+}

@@ -24,29 +24,40 @@ pub(super) struct SignInQuery {
 }
 
 /// `GET /console/connexion`: to the issuer's sign-in page.
-pub(super) async fn start_sign_in(state: State<AppState>, q: Query<SignInQuery>) -> Response {
-    sign_in_of(state, q, Area::Console).await
+pub(super) async fn start_sign_in(
+    state: State<AppState>,
+    q: Query<SignInQuery>,
+    request: axum::extract::Request,
+) -> Response {
+    sign_in_of(state, q, request, Area::Console).await
 }
 
 /// `GET /moi/connexion`: the same, for a citizen's journal.
 pub(super) async fn start_journal_sign_in(
     state: State<AppState>,
     q: Query<SignInQuery>,
+    request: axum::extract::Request,
 ) -> Response {
-    sign_in_of(state, q, Area::Journal).await
+    sign_in_of(state, q, request, Area::Journal).await
 }
 
 async fn sign_in_of(
     State(state): State<AppState>,
     Query(q): Query<SignInQuery>,
+    request: axum::extract::Request,
     area: Area,
 ) -> Response {
     let Some(console) = console_of(&state) else {
         return no_console();
     };
+    let (parts, _) = request.into_parts();
+    let Some(record) = parts.extensions.get::<RequestRecord>().cloned() else {
+        return refused_page(&GatewayError::internal());
+    };
+    let source = crate::server::source::client_address(&parts, &state.proxies);
     let started = match state
         .gateway
-        .console_sign_in_start(&console.redirect_uri(area))
+        .console_sign_in_start(&record, &console.redirect_uri(area), source)
         .await
     {
         Ok(s) => s,
