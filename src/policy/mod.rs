@@ -35,7 +35,8 @@ pub use catalog::{
     table_schema_pattern,
 };
 pub use habilitation::{Habilitation, Habilitations, TrustedIssuer, Validity};
-pub use place::{Folder, HistoryPlace, Seen, SetPlace};
+pub use history::HistoryPlace;
+pub use place::{Folder, Seen, SetPlace};
 pub use plan::{AccessPlan, ColumnPlan, DatasetPlan, Reason, RowFilter};
 pub use set::{PolicySet, PolicyTexts, Refusal};
 pub use source::{PolicyFiles, Problem};

@@ -61,14 +61,14 @@ async fn query(gw: &ChildGateway, token: &str, sql: &str) -> (Value, String) {
     (r.json().await.unwrap(), id)
 }
 
+/// `path` read by `token` on `gw`, as JSON.
+async fn get_json(gw: &ChildGateway, path: &str, token: &str) -> Value {
+    gw.get(path, Some(token)).await.json().await.unwrap()
+}
+
 /// The policy version `gw` has in force, as its operators see it (`/v1/admin/health`).
 async fn version_in_force(gw: &ChildGateway, operator: &str) -> String {
-    let health: Value = gw
-        .get("/v1/admin/health", Some(operator))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let health: Value = get_json(gw, "/v1/admin/health", operator).await;
     health["checks"]["policy"]["version"]
         .as_str()
         .unwrap()
@@ -78,12 +78,7 @@ async fn version_in_force(gw: &ChildGateway, operator: &str) -> String {
 /// Stores on `gw` a version of the files it has in force with `tag` appended to the rules:
 /// its number and version.
 async fn submit(gw: &ChildGateway, operator: &str, tag: &str) -> (u64, String) {
-    let current: Value = gw
-        .get("/v1/admin/policy", Some(operator))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let current: Value = get_json(gw, "/v1/admin/policy", operator).await;
     let mut files = current["files"].clone();
     let rules = files["policy.csv"].as_str().unwrap().to_string();
     files["policy.csv"] = json!(format!("{rules}\n# {tag}\n"));
@@ -161,12 +156,7 @@ async fn published_once(
     for gw in [a, b] {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let view: Value = gw
-                .get(&format!("/v1/tables/{table}"), Some(token))
-                .await
-                .json()
-                .await
-                .unwrap();
+            let view: Value = get_json(gw, &format!("/v1/tables/{table}"), token).await;
             if view["status"]["state"] == "published" {
                 summaries.push(view["status"]["summary"].clone());
                 break;
@@ -481,12 +471,7 @@ async fn two_gateway_processes_share_the_policy_set_through_a_bucket() {
     );
 
     // One history: gw-a sees gw-b's version, numbered after the seed's, recorded as applied.
-    let versions: Value = a
-        .get("/v1/admin/policy/versions", Some(&operator))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let versions: Value = get_json(&a, "/v1/admin/policy/versions", &operator).await;
     let stored = versions["versions"].as_array().unwrap();
     let v1_meta = stored.iter().find(|m| m["number"] == n1).unwrap();
     assert_eq!(v1_meta["version"], v1);
@@ -509,12 +494,7 @@ async fn two_gateway_processes_share_the_policy_set_through_a_bucket() {
 
     // A set put straight into the bucket that does not validate: neither serves it (gw-a's
     // watcher refuses it and says so to operators; gw-b reloads on SIGHUP only).
-    let current: Value = a
-        .get("/v1/admin/policy", Some(&operator))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let current: Value = get_json(&a, "/v1/admin/policy", &operator).await;
     let mut broken = current["files"].clone();
     broken["model.conf"] = json!("[request_definition]\nr = sub\n");
     object_store::ObjectStoreExt::put(&s3, &set_key, serde_json::to_vec(&broken).unwrap().into())
@@ -522,12 +502,7 @@ async fn two_gateway_processes_share_the_policy_set_through_a_bucket() {
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(WATCH_SECS + 5);
     loop {
-        let health: Value = a
-            .get("/v1/admin/health", Some(&operator))
-            .await
-            .json()
-            .await
-            .unwrap();
+        let health: Value = get_json(&a, "/v1/admin/health", &operator).await;
         if health["checks"]["policy"]["last_reload_refused"] == true {
             assert_eq!(health["checks"]["policy"]["version"], va);
             break;
