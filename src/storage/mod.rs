@@ -39,6 +39,9 @@ pub use pinned::is_version_changed;
 pub const VERSION_TTL: Duration = Duration::from_secs(1);
 /// A known version this old is asked again in the background when a query uses it.
 const REFRESH_AFTER: Duration = Duration::from_millis(750);
+/// Free space a local copy must leave on the file system of `<data.dir>/.objects` (which may
+/// also hold the extracts, the published tables and the audit trail): a larger copy is refused.
+pub const KEEP_FREE: u64 = 256 * 1024 * 1024;
 /// How long a failed background download of a copy (for an extract) is not tried again.
 const FETCH_BACKOFF: Duration = Duration::from_secs(600);
 
@@ -64,6 +67,9 @@ pub enum StorageError {
     Store(String, String),
     #[error("`{0}` is not a readable Parquet file")]
     NotParquet(String),
+    /// A local copy of the object would leave less than [`KEEP_FREE`] on its disk.
+    #[error("`{0}`: not enough free space in the local folder for a copy (data.dir)")]
+    NoRoom(String),
 }
 
 /// One object's version: what a query is pinned to.
@@ -412,6 +418,14 @@ impl ObjectData {
                 StorageError::Store(path.to_string(), format!("local copy: {}", e.kind()))
             };
             crate::private_fs::create_dir_all(&self.copies_dir).map_err(io)?;
+            // SECURITY (availability): a copy never fills the disk it shares with the
+            // extracts, the tables and perhaps the audit trail (whose failure refuses every
+            // answer): it must leave `KEEP_FREE`. (Two downloads at once may both pass: the
+            // margin is there for that.)
+            let free = free_space(&self.copies_dir).map_err(io)?;
+            if free < version.meta.size.saturating_add(KEEP_FREE) {
+                return Err(StorageError::NoRoom(path.to_string()));
+            }
             let store = pinned::PinnedStore::new(
                 self.store.clone(),
                 HashMap::from([(key.clone(), version.meta.clone())]),
@@ -736,6 +750,12 @@ impl ObjectData {
             refreshing: Mutex::default(),
         })
     }
+}
+
+/// The bytes an unprivileged process may still write on the file system of `dir`.
+fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
+    let stat = rustix::fs::statvfs(dir)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// A bucket opened from an `s3://bucket/prefix` URL: the datasets' (`data.url`) or the policy

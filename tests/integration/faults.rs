@@ -435,3 +435,38 @@ async fn kill_9_during_a_large_export_leaves_its_decision_on_record() {
             .any(|e| e.request_id == id && e.kind == passerelle::audit::AuditKind::Query)
     );
 }
+
+/// A hub on a bucket whose local folder (`data.dir`: the copies of objects) is on a small disk:
+/// a copy that would leave less than `storage::KEEP_FREE` free is refused before a byte is
+/// written (the disk may hold the extracts, the tables, the audit trail), so the hub does not
+/// start (its lookup indexes need copies; its log says why), and the disk is left as it was.
+#[tokio::test]
+async fn a_local_copy_never_fills_the_disk_of_the_local_folder() {
+    let mount = match Tmpfs::mount("64m") {
+        Ok(mount) => mount,
+        Err(why) if !faults_required() => {
+            println!("skipped: {why} (set PASSERELLE_FAULTS=required to fail instead)");
+            return;
+        }
+        Err(why) => panic!("PASSERELLE_FAULTS=required but {why}"),
+    };
+    let Some(bucket) = crate::support::moto::HubBucket::start("small", "demo").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = crate::support::hub().config();
+    bucket.configure(&mut config);
+    config.data.dir = mount.path.join("local");
+    config.audit.dir = dir.path().join("audit");
+    let e = match passerelle::hub::start(config).await {
+        Ok(_) => panic!("started with copies that leave less than KEEP_FREE"),
+        Err(e) => e.to_string(),
+    };
+    // (The log says why: "lookup data file unavailable … not enough free space".)
+    assert!(e.contains("lookup index"), "{e}");
+    let objects = mount.path.join("local/.objects");
+    let written: Vec<_> = std::fs::read_dir(&objects)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(written.is_empty(), "{written:?}");
+}
