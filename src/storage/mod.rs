@@ -39,8 +39,9 @@ pub use pinned::is_version_changed;
 pub const VERSION_TTL: Duration = Duration::from_secs(1);
 /// A known version this old is asked again in the background when a query uses it.
 const REFRESH_AFTER: Duration = Duration::from_millis(750);
-/// Free space a local copy must leave on the file system of `<data.dir>/.objects` (which may
-/// also hold the extracts, the published tables and the audit trail): a larger copy is refused.
+/// Free space a file the hub writes for itself (a local copy of an object, a pseudonymised
+/// extract) must leave on its disk, which may also hold the other files and the audit trail:
+/// one that would leave less is not written.
 pub const KEEP_FREE: u64 = 256 * 1024 * 1024;
 /// How long a failed background download of a copy (for an extract) is not tried again.
 const FETCH_BACKOFF: Duration = Duration::from_secs(600);
@@ -753,7 +754,7 @@ impl ObjectData {
 }
 
 /// The bytes an unprivileged process may still write on the file system of `dir`.
-fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
+pub fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
     let stat = rustix::fs::statvfs(dir)?;
     Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }

@@ -470,3 +470,55 @@ async fn a_local_copy_never_fills_the_disk_of_the_local_folder() {
         .unwrap_or_default();
     assert!(written.is_empty(), "{written:?}");
 }
+
+/// Pseudonymised extracts whose folder is on a small disk: an extract that would leave less
+/// than `storage::KEEP_FREE` free is not written (queries compute pseudonyms in the scan and
+/// answer alike), so extracts never fill a disk they may share with the audit trail.
+#[tokio::test]
+async fn an_extract_never_fills_the_disk_of_its_folder() {
+    let mount = match Tmpfs::mount("64m") {
+        Ok(mount) => mount,
+        Err(why) if !faults_required() => {
+            println!("skipped: {why} (set PASSERELLE_FAULTS=required to fail instead)");
+            return;
+        }
+        Err(why) => panic!("PASSERELLE_FAULTS=required but {why}"),
+    };
+    let folder = mount.path.join("extracts");
+    let on_small_disk = crate::support::DemoServer::start_with(|c| {
+        c.pseudonymisation.extracts_dir = folder.clone();
+    })
+    .await;
+    let extracts = on_small_disk
+        .server
+        .extracts()
+        .expect("extracts on")
+        .clone();
+    let token = on_small_disk.token("chercheuse-diabete");
+    let sql = "SELECT nir, count(*) AS n FROM sante.sejours GROUP BY nir ORDER BY nir";
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let r = on_small_disk
+            .server
+            .client
+            .post(on_small_disk.server.url("/v1/query"))
+            .bearer_auth(&token)
+            .json(&json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        answers.push(r.json::<Value>().await.unwrap()["rows"].clone());
+        // The first query started the build: let it end (refused).
+        let waiting = extracts.clone();
+        tokio::task::spawn_blocking(move || waiting.wait_for_builds())
+            .await
+            .unwrap();
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(extracts.served(), 0, "no extract was written, none served");
+    let written: Vec<_> = std::fs::read_dir(&folder)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(written.is_empty(), "{written:?}");
+}

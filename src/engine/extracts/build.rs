@@ -46,6 +46,21 @@ pub(super) fn build(
     let source_meta = reader.metadata().clone();
     let raw_schema = reader.schema().clone();
     let targets = target_columns(&raw_schema, columns)?;
+    // SECURITY (availability): an extract never fills the disk it shares with the copies,
+    // the tables and perhaps the audit trail: it must fit twice the source's size (pseudonyms
+    // are longer than what they replace) and leave `storage::KEEP_FREE`.
+    let source_size = std::fs::metadata(source)
+        .map_err(|e| format!("extract source: {}", e.kind()))?
+        .len();
+    let free =
+        crate::storage::free_space(dir).map_err(|e| format!("extracts folder: {}", e.kind()))?;
+    if free
+        < source_size
+            .saturating_mul(2)
+            .saturating_add(crate::storage::KEEP_FREE)
+    {
+        return Err("not enough free space in the extracts folder".into());
+    }
     let schema = extract_schema(&raw_schema, &targets);
     let props = writer_properties(&source_meta, stamp, domain, columns);
     let temporary = temporary_path(path);
