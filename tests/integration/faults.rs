@@ -44,6 +44,21 @@ impl Tmpfs {
     }
 }
 
+impl Tmpfs {
+    /// [`Tmpfs::mount`], or `None` (said) when mounting is not permitted and the faults are
+    /// not required; a panic when they are.
+    fn mount_or_skip(size: &str) -> Option<Tmpfs> {
+        match Tmpfs::mount(size) {
+            Ok(mount) => Some(mount),
+            Err(why) if !faults_required() => {
+                println!("skipped: {why} (set PASSERELLE_FAULTS=required to fail instead)");
+                None
+            }
+            Err(why) => panic!("PASSERELLE_FAULTS=required but {why}"),
+        }
+    }
+}
+
 impl Drop for Tmpfs {
     fn drop(&mut self) {
         // Lazy: a child killed a moment ago may still hold files open.
@@ -94,13 +109,8 @@ fn query(gw: &ChildGateway, token: &str, id: &str) -> reqwest::RequestBuilder {
 /// was unavailable), requests succeed again and the trail verifies.
 #[tokio::test]
 async fn a_full_audit_disk_refuses_every_answer_until_space_returns() {
-    let mount = match Tmpfs::mount("1m") {
-        Ok(mount) => mount,
-        Err(why) if !faults_required() => {
-            println!("skipped: {why} (set PASSERELLE_FAULTS=required to fail instead)");
-            return;
-        }
-        Err(why) => panic!("PASSERELLE_FAULTS=required but {why}"),
+    let Some(mount) = Tmpfs::mount_or_skip("1m") else {
+        return;
     };
     let audit = mount.path.join("audit");
     let audit_text = audit.display().to_string();
@@ -442,13 +452,8 @@ async fn kill_9_during_a_large_export_leaves_its_decision_on_record() {
 /// start (its lookup indexes need copies; its log says why), and the disk is left as it was.
 #[tokio::test]
 async fn a_local_copy_never_fills_the_disk_of_the_local_folder() {
-    let mount = match Tmpfs::mount("64m") {
-        Ok(mount) => mount,
-        Err(why) if !faults_required() => {
-            println!("skipped: {why} (set PASSERELLE_FAULTS=required to fail instead)");
-            return;
-        }
-        Err(why) => panic!("PASSERELLE_FAULTS=required but {why}"),
+    let Some(mount) = Tmpfs::mount_or_skip("64m") else {
+        return;
     };
     let Some(bucket) = crate::support::moto::HubBucket::start("small", "demo").await else {
         return;
@@ -476,13 +481,8 @@ async fn a_local_copy_never_fills_the_disk_of_the_local_folder() {
 /// answer alike), so extracts never fill a disk they may share with the audit trail.
 #[tokio::test]
 async fn an_extract_never_fills_the_disk_of_its_folder() {
-    let mount = match Tmpfs::mount("64m") {
-        Ok(mount) => mount,
-        Err(why) if !faults_required() => {
-            println!("skipped: {why} (set PASSERELLE_FAULTS=required to fail instead)");
-            return;
-        }
-        Err(why) => panic!("PASSERELLE_FAULTS=required but {why}"),
+    let Some(mount) = Tmpfs::mount_or_skip("64m") else {
+        return;
     };
     let folder = mount.path.join("extracts");
     let on_small_disk = crate::support::DemoServer::start_with(|c| {
