@@ -574,15 +574,16 @@ async fn a_policy_set_in_a_bucket_is_shared_conditionally_and_fails_closed() {
     let set_key = ObjectPath::from("hub/policy-set.json");
 
     // Wrong credentials, a missing bucket: no store, no seed, and no secret in what is said.
-    for config in [
-        config("s3://rules/hub", &wrong),
-        config("s3://absent/hub", &right),
+    for (config, why) in [
+        (config("s3://rules/hub", &wrong), "permission denied"),
+        (config("s3://absent/hub", &right), "holds no policy set"),
     ] {
         let said: Vec<String> = load(&config)
             .unwrap_err()
             .iter()
             .map(ToString::to_string)
             .collect();
+        assert!(text(&said).contains(why), "{said:?}");
         no_secret(&text(&said));
         no_secret(&text(&seed_policy(&config).unwrap_err()));
     }
