@@ -1018,7 +1018,11 @@ async fn a_flood_of_sign_in_starts_from_one_address_is_cut_at_its_budget() {
     assert_eq!(statuses[..5], [303; 5], "{statuses:?}");
     assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
     let last = last.unwrap();
-    assert!(last.body.contains("Réessayez"), "{}", last.body);
+    assert!(
+        last.body.contains("Trop de demandes sont venues de votre adresse"),
+        "{}",
+        last.body
+    );
     assert!(
         last.set_cookies().is_empty(),
         "no sign-in cookie for a refused start"

@@ -345,7 +345,14 @@ fn refused_page(e: &GatewayError) -> Response {
         _ => StatusCode::BAD_REQUEST,
     };
     let (heading, text) = match e.code {
-        "rate_limited" | "busy" => ("Réessayez dans quelques secondes", e.detail.clone()),
+        "rate_limited" => (
+            "Réessayez dans quelques secondes",
+            format!(
+                "Trop de demandes sont venues de votre adresse : réessayez dans {} s.",
+                e.retry_after.unwrap_or(1)
+            ),
+        ),
+        "busy" => ("Réessayez dans quelques secondes", e.detail.clone()),
         "not_operator" => (
             "Accès refusé",
             "La console est réservée aux opérateurs du hub. Votre compte n'a pas ce rôle."
