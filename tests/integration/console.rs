@@ -1019,7 +1019,8 @@ async fn a_flood_of_sign_in_starts_from_one_address_is_cut_at_its_budget() {
     assert!(statuses[5..].iter().all(|s| *s == 429), "{statuses:?}");
     let last = last.unwrap();
     assert!(
-        last.body.contains("Trop de demandes sont venues de votre adresse"),
+        last.body
+            .contains("Trop de demandes sont venues de votre adresse"),
         "{}",
         last.body
     );
