@@ -69,14 +69,32 @@ impl PolicyPlaces {
     /// The set a start would serve, read without writing (for `check`, `explain`, warnings),
     /// with what its problems name it by.
     pub fn set_to_serve(&self) -> Result<(PolicySet, PathBuf), Vec<String>> {
-        let to_strings = |p: Vec<crate::policy::Problem>| -> Vec<String> {
-            p.iter().map(ToString::to_string).collect()
-        };
         let dir = self.set.name().to_path_buf();
-        let texts = self.set.read().map_err(to_strings)?;
-        let set = PolicySet::from_texts(&dir, texts).map_err(to_strings)?;
+        let texts = self.set.read().map_err(|p| strings(&p))?;
+        let set = PolicySet::from_texts(&dir, texts).map_err(|p| strings(&p))?;
         Ok((set, dir))
     }
+}
+
+/// Problems as the lines `check` and the commands print.
+fn strings(problems: &[crate::policy::Problem]) -> Vec<String> {
+    problems.iter().map(ToString::to_string).collect()
+}
+
+/// What a start refuses in a set that parses (`dir` names its files): a catalog that does not
+/// match the data files (in the local folder, or the objects of `objects`), member rules not
+/// bound to the trusted issuers.
+fn problems_against_the_hub(
+    config: &Config,
+    objects: Option<&Arc<crate::storage::ObjectData>>,
+    set: &PolicySet,
+    dir: &std::path::Path,
+) -> Vec<String> {
+    let files = crate::storage::catalog_files(&config.data.dir, objects);
+    let mut problems = strings(&set.catalog.check_files(files.as_ref()));
+    let issuers = crate::gateway::trusted_issuers(&config.identity);
+    problems.extend(strings(&set.issuer_problems(dir, &issuers)));
+    problems
 }
 
 /// The set a start would serve (see [`PolicyPlaces::set_to_serve`]).
@@ -97,18 +115,12 @@ pub fn seed_policy(config: &Config) -> Result<String, Vec<String>> {
                 .into(),
         ]);
     };
-    let to_strings = |p: Vec<crate::policy::Problem>| -> Vec<String> {
-        p.iter().map(ToString::to_string).collect()
-    };
     let dir = &config.policy.dir;
-    let texts = crate::policy::PolicyTexts::read(dir).map_err(to_strings)?;
-    let set = PolicySet::from_texts(dir, texts.clone()).map_err(to_strings)?;
+    let texts = crate::policy::PolicyTexts::read(dir).map_err(|p| strings(&p))?;
+    let set = PolicySet::from_texts(dir, texts.clone()).map_err(|p| strings(&p))?;
     let objects =
         crate::storage::ObjectData::open(&config.data).map_err(|e| vec![e.to_string()])?;
-    let files = crate::storage::catalog_files(&config.data.dir, objects.as_ref());
-    let mut problems = to_strings(set.catalog.check_files(files.as_ref()));
-    let issuers = crate::gateway::trusted_issuers(&config.identity);
-    problems.extend(to_strings(set.issuer_problems(dir, &issuers)));
+    let problems = problems_against_the_hub(config, objects.as_ref(), &set, dir);
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -146,30 +158,25 @@ pub fn check(config: &Config) -> Vec<String> {
             None
         }
     };
+    let places = match PolicyPlaces::open(&config.policy) {
+        Ok(places) => places,
+        Err(e) => {
+            problems.push(e);
+            return problems;
+        }
+    };
     // The history as a start reads it (a bucket's index that does not read stops a start).
-    if let Ok(places) = PolicyPlaces::open(&config.policy)
-        && let Err(e) = places.history.list()
-    {
+    if let Err(e) = places.history.list() {
         problems.push(format!("the policy history cannot be read: {}", e.kind()));
     }
-    match policy_set(config) {
+    match places.set_to_serve() {
         Err(p) => problems.extend(p),
-        Ok((set, dir)) => {
-            problems.extend(
-                set.catalog
-                    .check_files(
-                        crate::storage::catalog_files(&config.data.dir, objects.as_ref()).as_ref(),
-                    )
-                    .iter()
-                    .map(ToString::to_string),
-            );
-            let issuers = crate::gateway::trusted_issuers(&config.identity);
-            problems.extend(
-                set.issuer_problems(&dir, &issuers)
-                    .iter()
-                    .map(ToString::to_string),
-            );
-        }
+        Ok((set, dir)) => problems.extend(problems_against_the_hub(
+            config,
+            objects.as_ref(),
+            &set,
+            &dir,
+        )),
     }
     problems
 }

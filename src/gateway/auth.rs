@@ -117,11 +117,9 @@ impl Gateway {
         if self.refusals.any_blocked() {
             let source = source_name(source);
             if let Err(wait) = self.refusals.admit(&source) {
-                self.refusals.count(&source, refusals::RATE_LIMITED);
-                record.summarised();
-                metrics::counter!(names::AUTH_FAILURES, "reason" => refusals::RATE_LIMITED)
-                    .increment(1);
-                return Err(GatewayError::rate_limited(
+                return Err(self.budget_spent(
+                    record,
+                    &source,
                     "Too many requests without a valid token",
                     format!(
                         "too many requests without a valid token from this address: retry in {wait} s"
@@ -131,6 +129,22 @@ impl Gateway {
             }
         }
         Ok(())
+    }
+
+    /// The refusal of a request whose `source` spent its budget of requests without a valid
+    /// token: summarised with the source's refusals (`rate_limited`), 429 after `wait` seconds.
+    pub(super) fn budget_spent(
+        &self,
+        record: &RequestRecord,
+        source: &str,
+        title: &'static str,
+        detail: String,
+        wait: u64,
+    ) -> GatewayError {
+        self.refusals.count(source, refusals::RATE_LIMITED);
+        record.summarised();
+        metrics::counter!(names::AUTH_FAILURES, "reason" => refusals::RATE_LIMITED).increment(1);
+        GatewayError::rate_limited(title, detail, wait)
     }
 
     /// The caller of an authenticated principal, or the single refusal for `reason`.

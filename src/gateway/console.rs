@@ -213,11 +213,9 @@ impl Gateway {
         // source's refusals summarised as `rate_limited`, like a flood of bad tokens.
         let source = super::auth::source_name(source);
         if let Err(wait) = self.refusals.charge(&source) {
-            self.refusals.count(&source, super::refusals::RATE_LIMITED);
-            record.summarised();
-            metrics::counter!(crate::telemetry::names::AUTH_FAILURES, "reason" => super::refusals::RATE_LIMITED)
-                .increment(1);
-            return Err(GatewayError::rate_limited(
+            return Err(self.budget_spent(
+                record,
+                &source,
                 "Too many sign-ins started",
                 format!("too many sign-ins started from this address: retry in {wait} s"),
                 wait,

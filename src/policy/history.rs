@@ -2,8 +2,9 @@
 //! operators can review, apply and roll back.
 //!
 //! Layout in a folder: `<history>/<number>/{model.conf, policy.csv, habilitations.toml,
-//! datasets.toml, meta.json}`, numbers increasing from 1 (`policy::place::HistoryFolder`); in
-//! the policy bucket: `history/<number>.json` (`storage::policy_bucket`).
+//! datasets.toml, meta.json}`, numbers increasing from 1 ([`HistoryFolder`]); in the policy
+//! bucket: the index `history.json` and each version's files in `history/<number>.json`
+//! (`storage::policy_bucket`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

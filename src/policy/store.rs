@@ -66,7 +66,7 @@ pub enum ApplyError {
     /// The folder or bucket could not be read or written (nothing was put in force; the
     /// cause is logged): retry later.
     Unavailable(String),
-    /// The set is invalid (every problem), or the folder could not be written.
+    /// The set is invalid (every problem).
     Invalid(Vec<Problem>),
     /// The folder held another valid set than the one this gateway had in force when the
     /// apply started: another gateway sharing the folder (or an edit on disk) put it there

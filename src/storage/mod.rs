@@ -423,8 +423,7 @@ impl ObjectData {
             // extracts, the tables and perhaps the audit trail (whose failure refuses every
             // answer): it must leave `KEEP_FREE`. (Two downloads at once may both pass: the
             // margin is there for that.)
-            let free = free_space(&self.copies_dir).map_err(io)?;
-            if free < version.meta.size.saturating_add(KEEP_FREE) {
+            if !leaves_room(&self.copies_dir, version.meta.size).map_err(io)? {
                 return Err(StorageError::NoRoom(path.to_string()));
             }
             let store = pinned::PinnedStore::new(
@@ -753,10 +752,12 @@ impl ObjectData {
     }
 }
 
-/// The bytes an unprivileged process may still write on the file system of `dir`.
-pub fn free_space(dir: &std::path::Path) -> std::io::Result<u64> {
+/// Whether writing `bytes` in `dir` still leaves [`KEEP_FREE`] of what an unprivileged
+/// process may write on its file system.
+pub fn leaves_room(dir: &std::path::Path, bytes: u64) -> std::io::Result<bool> {
     let stat = rustix::fs::statvfs(dir)?;
-    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+    let free = stat.f_bavail.saturating_mul(stat.f_frsize);
+    Ok(free >= bytes.saturating_add(KEEP_FREE))
 }
 
 /// A bucket opened from an `s3://bucket/prefix` URL: the datasets' (`data.url`) or the policy

@@ -52,13 +52,9 @@ pub(super) fn build(
     let source_size = std::fs::metadata(source)
         .map_err(|e| format!("extract source: {}", e.kind()))?
         .len();
-    let free =
-        crate::storage::free_space(dir).map_err(|e| format!("extracts folder: {}", e.kind()))?;
-    if free
-        < source_size
-            .saturating_mul(2)
-            .saturating_add(crate::storage::KEEP_FREE)
-    {
+    let room = crate::storage::leaves_room(dir, source_size.saturating_mul(2))
+        .map_err(|e| format!("extracts folder: {}", e.kind()))?;
+    if !room {
         return Err("not enough free space in the extracts folder".into());
     }
     let schema = extract_schema(&raw_schema, &targets);
