@@ -39,8 +39,11 @@
 //! One writer thread takes events from a bounded queue: it takes everything already waiting
 //! (at most [`MAX_BATCH`] events, and waits up to `commit_interval_ms` for more, 0 by
 //! default: it commits as soon as the queue is empty), appends them, fsyncs the segment once,
-//! rewrites the signed head, then acknowledges every event of the batch. So a record waits at
-//! most for the batch being written plus its own: two fsync rounds.
+//! acknowledges every event of the batch, then rewrites the signed head. So a record waits at
+//! most for the batch being written plus its own: two fsync rounds. A batch of records nobody
+//! waits for (outcomes, handed over after their answer left) waits up to
+//! [`writer::LINGER`] for one somebody waits for: a client's queries one after another then
+//! cost one commit each (the outcome of one with the decision of the next), not two.
 //!
 //! # Write failures (a full disk)
 //!

@@ -42,6 +42,13 @@ pub const MAX_BATCH: usize = 1024;
 pub(crate) const QUEUE: usize = 8192;
 /// How often, at most, expired segments are looked for outside rotations.
 const RETENTION_CHECK: Duration = Duration::from_secs(3600);
+/// How long records that nobody waits for (a query's outcome, group-committed after its
+/// answer left) wait for a record somebody waits for before they are committed alone: a
+/// client asking one query after another gets the outcome of one and the decision of the
+/// next in one commit (one segment fdatasync and one head instead of two each). Their
+/// decisions are durable already; a crash within this time loses outcomes, as it did
+/// between an answer and its outcome's commit.
+pub(crate) const LINGER: Duration = Duration::from_millis(10);
 /// How often an unavailable trail is probed (room, then the outage record, then the head).
 pub(crate) const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// Room a probe must find before the trail is written again: written, fsynced and removed
@@ -708,24 +715,35 @@ pub(crate) fn run(mut trail: Trail, mut rx: mpsc::Receiver<Pending>, healthy: Ar
 }
 
 /// `first`, then everything already waiting (at most [`MAX_BATCH`]), waiting up to
-/// `interval` for more.
+/// `interval` for more, and up to [`LINGER`] while nobody waits for the batch.
 async fn gather(
     first: Pending,
     rx: &mut mpsc::Receiver<Pending>,
     interval: Duration,
 ) -> Vec<Pending> {
     let mut batch = vec![first];
-    let deadline = tokio::time::Instant::now() + interval;
+    let now = tokio::time::Instant::now();
+    let (deadline, lingering) = (now + interval, now + interval.max(LINGER));
     while batch.len() < MAX_BATCH {
         match rx.try_recv() {
             Ok(pending) => batch.push(pending),
-            Err(mpsc::error::TryRecvError::Empty) if !interval.is_zero() => {
-                match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Records nobody waits for (outcomes handed over detached) wait for company:
+                // the next request's decision then commits them with it, one commit for both
+                // instead of one each. A record somebody waits for is never held back.
+                let until = if batch.iter().all(|p| p.reply.is_closed()) {
+                    lingering
+                } else if !interval.is_zero() {
+                    deadline
+                } else {
+                    break;
+                };
+                match tokio::time::timeout_at(until, rx.recv()).await {
                     Ok(Some(pending)) => batch.push(pending),
                     Ok(None) | Err(_) => break,
                 }
             }
-            Err(_) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
         }
     }
     batch
@@ -1148,5 +1166,70 @@ mod tests {
             let err = rt.block_on(log.record(event(3))).unwrap_err();
             assert!(matches!(err, AuditError::Unhealthy), "{case}: {err}");
         }
+    }
+
+    /// A record handed over without waiting (its receiver dropped), and one somebody waits for.
+    fn detached(i: usize) -> Pending {
+        let (reply, _) = oneshot::channel();
+        Pending {
+            event: event(i),
+            reply,
+        }
+    }
+
+    fn waited(i: usize) -> (Pending, oneshot::Receiver<Result<Receipt, AuditError>>) {
+        let (reply, answer) = oneshot::channel();
+        (
+            Pending {
+                event: event(i),
+                reply,
+            },
+            answer,
+        )
+    }
+
+    #[test]
+    fn records_nobody_waits_for_wait_for_company_but_never_hold_one_back() {
+        let rt = runtime();
+        rt.block_on(async {
+            // An outcome alone waits for the next decision and leaves with it, at once.
+            let (tx, mut rx) = mpsc::channel(16);
+            let (decision, _answer) = waited(2);
+            let sender = tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(3)).await;
+                tx.send(decision).await.ok();
+                tx
+            });
+            let started = std::time::Instant::now();
+            let batch = gather(detached(1), &mut rx, Duration::ZERO).await;
+            let waited_for = started.elapsed();
+            assert_eq!(batch.len(), 2, "the outcome and the decision in one commit");
+            assert!(
+                waited_for < LINGER,
+                "the decision was held back: {waited_for:?}"
+            );
+            let tx = sender.await.unwrap();
+
+            // A record somebody waits for is committed as soon as the queue is empty.
+            let (first, _answer) = waited(3);
+            let started = std::time::Instant::now();
+            let batch = gather(first, &mut rx, Duration::ZERO).await;
+            assert_eq!(batch.len(), 1);
+            assert!(started.elapsed() < LINGER);
+
+            // Outcomes alone are committed after LINGER at most, with what came meanwhile.
+            tx.send(detached(5)).await.ok();
+            let started = std::time::Instant::now();
+            let batch = gather(detached(4), &mut rx, Duration::ZERO).await;
+            assert_eq!(batch.len(), 2);
+            assert!(started.elapsed() >= LINGER);
+
+            // A closed queue ends the wait.
+            drop(tx);
+            let started = std::time::Instant::now();
+            let batch = gather(detached(6), &mut rx, Duration::ZERO).await;
+            assert_eq!(batch.len(), 1);
+            assert!(started.elapsed() < LINGER);
+        });
     }
 }
