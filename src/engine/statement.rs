@@ -167,8 +167,8 @@ pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<Vec<Strin
     }
 }
 
-/// What a checked, optimised plan may cost: the bytes of the data files its datasets hold
-/// (each scan counted once per appearance), and whether it joins two relations without any
+/// What a checked, optimised plan may cost: the bytes its scans read (the compressed columns
+/// each reads, counted once per appearance: `SecureTableProvider::read_bytes`), and whether it joins two relations without any
 /// equality (a cross or nested-loop join, whose output can be the product of its inputs).
 pub fn cost_of(plan: &LogicalPlan) -> (u64, bool) {
     let mut bytes = 0u64;
@@ -179,7 +179,8 @@ pub fn cost_of(plan: &LogicalPlan) -> (u64, bool) {
                 if let Ok(p) = source_as_provider(&scan.source) {
                     let any = p.as_ref() as &dyn std::any::Any;
                     if let Some(secure) = any.downcast_ref::<SecureTableProvider>() {
-                        bytes = bytes.saturating_add(secure.input_bytes());
+                        let read = secure.read_bytes(scan.projection.as_ref(), &scan.filters);
+                        bytes = bytes.saturating_add(read);
                     }
                 }
             }
