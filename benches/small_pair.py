@@ -1,6 +1,6 @@
 """Two gateways side by side on small queries (see benches/small_pair.sh).
 
-Usage: small_pair.py CA NAME,BASE,TOKEN,PID [NAME,BASE,TOKEN,PID ...]
+Usage: small_pair.py CA NAME,BASE,TOKEN,PID[,CA] [NAME,BASE,TOKEN,PID[,CA] ...]
 
 Each server gets one keep-alive HTTPS connection (Python `requests`, its defaults but for the CA);
 rounds of N sequential queries alternate between the servers, so that a noisy neighbour slows
@@ -34,9 +34,9 @@ def cpu_seconds(pid):
 
 body = {"sql": SQL, "habilitation": HABILITATION}
 sessions = {}
-for name, base, token, pid in SERVERS:
+for name, base, token, pid, *own_ca in SERVERS:
     s = requests.Session()
-    s.verify = CA
+    s.verify = own_ca[0] if own_ca else CA
     s.trust_env = False  # REQUESTS_CA_BUNDLE would override `verify`
     s.headers["Authorization"] = f"Bearer {token}"
     for _ in range(100):  # warm-up: connection, caches, extracts already built
@@ -47,7 +47,7 @@ for name, base, token, pid in SERVERS:
 
 results = {name: ([], []) for name, *_ in SERVERS}
 for _ in range(ROUNDS):
-    for name, base, _token, pid in SERVERS:
+    for name, base, _token, pid, *_ca in SERVERS:
         s = sessions[name]
         times = []
         start = cpu_seconds(int(pid))

@@ -18,6 +18,7 @@ pub mod gateway;
 pub mod hub;
 pub mod identity;
 pub mod lookup;
+pub mod parquet_layout;
 pub mod policy;
 pub mod private_fs;
 pub mod pseudonym;

@@ -530,3 +530,55 @@ fn caf_numbers_fill_the_seven_digit_space_once() {
         "the last million is a permutation"
     );
 }
+
+/// Columns of many distinct values (identifiers, amounts) fall back to plain pages once their
+/// dictionary holds `parquet_layout::DICTIONARY_PAGE_BYTES`, instead of carrying a dictionary
+/// of up to 1 MiB that every read of the row group decodes whole; columns of few values keep
+/// theirs, and pages hold `parquet_layout::PAGE_ROWS` rows at most.
+#[test]
+fn dictionaries_stay_small_and_pages_short() {
+    use crate::parquet_layout::{DICTIONARY_PAGE_BYTES, PAGE_ROWS};
+    let (dir, _) = generate(20_000, 11);
+    let file = File::open(dir.path().join(SEJOURS.1)).unwrap();
+    let options = parquet::arrow::arrow_reader::ArrowReaderOptions::new()
+        .with_page_index_policy(parquet::file::metadata::PageIndexPolicy::Required);
+    let reader = ParquetRecordBatchReaderBuilder::try_new_with_options(file, options).unwrap();
+    let metadata = reader.metadata().clone();
+    let row_group = metadata.row_group(0);
+    let mut dictionaries = HashMap::new();
+    for chunk in row_group.columns() {
+        let name = chunk.column_path().string();
+        if let Some(start) = chunk.dictionary_page_offset() {
+            let bytes = usize::try_from(chunk.data_page_offset() - start).unwrap();
+            // (The writer checks its limit once per write batch: one batch may go over.)
+            assert!(bytes < 2 * DICTIONARY_PAGE_BYTES, "{name}: {bytes} bytes");
+            dictionaries.insert(name, bytes);
+        }
+    }
+    for few in ["region", "sexe", "diagnostic", "date_entree"] {
+        assert!(dictionaries.contains_key(few), "{few} lost its dictionary");
+    }
+    // 20 000 distinct stay numbers: a dictionary of more than 64 KiB, had it been kept.
+    assert!(
+        dictionaries["id_sejour"] < DICTIONARY_PAGE_BYTES + 32 * 1024,
+        "{dictionaries:?}"
+    );
+    let pages = metadata
+        .offset_index()
+        .expect("the offset index is written");
+    for (column, index) in pages[0].iter().enumerate() {
+        let starts: Vec<i64> = index
+            .page_locations()
+            .iter()
+            .map(|p| p.first_row_index)
+            .chain([row_group.num_rows()])
+            .collect();
+        // (The limit is checked once per write batch of 1 024 rows.)
+        for pair in starts.windows(2) {
+            assert!(
+                pair[1] - pair[0] <= (PAGE_ROWS + 1024) as i64,
+                "column {column}: {pair:?}"
+            );
+        }
+    }
+}

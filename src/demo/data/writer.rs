@@ -1,4 +1,4 @@
-//! Writing one Parquet file of the demo hub: writer properties (Snappy, page statistics, row
+//! Writing one Parquet file of the demo hub: writer properties (the hub's layout, Snappy, row
 //! groups, provenance metadata), a temporary file renamed once complete, the column helpers, and
 //! the progress bar.
 //!
@@ -17,10 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
-/// Rows per data page at most.
-const PAGE_ROWS: usize = 4096;
 /// Rows per data page of lookup datasets: a one-row read walks its page up to the row, for
 /// each granted field (the writer checks the limit once per write batch, set to the same).
 const LOOKUP_PAGE_ROWS: usize = 256;
@@ -93,13 +90,16 @@ impl Output {
             KeyValue::new("passerelle.rows".to_string(), opts.rows.to_string()),
         ];
         let lookup = LOOKUP_DATASETS.contains(&dataset);
-        let props = WriterProperties::builder()
+        let mut props = crate::parquet_layout::writer_properties()
             .set_compression(Compression::SNAPPY)
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_max_row_group_row_count(Some(ROW_GROUP))
-            // Small pages: a lookup decodes one page per column, and pruning is finer.
-            .set_data_page_row_count_limit(if lookup { LOOKUP_PAGE_ROWS } else { PAGE_ROWS })
-            .set_write_batch_size(if lookup { LOOKUP_PAGE_ROWS } else { 1024 })
+            .set_max_row_group_row_count(Some(ROW_GROUP));
+        if lookup {
+            // Smaller pages still: a lookup decodes one page per column.
+            props = props
+                .set_data_page_row_count_limit(LOOKUP_PAGE_ROWS)
+                .set_write_batch_size(LOOKUP_PAGE_ROWS);
+        }
+        let props = props
             // Datasets served by per-record lookups: no dictionary pages, which a one-row read
             // would otherwise decode whole (about 5× more lookups/s at 10 M rows, measured).
             .set_dictionary_enabled(!lookup)

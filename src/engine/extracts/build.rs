@@ -110,8 +110,9 @@ fn extract_schema(raw_schema: &SchemaRef, targets: &[usize]) -> SchemaRef {
     ))
 }
 
-/// Step 4: how the extract is written: the data file's row groups and compression, the
-/// provenance metadata, no dictionary for the pseudonymised columns.
+/// Step 4: how the extract is written: the data file's row groups and compression, the hub's
+/// pages and dictionary limit, the provenance metadata, no dictionary for the pseudonymised
+/// columns.
 fn writer_properties(
     source_meta: &ParquetMetaData,
     stamp: FileStamp,
@@ -128,7 +129,8 @@ fn writer_properties(
         .first()
         .and_then(|rg| rg.columns().first())
         .map_or(parquet::basic::Compression::SNAPPY, |c| c.compression());
-    let mut props = WriterProperties::builder()
+    // The hub's pages and dictionaries (`parquet_layout`), whatever the data file's.
+    let mut props = crate::parquet_layout::writer_properties()
         .set_compression(compression)
         .set_max_row_group_row_count(Some(row_group))
         .set_created_by("passerelle pseudonymised extract".to_string())
