@@ -451,8 +451,8 @@ fn parquet_footer(path: &Path) -> Result<std::sync::Arc<Footer>, String> {
     use crate::file_stamp::FileStamp;
     use std::collections::HashMap;
     use std::sync::{Arc, LazyLock, Mutex};
-    static FOOTERS: LazyLock<Mutex<HashMap<std::path::PathBuf, (FileStamp, Arc<Footer>)>>> =
-        LazyLock::new(Default::default);
+    type Footers = HashMap<std::path::PathBuf, (FileStamp, Arc<Footer>)>;
+    static FOOTERS: LazyLock<Mutex<Footers>> = LazyLock::new(Default::default);
     let stamp = FileStamp::of(path);
     if let Some(stamp) = stamp
         && let Some((known, footer)) = FOOTERS.lock().unwrap_or_else(|p| p.into_inner()).get(path)
