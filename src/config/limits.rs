@@ -87,8 +87,9 @@ pub struct LimitsConfig {
     /// Cheap queries running at once.
     #[serde(default = "default_cheap_query_slots")]
     pub cheap_query_slots: usize,
-    /// A query whose datasets hold at most this much data (MiB, file sizes) and that joins
-    /// nothing without an equality is planned as cheap.
+    /// A query whose scans read at most this much (MiB: the compressed bytes of the columns
+    /// they read, from the files' footers; a whole object on a bucket) and that joins nothing
+    /// without an equality is planned as cheap.
     #[serde(default = "default_cheap_query_input_mb")]
     pub cheap_query_input_mb: u64,
     /// Time a query may run in the cheap lane before it moves to the heavy lane, in ms.

@@ -57,6 +57,7 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
             "access",
             "config",
             "file_stamp",
+            "parquet_layout",
             "policy",
             "private_fs",
             "pseudonym",
@@ -80,6 +81,8 @@ const MAY_IMPORT: &[(&str, &[&str])] = &[
     ("config", &[]),
     ("telemetry", &[]),
     ("file_stamp", &[]),
+    // How the hub writes its own Parquet files (demo datasets, extracts).
+    ("parquet_layout", &[]),
     // Datasets on object storage: the bucket, its versions, pinned reads.
     (
         "storage",
