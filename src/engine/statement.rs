@@ -168,8 +168,9 @@ pub fn check_plan(plan: &LogicalPlan, allow_recursive: bool) -> Result<Vec<Strin
 }
 
 /// What a checked, optimised plan may cost: the bytes its scans read (the compressed columns
-/// each reads, counted once per appearance: `SecureTableProvider::read_bytes`), and whether it joins two relations without any
-/// equality (a cross or nested-loop join, whose output can be the product of its inputs).
+/// each reads, counted once per appearance: `SecureTableProvider::read_bytes`), and whether
+/// it joins two relations without any equality (a cross or nested-loop join, whose output can
+/// be the product of its inputs).
 pub fn cost_of(plan: &LogicalPlan) -> (u64, bool) {
     let mut bytes = 0u64;
     let mut unbounded_join = false;

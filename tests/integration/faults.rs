@@ -498,17 +498,9 @@ async fn an_extract_never_fills_the_disk_of_its_folder() {
     let sql = "SELECT nir, count(*) AS n FROM sante.sejours GROUP BY nir ORDER BY nir";
     let mut answers = Vec::new();
     for _ in 0..2 {
-        let r = on_small_disk
-            .server
-            .client
-            .post(on_small_disk.server.url("/v1/query"))
-            .bearer_auth(&token)
-            .json(&json!({ "sql": sql }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        answers.push(r.json::<Value>().await.unwrap()["rows"].clone());
+        let (status, answer) = on_small_disk.query(&token, sql).await;
+        assert_eq!(status, 200, "{answer}");
+        answers.push(answer["rows"].clone());
         // The first query started the build: let it end (refused).
         let waiting = extracts.clone();
         tokio::task::spawn_blocking(move || waiting.wait_for_builds())

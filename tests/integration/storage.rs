@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use object_store::ObjectStoreExt;
 use object_store::path::Path as ObjectPath;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::support::moto::{HubBucket, Moto, data_files, hub_on_bucket};
 use crate::support::{DemoServer, hub};
@@ -37,7 +37,7 @@ pub(crate) fn without_last_rows(bytes: &[u8], n: usize) -> Vec<u8> {
 /// between is one version whole (the old one, planned on it while it was known) or 503
 /// `data_changed`, never a mix. How many `data_changed` answers came first.
 async fn replace_stays_then_read(moto: &Moto, h: &DemoServer, token: &str, sql: &str) -> usize {
-    let (_, before) = query(h, token, sql).await;
+    let (_, before) = h.query(token, sql).await;
     let before = before["rows"][0]["n"].as_u64().unwrap();
     let stays = std::fs::read(hub().root.join("data/sante/sejours.parquet")).unwrap();
     moto.client("hub")
@@ -50,7 +50,7 @@ async fn replace_stays_then_read(moto: &Moto, h: &DemoServer, token: &str, sql: 
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut retries = 0;
     loop {
-        let (status, body) = query(h, token, sql).await;
+        let (status, body) = h.query(token, sql).await;
         let n = body["rows"][0]["n"].as_u64();
         match status {
             503 => {
@@ -73,20 +73,6 @@ async fn get(h: &DemoServer, token: &str, path: &str) -> (u16, Value) {
         .client
         .get(h.server.url(path))
         .bearer_auth(token)
-        .send()
-        .await
-        .unwrap();
-    let status = answer.status().as_u16();
-    (status, answer.json().await.unwrap_or(Value::Null))
-}
-
-async fn query(h: &DemoServer, token: &str, sql: &str) -> (u16, Value) {
-    let answer = h
-        .server
-        .client
-        .post(h.server.url("/v1/query"))
-        .bearer_auth(token)
-        .json(&json!({ "sql": sql }))
         .send()
         .await
         .unwrap();
@@ -135,8 +121,8 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
             "SELECT id_sejour, nir, region FROM sante.sejours ORDER BY id_sejour LIMIT 20",
         ),
     ] {
-        let (status, bucket) = query(&on_bucket, &on_bucket.token(who), sql).await;
-        let (_, files) = query(&on_files, &on_files.token(who), sql).await;
+        let (status, bucket) = on_bucket.query(&on_bucket.token(who), sql).await;
+        let (_, files) = on_files.query(&on_files.token(who), sql).await;
         assert_eq!(status, 200, "{who}: {sql}: {bucket}");
         assert_eq!(bucket["rows"], files["rows"], "{who}: {sql}");
         assert!(!bucket["rows"].as_array().unwrap().is_empty(), "{sql}");
@@ -162,8 +148,8 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
         status == 200 && !body["rows"].as_array().is_none_or(Vec::is_empty)
     };
     let (bucket, files) = loop {
-        let (s1, bucket) = query(&on_bucket, &observatory(&on_bucket), table).await;
-        let (s2, files) = query(&on_files, &observatory(&on_files), table).await;
+        let (s1, bucket) = on_bucket.query(&observatory(&on_bucket), table).await;
+        let (s2, files) = on_files.query(&observatory(&on_files), table).await;
         if published(s1, &bucket) && published(s2, &files) {
             break (bucket, files);
         }
@@ -176,12 +162,12 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
     assert_eq!(bucket["rows"], files["rows"]);
 
     // A query stays inside its datasets: no listing, no other object.
-    let (status, body) = query(
-        &on_bucket,
-        &on_bucket.token("chercheuse-diabete"),
-        "SELECT * FROM 's3://hub/demo/v1/sante/sejours.parquet'",
-    )
-    .await;
+    let (status, body) = on_bucket
+        .query(
+            &on_bucket.token("chercheuse-diabete"),
+            "SELECT * FROM 's3://hub/demo/v1/sante/sejours.parquet'",
+        )
+        .await;
     assert_eq!(status, 400, "{body}");
 
     // The stays replaced by a version with fewer rows: a query planned on the old version
@@ -194,7 +180,7 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
     eprintln!("data_changed answers before the new version: {retries}");
     // A query that reads rows of the old version after the replacement must fail: the same
     // replacement again, then at once a query that reads every row.
-    let (_, before) = query(&on_bucket, &researcher, count).await;
+    let (_, before) = on_bucket.query(&researcher, count).await;
     let before = before["rows"][0]["n"].as_u64().unwrap();
     let stays = std::fs::read(hub().root.join("data/sante/sejours.parquet")).unwrap();
     moto.client("hub")
@@ -205,7 +191,7 @@ async fn a_hub_on_a_bucket_answers_like_one_on_local_files() {
         .await
         .unwrap();
     let sum = "SELECT count(*) AS n, sum(cout) AS s FROM sante.sejours WHERE cout >= 0";
-    let (status, body) = query(&on_bucket, &researcher, sum).await;
+    let (status, body) = on_bucket.query(&researcher, sum).await;
     eprintln!("a whole read right after the replacement: {status}");
     assert!(
         (status == 503 && body["code"] == "data_changed")
@@ -254,8 +240,8 @@ async fn a_cluster_reads_the_bucket_at_the_versions_its_gateway_planned_on() {
              GROUP BY region ORDER BY region",
         ),
     ] {
-        let (status, there) = query(&on_cluster, &on_cluster.token(who), sql).await;
-        let (_, here) = query(&alone, &alone.token(who), sql).await;
+        let (status, there) = on_cluster.query(&on_cluster.token(who), sql).await;
+        let (_, here) = alone.query(&alone.token(who), sql).await;
         assert_eq!(status, 200, "{who}: {sql}: {there}");
         assert_eq!(there["rows"], here["rows"], "{who}: {sql}");
         assert!(!there["rows"].as_array().unwrap().is_empty(), "{sql}");
@@ -276,12 +262,12 @@ async fn a_cluster_reads_the_bucket_at_the_versions_its_gateway_planned_on() {
         c.limits.cheap_query_input_mb = 0;
     })
     .await;
-    let (status, body) = query(
-        &unpinned,
-        &unpinned.token("chercheur-emploi"),
-        "SELECT id_sejour, region FROM sante.sejours ORDER BY id_sejour LIMIT 5",
-    )
-    .await;
+    let (status, body) = unpinned
+        .query(
+            &unpinned.token("chercheur-emploi"),
+            "SELECT id_sejour, region FROM sante.sejours ORDER BY id_sejour LIMIT 5",
+        )
+        .await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(body["code"], "internal_error", "{body}");
     assert!(body.get("rows").is_none(), "{body}");
@@ -462,7 +448,7 @@ async fn extracts_serve_a_hub_on_a_bucket_at_the_version_each_query_is_pinned_to
     loop {
         let before = extracts.served();
         for sql in queries {
-            let (status, body) = query(&on_bucket, &on_bucket.token(who), sql).await;
+            let (status, body) = on_bucket.query(&on_bucket.token(who), sql).await;
             assert_eq!(status, 200, "{sql}: {body}");
         }
         if extracts.served() >= before + 4 {
@@ -476,8 +462,8 @@ async fn extracts_serve_a_hub_on_a_bucket_at_the_version_each_query_is_pinned_to
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for sql in queries {
-        let (_, expected) = query(&reference, &reference.token(who), sql).await;
-        let (status, answer) = query(&on_bucket, &on_bucket.token(who), sql).await;
+        let (_, expected) = reference.query(&reference.token(who), sql).await;
+        let (status, answer) = on_bucket.query(&on_bucket.token(who), sql).await;
         assert_eq!(status, 200);
         assert_eq!(answer["rows"], expected["rows"], "{sql}");
     }
@@ -505,7 +491,7 @@ async fn extracts_serve_a_hub_on_a_bucket_at_the_version_each_query_is_pinned_to
             let deadline = Instant::now() + Duration::from_secs(60);
             loop {
                 let before = extracts.served();
-                let (status, answer) = query(on_bucket, &on_bucket.token(who), count).await;
+                let (status, answer) = on_bucket.query(&on_bucket.token(who), count).await;
                 assert_eq!(status, 200, "{answer}");
                 if let Some(expected) = &expected {
                     assert_eq!(&answer["rows"], expected, "the new version only");
@@ -527,7 +513,7 @@ async fn extracts_serve_a_hub_on_a_bucket_at_the_version_each_query_is_pinned_to
     };
     let old = read_from_an_extract(None).await;
     replace_stays_then_read(&hub_bucket.moto, &on_bucket, &on_bucket.token(who), count).await;
-    let (_, new) = query(&on_bucket, &on_bucket.token(who), count).await;
+    let (_, new) = on_bucket.query(&on_bucket.token(who), count).await;
     assert_ne!(new["rows"], old);
     read_from_an_extract(Some(new["rows"].clone())).await;
 }

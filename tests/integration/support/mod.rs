@@ -302,4 +302,23 @@ impl DemoServer {
             .token_for(passerelle::demo::personas::persona(who).unwrap())
             .unwrap()
     }
+
+    /// `POST /v1/query` of `sql` with `token` (its one habilitation): status and JSON body
+    /// (`Null` when the body is not JSON).
+    pub async fn query(&self, token: &str, sql: &str) -> (u16, serde_json::Value) {
+        let answer = self
+            .server
+            .client
+            .post(self.server.url("/v1/query"))
+            .bearer_auth(token)
+            .json(&serde_json::json!({ "sql": sql }))
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        (
+            status,
+            answer.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
 }
