@@ -18,8 +18,9 @@
 //! an error, or run query work on the threads that serve HTTP.
 //!
 //! Leak-proof user predicates on clear columns (comparisons with literals, `IN` lists,
-//! `IS NULL`) reach the raw Parquet scan for pruning only (`pushdown`); they are evaluated
-//! again above the barrier. Answers stream through the encoders (`encode`, `answer`).
+//! `IS NULL`) are run by the scan itself, with the row filter below the barrier, and prune
+//! the raw Parquet scan (`pushdown`); every other predicate runs above the barrier. Answers
+//! stream through the encoders (`encode`, `answer`).
 //!
 //! Tables of the statistical secret are computed here too (`tables`): the hub's own grouping
 //! queries over a source's raw file, protected by `secrecy` before anyone reads them.

@@ -2,8 +2,9 @@
 //!
 //! Its schema is the caller's view: hidden columns do not exist, masked columns have their
 //! masked type. Its scan is raw Parquet scan → row filter → masks → [`BarrierExec`]. User
-//! filters run above the barrier; only leak-proof ones on clear columns are also handed to the
-//! raw scan, as `Inexact`, for row-group and page pruning (see `pushdown`). When the session
+//! filters run above the barrier, except leak-proof ones on clear columns: those are taken
+//! whole by the scan (`Exact`), evaluated once with the row filter below the barrier, where
+//! they also prune row groups and pages (see `pushdown`). When the session
 //! gave it pseudonymised extracts, a scan reads the dataset's extract if one is ready (its
 //! pseudonymised columns then pass as they are), and otherwise the data file; only a scan asks,
 //! so only the datasets a query reads get an extract built.
@@ -156,21 +157,31 @@ impl SecureTableProvider {
         }
     }
 
-    /// The filter below the barrier: the row filter, and the leak-proof ones of the caller's
-    /// pushed-down `filters`, for pruning only.
+    /// The filter below the barrier: the row filter, and the caller's pushed-down `filters`
+    /// the scan takes (all of them: it takes only what [`Self::taken`] accepts).
     fn below(&self, filters: &[Expr]) -> Option<Expr> {
-        // Pruning only: re-checked so that nothing but a leak-proof predicate ever reaches
-        // raw rows, whatever the optimizer hands us.
-        let pruning = filters
+        // SECURITY: re-checked, so that nothing but a leak-proof predicate ever reaches raw
+        // rows, whatever the optimizer hands us.
+        let taken = filters
             .iter()
-            .filter(|f| is_leak_proof(f, &self.clear))
-            .filter_map(for_raw_scan)
+            .filter_map(|f| self.taken(f))
             .reduce(Expr::and);
         self.row_filter
             .clone()
             .into_iter()
-            .chain(pruning)
+            .chain(taken)
             .reduce(Expr::and)
+    }
+
+    /// `filter` as the scan runs it on raw rows, when the scan takes it: leak-proof on the
+    /// caller's clear columns (`pushdown::is_leak_proof`). What `supports_filters_pushdown`
+    /// answers `Exact` for and what `below` runs are this one decision.
+    fn taken(&self, filter: &Expr) -> Option<Expr> {
+        if is_leak_proof(filter, &self.clear) {
+            for_raw_scan(filter)
+        } else {
+            None
+        }
     }
 
     /// Lets scans read the dataset's pseudonymised extract of `columns` from `extracts` when
@@ -250,13 +261,16 @@ impl TableProvider for SecureTableProvider {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>> {
-        // SECURITY: user predicates stay above the barrier; a leak-proof one on clear columns
-        // is also lent to the raw scan for pruning (Inexact: evaluated again above).
+        // SECURITY: user predicates stay above the barrier, except a leak-proof one on clear
+        // columns: the scan takes it whole (`Exact`: DataFusion keeps no copy above), runs it
+        // with the row filter below the barrier, where a clear column's raw value is the value
+        // the caller sees, and lends it to the reader for pruning. Its answer is the same; it
+        // is one filter fewer for every physical optimizer rule to rebuild.
         Ok(filters
             .iter()
             .map(|f| {
-                if is_leak_proof(f, &self.clear) {
-                    TableProviderFilterPushDown::Inexact
+                if self.taken(f).is_some() {
+                    TableProviderFilterPushDown::Exact
                 } else {
                     TableProviderFilterPushDown::Unsupported
                 }
@@ -514,9 +528,10 @@ mod tests {
             .collect()
     }
 
-    /// The scan runs the row filter below the barrier, and the row filter and the leak-proof
-    /// user predicate reach the Parquet reader for pruning (the filter stays above the reader:
-    /// pruning only skips data).
+    /// The scan runs the row filter and the leak-proof user predicate below the barrier,
+    /// once (no copy of the predicate above), and both reach the Parquet reader for pruning
+    /// (the filter stays above the reader: pruning only skips data). A predicate that is not
+    /// leak-proof runs above the barrier only.
     #[tokio::test]
     async fn the_row_filter_and_a_leak_proof_predicate_prune_the_parquet_scan() {
         let dir = tempfile::tempdir().unwrap();
@@ -542,10 +557,23 @@ mod tests {
             "{shown}"
         );
         let barrier = shown.find("SecureBarrier").unwrap();
-        let row_filter = shown.find("FilterExec: age@0 > 0").unwrap();
+        let filters: Vec<&str> = shown.lines().filter(|l| l.contains("FilterExec")).collect();
+        assert_eq!(filters.len(), 1, "one filter: {shown}");
         assert!(
-            barrier < row_filter,
-            "the row filter runs below the barrier: {shown}"
+            filters[0].contains("age@0 > 0") && filters[0].contains("age@0 < 30"),
+            "{shown}"
+        );
+        assert!(
+            barrier < shown.find("FilterExec").unwrap(),
+            "the row filter and the predicate run below the barrier: {shown}"
+        );
+        let other = physical_plan(&ctx, "SELECT name FROM t WHERE age + 1 < 30").await;
+        let barrier = other.find("SecureBarrier").unwrap();
+        let above = other.find("+ 1 < 30").expect(&other);
+        assert!(above < barrier, "not leak-proof: above the barrier {other}");
+        assert!(
+            other[barrier..].contains("FilterExec: age@0 > 0\n"),
+            "below, the row filter alone: {other}"
         );
         let rows = frame.collect().await.unwrap();
         let names: Vec<String> = rows
@@ -600,6 +628,21 @@ mod tests {
             user[barrier..].lines().all(|l| !l.contains("fetch=")),
             "above a user filter the limit stays above the barrier: {user}"
         );
+        // A leak-proof predicate runs below with the row filter: the limit counts the rows
+        // that pass both.
+        let sql = "SELECT age FROM t WHERE age >= 40 LIMIT 3";
+        let taken = physical_plan(&filtered, sql).await;
+        let barrier = taken.find("SecureBarrier").unwrap();
+        assert!(taken[barrier..].contains("fetch=3"), "{taken}");
+        let batches = filtered.sql(sql).await.unwrap().collect().await.unwrap();
+        let ages_seen: Vec<i32> = batches
+            .iter()
+            .flat_map(|b| {
+                let a = b.column(0).as_any().downcast_ref::<Int32Array>().unwrap();
+                a.values().to_vec()
+            })
+            .collect();
+        assert_eq!(ages_seen, vec![40, 41, 42]);
 
         let dir = tempfile::tempdir().unwrap();
         let unfiltered = table_of(dir.path(), ages, names, false);
