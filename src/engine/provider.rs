@@ -313,8 +313,15 @@ impl TableProvider for SecureTableProvider {
         };
         let precomputed = extract.is_some();
         let url = ListingTableUrl::parse(url)?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        // The session's Parquet options (`ParquetFormat::default()` would carry DataFusion's
+        // defaults instead: Bloom filters read).
+        let mut parquet = state.table_options().parquet.clone();
+        // SECURITY: no Bloom filter is read by a secure scan, whatever the session says:
+        // pruning on one would time a value the row filter hides apart from a value that does
+        // not exist (`session::new_session`).
+        parquet.global.bloom_filter_on_read = false;
+        let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet)))
+            .with_file_extension(".parquet");
         let config = ListingTableConfig::new(url)
             .with_listing_options(options)
             .with_schema(raw_schema.clone());
@@ -496,6 +503,69 @@ mod tests {
                 .unwrap();
             assert_eq!(cache.len(), 1);
         }
+    }
+
+    /// A secure scan reads no Bloom filter, even in a session that would (DataFusion's
+    /// default): a value absent from a file with one is not pruned by it, so that it times
+    /// like a value the row filter hides.
+    #[tokio::test]
+    async fn secure_scans_read_no_bloom_filter() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("age", DataType::Int32, true),
+            Field::new("name", DataType::Utf8, true),
+        ]));
+        let ages: Vec<i32> = (0..1000).map(|i| i * 2).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int32Array::from(ages.clone())),
+                Arc::new(StringArray::from(vec![Some("Eve"); ages.len()])),
+            ],
+        )
+        .unwrap();
+        let props = parquet::file::properties::WriterProperties::builder()
+            .set_bloom_filter_enabled(true)
+            .build();
+        let file = std::fs::File::create(&path).unwrap();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(file, schema.clone(), Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let pruned_by_bloom = |ctx: SessionContext| async move {
+            let frame = ctx.sql("SELECT age FROM t WHERE age = 501").await.unwrap();
+            let physical = frame.create_physical_plan().await.unwrap();
+            let rows = datafusion::physical_plan::collect(physical.clone(), ctx.task_ctx())
+                .await
+                .unwrap();
+            assert_eq!(rows.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+            // Each metric of the reader on Bloom filters: `<row groups> total → <kept> matched`.
+            let mut bloom = Vec::new();
+            let mut nodes = vec![physical];
+            while let Some(node) = nodes.pop() {
+                for metric in node.metrics().iter().flat_map(|m| m.iter()) {
+                    if metric.value().name() == "row_groups_pruned_bloom_filter" {
+                        bloom.push(metric.value().to_string());
+                    }
+                }
+                nodes.extend(node.children().into_iter().cloned());
+            }
+            (bloom.iter().any(|m| m == "1 total → 0 matched"), bloom)
+        };
+        // The same file read by DataFusion's own table: its Bloom filter prunes the row group.
+        let plain = SessionContext::new();
+        plain
+            .register_parquet("t", path.to_str().unwrap(), Default::default())
+            .await
+            .unwrap();
+        let (pruned, metrics) = pruned_by_bloom(plain).await;
+        assert!(pruned, "{metrics:?}");
+        let provider = SecureTableProvider::new(&plan(false), path, schema, None).unwrap();
+        let secure = SessionContext::new();
+        secure.register_table("t", Arc::new(provider)).unwrap();
+        let (pruned, metrics) = pruned_by_bloom(secure).await;
+        assert!(!pruned, "{metrics:?}");
     }
 
     /// The statistics above the barrier of `SELECT age, name`, per column: null count.

@@ -49,7 +49,8 @@ pub fn new_session(runtime: Arc<RuntimeEnv>, limits: &QueryLimits) -> SessionCon
         .set_bool("datafusion.sql_parser.enable_ident_normalization", true)
         // SECURITY: a failing rule (the planning deadline) fails the query, it is not skipped.
         .set_bool("datafusion.optimizer.skip_failed_rules", false)
-        // SECURITY: no Bloom filter is read. Pruning a row group because a caller's value is
+        // SECURITY: no Bloom filter is read (the secure scans also force it off:
+        // `provider`). Pruning a row group because a caller's value is
         // not in its filter would time a value hidden by the row filter (its row group is
         // read) apart from one that does not exist (nothing is read): a membership test per
         // value, finer than the row-group ranges of min/max statistics. (The hub's own files
