@@ -193,6 +193,9 @@ while ((quiet < 3)); do
     sleep 1
 done
 say "pseudonymised extracts ready after $(($(date +%s) - EXTRACTS_STARTED)) s: $(ls "$HUB/extracts" 2>/dev/null | tr '\n' ' ')"
+# And the other background builds of a first start (the statistical secret's tables).
+source "$ROOT/benches/wait_idle.sh"
+say "$(wait_idle "$SERVER_PID")"
 
 # --- exports -----------------------------------------------------------------------------------
 # First, on the freshly started server: "RSS before" is then the idle server (mostly the lookup

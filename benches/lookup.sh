@@ -5,7 +5,8 @@
 # Does everything from a clean checkout: builds the server (`bench` profile) and installs oha (outside
 # the repository) when missing, generates the hub when absent, samples real NIRs from the
 # allocataires file, starts `passerelle demo`, fetches the `caf` token from the development
-# issuer, runs the loads, prints a table, stops the server.
+# issuer, waits until the server is idle (a first start builds the statistical secret's
+# tables: benches/wait_idle.sh), runs the loads, prints a table, stops the server.
 #
 #   bash benches/lookup.sh
 #
@@ -125,6 +126,10 @@ TOKEN=$(curl -sf "$ISSUER/token/caf" | sed -n 's/.*"access_token":"\([^"]*\)".*/
 FIRST=$(head -n1 "$OUT/known.txt")
 STATUS=$(curl -s -o /dev/null -w '%{http_code}' --cacert "$CA" -H "Authorization: Bearer $TOKEN" "$FIRST")
 [[ $STATUS == 200 ]] || { say "first lookup answered $STATUS"; exit 1; }
+# A hub's first start builds its statistical secret's tables in the background (minutes at
+# 44.5 M stays, both cores): the loads start once it is done.
+source "$ROOT/benches/wait_idle.sh"
+say "$(wait_idle "$SERVER_PID")"
 
 # --- loads -------------------------------------------------------------------------------------
 # oha keeps connections alive (HTTP/1.1) and draws each request's URL from the file at random.
