@@ -667,6 +667,18 @@ mod tests {
             .to_string()
     }
 
+    /// The first column of `sql`'s answer in `ctx`, an `age` column.
+    async fn first_ages(ctx: &SessionContext, sql: &str) -> Vec<i32> {
+        let batches = ctx.sql(sql).await.unwrap().collect().await.unwrap();
+        batches
+            .iter()
+            .flat_map(|b| {
+                let a = b.column(0).as_any().downcast_ref::<Int32Array>().unwrap();
+                a.values().to_vec()
+            })
+            .collect()
+    }
+
     /// A `LIMIT` crosses the barrier as a count (the row filter stops after that many rows;
     /// an unfiltered dataset's reader reads no more), never with a user predicate: above a
     /// user filter it stays above the barrier. Answers are those of the limit above.
@@ -680,15 +692,7 @@ mod tests {
         let barrier = shown.find("SecureBarrier").unwrap();
         let fetch = shown.find("FilterExec: age@0 > 0, fetch=3").expect(&shown);
         assert!(barrier < fetch, "the row filter takes the limit: {shown}");
-        let rows = filtered.sql("SELECT age FROM t LIMIT 3").await.unwrap();
-        let batches = rows.collect().await.unwrap();
-        let ages_seen: Vec<i32> = batches
-            .iter()
-            .flat_map(|b| {
-                let a = b.column(0).as_any().downcast_ref::<Int32Array>().unwrap();
-                a.values().to_vec()
-            })
-            .collect();
+        let ages_seen = first_ages(&filtered, "SELECT age FROM t LIMIT 3").await;
         assert_eq!(ages_seen.len(), 3);
         assert!(ages_seen.iter().all(|a| *a > 0), "{ages_seen:?}");
 
@@ -704,15 +708,7 @@ mod tests {
         let taken = physical_plan(&filtered, sql).await;
         let barrier = taken.find("SecureBarrier").unwrap();
         assert!(taken[barrier..].contains("fetch=3"), "{taken}");
-        let batches = filtered.sql(sql).await.unwrap().collect().await.unwrap();
-        let ages_seen: Vec<i32> = batches
-            .iter()
-            .flat_map(|b| {
-                let a = b.column(0).as_any().downcast_ref::<Int32Array>().unwrap();
-                a.values().to_vec()
-            })
-            .collect();
-        assert_eq!(ages_seen, vec![40, 41, 42]);
+        assert_eq!(first_ages(&filtered, sql).await, vec![40, 41, 42]);
 
         let dir = tempfile::tempdir().unwrap();
         let unfiltered = table_of(dir.path(), ages, names, false);
